@@ -1,0 +1,164 @@
+//! Connection commands: PING, ECHO, AUTH, HELLO, SELECT, QUIT, RESET.
+
+use std::sync::atomic::Ordering;
+
+use super::args::{int, is, lossy};
+use super::{wrong_args, CmdError, CmdResult, Ctx, Flow};
+use crate::resp::reply::Proto;
+use crate::store::Store;
+
+pub fn ping<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    match a.len() {
+        1 => cx.out.simple("PONG"),
+        2 => cx.out.bulk(a[1]),
+        _ => return Err(wrong_args("ping")),
+    }
+    Ok(())
+}
+
+pub fn echo<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    cx.out.bulk(a[1]);
+    Ok(())
+}
+
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+/// Checks a user/password pair as Redis's ACL does for the single `default` user.
+fn authenticate<S: Store>(cx: &mut Ctx<'_, '_, S>, user: &[u8], pass: &[u8]) -> CmdResult {
+    let settings = &cx.server.settings;
+    if user == b"default" && settings.check_password(pass) {
+        cx.client.authenticated = true;
+        Ok(())
+    } else {
+        tracing::info!(client = cx.client.handle.id, "authentication failed");
+        Err(CmdError::msg(WRONGPASS))
+    }
+}
+
+pub fn auth<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    if a.len() > 3 {
+        return Err(CmdError::Syntax);
+    }
+    if a.len() == 2 {
+        if cx.server.settings.requirepass().is_none() {
+            return Err(CmdError::msg(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            ));
+        }
+        authenticate(cx, b"default", a[1])?;
+    } else {
+        authenticate(cx, a[1], a[2])?;
+    }
+    cx.out.ok();
+    Ok(())
+}
+
+/// Client names may not contain spaces or special characters (Redis's rule).
+pub fn validate_name(name: &[u8]) -> CmdResult {
+    if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+        return Err(CmdError::msg(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    Ok(())
+}
+
+/// `HELLO [protover [AUTH username password] [SETNAME clientname]]`.
+pub fn hello<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let mut ver = None;
+    let mut i = 1;
+    if a.len() >= 2 {
+        let v = int(a[1])
+            .map_err(|_| CmdError::msg("ERR Protocol version is not an integer or out of range"))?;
+        if !(2..=3).contains(&v) {
+            return Err(CmdError::msg("NOPROTO unsupported protocol version"));
+        }
+        ver = Some(v);
+        i = 2;
+    }
+    let mut creds = None;
+    let mut name = None;
+    while i < a.len() {
+        let more = a.len() - 1 - i;
+        if is(a[i], "auth") && more >= 2 {
+            creds = Some((a[i + 1], a[i + 2]));
+            i += 3;
+        } else if is(a[i], "setname") && more >= 1 {
+            validate_name(a[i + 1])?;
+            name = Some(a[i + 1]);
+            i += 2;
+        } else {
+            return Err(CmdError::msg(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                lossy(a[i])
+            )));
+        }
+    }
+    if let Some((u, p)) = creds {
+        authenticate(cx, u, p)?;
+    }
+    if !cx.client.authenticated {
+        return Err(CmdError::msg(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+        ));
+    }
+    if let Some(n) = name {
+        cx.client.handle.update_names(|names| names.name = lossy(n));
+    }
+    if let Some(v) = ver {
+        cx.client.proto = if v == 3 { Proto::Resp3 } else { Proto::Resp2 };
+    }
+    // The reply uses the protocol just selected.
+    let proto = cx.client.proto;
+    let id = cx.client.handle.id as i64;
+    let mut reply = crate::resp::Reply::new(reply_buf(cx), proto);
+    reply.map(7);
+    reply.bulk(b"server");
+    reply.bulk(b"redis");
+    reply.bulk(b"version");
+    reply.bulk(crate::REDIS_COMPAT_VERSION.as_bytes());
+    reply.bulk(b"proto");
+    reply.int(if proto == Proto::Resp3 { 3 } else { 2 });
+    reply.bulk(b"id");
+    reply.int(id);
+    reply.bulk(b"mode");
+    reply.bulk(b"standalone");
+    reply.bulk(b"role");
+    reply.bulk(b"master");
+    reply.bulk(b"modules");
+    reply.array(0);
+    Ok(())
+}
+
+/// The raw output buffer behind the context's reply writer, for replies that must be encoded
+/// in a protocol chosen mid-command (HELLO).
+fn reply_buf<'c, S: Store>(cx: &'c mut Ctx<'_, '_, S>) -> &'c mut bytes::BytesMut {
+    cx.out.buffer()
+}
+
+pub fn select<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let db = int(a[1])?;
+    if db < 0 || db as usize >= cx.store().databases() {
+        return Err(CmdError::msg("ERR DB index is out of range"));
+    }
+    cx.client.db = db as usize;
+    cx.client.handle.db.store(db as usize, Ordering::Relaxed);
+    cx.out.ok();
+    Ok(())
+}
+
+pub fn quit<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+    cx.out.ok();
+    cx.flow = Flow::Close;
+    Ok(())
+}
+
+pub fn reset<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+    cx.client.db = 0;
+    cx.client.handle.db.store(0, Ordering::Relaxed);
+    cx.client.proto = Proto::Resp2;
+    cx.client.authenticated = cx.server.settings.requirepass().is_none();
+    cx.client.handle.update_names(|n| n.name.clear());
+    cx.out.simple("RESET");
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Generic key commands: DEL/UNLINK, EXISTS, TYPE, RENAME(NX), SCAN, KEYS, RANDOMKEY.
+
+use super::args::{int, is};
+use super::{CmdError, CmdResult, Ctx};
+use crate::store::{ScanFilter, Store, StoreError};
+
+pub async fn del<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let n = cx.store().del(cx.db(), &a[1..], cx.now).await?;
+    cx.out.int(n as i64);
+    Ok(())
+}
+
+pub async fn exists<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let n = cx.store().exists(cx.db(), &a[1..], cx.now).await?;
+    cx.out.int(n as i64);
+    Ok(())
+}
+
+pub async fn key_type<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let t = cx.store().key_type(cx.db(), a[1], cx.now).await?;
+    cx.out.simple(t.as_ref().map_or("none", |t| t.name()));
+    Ok(())
+}
+
+pub async fn rename<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], nx: bool) -> CmdResult {
+    match cx.store().rename(cx.db(), a[1], a[2], nx, cx.now).await {
+        Ok(done) if nx => cx.out.int(done as i64),
+        Ok(_) => cx.out.ok(),
+        Err(StoreError::NoSuchKey) => return Err(CmdError::msg("ERR no such key")),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`.
+pub async fn scan<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let cursor = std::str::from_utf8(a[1])
+        .ok()
+        .filter(|s| !s.starts_with(|c: char| c.is_whitespace() || c == '+'))
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| CmdError::msg("ERR invalid cursor"))?;
+    let mut filter = ScanFilter {
+        count: 10,
+        ..Default::default()
+    };
+    let mut i = 2;
+    while i < a.len() {
+        let has_next = i + 1 < a.len();
+        if is(a[i], "count") && has_next {
+            let n = int(a[i + 1])?;
+            if n < 1 {
+                return Err(CmdError::Syntax);
+            }
+            filter.count = n.min(1 << 30) as usize;
+        } else if is(a[i], "match") && has_next {
+            let p = a[i + 1];
+            // "*" matches everything: skip the matcher, as Redis does.
+            filter.pattern = if p == b"*" { None } else { Some(p.to_vec()) };
+        } else if is(a[i], "type") && has_next {
+            filter.key_type = Some(a[i + 1].to_vec());
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        i += 2;
+    }
+    let (next, keys) = cx.store().scan(cx.db(), cursor, &filter, cx.now).await?;
+    cx.out.array(2);
+    cx.out.bulk(next.to_string().as_bytes());
+    cx.out.array(keys.len());
+    for k in keys {
+        cx.out.bulk(&k);
+    }
+    Ok(())
+}
+
+pub async fn keys<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let keys = cx.store().keys(cx.db(), a[1], cx.now).await?;
+    cx.out.array(keys.len());
+    for k in keys {
+        cx.out.bulk(&k);
+    }
+    Ok(())
+}
+
+pub async fn randomkey<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+    let k = cx.store().random_key(cx.db(), cx.now).await?;
+    cx.out.bulk_opt(k.as_deref());
+    Ok(())
+}

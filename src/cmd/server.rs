@@ -1,0 +1,343 @@
+//! Server commands: DBSIZE, FLUSHDB, FLUSHALL, SWAPDB, TIME, CONFIG, COMMAND.
+
+use std::sync::atomic::Ordering;
+
+use super::args::{int, is, lossy};
+use super::table::{Spec, COMMANDS};
+use super::{CmdError, CmdResult, Ctx};
+use crate::store::Store;
+use crate::util::glob::glob_match;
+use crate::util::size::parse_size;
+
+pub async fn dbsize<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+    let n = cx.store().dbsize(cx.db()).await?;
+    cx.out.int(n as i64);
+    Ok(())
+}
+
+fn flush_mode(a: &[&[u8]]) -> CmdResult {
+    match a.len() {
+        1 => Ok(()),
+        2 if is(a[1], "async") || is(a[1], "sync") => Ok(()),
+        _ => Err(CmdError::Syntax),
+    }
+}
+
+pub async fn flushdb<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    flush_mode(a)?;
+    cx.store().flush_db(cx.db()).await?;
+    tracing::info!(client = cx.client.handle.id, db = cx.db(), "FLUSHDB");
+    cx.out.ok();
+    Ok(())
+}
+
+pub async fn flushall<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    flush_mode(a)?;
+    cx.store().flush_all().await?;
+    tracing::info!(client = cx.client.handle.id, "FLUSHALL");
+    cx.out.ok();
+    Ok(())
+}
+
+pub async fn swapdb<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let x = int(a[1]).map_err(|_| CmdError::msg("ERR invalid first DB index"))?;
+    let y = int(a[2]).map_err(|_| CmdError::msg("ERR invalid second DB index"))?;
+    let n = cx.store().databases() as i64;
+    if x < 0 || x >= n || y < 0 || y >= n {
+        return Err(CmdError::msg("ERR DB index is out of range"));
+    }
+    cx.store().swap_db(x as usize, y as usize).await?;
+    cx.out.ok();
+    Ok(())
+}
+
+pub fn time<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+    let us = crate::clock::now_us();
+    cx.out.array(2);
+    cx.out.bulk_int(us / 1_000_000);
+    cx.out.bulk_int(us % 1_000_000);
+    Ok(())
+}
+
+/// Parameters `CONFIG GET` knows, in Redis's names.
+const PARAMS: &[&str] = &[
+    "bind",
+    "port",
+    "unixsocket",
+    "requirepass",
+    "maxmemory",
+    "maxmemory-policy",
+    "maxmemory-samples",
+    "databases",
+    "protected-mode",
+    "timeout",
+    "maxclients",
+    "proto-max-bulk-len",
+    "client-query-buffer-limit",
+    "proto-max-multibulk-len",
+    "loglevel",
+    "logfile",
+    "appendonly",
+    "save",
+];
+
+fn param_value<S: Store>(cx: &Ctx<'_, '_, S>, name: &str) -> String {
+    let cfg = &cx.server.config;
+    let st = &cx.server.settings;
+    let stats = || cx.store().stats(cx.now);
+    let yn = |b: bool| if b { "yes" } else { "no" }.to_string();
+    match name {
+        "bind" => cfg
+            .listen
+            .iter()
+            .map(|a| a.ip().to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+        "port" => cfg.listen.first().map_or(0, |a| a.port()).to_string(),
+        "unixsocket" => cfg.unixsocket.clone().unwrap_or_default(),
+        "requirepass" => st.requirepass().unwrap_or_default(),
+        "maxmemory" => stats().maxmemory.to_string(),
+        "maxmemory-policy" => stats().maxmemory_policy.to_string(),
+        "maxmemory-samples" => "5".into(),
+        "databases" => cx.store().databases().to_string(),
+        "protected-mode" => yn(st.protected_mode.load(Ordering::Relaxed)),
+        "timeout" => st.timeout_secs.load(Ordering::Relaxed).to_string(),
+        "maxclients" => st.maxclients.load(Ordering::Relaxed).to_string(),
+        "proto-max-bulk-len" => st.proto_max_bulk_len.load(Ordering::Relaxed).to_string(),
+        "client-query-buffer-limit" => st
+            .client_query_buffer_limit
+            .load(Ordering::Relaxed)
+            .to_string(),
+        "proto-max-multibulk-len" => st
+            .proto_max_multibulk_len
+            .load(Ordering::Relaxed)
+            .to_string(),
+        "loglevel" => cfg.loglevel.clone(),
+        "logfile" => cfg.logfile.clone().unwrap_or_default(),
+        "appendonly" => "no".into(),
+        "save" => String::new(),
+        _ => String::new(),
+    }
+}
+
+fn set_param<S: Store>(cx: &Ctx<'_, '_, S>, name: &str, value: &str) -> Result<(), String> {
+    let st = &cx.server.settings;
+    let num = |v: &str| {
+        v.parse::<u64>()
+            .map_err(|_| "argument couldn't be parsed into an integer".to_string())
+    };
+    match name {
+        "requirepass" => st.set_requirepass(Some(value.to_string())),
+        "maxmemory" => cx.store().set_maxmemory(
+            parse_size(value).map_err(|_| "argument must be a memory value".to_string())?,
+        ),
+        "maxmemory-policy" => {
+            if !cx.store().set_maxmemory_policy(value) {
+                return Err("argument(s) must be one of the following: noeviction, volatile-ttl, allkeys-lru".into());
+            }
+        }
+        "timeout" => st.timeout_secs.store(num(value)?, Ordering::Relaxed),
+        "maxclients" => st
+            .maxclients
+            .store(num(value)?.max(1) as usize, Ordering::Relaxed),
+        "proto-max-bulk-len" => {
+            let v = parse_size(value).map_err(|_| "argument must be a memory value".to_string())?;
+            if !(1024 * 1024..=u32::MAX as u64).contains(&v) {
+                return Err("argument must be between 1mb and 4gb".into());
+            }
+            st.proto_max_bulk_len.store(v as i64, Ordering::Relaxed)
+        }
+        "client-query-buffer-limit" => {
+            let v = parse_size(value).map_err(|_| "argument must be a memory value".to_string())?;
+            if v < 1024 * 1024 {
+                return Err("argument must be at least 1mb".into());
+            }
+            st.client_query_buffer_limit.store(v, Ordering::Relaxed)
+        }
+        "proto-max-multibulk-len" => st
+            .proto_max_multibulk_len
+            .store(num(value)?.max(1) as i64, Ordering::Relaxed),
+        "protected-mode" => st
+            .protected_mode
+            .store(crate::config::parse_yes_no(value)?, Ordering::Relaxed),
+        _ => return Err("can't set immutable config".into()),
+    }
+    Ok(())
+}
+
+pub fn config<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let sub = lossy(a[1]).to_ascii_lowercase();
+    let arity = |ok: bool| {
+        if ok {
+            Ok(())
+        } else {
+            Err(CmdError::msg(format!(
+                "ERR wrong number of arguments for 'config|{sub}' command"
+            )))
+        }
+    };
+    match sub.as_str() {
+        "get" => {
+            arity(a.len() >= 3)?;
+            let mut found: Vec<&str> = Vec::new();
+            for pat in &a[2..] {
+                for p in PARAMS {
+                    if glob_match(pat, p.as_bytes(), true) && !found.contains(p) {
+                        found.push(p);
+                    }
+                }
+            }
+            let pairs: Vec<(String, String)> = found
+                .iter()
+                .map(|p| (p.to_string(), param_value(cx, p)))
+                .collect();
+            cx.out.map(pairs.len());
+            for (k, v) in pairs {
+                cx.out.bulk(k.as_bytes());
+                cx.out.bulk(v.as_bytes());
+            }
+        }
+        "set" => {
+            arity(a.len() >= 4 && a.len() % 2 == 0)?;
+            // Validate every name first so a bad one changes nothing.
+            for pair in a[2..].chunks_exact(2) {
+                let name = lossy(pair[0]).to_ascii_lowercase();
+                if !PARAMS.contains(&name.as_str()) {
+                    return Err(CmdError::msg(format!(
+                        "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+                        lossy(pair[0])
+                    )));
+                }
+            }
+            for pair in a[2..].chunks_exact(2) {
+                let name = lossy(pair[0]).to_ascii_lowercase();
+                set_param(cx, &name, &lossy(pair[1])).map_err(|e| {
+                    CmdError::msg(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - {e}"
+                    ))
+                })?;
+                if name != "requirepass" {
+                    tracing::info!("CONFIG SET {name} {}", lossy(pair[1]));
+                }
+            }
+            cx.out.ok();
+        }
+        "resetstat" => {
+            arity(a.len() == 2)?;
+            let s = &cx.server.stats;
+            s.commands_processed.reset();
+            s.connections_received.reset();
+            s.rejected_connections.reset();
+            s.net_input_bytes.reset();
+            s.net_output_bytes.reset();
+            cx.out.ok();
+        }
+        "rewrite" => {
+            arity(a.len() == 2)?;
+            return Err(CmdError::msg(
+                "ERR The server is running without a config file",
+            ));
+        }
+        _ => {
+            return Err(CmdError::msg(format!(
+                "ERR unknown subcommand '{}'. Try CONFIG HELP.",
+                lossy(a[1])
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn command_info<S: Store>(cx: &mut Ctx<'_, '_, S>, s: &Spec) {
+    let out = &mut cx.out;
+    out.array(10);
+    out.bulk(s.name.as_bytes());
+    out.int(s.arity as i64);
+    out.set(s.flags.len());
+    for f in s.flags {
+        out.simple(f);
+    }
+    out.int(s.first_key as i64);
+    out.int(s.last_key as i64);
+    out.int(s.step as i64);
+    out.set(1);
+    out.simple(&format!("@{}", s.group));
+    out.array(0); // tips
+    out.array(0); // key specs
+    out.array(0); // subcommands
+}
+
+fn command_docs<S: Store>(cx: &mut Ctx<'_, '_, S>, s: &Spec) {
+    let out = &mut cx.out;
+    out.bulk(s.name.as_bytes());
+    out.map(3);
+    out.bulk(b"summary");
+    out.bulk(s.summary.as_bytes());
+    out.bulk(b"since");
+    out.bulk(s.since.as_bytes());
+    out.bulk(b"group");
+    out.bulk(s.group.as_bytes());
+}
+
+fn find(name: &[u8]) -> Option<&'static Spec> {
+    super::table::lookup(name).map(|i| &COMMANDS[i])
+}
+
+pub fn command<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    if a.len() == 1 {
+        cx.out.array(COMMANDS.len());
+        for s in COMMANDS {
+            command_info(cx, s);
+        }
+        return Ok(());
+    }
+    let sub = lossy(a[1]).to_ascii_lowercase();
+    match sub.as_str() {
+        "count" => {
+            if a.len() != 2 {
+                return Err(CmdError::msg(
+                    "ERR wrong number of arguments for 'command|count' command",
+                ));
+            }
+            cx.out.int(COMMANDS.len() as i64);
+        }
+        "list" => {
+            cx.out.array(COMMANDS.len());
+            for s in COMMANDS {
+                cx.out.bulk(s.name.as_bytes());
+            }
+        }
+        "info" => {
+            let specs: Vec<Option<&Spec>> = if a.len() == 2 {
+                COMMANDS.iter().map(Some).collect()
+            } else {
+                a[2..].iter().map(|n| find(n)).collect()
+            };
+            cx.out.array(specs.len());
+            for s in specs {
+                match s {
+                    Some(s) => command_info(cx, s),
+                    None => cx.out.null_array(),
+                }
+            }
+        }
+        "docs" => {
+            let specs: Vec<&Spec> = if a.len() == 2 {
+                COMMANDS.iter().collect()
+            } else {
+                a[2..].iter().filter_map(|n| find(n)).collect()
+            };
+            cx.out.map(specs.len());
+            for s in specs {
+                command_docs(cx, s);
+            }
+        }
+        _ => {
+            return Err(CmdError::msg(format!(
+                "ERR unknown subcommand '{}'. Try COMMAND HELP.",
+                lossy(a[1])
+            )));
+        }
+    }
+    Ok(())
+}

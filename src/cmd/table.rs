@@ -1,0 +1,240 @@
+//! The command table: names, arities and metadata (for `COMMAND INFO/DOCS`), as Redis 7
+//! declares them. Arity follows Redis: positive = exact argument count (name included),
+//! negative = at least that many.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmdId {
+    Get,
+    Set,
+    SetEx,
+    PSetEx,
+    SetNx,
+    GetEx,
+    GetDel,
+    GetSet,
+    MGet,
+    MSet,
+    MSetNx,
+    Append,
+    StrLen,
+    Incr,
+    Decr,
+    IncrBy,
+    DecrBy,
+    Del,
+    Unlink,
+    Exists,
+    Type,
+    Rename,
+    RenameNx,
+    Scan,
+    Keys,
+    RandomKey,
+    Expire,
+    PExpire,
+    ExpireAt,
+    PExpireAt,
+    Ttl,
+    PTtl,
+    ExpireTime,
+    PExpireTime,
+    Persist,
+    Ping,
+    Echo,
+    Auth,
+    Hello,
+    Select,
+    Quit,
+    Reset,
+    Client,
+    Command,
+    Info,
+    Config,
+    Time,
+    DbSize,
+    FlushDb,
+    FlushAll,
+    SwapDb,
+    Eval,
+    EvalSha,
+    Script,
+}
+
+pub struct Spec {
+    pub name: &'static str,
+    pub id: CmdId,
+    pub arity: i32,
+    pub flags: &'static [&'static str],
+    pub first_key: i32,
+    pub last_key: i32,
+    pub step: i32,
+    pub group: &'static str,
+    pub since: &'static str,
+    pub summary: &'static str,
+    /// Allowed before authentication.
+    pub no_auth: bool,
+}
+
+const fn c(
+    name: &'static str,
+    id: CmdId,
+    arity: i32,
+    flags: &'static [&'static str],
+    keys: (i32, i32, i32),
+    group: &'static str,
+    since: &'static str,
+    summary: &'static str,
+) -> Spec {
+    Spec {
+        name,
+        id,
+        arity,
+        flags,
+        first_key: keys.0,
+        last_key: keys.1,
+        step: keys.2,
+        group,
+        since,
+        summary,
+        no_auth: false,
+    }
+}
+
+const fn no_auth(mut s: Spec) -> Spec {
+    s.no_auth = true;
+    s
+}
+
+const RO_FAST: &[&str] = &["readonly", "fast"];
+const RO: &[&str] = &["readonly"];
+const W_OOM: &[&str] = &["write", "denyoom"];
+const W_OOM_FAST: &[&str] = &["write", "denyoom", "fast"];
+const W: &[&str] = &["write"];
+const W_FAST: &[&str] = &["write", "fast"];
+const FAST: &[&str] = &["fast"];
+const CONN: &[&str] = &[
+    "noscript",
+    "loading",
+    "stale",
+    "fast",
+    "no_auth",
+    "allow_busy",
+];
+const SCRIPTING: &[&str] = &[
+    "noscript",
+    "stale",
+    "skip_monitor",
+    "may_replicate",
+    "no_mandatory_keys",
+    "movablekeys",
+];
+const NONE: (i32, i32, i32) = (0, 0, 0);
+const ONE: (i32, i32, i32) = (1, 1, 1);
+const ALL: (i32, i32, i32) = (1, -1, 1);
+
+pub static COMMANDS: &[Spec] = &[
+    c("get", CmdId::Get, 2, RO_FAST, ONE, "string", "1.0.0", "Returns the string value of a key."),
+    c("set", CmdId::Set, -3, W_OOM, ONE, "string", "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist."),
+    c("setex", CmdId::SetEx, 4, W_OOM, ONE, "string", "2.0.0", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist."),
+    c("psetex", CmdId::PSetEx, 4, W_OOM, ONE, "string", "2.6.0", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist."),
+    c("setnx", CmdId::SetNx, 3, W_OOM_FAST, ONE, "string", "1.0.0", "Set the string value of a key only when the key doesn't exist."),
+    c("getex", CmdId::GetEx, -2, W_FAST, ONE, "string", "6.2.0", "Returns the string value of a key after setting its expiration time."),
+    c("getdel", CmdId::GetDel, 2, W_FAST, ONE, "string", "6.2.0", "Returns the string value of a key after deleting the key."),
+    c("getset", CmdId::GetSet, 3, W_OOM_FAST, ONE, "string", "1.0.0", "Returns the previous string value of a key after setting it to a new value."),
+    c("mget", CmdId::MGet, -2, RO_FAST, ALL, "string", "1.0.0", "Atomically returns the string values of one or more keys."),
+    c("mset", CmdId::MSet, -3, W_OOM, (1, -1, 2), "string", "1.0.1", "Atomically creates or modifies the string values of one or more keys."),
+    c("msetnx", CmdId::MSetNx, -3, W_OOM, (1, -1, 2), "string", "1.0.1", "Atomically modifies the string values of one or more keys only when all keys don't exist."),
+    c("append", CmdId::Append, 3, W_OOM_FAST, ONE, "string", "2.0.0", "Appends a string to the value of a key. Creates the key if it doesn't exist."),
+    c("strlen", CmdId::StrLen, 2, RO_FAST, ONE, "string", "2.2.0", "Returns the length of a string value."),
+    c("incr", CmdId::Incr, 2, W_OOM_FAST, ONE, "string", "1.0.0", "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."),
+    c("decr", CmdId::Decr, 2, W_OOM_FAST, ONE, "string", "1.0.0", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."),
+    c("incrby", CmdId::IncrBy, 3, W_OOM_FAST, ONE, "string", "1.0.0", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist."),
+    c("decrby", CmdId::DecrBy, 3, W_OOM_FAST, ONE, "string", "1.0.0", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist."),
+    c("del", CmdId::Del, -2, W, ALL, "generic", "1.0.0", "Deletes one or more keys."),
+    c("unlink", CmdId::Unlink, -2, W_FAST, ALL, "generic", "4.0.0", "Asynchronously deletes one or more keys."),
+    c("exists", CmdId::Exists, -2, RO_FAST, ALL, "generic", "1.0.0", "Determines whether one or more keys exist."),
+    c("type", CmdId::Type, 2, RO_FAST, ONE, "generic", "1.0.0", "Determines the type of value stored at a key."),
+    c("rename", CmdId::Rename, 3, W, (1, 2, 1), "generic", "1.0.0", "Renames a key and overwrites the destination."),
+    c("renamenx", CmdId::RenameNx, 3, W_FAST, (1, 2, 1), "generic", "1.0.0", "Renames a key only when the target key name doesn't exist."),
+    c("scan", CmdId::Scan, -2, RO, NONE, "generic", "2.8.0", "Iterates over the key names in the database."),
+    c("keys", CmdId::Keys, 2, RO, NONE, "generic", "1.0.0", "Returns all key names that match a pattern."),
+    c("randomkey", CmdId::RandomKey, 1, RO, NONE, "generic", "1.0.0", "Returns a random key name from the database."),
+    c("expire", CmdId::Expire, -3, W_FAST, ONE, "generic", "1.0.0", "Sets the expiration time of a key in seconds."),
+    c("pexpire", CmdId::PExpire, -3, W_FAST, ONE, "generic", "2.6.0", "Sets the expiration time of a key in milliseconds."),
+    c("expireat", CmdId::ExpireAt, -3, W_FAST, ONE, "generic", "1.2.0", "Sets the expiration time of a key to a Unix timestamp."),
+    c("pexpireat", CmdId::PExpireAt, -3, W_FAST, ONE, "generic", "2.6.0", "Sets the expiration time of a key to a Unix milliseconds timestamp."),
+    c("ttl", CmdId::Ttl, 2, RO_FAST, ONE, "generic", "1.0.0", "Returns the expiration time in seconds of a key."),
+    c("pttl", CmdId::PTtl, 2, RO_FAST, ONE, "generic", "2.6.0", "Returns the expiration time in milliseconds of a key."),
+    c("expiretime", CmdId::ExpireTime, 2, RO_FAST, ONE, "generic", "7.0.0", "Returns the expiration time of a key as a Unix timestamp."),
+    c("pexpiretime", CmdId::PExpireTime, 2, RO_FAST, ONE, "generic", "7.0.0", "Returns the expiration time of a key as a Unix milliseconds timestamp."),
+    c("persist", CmdId::Persist, 2, W_FAST, ONE, "generic", "2.2.0", "Removes the expiration time of a key."),
+    c("ping", CmdId::Ping, -1, FAST, NONE, "connection", "1.0.0", "Returns the server's liveliness response."),
+    c("echo", CmdId::Echo, 2, FAST, NONE, "connection", "1.0.0", "Returns the given string."),
+    no_auth(c("auth", CmdId::Auth, -2, CONN, NONE, "connection", "1.0.0", "Authenticates the connection.")),
+    no_auth(c("hello", CmdId::Hello, -1, CONN, NONE, "connection", "6.0.0", "Handshakes with the Redis server.")),
+    c("select", CmdId::Select, 2, &["loading", "stale", "fast"], NONE, "connection", "1.0.0", "Changes the selected database."),
+    no_auth(c("quit", CmdId::Quit, -1, CONN, NONE, "connection", "1.0.0", "Closes the connection.")),
+    no_auth(c("reset", CmdId::Reset, 1, CONN, NONE, "connection", "6.2.0", "Resets the connection.")),
+    c("client", CmdId::Client, -2, &[], NONE, "connection", "2.4.0", "A container for client connection commands."),
+    c("command", CmdId::Command, -1, &["loading", "stale"], NONE, "server", "2.8.13", "Returns detailed information about all commands."),
+    c("info", CmdId::Info, -1, &["loading", "stale"], NONE, "server", "1.0.0", "Returns information and statistics about the server."),
+    c("config", CmdId::Config, -2, &[], NONE, "server", "2.0.0", "A container for server configuration commands."),
+    c("time", CmdId::Time, 1, &["loading", "stale", "fast"], NONE, "server", "2.6.0", "Returns the server time."),
+    c("dbsize", CmdId::DbSize, 1, RO_FAST, NONE, "server", "1.0.0", "Returns the number of keys in the database."),
+    c("flushdb", CmdId::FlushDb, -1, W, NONE, "server", "1.0.0", "Removes all keys from the current database."),
+    c("flushall", CmdId::FlushAll, -1, W, NONE, "server", "1.0.0", "Removes all keys from all databases."),
+    c("swapdb", CmdId::SwapDb, 3, W_FAST, NONE, "server", "4.0.0", "Swaps two Redis databases."),
+    c("eval", CmdId::Eval, -3, SCRIPTING, NONE, "scripting", "2.6.0", "Executes a server-side Lua script."),
+    c("evalsha", CmdId::EvalSha, -3, SCRIPTING, NONE, "scripting", "2.6.0", "Executes a server-side Lua script by SHA1 digest."),
+    c("script", CmdId::Script, -2, &[], NONE, "scripting", "2.6.0", "A container for Lua scripts management commands."),
+];
+
+static INDEX: LazyLock<HashMap<&'static str, usize>> = LazyLock::new(|| {
+    COMMANDS
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name, i))
+        .collect()
+});
+
+/// Finds a command by name, case-insensitively, without allocating.
+pub fn lookup(name: &[u8]) -> Option<usize> {
+    let mut buf = [0u8; 16];
+    if name.len() > buf.len() {
+        return None;
+    }
+    for (d, s) in buf.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    let lower = std::str::from_utf8(&buf[..name.len()]).ok()?;
+    INDEX.get(lower).copied()
+}
+
+pub fn arity_ok(arity: i32, argc: usize) -> bool {
+    let argc = argc as i32;
+    if arity >= 0 {
+        argc == arity
+    } else {
+        argc >= -arity
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_is_case_insensitive_and_table_consistent() {
+        assert_eq!(lookup(b"GeT").map(|i| COMMANDS[i].id), Some(CmdId::Get));
+        assert_eq!(lookup(b"nosuchcommand"), None);
+        assert_eq!(lookup(b"averyveryverylongcommandname"), None);
+        let mut names: Vec<_> = COMMANDS.iter().map(|c| c.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), COMMANDS.len(), "duplicate command names");
+        assert!(arity_ok(-2, 5) && !arity_ok(-2, 1) && arity_ok(3, 3) && !arity_ok(3, 4));
+    }
+}

@@ -1,0 +1,323 @@
+//! Configuration: command-line flags named after Redis's config directives, `SESSIOND_*`
+//! environment variables, and a TOML file (`--config`) with the same keys.
+//!
+//! Precedence: flag > environment > file > default. Every setting has a key in all three.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::engine::Policy;
+use crate::util::size::parse_size;
+
+/// Options of `sessiond serve`. All optional here so that the config file can fill gaps.
+#[derive(Args, Debug, Default, Clone)]
+pub struct ServeArgs {
+    /// TOML configuration file; its keys are the long option names (e.g. `maxmemory-policy`).
+    #[arg(long, env = "SESSIOND_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on, HOST:PORT. May be repeated (or comma-separated in the env var).
+    /// Default 127.0.0.1:6380.
+    #[arg(
+        long,
+        env = "SESSIOND_LISTEN",
+        value_name = "HOST:PORT",
+        value_delimiter = ','
+    )]
+    pub listen: Vec<String>,
+
+    /// Also listen on this unix socket path (as Redis's `unixsocket`).
+    #[arg(long, env = "SESSIOND_UNIXSOCKET", value_name = "PATH")]
+    pub unixsocket: Option<String>,
+
+    /// Password clients must give with AUTH or HELLO … AUTH (as Redis's `requirepass`).
+    #[arg(
+        long,
+        env = "SESSIOND_REQUIREPASS",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub requirepass: Option<String>,
+
+    /// Memory limit for stored sessions: bytes, or with a unit (`512mb`, `2gb`; `k`=1000,
+    /// `kb`=1024 as in Redis). 0 means no limit. Default 0.
+    #[arg(long, env = "SESSIOND_MAXMEMORY", value_name = "BYTES")]
+    pub maxmemory: Option<String>,
+
+    /// What to do when `maxmemory` is reached: `noeviction` (refuse writes), `volatile-ttl`
+    /// (evict the sessions closest to expiring), `allkeys-lru`. Default noeviction.
+    #[arg(long, env = "SESSIOND_MAXMEMORY_POLICY", value_name = "POLICY")]
+    pub maxmemory_policy: Option<String>,
+
+    /// Number of logical databases (SELECT 0..N-1). Default 16.
+    #[arg(long, env = "SESSIOND_DATABASES", value_name = "N")]
+    pub databases: Option<usize>,
+
+    /// `yes`: without a password, refuse to listen on non-loopback addresses. Default yes.
+    #[arg(long, env = "SESSIOND_PROTECTED_MODE", value_name = "yes|no")]
+    pub protected_mode: Option<String>,
+
+    /// Close client connections idle for this many seconds; 0 disables. Default 0.
+    #[arg(long, env = "SESSIOND_TIMEOUT", value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+
+    /// Maximum simultaneous client connections. Default 10000.
+    #[arg(long, env = "SESSIOND_MAXCLIENTS", value_name = "N")]
+    pub maxclients: Option<usize>,
+
+    /// Largest single argument (bulk string) a client may send. Default 512mb.
+    #[arg(long, env = "SESSIOND_PROTO_MAX_BULK_LEN", value_name = "BYTES")]
+    pub proto_max_bulk_len: Option<String>,
+
+    /// Most arguments in one command. Default 1048576.
+    #[arg(long, env = "SESSIOND_PROTO_MAX_MULTIBULK_LEN", value_name = "N")]
+    pub proto_max_multibulk_len: Option<usize>,
+
+    /// Largest unprocessed input buffered per client before it is disconnected. Default 1gb.
+    #[arg(long, env = "SESSIOND_CLIENT_QUERY_BUFFER_LIMIT", value_name = "BYTES")]
+    pub client_query_buffer_limit: Option<String>,
+
+    /// Log verbosity: debug, verbose, notice, warning (Redis's names). Default notice.
+    #[arg(long, env = "SESSIOND_LOGLEVEL", value_name = "LEVEL")]
+    pub loglevel: Option<String>,
+
+    /// Log to this file instead of standard error. Logging never blocks requests: lines go
+    /// through a bounded buffer and are dropped (and counted) if the disk cannot keep up.
+    #[arg(long, env = "SESSIOND_LOGFILE", value_name = "PATH")]
+    pub logfile: Option<String>,
+}
+
+/// The configuration file: the same keys as the long options.
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<Vec<String>>,
+    unixsocket: Option<String>,
+    requirepass: Option<String>,
+    maxmemory: Option<toml::Value>,
+    maxmemory_policy: Option<String>,
+    databases: Option<usize>,
+    protected_mode: Option<toml::Value>,
+    timeout: Option<u64>,
+    maxclients: Option<usize>,
+    proto_max_bulk_len: Option<toml::Value>,
+    proto_max_multibulk_len: Option<usize>,
+    client_query_buffer_limit: Option<toml::Value>,
+    loglevel: Option<String>,
+    logfile: Option<String>,
+}
+
+/// Resolved configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub unixsocket: Option<String>,
+    pub requirepass: Option<String>,
+    pub maxmemory: u64,
+    pub maxmemory_policy: Policy,
+    pub databases: usize,
+    pub protected_mode: bool,
+    pub timeout: u64,
+    pub maxclients: usize,
+    pub proto_max_bulk_len: u64,
+    pub proto_max_multibulk_len: usize,
+    pub client_query_buffer_limit: u64,
+    pub loglevel: String,
+    pub logfile: Option<String>,
+    pub config_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 6380))],
+            unixsocket: None,
+            requirepass: None,
+            maxmemory: 0,
+            maxmemory_policy: Policy::NoEviction,
+            databases: 16,
+            protected_mode: true,
+            timeout: 0,
+            maxclients: 10000,
+            proto_max_bulk_len: 512 * 1024 * 1024,
+            proto_max_multibulk_len: 1024 * 1024,
+            client_query_buffer_limit: 1024 * 1024 * 1024,
+            loglevel: "notice".into(),
+            logfile: None,
+            config_file: None,
+        }
+    }
+}
+
+/// `yes`/`no` as Redis writes booleans (also `true`/`false`).
+pub fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" | "true" => Ok(true),
+        "no" | "false" => Ok(false),
+        _ => Err(format!("expected yes or no, got '{s}'")),
+    }
+}
+
+fn toml_size(v: &toml::Value, key: &str) -> Result<u64, String> {
+    match v {
+        toml::Value::Integer(i) if *i >= 0 => Ok(*i as u64),
+        toml::Value::String(s) => parse_size(s),
+        _ => Err(format!(
+            "{key}: expected a size like 512mb or a number of bytes"
+        )),
+    }
+}
+
+fn toml_bool(v: &toml::Value, key: &str) -> Result<bool, String> {
+    match v {
+        toml::Value::Boolean(b) => Ok(*b),
+        toml::Value::String(s) => parse_yes_no(s),
+        _ => Err(format!("{key}: expected yes or no")),
+    }
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    s.to_socket_addrs()
+        .map_err(|e| format!("invalid listen address '{s}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("listen address '{s}' resolves to nothing"))
+}
+
+impl Config {
+    /// Resolves flags/env (already merged by clap) over the config file over defaults.
+    pub fn resolve(args: &ServeArgs) -> Result<Config, String> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| format!("config file {}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let mut c = Config {
+            config_file: args.config.clone(),
+            ..Config::default()
+        };
+        let listen: Vec<String> = if !args.listen.is_empty() {
+            args.listen.clone()
+        } else {
+            file.listen.clone().unwrap_or_default()
+        };
+        if !listen.is_empty() {
+            c.listen = listen
+                .iter()
+                .map(|s| parse_addr(s))
+                .collect::<Result<_, _>>()?;
+        }
+        c.unixsocket = args
+            .unixsocket
+            .clone()
+            .or(file.unixsocket)
+            .filter(|s| !s.is_empty());
+        c.requirepass = args
+            .requirepass
+            .clone()
+            .or(file.requirepass)
+            .filter(|s| !s.is_empty());
+        if let Some(m) = &args.maxmemory {
+            c.maxmemory = parse_size(m).map_err(|e| format!("--maxmemory: {e}"))?;
+        } else if let Some(v) = &file.maxmemory {
+            c.maxmemory = toml_size(v, "maxmemory")?;
+        }
+        if let Some(p) = args.maxmemory_policy.clone().or(file.maxmemory_policy) {
+            c.maxmemory_policy = Policy::parse(&p).ok_or_else(|| {
+                format!("maxmemory-policy '{p}': expected noeviction, volatile-ttl or allkeys-lru")
+            })?;
+        }
+        if let Some(d) = args.databases.or(file.databases) {
+            if d == 0 || d > 1_000_000 {
+                return Err(format!("databases {d}: expected 1 to 1000000"));
+            }
+            c.databases = d;
+        }
+        if let Some(p) = &args.protected_mode {
+            c.protected_mode = parse_yes_no(p).map_err(|e| format!("--protected-mode: {e}"))?;
+        } else if let Some(v) = &file.protected_mode {
+            c.protected_mode = toml_bool(v, "protected-mode")?;
+        }
+        if let Some(t) = args.timeout.or(file.timeout) {
+            c.timeout = t;
+        }
+        if let Some(m) = args.maxclients.or(file.maxclients) {
+            c.maxclients = m.max(1);
+        }
+        if let Some(s) = &args.proto_max_bulk_len {
+            c.proto_max_bulk_len =
+                parse_size(s).map_err(|e| format!("--proto-max-bulk-len: {e}"))?;
+        } else if let Some(v) = &file.proto_max_bulk_len {
+            c.proto_max_bulk_len = toml_size(v, "proto-max-bulk-len")?;
+        }
+        if c.proto_max_bulk_len < 1024 * 1024 || c.proto_max_bulk_len > u32::MAX as u64 {
+            return Err("proto-max-bulk-len must be between 1mb and 4gb".into());
+        }
+        if let Some(n) = args
+            .proto_max_multibulk_len
+            .or(file.proto_max_multibulk_len)
+        {
+            c.proto_max_multibulk_len = n.max(1);
+        }
+        if let Some(s) = &args.client_query_buffer_limit {
+            c.client_query_buffer_limit =
+                parse_size(s).map_err(|e| format!("--client-query-buffer-limit: {e}"))?;
+        } else if let Some(v) = &file.client_query_buffer_limit {
+            c.client_query_buffer_limit = toml_size(v, "client-query-buffer-limit")?;
+        }
+        if c.client_query_buffer_limit < 1024 * 1024 {
+            return Err("client-query-buffer-limit must be at least 1mb".into());
+        }
+        if let Some(l) = args.loglevel.clone().or(file.loglevel) {
+            if !matches!(l.as_str(), "debug" | "verbose" | "notice" | "warning") {
+                return Err(format!(
+                    "loglevel '{l}': expected debug, verbose, notice or warning"
+                ));
+            }
+            c.loglevel = l;
+        }
+        c.logfile = args
+            .logfile
+            .clone()
+            .or(file.logfile)
+            .filter(|s| !s.is_empty());
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags() {
+        let dir = std::env::temp_dir().join(format!("sessiond-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "maxmemory = \"2gb\"\nmaxmemory-policy = \"volatile-ttl\"\nprotected-mode = \"no\"\nlisten = [\"127.0.0.1:7000\"]\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            maxmemory: Some("512mb".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.maxmemory, 512 * 1024 * 1024, "flag wins over file");
+        assert_eq!(c.maxmemory_policy, Policy::VolatileTtl);
+        assert!(!c.protected_mode);
+        assert_eq!(c.listen[0].port(), 7000);
+        std::fs::write(&path, "bogus-key = 1\n").unwrap();
+        assert!(Config::resolve(&ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .contains("bogus-key"));
+    }
+}

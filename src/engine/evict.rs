@@ -1,0 +1,139 @@
+//! Eviction under `maxmemory`, with Redis's policy names.
+//!
+//! Before a write that may grow memory, [`reserve`] checks `used_memory` against
+//! `maxmemory`. Over the limit:
+//! * `noeviction` refuses the write with Redis's `-OOM` error;
+//! * `allkeys-lru` evicts the least recently used of a random sample of records (Redis's
+//!   approximated LRU: `SAMPLES` candidates, 1-second clock);
+//! * `volatile-ttl` evicts, among sampled records that have a TTL, the one closest to
+//!   expiring — for sessions, the one whose user is most likely gone.
+//!
+//! What `used_memory` counts (documented in the README): the allocator footprint of every
+//! record (header + key + value, rounded as glibc malloc rounds) plus the hash tables' bucket
+//! arrays. Connection buffers and the process's fixed overhead are not counted, so the
+//! process RSS is somewhat higher; `INFO memory` shows both.
+
+use std::sync::atomic::Ordering;
+
+use super::{Inner, SHARDS};
+use crate::store::{StoreError, StoreResult};
+
+/// Candidates sampled per eviction (Redis's default `maxmemory-samples`).
+const SAMPLES: usize = 5;
+/// Most evictions one write may perform before giving up.
+const MAX_EVICTIONS_PER_WRITE: usize = 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Policy {
+    NoEviction = 0,
+    VolatileTtl = 1,
+    AllKeysLru = 2,
+}
+
+impl Policy {
+    pub fn parse(s: &str) -> Option<Policy> {
+        match s.to_ascii_lowercase().as_str() {
+            "noeviction" => Some(Policy::NoEviction),
+            "volatile-ttl" => Some(Policy::VolatileTtl),
+            "allkeys-lru" => Some(Policy::AllKeysLru),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::NoEviction => "noeviction",
+            Policy::VolatileTtl => "volatile-ttl",
+            Policy::AllKeysLru => "allkeys-lru",
+        }
+    }
+
+    pub(super) fn from_u8(v: u8) -> Policy {
+        match v {
+            1 => Policy::VolatileTtl,
+            2 => Policy::AllKeysLru,
+            _ => Policy::NoEviction,
+        }
+    }
+}
+
+/// Makes room for a write, or refuses it.
+pub(super) fn reserve(inner: &Inner) -> StoreResult<()> {
+    let max = inner.maxmemory.load(Ordering::Relaxed);
+    if max == 0 || inner.used_memory() <= max {
+        return Ok(());
+    }
+    let policy = inner.policy();
+    if policy == Policy::NoEviction {
+        return Err(StoreError::OutOfMemory);
+    }
+    for _ in 0..MAX_EVICTIONS_PER_WRITE {
+        if !evict_one(inner, policy) {
+            return Err(StoreError::OutOfMemory);
+        }
+        if inner.used_memory() <= max {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// A sampled candidate: where it is and how good a victim it is (lower is better).
+struct Candidate {
+    shard: usize,
+    db: usize,
+    key: Vec<u8>,
+    score: i64,
+}
+
+fn evict_one(inner: &Inner, policy: Policy) -> bool {
+    let mut best: Option<Candidate> = None;
+    for _ in 0..SAMPLES {
+        let s = fastrand::usize(..SHARDS);
+        let g = inner.lock(s);
+        let db0 = fastrand::usize(..inner.databases);
+        let Some(db) = (0..inner.databases)
+            .map(|k| (db0 + k) % inner.databases)
+            .find(|&d| !g.dbs[d].is_empty())
+        else {
+            continue;
+        };
+        let t = &g.dbs[db];
+        let n = t.bucket_count();
+        let b0 = fastrand::usize(..n);
+        // Walk a few buckets from a random one; chains are short, buckets mostly full.
+        for b in (0..n.min(16)).map(|k| (b0 + k) % n) {
+            for e in t.bucket(b) {
+                let score = match policy {
+                    Policy::AllKeysLru => e.lru() as i64,
+                    Policy::VolatileTtl if e.expire() != 0 => e.expire(),
+                    _ => continue,
+                };
+                if best.as_ref().is_none_or(|c| score < c.score) {
+                    best = Some(Candidate {
+                        shard: s,
+                        db,
+                        key: e.key().to_vec(),
+                        score,
+                    });
+                }
+            }
+            if best.is_some() {
+                break;
+            }
+        }
+    }
+    let Some(victim) = best else { return false };
+    let hash = inner.hash(&victim.key);
+    let hasher = inner.hasher_fn();
+    let mut g = inner.lock(victim.shard);
+    let removed = g.dbs[victim.db]
+        .remove(hash, &victim.key, &hasher)
+        .is_some();
+    if removed {
+        g.evicted += 1;
+    }
+    inner.publish(victim.shard, &g);
+    removed
+}

@@ -1,0 +1,370 @@
+//! A chained hash table of [`Entry`] records, one per (shard, database).
+//!
+//! Chaining rather than open addressing because it gives `SCAN` Redis's guarantee for free:
+//! a record always lives in the bucket its hash selects, so the reverse-binary cursor of
+//! Redis's `dictScan` visits every record present for the whole iteration exactly where it
+//! expects it, across any number of grows and shrinks between calls.
+//!
+//! Tables grow at load factor 1 and shrink below 1/8. A resize moves the whole table at once;
+//! that is bounded because a table holds only one shard's share of the keys (1/64 of the
+//! database), so even a table of a million keys moves ~16k records per resize.
+
+use super::entry::Entry;
+
+const MIN_BUCKETS: usize = 4;
+
+pub struct Table {
+    buckets: Vec<Option<Entry>>,
+    len: usize,
+    /// Records with a TTL (for `INFO keyspace` `expires=`).
+    volatile: usize,
+    /// Allocator footprint of all records (for `used_memory`).
+    entry_bytes: usize,
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Table {
+    pub const fn new() -> Self {
+        Table {
+            buckets: Vec::new(),
+            len: 0,
+            volatile: 0,
+            entry_bytes: 0,
+        }
+    }
+
+    /// Bytes this table holds: records plus the bucket array.
+    pub fn bytes(&self) -> usize {
+        self.entry_bytes + self.overhead_bytes()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn volatile(&self) -> usize {
+        self.volatile
+    }
+
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Bytes of the bucket array (for memory accounting).
+    pub fn overhead_bytes(&self) -> usize {
+        self.buckets.capacity() * std::mem::size_of::<Option<Entry>>()
+    }
+
+    #[inline]
+    fn index(&self, hash: u64) -> usize {
+        (hash as usize) & (self.buckets.len() - 1)
+    }
+
+    pub fn find(&self, hash: u64, key: &[u8]) -> Option<&Entry> {
+        if self.buckets.is_empty() {
+            return None;
+        }
+        let mut cur = self.buckets[self.index(hash)].as_ref();
+        while let Some(e) = cur {
+            if e.key() == key {
+                return Some(e);
+            }
+            cur = e.next().as_ref();
+        }
+        None
+    }
+
+    /// The slot (bucket head or predecessor's `next`) that holds `key`.
+    fn slot_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Option<Entry>> {
+        if self.buckets.is_empty() {
+            return None;
+        }
+        let i = self.index(hash);
+        let mut slot = &mut self.buckets[i];
+        loop {
+            let hit = match slot {
+                None => return None,
+                Some(e) => e.key() == key,
+            };
+            if hit {
+                return Some(slot);
+            }
+            slot = match slot {
+                Some(e) => e.next_mut(),
+                None => return None,
+            };
+        }
+    }
+
+    /// Mutable access for TTL and LRU updates only: value changes must go through
+    /// [`replace_value`](Self::replace_value) / [`append_value`](Self::append_value) and TTL
+    /// changes through [`set_expire`](Self::set_expire) so the counters stay right.
+    pub fn find_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Entry> {
+        self.slot_mut(hash, key).and_then(|s| s.as_mut())
+    }
+
+    /// Set or clear the TTL of a record, keeping the volatile count right.
+    pub fn set_expire(&mut self, hash: u64, key: &[u8], at: i64) -> bool {
+        let Some(e) = self.find_mut(hash, key) else {
+            return false;
+        };
+        let before = e.expire() != 0;
+        e.set_expire(at);
+        let after = at != 0;
+        match (before, after) {
+            (false, true) => self.volatile += 1,
+            (true, false) => self.volatile -= 1,
+            _ => {}
+        }
+        true
+    }
+
+    /// Insert a record whose key is known to be absent. `hasher` recomputes hashes on resize.
+    pub fn insert_new(&mut self, hash: u64, mut entry: Entry, hasher: &impl Fn(&[u8]) -> u64) {
+        if self.len >= self.buckets.len() {
+            self.resize((self.len + 1).next_power_of_two().max(MIN_BUCKETS), hasher);
+        }
+        if entry.expire() != 0 {
+            self.volatile += 1;
+        }
+        self.entry_bytes += entry.footprint();
+        let i = self.index(hash);
+        *entry.next_mut() = self.buckets[i].take();
+        self.buckets[i] = Some(entry);
+        self.len += 1;
+    }
+
+    pub fn remove(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        hasher: &impl Fn(&[u8]) -> u64,
+    ) -> Option<Entry> {
+        let slot = self.slot_mut(hash, key)?;
+        let mut e = slot.take()?;
+        *slot = e.take_next();
+        self.len -= 1;
+        if e.expire() != 0 {
+            self.volatile -= 1;
+        }
+        self.entry_bytes -= e.footprint();
+        self.maybe_shrink(hasher);
+        Some(e)
+    }
+
+    fn maybe_shrink(&mut self, hasher: &impl Fn(&[u8]) -> u64) {
+        if self.len == 0 {
+            self.buckets = Vec::new();
+        } else if self.buckets.len() > MIN_BUCKETS && self.len * 8 < self.buckets.len() {
+            self.resize((self.len * 2).next_power_of_two().max(MIN_BUCKETS), hasher);
+        }
+    }
+
+    fn resize(&mut self, size: usize, hasher: &impl Fn(&[u8]) -> u64) {
+        let mut fresh: Vec<Option<Entry>> = Vec::with_capacity(size);
+        fresh.resize_with(size, || None);
+        let old = std::mem::replace(&mut self.buckets, fresh);
+        let mask = size - 1;
+        for mut head in old {
+            while let Some(mut e) = head {
+                head = e.take_next();
+                let i = (hasher(e.key()) as usize) & mask;
+                *e.next_mut() = self.buckets[i].take();
+                self.buckets[i] = Some(e);
+            }
+        }
+    }
+
+    /// Replace a record's value (size accounting kept right). False if absent.
+    pub fn replace_value(&mut self, hash: u64, key: &[u8], value: &[u8]) -> bool {
+        let Some(e) = self.find_mut(hash, key) else {
+            return false;
+        };
+        let before = e.footprint();
+        e.set_value(value);
+        let after = e.footprint();
+        self.entry_bytes = self.entry_bytes + after - before;
+        true
+    }
+
+    /// Append to a record's value; returns the new length, None if absent.
+    pub fn append_value(&mut self, hash: u64, key: &[u8], tail: &[u8]) -> Option<usize> {
+        let e = self.find_mut(hash, key)?;
+        let before = e.footprint();
+        e.append_value(tail);
+        let after = e.footprint();
+        let len = e.value().len();
+        self.entry_bytes = self.entry_bytes + after - before;
+        Some(len)
+    }
+
+    /// Visit the records of the bucket `cursor` selects and return the next cursor, 0 when the
+    /// iteration is complete. This is Redis's `dictScan` cursor: the bucket index is
+    /// incremented in bit-reversed order, so when the table doubles or halves between calls,
+    /// buckets already visited map onto buckets the cursor will not visit again, and none not
+    /// yet visited is skipped.
+    pub fn scan_bucket(&self, cursor: u64, mut f: impl FnMut(&Entry)) -> u64 {
+        if self.buckets.is_empty() {
+            return 0;
+        }
+        let mask = (self.buckets.len() - 1) as u64;
+        let mut cur = self.buckets[(cursor & mask) as usize].as_ref();
+        while let Some(e) = cur {
+            f(e);
+            cur = e.next().as_ref();
+        }
+        let mut v = cursor | !mask;
+        v = v.reverse_bits();
+        v = v.wrapping_add(1);
+        v.reverse_bits()
+    }
+
+    /// Remove the records of one bucket for which `dead` holds; returns the removed records'
+    /// footprints summed. Used by active expiry and SCAN-style sweeps (no shrink here: the
+    /// sweeper calls [`shrink_if_sparse`](Self::shrink_if_sparse) after its batch).
+    pub fn purge_bucket(
+        &mut self,
+        index: usize,
+        mut dead: impl FnMut(&Entry) -> bool,
+    ) -> (usize, usize) {
+        let mut removed = 0;
+        let mut bytes = 0;
+        let Some(mut slot) = self.buckets.get_mut(index) else {
+            return (0, 0);
+        };
+        loop {
+            let kill = match slot {
+                None => break,
+                Some(e) => dead(e),
+            };
+            if kill {
+                let Some(mut e) = slot.take() else { break };
+                *slot = e.take_next();
+                if e.expire() != 0 {
+                    self.volatile -= 1;
+                }
+                self.len -= 1;
+                removed += 1;
+                bytes += e.footprint();
+                self.entry_bytes -= e.footprint();
+            } else {
+                slot = match slot {
+                    Some(e) => e.next_mut(),
+                    None => break,
+                };
+            }
+        }
+        (removed, bytes)
+    }
+
+    pub fn shrink_if_sparse(&mut self, hasher: &impl Fn(&[u8]) -> u64) {
+        self.maybe_shrink(hasher);
+    }
+
+    /// The records of one bucket (for sampling).
+    pub fn bucket(&self, index: usize) -> impl Iterator<Item = &Entry> {
+        let mut cur = self.buckets.get(index).and_then(|b| b.as_ref());
+        std::iter::from_fn(move || {
+            let e = cur?;
+            cur = e.next().as_ref();
+            Some(e)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn h(k: &[u8]) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut s = foldhash::fast::FixedState::with_seed(1).build_hasher();
+        s.write(k);
+        s.finish()
+    }
+
+    #[test]
+    fn insert_find_remove() {
+        let mut t = Table::new();
+        for i in 0..1000u32 {
+            let k = i.to_be_bytes();
+            t.insert_new(
+                h(&k),
+                Entry::new(&k, b"v", if i % 2 == 0 { 5 } else { 0 }, 0),
+                &h,
+            );
+        }
+        assert_eq!(t.len(), 1000);
+        assert_eq!(t.volatile(), 500);
+        for i in 0..1000u32 {
+            assert!(t.find(h(&i.to_be_bytes()), &i.to_be_bytes()).is_some());
+        }
+        for i in 0..990u32 {
+            assert!(t
+                .remove(h(&i.to_be_bytes()), &i.to_be_bytes(), &h)
+                .is_some());
+        }
+        assert_eq!(t.len(), 10);
+        assert!(t.bucket_count() < 128, "shrunk to {}", t.bucket_count());
+        assert!(t
+            .find(h(&5u32.to_be_bytes()), &5u32.to_be_bytes())
+            .is_none());
+        assert!(t
+            .find(h(&995u32.to_be_bytes()), &995u32.to_be_bytes())
+            .is_some());
+    }
+
+    /// Redis's SCAN guarantee: keys present for the whole iteration are returned even when
+    /// the table grows and shrinks between steps.
+    #[test]
+    fn scan_survives_resizes() {
+        let mut t = Table::new();
+        let stable: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| format!("stable:{i}").into_bytes())
+            .collect();
+        for k in &stable {
+            t.insert_new(h(k), Entry::new(k, b"", 0, 0), &h);
+        }
+        let mut seen = HashSet::new();
+        let mut cursor = 0;
+        let mut step = 0u32;
+        loop {
+            cursor = t.scan_bucket(cursor, |e| {
+                seen.insert(e.key().to_vec());
+            });
+            step += 1;
+            // Churn: grow a lot, then shrink, while the scan is in progress.
+            if step % 7 == 0 && step < 200 {
+                for j in 0..400u32 {
+                    let k = format!("tmp:{step}:{j}").into_bytes();
+                    t.insert_new(h(&k), Entry::new(&k, b"", 0, 0), &h);
+                }
+            }
+            if step % 11 == 0 {
+                let tmp: Vec<Vec<u8>> = (0..t.bucket_count())
+                    .flat_map(|b| t.bucket(b).map(|e| e.key().to_vec()).collect::<Vec<_>>())
+                    .filter(|k| k.starts_with(b"tmp:"))
+                    .collect();
+                for k in tmp {
+                    t.remove(h(&k), &k, &h);
+                }
+            }
+            if cursor == 0 {
+                break;
+            }
+        }
+        for k in &stable {
+            assert!(seen.contains(k), "missed {:?}", String::from_utf8_lossy(k));
+        }
+    }
+}

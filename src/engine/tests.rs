@@ -1,0 +1,259 @@
+//! Engine unit tests: TTL semantics, eviction, SCAN, accounting.
+
+use super::*;
+
+fn engine() -> Engine {
+    Engine::new(EngineConfig::default())
+}
+
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    // Engine futures never suspend; a trivial executor is enough.
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("engine future suspended"),
+    }
+}
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn set(e: &Engine, k: &str, v: &str, ttl: TtlChange) {
+    let opts = SetOptions {
+        ttl,
+        ..SetOptions::plain()
+    };
+    assert!(
+        block(e.set(0, k.as_bytes(), v.as_bytes(), opts, NOW))
+            .unwrap()
+            .written
+    );
+}
+
+#[test]
+fn lazy_expiry_is_millisecond_exact() {
+    let e = engine();
+    set(&e, "s", "v", TtlChange::At(NOW + 100));
+    assert_eq!(
+        block(e.get(0, b"s", NOW + 99)).unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(block(e.get(0, b"s", NOW + 100)).unwrap(), None);
+    assert_eq!(
+        block(e.dbsize(0)).unwrap(),
+        0,
+        "expired key removed on access"
+    );
+    assert_eq!(e.stats(NOW).expired_keys, 1);
+}
+
+#[test]
+fn ttl_states_and_conditions() {
+    let e = engine();
+    set(&e, "p", "v", TtlChange::Clear);
+    assert_eq!(block(e.ttl(0, b"p", NOW)).unwrap(), Ttl::Persistent);
+    assert_eq!(block(e.ttl(0, b"missing", NOW)).unwrap(), Ttl::Missing);
+    // GT on a persistent key fails (infinite TTL), LT succeeds.
+    assert!(!block(e.expire_at(0, b"p", NOW + 10_000, ExpireCondition::Gt, NOW)).unwrap());
+    assert!(block(e.expire_at(0, b"p", NOW + 10_000, ExpireCondition::Lt, NOW)).unwrap());
+    assert!(!block(e.expire_at(0, b"p", NOW + 5_000, ExpireCondition::Nx, NOW)).unwrap());
+    assert!(block(e.expire_at(0, b"p", NOW + 5_000, ExpireCondition::Xx, NOW)).unwrap());
+    assert_eq!(block(e.ttl(0, b"p", NOW)).unwrap(), Ttl::At(NOW + 5_000));
+    // KEEPTTL keeps, plain SET clears.
+    set(&e, "p", "w", TtlChange::Keep);
+    assert_eq!(block(e.ttl(0, b"p", NOW)).unwrap(), Ttl::At(NOW + 5_000));
+    set(&e, "p", "w", TtlChange::Clear);
+    assert_eq!(block(e.ttl(0, b"p", NOW)).unwrap(), Ttl::Persistent);
+    // An expiry in the past deletes.
+    assert!(block(e.expire_at(0, b"p", NOW - 1, ExpireCondition::Always, NOW)).unwrap());
+    assert_eq!(block(e.ttl(0, b"p", NOW)).unwrap(), Ttl::Missing);
+}
+
+#[test]
+fn active_sweep_reclaims_without_access() {
+    let e = engine();
+    for i in 0..5000 {
+        set(&e, &format!("sess:{i}"), "x", TtlChange::At(NOW + 10));
+    }
+    for i in 0..100 {
+        set(
+            &e,
+            &format!("keep:{i}"),
+            "x",
+            TtlChange::At(NOW + 1_000_000),
+        );
+    }
+    let before = e.stats(NOW).used_memory;
+    // A full pass takes TICKS_PER_PASS ticks; run a few more.
+    for _ in 0..12 {
+        expire::sweep_tick(&e.inner, NOW + 20);
+    }
+    assert_eq!(block(e.dbsize(0)).unwrap(), 100);
+    let st = e.stats(NOW + 20);
+    assert_eq!(st.expired_keys, 5000);
+    assert!(
+        st.used_memory < before / 10,
+        "memory reclaimed: {} -> {}",
+        before,
+        st.used_memory
+    );
+}
+
+#[test]
+fn incr_and_append() {
+    let e = engine();
+    assert_eq!(block(e.incr_by(0, b"n", 5, NOW)).unwrap(), 5);
+    assert_eq!(block(e.incr_by(0, b"n", -7, NOW)).unwrap(), -2);
+    set(&e, "n", "9223372036854775807", TtlChange::Clear);
+    assert_eq!(block(e.incr_by(0, b"n", 1, NOW)), Err(StoreError::Overflow));
+    set(&e, "n", "abc", TtlChange::Clear);
+    assert_eq!(
+        block(e.incr_by(0, b"n", 1, NOW)),
+        Err(StoreError::NotInteger)
+    );
+    assert_eq!(block(e.append(0, b"a", b"he", NOW)).unwrap(), 2);
+    assert_eq!(block(e.append(0, b"a", b"llo", NOW)).unwrap(), 5);
+    assert_eq!(
+        block(e.get(0, b"a", NOW)).unwrap().as_deref(),
+        Some(&b"hello"[..])
+    );
+}
+
+#[test]
+fn rename_moves_ttl_and_respects_nx() {
+    let e = engine();
+    set(&e, "a", "1", TtlChange::At(NOW + 500));
+    set(&e, "b", "2", TtlChange::Clear);
+    assert_eq!(block(e.rename(0, b"a", b"b", true, NOW)), Ok(false));
+    assert_eq!(block(e.rename(0, b"a", b"c", false, NOW)), Ok(true));
+    assert_eq!(block(e.ttl(0, b"c", NOW)).unwrap(), Ttl::At(NOW + 500));
+    assert_eq!(
+        block(e.rename(0, b"a", b"c", false, NOW)),
+        Err(StoreError::NoSuchKey)
+    );
+}
+
+#[test]
+fn scan_returns_every_stable_key_while_others_write() {
+    let e = engine();
+    let stable: Vec<String> = (0..2000).map(|i| format!("stable:{i}")).collect();
+    for k in &stable {
+        set(&e, k, "v", TtlChange::Clear);
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = 0;
+    let mut round = 0;
+    loop {
+        let filter = ScanFilter {
+            count: 50,
+            ..Default::default()
+        };
+        let (next, keys) = block(e.scan(0, cursor, &filter, NOW)).unwrap();
+        seen.extend(keys.into_iter().map(|k| k.to_vec()));
+        // Another client grows the keyspace a lot (forcing table resizes) mid-iteration,
+        // then deletes it again (forcing shrinks).
+        round += 1;
+        if round < 30 {
+            for j in 0..500 {
+                set(&e, &format!("churn:{round}:{j}"), "v", TtlChange::Clear);
+            }
+        } else if round == 30 {
+            let churn = block(e.keys(0, b"churn:*", NOW)).unwrap();
+            let refs: Vec<&[u8]> = churn.iter().map(|k| &k[..]).collect();
+            block(e.del(0, &refs, NOW)).unwrap();
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    for k in &stable {
+        assert!(seen.contains(k.as_bytes()), "SCAN missed {k}");
+    }
+}
+
+#[test]
+fn noeviction_refuses_and_lru_evicts() {
+    let e = Engine::new(EngineConfig {
+        maxmemory: 200_000,
+        ..Default::default()
+    });
+    let big = "x".repeat(1000);
+    let mut refused = false;
+    for i in 0..1000 {
+        let opts = SetOptions::plain();
+        if block(e.set(0, format!("k{i}").as_bytes(), big.as_bytes(), opts, NOW))
+            == Err(StoreError::OutOfMemory)
+        {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "noeviction must refuse writes over maxmemory");
+    assert!(e.set_maxmemory_policy("allkeys-lru"));
+    for i in 0..1000 {
+        block(e.set(
+            0,
+            format!("k{i}").as_bytes(),
+            big.as_bytes(),
+            SetOptions::plain(),
+            NOW,
+        ))
+        .unwrap();
+    }
+    let st = e.stats(NOW);
+    assert!(st.evicted_keys > 0);
+    assert!(st.used_memory <= 200_000 + 2000, "used {}", st.used_memory);
+}
+
+#[test]
+fn volatile_ttl_evicts_soonest_expiring_first() {
+    let e = Engine::new(EngineConfig {
+        maxmemory: 400_000,
+        policy: Policy::VolatileTtl,
+        ..Default::default()
+    });
+    let v = "x".repeat(1000);
+    // Persistent keys can never be evicted under volatile-ttl.
+    for i in 0..100 {
+        set(&e, &format!("persist:{i}"), &v, TtlChange::Clear);
+    }
+    for i in 0..600 {
+        let opts = SetOptions {
+            ttl: TtlChange::At(NOW + 1_000 + i),
+            ..SetOptions::plain()
+        };
+        let _ = block(e.set(0, format!("sess:{i}").as_bytes(), v.as_bytes(), opts, NOW));
+    }
+    assert_eq!(block(e.keys(0, b"persist:*", NOW)).unwrap().len(), 100);
+    assert!(e.stats(NOW).evicted_keys > 0);
+    // The newest (latest-expiring) sessions survive more than the oldest.
+    let alive = |range: std::ops::Range<i32>| {
+        range
+            .filter(|i| {
+                block(e.get(0, format!("sess:{i}").as_bytes(), NOW))
+                    .unwrap()
+                    .is_some()
+            })
+            .count()
+    };
+    assert!(
+        alive(500..600) > alive(0..100),
+        "late {} early {}",
+        alive(500..600),
+        alive(0..100)
+    );
+}
+
+#[test]
+fn swapdb_and_flush() {
+    let e = engine();
+    set(&e, "a", "1", TtlChange::Clear);
+    block(e.swap_db(0, 3)).unwrap();
+    assert_eq!(block(e.dbsize(0)).unwrap(), 0);
+    assert_eq!(block(e.dbsize(3)).unwrap(), 1);
+    block(e.flush_all()).unwrap();
+    assert_eq!(block(e.dbsize(3)).unwrap(), 0);
+    assert_eq!(e.stats(NOW).used_memory, 0);
+}

@@ -1,0 +1,20 @@
+//! sessiond: a session store that speaks the Redis protocol.
+//!
+//! The data path, top-down: [`server::listener`] accepts → [`server::connection`] reads and
+//! parses ([`resp`]) → [`cmd`] executes against a [`store::Store`] → the embedded
+//! [`engine`] (later also remote upstreams and the migration router). See
+//! `docs/ARCHITECTURE.md`.
+
+pub mod clock;
+pub mod cmd;
+pub mod config;
+pub mod engine;
+pub mod resp;
+pub mod serve;
+pub mod server;
+pub mod store;
+pub mod util;
+
+/// The Redis version whose commands and replies sessiond reproduces (reported as
+/// `redis_version` in INFO and `version` in HELLO, which client libraries check).
+pub const REDIS_COMPAT_VERSION: &str = "7.0.0";

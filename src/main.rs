@@ -1,0 +1,96 @@
+//! The `sessiond` binary: command-line parsing and logging set-up; everything else is in the
+//! library.
+
+use clap::{Parser, Subcommand};
+use sessiond::config::{Config, ServeArgs};
+
+/// sessiond — a session store that speaks the Redis protocol.
+///
+/// Point any Redis session handler (phpredis, redis-py, connect-redis, redis-cli…) at it.
+#[derive(Parser)]
+#[command(name = "sessiond", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the session store (embedded in-memory engine) on 127.0.0.1:6380 by default.
+    Serve(ServeArgs),
+}
+
+fn init_logging(cfg: &Config) -> tracing_appender::non_blocking::WorkerGuard {
+    let level = match cfg.loglevel.as_str() {
+        "debug" => tracing::Level::DEBUG,
+        "verbose" => tracing::Level::DEBUG,
+        "warning" => tracing::Level::WARN,
+        _ => tracing::Level::INFO,
+    };
+    // Logging never blocks a request: lines go through a bounded channel to a writer thread
+    // and are dropped (lossy) when it is full, as the first seed's stalled proxy taught.
+    let (writer, guard) = match &cfg.logfile {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path);
+            match file {
+                Ok(f) => tracing_appender::non_blocking::NonBlockingBuilder::default()
+                    .lossy(true)
+                    .finish(f),
+                Err(e) => {
+                    eprintln!("cannot open logfile {path}: {e}; logging to stderr");
+                    tracing_appender::non_blocking::NonBlockingBuilder::default()
+                        .lossy(true)
+                        .finish(std::io::stderr())
+                }
+            }
+        }
+        None => tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(true)
+            .finish(std::io::stderr()),
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(writer)
+        .with_ansi(cfg.logfile.is_none())
+        .with_target(false)
+        .init();
+    guard
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let cfg = match Config::resolve(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("sessiond: {e}");
+                    return std::process::ExitCode::from(2);
+                }
+            };
+            let _guard = init_logging(&cfg);
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("sessiond-worker")
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("sessiond: cannot start runtime: {e}");
+                    return std::process::ExitCode::from(1);
+                }
+            };
+            match rt.block_on(sessiond::serve::run(cfg)) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("sessiond: {e}");
+                    std::process::ExitCode::from(1)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! One client connection: read → parse every complete command → execute in order → one write.
+//!
+//! Pipelining falls out of the loop's shape: all commands found in a read are executed and
+//! their replies accumulate in one output buffer that is written once. Protocol errors are
+//! answered with Redis's error text after the replies of the commands before them, then the
+//! connection closes, as Redis does.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::clients::ClientHandle;
+use super::Server;
+use crate::cmd::{self, ClientState, Flow};
+use crate::resp::reply::Proto;
+use crate::resp::{Parsed, Reply, RequestParser};
+use crate::store::Store;
+
+const READ_CHUNK: usize = 16 * 1024;
+
+pub async fn serve_connection<S, IO>(
+    server: Arc<Server<S>>,
+    mut io: IO,
+    addr: String,
+    laddr: String,
+) where
+    S: Store,
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let now = crate::clock::now_ms();
+    server.stats.connections_received.add(0, 1);
+    let maxclients = server.settings.maxclients.load(Ordering::Relaxed);
+    let Some(handle) = server.clients.register(addr, laddr, maxclients, now) else {
+        server.stats.rejected_connections.add(0, 1);
+        let _ = io
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await;
+        return;
+    };
+    let id = handle.id;
+    run(&server, &mut io, &handle).await;
+    let _ = io.shutdown().await;
+    server.clients.unregister(id);
+}
+
+async fn run<S, IO>(server: &Server<S>, io: &mut IO, handle: &Arc<ClientHandle>)
+where
+    S: Store,
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut state = ClientState::new(handle.clone(), server.settings.requirepass().is_none());
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut parser = RequestParser::new();
+    loop {
+        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+            rbuf.reserve(READ_CHUNK);
+        }
+        let timeout = server.settings.timeout_secs.load(Ordering::Relaxed);
+        let read = async {
+            if timeout > 0 {
+                tokio::time::timeout(Duration::from_secs(timeout), io.read_buf(&mut rbuf))
+                    .await
+                    .ok()
+            } else {
+                Some(io.read_buf(&mut rbuf).await)
+            }
+        };
+        let n = tokio::select! {
+            r = read => match r {
+                None => return, // idle timeout, as Redis's `timeout`
+                Some(Ok(0)) | Some(Err(_)) => return,
+                Some(Ok(n)) => n,
+            },
+            _ = handle.killed() => return,
+            _ = server.shutdown.notified() => return,
+        };
+        server.stats.net_input_bytes.add(handle.id, n as u64);
+        let limit = server
+            .settings
+            .client_query_buffer_limit
+            .load(Ordering::Relaxed);
+        if rbuf.len() as u64 > limit {
+            tracing::warn!(
+                client = handle.id,
+                "closing client that reached the query buffer limit ({limit} bytes)"
+            );
+            return;
+        }
+
+        let limits = server.settings.limits();
+        let mut pos = 0;
+        let mut close = false;
+        let mut executed = 0u64;
+        loop {
+            match parser.parse(&rbuf, pos, &limits, state.authenticated) {
+                Ok(Parsed::Command { consumed }) => {
+                    pos += consumed;
+                    if parser.argc() == 0 {
+                        continue;
+                    }
+                    let mut args: Vec<&[u8]> = Vec::with_capacity(parser.argc());
+                    parser.args(&rbuf, &mut args);
+                    let mut reply = Reply::new(&mut wbuf, state.proto);
+                    let flow = cmd::execute(server, &mut state, &args, &mut reply).await;
+                    executed += 1;
+                    if flow == Flow::Close {
+                        close = true;
+                        break;
+                    }
+                }
+                Ok(Parsed::Incomplete) => break,
+                Err(e) => {
+                    Reply::new(&mut wbuf, state.proto).error(&format!("ERR {}", e.0));
+                    tracing::debug!(client = handle.id, "protocol error: {}", e.0);
+                    close = true;
+                    break;
+                }
+            }
+        }
+        if executed > 0 {
+            server.stats.commands_processed.add(handle.id, executed);
+            handle
+                .last_ms
+                .store(crate::clock::now_ms(), Ordering::Relaxed);
+        }
+        // Drop what was consumed; a partially received command stays at the front.
+        rbuf.advance(pos);
+        if parser.is_mid_command() {
+            parser.rebase(pos);
+        }
+        if !wbuf.is_empty() {
+            server
+                .stats
+                .net_output_bytes
+                .add(handle.id, wbuf.len() as u64);
+            if io.write_all(&wbuf).await.is_err() {
+                return;
+            }
+            wbuf.clear();
+        }
+        if close || handle.is_killed() {
+            return;
+        }
+        if state.proto == Proto::Resp3 {
+            handle.resp.store(3, Ordering::Relaxed);
+        } else {
+            handle.resp.store(2, Ordering::Relaxed);
+        }
+    }
+}

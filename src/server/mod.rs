@@ -1,0 +1,102 @@
+//! The network side: listeners ([`listener`]), one task per client connection
+//! ([`connection`]), and the state all connections share ([`Server`]).
+
+pub mod clients;
+pub mod connection;
+pub mod listener;
+pub mod settings;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::cmd::script::ScriptCache;
+use crate::config::Config;
+use crate::store::Store;
+use clients::ClientRegistry;
+use settings::Settings;
+
+/// A counter that many threads bump without sharing a cache line: one cell per slot,
+/// summed when read (INFO is rare, increments are per command).
+pub struct Counter {
+    cells: [Padded; 16],
+}
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Padded(AtomicU64);
+
+impl Default for Counter {
+    fn default() -> Self {
+        Counter {
+            cells: Default::default(),
+        }
+    }
+}
+
+impl Counter {
+    pub fn add(&self, slot: u64, n: u64) {
+        self.cells[(slot % 16) as usize]
+            .0
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.cells.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+    }
+
+    pub fn reset(&self) {
+        for c in &self.cells {
+            c.0.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Server-wide counters for `INFO stats`.
+#[derive(Default)]
+pub struct ServerStats {
+    pub connections_received: Counter,
+    pub commands_processed: Counter,
+    pub rejected_connections: Counter,
+    pub net_input_bytes: Counter,
+    pub net_output_bytes: Counter,
+}
+
+/// Everything connections share.
+pub struct Server<S: Store> {
+    pub store: S,
+    pub config: Config,
+    pub settings: Settings,
+    pub clients: ClientRegistry,
+    pub stats: ServerStats,
+    pub scripts: ScriptCache,
+    pub started: Instant,
+    pub run_id: String,
+    /// Set by `SHUTDOWN` or a signal; listeners stop accepting.
+    pub shutting_down: AtomicBool,
+    pub shutdown: tokio::sync::Notify,
+}
+
+impl<S: Store> Server<S> {
+    pub fn new(store: S, config: Config) -> Self {
+        let run_id: String = (0..40)
+            .map(|_| fastrand::alphanumeric().to_ascii_lowercase())
+            .collect();
+        Server {
+            store,
+            settings: Settings::new(&config),
+            config,
+            clients: ClientRegistry::default(),
+            stats: ServerStats::default(),
+            scripts: ScriptCache::default(),
+            started: Instant::now(),
+            run_id,
+            shutting_down: AtomicBool::new(false),
+            shutdown: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.shutdown.notify_waiters();
+    }
+}

@@ -1,0 +1,63 @@
+//! Settings that `CONFIG SET` can change while the server runs. Read on the hot path with
+//! relaxed atomics; the password behind a lock (read at AUTH and connect only).
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::RwLock;
+
+use crate::resp::Limits;
+
+pub struct Settings {
+    requirepass: RwLock<Option<String>>,
+    pub timeout_secs: AtomicU64,
+    pub maxclients: AtomicUsize,
+    pub proto_max_bulk_len: AtomicI64,
+    pub proto_max_multibulk_len: AtomicI64,
+    pub client_query_buffer_limit: AtomicU64,
+    pub protected_mode: AtomicBool,
+}
+
+impl Settings {
+    pub fn new(cfg: &crate::config::Config) -> Self {
+        Settings {
+            requirepass: RwLock::new(cfg.requirepass.clone().filter(|p| !p.is_empty())),
+            timeout_secs: AtomicU64::new(cfg.timeout),
+            maxclients: AtomicUsize::new(cfg.maxclients),
+            proto_max_bulk_len: AtomicI64::new(cfg.proto_max_bulk_len as i64),
+            proto_max_multibulk_len: AtomicI64::new(cfg.proto_max_multibulk_len as i64),
+            client_query_buffer_limit: AtomicU64::new(cfg.client_query_buffer_limit),
+            protected_mode: AtomicBool::new(cfg.protected_mode),
+        }
+    }
+
+    pub fn requirepass(&self) -> Option<String> {
+        self.requirepass
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_requirepass(&self, pw: Option<String>) {
+        *self.requirepass.write().unwrap_or_else(|p| p.into_inner()) = pw.filter(|p| !p.is_empty());
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_bulk_len: self.proto_max_bulk_len.load(Ordering::Relaxed),
+            max_multibulk_len: self.proto_max_multibulk_len.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Constant-time password check, so response timing leaks nothing about the password.
+    pub fn check_password(&self, given: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        match self.requirepass() {
+            None => true,
+            Some(pw) => {
+                // Compare fixed-size digests so the length does not leak through timing either.
+                let a = sha1_smol::Sha1::from(pw.as_bytes()).digest().bytes();
+                let b = sha1_smol::Sha1::from(given).digest().bytes();
+                a.ct_eq(&b).into()
+            }
+        }
+    }
+}

@@ -34,11 +34,7 @@ pub async fn rename<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], nx: bool) ->
 
 /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`.
 pub async fn scan<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
-    let cursor = std::str::from_utf8(a[1])
-        .ok()
-        .filter(|s| !s.starts_with(|c: char| c.is_whitespace() || c == '+'))
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| CmdError::msg("ERR invalid cursor"))?;
+    let cursor = parse_cursor(a[1]).ok_or_else(|| CmdError::msg("ERR invalid cursor"))?;
     let mut filter = ScanFilter {
         count: 10,
         ..Default::default()
@@ -71,6 +67,27 @@ pub async fn scan<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
         cx.out.bulk(&k);
     }
     Ok(())
+}
+
+/// A SCAN cursor exactly as Redis reads it with `strtoul`: optional sign (a negative number
+/// wraps around), decimal digits, nothing else; an empty string is cursor 0.
+pub fn parse_cursor(s: &[u8]) -> Option<u64> {
+    let (neg, digits) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() {
+        return if s.is_empty() { Some(0) } else { None };
+    }
+    let mut v: u64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((c - b'0') as u64)?;
+    }
+    Some(if neg { v.wrapping_neg() } else { v })
 }
 
 pub async fn keys<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {

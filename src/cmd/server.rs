@@ -317,7 +317,7 @@ pub fn command<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
             for s in specs {
                 match s {
                     Some(s) => command_info(cx, s),
-                    None => cx.out.null_array(),
+                    None => cx.out.null(),
                 }
             }
         }

@@ -1,0 +1,357 @@
+//! Shared integration-test harness: throwaway real servers on free loopback ports in temp
+//! dirs, readiness polled with a deadline, every process killed when its guard drops, and a
+//! raw RESP client that shows replies exactly as they came off the wire.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A port nobody listens on right now (the OS picks it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p =
+            std::env::temp_dir().join(format!("sessiond-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct Proc {
+    pub child: Child,
+    pub port: u16,
+    pub name: &'static str,
+    pub dir: TempDir,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    pub fn connect(&self) -> Conn {
+        Conn::connect(self.port)
+    }
+
+    /// Sends SIGTERM and waits for exit (graceful-shutdown tests).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit after SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn require(bin: &str) -> String {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {bin}"))
+        .output();
+    match found {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        _ => panic!("{bin} is not installed: run the README's test command (scripts/test), which installs it"),
+    }
+}
+
+/// Polls until `port` answers PING, or panics with the process's output at the deadline.
+fn wait_ready(child: &mut Child, port: u16, name: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(e) = child.stderr.as_mut() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("{name} exited before becoming ready ({st}): {err}");
+        }
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 64];
+            if s.write_all(b"PING\r\n").is_ok() {
+                if let Ok(n) = s.read(&mut buf) {
+                    // +PONG, or -NOAUTH when a password is set: either way it is serving.
+                    if n > 0 {
+                        return;
+                    }
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} not ready on port {port} within {DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn redis_server(extra: &[&str]) -> Proc {
+    let bin = require("redis-server");
+    let dir = TempDir::new("redis");
+    let port = free_port();
+    let mut child = Command::new(bin)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(&dir.0)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn redis-server");
+    wait_ready(&mut child, port, "redis-server");
+    Proc {
+        child,
+        port,
+        name: "redis-server",
+        dir,
+    }
+}
+
+pub fn sessiond_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sessiond")
+}
+
+pub fn sessiond(extra: &[&str]) -> Proc {
+    let dir = TempDir::new("sessiond");
+    let port = free_port();
+    let mut child = Command::new(sessiond_bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .env_remove("SESSIOND_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sessiond");
+    wait_ready(&mut child, port, "sessiond");
+    Proc {
+        child,
+        port,
+        name: "sessiond",
+        dir,
+    }
+}
+
+/// A reply, as parsed from the wire (RESP2 and RESP3).
+#[derive(Clone, PartialEq)]
+pub enum Value {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Vec<u8>),
+    Null,
+    NullArray,
+    Array(Vec<Value>),
+    Map(Vec<(Value, Value)>),
+    Set(Vec<Value>),
+    Verbatim(String, Vec<u8>),
+    Double(String),
+    Bool(bool),
+    Big(String),
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Simple(s) => write!(f, "+{s}"),
+            Value::Error(s) => write!(f, "-{s}"),
+            Value::Int(i) => write!(f, ":{i}"),
+            Value::Bulk(b) => write!(f, "{:?}", String::from_utf8_lossy(b)),
+            Value::Null => write!(f, "(nil)"),
+            Value::NullArray => write!(f, "(nil-array)"),
+            Value::Array(v) => f.debug_list().entries(v).finish(),
+            Value::Set(v) => write!(f, "set{:?}", v),
+            Value::Map(v) => f
+                .debug_map()
+                .entries(v.iter().map(|(k, v)| (k, v)))
+                .finish(),
+            Value::Verbatim(t, b) => write!(f, "={t}:{:?}", String::from_utf8_lossy(b)),
+            Value::Double(d) => write!(f, ",{d}"),
+            Value::Bool(b) => write!(f, "#{b}"),
+            Value::Big(b) => write!(f, "({b}"),
+        }
+    }
+}
+
+impl Value {
+    pub fn bulk(s: &str) -> Value {
+        Value::Bulk(s.as_bytes().to_vec())
+    }
+
+    /// Same type and same shape, values ignored (for replies that legitimately differ).
+    pub fn same_shape(&self, other: &Value) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Bulk(b) | Value::Verbatim(_, b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> String {
+        match self {
+            Value::Simple(s) | Value::Error(s) => s.clone(),
+            Value::Bulk(b) | Value::Verbatim(_, b) => String::from_utf8_lossy(b).into_owned(),
+            Value::Int(i) => i.to_string(),
+            other => format!("{other:?}"),
+        }
+    }
+}
+
+/// A blocking RESP connection for tests.
+pub struct Conn {
+    pub reader: BufReader<TcpStream>,
+    pub writer: TcpStream,
+}
+
+pub fn encode(args: &[&[u8]]) -> Vec<u8> {
+    let mut v = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        v.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        v.extend_from_slice(a);
+        v.extend_from_slice(b"\r\n");
+    }
+    v
+}
+
+impl Conn {
+    pub fn connect(port: u16) -> Conn {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let _ = s.set_nodelay(true);
+        Conn {
+            reader: BufReader::new(s.try_clone().expect("clone")),
+            writer: s,
+        }
+    }
+
+    pub fn send_raw(&mut self, data: &[u8]) {
+        self.writer.write_all(data).expect("write");
+    }
+
+    pub fn cmd(&mut self, args: &[&str]) -> Value {
+        let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+        self.cmd_bytes(&a)
+    }
+
+    pub fn cmd_bytes(&mut self, args: &[&[u8]]) -> Value {
+        self.send_raw(&encode(args));
+        self.read().expect("reply")
+    }
+
+    /// Reads one reply; `None` when the server closed the connection.
+    pub fn read(&mut self) -> Option<Value> {
+        let mut line = Vec::new();
+        match self.reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        assert!(
+            line.ends_with(b"\r\n"),
+            "reply line without CRLF: {:?}",
+            String::from_utf8_lossy(&line)
+        );
+        let body = String::from_utf8_lossy(&line[1..line.len() - 2]).into_owned();
+        let num = || body.parse::<i64>().expect("length");
+        Some(match line[0] {
+            b'+' => Value::Simple(body),
+            b'-' => Value::Error(body),
+            b':' => Value::Int(num()),
+            b',' => Value::Double(body),
+            b'(' => Value::Big(body),
+            b'#' => Value::Bool(body == "t"),
+            b'_' => Value::Null,
+            b'$' if num() < 0 => Value::Null,
+            b'*' if num() < 0 => Value::NullArray,
+            b'$' | b'=' => {
+                let mut buf = vec![0u8; num() as usize + 2];
+                self.reader.read_exact(&mut buf).ok()?;
+                buf.truncate(buf.len() - 2);
+                if line[0] == b'=' {
+                    let data = buf.split_off(4);
+                    Value::Verbatim(String::from_utf8_lossy(&buf[..3]).into_owned(), data)
+                } else {
+                    Value::Bulk(buf)
+                }
+            }
+            b'*' | b'~' | b'>' => {
+                let items = (0..num())
+                    .map(|_| self.read())
+                    .collect::<Option<Vec<_>>>()?;
+                if line[0] == b'~' {
+                    Value::Set(items)
+                } else {
+                    Value::Array(items)
+                }
+            }
+            b'%' => {
+                let mut pairs = Vec::new();
+                for _ in 0..num() {
+                    pairs.push((self.read()?, self.read()?));
+                }
+                Value::Map(pairs)
+            }
+            other => panic!("unknown reply type {:?}", other as char),
+        })
+    }
+
+    /// True if the server has closed the connection (reads EOF within the timeout).
+    pub fn is_closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.reader.read(&mut b), Ok(0))
+    }
+}

@@ -296,13 +296,16 @@ impl ShardData {
         &mut self,
         db: Db,
         hash: u64,
-        key: &[u8],
-        value: &[u8],
-        expire: i64,
-        lru: u32,
+        rec: Record<'_>,
         exists: bool,
         hasher: &impl Fn(&[u8]) -> u64,
     ) {
+        let Record {
+            key,
+            value,
+            expire,
+            lru,
+        } = rec;
         let t = &mut self.dbs[db];
         if exists {
             t.replace_value(hash, key, value);
@@ -314,6 +317,14 @@ impl ShardData {
             t.insert_new(hash, Entry::new(key, value, expire, lru), hasher);
         }
     }
+}
+
+/// What a write stores: key, value, absolute expiry (0 = none) and LRU clock.
+struct Record<'a> {
+    key: &'a [u8],
+    value: &'a [u8],
+    expire: i64,
+    lru: u32,
 }
 
 fn copy(v: &[u8]) -> Bytes {
@@ -425,7 +436,18 @@ impl Store for Engine {
                     TtlChange::Keep => old_expire,
                     TtlChange::At(at) => at,
                 };
-                s.write(db, h, key, value, expire, lru, exists, &hasher);
+                s.write(
+                    db,
+                    h,
+                    Record {
+                        key,
+                        value,
+                        expire,
+                        lru,
+                    },
+                    exists,
+                    &hasher,
+                );
             }
             SetOutcome {
                 written: allowed,
@@ -458,7 +480,18 @@ impl Store for Engine {
         for (n, (k, v)) in pairs.iter().enumerate() {
             let (s, h) = locks.key(n);
             let exists = s.live(db, h, k, now, &hasher).is_some();
-            s.write(db, h, k, v, 0, lru, exists, &hasher);
+            s.write(
+                db,
+                h,
+                Record {
+                    key: k,
+                    value: v,
+                    expire: 0,
+                    lru,
+                },
+                exists,
+                &hasher,
+            );
         }
         Ok(true)
     }
@@ -480,7 +513,18 @@ impl Store for Engine {
                     Ok(s.dbs[db].append_value(h, key, value).unwrap_or(0) as u64)
                 }
                 None => {
-                    s.write(db, h, key, value, 0, lru, false, &hasher);
+                    s.write(
+                        db,
+                        h,
+                        Record {
+                            key,
+                            value,
+                            expire: 0,
+                            lru,
+                        },
+                        false,
+                        &hasher,
+                    );
                     Ok(value.len() as u64)
                 }
             }
@@ -518,7 +562,18 @@ impl Store for Engine {
                     e.set_lru(lru);
                 }
             } else {
-                s.write(db, h, key, text, 0, lru, false, &hasher);
+                s.write(
+                    db,
+                    h,
+                    Record {
+                        key,
+                        value: text,
+                        expire: 0,
+                        lru,
+                    },
+                    false,
+                    &hasher,
+                );
             }
             Ok(new)
         })
@@ -855,7 +910,7 @@ impl Store for Engine {
             .into_iter()
             .enumerate()
             .filter(|(_, d)| d.0 > 0)
-            .map(|(db, (keys, vol, sum, n))| (db, keys, vol, if n > 0 { sum / n } else { 0 }))
+            .map(|(db, (keys, vol, sum, n))| (db, keys, vol, sum.checked_div(n).unwrap_or(0)))
             .collect();
         st
     }

@@ -401,10 +401,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn parse_all(
-        input: &[u8],
-        authenticated: bool,
-    ) -> Result<(Vec<Vec<Vec<u8>>>, usize), ProtocolError> {
+    type Cmd = Vec<Vec<u8>>;
+
+    fn parse_all(input: &[u8], authenticated: bool) -> Result<(Vec<Cmd>, usize), ProtocolError> {
         let mut p = RequestParser::new();
         let mut pos = 0;
         let mut cmds = Vec::new();

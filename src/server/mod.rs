@@ -17,6 +17,7 @@ use settings::Settings;
 
 /// A counter that many threads bump without sharing a cache line: one cell per slot,
 /// summed when read (INFO is rare, increments are per command).
+#[derive(Default)]
 pub struct Counter {
     cells: [Padded; 16],
 }
@@ -24,14 +25,6 @@ pub struct Counter {
 #[repr(align(128))]
 #[derive(Default)]
 struct Padded(AtomicU64);
-
-impl Default for Counter {
-    fn default() -> Self {
-        Counter {
-            cells: Default::default(),
-        }
-    }
-}
 
 impl Counter {
     pub fn add(&self, slot: u64, n: u64) {

@@ -187,6 +187,7 @@ fn kill<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
             return Err(CmdError::msg("ERR No such client"));
         };
         h.kill();
+        cx.server.clients.unregister(h.id);
         if h.id == me {
             cx.flow = Flow::Close;
         }
@@ -235,7 +236,10 @@ fn kill<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
         {
             continue;
         }
+        // Gone at once, as in Redis: no longer listed, counted or killable again, even
+        // while its task is still draining.
         h.kill();
+        cx.server.clients.unregister(h.id);
         if h.id == me {
             cx.flow = Flow::Close;
         }

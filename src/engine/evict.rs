@@ -89,37 +89,49 @@ struct Candidate {
 
 fn evict_one(inner: &Inner, policy: Policy) -> bool {
     let mut best: Option<Candidate> = None;
-    for _ in 0..SAMPLES {
-        let s = fastrand::usize(..SHARDS);
+    let mut sampled = 0;
+    // Shards in random order until SAMPLES of them gave a candidate. If any evictable record
+    // exists, it is found: a false OOM would refuse a session write for nothing.
+    let start = fastrand::usize(..SHARDS);
+    for s in (0..SHARDS).map(|k| (start + k) % SHARDS) {
+        if sampled == SAMPLES {
+            break;
+        }
         let g = inner.lock(s);
         let db0 = fastrand::usize(..inner.databases);
-        let Some(db) = (0..inner.databases)
-            .map(|k| (db0 + k) % inner.databases)
-            .find(|&d| !g.dbs[d].is_empty())
-        else {
-            continue;
-        };
-        let t = &g.dbs[db];
-        let n = t.bucket_count();
-        let b0 = fastrand::usize(..n);
-        // Walk a few buckets from a random one; chains are short, buckets mostly full.
-        for b in (0..n.min(16)).map(|k| (b0 + k) % n) {
-            for e in t.bucket(b) {
-                let score = match policy {
-                    Policy::AllKeysLru => e.lru() as i64,
-                    Policy::VolatileTtl if e.expire() != 0 => e.expire(),
-                    _ => continue,
-                };
-                if best.as_ref().is_none_or(|c| score < c.score) {
-                    best = Some(Candidate {
-                        shard: s,
-                        db,
-                        key: e.key().to_vec(),
-                        score,
-                    });
+        for db in (0..inner.databases).map(|k| (db0 + k) % inner.databases) {
+            let t = &g.dbs[db];
+            if t.is_empty() || (policy == Policy::VolatileTtl && t.volatile() == 0) {
+                continue;
+            }
+            // Walk from a random bucket to the first bucket with an eligible record (tables
+            // are at least 1/8 full, so this is short).
+            let n = t.bucket_count();
+            let b0 = fastrand::usize(..n);
+            let mut found = false;
+            for b in (0..n).map(|k| (b0 + k) % n) {
+                for e in t.bucket(b) {
+                    let score = match policy {
+                        Policy::AllKeysLru => e.lru() as i64,
+                        Policy::VolatileTtl if e.expire() != 0 => e.expire(),
+                        _ => continue,
+                    };
+                    found = true;
+                    if best.as_ref().is_none_or(|c| score < c.score) {
+                        best = Some(Candidate {
+                            shard: s,
+                            db,
+                            key: e.key().to_vec(),
+                            score,
+                        });
+                    }
+                }
+                if found {
+                    break;
                 }
             }
-            if best.is_some() {
+            if found {
+                sampled += 1;
                 break;
             }
         }

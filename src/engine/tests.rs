@@ -257,3 +257,33 @@ fn swapdb_and_flush() {
     assert_eq!(block(e.dbsize(3)).unwrap(), 0);
     assert_eq!(e.stats(NOW).used_memory, 0);
 }
+
+/// Regression: eviction sampled a few buckets and, in sparse tables, answered OOM although
+/// evictable keys existed. It must find any evictable key.
+#[test]
+fn eviction_finds_the_only_candidate_in_sparse_tables() {
+    let e = engine();
+    for i in 0..3000 {
+        set(&e, &format!("k{i}"), &"x".repeat(200), TtlChange::Clear);
+    }
+    let keys: Vec<Vec<u8>> = (1..3000).map(|i| format!("k{i}").into_bytes()).collect();
+    let refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+    block(e.del(0, &refs, NOW)).unwrap();
+    // One persistent key left (volatile-ttl cannot evict it), one volatile key added.
+    set(&e, "sess", &"y".repeat(200), TtlChange::At(NOW + 60_000));
+    e.set_maxmemory(e.stats(NOW).used_memory - 1);
+    assert!(e.set_maxmemory_policy("volatile-ttl"));
+    block(e.set(0, b"new", &[b'z'; 300], SetOptions::plain(), NOW)).expect("volatile key evicted");
+    assert_eq!(
+        block(e.exists(0, &[b"sess", b"k0"], NOW)).unwrap(),
+        1,
+        "only the volatile key went"
+    );
+    // Nothing volatile left: now the refusal is right.
+    assert_eq!(
+        block(e.set(0, b"more", &[b'z'; 300], SetOptions::plain(), NOW)),
+        Err(StoreError::OutOfMemory)
+    );
+    assert!(e.set_maxmemory_policy("allkeys-lru"));
+    block(e.set(0, b"more", &[b'z'; 300], SetOptions::plain(), NOW)).expect("allkeys-lru evicts");
+}

@@ -23,11 +23,12 @@ struct Args {
     keys: u64,
     value: usize,
     ttl: u64,
+    prefill: bool,
 }
 
 fn parse_args() -> (String, Args) {
     let argv: Vec<String> = std::env::args().collect();
-    let usage = "usage: loadgen mix|fill HOST:PORT [--clients N] [--seconds S] [--keys N] [--value BYTES] [--ttl S]";
+    let usage = "usage: loadgen mix|fill HOST:PORT [--clients N] [--seconds S] [--keys N] [--value BYTES] [--ttl S] [--prefill 0|1]";
     if argv.len() < 3 {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -52,6 +53,7 @@ fn parse_args() -> (String, Args) {
             "--keys" => a.keys = v,
             "--value" => a.value = v as usize,
             "--ttl" => a.ttl = v,
+            "--prefill" => a.prefill = v != 0,
             _ => {
                 eprintln!("{usage}");
                 std::process::exit(2)
@@ -222,8 +224,10 @@ fn main() {
                 );
             }
             "mix" => {
-                let prefill = Args { clients: 8, ..Args { addr: a.addr.clone(), ..a } };
-                fill(&prefill).await;
+                if a.prefill {
+                    let prefill = Args { clients: 8, addr: a.addr.clone(), ..a };
+                    fill(&prefill).await;
+                }
                 let (ops, secs, h, errors) = mix(&a).await;
                 println!(
                     "{{\"ops\":{ops},\"seconds\":{secs:.3},\"ops_per_sec\":{:.0},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"errors\":{errors}}}",

@@ -40,6 +40,7 @@ fn parse_args() -> (String, Args) {
         keys: 100_000,
         value: 512,
         ttl: 1800,
+        prefill: true,
     };
     let mut i = 3;
     while i + 1 < argv.len() {

@@ -336,6 +336,27 @@ fn parse_stored_int(v: &[u8]) -> Option<i64> {
     crate::resp::parse::parse_i64(v)
 }
 
+impl Engine {
+    /// How many of `keys` are live (a key named twice counts twice), under one multi-shard
+    /// lock; with `remove`, deletes them too (DEL/UNLINK).
+    fn count_live(&self, db: Db, keys: &[&[u8]], now: UnixMs, remove: bool) -> u64 {
+        let i = &self.inner;
+        let hasher = i.hasher_fn();
+        let mut locks = i.lock_keys(keys);
+        let mut n = 0;
+        for (idx, k) in keys.iter().enumerate() {
+            let (s, h) = locks.key(idx);
+            if s.live(db, h, k, now, &hasher).is_some() {
+                if remove {
+                    s.dbs[db].remove(h, k, &hasher);
+                }
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
 impl Store for Engine {
     async fn get(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<Option<Bytes>> {
         let i = &self.inner;
@@ -580,18 +601,7 @@ impl Store for Engine {
     }
 
     async fn del(&self, db: Db, keys: &[&[u8]], now: UnixMs) -> StoreResult<u64> {
-        let i = &self.inner;
-        let hasher = i.hasher_fn();
-        let mut locks = i.lock_keys(keys);
-        let mut n = 0;
-        for (idx, k) in keys.iter().enumerate() {
-            let (s, h) = locks.key(idx);
-            if s.live(db, h, k, now, &hasher).is_some() {
-                s.dbs[db].remove(h, k, &hasher);
-                n += 1;
-            }
-        }
-        Ok(n)
+        Ok(self.count_live(db, keys, now, true))
     }
 
     async fn del_if_equal(
@@ -615,17 +625,7 @@ impl Store for Engine {
     }
 
     async fn exists(&self, db: Db, keys: &[&[u8]], now: UnixMs) -> StoreResult<u64> {
-        let i = &self.inner;
-        let hasher = i.hasher_fn();
-        let mut locks = i.lock_keys(keys);
-        let mut n = 0;
-        for (idx, k) in keys.iter().enumerate() {
-            let (s, h) = locks.key(idx);
-            if s.live(db, h, k, now, &hasher).is_some() {
-                n += 1;
-            }
-        }
-        Ok(n)
+        Ok(self.count_live(db, keys, now, false))
     }
 
     async fn key_type(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<Option<KeyType>> {

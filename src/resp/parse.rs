@@ -471,38 +471,24 @@ mod tests {
     #[test]
     fn protocol_errors_match_redis() {
         let e = |s: &[u8], auth| parse_all(s, auth).unwrap_err().0;
-        assert_eq!(
-            e(b"*a\r\n", true),
-            "Protocol error: invalid multibulk length"
-        );
-        assert_eq!(
-            e(b"*1\r\n$a\r\n", true),
-            "Protocol error: invalid bulk length"
-        );
-        assert_eq!(
-            e(b"*1\r\n$-1\r\n", true),
-            "Protocol error: invalid bulk length"
-        );
-        assert_eq!(
-            e(b"*1\r\nxx\r\n", true),
-            "Protocol error: expected '$', got 'x'"
-        );
-        assert_eq!(
-            e(b"*11\r\n", false),
-            "Protocol error: unauthenticated multibulk length"
-        );
-        assert_eq!(
-            e(b"*1\r\n$16385\r\n", false),
-            "Protocol error: unauthenticated bulk length"
-        );
-        assert_eq!(
-            e(b"*1\r\n$536870913\r\n", true),
-            "Protocol error: invalid bulk length"
-        );
-        assert_eq!(
-            e(b"*1048577\r\n", true),
-            "Protocol error: invalid multibulk length"
-        );
+        let cases: &[(&[u8], bool, &str)] = &[
+            (b"*a\r\n", true, "invalid multibulk length"),
+            (b"*1\r\n$a\r\n", true, "invalid bulk length"),
+            (b"*1\r\n$-1\r\n", true, "invalid bulk length"),
+            (b"*1\r\nxx\r\n", true, "expected '$', got 'x'"),
+            (b"*11\r\n", false, "unauthenticated multibulk length"),
+            (b"*1\r\n$16385\r\n", false, "unauthenticated bulk length"),
+            (b"*1\r\n$536870913\r\n", true, "invalid bulk length"),
+            (b"*1048577\r\n", true, "invalid multibulk length"),
+        ];
+        for (input, auth, msg) in cases {
+            assert_eq!(
+                e(input, *auth),
+                format!("Protocol error: {msg}"),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
         assert_eq!(
             e(&vec![b'a'; INLINE_MAX + 1], true),
             "Protocol error: too big inline request"

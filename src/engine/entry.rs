@@ -5,13 +5,17 @@
 //! per-record overhead is what decides memory use. An `Entry` is a thin pointer to:
 //!
 //! ```text
-//! offset 0   next     (8)  chain pointer of the hash table bucket (Option<Entry>)
-//!        8   expire   (8)  absolute unix ms, 0 = no TTL
-//!       16   lru      (4)  engine clock (seconds) of the last access, for allkeys-lru
-//!       20   key_len  (4)
-//!       24   val_len  (4)
-//!       28   key bytes, then value bytes
+//! offset 0   next     (8)    chain pointer of the hash table bucket (Option<Entry>)
+//!        8   expire   (8)    absolute unix ms, 0 = no TTL
+//!       16   lru      (4)    engine clock (seconds) of the last access, for allkeys-lru
+//!       20   key_len  (1-5)  LEB128 varint
+//!        …   val_len  (1-5)  LEB128 varint
+//!        …   key bytes, then value bytes
 //! ```
+//!
+//! Lengths are varints because every byte counts at a million sessions: a session key
+//! (`PHPREDIS_SESSION:` + 26 characters) and a value under 16 KiB need 1 + 2 bytes instead of
+//! 8, which for 100-byte sessions moves the record into a smaller malloc size class.
 //!
 //! This is the only `unsafe` code of the engine; everything above it is safe Rust. The
 //! invariants are local: the pointer always comes from `alloc` with `layout_for(k, v)`, the
@@ -23,9 +27,49 @@ use std::ptr::NonNull;
 const NEXT: usize = 0;
 const EXPIRE: usize = 8;
 const LRU: usize = 16;
-const KLEN: usize = 20;
-const VLEN: usize = 24;
-const DATA: usize = 28;
+/// Where the varint lengths start.
+const LENS: usize = 20;
+
+fn varint_len(n: usize) -> usize {
+    match n {
+        0..=0x7f => 1,
+        0x80..=0x3fff => 2,
+        0x4000..=0x1f_ffff => 3,
+        0x20_0000..=0xfff_ffff => 4,
+        _ => 5,
+    }
+}
+
+/// Size of a record holding `k` key bytes and `v` value bytes.
+fn total_size(k: usize, v: usize) -> usize {
+    LENS + varint_len(k) + varint_len(v) + k + v
+}
+
+/// # Safety
+/// `p` must be valid for `varint_len(n)` byte writes.
+unsafe fn write_varint(mut p: *mut u8, mut n: usize) {
+    while n >= 0x80 {
+        p.write((n as u8) | 0x80);
+        p = p.add(1);
+        n >>= 7;
+    }
+    p.write(n as u8);
+}
+
+/// # Safety
+/// `p` must point at a varint written by `write_varint`.
+unsafe fn read_varint(p: *const u8) -> (usize, usize) {
+    let (mut n, mut shift, mut i) = (0usize, 0, 0);
+    loop {
+        let b = p.add(i).read();
+        n |= ((b & 0x7f) as usize) << shift;
+        i += 1;
+        if b < 0x80 {
+            return (n, i);
+        }
+        shift += 7;
+    }
+}
 
 /// Owning thin pointer to a record. `#[repr(transparent)]` over `NonNull` so that
 /// `Option<Entry>` is one pointer wide (the bucket array is 8 bytes per slot).
@@ -51,7 +95,7 @@ pub fn allocated_size(n: usize) -> usize {
 impl Entry {
     pub fn new(key: &[u8], value: &[u8], expire: i64, lru: u32) -> Entry {
         assert!(key.len() <= u32::MAX as usize && value.len() <= u32::MAX as usize);
-        let layout = layout_for(DATA + key.len() + value.len());
+        let layout = layout_for(total_size(key.len(), value.len()));
         // SAFETY: layout has non-zero size; every header field is written before use.
         unsafe {
             let p = alloc(layout);
@@ -62,15 +106,34 @@ impl Entry {
             e.ptr().add(NEXT).cast::<Option<Entry>>().write(None);
             e.ptr().add(EXPIRE).cast::<i64>().write(expire);
             e.ptr().add(LRU).cast::<u32>().write(lru);
-            e.ptr().add(KLEN).cast::<u32>().write(key.len() as u32);
-            e.ptr().add(VLEN).cast::<u32>().write(value.len() as u32);
-            std::ptr::copy_nonoverlapping(key.as_ptr(), e.ptr().add(DATA), key.len());
-            std::ptr::copy_nonoverlapping(
-                value.as_ptr(),
-                e.ptr().add(DATA + key.len()),
-                value.len(),
-            );
+            e.write_body(key, value);
             e
+        }
+    }
+
+    /// Writes lengths, key and value after the fixed header.
+    ///
+    /// # Safety
+    /// The allocation must hold `total_size(key.len(), value.len())` bytes.
+    unsafe fn write_body(&self, key: &[u8], value: &[u8]) {
+        let p = self.ptr().add(LENS);
+        write_varint(p, key.len());
+        let kl = varint_len(key.len());
+        write_varint(p.add(kl), value.len());
+        let data = p.add(kl + varint_len(value.len()));
+        std::ptr::copy_nonoverlapping(key.as_ptr(), data, key.len());
+        std::ptr::copy_nonoverlapping(value.as_ptr(), data.add(key.len()), value.len());
+    }
+
+    /// (key length, value length, offset of the key bytes).
+    #[inline]
+    fn lens(&self) -> (usize, usize, usize) {
+        // SAFETY: both varints were written by `write_body`.
+        unsafe {
+            let p = self.ptr().add(LENS);
+            let (k, a) = read_varint(p);
+            let (v, b) = read_varint(p.add(a));
+            (k, v, LENS + a + b)
         }
     }
 
@@ -80,27 +143,22 @@ impl Entry {
     }
 
     #[inline]
-    fn key_len(&self) -> usize {
-        // SAFETY: header written in `new`, offset aligned to 4.
-        unsafe { self.ptr().add(KLEN).cast::<u32>().read() as usize }
-    }
-
-    #[inline]
-    fn val_len(&self) -> usize {
-        // SAFETY: as above.
-        unsafe { self.ptr().add(VLEN).cast::<u32>().read() as usize }
-    }
-
-    #[inline]
     pub fn key(&self) -> &[u8] {
-        // SAFETY: key bytes live at DATA..DATA+key_len of our allocation.
-        unsafe { std::slice::from_raw_parts(self.ptr().add(DATA), self.key_len()) }
+        let (k, _, off) = self.lens();
+        // SAFETY: key bytes live at off..off+k of our allocation.
+        unsafe { std::slice::from_raw_parts(self.ptr().add(off), k) }
     }
 
     #[inline]
     pub fn value(&self) -> &[u8] {
+        let (k, v, off) = self.lens();
         // SAFETY: value bytes follow the key.
-        unsafe { std::slice::from_raw_parts(self.ptr().add(DATA + self.key_len()), self.val_len()) }
+        unsafe { std::slice::from_raw_parts(self.ptr().add(off + k), v) }
+    }
+
+    fn size(&self) -> usize {
+        let (k, v, off) = self.lens();
+        off + k + v
     }
 
     /// Absolute expiry in unix ms, 0 when the key has no TTL.
@@ -148,54 +206,69 @@ impl Entry {
 
     /// Bytes this record occupies in the allocator (for memory accounting).
     pub fn footprint(&self) -> usize {
-        allocated_size(DATA + self.key_len() + self.val_len())
+        allocated_size(self.size())
     }
 
-    /// Replace the value in place, reallocating if the size changes. The chain pointer,
-    /// TTL and LRU clock are kept, so the record stays where it is in its bucket.
+    /// Replace the value, reallocating if the size changes. The chain pointer, TTL and LRU
+    /// clock are kept, so the record stays where it is in its bucket.
     pub fn set_value(&mut self, value: &[u8]) {
         assert!(value.len() <= u32::MAX as usize);
-        let klen = self.key_len();
-        let old_total = DATA + klen + self.val_len();
-        let new_total = DATA + klen + value.len();
-        if old_total != new_total {
-            // SAFETY: the pointer came from `alloc` with layout_for(old_total); realloc keeps
-            // the prefix (header and key) intact.
+        let (k, v, off) = self.lens();
+        if varint_len(v) == varint_len(value.len()) {
+            // Same header: resize and overwrite the value in place.
+            let new_total = off + k + value.len();
+            self.resize(off + k + v, new_total);
+            // SAFETY: the allocation now holds new_total bytes; the varint size is unchanged.
             unsafe {
-                let p = realloc(self.ptr(), layout_for(old_total), new_total);
-                let Some(p) = NonNull::new(p) else {
-                    handle_alloc_error(layout_for(new_total))
-                };
-                self.0 = p;
+                write_varint(self.ptr().add(LENS + varint_len(k)), value.len());
+                std::ptr::copy_nonoverlapping(value.as_ptr(), self.ptr().add(off + k), value.len());
             }
-        }
-        // SAFETY: the allocation now holds new_total bytes.
-        unsafe {
-            self.ptr().add(VLEN).cast::<u32>().write(value.len() as u32);
-            std::ptr::copy_nonoverlapping(value.as_ptr(), self.ptr().add(DATA + klen), value.len());
+        } else {
+            let key = self.key().to_vec();
+            self.rebuild(&key, value);
         }
     }
 
-    /// Append to the value (APPEND), reallocating once.
+    /// Append to the value (APPEND).
     pub fn append_value(&mut self, tail: &[u8]) {
-        let klen = self.key_len();
-        let vlen = self.val_len();
-        let old_total = DATA + klen + vlen;
-        let new_total = old_total + tail.len();
-        assert!(vlen + tail.len() <= u32::MAX as usize);
-        // SAFETY: as in set_value.
+        let (k, v, off) = self.lens();
+        let new_v = v + tail.len();
+        assert!(new_v <= u32::MAX as usize);
+        if varint_len(v) == varint_len(new_v) {
+            self.resize(off + k + v, off + k + new_v);
+            // SAFETY: the allocation now holds off+k+new_v bytes.
+            unsafe {
+                write_varint(self.ptr().add(LENS + varint_len(k)), new_v);
+                std::ptr::copy_nonoverlapping(tail.as_ptr(), self.ptr().add(off + k + v), tail.len());
+            }
+        } else {
+            let key = self.key().to_vec();
+            let mut value = self.value().to_vec();
+            value.extend_from_slice(tail);
+            self.rebuild(&key, &value);
+        }
+    }
+
+    /// `realloc` to `new_total` bytes, keeping the prefix.
+    fn resize(&mut self, old_total: usize, new_total: usize) {
+        if old_total == new_total {
+            return;
+        }
+        // SAFETY: the pointer came from `alloc` with layout_for(old_total); realloc keeps the
+        // prefix (header, lengths, key) intact.
         unsafe {
             let p = realloc(self.ptr(), layout_for(old_total), new_total);
-            let Some(p) = NonNull::new(p) else {
-                handle_alloc_error(layout_for(new_total))
-            };
+            let Some(p) = NonNull::new(p) else { handle_alloc_error(layout_for(new_total)) };
             self.0 = p;
-            self.ptr()
-                .add(VLEN)
-                .cast::<u32>()
-                .write((vlen + tail.len()) as u32);
-            std::ptr::copy_nonoverlapping(tail.as_ptr(), self.ptr().add(old_total), tail.len());
         }
+    }
+
+    /// Move to a fresh allocation with a new body, keeping chain pointer, TTL and LRU clock.
+    fn rebuild(&mut self, key: &[u8], value: &[u8]) {
+        let mut fresh = Entry::new(key, value, self.expire(), self.lru());
+        *fresh.next_mut() = self.take_next();
+        std::mem::swap(self, &mut fresh);
+        // `fresh` now holds the old allocation with an empty chain: dropping frees only it.
     }
 
     /// Detach and return the rest of the chain.
@@ -212,8 +285,8 @@ impl Drop for Entry {
             next = e.take_next();
             drop(e);
         }
-        let total = DATA + self.key_len() + self.val_len();
-        // SAFETY: allocated in `new`/`set_value` with this exact layout.
+        let total = self.size();
+        // SAFETY: allocated in `new`/`resize` with this exact size.
         unsafe { dealloc(self.ptr(), layout_for(total)) }
     }
 }
@@ -221,8 +294,8 @@ impl Drop for Entry {
 impl std::fmt::Debug for Entry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Entry")
-            .field("key_len", &self.key_len())
-            .field("val_len", &self.val_len())
+            .field("key_len", &self.lens().0)
+            .field("val_len", &self.lens().1)
             .field("expire", &self.expire())
             .finish()
     }
@@ -250,6 +323,37 @@ mod tests {
         assert_eq!(e.value(), b"xyz");
         e.set_expire(0);
         assert!(!e.is_expired(i64::MAX));
+    }
+
+    #[test]
+    fn values_crossing_varint_boundaries_keep_everything() {
+        let mut e = Entry::new(b"PHPREDIS_SESSION:abc", b"", 7, 3);
+        let next = Entry::new(b"next", b"n", 0, 0);
+        *e.next_mut() = Some(next);
+        for len in [0usize, 1, 127, 128, 129, 16383, 16384, 70000, 100, 0, 2_100_000, 5] {
+            let v: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            e.set_value(&v);
+            assert_eq!(e.value(), &v[..], "len {len}");
+            assert_eq!(e.key(), b"PHPREDIS_SESSION:abc");
+            assert_eq!((e.expire(), e.lru()), (7, 3));
+            assert_eq!(e.next().as_ref().map(|n| n.key().to_vec()), Some(b"next".to_vec()));
+        }
+        let mut grown = e.value().to_vec();
+        for chunk in [&[1u8; 120][..], &[2u8; 10], &[3u8; 16300]] {
+            e.append_value(chunk);
+            grown.extend_from_slice(chunk);
+            assert_eq!(e.value(), &grown[..]);
+        }
+        let big_key = vec![b'k'; 300];
+        let b = Entry::new(&big_key, b"v", 0, 0);
+        assert_eq!((b.key(), b.value()), (&big_key[..], &b"v"[..]));
+    }
+
+    #[test]
+    fn a_session_record_fits_a_176_byte_chunk() {
+        // PHPREDIS_SESSION: + 26-char id, 100-byte value: the benchmark's session.
+        let e = Entry::new(&[b'k'; 43], &[b'v'; 100], 1, 1);
+        assert_eq!(e.footprint(), 176);
     }
 
     #[test]

@@ -239,7 +239,11 @@ impl Entry {
             // SAFETY: the allocation now holds off+k+new_v bytes.
             unsafe {
                 write_varint(self.ptr().add(LENS + varint_len(k)), new_v);
-                std::ptr::copy_nonoverlapping(tail.as_ptr(), self.ptr().add(off + k + v), tail.len());
+                std::ptr::copy_nonoverlapping(
+                    tail.as_ptr(),
+                    self.ptr().add(off + k + v),
+                    tail.len(),
+                );
             }
         } else {
             let key = self.key().to_vec();
@@ -258,7 +262,9 @@ impl Entry {
         // prefix (header, lengths, key) intact.
         unsafe {
             let p = realloc(self.ptr(), layout_for(old_total), new_total);
-            let Some(p) = NonNull::new(p) else { handle_alloc_error(layout_for(new_total)) };
+            let Some(p) = NonNull::new(p) else {
+                handle_alloc_error(layout_for(new_total))
+            };
             self.0 = p;
         }
     }
@@ -330,13 +336,18 @@ mod tests {
         let mut e = Entry::new(b"PHPREDIS_SESSION:abc", b"", 7, 3);
         let next = Entry::new(b"next", b"n", 0, 0);
         *e.next_mut() = Some(next);
-        for len in [0usize, 1, 127, 128, 129, 16383, 16384, 70000, 100, 0, 2_100_000, 5] {
+        for len in [
+            0usize, 1, 127, 128, 129, 16383, 16384, 70000, 100, 0, 2_100_000, 5,
+        ] {
             let v: Vec<u8> = (0..len).map(|i| i as u8).collect();
             e.set_value(&v);
             assert_eq!(e.value(), &v[..], "len {len}");
             assert_eq!(e.key(), b"PHPREDIS_SESSION:abc");
             assert_eq!((e.expire(), e.lru()), (7, 3));
-            assert_eq!(e.next().as_ref().map(|n| n.key().to_vec()), Some(b"next".to_vec()));
+            assert_eq!(
+                e.next().as_ref().map(|n| n.key().to_vec()),
+                Some(b"next".to_vec())
+            );
         }
         let mut grown = e.value().to_vec();
         for chunk in [&[1u8; 120][..], &[2u8; 10], &[3u8; 16300]] {

@@ -55,7 +55,19 @@ where
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut parser = RequestParser::new();
+    // Built once per connection: registering a waiter on the server-wide shutdown `Notify`
+    // takes its mutex, which every connection would otherwise contend on for every read.
+    let stop = async {
+        tokio::select! {
+            _ = handle.killed() => {}
+            _ = server.shutdown.notified() => {}
+        }
+    };
+    tokio::pin!(stop);
     loop {
+        if server.shutting_down.load(Ordering::Relaxed) {
+            return;
+        }
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
             rbuf.reserve(READ_CHUNK);
         }
@@ -75,8 +87,7 @@ where
                 Some(Ok(0)) | Some(Err(_)) => return,
                 Some(Ok(n)) => n,
             },
-            _ = handle.killed() => return,
-            _ = server.shutdown.notified() => return,
+            _ = &mut stop => return,
         };
         server.stats.net_input_bytes.add(handle.id, n as u64);
         let limit = server

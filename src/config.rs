@@ -80,6 +80,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSIOND_CLIENT_QUERY_BUFFER_LIMIT", value_name = "BYTES")]
     pub client_query_buffer_limit: Option<String>,
 
+    /// Worker threads serving connections. Default: the number of CPU cores.
+    #[arg(long, env = "SESSIOND_THREADS", value_name = "N")]
+    pub threads: Option<usize>,
+
     /// Log verbosity: debug, verbose, notice, warning (Redis's names). Default notice.
     #[arg(long, env = "SESSIOND_LOGLEVEL", value_name = "LEVEL")]
     pub loglevel: Option<String>,
@@ -106,6 +110,7 @@ struct FileConfig {
     proto_max_bulk_len: Option<toml::Value>,
     proto_max_multibulk_len: Option<usize>,
     client_query_buffer_limit: Option<toml::Value>,
+    threads: Option<usize>,
     loglevel: Option<String>,
     logfile: Option<String>,
 }
@@ -125,6 +130,8 @@ pub struct Config {
     pub proto_max_bulk_len: u64,
     pub proto_max_multibulk_len: usize,
     pub client_query_buffer_limit: u64,
+    /// Worker threads; 0 = one per core.
+    pub threads: usize,
     pub loglevel: String,
     pub logfile: Option<String>,
     pub config_file: Option<PathBuf>,
@@ -145,6 +152,7 @@ impl Default for Config {
             proto_max_bulk_len: 512 * 1024 * 1024,
             proto_max_multibulk_len: 1024 * 1024,
             client_query_buffer_limit: 1024 * 1024 * 1024,
+            threads: 0,
             loglevel: "notice".into(),
             logfile: None,
             config_file: None,
@@ -275,6 +283,12 @@ impl Config {
         if c.client_query_buffer_limit < 1024 * 1024 {
             return Err("client-query-buffer-limit must be at least 1mb".into());
         }
+        if let Some(t) = args.threads.or(file.threads) {
+            if t == 0 || t > 1024 {
+                return Err(format!("threads {t}: expected 1 to 1024"));
+            }
+            c.threads = t;
+        }
         if let Some(l) = args.loglevel.clone().or(file.loglevel) {
             if !matches!(l.as_str(), "debug" | "verbose" | "notice" | "warning") {
                 return Err(format!(
@@ -312,6 +326,8 @@ mod tests {
         assert_eq!(c.maxmemory_policy, Policy::VolatileTtl);
         assert!(!c.protected_mode);
         assert_eq!(c.listen[0].port(), 7000);
+        let bad = ServeArgs { threads: Some(0), ..Default::default() };
+        assert!(Config::resolve(&bad).unwrap_err().contains("threads"));
         std::fs::write(&path, "bogus-key = 1\n").unwrap();
         assert!(Config::resolve(&ServeArgs {
             config: Some(path),

@@ -72,11 +72,12 @@ fn main() -> std::process::ExitCode {
                 }
             };
             let _guard = init_logging(&cfg);
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("sessiond-worker")
-                .build()
-            {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.enable_all().thread_name("sessiond-worker");
+            if cfg.threads > 0 {
+                builder.worker_threads(cfg.threads);
+            }
+            let rt = match builder.build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("sessiond: cannot start runtime: {e}");

@@ -326,7 +326,10 @@ mod tests {
         assert_eq!(c.maxmemory_policy, Policy::VolatileTtl);
         assert!(!c.protected_mode);
         assert_eq!(c.listen[0].port(), 7000);
-        let bad = ServeArgs { threads: Some(0), ..Default::default() };
+        let bad = ServeArgs {
+            threads: Some(0),
+            ..Default::default()
+        };
         assert!(Config::resolve(&bad).unwrap_err().contains("threads"));
         std::fs::write(&path, "bogus-key = 1\n").unwrap();
         assert!(Config::resolve(&ServeArgs {

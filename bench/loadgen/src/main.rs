@@ -24,11 +24,15 @@ struct Args {
     value: usize,
     ttl: u64,
     prefill: bool,
+    /// First key index (so several populations can coexist).
+    offset: u64,
+    /// With `fill`: `SET k v PXAT <ms>` (all keys expire at the same instant) instead of SETEX.
+    pxat: u64,
 }
 
 fn parse_args() -> (String, Args) {
     let argv: Vec<String> = std::env::args().collect();
-    let usage = "usage: loadgen mix|fill HOST:PORT [--clients N] [--seconds S] [--keys N] [--value BYTES] [--ttl S] [--prefill 0|1]";
+    let usage = "usage: loadgen mix|fill HOST:PORT [--clients N] [--seconds S] [--keys N] [--value BYTES] [--ttl S] [--prefill 0|1] [--offset N] [--pxat UNIX_MS]";
     if argv.len() < 3 {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -41,6 +45,8 @@ fn parse_args() -> (String, Args) {
         value: 512,
         ttl: 1800,
         prefill: true,
+        offset: 0,
+        pxat: 0,
     };
     let mut i = 3;
     while i + 1 < argv.len() {
@@ -55,6 +61,8 @@ fn parse_args() -> (String, Args) {
             "--value" => a.value = v as usize,
             "--ttl" => a.ttl = v,
             "--prefill" => a.prefill = v != 0,
+            "--offset" => a.offset = v,
+            "--pxat" => a.pxat = v,
             _ => {
                 eprintln!("{usage}");
                 std::process::exit(2)
@@ -128,6 +136,7 @@ async fn fill(a: &Args) -> u64 {
     let mut tasks = Vec::new();
     for c in 0..a.clients as u64 {
         let (addr, value, ttl) = (a.addr.clone(), value.clone(), ttl.clone());
+        let (offset, pxat) = (a.offset, a.pxat);
         let (start, end) = (c * per, ((c + 1) * per).min(a.keys));
         tasks.push(tokio::spawn(async move {
             let (mut r, mut w) = connect(&addr).await;
@@ -138,7 +147,23 @@ async fn fill(a: &Args) -> u64 {
                 let batch_end = (i + 64).min(end);
                 let mut buf = Vec::new();
                 for k in i..batch_end {
-                    encode(&mut buf, &[b"SETEX", &key(k), ttl.as_bytes(), &value]);
+                    if pxat > 0 {
+                        encode(
+                            &mut buf,
+                            &[
+                                b"SET",
+                                &key(offset + k),
+                                &value,
+                                b"PXAT",
+                                pxat.to_string().as_bytes(),
+                            ],
+                        );
+                    } else {
+                        encode(
+                            &mut buf,
+                            &[b"SETEX", &key(offset + k), ttl.as_bytes(), &value],
+                        );
+                    }
                 }
                 w.write_all(&buf).await.expect("write");
                 for _ in i..batch_end {

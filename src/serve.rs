@@ -20,6 +20,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         databases: config.databases,
         maxmemory: config.maxmemory,
         policy: config.maxmemory_policy,
+        active_expiry: true,
     });
     let server = Arc::new(Server::new(engine, config.clone()));
 

@@ -299,3 +299,81 @@ fn logs_never_contain_session_values_or_keys() {
         assert!(!text.contains(secret), "log leaks {secret}: {text}");
     }
 }
+
+/// Random bytes, random framing fragments and random commands from many connections never
+/// crash the server; it keeps answering.
+#[test]
+fn garbage_input_never_crashes_the_server() {
+    let s = sessiond(&[]);
+    let mut seed: u64 = 0x9e3779b97f4a7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let fragments: &[&[u8]] = &[
+        b"*",
+        b"$",
+        b"\r\n",
+        b"-1",
+        b"0",
+        b"99999999999",
+        b"SET",
+        b"GET",
+        b"\"",
+        b"'",
+        b"\\x",
+        b" ",
+        b"\0",
+        b"*2\r\n",
+        b"$3\r\n",
+        b"HELLO",
+        b"3",
+        b"EVAL",
+        b"SCAN",
+        b"CLIENT",
+        b"KILL",
+    ];
+    for _ in 0..300 {
+        let mut c = s.connect();
+        let mut data = Vec::new();
+        for _ in 0..(next() % 40) {
+            if next() % 3 == 0 {
+                data.push(next() as u8);
+            } else {
+                data.extend_from_slice(fragments[(next() % fragments.len() as u64) as usize]);
+            }
+        }
+        data.extend_from_slice(b"\r\n");
+        let _ = c.writer.write_all(&data);
+        let _ = c.writer.shutdown(std::net::Shutdown::Write);
+        // Drain whatever comes back until the server closes or the stream ends.
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut c.reader, &mut sink);
+    }
+    assert_eq!(s.connect().cmd(&["PING"]), Value::Simple("PONG".into()));
+}
+
+#[test]
+fn client_setinfo_shows_in_client_list() {
+    let s = sessiond(&[]);
+    let mut c = s.connect();
+    assert_eq!(
+        c.cmd(&["CLIENT", "SETINFO", "lib-name", "redis-py"]),
+        Value::Simple("OK".into())
+    );
+    assert_eq!(
+        c.cmd(&["CLIENT", "SETINFO", "LIB-VER", "5.0.1"]),
+        Value::Simple("OK".into())
+    );
+    assert!(
+        matches!(c.cmd(&["CLIENT", "SETINFO", "bogus", "x"]), Value::Error(e) if e.starts_with("ERR Unrecognized option"))
+    );
+    assert!(matches!(
+        c.cmd(&["CLIENT", "SETINFO", "lib-name", "has space"]),
+        Value::Error(_)
+    ));
+    let info = c.cmd(&["CLIENT", "INFO"]).as_str();
+    assert!(info.contains("lib-name=redis-py lib-ver=5.0.1"), "{info}");
+}

@@ -90,6 +90,9 @@ pub struct EngineConfig {
     pub databases: usize,
     pub maxmemory: u64,
     pub policy: Policy,
+    /// Run the active-expiry thread on the wall clock. Off only in unit tests, which drive
+    /// `expire::sweep_tick` with their own clock and must not race a real-time sweeper.
+    pub active_expiry: bool,
 }
 
 impl Default for EngineConfig {
@@ -98,6 +101,7 @@ impl Default for EngineConfig {
             databases: 16,
             maxmemory: 0,
             policy: Policy::NoEviction,
+            active_expiry: true,
         }
     }
 }
@@ -131,7 +135,9 @@ impl Engine {
             lru_clock: AtomicU32::new(0),
             started: Instant::now(),
         });
-        expire::spawn_sweeper(Arc::downgrade(&inner));
+        if cfg.active_expiry {
+            expire::spawn_sweeper(Arc::downgrade(&inner));
+        }
         Engine { inner }
     }
 }

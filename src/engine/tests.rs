@@ -2,8 +2,17 @@
 
 use super::*;
 
+/// Engines in unit tests run on the tests' simulated clock (`NOW`), so the wall-clock
+/// sweeper thread is off; tests call `expire::sweep_tick` themselves.
+fn config() -> EngineConfig {
+    EngineConfig {
+        active_expiry: false,
+        ..Default::default()
+    }
+}
+
 fn engine() -> Engine {
-    Engine::new(EngineConfig::default())
+    Engine::new(config())
 }
 
 fn block<F: std::future::Future>(f: F) -> F::Output {
@@ -177,7 +186,7 @@ fn scan_returns_every_stable_key_while_others_write() {
 fn noeviction_refuses_and_lru_evicts() {
     let e = Engine::new(EngineConfig {
         maxmemory: 200_000,
-        ..Default::default()
+        ..config()
     });
     let big = "x".repeat(1000);
     let mut refused = false;
@@ -212,7 +221,7 @@ fn volatile_ttl_evicts_soonest_expiring_first() {
     let e = Engine::new(EngineConfig {
         maxmemory: 400_000,
         policy: Policy::VolatileTtl,
-        ..Default::default()
+        ..config()
     });
     let v = "x".repeat(1000);
     // Persistent keys can never be evicted under volatile-ttl.
@@ -286,4 +295,53 @@ fn eviction_finds_the_only_candidate_in_sparse_tables() {
     );
     assert!(e.set_maxmemory_policy("allkeys-lru"));
     block(e.set(0, b"more", &[b'z'; 300], SetOptions::plain(), NOW)).expect("allkeys-lru evicts");
+}
+
+/// Steady create/expire load with no reads: memory plateaus (the seeds' "5 GB equilibrium")
+/// instead of growing with the number of sessions ever created. Simulated time: 200
+/// sessions per 100 ms tick, each living 5 s; the sweeper runs every tick.
+#[test]
+fn steady_create_expire_load_reaches_an_equilibrium() {
+    let e = engine();
+    let tick_ms = 100;
+    let ttl_ms = 5_000;
+    let per_tick = 200;
+    let mut samples = Vec::new();
+    for t in 0..600i64 {
+        let now = NOW + t * tick_ms;
+        for i in 0..per_tick {
+            let opts = SetOptions {
+                ttl: TtlChange::At(now + ttl_ms),
+                ..SetOptions::plain()
+            };
+            let k = format!("PHPREDIS_SESSION:{t}:{i}");
+            block(e.set(0, k.as_bytes(), &[b's'; 200], opts, now)).unwrap();
+        }
+        expire::sweep_tick(&e.inner, now);
+        if t >= 100 {
+            samples.push((block(e.dbsize(0)).unwrap(), e.stats(now).used_memory));
+        }
+    }
+    // Live sessions: 50 ticks x 200 = 10,000. Expired-but-unreclaimed ones are bounded by one
+    // sweep pass (10 ticks) of arrivals, so the count never exceeds ~12,000, although
+    // 120,000 sessions were created.
+    let max_keys = samples.iter().map(|s| s.0).max().unwrap();
+    let min_keys = samples.iter().map(|s| s.0).min().unwrap();
+    assert!(
+        min_keys >= 10_000,
+        "live sessions are never dropped early: {min_keys}"
+    );
+    assert!(
+        max_keys <= 12_200,
+        "keys bounded by live + one sweep pass: {max_keys}"
+    );
+    let (first, last) = (samples[0].1, samples[samples.len() - 1].1);
+    assert!(
+        last <= first + first / 5,
+        "memory flat at equilibrium: {first} -> {last}"
+    );
+    assert_eq!(
+        e.stats(NOW).expired_keys + block(e.dbsize(0)).unwrap(),
+        120_000
+    );
 }

@@ -67,9 +67,10 @@ impl Proc {
 
     /// Sends SIGTERM and waits for exit (graceful-shutdown tests).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
+        // The shell's builtin `kill`: no dependency on procps being installed.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -TERM {}", self.child.id()))
             .status();
         let deadline = Instant::now() + DEADLINE;
         loop {

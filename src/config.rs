@@ -80,7 +80,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSIOND_CLIENT_QUERY_BUFFER_LIMIT", value_name = "BYTES")]
     pub client_query_buffer_limit: Option<String>,
 
-    /// Worker threads serving connections. Default: the number of CPU cores.
+    /// Worker threads serving connections. Default: one less than the number of CPU cores
+    /// (at least 1), leaving a core to the kernel's network work and co-located clients.
     #[arg(long, env = "SESSIOND_THREADS", value_name = "N")]
     pub threads: Option<usize>,
 
@@ -130,7 +131,7 @@ pub struct Config {
     pub proto_max_bulk_len: u64,
     pub proto_max_multibulk_len: usize,
     pub client_query_buffer_limit: u64,
-    /// Worker threads; 0 = one per core.
+    /// Worker threads; 0 = the default, see [`Config::effective_threads`].
     pub threads: usize,
     pub loglevel: String,
     pub logfile: Option<String>,
@@ -196,6 +197,17 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 impl Config {
+    /// Worker threads to run. The default is cores − 1 (at least 1). Measured on 2 cores with
+    /// the load generator co-located (docs/BENCHMARKS.md): a second worker only steals work
+    /// against the client and costs throughput, p99 and CPU per operation.
+    pub fn effective_threads(&self) -> usize {
+        if self.threads > 0 {
+            return self.threads;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cores.saturating_sub(1).max(1)
+    }
+
     /// Resolves flags/env (already merged by clap) over the config file over defaults.
     pub fn resolve(args: &ServeArgs) -> Result<Config, String> {
         let file = match &args.config {

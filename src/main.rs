@@ -72,11 +72,17 @@ fn main() -> std::process::ExitCode {
                 }
             };
             let _guard = init_logging(&cfg);
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            let threads = cfg.effective_threads();
+            // One worker: tokio's current-thread scheduler, with no work-stealing machinery
+            // (no cross-thread wake-ups per request). Several: the multi-thread scheduler.
+            let mut builder = if threads == 1 {
+                tokio::runtime::Builder::new_current_thread()
+            } else {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(threads);
+                b
+            };
             builder.enable_all().thread_name("sessiond-worker");
-            if cfg.threads > 0 {
-                builder.worker_threads(cfg.threads);
-            }
             let rt = match builder.build() {
                 Ok(rt) => rt,
                 Err(e) => {

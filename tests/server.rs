@@ -145,33 +145,12 @@ fn config_file_env_and_flags_combine() {
         "maxmemory = \"64mb\"\nmaxmemory-policy = \"volatile-ttl\"\ndatabases = 4\n",
     )
     .unwrap();
-    let port = free_port();
-    let mut child = Command::new(sessiond_bin())
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--config",
-        ])
-        .arg(&path)
-        .env("SESSIOND_MAXMEMORY", "32mb")
-        .args(["--databases", "8"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + support::DEADLINE;
-    let mut c = loop {
-        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            drop(s);
-            break Conn::connect(port);
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "sessiond did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let path_s = path.to_string_lossy().to_string();
+    let s = support::sessiond_with_env(
+        &["--config", &path_s, "--databases", "8"],
+        &[("SESSIOND_MAXMEMORY", "32mb")],
+    );
+    let mut c = s.connect();
     let get = |c: &mut Conn, k: &str| match c.cmd(&["CONFIG", "GET", k]) {
         Value::Array(v) => v[1].as_str(),
         other => panic!("{other:?}"),
@@ -187,8 +166,6 @@ fn config_file_env_and_flags_combine() {
         "file beats default"
     );
     assert_eq!(get(&mut c, "databases"), "8", "flag beats file");
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

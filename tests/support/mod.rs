@@ -12,12 +12,20 @@ use std::time::{Duration, Instant};
 
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-/// A port nobody listens on right now (the OS picks it).
+/// A port nobody listens on right now. Chosen below Linux's ephemeral range (32768-60999),
+/// so the many client connections tests open can never take it before the server binds it,
+/// and spread by process id and a counter so parallel tests rarely pick the same one (a
+/// collision is retried by [`start`]).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let base = std::process::id().wrapping_mul(7919);
+    loop {
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 20_000 + (base.wrapping_add(n.wrapping_mul(104_729)) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A fresh temporary directory, removed on drop.
@@ -98,8 +106,9 @@ fn require(bin: &str) -> String {
     }
 }
 
-/// Polls until `port` answers PING, or panics with the process's output at the deadline.
-fn wait_ready(child: &mut Child, port: u16, name: &str) {
+/// Polls until `port` answers PING. `Err` with the process's stderr if it exited (a port
+/// taken between choosing and binding it, typically).
+fn wait_ready(child: &mut Child, port: u16, name: &str) -> Result<(), String> {
     let deadline = Instant::now() + DEADLINE;
     loop {
         if let Ok(Some(st)) = child.try_wait() {
@@ -107,18 +116,18 @@ fn wait_ready(child: &mut Child, port: u16, name: &str) {
             if let Some(e) = child.stderr.as_mut() {
                 let _ = e.read_to_string(&mut err);
             }
-            panic!("{name} exited before becoming ready ({st}): {err}");
+            return Err(format!("{name} exited before becoming ready ({st}): {err}"));
         }
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
             let mut buf = [0u8; 64];
-            if s.write_all(b"PING\r\n").is_ok() {
-                if let Ok(n) = s.read(&mut buf) {
-                    // +PONG, or -NOAUTH when a password is set: either way it is serving.
-                    if n > 0 {
-                        return;
-                    }
+            // +PONG, or -NOAUTH when a password is set: either way something serves. It is
+            // ours only if our child is still alive (checked on the next line).
+            if s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).is_ok_and(|n| n > 0) {
+                if let Ok(None) = child.try_wait() {
+                    return Ok(());
                 }
+                continue;
             }
         }
         assert!(
@@ -129,12 +138,37 @@ fn wait_ready(child: &mut Child, port: u16, name: &str) {
     }
 }
 
+/// Starts a server on a fresh port, retrying with another port if it fails to start.
+fn start(name: &'static str, tag: &str, mut command: impl FnMut(u16, &TempDir) -> Command) -> Proc {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let dir = TempDir::new(tag);
+        let port = free_port();
+        let mut child = command(port, &dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        match wait_ready(&mut child, port, name) {
+            Ok(()) => {
+                return Proc {
+                    child,
+                    port,
+                    name,
+                    dir,
+                }
+            }
+            Err(e) => last = e,
+        }
+    }
+    panic!("{name} did not start after 5 attempts: {last}");
+}
+
 pub fn redis_server(extra: &[&str]) -> Proc {
     let bin = require("redis-server");
-    let dir = TempDir::new("redis");
-    let port = free_port();
-    let mut child = Command::new(bin)
-        .args([
+    start("redis-server", "redis", |port, dir| {
+        let mut c = Command::new(&bin);
+        c.args([
             "--port",
             &port.to_string(),
             "--bind",
@@ -146,18 +180,9 @@ pub fn redis_server(extra: &[&str]) -> Proc {
         ])
         .arg("--dir")
         .arg(&dir.0)
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn redis-server");
-    wait_ready(&mut child, port, "redis-server");
-    Proc {
-        child,
-        port,
-        name: "redis-server",
-        dir,
-    }
+        .args(extra);
+        c
+    })
 }
 
 pub fn sessiond_bin() -> &'static str {
@@ -165,23 +190,21 @@ pub fn sessiond_bin() -> &'static str {
 }
 
 pub fn sessiond(extra: &[&str]) -> Proc {
-    let dir = TempDir::new("sessiond");
-    let port = free_port();
-    let mut child = Command::new(sessiond_bin())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(extra)
-        .env_remove("SESSIOND_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sessiond");
-    wait_ready(&mut child, port, "sessiond");
-    Proc {
-        child,
-        port,
-        name: "sessiond",
-        dir,
-    }
+    sessiond_with_env(extra, &[])
+}
+
+/// sessiond with extra arguments and environment variables.
+pub fn sessiond_with_env(extra: &[&str], env: &[(&str, &str)]) -> Proc {
+    start("sessiond", "sessiond", |port, _| {
+        let mut c = Command::new(sessiond_bin());
+        c.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .env_remove("SESSIOND_CONFIG");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c
+    })
 }
 
 /// A reply, as parsed from the wire (RESP2 and RESP3).

@@ -354,3 +354,27 @@ fn client_setinfo_shows_in_client_list() {
     let info = c.cmd(&["CLIENT", "INFO"]).as_str();
     assert!(info.contains("lib-name=redis-py lib-ver=5.0.1"), "{info}");
 }
+
+/// A pipelined batch whose replies are far larger than the output flush threshold: replies are
+/// written as they are produced (bounded memory), complete and in order.
+#[test]
+fn large_pipelined_replies_stream_in_order() {
+    let s = sessiond(&[]);
+    let mut c = s.connect();
+    let big = vec![b'x'; 256 * 1024];
+    assert_eq!(
+        c.cmd_bytes(&[b"SET", b"big", &big]),
+        Value::Simple("OK".into())
+    );
+    let mut batch = Vec::new();
+    for i in 0..200 {
+        batch.extend(support::encode(&[b"GET", b"big"]));
+        batch.extend(support::encode(&[b"ECHO", format!("{i}").as_bytes()]));
+    }
+    // 200 x 256 KiB = 50 MiB of replies to one write of requests.
+    c.send_raw(&batch);
+    for i in 0..200 {
+        assert_eq!(c.read(), Some(Value::Bulk(big.clone())), "GET {i}");
+        assert_eq!(c.read(), Some(Value::bulk(&i.to_string())), "ECHO {i}");
+    }
+}

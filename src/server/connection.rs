@@ -20,6 +20,10 @@ use crate::resp::{Parsed, Reply, RequestParser};
 use crate::store::Store;
 
 const READ_CHUNK: usize = 16 * 1024;
+/// Replies are flushed mid-batch once this much is pending, so a pipelined batch of large
+/// values never accumulates in memory: the client's reading speed throttles execution
+/// (backpressure), and small-reply pipelines still leave in one write.
+const OUT_FLUSH: usize = 64 * 1024;
 
 pub async fn serve_connection<S, IO>(
     server: Arc<Server<S>>,
@@ -121,6 +125,16 @@ where
                     if flow == Flow::Close {
                         close = true;
                         break;
+                    }
+                    if wbuf.len() >= OUT_FLUSH {
+                        server
+                            .stats
+                            .net_output_bytes
+                            .add(handle.id, wbuf.len() as u64);
+                        if io.write_all(&wbuf).await.is_err() {
+                            return;
+                        }
+                        wbuf.clear();
                     }
                 }
                 Ok(Parsed::Incomplete) => break,

@@ -314,11 +314,7 @@ impl ShardData {
         } = rec;
         let t = &mut self.dbs[db];
         if exists {
-            t.replace_value(hash, key, value);
-            t.set_expire(hash, key, expire);
-            if let Some(e) = t.find_mut(hash, key) {
-                e.set_lru(lru);
-            }
+            t.overwrite(hash, key, value, expire, lru);
         } else {
             t.insert_new(hash, Entry::new(key, value, expire, lru), hasher);
         }
@@ -573,35 +569,30 @@ impl Store for Engine {
         let lru = i.lru_now();
         let hasher = i.hasher_fn();
         i.with_key(key, |s, h| {
-            let (exists, cur) = match s.live(db, h, key, now, &hasher) {
+            // INCR keeps the key's TTL.
+            let (exists, cur, expire) = match s.live(db, h, key, now, &hasher) {
                 Some(e) => (
                     true,
                     parse_stored_int(e.value()).ok_or(StoreError::NotInteger)?,
+                    e.expire(),
                 ),
-                None => (false, 0),
+                None => (false, 0, 0),
             };
             let new = cur.checked_add(delta).ok_or(StoreError::Overflow)?;
             let mut buf = itoa::Buffer::new();
-            let text = buf.format(new).as_bytes();
-            if exists {
-                s.dbs[db].replace_value(h, key, text);
-                if let Some(e) = s.dbs[db].find_mut(h, key) {
-                    e.set_lru(lru);
-                }
-            } else {
-                s.write(
-                    db,
-                    h,
-                    Record {
-                        key,
-                        value: text,
-                        expire: 0,
-                        lru,
-                    },
-                    false,
-                    &hasher,
-                );
-            }
+            let value = buf.format(new).as_bytes();
+            s.write(
+                db,
+                h,
+                Record {
+                    key,
+                    value,
+                    expire,
+                    lru,
+                },
+                exists,
+                &hasher,
+            );
             Ok(new)
         })
     }

@@ -106,7 +106,7 @@ impl Table {
     }
 
     /// Mutable access for TTL and LRU updates only: value changes must go through
-    /// [`replace_value`](Self::replace_value) / [`append_value`](Self::append_value) and TTL
+    /// [`overwrite`](Self::overwrite) / [`append_value`](Self::append_value) and TTL
     /// changes through [`set_expire`](Self::set_expire) so the counters stay right.
     pub fn find_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Entry> {
         self.slot_mut(hash, key).and_then(|s| s.as_mut())
@@ -184,15 +184,30 @@ impl Table {
         }
     }
 
-    /// Replace a record's value (size accounting kept right). False if absent.
-    pub fn replace_value(&mut self, hash: u64, key: &[u8], value: &[u8]) -> bool {
+    /// Overwrite an existing record's value, expiry and LRU clock in one walk of its chain
+    /// (the SET path), keeping the size and volatile counters right. False if absent.
+    pub fn overwrite(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        value: &[u8],
+        expire: i64,
+        lru: u32,
+    ) -> bool {
         let Some(e) = self.find_mut(hash, key) else {
             return false;
         };
-        let before = e.footprint();
+        let (before, was_volatile) = (e.footprint(), e.expire() != 0);
         e.set_value(value);
+        e.set_expire(expire);
+        e.set_lru(lru);
         let after = e.footprint();
         self.entry_bytes = self.entry_bytes + after - before;
+        match (was_volatile, expire != 0) {
+            (false, true) => self.volatile += 1,
+            (true, false) => self.volatile -= 1,
+            _ => {}
+        }
         true
     }
 

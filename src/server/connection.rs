@@ -126,15 +126,10 @@ where
                         close = true;
                         break;
                     }
-                    if wbuf.len() >= OUT_FLUSH {
-                        server
-                            .stats
-                            .net_output_bytes
-                            .add(handle.id, wbuf.len() as u64);
-                        if io.write_all(&wbuf).await.is_err() {
-                            return;
-                        }
-                        wbuf.clear();
+                    if wbuf.len() >= OUT_FLUSH
+                        && flush(server, io, handle, &mut wbuf).await.is_err()
+                    {
+                        return;
                     }
                 }
                 Ok(Parsed::Incomplete) => break,
@@ -157,15 +152,8 @@ where
         if parser.is_mid_command() {
             parser.rebase(pos);
         }
-        if !wbuf.is_empty() {
-            server
-                .stats
-                .net_output_bytes
-                .add(handle.id, wbuf.len() as u64);
-            if io.write_all(&wbuf).await.is_err() {
-                return;
-            }
-            wbuf.clear();
+        if !wbuf.is_empty() && flush(server, io, handle, &mut wbuf).await.is_err() {
+            return;
         }
         if close || handle.is_killed() {
             return;
@@ -176,4 +164,24 @@ where
             handle.resp.store(2, Ordering::Relaxed);
         }
     }
+}
+
+/// Writes the pending replies and empties the buffer.
+async fn flush<S, IO>(
+    server: &Server<S>,
+    io: &mut IO,
+    handle: &ClientHandle,
+    wbuf: &mut BytesMut,
+) -> std::io::Result<()>
+where
+    S: Store,
+    IO: AsyncWrite + Unpin,
+{
+    server
+        .stats
+        .net_output_bytes
+        .add(handle.id, wbuf.len() as u64);
+    io.write_all(wbuf).await?;
+    wbuf.clear();
+    Ok(())
 }

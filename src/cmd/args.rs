@@ -5,9 +5,7 @@ use crate::resp::parse::parse_i64;
 
 /// An integer argument (`ERR value is not an integer or out of range` otherwise).
 pub fn int(arg: &[u8]) -> Result<i64, CmdError> {
-    parse_i64(arg)
-        .or_else(|| if arg == b"0" { Some(0) } else { None })
-        .ok_or(CmdError::NotInteger)
+    parse_i64(arg).ok_or(CmdError::NotInteger)
 }
 
 /// Case-insensitive keyword comparison.

@@ -8,11 +8,10 @@ use super::{CmdError, CmdResult, Ctx, Flow};
 use crate::server::clients::ClientHandle;
 use crate::store::Store;
 
-fn sub_arity(a: &[&[u8]], sub: &str, ok: bool) -> CmdResult {
+fn sub_arity(sub: &str, ok: bool) -> CmdResult {
     if ok {
         Ok(())
     } else {
-        let _ = a;
         Err(CmdError::msg(format!(
             "ERR wrong number of arguments for 'client|{sub}' command"
         )))
@@ -23,11 +22,11 @@ pub fn client<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let sub = lossy(a[1]).to_ascii_lowercase();
     match sub.as_str() {
         "id" => {
-            sub_arity(a, "id", a.len() == 2)?;
+            sub_arity("id", a.len() == 2)?;
             cx.out.int(cx.client.handle.id as i64);
         }
         "getname" => {
-            sub_arity(a, "getname", a.len() == 2)?;
+            sub_arity("getname", a.len() == 2)?;
             let n = cx.client.handle.names().name;
             cx.out.bulk_opt(if n.is_empty() {
                 None
@@ -36,14 +35,14 @@ pub fn client<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
             });
         }
         "setname" => {
-            sub_arity(a, "setname", a.len() == 3)?;
+            sub_arity("setname", a.len() == 3)?;
             validate_name(a[2])?;
             let name = lossy(a[2]);
             cx.client.handle.update_names(|n| n.name = name);
             cx.out.ok();
         }
         "setinfo" => {
-            sub_arity(a, "setinfo", a.len() == 4)?;
+            sub_arity("setinfo", a.len() == 4)?;
             let attr = lossy(a[2]).to_ascii_lowercase();
             if attr != "lib-name" && attr != "lib-ver" {
                 return Err(CmdError::msg(format!(
@@ -67,7 +66,7 @@ pub fn client<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
             cx.out.ok();
         }
         "info" => {
-            sub_arity(a, "info", a.len() == 2)?;
+            sub_arity("info", a.len() == 2)?;
             let line = client_line(cx, &cx.client.handle.clone());
             cx.out.verbatim(line.as_bytes());
         }

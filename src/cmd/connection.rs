@@ -111,7 +111,7 @@ pub fn hello<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     // The reply uses the protocol just selected.
     let proto = cx.client.proto;
     let id = cx.client.handle.id as i64;
-    let mut reply = crate::resp::Reply::new(reply_buf(cx), proto);
+    let mut reply = crate::resp::Reply::new(cx.out.buffer(), proto);
     reply.map(7);
     reply.bulk(b"server");
     reply.bulk(b"redis");
@@ -128,12 +128,6 @@ pub fn hello<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     reply.bulk(b"modules");
     reply.array(0);
     Ok(())
-}
-
-/// The raw output buffer behind the context's reply writer, for replies that must be encoded
-/// in a protocol chosen mid-command (HELLO).
-fn reply_buf<'c, S: Store>(cx: &'c mut Ctx<'_, '_, S>) -> &'c mut bytes::BytesMut {
-    cx.out.buffer()
 }
 
 pub fn select<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {

@@ -15,7 +15,7 @@
 //! (phpredis does) take the same path as against Redis. Anything else is refused with a clear
 //! error instead of being run wrongly.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::args::{int, is, lossy};
@@ -67,33 +67,24 @@ pub fn sha1_hex(script: &[u8]) -> String {
 /// SHA1 → recognised script, for scripts loaded by EVAL or SCRIPT LOAD (as Redis's cache).
 #[derive(Default)]
 pub struct ScriptCache {
-    loaded: Mutex<HashSet<(String, u8)>>,
+    loaded: Mutex<HashMap<String, Known>>,
 }
 
 impl ScriptCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Known>> {
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn add(&self, sha: String, k: Known) {
-        self.loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((sha, k as u8));
+        self.lock().insert(sha, k);
     }
 
     fn get(&self, sha: &str) -> Option<Known> {
-        let l = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
-        l.iter()
-            .find(|(s, _)| s == sha)
-            .map(|_| Known::DeleteIfEqual)
-    }
-
-    fn contains(&self, sha: &str) -> bool {
-        self.get(sha).is_some()
+        self.lock().get(sha).copied()
     }
 
     fn flush(&self) {
-        self.loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.lock().clear();
     }
 }
 
@@ -158,7 +149,11 @@ pub fn script<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
         "exists" if a.len() >= 3 => {
             cx.out.array(a.len() - 2);
             for sha in &a[2..] {
-                let present = cx.server.scripts.contains(&lossy(sha).to_ascii_lowercase());
+                let present = cx
+                    .server
+                    .scripts
+                    .get(&lossy(sha).to_ascii_lowercase())
+                    .is_some();
                 cx.out.int(present as i64);
             }
         }

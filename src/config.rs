@@ -10,6 +10,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::engine::Policy;
+use crate::persist::{Fsync, PersistConfig};
 use crate::util::size::parse_size;
 
 /// Options of `sessiond serve`. All optional here so that the config file can fill gaps.
@@ -93,6 +94,35 @@ pub struct ServeArgs {
     /// through a bounded buffer and are dropped (and counted) if the disk cannot keep up.
     #[arg(long, env = "SESSIOND_LOGFILE", value_name = "PATH")]
     pub logfile: Option<String>,
+
+    /// Data directory: the append-only log, snapshots and their manifest (created if
+    /// missing; one server per directory). Default ./sessiond-data.
+    #[arg(long, env = "SESSIOND_DIR", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// `yes`: log every write before acknowledging it, so a restart or crash logs nobody out.
+    /// `no`: only snapshots (SAVE, BGSAVE, and at a graceful shutdown). Default yes.
+    #[arg(long, env = "SESSIOND_APPENDONLY", value_name = "yes|no")]
+    pub appendonly: Option<String>,
+
+    /// When the log is fsynced: `always` (before each reply; concurrent clients share one
+    /// fsync), `everysec` (at most ~1 s of acknowledged writes lost on power loss; none on a
+    /// process crash), `no` (the OS decides). Default everysec.
+    #[arg(long, env = "SESSIOND_APPENDFSYNC", value_name = "POLICY")]
+    pub appendfsync: Option<String>,
+
+    /// Rewrite (compact) the log when it exceeds this percentage of the last snapshot's size;
+    /// 0 disables automatic rewrites. Default 100.
+    #[arg(
+        long,
+        env = "SESSIOND_AUTO_AOF_REWRITE_PERCENTAGE",
+        value_name = "PERCENT"
+    )]
+    pub auto_aof_rewrite_percentage: Option<u64>,
+
+    /// …but not before the log reaches this size. Default 64mb.
+    #[arg(long, env = "SESSIOND_AUTO_AOF_REWRITE_MIN_SIZE", value_name = "BYTES")]
+    pub auto_aof_rewrite_min_size: Option<String>,
 }
 
 /// The configuration file: the same keys as the long options.
@@ -114,6 +144,11 @@ struct FileConfig {
     threads: Option<usize>,
     loglevel: Option<String>,
     logfile: Option<String>,
+    dir: Option<PathBuf>,
+    appendonly: Option<toml::Value>,
+    appendfsync: Option<String>,
+    auto_aof_rewrite_percentage: Option<u64>,
+    auto_aof_rewrite_min_size: Option<toml::Value>,
 }
 
 /// Resolved configuration.
@@ -136,6 +171,11 @@ pub struct Config {
     pub loglevel: String,
     pub logfile: Option<String>,
     pub config_file: Option<PathBuf>,
+    pub dir: PathBuf,
+    pub appendonly: bool,
+    pub appendfsync: Fsync,
+    pub auto_aof_rewrite_percentage: u64,
+    pub auto_aof_rewrite_min_size: u64,
 }
 
 impl Default for Config {
@@ -157,6 +197,11 @@ impl Default for Config {
             loglevel: "notice".into(),
             logfile: None,
             config_file: None,
+            dir: PathBuf::from("sessiond-data"),
+            appendonly: true,
+            appendfsync: Fsync::EverySec,
+            auto_aof_rewrite_percentage: 100,
+            auto_aof_rewrite_min_size: 64 * 1024 * 1024,
         }
     }
 }
@@ -314,7 +359,45 @@ impl Config {
             .clone()
             .or(file.logfile)
             .filter(|s| !s.is_empty());
+        if let Some(d) = args.dir.clone().or(file.dir) {
+            if d.as_os_str().is_empty() {
+                return Err("dir must not be empty".into());
+            }
+            c.dir = d;
+        }
+        if let Some(a) = &args.appendonly {
+            c.appendonly = parse_yes_no(a).map_err(|e| format!("--appendonly: {e}"))?;
+        } else if let Some(v) = &file.appendonly {
+            c.appendonly = toml_bool(v, "appendonly")?;
+        }
+        if let Some(p) = args.appendfsync.clone().or(file.appendfsync) {
+            c.appendfsync = Fsync::parse(&p)
+                .ok_or_else(|| format!("appendfsync '{p}': expected always, everysec or no"))?;
+        }
+        if let Some(p) = args
+            .auto_aof_rewrite_percentage
+            .or(file.auto_aof_rewrite_percentage)
+        {
+            c.auto_aof_rewrite_percentage = p;
+        }
+        if let Some(s) = &args.auto_aof_rewrite_min_size {
+            c.auto_aof_rewrite_min_size =
+                parse_size(s).map_err(|e| format!("--auto-aof-rewrite-min-size: {e}"))?;
+        } else if let Some(v) = &file.auto_aof_rewrite_min_size {
+            c.auto_aof_rewrite_min_size = toml_size(v, "auto-aof-rewrite-min-size")?;
+        }
         Ok(c)
+    }
+
+    /// The persistence part of the configuration.
+    pub fn persist(&self) -> PersistConfig {
+        PersistConfig {
+            dir: self.dir.clone(),
+            appendonly: self.appendonly,
+            appendfsync: self.appendfsync,
+            auto_rewrite_percentage: self.auto_aof_rewrite_percentage,
+            auto_rewrite_min_size: self.auto_aof_rewrite_min_size,
+        }
     }
 }
 

@@ -1,14 +1,22 @@
-//! `sessiond serve`: build the store and server from the configuration, bind, run until a
-//! signal, shut down.
+//! `sessiond serve`: load the data, build the server, bind, run until SHUTDOWN or a signal,
+//! then shut down gracefully: stop accepting, let connections finish the commands they are
+//! executing, fsync, exit 0.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::net::UnixListener;
 
 use crate::config::Config;
 use crate::engine::{Engine, EngineConfig};
+use crate::persist::Persistence;
 use crate::server::listener::{accept_tcp, accept_unix, bind_tcp, check_protected_mode};
 use crate::server::Server;
+use crate::store::Store;
+
+/// How long a graceful shutdown waits for connections to finish their current commands.
+const DRAIN: Duration = Duration::from_secs(10);
 
 pub async fn run(config: Config) -> Result<(), String> {
     check_protected_mode(
@@ -16,13 +24,18 @@ pub async fn run(config: Config) -> Result<(), String> {
         config.requirepass.is_some(),
         config.protected_mode,
     )?;
+    // maxmemory applies after loading: a restart never evicts or refuses its own data.
     let engine = Engine::new(EngineConfig {
         databases: config.databases,
-        maxmemory: config.maxmemory,
+        maxmemory: 0,
         policy: config.maxmemory_policy,
         active_expiry: true,
     });
-    let server = Arc::new(Server::new(engine, config.clone()));
+    let persist = Persistence::open(config.persist(), &engine)?;
+    engine.set_maxmemory(config.maxmemory);
+    let mut server = Server::new(engine, config.clone());
+    server.persist = Some(persist.clone());
+    let server = Arc::new(server);
 
     let mut tasks = Vec::new();
     for addr in &config.listen {
@@ -42,36 +55,74 @@ pub async fn run(config: Config) -> Result<(), String> {
         tracing::info!("listening on unix socket {path}");
         tasks.push(tokio::spawn(accept_unix(server.clone(), l, path.clone())));
     }
+    let cron = {
+        let p = persist.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                p.cron();
+            }
+        })
+    };
     tracing::info!(
-        "sessiond {} ready (embedded engine, {} databases)",
+        "sessiond {} ready (embedded engine, {} databases, data in {}, appendonly {})",
         env!("CARGO_PKG_VERSION"),
-        config.databases
+        config.databases,
+        config.dir.display(),
+        if config.appendonly { "yes" } else { "no" }
     );
 
-    wait_for_signal().await;
+    wait_for_shutdown(&server).await;
     tracing::info!("shutting down");
     server.begin_shutdown();
     for t in tasks {
         let _ = t.await;
     }
+    cron.abort();
+    let deadline = Instant::now() + DRAIN;
+    while server.clients.count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     if let Some(path) = &config.unixsocket {
         let _ = std::fs::remove_file(path);
     }
+    let p = persist.clone();
+    tokio::task::spawn_blocking(move || {
+        if !p.shutdown_prepared() {
+            p.shutdown(false, false)?;
+        }
+        p.finish()
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    tracing::info!("sessiond stopped; data is on disk");
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Returns on SIGTERM, SIGINT or the SHUTDOWN command.
+async fn wait_for_shutdown<S: Store>(server: &Server<S>) {
     use tokio::signal::unix::{signal, SignalKind};
+    let requested = async {
+        loop {
+            let n = server.shutdown.notified();
+            if server.shutting_down.load(Ordering::SeqCst) {
+                return;
+            }
+            n.await;
+        }
+    };
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
-        // Without signal handlers we can still run; ctrl-c ends the process the default way.
-        std::future::pending::<()>().await;
+        // Without signal handlers we still serve; SHUTDOWN still works.
+        requested.await;
         return;
     };
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+        _ = requested => {}
     }
 }

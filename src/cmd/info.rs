@@ -105,9 +105,15 @@ pub fn render<S: Store>(cx: &Ctx<'_, '_, S>, want: impl Fn(&str) -> bool) -> Str
         sections.push(std::mem::take(&mut o));
     }
     if want("persistence") {
-        o.push_str(
-            "# Persistence\r\nloading:0\r\naof_enabled:0\r\nrdb_changes_since_last_save:0\r\n",
-        );
+        o.push_str("# Persistence\r\n");
+        match &srv.persist {
+            Some(p) => {
+                for (k, v) in p.info_fields() {
+                    let _ = write!(o, "{k}:{v}\r\n");
+                }
+            }
+            None => o.push_str("loading:0\r\naof_enabled:0\r\n"),
+        }
         sections.push(std::mem::take(&mut o));
     }
     if want("stats") {

@@ -14,6 +14,7 @@ pub mod connection;
 pub mod expire;
 pub mod info;
 pub mod keys;
+pub mod persistence;
 pub mod script;
 pub mod server;
 pub mod strings;
@@ -35,6 +36,9 @@ pub struct ClientState {
     pub proto: Proto,
     pub authenticated: bool,
     pub handle: Arc<ClientHandle>,
+    /// A write command ran since the replies were last flushed: they may leave only once
+    /// the log holds it (see `persist/journal.rs`).
+    pub wrote: bool,
 }
 
 impl ClientState {
@@ -44,6 +48,7 @@ impl ClientState {
             proto: Proto::Resp2,
             authenticated,
             handle,
+            wrote: false,
         }
     }
 }
@@ -153,6 +158,13 @@ pub async fn execute<S: Store>(
         return Flow::Continue;
     }
     client.handle.last_cmd.store(idx, Ordering::Relaxed);
+    if table::is_write(spec) {
+        if let Some(e) = server.persist.as_ref().and_then(|p| p.write_error()) {
+            out.error(&format!("MISCONF {e}"));
+            return Flow::Continue;
+        }
+        client.wrote = true;
+    }
     let mut cx = Ctx {
         server,
         client,
@@ -223,5 +235,10 @@ async fn run<S: Store>(cx: &mut Ctx<'_, '_, S>, id: CmdId, a: &[&[u8]]) -> CmdRe
         Eval => script::eval(cx, a, false).await,
         EvalSha => script::eval(cx, a, true).await,
         Script => script::script(cx, a),
+        Save => persistence::save(cx).await,
+        BgSave => persistence::bgsave(cx, a),
+        BgRewriteAof => persistence::bgrewriteaof(cx),
+        LastSave => persistence::lastsave(cx),
+        Shutdown => persistence::shutdown(cx, a).await,
     }
 }

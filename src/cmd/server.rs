@@ -78,6 +78,10 @@ const PARAMS: &[&str] = &[
     "loglevel",
     "logfile",
     "appendonly",
+    "appendfsync",
+    "dir",
+    "auto-aof-rewrite-percentage",
+    "auto-aof-rewrite-min-size",
     "save",
 ];
 
@@ -114,7 +118,25 @@ fn param_value<S: Store>(cx: &Ctx<'_, '_, S>, name: &str) -> String {
             .to_string(),
         "loglevel" => cfg.loglevel.clone(),
         "logfile" => cfg.logfile.clone().unwrap_or_default(),
-        "appendonly" => "no".into(),
+        "appendonly" => yn(cx
+            .server
+            .persist
+            .as_ref()
+            .is_some_and(|p| p.journal().is_some())),
+        "appendfsync" => cx
+            .server
+            .persist
+            .as_ref()
+            .and_then(|p| p.journal())
+            .map_or(cfg.appendfsync, |j| j.policy())
+            .name()
+            .into(),
+        "dir" => std::fs::canonicalize(&cfg.dir)
+            .unwrap_or_else(|_| cfg.dir.clone())
+            .display()
+            .to_string(),
+        "auto-aof-rewrite-percentage" => cfg.auto_aof_rewrite_percentage.to_string(),
+        "auto-aof-rewrite-min-size" => cfg.auto_aof_rewrite_min_size.to_string(),
         "save" => String::new(),
         _ => String::new(),
     }
@@ -160,6 +182,15 @@ fn set_param<S: Store>(cx: &Ctx<'_, '_, S>, name: &str, value: &str) -> Result<(
         "protected-mode" => st
             .protected_mode
             .store(crate::config::parse_yes_no(value)?, Ordering::Relaxed),
+        "appendfsync" => {
+            let p = crate::persist::Fsync::parse(value).ok_or_else(|| {
+                "argument(s) must be one of the following: always, everysec, no".to_string()
+            })?;
+            match cx.server.persist.as_ref().and_then(|p| p.journal()) {
+                Some(j) => j.set_policy(p),
+                None => return Err("appendonly is off (start with --appendonly yes)".into()),
+            }
+        }
         _ => return Err("can't set immutable config".into()),
     }
     Ok(())
@@ -198,7 +229,7 @@ pub fn config<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
             }
         }
         "set" => {
-            arity(a.len() >= 4 && a.len() % 2 == 0)?;
+            arity(a.len() >= 4 && a.len().is_multiple_of(2))?;
             // Validate every name first so a bad one changes nothing.
             for pair in a[2..].chunks_exact(2) {
                 let name = lossy(pair[0]).to_ascii_lowercase();

@@ -193,7 +193,7 @@ pub async fn mget<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
 }
 
 pub async fn mset<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], nx: bool) -> CmdResult {
-    if a.len() % 2 == 0 {
+    if a.len().is_multiple_of(2) {
         return Err(wrong_args(if nx { "msetnx" } else { "mset" }));
     }
     let pairs: Vec<(&[u8], &[u8])> = a[1..].chunks_exact(2).map(|p| (p[0], p[1])).collect();

@@ -61,6 +61,11 @@ pub enum CmdId {
     Eval,
     EvalSha,
     Script,
+    Save,
+    BgSave,
+    BgRewriteAof,
+    LastSave,
+    Shutdown,
 }
 
 pub struct Spec {
@@ -192,6 +197,11 @@ pub static COMMANDS: &[Spec] = &[
     c("eval", CmdId::Eval, -3, SCRIPTING, NONE, "scripting", "2.6.0", "Executes a server-side Lua script."),
     c("evalsha", CmdId::EvalSha, -3, SCRIPTING, NONE, "scripting", "2.6.0", "Executes a server-side Lua script by SHA1 digest."),
     c("script", CmdId::Script, -2, &[], NONE, "scripting", "2.6.0", "A container for Lua scripts management commands."),
+    c("save", CmdId::Save, 1, &["admin", "noscript", "no_async_loading", "no_multi"], NONE, "server", "1.0.0", "Synchronously saves the database(s) to disk."),
+    c("bgsave", CmdId::BgSave, -1, &["admin", "noscript", "no_async_loading"], NONE, "server", "1.0.0", "Asynchronously saves the database(s) to disk."),
+    c("bgrewriteaof", CmdId::BgRewriteAof, 1, &["admin", "noscript", "no_async_loading"], NONE, "server", "1.0.0", "Asynchronously rewrites the append-only file to disk."),
+    c("lastsave", CmdId::LastSave, 1, &["loading", "stale", "fast"], NONE, "server", "1.0.0", "Returns the Unix timestamp of the last successful save to disk."),
+    c("shutdown", CmdId::Shutdown, -1, &["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"], NONE, "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server."),
 ];
 
 static INDEX: LazyLock<HashMap<&'static str, usize>> = LazyLock::new(|| {
@@ -213,6 +223,11 @@ pub fn lookup(name: &[u8]) -> Option<usize> {
     }
     let lower = std::str::from_utf8(&buf[..name.len()]).ok()?;
     INDEX.get(lower).copied()
+}
+
+/// Whether the command may change data (so its reply waits for the log).
+pub fn is_write(spec: &Spec) -> bool {
+    spec.flags.first() == Some(&"write") || matches!(spec.id, CmdId::Eval | CmdId::EvalSha)
 }
 
 pub fn arity_ok(arity: i32, argc: usize) -> bool {

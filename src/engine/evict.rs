@@ -145,6 +145,10 @@ fn evict_one(inner: &Inner, policy: Policy) -> bool {
         .is_some();
     if removed {
         g.evicted += 1;
+        inner.log(&[crate::persist::format::Op::Del {
+            db: victim.db as u32,
+            key: &victim.key,
+        }]);
     }
     inner.publish(victim.shard, &g);
     removed

@@ -13,19 +13,23 @@
 mod entry;
 pub mod evict;
 pub mod expire;
+mod persist;
 mod table;
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::persist::format::Op;
+use crate::persist::journal::Journal;
 use crate::store::*;
 use crate::util::glob::glob_match;
 use entry::Entry;
 pub use evict::Policy;
+use persist::db32;
 use table::Table;
 
 /// Number of shards: a power of two well above the core count, so two threads rarely want
@@ -76,6 +80,10 @@ pub(crate) struct Inner {
     /// Seconds since start, updated by the sweeper; the LRU clock (as Redis's `lruclock`).
     lru_clock: AtomicU32,
     started: Instant,
+    /// The append-only log, once persistence has loaded the data and attached it.
+    journal: OnceLock<Arc<Journal>>,
+    /// A snapshot is being written (SWAPDB waits for it to end).
+    snapshot_active: AtomicBool,
 }
 
 /// The embedded engine. Cheap to clone (an `Arc`).
@@ -134,6 +142,8 @@ impl Engine {
             peak: AtomicU64::new(0),
             lru_clock: AtomicU32::new(0),
             started: Instant::now(),
+            journal: OnceLock::new(),
+            snapshot_active: AtomicBool::new(false),
         });
         if cfg.active_expiry {
             expire::spawn_sweeper(Arc::downgrade(&inner));
@@ -339,6 +349,30 @@ fn parse_stored_int(v: &[u8]) -> Option<i64> {
 }
 
 impl Engine {
+    /// Empties one database (`Some`) or all, atomically across shards (every shard lock is
+    /// held, so the log's FLUSH record sits exactly between the writes before and after it).
+    /// The records are freed after the locks are released.
+    fn flush(&self, db: Option<Db>) {
+        let i = &self.inner;
+        let mut guards: Vec<_> = (0..SHARDS).map(|s| i.lock(s)).collect();
+        let mut old = Vec::new();
+        for g in &mut guards {
+            match db {
+                Some(db) => old.push(std::mem::take(&mut g.dbs[db])),
+                None => old.extend(g.dbs.iter_mut().map(std::mem::take)),
+            }
+        }
+        i.log(&[match db {
+            Some(db) => Op::FlushDb { db: db32(db) },
+            None => Op::FlushAll,
+        }]);
+        for (s, g) in guards.iter().enumerate() {
+            i.publish(s, g);
+        }
+        drop(guards);
+        drop(old);
+    }
+
     /// How many of `keys` are live (a key named twice counts twice), under one multi-shard
     /// lock; with `remove`, deletes them too (DEL/UNLINK).
     fn count_live(&self, db: Db, keys: &[&[u8]], now: UnixMs, remove: bool) -> u64 {
@@ -346,14 +380,22 @@ impl Engine {
         let hasher = i.hasher_fn();
         let mut locks = i.lock_keys(keys);
         let mut n = 0;
+        let mut logged = Vec::new();
         for (idx, k) in keys.iter().enumerate() {
             let (s, h) = locks.key(idx);
             if s.live(db, h, k, now, &hasher).is_some() {
                 if remove {
                     s.dbs[db].remove(h, k, &hasher);
+                    logged.push(Op::Del {
+                        db: db32(db),
+                        key: k,
+                    });
                 }
                 n += 1;
             }
+        }
+        if !logged.is_empty() {
+            i.log(&logged);
         }
         n
     }
@@ -381,16 +423,20 @@ impl Store for Engine {
         let hasher = i.hasher_fn();
         Ok(i.with_key(key, |s, h| {
             let v = copy(s.read(db, h, key, now, lru, &hasher)?.value());
+            let d = db32(db);
             match ttl {
                 TtlChange::Keep => {}
                 TtlChange::Clear => {
                     s.dbs[db].set_expire(h, key, 0);
+                    i.log(&[Op::ExpireAt { db: d, key, at: 0 }]);
                 }
                 TtlChange::At(at) if at <= now => {
                     s.dbs[db].remove(h, key, &hasher);
+                    i.log(&[Op::Del { db: d, key }]);
                 }
                 TtlChange::At(at) => {
                     s.dbs[db].set_expire(h, key, at);
+                    i.log(&[Op::ExpireAt { db: d, key, at }]);
                 }
             }
             Some(v)
@@ -404,6 +450,7 @@ impl Store for Engine {
         Ok(i.with_key(key, |s, h| {
             let v = copy(s.read(db, h, key, now, lru, &hasher)?.value());
             s.dbs[db].remove(h, key, &hasher);
+            i.log(&[Op::Del { db: db32(db), key }]);
             Some(v)
         }))
     }
@@ -471,6 +518,12 @@ impl Store for Engine {
                     exists,
                     &hasher,
                 );
+                i.log(&[Op::Set {
+                    db: db32(db),
+                    key,
+                    value,
+                    expire,
+                }]);
             }
             SetOutcome {
                 written: allowed,
@@ -516,6 +569,18 @@ impl Store for Engine {
                 &hasher,
             );
         }
+        if i.journal.get().is_some() {
+            let ops: Vec<Op<'_>> = pairs
+                .iter()
+                .map(|(key, value)| Op::Set {
+                    db: db32(db),
+                    key,
+                    value,
+                    expire: 0,
+                })
+                .collect();
+            i.log(&ops);
+        }
         Ok(true)
     }
 
@@ -533,7 +598,16 @@ impl Store for Engine {
                     {
                         return Err(StoreError::TooBig);
                     }
-                    Ok(s.dbs[db].append_value(h, key, value).unwrap_or(0) as u64)
+                    let n = s.dbs[db].append_value(h, key, value).unwrap_or(0) as u64;
+                    if let Some(e) = s.dbs[db].find(h, key) {
+                        i.log(&[Op::Set {
+                            db: db32(db),
+                            key,
+                            value: e.value(),
+                            expire: e.expire(),
+                        }]);
+                    }
+                    Ok(n)
                 }
                 None => {
                     s.write(
@@ -548,6 +622,12 @@ impl Store for Engine {
                         false,
                         &hasher,
                     );
+                    i.log(&[Op::Set {
+                        db: db32(db),
+                        key,
+                        value,
+                        expire: 0,
+                    }]);
                     Ok(value.len() as u64)
                 }
             }
@@ -593,6 +673,12 @@ impl Store for Engine {
                 exists,
                 &hasher,
             );
+            i.log(&[Op::Set {
+                db: db32(db),
+                key,
+                value,
+                expire,
+            }]);
             Ok(new)
         })
     }
@@ -616,6 +702,7 @@ impl Store for Engine {
                 .is_some_and(|e| e.value() == expected);
             if equal {
                 s.dbs[db].remove(h, key, &hasher);
+                i.log(&[Op::Del { db: db32(db), key }]);
             }
             equal
         }))
@@ -663,6 +750,18 @@ impl Store for Engine {
         d.dbs[db].insert_new(hd, Entry::new(dst, &value, expire, lru), &hasher);
         let (s, hs) = locks.key(0);
         s.dbs[db].remove(hs, src, &hasher);
+        i.log(&[
+            Op::Del {
+                db: db32(db),
+                key: src,
+            },
+            Op::Set {
+                db: db32(db),
+                key: dst,
+                value: &value,
+                expire,
+            },
+        ]);
         Ok(true)
     }
 
@@ -693,8 +792,14 @@ impl Store for Engine {
             }
             if at <= now {
                 s.dbs[db].remove(h, key, &hasher);
+                i.log(&[Op::Del { db: db32(db), key }]);
             } else {
                 s.dbs[db].set_expire(h, key, at);
+                i.log(&[Op::ExpireAt {
+                    db: db32(db),
+                    key,
+                    at,
+                }]);
             }
             true
         }))
@@ -708,6 +813,11 @@ impl Store for Engine {
                 .is_some_and(|e| e.expire() != 0);
             if had {
                 s.dbs[db].set_expire(h, key, 0);
+                i.log(&[Op::ExpireAt {
+                    db: db32(db),
+                    key,
+                    at: 0,
+                }]);
             }
             had
         }))
@@ -847,22 +957,12 @@ impl Store for Engine {
     }
 
     async fn flush_db(&self, db: Db) -> StoreResult<()> {
-        let i = &self.inner;
-        for s in 0..SHARDS {
-            let mut g = i.lock(s);
-            // Free the records after releasing the lock.
-            let old = std::mem::take(&mut g.dbs[db]);
-            i.publish(s, &g);
-            drop(g);
-            drop(old);
-        }
+        self.flush(Some(db));
         Ok(())
     }
 
     async fn flush_all(&self) -> StoreResult<()> {
-        for db in 0..self.inner.databases {
-            self.flush_db(db).await?;
-        }
+        self.flush(None);
         Ok(())
     }
 
@@ -870,10 +970,19 @@ impl Store for Engine {
         let i = &self.inner;
         // All shards at once, so no client sees half-swapped databases.
         let mut guards: Vec<_> = (0..SHARDS).map(|s| i.lock(s)).collect();
+        if i.snapshot_active.load(Ordering::SeqCst) {
+            return Err(StoreError::Other(
+                "ERR SWAPDB is not allowed while a snapshot or log rewrite is in progress; retry when INFO persistence shows aof_rewrite_in_progress:0".into(),
+            ));
+        }
         for g in &mut guards {
             g.dbs.swap(a, b);
             g.sweep_pos.swap(a, b);
         }
+        i.log(&[Op::SwapDb {
+            a: db32(a),
+            b: db32(b),
+        }]);
         Ok(())
     }
 

@@ -359,13 +359,13 @@ mod tests {
             });
             step += 1;
             // Churn: grow a lot, then shrink, while the scan is in progress.
-            if step % 7 == 0 && step < 200 {
+            if step.is_multiple_of(7) && step < 200 {
                 for j in 0..400u32 {
                     let k = format!("tmp:{step}:{j}").into_bytes();
                     t.insert_new(h(&k), Entry::new(&k, b"", 0, 0), &h);
                 }
             }
-            if step % 11 == 0 {
+            if step.is_multiple_of(11) {
                 let tmp: Vec<Vec<u8>> = (0..t.bucket_count())
                     .flat_map(|b| t.bucket(b).map(|e| e.key().to_vec()).collect::<Vec<_>>())
                     .filter(|k| k.starts_with(b"tmp:"))

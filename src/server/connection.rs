@@ -127,7 +127,7 @@ where
                         break;
                     }
                     if wbuf.len() >= OUT_FLUSH
-                        && flush(server, io, handle, &mut wbuf).await.is_err()
+                        && flush(server, io, &mut state, &mut wbuf).await.is_err()
                     {
                         return;
                     }
@@ -152,7 +152,7 @@ where
         if parser.is_mid_command() {
             parser.rebase(pos);
         }
-        if !wbuf.is_empty() && flush(server, io, handle, &mut wbuf).await.is_err() {
+        if !wbuf.is_empty() && flush(server, io, &mut state, &mut wbuf).await.is_err() {
             return;
         }
         if close || handle.is_killed() {
@@ -166,21 +166,32 @@ where
     }
 }
 
-/// Writes the pending replies and empties the buffer.
+/// Writes the pending replies and empties the buffer. If they include a write command's,
+/// first waits until the log holds it as durably as `appendfsync` promises; if it cannot
+/// (a failing disk), the replies are not sent and the connection closes: a client never sees
+/// success for a write that was not logged.
 async fn flush<S, IO>(
     server: &Server<S>,
     io: &mut IO,
-    handle: &ClientHandle,
+    state: &mut ClientState,
     wbuf: &mut BytesMut,
 ) -> std::io::Result<()>
 where
     S: Store,
     IO: AsyncWrite + Unpin,
 {
+    if std::mem::take(&mut state.wrote) {
+        if let Some(j) = server.persist.as_ref().and_then(|p| p.journal()) {
+            if let Err(e) = j.commit(j.appended()).await {
+                tracing::warn!(client = state.handle.id, "closing client: {e}");
+                return Err(std::io::Error::other(e));
+            }
+        }
+    }
     server
         .stats
         .net_output_bytes
-        .add(handle.id, wbuf.len() as u64);
+        .add(state.handle.id, wbuf.len() as u64);
     io.write_all(wbuf).await?;
     wbuf.clear();
     Ok(())

@@ -1,6 +1,7 @@
 //! Accept loops for TCP and unix sockets, protected-mode checks, and graceful shutdown.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, UnixListener};
@@ -38,6 +39,9 @@ pub async fn accept_tcp<S: Store>(server: Arc<Server<S>>, listener: TcpListener)
         .map(|a| a.to_string())
         .unwrap_or_default();
     loop {
+        if server.shutting_down.load(Ordering::SeqCst) {
+            return;
+        }
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = server.shutdown.notified() => return,
@@ -62,6 +66,9 @@ pub async fn accept_tcp<S: Store>(server: Arc<Server<S>>, listener: TcpListener)
 
 pub async fn accept_unix<S: Store>(server: Arc<Server<S>>, listener: UnixListener, path: String) {
     loop {
+        if server.shutting_down.load(Ordering::SeqCst) {
+            return;
+        }
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = server.shutdown.notified() => return,

@@ -7,10 +7,12 @@ pub mod listener;
 pub mod settings;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cmd::script::ScriptCache;
 use crate::config::Config;
+use crate::persist::Persistence;
 use crate::store::Store;
 use clients::ClientRegistry;
 use settings::Settings;
@@ -67,6 +69,8 @@ pub struct Server<S: Store> {
     /// Set by `SHUTDOWN` or a signal; listeners stop accepting.
     pub shutting_down: AtomicBool,
     pub shutdown: tokio::sync::Notify,
+    /// The embedded engine's persistence (none for stores that persist elsewhere).
+    pub persist: Option<Arc<Persistence>>,
 }
 
 impl<S: Store> Server<S> {
@@ -85,6 +89,7 @@ impl<S: Store> Server<S> {
             run_id,
             shutting_down: AtomicBool::new(false),
             shutdown: tokio::sync::Notify::new(),
+            persist: None,
         }
     }
 

@@ -73,6 +73,24 @@ impl Proc {
         Conn::connect(self.port)
     }
 
+    /// SIGKILL, and reap: a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit by itself (after SHUTDOWN).
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "{} did not exit", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM and waits for exit (graceful-shutdown tests).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         // The shell's builtin `kill`: no dependency on procps being installed.
@@ -193,13 +211,18 @@ pub fn sessiond(extra: &[&str]) -> Proc {
     sessiond_with_env(extra, &[])
 }
 
-/// sessiond with extra arguments and environment variables.
+/// sessiond with extra arguments and environment variables. Its data directory is the
+/// process's temp dir unless `extra` names one with `--dir`.
 pub fn sessiond_with_env(extra: &[&str], env: &[(&str, &str)]) -> Proc {
-    start("sessiond", "sessiond", |port, _| {
+    start("sessiond", "sessiond", |port, dir| {
         let mut c = Command::new(sessiond_bin());
-        c.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(extra)
-            .env_remove("SESSIOND_CONFIG");
+        c.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        if !extra.contains(&"--dir") {
+            c.arg("--dir").arg(&dir.0);
+        }
+        c.args(extra)
+            .env_remove("SESSIOND_CONFIG")
+            .env_remove("SESSIOND_DIR");
         for (k, v) in env {
             c.env(k, v);
         }

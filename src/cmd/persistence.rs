@@ -1,0 +1,103 @@
+//! SAVE, BGSAVE, BGREWRITEAOF, LASTSAVE, SHUTDOWN — Redis's persistence commands over
+//! [`crate::persist`]. Here SAVE, BGSAVE and BGREWRITEAOF all write a snapshot and (with the
+//! log on) start a fresh log: one mechanism, Redis's replies.
+
+use std::sync::Arc;
+
+use super::args::lossy;
+use super::{CmdError, CmdResult, Ctx, Flow};
+use crate::persist::Persistence;
+use crate::store::Store;
+
+fn persistence<S: Store>(cx: &Ctx<'_, '_, S>) -> Result<Arc<Persistence>, CmdError> {
+    cx.server
+        .persist
+        .clone()
+        .ok_or_else(|| CmdError::msg("ERR persistence is not available for this store"))
+}
+
+/// Runs blocking disk work off the runtime threads: only this client waits.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+pub async fn save<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+    let p = persistence(cx)?;
+    match blocking(move || p.save()).await {
+        Ok(()) => cx.out.ok(),
+        Err(e) if e == "in progress" => {
+            return Err(CmdError::msg("ERR Background save already in progress"))
+        }
+        Err(e) => return Err(CmdError::msg(format!("ERR {e}"))),
+    }
+    Ok(())
+}
+
+pub fn bgsave<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let schedule = match a.get(1) {
+        None => false,
+        Some(o) if a.len() == 2 && o.eq_ignore_ascii_case(b"schedule") => true,
+        Some(_) => return Err(CmdError::Syntax),
+    };
+    let p = persistence(cx)?;
+    match p.start_background("BGSAVE") {
+        Ok(()) => cx.out.simple("Background saving started"),
+        // A running rewrite already produces a fresh snapshot.
+        Err(_) if schedule => cx.out.simple("Background saving scheduled"),
+        Err(_) => return Err(CmdError::msg("ERR Background save already in progress")),
+    }
+    Ok(())
+}
+
+pub fn bgrewriteaof<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+    let p = persistence(cx)?;
+    match p.start_background("BGREWRITEAOF") {
+        Ok(()) => cx
+            .out
+            .simple("Background append only file rewriting started"),
+        Err(_) => {
+            return Err(CmdError::msg(
+                "ERR Background append only file rewriting already in progress",
+            ))
+        }
+    }
+    Ok(())
+}
+
+pub fn lastsave<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+    let p = persistence(cx)?;
+    cx.out.int(p.last_save_unix());
+    Ok(())
+}
+
+/// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE]`: make the data durable, then stop the server. As in
+/// Redis, success sends no reply (the connection closes); a failure to save is an error reply
+/// and the server keeps running.
+pub async fn shutdown<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let (mut save, mut nosave) = (false, false);
+    for o in &a[1..] {
+        match lossy(o).to_ascii_lowercase().as_str() {
+            "save" => save = true,
+            "nosave" => nosave = true,
+            "now" | "force" => {}
+            _ => return Err(CmdError::Syntax),
+        }
+    }
+    if save && nosave {
+        return Err(CmdError::Syntax);
+    }
+    if let Some(p) = cx.server.persist.clone() {
+        if let Err(e) = blocking(move || p.shutdown(save, nosave)).await {
+            tracing::error!("SHUTDOWN refused: {e}");
+            return Err(CmdError::msg("ERR Errors trying to SHUTDOWN. Check logs."));
+        }
+    }
+    tracing::info!("SHUTDOWN requested by client {}", cx.client.handle.id);
+    cx.server.begin_shutdown();
+    cx.flow = Flow::Close;
+    Ok(())
+}

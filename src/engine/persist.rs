@@ -1,0 +1,228 @@
+//! The engine's side of persistence (the design is in `persist/mod.rs`):
+//! * every mutation appends its *result* to the journal while it still holds the shard lock,
+//!   so the log orders writes to one key exactly as they were applied;
+//! * [`Engine::apply`] replays a logged operation at start-up, ignoring the clock (a key that
+//!   has expired by now may still be extended by a later record, so expired keys are dropped
+//!   only after the whole replay, by [`Engine::purge_expired`]);
+//! * [`Engine::dump`] writes a snapshot while clients keep writing, holding one shard lock for
+//!   at most `WALK_CHUNK` buckets at a time.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::entry::Entry;
+use super::{Engine, Inner, Record, SHARDS, WALK_CHUNK};
+use crate::persist::format::{begin_frame, end_frame, frame, Op};
+use crate::persist::journal::Journal;
+
+/// Snapshot frames are cut at about this size.
+const SNAPSHOT_FRAME: usize = 64 * 1024;
+
+impl Inner {
+    /// Appends one command's effects to the journal, if persistence is on.
+    #[inline]
+    pub(super) fn log(&self, ops: &[Op<'_>]) {
+        if let Some(j) = self.journal.get() {
+            j.append(ops);
+        }
+    }
+}
+
+/// A database index as the log stores it.
+#[inline]
+pub(super) fn db32(db: usize) -> u32 {
+    db as u32
+}
+
+impl Engine {
+    /// From now on every mutation is appended to `journal`. Returns false if one was
+    /// attached already.
+    pub fn attach_journal(&self, journal: Arc<Journal>) -> bool {
+        self.inner.journal.set(journal).is_ok()
+    }
+
+    /// Marks a snapshot as being written: SWAPDB is refused meanwhile, because swapping
+    /// databases under a half-copied snapshot cannot be repaired by replaying the log.
+    pub fn set_snapshot_active(&self, on: bool) {
+        self.inner.snapshot_active.store(on, Ordering::SeqCst);
+    }
+
+    /// Applies one logged operation (start-up replay). Time-agnostic: nothing counts as
+    /// expired here.
+    pub fn apply(&self, op: &Op<'_>) -> Result<(), String> {
+        let i = &self.inner;
+        let dbs = i.databases;
+        let check = |db: u32| {
+            if (db as usize) < dbs {
+                Ok(db as usize)
+            } else {
+                Err(format!(
+                    "database {db} does not exist (databases is {dbs}; start with a larger --databases)"
+                ))
+            }
+        };
+        let hasher = i.hasher_fn();
+        match *op {
+            Op::Set {
+                db,
+                key,
+                value,
+                expire,
+            } => {
+                let db = check(db)?;
+                let lru = i.lru_now();
+                i.with_key(key, |s, h| {
+                    let exists = s.dbs[db].find(h, key).is_some();
+                    s.write(
+                        db,
+                        h,
+                        Record {
+                            key,
+                            value,
+                            expire,
+                            lru,
+                        },
+                        exists,
+                        &hasher,
+                    );
+                });
+            }
+            Op::Del { db, key } => {
+                let db = check(db)?;
+                i.with_key(key, |s, h| {
+                    s.dbs[db].remove(h, key, &hasher);
+                });
+            }
+            Op::ExpireAt { db, key, at } => {
+                let db = check(db)?;
+                i.with_key(key, |s, h| {
+                    s.dbs[db].set_expire(h, key, at);
+                });
+            }
+            Op::FlushDb { db } => {
+                let db = check(db)?;
+                for s in 0..SHARDS {
+                    let mut g = i.lock(s);
+                    g.dbs[db] = Default::default();
+                    i.publish(s, &g);
+                }
+            }
+            Op::FlushAll => {
+                for s in 0..SHARDS {
+                    let mut g = i.lock(s);
+                    for t in g.dbs.iter_mut() {
+                        *t = Default::default();
+                    }
+                    i.publish(s, &g);
+                }
+            }
+            Op::SwapDb { a, b } => {
+                let (a, b) = (check(a)?, check(b)?);
+                for s in 0..SHARDS {
+                    let mut g = i.lock(s);
+                    g.dbs.swap(a, b);
+                    g.sweep_pos.swap(a, b);
+                }
+            }
+            Op::End { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Writes every live record as snapshot frames through `out`, shard by shard with the
+    /// SCAN cursor (so a record present during the whole dump is written at least once even
+    /// while tables resize; one written twice appears in time order, and the later copy wins
+    /// on load). Ends with an `End` frame. Returns the number of records written.
+    pub fn dump(&self, now: i64, out: &mut impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<u64> {
+        let i = &self.inner;
+        let mut buf = Vec::with_capacity(SNAPSHOT_FRAME + 4096);
+        let mut start = begin_frame(&mut buf);
+        let mut in_frame = 0u64;
+        let mut records = 0u64;
+        for s in 0..SHARDS {
+            for db in 0..i.databases {
+                let mut cursor = 0u64;
+                loop {
+                    {
+                        let g = i.lock(s);
+                        let t = &g.dbs[db];
+                        for _ in 0..WALK_CHUNK {
+                            cursor = t.scan_bucket(cursor, |e: &Entry| {
+                                if !e.is_expired(now) {
+                                    Op::Set {
+                                        db: db32(db),
+                                        key: e.key(),
+                                        value: e.value(),
+                                        expire: e.expire(),
+                                    }
+                                    .encode(&mut buf);
+                                    in_frame += 1;
+                                }
+                            });
+                            if cursor == 0 || buf.len() >= SNAPSHOT_FRAME {
+                                break;
+                            }
+                        }
+                    }
+                    if buf.len() >= SNAPSHOT_FRAME {
+                        end_frame(&mut buf, start);
+                        out(&buf)?;
+                        records += in_frame;
+                        in_frame = 0;
+                        buf.clear();
+                        start = begin_frame(&mut buf);
+                    }
+                    if cursor == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        if in_frame > 0 {
+            end_frame(&mut buf, start);
+            records += in_frame;
+        } else {
+            buf.clear();
+        }
+        frame(&mut buf, &[Op::End { keys: records }]);
+        out(&buf)?;
+        Ok(records)
+    }
+
+    /// Records in all databases (expired ones not yet reclaimed included).
+    pub fn key_count(&self) -> u64 {
+        let i = &self.inner;
+        (0..SHARDS)
+            .map(|s| i.lock(s).dbs.iter().map(|t| t.len() as u64).sum::<u64>())
+            .sum()
+    }
+
+    /// Removes every record expired at `now` (after a replay). Returns how many.
+    pub fn purge_expired(&self, now: i64) -> u64 {
+        let i = &self.inner;
+        let hasher = i.hasher_fn();
+        let mut total = 0u64;
+        for s in 0..SHARDS {
+            for db in 0..i.databases {
+                let mut b = 0;
+                loop {
+                    let mut g = i.lock(s);
+                    let n = g.dbs[db].bucket_count();
+                    let end = (b + WALK_CHUNK).min(n);
+                    for idx in b..end {
+                        total += g.dbs[db].purge_bucket(idx, |e| e.is_expired(now)).0 as u64;
+                    }
+                    b = end;
+                    if b >= n {
+                        g.dbs[db].shrink_if_sparse(&hasher);
+                        i.publish(s, &g);
+                        break;
+                    }
+                    i.publish(s, &g);
+                }
+            }
+        }
+        total
+    }
+}

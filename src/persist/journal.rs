@@ -1,0 +1,379 @@
+//! The append-only log's write path: an in-memory buffer that commands append to, the file it
+//! drains into, and group commit.
+//!
+//! Appending happens inside the engine's shard lock (so the log's order of two writes to one
+//! key is the order they were applied in) and costs one short mutex and a memcpy: the frame is
+//! encoded straight into the shared buffer. Positions are logical byte offsets that only grow
+//! (`appended`, `written`, `synced`), so "is my write on disk yet" is a comparison.
+//!
+//! A connection that executed a write waits, before its replies leave, until the log holds
+//! everything appended so far ([`Journal::commit`]):
+//! * `appendfsync no` / `everysec`: the first connection to get there writes the whole buffer
+//!   to the file itself (one `write(2)` for every client's pending records, in the page cache,
+//!   as Redis does in its event loop); the others find their records already written. A
+//!   background thread calls `fdatasync` once a second under `everysec`.
+//! * `appendfsync always`: the sync thread writes and `fdatasync`s; every connection waiting
+//!   meanwhile is covered by the next round: one fsync per round for all clients (group
+//!   commit), and runtime threads never block on the disk.
+//!
+//! A failed write or fsync leaves the unwritten bytes queued, truncates any partial frame off
+//! the file, and sets an error that makes write commands fail with Redis's `MISCONF`-style
+//! message until a later write succeeds. A connection whose write could not be made durable is
+//! closed without its replies: a client never sees success for a write that was not logged.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use super::format::{frame, Op};
+
+/// Redis's `appendfsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Fsync {
+    Always = 0,
+    EverySec = 1,
+    No = 2,
+}
+
+impl Fsync {
+    pub fn parse(s: &str) -> Option<Fsync> {
+        match s.to_ascii_lowercase().as_str() {
+            "always" => Some(Fsync::Always),
+            "everysec" => Some(Fsync::EverySec),
+            "no" => Some(Fsync::No),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fsync::Always => "always",
+            Fsync::EverySec => "everysec",
+            Fsync::No => "no",
+        }
+    }
+
+    fn from_u8(v: u8) -> Fsync {
+        match v {
+            0 => Fsync::Always,
+            1 => Fsync::EverySec,
+            _ => Fsync::No,
+        }
+    }
+}
+
+/// Records appended but not yet handed to the file.
+struct Pending {
+    buf: Vec<u8>,
+    /// Logical offset of the end of `buf`.
+    end: u64,
+}
+
+/// The log file currently appended to.
+pub struct LogFile {
+    pub file: Arc<File>,
+    pub path: PathBuf,
+    /// Bytes in the file (header included).
+    pub len: u64,
+}
+
+struct Sink {
+    log: LogFile,
+    /// The previous pending buffer, kept for its capacity.
+    spare: Vec<u8>,
+}
+
+struct SyncState {
+    /// Highest offset a connection waits to see fsynced (`always`).
+    requested: u64,
+    stop: bool,
+}
+
+pub struct Journal {
+    pending: Mutex<Pending>,
+    appended: AtomicU64,
+    written: AtomicU64,
+    synced: tokio::sync::watch::Sender<u64>,
+    sink: Mutex<Sink>,
+    policy: AtomicU8,
+    failed: AtomicBool,
+    error: Mutex<Option<String>>,
+    sync: Mutex<SyncState>,
+    sync_wake: Condvar,
+    /// Frames appended since start (one per write command).
+    frames: AtomicU64,
+    /// fsyncs done since start (INFO).
+    pub fsyncs: AtomicU64,
+    pub last_fsync_ms: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Journal {
+    /// A journal appending to `log` (open for writing, positioned at its end), and its sync
+    /// thread, which stops when the journal is dropped.
+    pub fn start(log: LogFile, policy: Fsync) -> Arc<Journal> {
+        let (synced, _) = tokio::sync::watch::channel(0);
+        let j = Arc::new(Journal {
+            pending: Mutex::new(Pending {
+                buf: Vec::with_capacity(64 * 1024),
+                end: 0,
+            }),
+            appended: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            synced,
+            sink: Mutex::new(Sink {
+                log,
+                spare: Vec::with_capacity(64 * 1024),
+            }),
+            policy: AtomicU8::new(policy as u8),
+            failed: AtomicBool::new(false),
+            error: Mutex::new(None),
+            sync: Mutex::new(SyncState {
+                requested: 0,
+                stop: false,
+            }),
+            sync_wake: Condvar::new(),
+            frames: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+            last_fsync_ms: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&j);
+        let _ = std::thread::Builder::new()
+            .name("sessiond-fsync".into())
+            .spawn(move || sync_thread(weak));
+        j
+    }
+
+    pub fn policy(&self) -> Fsync {
+        Fsync::from_u8(self.policy.load(Ordering::Relaxed))
+    }
+
+    pub fn set_policy(&self, p: Fsync) {
+        self.policy.store(p as u8, Ordering::Relaxed);
+        self.sync_wake.notify_one();
+    }
+
+    /// Appends one frame holding `ops` (one command's effects). Called under the shard lock
+    /// of the keys involved.
+    pub fn append(&self, ops: &[Op<'_>]) {
+        let mut p = lock(&self.pending);
+        let before = p.buf.len();
+        frame(&mut p.buf, ops);
+        p.end += (p.buf.len() - before) as u64;
+        self.appended.store(p.end, Ordering::Release);
+        self.frames.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Frames (write commands) appended since start.
+    pub fn frames(&self) -> u64 {
+        self.frames.load(Ordering::Relaxed)
+    }
+
+    /// Logical offset of everything handed to the OS.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    /// Logical offset of everything appended so far.
+    pub fn appended(&self) -> u64 {
+        self.appended.load(Ordering::Acquire)
+    }
+
+    /// The error that currently stops writes, if any.
+    pub fn error(&self) -> Option<String> {
+        if !self.failed.load(Ordering::Relaxed) {
+            return None;
+        }
+        lock(&self.error).clone()
+    }
+
+    fn set_error(&self, e: Option<String>) {
+        self.failed.store(e.is_some(), Ordering::Relaxed);
+        *lock(&self.error) = e;
+    }
+
+    /// Waits until everything appended up to `target` is as durable as the policy promises:
+    /// handed to the OS (`no`, `everysec`) or fsynced (`always`).
+    pub async fn commit(&self, target: u64) -> Result<(), String> {
+        if self.policy() != Fsync::Always {
+            return self.write_out(target);
+        }
+        if *self.synced.borrow() >= target {
+            return Ok(());
+        }
+        let mut rx = self.synced.subscribe();
+        {
+            let mut s = lock(&self.sync);
+            s.requested = s.requested.max(target);
+        }
+        self.sync_wake.notify_one();
+        loop {
+            if *rx.borrow_and_update() >= target {
+                return Ok(());
+            }
+            if let Some(e) = self.error() {
+                return Err(e);
+            }
+            if rx.changed().await.is_err() {
+                return Err("the log is closed".into());
+            }
+        }
+    }
+
+    /// Writes pending records to the file until at least `target` is written.
+    pub fn write_out(&self, target: u64) -> Result<(), String> {
+        if self.written.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let mut sink = lock(&self.sink);
+        self.write_locked(&mut sink, target)
+    }
+
+    fn write_locked(&self, sink: &mut Sink, target: u64) -> Result<(), String> {
+        if self.written.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let (mut buf, end) = {
+            let mut p = lock(&self.pending);
+            let end = p.end;
+            (
+                std::mem::replace(&mut p.buf, std::mem::take(&mut sink.spare)),
+                end,
+            )
+        };
+        match (&*sink.log.file).write_all(&buf) {
+            Ok(()) => {
+                sink.log.len += buf.len() as u64;
+                self.written.store(end, Ordering::Release);
+                buf.clear();
+                sink.spare = buf;
+                if self.failed.load(Ordering::Relaxed) {
+                    tracing::warn!("writing to the append-only log works again");
+                    self.set_error(None);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Cut any partial frame off the file and queue the bytes again, in front of
+                // whatever was appended meanwhile.
+                let _ = sink.log.file.set_len(sink.log.len);
+                let mut p = lock(&self.pending);
+                buf.extend_from_slice(&p.buf);
+                p.buf = buf;
+                let msg = format!(
+                    "Errors writing to the AOF file: {}",
+                    e.kind().to_string().to_lowercase()
+                );
+                tracing::error!("writing {}: {e}", sink.log.path.display());
+                drop(p);
+                self.set_error(Some(msg.clone()));
+                Err(msg)
+            }
+        }
+    }
+
+    /// Writes everything and fsyncs (shutdown, before a rewrite switches files).
+    pub fn sync_all(&self) -> Result<(), String> {
+        let mut sink = lock(&self.sink);
+        self.sync_locked(&mut sink)
+    }
+
+    fn sync_locked(&self, sink: &mut Sink) -> Result<(), String> {
+        let target = self.appended();
+        self.write_locked(sink, target)?;
+        let file = sink.log.file.clone();
+        self.fsync(&file, target)
+    }
+
+    fn fsync(&self, file: &File, upto: u64) -> Result<(), String> {
+        let t = Instant::now();
+        match file.sync_data() {
+            Ok(()) => {
+                self.fsyncs.fetch_add(1, Ordering::Relaxed);
+                self.last_fsync_ms
+                    .store(t.elapsed().as_millis() as u64, Ordering::Relaxed);
+                self.synced.send_if_modified(|s| {
+                    let grew = upto > *s;
+                    *s = (*s).max(upto);
+                    grew
+                });
+                Ok(())
+            }
+            Err(e) => {
+                let msg = format!(
+                    "Errors writing to the AOF file: fsync failed: {}",
+                    e.kind().to_string().to_lowercase()
+                );
+                tracing::error!("fsync of the append-only log: {e}");
+                self.set_error(Some(msg.clone()));
+                // Wake waiters so they see the error instead of hanging.
+                self.synced.send_modify(|_| {});
+                Err(msg)
+            }
+        }
+    }
+
+    /// Switches to a new log file: everything appended so far is written and fsynced to the
+    /// old file first, so the old file is complete and the new one starts at a frame boundary.
+    pub fn rotate(&self, new: LogFile) -> Result<LogFile, String> {
+        let mut sink = lock(&self.sink);
+        self.sync_locked(&mut sink)?;
+        Ok(std::mem::replace(&mut sink.log, new))
+    }
+
+    /// Size of the current log file in bytes.
+    pub fn file_len(&self) -> u64 {
+        lock(&self.sink).log.len
+    }
+
+    /// Stops the sync thread (after a final `sync_all`, at shutdown).
+    pub fn stop(&self) {
+        lock(&self.sync).stop = true;
+        self.sync_wake.notify_one();
+    }
+}
+
+fn sync_thread(weak: Weak<Journal>) {
+    let mut last_everysec = Instant::now();
+    loop {
+        let Some(j) = weak.upgrade() else { return };
+        let requested = {
+            let s = lock(&j.sync);
+            let (s, _) = j
+                .sync_wake
+                .wait_timeout_while(s, Duration::from_millis(200), |s| {
+                    !s.stop && s.requested <= *j.synced.borrow()
+                })
+                .unwrap_or_else(|p| p.into_inner());
+            if s.stop {
+                return;
+            }
+            s.requested
+        };
+        match j.policy() {
+            Fsync::Always if requested > *j.synced.borrow() => {
+                let mut sink = lock(&j.sink);
+                let _ = j.sync_locked(&mut sink);
+            }
+            Fsync::EverySec | Fsync::Always
+                if last_everysec.elapsed() >= Duration::from_secs(1) =>
+            {
+                last_everysec = Instant::now();
+                let upto = j.written.load(Ordering::Acquire);
+                if upto > *j.synced.borrow() {
+                    // fsync a handle of its own: writers keep appending meanwhile.
+                    let file = lock(&j.sink).log.file.clone();
+                    let _ = j.fsync(&file, upto);
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -345,3 +345,48 @@ fn steady_create_expire_load_reaches_an_equilibrium() {
         120_000
     );
 }
+
+#[test]
+fn a_snapshot_replays_to_the_same_data_and_swapdb_waits_for_it() {
+    use crate::persist::format::{read_image, SNAPSHOT_MAGIC};
+    let a = engine();
+    for i in 0..2000 {
+        let ttl = if i % 3 == 0 {
+            TtlChange::Clear
+        } else {
+            TtlChange::At(NOW + i)
+        };
+        set(&a, &format!("k{i}"), &format!("v{i}"), ttl);
+    }
+    block(a.set(5, b"other-db", b"x", SetOptions::plain(), NOW)).unwrap();
+    // Taken at NOW + 1000: the records expired by then are left out.
+    let mut img = SNAPSHOT_MAGIC.to_vec();
+    let n = a
+        .dump(NOW + 1000, &mut |b: &[u8]| {
+            img.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+    let live = (0..2000).filter(|i| i % 3 == 0 || *i > 1000).count() as u64 + 1;
+    assert_eq!(n, live);
+    let b = engine();
+    read_image(&img, SNAPSHOT_MAGIC, |op| b.apply(&op)).unwrap();
+    assert_eq!(b.key_count(), live);
+    for i in [0, 999, 1001, 1999] {
+        let k = format!("k{i}");
+        assert_eq!(
+            block(b.get(0, k.as_bytes(), NOW)).unwrap(),
+            block(a.get(0, k.as_bytes(), NOW)).unwrap()
+        );
+        assert_eq!(
+            block(b.ttl(0, k.as_bytes(), NOW)).unwrap(),
+            block(a.ttl(0, k.as_bytes(), NOW)).unwrap()
+        );
+    }
+    assert_eq!(block(b.dbsize(5)).unwrap(), 1);
+
+    a.set_snapshot_active(true);
+    assert!(matches!(block(a.swap_db(0, 1)), Err(StoreError::Other(m)) if m.contains("SWAPDB")));
+    a.set_snapshot_active(false);
+    assert!(block(a.swap_db(0, 1)).is_ok());
+}

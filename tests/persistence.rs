@@ -359,7 +359,7 @@ fn only_log(dir: &TempDir) -> std::path::PathBuf {
     let name = m
         .lines()
         .filter_map(|l| l.strip_prefix("log "))
-        .last()
+        .next_back()
         .unwrap();
     dir.path(name)
 }

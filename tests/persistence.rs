@@ -246,18 +246,28 @@ fn crash_rounds(fsync: &str, rounds: usize) {
         total_checked > 100,
         "too few keys verified: {total_checked}"
     );
+    eprintln!("crash-soak {fsync}: {rounds} SIGKILL rounds, {total_checked} key checks, all as acknowledged");
+}
+
+/// Rounds per crash test: a few in the suite; `bench/crash-soak` sets
+/// `SESSIOND_CRASH_ROUNDS=20`.
+fn rounds(default: usize) -> usize {
+    std::env::var("SESSIOND_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[test]
 fn sigkill_with_appendfsync_always_loses_no_acknowledged_write() {
-    crash_rounds("always", 4);
+    crash_rounds("always", rounds(4));
 }
 
 /// `everysec` fsyncs once a second, but every acknowledged write has been handed to the OS
 /// before its reply, so a process crash (not a power loss) loses nothing either.
 #[test]
 fn sigkill_with_appendfsync_everysec_loses_no_acknowledged_write() {
-    crash_rounds("everysec", 3);
+    crash_rounds("everysec", rounds(3));
 }
 
 #[test]

@@ -123,6 +123,12 @@ pub struct ServeArgs {
     /// …but not before the log reaches this size. Default 64mb.
     #[arg(long, env = "SESSIOND_AUTO_AOF_REWRITE_MIN_SIZE", value_name = "BYTES")]
     pub auto_aof_rewrite_min_size: Option<String>,
+
+    /// `appendfsync always`: how long an fsync round may be held open for more concurrent
+    /// writers to share it, in microseconds; 0 disables. Only when at least two writers are
+    /// waiting, and never longer than it takes every connected client to join. Default 1000.
+    #[arg(long, env = "SESSIOND_GROUP_COMMIT_WINDOW_US", value_name = "MICROS")]
+    pub group_commit_window_us: Option<u64>,
 }
 
 /// The configuration file: the same keys as the long options.
@@ -149,6 +155,7 @@ struct FileConfig {
     appendfsync: Option<String>,
     auto_aof_rewrite_percentage: Option<u64>,
     auto_aof_rewrite_min_size: Option<toml::Value>,
+    group_commit_window_us: Option<u64>,
 }
 
 /// Resolved configuration.
@@ -176,6 +183,7 @@ pub struct Config {
     pub appendfsync: Fsync,
     pub auto_aof_rewrite_percentage: u64,
     pub auto_aof_rewrite_min_size: u64,
+    pub group_commit_window_us: u64,
 }
 
 impl Default for Config {
@@ -202,6 +210,7 @@ impl Default for Config {
             appendfsync: Fsync::EverySec,
             auto_aof_rewrite_percentage: 100,
             auto_aof_rewrite_min_size: 64 * 1024 * 1024,
+            group_commit_window_us: 1000,
         }
     }
 }
@@ -386,6 +395,14 @@ impl Config {
         } else if let Some(v) = &file.auto_aof_rewrite_min_size {
             c.auto_aof_rewrite_min_size = toml_size(v, "auto-aof-rewrite-min-size")?;
         }
+        if let Some(w) = args.group_commit_window_us.or(file.group_commit_window_us) {
+            if w > 1_000_000 {
+                return Err(format!(
+                    "group-commit-window-us {w}: at most 1000000 (one second)"
+                ));
+            }
+            c.group_commit_window_us = w;
+        }
         Ok(c)
     }
 
@@ -397,6 +414,7 @@ impl Config {
             appendfsync: self.appendfsync,
             auto_rewrite_percentage: self.auto_aof_rewrite_percentage,
             auto_rewrite_min_size: self.auto_aof_rewrite_min_size,
+            group_commit_window: std::time::Duration::from_micros(self.group_commit_window_us),
         }
     }
 }

@@ -82,6 +82,7 @@ const PARAMS: &[&str] = &[
     "dir",
     "auto-aof-rewrite-percentage",
     "auto-aof-rewrite-min-size",
+    "group-commit-window-us",
     "save",
 ];
 
@@ -137,6 +138,7 @@ fn param_value<S: Store>(cx: &Ctx<'_, '_, S>, name: &str) -> String {
             .to_string(),
         "auto-aof-rewrite-percentage" => cfg.auto_aof_rewrite_percentage.to_string(),
         "auto-aof-rewrite-min-size" => cfg.auto_aof_rewrite_min_size.to_string(),
+        "group-commit-window-us" => cfg.group_commit_window_us.to_string(),
         "save" => String::new(),
         _ => String::new(),
     }

@@ -69,6 +69,8 @@ pub struct PersistConfig {
     pub auto_rewrite_percentage: u64,
     /// …and is at least this many bytes.
     pub auto_rewrite_min_size: u64,
+    /// `always`: how long an fsync round may wait for more writers (see [`journal`]).
+    pub group_commit_window: std::time::Duration,
 }
 
 /// Counters and times for `INFO persistence`.
@@ -172,7 +174,7 @@ impl Persistence {
                     log
                 }
             };
-            let j = Journal::start(log, cfg.appendfsync);
+            let j = Journal::start(log, cfg.appendfsync, cfg.group_commit_window);
             engine.attach_journal(j.clone());
             Some(j)
         } else {

@@ -68,6 +68,11 @@ where
         }
     };
     tokio::pin!(stop);
+    let _counted = server
+        .persist
+        .as_ref()
+        .and_then(|p| p.journal())
+        .map(|j| j.connection());
     loop {
         if server.shutting_down.load(Ordering::Relaxed) {
             return;

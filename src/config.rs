@@ -9,6 +9,9 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::upstream::url::UpstreamUrl;
+use crate::upstream::Options as UpstreamOptions;
+
 use crate::engine::Policy;
 use crate::persist::{Fsync, PersistConfig};
 use crate::util::size::parse_size;
@@ -129,6 +132,33 @@ pub struct ServeArgs {
     /// waiting, and never longer than it takes every connected client to join. Default 1000.
     #[arg(long, env = "SESSIOND_GROUP_COMMIT_WINDOW_US", value_name = "MICROS")]
     pub group_commit_window_us: Option<u64>,
+
+    /// Gateway mode: keep sessions on Redis/Valkey instead of the embedded engine.
+    /// `redis://[user:pass@]host:port[/db]`, `redis+sentinel://[pass@]s1:26379,s2/<master>`
+    /// or `redis+cluster://host:port,host:port`. Persistence options then do not apply.
+    #[arg(long, env = "SESSIOND_UPSTREAM", value_name = "URL")]
+    pub upstream: Option<String>,
+
+    /// Gateway: connections per upstream node, database and protocol. Default 2.
+    #[arg(long, env = "SESSIOND_UPSTREAM_CONNECTIONS", value_name = "N")]
+    pub upstream_connections: Option<usize>,
+
+    /// Gateway: how long a client waits for an upstream reply before getting an error.
+    /// Default 1000.
+    #[arg(long, env = "SESSIOND_UPSTREAM_TIMEOUT_MS", value_name = "MS")]
+    pub upstream_timeout_ms: Option<u64>,
+
+    /// Gateway: how long connecting (and authenticating) to an upstream may take. Default 1000.
+    #[arg(long, env = "SESSIOND_UPSTREAM_CONNECT_TIMEOUT_MS", value_name = "MS")]
+    pub upstream_connect_timeout_ms: Option<u64>,
+
+    /// Gateway: pause between health-check PINGs of each upstream node. Default 1000.
+    #[arg(long, env = "SESSIOND_UPSTREAM_HEALTH_INTERVAL_MS", value_name = "MS")]
+    pub upstream_health_interval_ms: Option<u64>,
+
+    /// Gateway: failed health checks in a row before a node is ejected. Default 3.
+    #[arg(long, env = "SESSIOND_UPSTREAM_FAILURE_LIMIT", value_name = "N")]
+    pub upstream_failure_limit: Option<u32>,
 }
 
 /// The configuration file: the same keys as the long options.
@@ -156,6 +186,12 @@ struct FileConfig {
     auto_aof_rewrite_percentage: Option<u64>,
     auto_aof_rewrite_min_size: Option<toml::Value>,
     group_commit_window_us: Option<u64>,
+    upstream: Option<String>,
+    upstream_connections: Option<usize>,
+    upstream_timeout_ms: Option<u64>,
+    upstream_connect_timeout_ms: Option<u64>,
+    upstream_health_interval_ms: Option<u64>,
+    upstream_failure_limit: Option<u32>,
 }
 
 /// Resolved configuration.
@@ -184,6 +220,8 @@ pub struct Config {
     pub auto_aof_rewrite_percentage: u64,
     pub auto_aof_rewrite_min_size: u64,
     pub group_commit_window_us: u64,
+    /// Gateway mode (`--upstream`); `None`: the embedded engine.
+    pub upstream: Option<UpstreamOptions>,
 }
 
 impl Default for Config {
@@ -211,6 +249,7 @@ impl Default for Config {
             auto_aof_rewrite_percentage: 100,
             auto_aof_rewrite_min_size: 64 * 1024 * 1024,
             group_commit_window_us: 1000,
+            upstream: None,
         }
     }
 }
@@ -402,6 +441,43 @@ impl Config {
                 ));
             }
             c.group_commit_window_us = w;
+        }
+        if let Some(u) = args.upstream.clone().or(file.upstream) {
+            let url = UpstreamUrl::parse(&u).map_err(|e| format!("--upstream: {e}"))?;
+            let mut o = UpstreamOptions::new(url, c.databases);
+            let ms = std::time::Duration::from_millis;
+            if let Some(n) = args.upstream_connections.or(file.upstream_connections) {
+                if n == 0 || n > 64 {
+                    return Err("upstream-connections: 1 to 64".into());
+                }
+                o.connections = n;
+            }
+            let positive = |v: u64, name: &str| {
+                if v == 0 {
+                    Err(format!("{name}: must be above 0"))
+                } else {
+                    Ok(ms(v))
+                }
+            };
+            if let Some(v) = args.upstream_timeout_ms.or(file.upstream_timeout_ms) {
+                o.timeout = positive(v, "upstream-timeout-ms")?;
+            }
+            if let Some(v) = args
+                .upstream_connect_timeout_ms
+                .or(file.upstream_connect_timeout_ms)
+            {
+                o.connect_timeout = positive(v, "upstream-connect-timeout-ms")?;
+            }
+            if let Some(v) = args
+                .upstream_health_interval_ms
+                .or(file.upstream_health_interval_ms)
+            {
+                o.health_interval = positive(v, "upstream-health-interval-ms")?;
+            }
+            if let Some(v) = args.upstream_failure_limit.or(file.upstream_failure_limit) {
+                o.failure_limit = v.max(1);
+            }
+            c.upstream = Some(o);
         }
         Ok(c)
     }

@@ -2,7 +2,7 @@
 //!
 //! The data path, top-down: [`server::listener`] accepts → [`server::connection`] reads and
 //! parses ([`resp`]) → [`cmd`] executes against a [`store::Store`] → the embedded
-//! [`engine`] (later also remote upstreams and the migration router). See
+//! [`engine`] or a Redis [`upstream`] (gateway mode; later also the migration router). See
 //! `docs/ARCHITECTURE.md`.
 
 pub mod clock;
@@ -14,6 +14,7 @@ pub mod resp;
 pub mod serve;
 pub mod server;
 pub mod store;
+pub mod upstream;
 pub mod util;
 
 /// The Redis version whose commands and replies sessiond reproduces (reported as

@@ -14,6 +14,7 @@ use crate::persist::Persistence;
 use crate::server::listener::{accept_tcp, accept_unix, bind_tcp, check_protected_mode};
 use crate::server::Server;
 use crate::store::Store;
+use crate::upstream::{Options as UpstreamOptions, Upstream};
 
 /// How long a graceful shutdown waits for connections to finish their current commands.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -24,6 +25,14 @@ pub async fn run(config: Config) -> Result<(), String> {
         config.requirepass.is_some(),
         config.protected_mode,
     )?;
+    match config.upstream.clone() {
+        Some(opts) => run_gateway(config, opts).await,
+        None => run_embedded(config).await,
+    }
+}
+
+/// The embedded engine with its persistence.
+async fn run_embedded(config: Config) -> Result<(), String> {
     // maxmemory applies after loading: a restart never evicts or refuses its own data.
     let engine = Engine::new(EngineConfig {
         databases: config.databases,
@@ -36,7 +45,59 @@ pub async fn run(config: Config) -> Result<(), String> {
     let mut server = Server::new(engine, config.clone());
     server.persist = Some(persist.clone());
     let server = Arc::new(server);
+    let cron = {
+        let p = persist.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                p.cron();
+            }
+        })
+    };
+    let ready = format!(
+        "sessiond {} ready (embedded engine, {} databases, data in {}, appendonly {})",
+        env!("CARGO_PKG_VERSION"),
+        config.databases,
+        config.dir.display(),
+        if config.appendonly { "yes" } else { "no" }
+    );
+    serve_until_shutdown(&server, &ready).await?;
+    cron.abort();
+    let p = persist.clone();
+    tokio::task::spawn_blocking(move || {
+        if !p.shutdown_prepared() {
+            p.shutdown(false, false)?;
+        }
+        p.finish()
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    tracing::info!("sessiond stopped; data is on disk");
+    Ok(())
+}
 
+/// Gateway mode: sessions on Redis/Valkey upstreams.
+async fn run_gateway(config: Config, opts: UpstreamOptions) -> Result<(), String> {
+    let url = opts.url.to_string();
+    let upstream = Upstream::start(opts)?;
+    let server = Arc::new(Server::new(upstream, config.clone()));
+    let ready = format!(
+        "sessiond {} ready (gateway to {url})",
+        env!("CARGO_PKG_VERSION")
+    );
+    serve_until_shutdown(&server, &ready).await?;
+    tracing::info!("sessiond stopped");
+    Ok(())
+}
+
+/// Binds the listeners, serves until SHUTDOWN or a signal, then stops accepting and gives
+/// connections up to [`DRAIN`] to finish the commands they are executing.
+async fn serve_until_shutdown<S: Store>(
+    server: &Arc<Server<S>>,
+    ready: &str,
+) -> Result<(), String> {
+    let config = &server.config;
     let mut tasks = Vec::new();
     for addr in &config.listen {
         let l = bind_tcp(*addr)
@@ -55,31 +116,14 @@ pub async fn run(config: Config) -> Result<(), String> {
         tracing::info!("listening on unix socket {path}");
         tasks.push(tokio::spawn(accept_unix(server.clone(), l, path.clone())));
     }
-    let cron = {
-        let p = persist.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                p.cron();
-            }
-        })
-    };
-    tracing::info!(
-        "sessiond {} ready (embedded engine, {} databases, data in {}, appendonly {})",
-        env!("CARGO_PKG_VERSION"),
-        config.databases,
-        config.dir.display(),
-        if config.appendonly { "yes" } else { "no" }
-    );
+    tracing::info!("{ready}");
 
-    wait_for_shutdown(&server).await;
+    wait_for_shutdown(server).await;
     tracing::info!("shutting down");
     server.begin_shutdown();
     for t in tasks {
         let _ = t.await;
     }
-    cron.abort();
     let deadline = Instant::now() + DRAIN;
     while server.clients.count() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -87,16 +131,6 @@ pub async fn run(config: Config) -> Result<(), String> {
     if let Some(path) = &config.unixsocket {
         let _ = std::fs::remove_file(path);
     }
-    let p = persist.clone();
-    tokio::task::spawn_blocking(move || {
-        if !p.shutdown_prepared() {
-            p.shutdown(false, false)?;
-        }
-        p.finish()
-    })
-    .await
-    .map_err(|e| e.to_string())??;
-    tracing::info!("sessiond stopped; data is on disk");
     Ok(())
 }
 

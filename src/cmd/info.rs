@@ -145,6 +145,11 @@ pub fn render<S: Store>(cx: &Ctx<'_, '_, S>, want: impl Fn(&str) -> bool) -> Str
         );
         sections.push(std::mem::take(&mut o));
     }
+    if let Some(up) = srv.store.gateway() {
+        if want("upstream") {
+            sections.push(up.info());
+        }
+    }
     if want("keyspace") {
         o.push_str("# Keyspace\r\n");
         for (db, keys, expires, avg) in &st.keyspace {

@@ -144,27 +144,51 @@ pub async fn execute<S: Store>(
     args: &[&[u8]],
     out: &mut Reply<'_>,
 ) -> Flow {
+    match check(server, client, args) {
+        Ok(spec) => execute_checked(server, client, spec, args, out).await,
+        Err(e) => {
+            out.error(&e);
+            Flow::Continue
+        }
+    }
+}
+
+/// What Redis checks before running a command, in its order: known name, arity,
+/// authentication, and (with persistence) that the log can take writes. Returns the
+/// command's table entry or the error reply's text.
+pub fn check<S: Store>(
+    server: &Server<S>,
+    client: &mut ClientState,
+    args: &[&[u8]],
+) -> Result<&'static table::Spec, String> {
     let Some(idx) = table::lookup(args[0]) else {
-        out.error(&unknown_command_error(args));
-        return Flow::Continue;
+        return Err(unknown_command_error(args));
     };
     let spec = &table::COMMANDS[idx];
     if !table::arity_ok(spec.arity, args.len()) {
-        out.error(&wrong_args(spec.name).message());
-        return Flow::Continue;
+        return Err(wrong_args(spec.name).message());
     }
     if !client.authenticated && !spec.no_auth {
-        out.error("NOAUTH Authentication required.");
-        return Flow::Continue;
+        return Err("NOAUTH Authentication required.".into());
     }
     client.handle.last_cmd.store(idx, Ordering::Relaxed);
     if table::is_write(spec) {
         if let Some(e) = server.persist.as_ref().and_then(|p| p.write_error()) {
-            out.error(&format!("MISCONF {e}"));
-            return Flow::Continue;
+            return Err(format!("MISCONF {e}"));
         }
         client.wrote = true;
     }
+    Ok(spec)
+}
+
+/// Runs a command that passed [`check`].
+pub async fn execute_checked<S: Store>(
+    server: &Server<S>,
+    client: &mut ClientState,
+    spec: &table::Spec,
+    args: &[&[u8]],
+    out: &mut Reply<'_>,
+) -> Flow {
     let mut cx = Ctx {
         server,
         client,

@@ -230,6 +230,44 @@ pub fn is_write(spec: &Spec) -> bool {
     spec.flags.first() == Some(&"write") || matches!(spec.id, CmdId::Eval | CmdId::EvalSha)
 }
 
+/// Whether a gateway passes the command to the upstream. Commands about the client or the
+/// sessiond process itself are answered locally.
+pub fn forwarded(id: CmdId) -> bool {
+    use CmdId::*;
+    !matches!(
+        id,
+        Ping | Echo
+            | Auth
+            | Hello
+            | Select
+            | Quit
+            | Reset
+            | Client
+            | Command
+            | Info
+            | Config
+            | Time
+            | Save
+            | BgSave
+            | BgRewriteAof
+            | LastSave
+            | Shutdown
+    )
+}
+
+/// The key a command is routed by (its first key), if it has one.
+pub fn routing_key<'a>(spec: &Spec, args: &[&'a [u8]]) -> Option<&'a [u8]> {
+    match spec.id {
+        // EVAL script numkeys key…
+        CmdId::Eval | CmdId::EvalSha => match args.get(2) {
+            Some(n) if *n != b"0" => args.get(3).copied(),
+            _ => None,
+        },
+        _ if spec.first_key > 0 => args.get(spec.first_key as usize).copied(),
+        _ => None,
+    }
+}
+
 pub fn arity_ok(arity: i32, argc: usize) -> bool {
     let argc = argc as i32;
     if arity >= 0 {

@@ -14,10 +14,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::clients::ClientHandle;
 use super::Server;
-use crate::cmd::{self, ClientState, Flow};
+use crate::cmd::{self, table, ClientState, Flow};
 use crate::resp::reply::Proto;
 use crate::resp::{Parsed, Reply, RequestParser};
 use crate::store::Store;
+use crate::upstream::forward::ClientForwarder;
+use crate::upstream::Upstream;
 
 const READ_CHUNK: usize = 16 * 1024;
 /// Replies are flushed mid-batch once this much is pending, so a pipelined batch of large
@@ -68,6 +70,8 @@ where
         }
     };
     tokio::pin!(stop);
+    let gateway = server.store.gateway();
+    let mut forwarder = gateway.map(|_| ClientForwarder::new(handle.id));
     let _counted = server
         .persist
         .as_ref()
@@ -124,8 +128,18 @@ where
                     }
                     let mut args: Vec<&[u8]> = Vec::with_capacity(parser.argc());
                     parser.args(&rbuf, &mut args);
-                    let mut reply = Reply::new(&mut wbuf, state.proto);
-                    let flow = cmd::execute(server, &mut state, &args, &mut reply).await;
+                    let flow = if let (Some(up), Some(fwd)) = (gateway, forwarder.as_mut()) {
+                        match gateway_command(server, up, fwd, &mut state, &args, &mut wbuf).await {
+                            Some(flow) => flow,
+                            None => {
+                                executed += 1;
+                                continue;
+                            }
+                        }
+                    } else {
+                        let mut reply = Reply::new(&mut wbuf, state.proto);
+                        cmd::execute(server, &mut state, &args, &mut reply).await
+                    };
                     executed += 1;
                     if flow == Flow::Close {
                         close = true;
@@ -139,6 +153,9 @@ where
                 }
                 Ok(Parsed::Incomplete) => break,
                 Err(e) => {
+                    if let (Some(up), Some(fwd)) = (gateway, forwarder.as_mut()) {
+                        fwd.drain(up, &mut wbuf).await;
+                    }
                     Reply::new(&mut wbuf, state.proto).error(&format!("ERR {}", e.0));
                     tracing::debug!(client = handle.id, "protocol error: {}", e.0);
                     close = true;
@@ -151,6 +168,9 @@ where
             handle
                 .last_ms
                 .store(crate::clock::now_ms(), Ordering::Relaxed);
+        }
+        if let (Some(up), Some(fwd)) = (gateway, forwarder.as_mut()) {
+            fwd.drain(up, &mut wbuf).await;
         }
         // Drop what was consumed; a partially received command stays at the front.
         rbuf.advance(pos);
@@ -169,6 +189,44 @@ where
             handle.resp.store(2, Ordering::Relaxed);
         }
     }
+}
+
+/// One command in gateway mode. Forwarded commands are queued on the forwarder (`None`:
+/// their replies come later, in order); anything answered locally first collects the replies
+/// of the commands before it, so replies keep the order of the commands.
+async fn gateway_command<S: Store>(
+    server: &Server<S>,
+    up: &Upstream,
+    fwd: &mut ClientForwarder,
+    state: &mut ClientState,
+    args: &[&[u8]],
+    wbuf: &mut BytesMut,
+) -> Option<Flow> {
+    let checked = cmd::check(server, state, args);
+    if let Ok(spec) = checked {
+        if table::forwarded(spec.id) {
+            let key = table::routing_key(spec, args);
+            let read_only = !table::is_write(spec);
+            let resp3 = state.proto == Proto::Resp3;
+            match fwd.push(up, state.db, resp3, read_only, key, args).await {
+                Ok(()) => return None,
+                Err(e) => {
+                    fwd.drain(up, wbuf).await;
+                    Reply::new(wbuf, state.proto).error(&e);
+                    return Some(Flow::Continue);
+                }
+            }
+        }
+    }
+    fwd.drain(up, wbuf).await;
+    let mut reply = Reply::new(wbuf, state.proto);
+    Some(match checked {
+        Ok(spec) => cmd::execute_checked(server, state, spec, args, &mut reply).await,
+        Err(e) => {
+            reply.error(&e);
+            Flow::Continue
+        }
+    })
 }
 
 /// Writes the pending replies and empties the buffer. If they include a write command's,

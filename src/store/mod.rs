@@ -324,4 +324,10 @@ pub trait Store: Send + Sync + 'static {
     fn set_maxmemory(&self, bytes: u64);
     /// Runtime-settable eviction policy; `false` if the name is not a policy this store knows.
     fn set_maxmemory_policy(&self, policy: &str) -> bool;
+    /// A store that is itself a Redis upstream (gateway mode): connections forward data
+    /// commands to it as raw RESP instead of calling the methods above, so replies are the
+    /// upstream's own bytes and pipelines stay pipelines. See `upstream/forward.rs`.
+    fn gateway(&self) -> Option<&crate::upstream::Upstream> {
+        None
+    }
 }

@@ -1,0 +1,210 @@
+//! The client side of forwarding: one [`ClientForwarder`] per client connection.
+//!
+//! Commands found in one read are not sent one by one. Consecutive forwarded commands for
+//! the same connection are encoded into one request ([`ClientForwarder::push`]), so a client
+//! pipeline of 16 GETs costs one request, one reply hand-off and one wake-up. Before a
+//! command sessiond answers itself, and at the end of the batch, the replies of everything
+//! sent so far are collected in order ([`ClientForwarder::drain`]), so the client's replies
+//! stay in the order of its commands.
+//!
+//! Every command gets exactly one reply. If a request fails (connection lost, timeout, node
+//! down), each of its commands gets an error reply; a read-only request whose connection was
+//! lost is sent once more first.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::conn::{encode, Conn, Replies};
+use super::node::Node;
+use super::Upstream;
+
+pub fn lost_message(addr: &str) -> String {
+    format!("ERR upstream {addr} connection lost; the command may or may not have run")
+}
+
+pub fn timeout_message(addr: &str, t: Duration) -> String {
+    format!("ERR upstream {addr} timed out after {} ms", t.as_millis())
+}
+
+/// Commands encoded for one target, not yet sent.
+struct Open {
+    node: Arc<Node>,
+    pool: usize,
+    buf: BytesMut,
+    count: usize,
+    read_only: bool,
+}
+
+/// A request sent (or failed before it could be).
+struct Sent {
+    node: Arc<Node>,
+    pool: usize,
+    count: usize,
+    deadline: Instant,
+    outcome: Result<oneshot::Receiver<Replies>, String>,
+    /// Kept for a retry when the request only reads.
+    retry: Option<Bytes>,
+}
+
+pub struct ClientForwarder {
+    client: u64,
+    /// Connections this client used, by (node id, pool): no lock on the hot path.
+    conns: Vec<(u64, usize, Arc<Conn>)>,
+    open: Option<Open>,
+    sent: VecDeque<Sent>,
+}
+
+impl ClientForwarder {
+    pub fn new(client: u64) -> Self {
+        ClientForwarder {
+            client,
+            conns: Vec::new(),
+            open: None,
+            sent: VecDeque::new(),
+        }
+    }
+
+    /// Whether anything is waiting to be sent or answered.
+    pub fn is_idle(&self) -> bool {
+        self.open.is_none() && self.sent.is_empty()
+    }
+
+    /// Adds a command to the current request, sending the previous one first if this
+    /// command goes elsewhere. `key` is the routing key (first key) if the command has one.
+    pub async fn push(
+        &mut self,
+        up: &Upstream,
+        db: usize,
+        resp3: bool,
+        read_only: bool,
+        key: Option<&[u8]>,
+        args: &[&[u8]],
+    ) -> Result<(), String> {
+        let node = up.route(key, !read_only);
+        let pool = node
+            .pool_key(db, resp3)
+            .ok_or_else(|| "ERR DB index is out of range".to_string())?;
+        let same = self
+            .open
+            .as_ref()
+            .is_some_and(|o| o.node.id == node.id && o.pool == pool);
+        if !same {
+            self.send(up).await;
+            self.open = Some(Open {
+                node,
+                pool,
+                buf: BytesMut::with_capacity(256),
+                count: 0,
+                read_only: true,
+            });
+        }
+        if let Some(o) = self.open.as_mut() {
+            encode(&mut o.buf, args);
+            o.count += 1;
+            o.read_only &= read_only;
+        }
+        Ok(())
+    }
+
+    async fn conn(&mut self, node: &Arc<Node>, pool: usize) -> Result<Arc<Conn>, String> {
+        if let Some(i) = self
+            .conns
+            .iter()
+            .position(|(n, p, _)| *n == node.id && *p == pool)
+        {
+            if self.conns[i].2.is_alive() && node.is_healthy() {
+                return Ok(self.conns[i].2.clone());
+            }
+            self.conns.swap_remove(i);
+        }
+        let c = node.conn(pool, self.client).await?;
+        self.conns.push((node.id, pool, c.clone()));
+        Ok(c)
+    }
+
+    /// Sends the open request, if any.
+    async fn send(&mut self, up: &Upstream) {
+        let Some(o) = self.open.take() else { return };
+        let bytes = o.buf.freeze();
+        let outcome = match self.conn(&o.node, o.pool).await {
+            Ok(c) => Ok(c.send(bytes.clone(), o.count)),
+            Err(e) => Err(e),
+        };
+        o.node
+            .stats
+            .requests
+            .fetch_add(o.count as u64, Ordering::Relaxed);
+        self.sent.push_back(Sent {
+            node: o.node,
+            pool: o.pool,
+            count: o.count,
+            deadline: Instant::now() + up.opts.timeout,
+            outcome,
+            retry: o.read_only.then_some(bytes),
+        });
+    }
+
+    /// Sends what is open and appends every reply, in order, to `out`.
+    pub async fn drain(&mut self, up: &Upstream, out: &mut BytesMut) {
+        self.send(up).await;
+        while let Some(s) = self.sent.pop_front() {
+            match self.wait(up, s).await {
+                Ok(replies) => out.extend_from_slice(&replies),
+                Err((msg, count)) => {
+                    for _ in 0..count {
+                        out.extend_from_slice(b"-");
+                        out.extend_from_slice(msg.as_bytes());
+                        out.extend_from_slice(b"\r\n");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn wait(&mut self, up: &Upstream, mut s: Sent) -> Result<Replies, (String, usize)> {
+        let mut retried = false;
+        loop {
+            let rx = match s.outcome {
+                Ok(rx) => rx,
+                Err(e) => {
+                    s.node
+                        .stats
+                        .errors
+                        .fetch_add(s.count as u64, Ordering::Relaxed);
+                    return Err((e, s.count));
+                }
+            };
+            match tokio::time::timeout_at(s.deadline, rx).await {
+                Ok(Ok(replies)) => return Ok(replies),
+                Err(_) => {
+                    s.node
+                        .stats
+                        .timeouts
+                        .fetch_add(s.count as u64, Ordering::Relaxed);
+                    return Err((timeout_message(&s.node.addr, up.opts.timeout), s.count));
+                }
+                Ok(Err(_)) => {
+                    s.node
+                        .stats
+                        .errors
+                        .fetch_add(s.count as u64, Ordering::Relaxed);
+                    let Some(bytes) = s.retry.clone().filter(|_| !retried) else {
+                        return Err((lost_message(&s.node.addr), s.count));
+                    };
+                    // A read changes nothing, so sending it again is safe.
+                    retried = true;
+                    s.outcome = match self.conn(&s.node, s.pool).await {
+                        Ok(c) => Ok(c.send(bytes, s.count)),
+                        Err(e) => Err(e),
+                    };
+                }
+            }
+        }
+    }
+}

@@ -7,57 +7,7 @@
 
 mod support;
 
-use std::path::Path;
-
-use sessiond::resp::parse::split_args;
-use support::{redis_server, sessiond, Conn, Value};
-
-fn sorted(v: Value) -> Value {
-    match v {
-        Value::Array(items) | Value::Set(items) => {
-            let mut items: Vec<Value> = items.into_iter().map(sorted).collect();
-            items.sort_by_key(|a| format!("{a:?}"));
-            Value::Array(items)
-        }
-        other => other,
-    }
-}
-
-/// Runs a script on both servers; returns the mismatches as readable lines.
-fn run_script(name: &str, redis: &mut Conn, ours: &mut Conn) -> Vec<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/scripts")
-        .join(name);
-    let text = std::fs::read_to_string(&path).expect("script");
-    let mut failures = Vec::new();
-    for (lineno, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (mode, cmd) = match line.split_at(2) {
-            ("~ ", rest) => ('~', rest),
-            ("@ ", rest) => ('@', rest),
-            _ => ('=', line),
-        };
-        let args = split_args(cmd.as_bytes()).expect("script line parses");
-        let argv: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
-        let expected = redis.cmd_bytes(&argv);
-        let got = ours.cmd_bytes(&argv);
-        let same = match mode {
-            '~' => expected.same_shape(&got),
-            '@' => sorted(expected.clone()) == sorted(got.clone()),
-            _ => expected == got,
-        };
-        if !same {
-            failures.push(format!(
-                "{name}:{}: {cmd}\n    redis:    {expected:?}\n    sessiond: {got:?}",
-                lineno + 1
-            ));
-        }
-    }
-    failures
-}
+use support::{redis_server, run_script, sessiond, Value};
 
 fn differential(script: &str) {
     let r = redis_server(&[]);
@@ -91,6 +41,11 @@ fn expire_matches_redis() {
 #[test]
 fn connection_and_server_commands_match_redis() {
     differential("connection.txt");
+}
+
+#[test]
+fn memory_config_matches_redis() {
+    differential("memory-config.txt");
 }
 
 #[test]

@@ -151,6 +151,9 @@ fn set_param<S: Store>(cx: &Ctx<'_, '_, S>, name: &str, value: &str) -> Result<(
             .map_err(|_| "argument couldn't be parsed into an integer".to_string())
     };
     match name {
+        "maxmemory" | "maxmemory-policy" if cx.store().gateway().is_some() => {
+            return Err("memory limits belong to the upstream Redis; set them there".into());
+        }
         "requirepass" => st.set_requirepass(Some(value.to_string())),
         "maxmemory" => cx.store().set_maxmemory(
             parse_size(value).map_err(|_| "argument must be a memory value".to_string())?,

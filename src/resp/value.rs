@@ -54,8 +54,11 @@ pub struct ReplyError(pub String);
 /// Deepest nesting [`decode`] follows (Redis's own replies nest at most a few levels).
 const MAX_DEPTH: usize = 32;
 
-/// The header line starting at `at`: its type byte and text, and where the next byte is.
-fn line(buf: &[u8], at: usize) -> Result<Option<(u8, &[u8], usize)>, ReplyError> {
+/// A header line: its type byte, its text, and the offset after its CRLF.
+type Line<'a> = (u8, &'a [u8], usize);
+
+/// The header line starting at `at`, if it has all arrived.
+fn line(buf: &[u8], at: usize) -> Result<Option<Line<'_>>, ReplyError> {
     let Some(&kind) = buf.get(at) else {
         return Ok(None);
     };

@@ -91,6 +91,15 @@ impl Proc {
         }
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`…) without waiting.
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -{sig} {}", self.child.id()))
+            .status();
+        assert!(st.is_ok_and(|s| s.success()), "kill -{sig} {}", self.name);
+    }
+
     /// Sends SIGTERM and waits for exit (graceful-shutdown tests).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         // The shell's builtin `kill`: no dependency on procps being installed.
@@ -182,25 +191,49 @@ fn start(name: &'static str, tag: &str, mut command: impl FnMut(u16, &TempDir) -
     panic!("{name} did not start after 5 attempts: {last}");
 }
 
+fn redis_command(bin: &str, port: u16, dir: &TempDir, extra: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    c.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ])
+    .arg("--dir")
+    .arg(&dir.0)
+    .args(extra);
+    c
+}
+
 pub fn redis_server(extra: &[&str]) -> Proc {
     let bin = require("redis-server");
     start("redis-server", "redis", |port, dir| {
-        let mut c = Command::new(&bin);
-        c.args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(&dir.0)
-        .args(extra);
-        c
+        redis_command(&bin, port, dir, extra)
     })
+}
+
+/// redis-server on a given port (one chosen earlier, e.g. for a gateway started first).
+pub fn redis_server_on(port: u16, extra: &[&str]) -> Proc {
+    let bin = require("redis-server");
+    let dir = TempDir::new("redis");
+    let mut child = redis_command(&bin, port, &dir, extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn redis-server: {e}"));
+    if let Err(e) = wait_ready(&mut child, port, "redis-server") {
+        panic!("redis-server on port {port}: {e}");
+    }
+    Proc {
+        child,
+        port,
+        name: "redis-server",
+        dir,
+    }
 }
 
 pub fn sessiond_bin() -> &'static str {
@@ -401,4 +434,51 @@ impl Conn {
         let mut b = [0u8; 1];
         matches!(self.reader.read(&mut b), Ok(0))
     }
+}
+
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Array(items) | Value::Set(items) => {
+            let mut items: Vec<Value> = items.into_iter().map(sorted).collect();
+            items.sort_by_key(|a| format!("{a:?}"));
+            Value::Array(items)
+        }
+        other => other,
+    }
+}
+
+/// Runs a differential script (tests/scripts) on both servers; returns the mismatches as readable lines.
+pub fn run_script(name: &str, redis: &mut Conn, ours: &mut Conn) -> Vec<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scripts")
+        .join(name);
+    let text = std::fs::read_to_string(&path).expect("script");
+    let mut failures = Vec::new();
+    for (lineno, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (mode, cmd) = match line.split_at(2) {
+            ("~ ", rest) => ('~', rest),
+            ("@ ", rest) => ('@', rest),
+            _ => ('=', line),
+        };
+        let args = sessiond::resp::parse::split_args(cmd.as_bytes()).expect("script line parses");
+        let argv: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+        let expected = redis.cmd_bytes(&argv);
+        let got = ours.cmd_bytes(&argv);
+        let same = match mode {
+            '~' => expected.same_shape(&got),
+            '@' => sorted(expected.clone()) == sorted(got.clone()),
+            _ => expected == got,
+        };
+        if !same {
+            failures.push(format!(
+                "{name}:{}: {cmd}\n    redis:    {expected:?}\n    sessiond: {got:?}",
+                lineno + 1
+            ));
+        }
+    }
+    failures
 }

@@ -10,7 +10,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::upstream::url::UpstreamUrl;
-use crate::upstream::Options as UpstreamOptions;
+use crate::upstream::{Options as UpstreamOptions, ReadFrom};
 
 use crate::engine::Policy;
 use crate::persist::{Fsync, PersistConfig};
@@ -159,6 +159,17 @@ pub struct ServeArgs {
     /// Gateway: failed health checks in a row before a node is ejected. Default 3.
     #[arg(long, env = "SESSIOND_UPSTREAM_FAILURE_LIMIT", value_name = "N")]
     pub upstream_failure_limit: Option<u32>,
+
+    /// Gateway with Sentinel: where reads go. `never` (the primary: read-your-writes),
+    /// `on-primary-failure` (a replica while the primary is down), `always` (replicas).
+    /// Default never.
+    #[arg(long, env = "SESSIOND_UPSTREAM_READ_FROM_REPLICA", value_name = "POLICY")]
+    pub upstream_read_from_replica: Option<String>,
+
+    /// Gateway: how long a write waits for a healthy primary (e.g. while Sentinel promotes
+    /// one) before it fails; 0 fails at once. Default 0.
+    #[arg(long, env = "SESSIOND_UPSTREAM_FAILOVER_WAIT_MS", value_name = "MS")]
+    pub upstream_failover_wait_ms: Option<u64>,
 }
 
 /// The configuration file: the same keys as the long options.
@@ -192,6 +203,8 @@ struct FileConfig {
     upstream_connect_timeout_ms: Option<u64>,
     upstream_health_interval_ms: Option<u64>,
     upstream_failure_limit: Option<u32>,
+    upstream_read_from_replica: Option<String>,
+    upstream_failover_wait_ms: Option<u64>,
 }
 
 /// Resolved configuration.
@@ -476,6 +489,21 @@ impl Config {
             }
             if let Some(v) = args.upstream_failure_limit.or(file.upstream_failure_limit) {
                 o.failure_limit = v.max(1);
+            }
+            if let Some(v) = args
+                .upstream_read_from_replica
+                .clone()
+                .or(file.upstream_read_from_replica)
+            {
+                o.read_from_replica = ReadFrom::parse(&v).ok_or_else(|| {
+                    format!("upstream-read-from-replica '{v}': expected never, on-primary-failure or always")
+                })?;
+            }
+            if let Some(v) = args
+                .upstream_failover_wait_ms
+                .or(file.upstream_failover_wait_ms)
+            {
+                o.failover_wait = ms(v);
             }
             c.upstream = Some(o);
         }

@@ -80,7 +80,7 @@ async fn run_embedded(config: Config) -> Result<(), String> {
 /// Gateway mode: sessions on Redis/Valkey upstreams.
 async fn run_gateway(config: Config, opts: UpstreamOptions) -> Result<(), String> {
     let url = opts.url.to_string();
-    let upstream = Upstream::start(opts)?;
+    let upstream = Upstream::start(opts).await?;
     let server = Arc::new(Server::new(upstream, config.clone()));
     let ready = format!(
         "sessiond {} ready (gateway to {url})",

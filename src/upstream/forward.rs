@@ -86,7 +86,15 @@ impl ClientForwarder {
         key: Option<&[u8]>,
         args: &[&[u8]],
     ) -> Result<(), String> {
-        let node = up.route(key, !read_only);
+        let mut node = up.route(key, !read_only, self.client);
+        if !read_only && !node.is_healthy() && !up.opts.failover_wait.is_zero() {
+            // A write waits (bounded) for a healthy primary: Sentinel may be promoting one.
+            let deadline = Instant::now() + up.opts.failover_wait;
+            while !node.is_healthy() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                node = up.route(key, true, self.client);
+            }
+        }
         let pool = node
             .pool_key(db, resp3)
             .ok_or_else(|| "ERR DB index is out of range".to_string())?;
@@ -168,43 +176,39 @@ impl ClientForwarder {
     }
 
     async fn wait(&mut self, up: &Upstream, mut s: Sent) -> Result<Replies, (String, usize)> {
-        let mut retried = false;
+        // A read may be sent again: it changes nothing. At most twice more, and only
+        // while something new can be tried (another node, or a fresh connection).
+        let mut attempts = 0;
         loop {
-            let rx = match s.outcome {
-                Ok(rx) => rx,
-                Err(e) => {
-                    s.node
-                        .stats
-                        .errors
-                        .fetch_add(s.count as u64, Ordering::Relaxed);
-                    return Err((e, s.count));
-                }
+            let failure = match s.outcome {
+                Err(e) => e,
+                Ok(rx) => match tokio::time::timeout_at(s.deadline, rx).await {
+                    Ok(Ok(replies)) => return Ok(replies),
+                    Err(_) => {
+                        s.node
+                            .stats
+                            .timeouts
+                            .fetch_add(s.count as u64, Ordering::Relaxed);
+                        return Err((timeout_message(&s.node.addr, up.opts.timeout), s.count));
+                    }
+                    Ok(Err(_)) => lost_message(&s.node.addr),
+                },
             };
-            match tokio::time::timeout_at(s.deadline, rx).await {
-                Ok(Ok(replies)) => return Ok(replies),
-                Err(_) => {
-                    s.node
-                        .stats
-                        .timeouts
-                        .fetch_add(s.count as u64, Ordering::Relaxed);
-                    return Err((timeout_message(&s.node.addr, up.opts.timeout), s.count));
-                }
-                Ok(Err(_)) => {
-                    s.node
-                        .stats
-                        .errors
-                        .fetch_add(s.count as u64, Ordering::Relaxed);
-                    let Some(bytes) = s.retry.clone().filter(|_| !retried) else {
-                        return Err((lost_message(&s.node.addr), s.count));
-                    };
-                    // A read changes nothing, so sending it again is safe.
-                    retried = true;
-                    s.outcome = match self.conn(&s.node, s.pool).await {
-                        Ok(c) => Ok(c.send(bytes, s.count)),
-                        Err(e) => Err(e),
-                    };
-                }
-            }
+            s.node
+                .stats
+                .errors
+                .fetch_add(s.count as u64, Ordering::Relaxed);
+            attempts += 1;
+            let Some(bytes) = s.retry.clone().filter(|_| attempts <= 2) else {
+                return Err((failure, s.count));
+            };
+            // Re-routed: with read-from-replica, a failed primary sends reads to a replica.
+            let node = up.route(None, false, self.client);
+            s.outcome = match self.conn(&node, s.pool).await {
+                Ok(c) => Ok(c.send(bytes, s.count)),
+                Err(e) => Err(e),
+            };
+            s.node = node;
         }
     }
 }

@@ -31,10 +31,12 @@
 pub mod conn;
 pub mod forward;
 pub mod node;
+pub mod sentinel;
 pub mod url;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -47,6 +49,38 @@ use crate::store::{
 use conn::{encode, MAX_REPLY_BULK};
 use node::Node;
 use url::{Topology, UpstreamUrl};
+
+/// Where reads go when the upstream has replicas (Sentinel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// Always the primary: every client reads its own writes.
+    Never,
+    /// The primary while it is healthy; a replica while it is not (reads keep working
+    /// during a failover; a read may then miss a write the old primary had not replicated).
+    OnPrimaryFailure,
+    /// Replicas when any is healthy: spreads reads, but a client may not see its own
+    /// writes until they replicate.
+    Always,
+}
+
+impl ReadFrom {
+    pub fn parse(s: &str) -> Option<ReadFrom> {
+        match s {
+            "never" => Some(ReadFrom::Never),
+            "on-primary-failure" => Some(ReadFrom::OnPrimaryFailure),
+            "always" => Some(ReadFrom::Always),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadFrom::Never => "never",
+            ReadFrom::OnPrimaryFailure => "on-primary-failure",
+            ReadFrom::Always => "always",
+        }
+    }
+}
 
 /// Gateway settings.
 #[derive(Debug, Clone)]
@@ -64,6 +98,12 @@ pub struct Options {
     pub health_interval: Duration,
     /// Failed health checks in a row before a node is ejected.
     pub failure_limit: u32,
+    pub read_from_replica: ReadFrom,
+    /// How long a write waits for a healthy primary (during a failover) before failing;
+    /// zero fails at once.
+    pub failover_wait: Duration,
+    /// How often the topology is asked for again (Sentinel), besides following its events.
+    pub refresh_interval: Duration,
 }
 
 impl Options {
@@ -78,47 +118,172 @@ impl Options {
             timeout: Duration::from_millis(1000),
             health_interval: node::HEALTH_INTERVAL,
             failure_limit: 3,
+            read_from_replica: ReadFrom::Never,
+            failover_wait: Duration::ZERO,
+            refresh_interval: Duration::from_millis(1000),
         }
+    }
+}
+
+/// The nodes commands go to, replaced as a whole when the topology changes.
+struct Routes {
+    primary: Arc<Node>,
+    replicas: Vec<Arc<Node>>,
+}
+
+/// Topology state shared with the tasks that follow it.
+struct Shared {
+    opts: Arc<Options>,
+    routes: RwLock<Arc<Routes>>,
+    /// Every node ever routed to, by address: a replica promoted to primary keeps its
+    /// connections, health and counters.
+    nodes: Mutex<HashMap<String, Arc<Node>>>,
+    /// Primary switches seen (Sentinel).
+    switches: AtomicU64,
+    last_switch: Mutex<String>,
+}
+
+/// The node at `addr` from `nodes`, created (with its health checker) if new.
+fn node_at(nodes: &mut HashMap<String, Arc<Node>>, addr: &str, opts: &Arc<Options>) -> Arc<Node> {
+    nodes
+        .entry(addr.to_string())
+        .or_insert_with(|| {
+            let n = Node::new(addr.to_string(), opts.clone());
+            tokio::spawn(n.clone().check_health());
+            n
+        })
+        .clone()
+}
+
+impl Shared {
+    fn node(&self, addr: &str) -> Arc<Node> {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        node_at(&mut nodes, addr, &self.opts)
+    }
+
+    fn routes(&self) -> Arc<Routes> {
+        self.routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Applies what Sentinel reports.
+    fn set_view(&self, primary: &str, replicas: &[String]) {
+        let current = self.routes();
+        let same_replicas = current.replicas.len() == replicas.len()
+            && current.replicas.iter().zip(replicas).all(|(n, a)| n.addr == *a);
+        if current.primary.addr == primary && same_replicas {
+            return;
+        }
+        let routes = Routes {
+            primary: self.node(primary),
+            replicas: replicas
+                .iter()
+                .filter(|a| a.as_str() != primary)
+                .map(|a| self.node(a))
+                .collect(),
+        };
+        if current.primary.addr != primary {
+            self.switches.fetch_add(1, Ordering::Relaxed);
+            let msg = format!(
+                "{} -> {primary} at unix ms {}",
+                current.primary.addr,
+                crate::clock::now_ms()
+            );
+            tracing::warn!("upstream primary switched: {msg}");
+            *self.last_switch.lock().unwrap_or_else(|p| p.into_inner()) = msg;
+        }
+        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(routes);
     }
 }
 
 /// The upstream store: where forwarded commands and `Store` calls go.
 pub struct Upstream {
     pub opts: Arc<Options>,
-    primary: Arc<Node>,
+    shared: Arc<Shared>,
     /// Round-robin over pool slots for `Store` calls.
     next_slot: AtomicU64,
 }
 
 impl Upstream {
-    /// Builds the topology and starts the health checkers. The upstream need not be up:
-    /// sessiond starts anyway, answers with clear errors, and recovers when it appears.
-    pub fn start(opts: Options) -> Result<Upstream, String> {
+    /// Builds the topology and starts the tasks that keep it current. A single upstream
+    /// need not be up: sessiond starts anyway, answers with clear errors, and recovers when
+    /// it appears. With Sentinel, one sentinel must answer at start.
+    pub async fn start(opts: Options) -> Result<Upstream, String> {
         let opts = Arc::new(opts);
-        let primary = match &opts.url.topology {
-            Topology::Single(addr) => Node::new(addr.clone(), opts.clone()),
-            Topology::Sentinel { .. } => {
-                return Err("redis+sentinel:// upstreams are not implemented yet".into())
+        let (primary, replicas, sentinels) = match &opts.url.topology {
+            Topology::Single(addr) => (addr.clone(), Vec::new(), None),
+            Topology::Sentinel { sentinels, master } => {
+                let view = sentinel::discover(sentinels, master, opts.connect_timeout).await?;
+                tracing::info!(
+                    "sentinel: primary of '{master}' is {}, replicas {:?}",
+                    view.primary,
+                    view.replicas
+                );
+                (
+                    view.primary,
+                    view.replicas,
+                    Some((sentinels.clone(), master.clone())),
+                )
             }
             Topology::Cluster(_) => {
                 return Err("redis+cluster:// upstreams are not implemented yet".into())
             }
         };
-        tokio::spawn(primary.clone().check_health());
+        let mut nodes = HashMap::new();
+        let routes = Routes {
+            primary: node_at(&mut nodes, &primary, &opts),
+            replicas: replicas
+                .iter()
+                .map(|a| node_at(&mut nodes, a, &opts))
+                .collect(),
+        };
+        let shared = Arc::new(Shared {
+            opts: opts.clone(),
+            routes: RwLock::new(Arc::new(routes)),
+            nodes: Mutex::new(nodes),
+            switches: AtomicU64::new(0),
+            last_switch: Mutex::new(String::new()),
+        });
+        if let Some((sentinels, master)) = sentinels {
+            follow_sentinels(&shared, sentinels, master);
+        }
         Ok(Upstream {
             opts,
-            primary,
+            shared,
             next_slot: AtomicU64::new(0),
         })
     }
 
-    /// The node a command goes to.
-    pub fn route(&self, _key: Option<&[u8]>, _write: bool) -> Arc<Node> {
-        self.primary.clone()
+    /// The node a command goes to. `client` spreads replica reads and keeps one client on
+    /// one replica.
+    pub fn route(&self, _key: Option<&[u8]>, write: bool, client: u64) -> Arc<Node> {
+        let r = self.shared.routes();
+        if write || r.replicas.is_empty() {
+            return r.primary.clone();
+        }
+        let replica = || {
+            let n = r.replicas.len();
+            (0..n)
+                .map(|i| &r.replicas[(client as usize + i) % n])
+                .find(|x| x.is_healthy())
+                .cloned()
+        };
+        match self.opts.read_from_replica {
+            ReadFrom::Never => r.primary.clone(),
+            ReadFrom::OnPrimaryFailure if r.primary.is_healthy() => r.primary.clone(),
+            ReadFrom::OnPrimaryFailure | ReadFrom::Always => {
+                replica().unwrap_or_else(|| r.primary.clone())
+            }
+        }
     }
 
-    pub fn nodes(&self) -> Vec<Arc<Node>> {
-        vec![self.primary.clone()]
+    pub fn nodes(&self) -> Vec<(Arc<Node>, &'static str)> {
+        let r = self.shared.routes();
+        let mut v = vec![(r.primary.clone(), "master")];
+        v.extend(r.replicas.iter().map(|n| (n.clone(), "replica")));
+        v
     }
 
     /// `INFO upstream`.
@@ -129,18 +294,24 @@ impl Upstream {
             Topology::Cluster(_) => "cluster",
         };
         let mut s = format!(
-            "# Upstream\r\nupstream_mode:{mode}\r\nupstream_url:{}\r\nupstream_timeout_ms:{}\r\nupstream_connections_per_pool:{}\r\n",
+            "# Upstream\r\nupstream_mode:{mode}\r\nupstream_url:{}\r\nupstream_timeout_ms:{}\r\nupstream_connections_per_pool:{}\r\nupstream_read_from_replica:{}\r\nupstream_primary_switches:{}\r\nupstream_last_switch:{}\r\n",
             self.opts.url,
             self.opts.timeout.as_millis(),
-            self.opts.connections
+            self.opts.connections,
+            self.opts.read_from_replica.name(),
+            self.shared.switches.load(Ordering::Relaxed),
+            self.shared
+                .last_switch
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
         );
         let nodes = self.nodes();
         s.push_str(&format!("upstream_nodes:{}\r\n", nodes.len()));
-        for (i, n) in nodes.iter().enumerate() {
+        for (i, (n, role)) in nodes.iter().enumerate() {
             let (conns, in_flight) = n.usage();
             let st = &n.stats;
             s.push_str(&format!(
-                "upstream_node{i}:addr={},role=master,health={},conns={conns},in_flight={in_flight},requests={},errors={},timeouts={},ejections={},connects={},last_error={}\r\n",
+                "upstream_node{i}:addr={},role={role},health={},conns={conns},in_flight={in_flight},requests={},errors={},timeouts={},ejections={},connects={},last_error={}\r\n",
                 n.addr,
                 if n.is_healthy() { "up" } else { "down" },
                 st.requests.load(Ordering::Relaxed),
@@ -155,12 +326,9 @@ impl Upstream {
     }
 
     /// Sends one command for a `Store` method and decodes its reply. Reads whose connection
-    /// failed are retried once.
+    /// failed are retried once, re-routed (to a replica if the primary is down and the
+    /// policy allows).
     async fn call(&self, db: Db, args: &[&[u8]], read_only: bool) -> StoreResult<Value> {
-        let node = self.route(args.get(1).copied(), !read_only);
-        let key = node
-            .pool_key(db, false)
-            .ok_or_else(|| StoreError::Other("ERR DB index is out of range".into()))?;
         let mut req = BytesMut::new();
         encode(&mut req, args);
         let req = req.freeze();
@@ -168,7 +336,17 @@ impl Upstream {
         let mut last = StoreError::Other("ERR upstream unavailable".into());
         for _ in 0..attempts {
             let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
-            let conn = node.conn(key, slot).await.map_err(StoreError::Other)?;
+            let node = self.route(args.get(1).copied(), !read_only, slot);
+            let key = node
+                .pool_key(db, false)
+                .ok_or_else(|| StoreError::Other("ERR DB index is out of range".into()))?;
+            let conn = match node.conn(key, slot).await {
+                Ok(c) => c,
+                Err(e) => {
+                    last = StoreError::Other(e);
+                    continue;
+                }
+            };
             node.stats.requests.fetch_add(1, Ordering::Relaxed);
             match tokio::time::timeout(self.opts.timeout, conn.send(req.clone(), 1)).await {
                 Ok(Ok(bytes)) => return value(&bytes),
@@ -187,6 +365,40 @@ impl Upstream {
         }
         Err(last)
     }
+}
+
+/// Follows `+switch-master` on every sentinel and re-asks the topology every refresh
+/// interval, for the lifetime of the process.
+fn follow_sentinels(shared: &Arc<Shared>, sentinels: Vec<String>, master: String) {
+    for s in sentinels.clone() {
+        let shared = shared.clone();
+        let master = master.clone();
+        tokio::spawn(async move {
+            loop {
+                let sh = shared.clone();
+                let r = sentinel::follow(&s, &master, shared.opts.connect_timeout, |primary| {
+                    let replicas: Vec<String> =
+                        sh.routes().replicas.iter().map(|n| n.addr.clone()).collect();
+                    sh.set_view(&primary, &replicas);
+                })
+                .await;
+                if let Err(e) = r {
+                    tracing::debug!("sentinel {s}: {e}; reconnecting");
+                }
+                tokio::time::sleep(shared.opts.refresh_interval).await;
+            }
+        });
+    }
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(shared.opts.refresh_interval).await;
+            match sentinel::discover(&sentinels, &master, shared.opts.connect_timeout).await {
+                Ok(v) => shared.set_view(&v.primary, &v.replicas),
+                Err(e) => tracing::warn!("sentinel refresh: {e}"),
+            }
+        }
+    });
 }
 
 fn value(bytes: &Bytes) -> StoreResult<Value> {

@@ -118,9 +118,22 @@ impl Node {
                 Ok(c)
             }
             Err(e) => {
+                // Refused or unreachable: stop sending it requests until a health check
+                // succeeds, rather than have every client find out by itself.
                 self.set_error(&e);
+                drop(slot);
+                self.eject(&e);
                 Err(format!("ERR upstream unavailable: {e}"))
             }
+        }
+    }
+
+    /// Marks the node down and closes its connections (once; the health checker restores it).
+    fn eject(&self, why: &str) {
+        if self.healthy.swap(false, Ordering::AcqRel) {
+            self.stats.ejections.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("upstream {} ejected: {why}", self.addr);
+            self.close_all();
         }
     }
 

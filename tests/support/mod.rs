@@ -165,6 +165,17 @@ fn wait_ready(child: &mut Child, port: u16, name: &str) -> Result<(), String> {
     }
 }
 
+/// Any server on a fresh port: `command` builds its command line for a port and temp dir.
+/// `name` is the binary, checked to be installed first.
+pub fn start_custom(
+    name: &'static str,
+    tag: &str,
+    command: impl FnMut(u16, &TempDir) -> Command,
+) -> Proc {
+    require(name);
+    start(name, tag, command)
+}
+
 /// Starts a server on a fresh port, retrying with another port if it fails to start.
 fn start(name: &'static str, tag: &str, mut command: impl FnMut(u16, &TempDir) -> Command) -> Proc {
     let mut last = String::new();

@@ -1,0 +1,191 @@
+//! Gateway over Sentinel, with real processes: one primary, two replicas, three
+//! redis-sentinel (down-after-milliseconds 1000). Under load the primary is SIGKILLed:
+//! with `read-from-replica on-primary-failure` no read fails, and writes resume through the
+//! same sessiond once Sentinel has promoted a replica. The timeline is printed.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{redis_server, sessiond, start_custom, Conn, Proc, Value};
+
+const MASTER: &str = "sessions";
+
+fn sentinel(primary_port: u16) -> Proc {
+    start_custom("redis-sentinel", "sentinel", move |port, dir| {
+        let conf = dir.path("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n\
+                 sentinel down-after-milliseconds {MASTER} 1000\n\
+                 sentinel failover-timeout {MASTER} 5000\n\
+                 sentinel parallel-syncs {MASTER} 2\n",
+                dir.0.display()
+            ),
+        )
+        .expect("sentinel.conf");
+        let mut c = std::process::Command::new("redis-sentinel");
+        c.arg(conf);
+        c
+    })
+}
+
+fn field(c: &mut Conn, section: &str, name: &str) -> String {
+    c.cmd(&["INFO", section])
+        .as_str()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")).map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn poll<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn primary_killed_under_load_reads_never_fail_and_writes_resume() {
+    let mut primary = redis_server(&[]);
+    let pp = primary.port.to_string();
+    let replicas: Vec<Proc> = (0..2)
+        .map(|_| redis_server(&["--replicaof", "127.0.0.1", &pp]))
+        .collect();
+    for r in &replicas {
+        let mut c = r.connect();
+        poll("replication link up", Duration::from_secs(20), || {
+            (field(&mut c, "replication", "master_link_status") == "up").then_some(())
+        });
+    }
+    let sentinels: Vec<Proc> = (0..3).map(|_| sentinel(primary.port)).collect();
+    // Every sentinel must know both replicas before the primary goes (they learn them from
+    // the primary's INFO, every 10 s at first): otherwise there is nobody to promote.
+    for s in &sentinels {
+        let mut c = s.connect();
+        poll("sentinels to see both replicas", Duration::from_secs(30), || {
+            match c.cmd(&["SENTINEL", "replicas", MASTER]) {
+                Value::Array(r) if r.len() == 2 => Some(()),
+                _ => None,
+            }
+        });
+    }
+    let url = format!(
+        "redis+sentinel://{}/{MASTER}",
+        sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let gw = sessiond(&[
+        "--upstream",
+        &url,
+        "--upstream-read-from-replica",
+        "on-primary-failure",
+        "--upstream-health-interval-ms",
+        "200",
+    ]);
+
+    // Sessions written before the failure, replicated to both replicas.
+    let mut c = gw.connect();
+    for i in 0..100 {
+        let k = format!("sess:{i}");
+        assert_eq!(c.cmd(&["SETEX", &k, "3600", &k]), Value::Simple("OK".into()));
+    }
+    let mut p = primary.connect();
+    assert_eq!(p.cmd(&["WAIT", "2", "10000"]), Value::Int(2));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicU64::new(0));
+    let failed_reads = Arc::new(Mutex::new(Vec::<String>::new()));
+    let readers: Vec<_> = (0..4)
+        .map(|t| {
+            let (stop, reads, failed) = (stop.clone(), reads.clone(), failed_reads.clone());
+            let port = gw.port;
+            std::thread::spawn(move || {
+                let mut c = Conn::connect(port);
+                let mut i = t;
+                while !stop.load(Ordering::Relaxed) {
+                    let k = format!("sess:{}", i % 100);
+                    let v = c.cmd(&["GET", &k]);
+                    if v != Value::bulk(&k) {
+                        failed.lock().expect("lock").push(format!("GET {k}: {v:?}"));
+                    }
+                    reads.fetch_add(1, Ordering::Relaxed);
+                    i += 7;
+                }
+            })
+        })
+        .collect();
+    // The writer records when writes stop and start working.
+    let write_log = Arc::new(Mutex::new(Vec::<(Instant, bool)>::new()));
+    let writer = {
+        let (stop, log) = (stop.clone(), write_log.clone());
+        let port = gw.port;
+        std::thread::spawn(move || {
+            let mut c = Conn::connect(port);
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let ok = c.cmd(&["SETEX", &format!("new:{i}"), "3600", "v"])
+                    == Value::Simple("OK".into());
+                log.lock().expect("lock").push((Instant::now(), ok));
+                i += 1;
+                if !ok {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        })
+    };
+    poll("load to start", Duration::from_secs(10), || {
+        (reads.load(Ordering::Relaxed) > 200).then_some(())
+    });
+
+    let killed = Instant::now();
+    primary.kill();
+    let mut m = gw.connect();
+    poll("writes to resume after the failover", Duration::from_secs(60), || {
+        let log = write_log.lock().expect("lock");
+        let failed_after = log.iter().position(|(t, ok)| *t > killed && !ok);
+        failed_after.and_then(|f| log[f..].iter().find(|(_, ok)| *ok).map(|(t, _)| *t))
+    });
+    // Keep the load on a little after the switch.
+    let reads_then = reads.load(Ordering::Relaxed);
+    poll("reads after the switch", Duration::from_secs(10), || {
+        (reads.load(Ordering::Relaxed) > reads_then + 200).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().expect("reader");
+    }
+    writer.join().expect("writer");
+
+    let log = write_log.lock().expect("lock");
+    let first_fail = log.iter().find(|(t, ok)| *t > killed && !ok).map(|(t, _)| *t);
+    let back = first_fail.and_then(|f| log.iter().find(|(t, ok)| *t > f && *ok).map(|(t, _)| *t));
+    let switch = field(&mut m, "upstream", "upstream_last_switch");
+    eprintln!(
+        "failover timeline: primary SIGKILLed at 0 ms; first failed write at {:?} ms; \
+         writes back at {:?} ms; {} reads during the test; switch: {switch}",
+        first_fail.map(|t| (t - killed).as_millis()),
+        back.map(|t| (t - killed).as_millis()),
+        reads.load(Ordering::Relaxed)
+    );
+    let failed = failed_reads.lock().expect("lock");
+    assert!(failed.is_empty(), "{} reads failed: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+    assert!(back.is_some(), "writes did not resume");
+    assert_eq!(field(&mut m, "upstream", "upstream_primary_switches"), "1");
+    // Everything acknowledged before the kill is still there, on the new primary.
+    for i in (0..100).step_by(10) {
+        let k = format!("sess:{i}");
+        assert_eq!(c.cmd(&["GET", &k]), Value::bulk(&k));
+    }
+}

@@ -163,7 +163,11 @@ pub struct ServeArgs {
     /// Gateway with Sentinel: where reads go. `never` (the primary: read-your-writes),
     /// `on-primary-failure` (a replica while the primary is down), `always` (replicas).
     /// Default never.
-    #[arg(long, env = "SESSIOND_UPSTREAM_READ_FROM_REPLICA", value_name = "POLICY")]
+    #[arg(
+        long,
+        env = "SESSIOND_UPSTREAM_READ_FROM_REPLICA",
+        value_name = "POLICY"
+    )]
     pub upstream_read_from_replica: Option<String>,
 
     /// Gateway: how long a write waits for a healthy primary (e.g. while Sentinel promotes

@@ -71,12 +71,14 @@ fn primary_killed_under_load_reads_never_fail_and_writes_resume() {
     // the primary's INFO, every 10 s at first): otherwise there is nobody to promote.
     for s in &sentinels {
         let mut c = s.connect();
-        poll("sentinels to see both replicas", Duration::from_secs(30), || {
-            match c.cmd(&["SENTINEL", "replicas", MASTER]) {
+        poll(
+            "sentinels to see both replicas",
+            Duration::from_secs(30),
+            || match c.cmd(&["SENTINEL", "replicas", MASTER]) {
                 Value::Array(r) if r.len() == 2 => Some(()),
                 _ => None,
-            }
-        });
+            },
+        );
     }
     let url = format!(
         "redis+sentinel://{}/{MASTER}",
@@ -99,7 +101,10 @@ fn primary_killed_under_load_reads_never_fail_and_writes_resume() {
     let mut c = gw.connect();
     for i in 0..100 {
         let k = format!("sess:{i}");
-        assert_eq!(c.cmd(&["SETEX", &k, "3600", &k]), Value::Simple("OK".into()));
+        assert_eq!(
+            c.cmd(&["SETEX", &k, "3600", &k]),
+            Value::Simple("OK".into())
+        );
     }
     let mut p = primary.connect();
     assert_eq!(p.cmd(&["WAIT", "2", "10000"]), Value::Int(2));
@@ -150,13 +155,21 @@ fn primary_killed_under_load_reads_never_fail_and_writes_resume() {
     });
 
     let killed = Instant::now();
+    let killed_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
     primary.kill();
     let mut m = gw.connect();
-    poll("writes to resume after the failover", Duration::from_secs(60), || {
-        let log = write_log.lock().expect("lock");
-        let failed_after = log.iter().position(|(t, ok)| *t > killed && !ok);
-        failed_after.and_then(|f| log[f..].iter().find(|(_, ok)| *ok).map(|(t, _)| *t))
-    });
+    poll(
+        "writes to resume after the failover",
+        Duration::from_secs(60),
+        || {
+            let log = write_log.lock().expect("lock");
+            let failed_after = log.iter().position(|(t, ok)| *t > killed && !ok);
+            failed_after.and_then(|f| log[f..].iter().find(|(_, ok)| *ok).map(|(t, _)| *t))
+        },
+    );
     // Keep the load on a little after the switch.
     let reads_then = reads.load(Ordering::Relaxed);
     poll("reads after the switch", Duration::from_secs(10), || {
@@ -169,18 +182,32 @@ fn primary_killed_under_load_reads_never_fail_and_writes_resume() {
     writer.join().expect("writer");
 
     let log = write_log.lock().expect("lock");
-    let first_fail = log.iter().find(|(t, ok)| *t > killed && !ok).map(|(t, _)| *t);
+    let first_fail = log
+        .iter()
+        .find(|(t, ok)| *t > killed && !ok)
+        .map(|(t, _)| *t);
     let back = first_fail.and_then(|f| log.iter().find(|(t, ok)| *t > f && *ok).map(|(t, _)| *t));
     let switch = field(&mut m, "upstream", "upstream_last_switch");
+    // "old -> new at unix ms N": when sessiond heard of the promotion, as an offset from
+    // the kill (wall clock at the kill + the Instant offsets).
+    let switch_ms: Option<i64> = switch.rsplit(' ').next().and_then(|n| n.parse().ok());
+    let switch_after_kill = switch_ms.map(|s| s - killed_unix_ms);
     eprintln!(
         "failover timeline: primary SIGKILLed at 0 ms; first failed write at {:?} ms; \
-         writes back at {:?} ms; {} reads during the test; switch: {switch}",
+         sessiond saw the promotion at {:?} ms; writes back at {:?} ms; {} reads, none failed",
         first_fail.map(|t| (t - killed).as_millis()),
+        switch_after_kill,
         back.map(|t| (t - killed).as_millis()),
         reads.load(Ordering::Relaxed)
     );
     let failed = failed_reads.lock().expect("lock");
-    assert!(failed.is_empty(), "{} reads failed: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+    assert!(
+        failed.is_empty(),
+        "{} reads failed: {:?}\n{}",
+        failed.len(),
+        &failed[..failed.len().min(3)],
+        m.cmd(&["INFO", "upstream"]).as_str()
+    );
     assert!(back.is_some(), "writes did not resume");
     assert_eq!(field(&mut m, "upstream", "upstream_primary_switches"), "1");
     // Everything acknowledged before the kill is still there, on the new primary.

@@ -312,7 +312,7 @@ mod tests {
         let (v, n) = decode(b"*2\r\n$1\r\na\r\n*1\r\n:1\r\n", MAX)
             .unwrap()
             .unwrap();
-        assert_eq!(n, 20);
+        assert_eq!(n, 19);
         assert_eq!(
             v,
             Value::Array(vec![

@@ -75,6 +75,9 @@ pub struct Conn {
     alive: Arc<AtomicBool>,
     /// Requests sent and not yet answered (INFO).
     pub in_flight: Arc<AtomicU64>,
+    /// `write` calls and the requests they carried: their ratio is the batching achieved.
+    pub writes: Arc<AtomicU64>,
+    pub requests: Arc<AtomicU64>,
 }
 
 impl Conn {
@@ -157,12 +160,23 @@ impl Conn {
         let (in_tx, in_rx) = mpsc::unbounded_channel();
         let alive = Arc::new(AtomicBool::new(true));
         let in_flight = Arc::new(AtomicU64::new(0));
+        let writes = Arc::new(AtomicU64::new(0));
+        let requests = Arc::new(AtomicU64::new(0));
         let reader = tokio::spawn(read_loop(rd, in_rx, alive.clone(), in_flight.clone()));
-        tokio::spawn(write_loop(wr, rx, in_tx, alive.clone(), reader));
+        tokio::spawn(write_loop(
+            wr,
+            rx,
+            in_tx,
+            alive.clone(),
+            reader,
+            (writes.clone(), requests.clone()),
+        ));
         Conn {
             queue,
             alive,
             in_flight,
+            writes,
+            requests,
         }
     }
 }
@@ -199,6 +213,7 @@ async fn write_loop(
     in_flight: mpsc::UnboundedSender<InFlight>,
     alive: Arc<AtomicBool>,
     reader: tokio::task::JoinHandle<()>,
+    (writes, requests): (Arc<AtomicU64>, Arc<AtomicU64>),
 ) {
     let mut batch = Vec::with_capacity(64);
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -207,6 +222,8 @@ async fn write_loop(
             break;
         }
         buf.clear();
+        writes.fetch_add(1, Ordering::Relaxed);
+        requests.fetch_add(batch.len() as u64, Ordering::Relaxed);
         for r in batch.drain(..) {
             if r.count == 0 {
                 continue;

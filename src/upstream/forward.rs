@@ -24,6 +24,9 @@ use super::conn::{encode, Conn, Replies};
 use super::node::Node;
 use super::Upstream;
 
+/// How many times a failed read-only request is sent again.
+const READ_RETRIES: u32 = 4;
+
 pub fn lost_message(addr: &str) -> String {
     format!("ERR upstream {addr} connection lost; the command may or may not have run")
 }
@@ -48,6 +51,8 @@ struct Sent {
     count: usize,
     deadline: Instant,
     outcome: Result<oneshot::Receiver<Replies>, String>,
+    /// The connection it went out on.
+    conn: Option<Arc<Conn>>,
     /// Kept for a retry when the request only reads.
     retry: Option<Bytes>,
 }
@@ -140,9 +145,9 @@ impl ClientForwarder {
     async fn send(&mut self, up: &Upstream) {
         let Some(o) = self.open.take() else { return };
         let bytes = o.buf.freeze();
-        let outcome = match self.conn(&o.node, o.pool).await {
-            Ok(c) => Ok(c.send(bytes.clone(), o.count)),
-            Err(e) => Err(e),
+        let (outcome, conn) = match self.conn(&o.node, o.pool).await {
+            Ok(c) => (Ok(c.send(bytes.clone(), o.count)), Some(c)),
+            Err(e) => (Err(e), None),
         };
         o.node
             .stats
@@ -154,6 +159,7 @@ impl ClientForwarder {
             count: o.count,
             deadline: Instant::now() + up.opts.timeout,
             outcome,
+            conn,
             retry: o.read_only.then_some(bytes),
         });
     }
@@ -176,8 +182,10 @@ impl ClientForwarder {
     }
 
     async fn wait(&mut self, up: &Upstream, mut s: Sent) -> Result<Replies, (String, usize)> {
-        // A read may be sent again: it changes nothing. At most twice more, and only
-        // while something new can be tried (another node, or a fresh connection).
+        // A read may be sent again: it changes nothing. Up to READ_RETRIES more times, each
+        // time re-routed and on a fresh connection, all within the request's deadline. More
+        // than one, because a server being killed can still accept a connection it then
+        // resets; the refused connect after that ejects it and routes reads elsewhere.
         let mut attempts = 0;
         loop {
             let failure = match s.outcome {
@@ -191,7 +199,13 @@ impl ClientForwarder {
                             .fetch_add(s.count as u64, Ordering::Relaxed);
                         return Err((timeout_message(&s.node.addr, up.opts.timeout), s.count));
                     }
-                    Ok(Err(_)) => lost_message(&s.node.addr),
+                    Ok(Err(_)) => {
+                        // Make sure nobody sends on it again before its reader notices.
+                        if let Some(c) = s.conn.take() {
+                            c.kill();
+                        }
+                        lost_message(&s.node.addr)
+                    }
                 },
             };
             s.node
@@ -199,14 +213,18 @@ impl ClientForwarder {
                 .errors
                 .fetch_add(s.count as u64, Ordering::Relaxed);
             attempts += 1;
-            let Some(bytes) = s.retry.clone().filter(|_| attempts <= 2) else {
+            let Some(bytes) = s
+                .retry
+                .clone()
+                .filter(|_| attempts <= READ_RETRIES && Instant::now() < s.deadline)
+            else {
                 return Err((failure, s.count));
             };
             // Re-routed: with read-from-replica, a failed primary sends reads to a replica.
             let node = up.route(None, false, self.client);
-            s.outcome = match self.conn(&node, s.pool).await {
-                Ok(c) => Ok(c.send(bytes, s.count)),
-                Err(e) => Err(e),
+            (s.outcome, s.conn) = match self.conn(&node, s.pool).await {
+                Ok(c) => (Ok(c.send(bytes, s.count)), Some(c)),
+                Err(e) => (Err(e), None),
             };
             s.node = node;
         }

@@ -172,7 +172,11 @@ impl Shared {
     fn set_view(&self, primary: &str, replicas: &[String]) {
         let current = self.routes();
         let same_replicas = current.replicas.len() == replicas.len()
-            && current.replicas.iter().zip(replicas).all(|(n, a)| n.addr == *a);
+            && current
+                .replicas
+                .iter()
+                .zip(replicas)
+                .all(|(n, a)| n.addr == *a);
         if current.primary.addr == primary && same_replicas {
             return;
         }
@@ -308,10 +312,10 @@ impl Upstream {
         let nodes = self.nodes();
         s.push_str(&format!("upstream_nodes:{}\r\n", nodes.len()));
         for (i, (n, role)) in nodes.iter().enumerate() {
-            let (conns, in_flight) = n.usage();
+            let (conns, in_flight, batch) = n.usage();
             let st = &n.stats;
             s.push_str(&format!(
-                "upstream_node{i}:addr={},role={role},health={},conns={conns},in_flight={in_flight},requests={},errors={},timeouts={},ejections={},connects={},last_error={}\r\n",
+                "upstream_node{i}:addr={},role={role},health={},conns={conns},in_flight={in_flight},requests_per_write={batch:.2},requests={},errors={},timeouts={},ejections={},connects={},last_error={}\r\n",
                 n.addr,
                 if n.is_healthy() { "up" } else { "down" },
                 st.requests.load(Ordering::Relaxed),
@@ -377,8 +381,12 @@ fn follow_sentinels(shared: &Arc<Shared>, sentinels: Vec<String>, master: String
             loop {
                 let sh = shared.clone();
                 let r = sentinel::follow(&s, &master, shared.opts.connect_timeout, |primary| {
-                    let replicas: Vec<String> =
-                        sh.routes().replicas.iter().map(|n| n.addr.clone()).collect();
+                    let replicas: Vec<String> = sh
+                        .routes()
+                        .replicas
+                        .iter()
+                        .map(|n| n.addr.clone())
+                        .collect();
                     sh.set_view(&primary, &replicas);
                 })
                 .await;

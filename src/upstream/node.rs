@@ -150,21 +150,25 @@ impl Node {
         }
     }
 
-    /// Connections open and requests in flight, for INFO.
-    pub fn usage(&self) -> (usize, u64) {
+    /// Connections open, requests in flight, and requests per `write` on the open
+    /// connections, for INFO.
+    pub fn usage(&self) -> (usize, u64, f64) {
         let mut open = 0;
         let mut in_flight = 0;
+        let (mut writes, mut requests) = (0, 0);
         for pool in &self.pools {
             for slot in pool {
                 if let Ok(s) = slot.try_lock() {
                     if let Some(c) = s.as_ref().filter(|c| c.is_alive()) {
                         open += 1;
                         in_flight += c.in_flight.load(Ordering::Relaxed);
+                        writes += c.writes.load(Ordering::Relaxed);
+                        requests += c.requests.load(Ordering::Relaxed);
                     }
                 }
             }
         }
-        (open, in_flight)
+        (open, in_flight, requests as f64 / writes.max(1) as f64)
     }
 
     /// Stops the health checker and closes the connections (node left the topology).

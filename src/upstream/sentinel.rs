@@ -25,7 +25,7 @@ use crate::resp::value::{decode, Value};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct View {
     pub primary: String,
-    /// Replicas Sentinel considers reachable.
+    /// The replicas Sentinel knows.
     pub replicas: Vec<String>,
 }
 
@@ -100,7 +100,8 @@ async fn ask(sentinel: &str, master: &str, timeout: Duration) -> Result<View, St
         let mut c = connect(sentinel, timeout).await?;
         c.send(&[b"SENTINEL", b"get-master-addr-by-name", master.as_bytes()])
             .await?;
-        c.send(&[b"SENTINEL", b"replicas", master.as_bytes()]).await?;
+        c.send(&[b"SENTINEL", b"replicas", master.as_bytes()])
+            .await?;
         let primary = match c.next().await? {
             Value::Array(a) if a.len() == 2 => {
                 let (h, p) = (a[0].text(), a[1].text());
@@ -116,14 +117,10 @@ async fn ask(sentinel: &str, master: &str, timeout: Duration) -> Result<View, St
         let mut replicas = Vec::new();
         if let Value::Array(list) = c.next().await? {
             for r in list {
+                // Every replica Sentinel knows, whatever its flags (a sentinel that has just
+                // started shows them `disconnected`): sessiond's own health checks decide
+                // whether a replica takes reads.
                 let Value::Array(fields) = r else { continue };
-                let flags = field(&fields, "flags").and_then(Value::text).unwrap_or_default();
-                if flags.contains("s_down")
-                    || flags.contains("o_down")
-                    || flags.contains("disconnected")
-                {
-                    continue;
-                }
                 if let (Some(h), Some(p)) = (
                     field(&fields, "ip").and_then(Value::text),
                     field(&fields, "port").and_then(Value::text),
@@ -141,7 +138,11 @@ async fn ask(sentinel: &str, master: &str, timeout: Duration) -> Result<View, St
 }
 
 /// The first answer from the sentinels, tried in order.
-pub async fn discover(sentinels: &[String], master: &str, timeout: Duration) -> Result<View, String> {
+pub async fn discover(
+    sentinels: &[String],
+    master: &str,
+    timeout: Duration,
+) -> Result<View, String> {
     let mut errors = Vec::new();
     for s in sentinels {
         match ask(s, master, timeout).await {
@@ -191,7 +192,10 @@ mod tests {
             Value::Bulk("port".into()),
             Value::Bulk("6380".into()),
         ];
-        assert_eq!(field(&f, "port").and_then(Value::text).as_deref(), Some("6380"));
+        assert_eq!(
+            field(&f, "port").and_then(Value::text).as_deref(),
+            Some("6380")
+        );
         assert_eq!(field(&f, "flags"), None);
         assert_eq!(addr("10.0.0.1", "6380"), "10.0.0.1:6380");
         assert_eq!(addr("::1", "6380"), "[::1]:6380");

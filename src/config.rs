@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Deserialize;
 
-use crate::upstream::url::UpstreamUrl;
+use crate::upstream::url::{Topology, UpstreamUrl};
 use crate::upstream::{Options as UpstreamOptions, ReadFrom};
 
 use crate::engine::Policy;
@@ -174,6 +174,11 @@ pub struct ServeArgs {
     /// one) before it fails; 0 fails at once. Default 0.
     #[arg(long, env = "SESSIOND_UPSTREAM_FAILOVER_WAIT_MS", value_name = "MS")]
     pub upstream_failover_wait_ms: Option<u64>,
+
+    /// Gateway with Sentinel or Cluster: how often the topology is asked for again, besides
+    /// following Sentinel's events and the cluster's redirections. Default 1000.
+    #[arg(long, env = "SESSIOND_UPSTREAM_REFRESH_INTERVAL_MS", value_name = "MS")]
+    pub upstream_refresh_interval_ms: Option<u64>,
 }
 
 /// The configuration file: the same keys as the long options.
@@ -209,6 +214,7 @@ struct FileConfig {
     upstream_failure_limit: Option<u32>,
     upstream_read_from_replica: Option<String>,
     upstream_failover_wait_ms: Option<u64>,
+    upstream_refresh_interval_ms: Option<u64>,
 }
 
 /// Resolved configuration.
@@ -461,7 +467,13 @@ impl Config {
         }
         if let Some(u) = args.upstream.clone().or(file.upstream) {
             let url = UpstreamUrl::parse(&u).map_err(|e| format!("--upstream: {e}"))?;
-            let mut o = UpstreamOptions::new(url, c.databases);
+            // A cluster has only database 0.
+            let databases = if matches!(url.topology, Topology::Cluster(_)) {
+                1
+            } else {
+                c.databases
+            };
+            let mut o = UpstreamOptions::new(url, databases);
             let ms = std::time::Duration::from_millis;
             if let Some(n) = args.upstream_connections.or(file.upstream_connections) {
                 if n == 0 || n > 64 {
@@ -508,6 +520,12 @@ impl Config {
                 .or(file.upstream_failover_wait_ms)
             {
                 o.failover_wait = ms(v);
+            }
+            if let Some(v) = args
+                .upstream_refresh_interval_ms
+                .or(file.upstream_refresh_interval_ms)
+            {
+                o.refresh_interval = positive(v, "upstream-refresh-interval-ms")?;
             }
             c.upstream = Some(o);
         }

@@ -204,7 +204,7 @@ async fn gateway_command<S: Store>(
 ) -> Option<Flow> {
     let checked = cmd::check(server, state, args);
     if let Ok(spec) = checked {
-        if table::forwarded(spec.id) {
+        if table::forwarded(spec.id) && up.forwardable(spec.id, args) {
             let key = table::routing_key(spec, args);
             let read_only = !table::is_write(spec);
             let resp3 = state.proto == Proto::Resp3;

@@ -20,9 +20,11 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::conn::{encode, Conn, Replies};
+use super::cluster;
+use super::conn::{encode, Conn, Replies, MAX_REPLY_BULK};
 use super::node::Node;
 use super::Upstream;
+use crate::resp::value::FrameScanner;
 
 /// How many times a failed read-only request is sent again.
 const READ_RETRIES: u32 = 4;
@@ -42,6 +44,8 @@ struct Open {
     buf: BytesMut,
     count: usize,
     read_only: bool,
+    /// Where each command ends in `buf` (a redirected command is sent again alone).
+    ends: Vec<usize>,
 }
 
 /// A request sent (or failed before it could be).
@@ -55,6 +59,9 @@ struct Sent {
     conn: Option<Arc<Conn>>,
     /// Kept for a retry when the request only reads.
     retry: Option<Bytes>,
+    /// The request and its command boundaries, for cluster redirections.
+    bytes: Bytes,
+    ends: Vec<usize>,
 }
 
 pub struct ClientForwarder {
@@ -115,12 +122,14 @@ impl ClientForwarder {
                 buf: BytesMut::with_capacity(256),
                 count: 0,
                 read_only: true,
+                ends: Vec::new(),
             });
         }
         if let Some(o) = self.open.as_mut() {
             encode(&mut o.buf, args);
             o.count += 1;
             o.read_only &= read_only;
+            o.ends.push(o.buf.len());
         }
         Ok(())
     }
@@ -160,15 +169,27 @@ impl ClientForwarder {
             deadline: Instant::now() + up.opts.timeout,
             outcome,
             conn,
-            retry: o.read_only.then_some(bytes),
+            retry: o.read_only.then(|| bytes.clone()),
+            bytes,
+            ends: o.ends,
         });
     }
 
     /// Sends what is open and appends every reply, in order, to `out`.
     pub async fn drain(&mut self, up: &Upstream, out: &mut BytesMut) {
         self.send(up).await;
-        while let Some(s) = self.sent.pop_front() {
+        while let Some(mut s) = self.sent.pop_front() {
+            let (bytes, ends, pool, deadline) = (
+                s.bytes.clone(),
+                std::mem::take(&mut s.ends),
+                s.pool,
+                s.deadline,
+            );
             match self.wait(up, s).await {
+                Ok(replies) if up.is_cluster() && cluster::may_redirect(&replies) => {
+                    self.follow_redirects(up, &bytes, &ends, pool, deadline, &replies, out)
+                        .await
+                }
                 Ok(replies) => out.extend_from_slice(&replies),
                 Err((msg, count)) => {
                     for _ in 0..count {
@@ -179,6 +200,98 @@ impl ClientForwarder {
                 }
             }
         }
+    }
+
+    /// Copies `replies` to `out`, replacing each `-MOVED`/`-ASK` with the reply of the
+    /// command sent where the cluster said.
+    #[allow(clippy::too_many_arguments)]
+    async fn follow_redirects(
+        &mut self,
+        up: &Upstream,
+        bytes: &Bytes,
+        ends: &[usize],
+        pool: usize,
+        deadline: Instant,
+        replies: &[u8],
+        out: &mut BytesMut,
+    ) {
+        let mut scanner = FrameScanner::default();
+        let mut at = 0;
+        let mut i = 0;
+        while at < replies.len() {
+            let n = match scanner.next_frame(&replies[at..], MAX_REPLY_BULK) {
+                Ok(Some(n)) => n,
+                _ => {
+                    out.extend_from_slice(&replies[at..]);
+                    return;
+                }
+            };
+            let frame = &replies[at..at + n];
+            match (cluster::redirect(frame), ends.get(i)) {
+                (Some(r), Some(&end)) => {
+                    let start = if i == 0 { 0 } else { ends[i - 1] };
+                    let cmd = bytes.slice(start..end);
+                    match self.redirected(up, r, cmd, pool, deadline).await {
+                        Ok(reply) => out.extend_from_slice(&reply),
+                        Err(msg) => {
+                            out.extend_from_slice(b"-");
+                            out.extend_from_slice(msg.as_bytes());
+                            out.extend_from_slice(b"\r\n");
+                        }
+                    }
+                }
+                _ => out.extend_from_slice(frame),
+            }
+            at += n;
+            i += 1;
+        }
+    }
+
+    /// Sends one command where a redirection points, following up to five more.
+    async fn redirected(
+        &mut self,
+        up: &Upstream,
+        mut r: cluster::Redirect,
+        cmd: Bytes,
+        pool: usize,
+        deadline: Instant,
+    ) -> Result<Bytes, String> {
+        for _ in 0..5 {
+            let (node, req, count) = match &r {
+                cluster::Redirect::Moved(slot, addr) => {
+                    up.moved(*slot, addr);
+                    (up.node(addr), cmd.clone(), 1)
+                }
+                cluster::Redirect::Ask(_, addr) => {
+                    // ASKING applies to the next command on the same connection only.
+                    up.asked();
+                    let mut b = BytesMut::with_capacity(cmd.len() + 16);
+                    encode(&mut b, &[b"ASKING"]);
+                    b.extend_from_slice(&cmd);
+                    (up.node(addr), b.freeze(), 2)
+                }
+            };
+            let conn = self.conn(&node, pool).await?;
+            let replies = match tokio::time::timeout_at(deadline, conn.send(req, count)).await {
+                Ok(Ok(b)) => b,
+                Ok(Err(_)) => return Err(lost_message(&node.addr)),
+                Err(_) => return Err(timeout_message(&node.addr, up.opts.timeout)),
+            };
+            let reply = if count == 2 {
+                let mut sc = FrameScanner::default();
+                match sc.next_frame(&replies, MAX_REPLY_BULK) {
+                    Ok(Some(n)) => replies.slice(n..),
+                    _ => return Err("ERR malformed reply to ASKING".into()),
+                }
+            } else {
+                replies
+            };
+            match cluster::redirect(&reply) {
+                Some(next) => r = next,
+                None => return Ok(reply),
+            }
+        }
+        Err("ERR too many cluster redirections".into())
     }
 
     async fn wait(&mut self, up: &Upstream, mut s: Sent) -> Result<Replies, (String, usize)> {

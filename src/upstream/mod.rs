@@ -28,6 +28,7 @@
 //! recovery ([`node`]). A client always gets a reply, an error if need be, within the request
 //! timeout.
 
+pub mod cluster;
 pub mod conn;
 pub mod forward;
 pub mod node;
@@ -129,6 +130,20 @@ impl Options {
 struct Routes {
     primary: Arc<Node>,
     replicas: Vec<Arc<Node>>,
+    /// Cluster: the owner of each hash slot (`None`: not served), and every primary.
+    slots: Option<Vec<Option<Arc<Node>>>>,
+    primaries: Vec<Arc<Node>>,
+}
+
+impl Routes {
+    fn single(primary: Arc<Node>, replicas: Vec<Arc<Node>>) -> Routes {
+        Routes {
+            primaries: vec![primary.clone()],
+            primary,
+            replicas,
+            slots: None,
+        }
+    }
 }
 
 /// Topology state shared with the tasks that follow it.
@@ -141,6 +156,10 @@ struct Shared {
     /// Primary switches seen (Sentinel).
     switches: AtomicU64,
     last_switch: Mutex<String>,
+    /// Cluster redirections followed, and a wake-up for an early slot-map refresh.
+    moved: AtomicU64,
+    asked: AtomicU64,
+    refresh: tokio::sync::Notify,
 }
 
 /// The node at `addr` from `nodes`, created (with its health checker) if new.
@@ -180,14 +199,14 @@ impl Shared {
         if current.primary.addr == primary && same_replicas {
             return;
         }
-        let routes = Routes {
-            primary: self.node(primary),
-            replicas: replicas
+        let routes = Routes::single(
+            self.node(primary),
+            replicas
                 .iter()
                 .filter(|a| a.as_str() != primary)
                 .map(|a| self.node(a))
                 .collect(),
-        };
+        );
         if current.primary.addr != primary {
             self.switches.fetch_add(1, Ordering::Relaxed);
             let msg = format!(
@@ -199,6 +218,66 @@ impl Shared {
             *self.last_switch.lock().unwrap_or_else(|p| p.into_inner()) = msg;
         }
         *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(routes);
+    }
+
+    /// A cluster slot map from `CLUSTER SLOTS` ranges.
+    fn cluster_routes(&self, ranges: &[cluster::Range]) -> Routes {
+        let mut slots = vec![None; cluster::SLOTS];
+        let mut primaries: Vec<Arc<Node>> = Vec::new();
+        let mut replicas: Vec<Arc<Node>> = Vec::new();
+        for r in ranges {
+            let n = self.node(&r.primary);
+            for s in &mut slots[r.start as usize..=r.end as usize] {
+                *s = Some(n.clone());
+            }
+            if !primaries.iter().any(|p| p.id == n.id) {
+                primaries.push(n);
+            }
+            for a in &r.replicas {
+                let rn = self.node(a);
+                if !replicas.iter().any(|x| x.id == rn.id) {
+                    replicas.push(rn);
+                }
+            }
+        }
+        primaries.sort_by(|a, b| a.addr.cmp(&b.addr));
+        Routes {
+            primary: primaries[0].clone(),
+            replicas,
+            slots: Some(slots),
+            primaries,
+        }
+    }
+
+    fn set_cluster(&self, ranges: &[cluster::Range]) {
+        let routes = self.cluster_routes(ranges);
+        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(routes);
+    }
+
+    /// `-MOVED slot addr`: the slot is `addr`'s now. Fixed in the map at once (so the next
+    /// command goes straight there) and a full refresh is requested.
+    fn moved(&self, slot: u16, addr: &str) {
+        self.moved.fetch_add(1, Ordering::Relaxed);
+        let node = self.node(addr);
+        let current = self.routes();
+        if let Some(slots) = &current.slots {
+            if slots[slot as usize].as_ref().map(|n| n.id) != Some(node.id) {
+                let mut slots = slots.clone();
+                slots[slot as usize] = Some(node.clone());
+                let mut primaries = current.primaries.clone();
+                if !primaries.iter().any(|p| p.id == node.id) {
+                    primaries.push(node);
+                }
+                let routes = Routes {
+                    primary: current.primary.clone(),
+                    replicas: current.replicas.clone(),
+                    slots: Some(slots),
+                    primaries,
+                };
+                *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(routes);
+            }
+        }
+        self.refresh.notify_one();
     }
 }
 
@@ -216,6 +295,7 @@ impl Upstream {
     /// it appears. With Sentinel, one sentinel must answer at start.
     pub async fn start(opts: Options) -> Result<Upstream, String> {
         let opts = Arc::new(opts);
+        let mut ranges = None;
         let (primary, replicas, sentinels) = match &opts.url.topology {
             Topology::Single(addr) => (addr.clone(), Vec::new(), None),
             Topology::Sentinel { sentinels, master } => {
@@ -231,27 +311,44 @@ impl Upstream {
                     Some((sentinels.clone(), master.clone())),
                 )
             }
-            Topology::Cluster(_) => {
-                return Err("redis+cluster:// upstreams are not implemented yet".into())
+            Topology::Cluster(seeds) => {
+                let r = cluster::discover(
+                    seeds,
+                    opts.user.as_deref(),
+                    opts.password.as_deref(),
+                    opts.connect_timeout,
+                )
+                .await?;
+                tracing::info!("cluster: {} slot ranges", r.len());
+                let first = r[0].primary.clone();
+                ranges = Some(r);
+                (first, Vec::new(), None)
             }
         };
         let mut nodes = HashMap::new();
-        let routes = Routes {
-            primary: node_at(&mut nodes, &primary, &opts),
-            replicas: replicas
+        let routes = Routes::single(
+            node_at(&mut nodes, &primary, &opts),
+            replicas
                 .iter()
                 .map(|a| node_at(&mut nodes, a, &opts))
                 .collect(),
-        };
+        );
         let shared = Arc::new(Shared {
             opts: opts.clone(),
             routes: RwLock::new(Arc::new(routes)),
             nodes: Mutex::new(nodes),
             switches: AtomicU64::new(0),
             last_switch: Mutex::new(String::new()),
+            moved: AtomicU64::new(0),
+            asked: AtomicU64::new(0),
+            refresh: tokio::sync::Notify::new(),
         });
         if let Some((sentinels, master)) = sentinels {
             follow_sentinels(&shared, sentinels, master);
+        }
+        if let Some(r) = ranges {
+            shared.set_cluster(&r);
+            follow_cluster(&shared);
         }
         Ok(Upstream {
             opts,
@@ -262,8 +359,15 @@ impl Upstream {
 
     /// The node a command goes to. `client` spreads replica reads and keeps one client on
     /// one replica.
-    pub fn route(&self, _key: Option<&[u8]>, write: bool, client: u64) -> Arc<Node> {
+    pub fn route(&self, key: Option<&[u8]>, write: bool, client: u64) -> Arc<Node> {
         let r = self.shared.routes();
+        if let Some(slots) = &r.slots {
+            // Cluster: the slot's owner; keyless commands, and slots nobody serves (the
+            // node answers with Redis's own error), go to a primary.
+            let owner = key.and_then(|k| slots[cluster::slot(k) as usize].clone());
+            return owner
+                .unwrap_or_else(|| r.primaries[client as usize % r.primaries.len()].clone());
+        }
         if write || r.replicas.is_empty() {
             return r.primary.clone();
         }
@@ -283,8 +387,37 @@ impl Upstream {
         }
     }
 
+    /// Whether the upstream is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.shared.routes().slots.is_some()
+    }
+
+    /// The node at an address (a redirection target), known or new.
+    pub fn node(&self, addr: &str) -> Arc<Node> {
+        self.shared.node(addr)
+    }
+
+    /// Records a `-MOVED` (see [`Shared::moved`]).
+    pub fn moved(&self, slot: u16, addr: &str) {
+        self.shared.moved(slot, addr);
+    }
+
+    pub fn asked(&self) {
+        self.shared.asked.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every primary (cluster fan-out), or the one primary.
+    pub fn primaries(&self) -> Vec<Arc<Node>> {
+        self.shared.routes().primaries.clone()
+    }
+
     pub fn nodes(&self) -> Vec<(Arc<Node>, &'static str)> {
         let r = self.shared.routes();
+        if r.slots.is_some() {
+            let mut v: Vec<_> = r.primaries.iter().map(|n| (n.clone(), "master")).collect();
+            v.extend(r.replicas.iter().map(|n| (n.clone(), "replica")));
+            return v;
+        }
         let mut v = vec![(r.primary.clone(), "master")];
         v.extend(r.replicas.iter().map(|n| (n.clone(), "replica")));
         v
@@ -309,6 +442,13 @@ impl Upstream {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()),
         );
+        if self.is_cluster() {
+            s.push_str(&format!(
+                "upstream_cluster_moved:{}\r\nupstream_cluster_ask:{}\r\n",
+                self.shared.moved.load(Ordering::Relaxed),
+                self.shared.asked.load(Ordering::Relaxed)
+            ));
+        }
         let nodes = self.nodes();
         s.push_str(&format!("upstream_nodes:{}\r\n", nodes.len()));
         for (i, (n, role)) in nodes.iter().enumerate() {
@@ -329,46 +469,221 @@ impl Upstream {
         s
     }
 
-    /// Sends one command for a `Store` method and decodes its reply. Reads whose connection
-    /// failed are retried once, re-routed (to a replica if the primary is down and the
-    /// policy allows).
+    /// Sends one command for a `Store` method, routed by its first argument, and decodes
+    /// its reply. Reads whose connection failed are retried, re-routed (to a replica if the
+    /// primary is down and the policy allows); cluster redirections are followed.
     async fn call(&self, db: Db, args: &[&[u8]], read_only: bool) -> StoreResult<Value> {
+        self.call_key(db, args.get(1).copied(), args, read_only)
+            .await
+    }
+
+    async fn call_key(
+        &self,
+        db: Db,
+        key: Option<&[u8]>,
+        args: &[&[u8]],
+        read_only: bool,
+    ) -> StoreResult<Value> {
         let mut req = BytesMut::new();
         encode(&mut req, args);
         let req = req.freeze();
-        let attempts = if read_only { 2 } else { 1 };
+        let attempts = if read_only { 3 } else { 1 };
         let mut last = StoreError::Other("ERR upstream unavailable".into());
         for _ in 0..attempts {
             let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
-            let node = self.route(args.get(1).copied(), !read_only, slot);
-            let key = node
-                .pool_key(db, false)
-                .ok_or_else(|| StoreError::Other("ERR DB index is out of range".into()))?;
-            let conn = match node.conn(key, slot).await {
-                Ok(c) => c,
-                Err(e) => {
-                    last = StoreError::Other(e);
-                    continue;
-                }
-            };
-            node.stats.requests.fetch_add(1, Ordering::Relaxed);
-            match tokio::time::timeout(self.opts.timeout, conn.send(req.clone(), 1)).await {
-                Ok(Ok(bytes)) => return value(&bytes),
-                Ok(Err(_)) => {
-                    node.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    last = StoreError::Other(forward::lost_message(&node.addr));
-                }
-                Err(_) => {
-                    node.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                    return Err(StoreError::Other(forward::timeout_message(
-                        &node.addr,
-                        self.opts.timeout,
-                    )));
-                }
+            let node = self.route(key, !read_only, slot);
+            match self.call_on(&node, db, req.clone(), 1, slot).await {
+                Ok(v) => return self.follow_moved(db, v, &req, slot).await,
+                Err(Retry::Lost(e)) => last = StoreError::Other(e),
+                Err(Retry::No(e)) => return Err(StoreError::Other(e)),
             }
         }
         Err(last)
     }
+
+    /// One attempt on one node: the decoded last of `count` replies (errors included, as
+    /// `Value::Error`).
+    async fn call_on(
+        &self,
+        node: &Arc<Node>,
+        db: Db,
+        req: Bytes,
+        count: usize,
+        slot: u64,
+    ) -> Result<Value, Retry> {
+        let key = node
+            .pool_key(db, false)
+            .ok_or_else(|| Retry::No("ERR DB index is out of range".into()))?;
+        let conn = node.conn(key, slot).await.map_err(Retry::Lost)?;
+        node.stats.requests.fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout(self.opts.timeout, conn.send(req, count)).await {
+            Ok(Ok(bytes)) => {
+                let mut at = 0;
+                loop {
+                    match decode(&bytes[at..], MAX_REPLY_BULK) {
+                        Ok(Some((v, n))) if at + n >= bytes.len() => return Ok(v),
+                        Ok(Some((_, n))) => at += n,
+                        _ => return Err(Retry::No("ERR malformed reply from upstream".into())),
+                    }
+                }
+            }
+            Ok(Err(_)) => {
+                node.stats.errors.fetch_add(1, Ordering::Relaxed);
+                conn.kill();
+                Err(Retry::Lost(forward::lost_message(&node.addr)))
+            }
+            Err(_) => {
+                node.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                Err(Retry::No(forward::timeout_message(
+                    &node.addr,
+                    self.opts.timeout,
+                )))
+            }
+        }
+    }
+
+    /// Follows `-MOVED`/`-ASK` replies (cluster), then turns error replies into errors.
+    async fn follow_moved(
+        &self,
+        db: Db,
+        mut v: Value,
+        req: &Bytes,
+        slot: u64,
+    ) -> StoreResult<Value> {
+        for _ in 0..5 {
+            let Value::Error(e) = &v else { return Ok(v) };
+            let Some(r) = cluster::redirect(format!("-{e}\r\n").as_bytes()) else {
+                return Err(StoreError::Other(e.clone()));
+            };
+            let (node, req, count) = match r {
+                cluster::Redirect::Moved(s, addr) => {
+                    self.moved(s, &addr);
+                    (self.node(&addr), req.clone(), 1)
+                }
+                cluster::Redirect::Ask(_, addr) => {
+                    self.asked();
+                    let mut b = BytesMut::new();
+                    encode(&mut b, &[b"ASKING"]);
+                    b.extend_from_slice(req);
+                    // Two replies: ASKING's +OK, then the command's.
+                    (self.node(&addr), b.freeze(), 2)
+                }
+            };
+            v = match self.call_on(&node, db, req, count, slot).await {
+                Ok(v) => v,
+                Err(Retry::Lost(e) | Retry::No(e)) => return Err(StoreError::Other(e)),
+            };
+        }
+        Err(StoreError::Other(
+            "ERR too many cluster redirections".into(),
+        ))
+    }
+
+    /// Groups key positions by hash slot, as a cluster node accepts a multi-key command only
+    /// for keys of one slot (one group outside a cluster).
+    fn by_node(&self, keys: &[&[u8]]) -> Vec<(Arc<Node>, Vec<usize>)> {
+        let cluster = self.is_cluster();
+        let mut groups: Vec<(u16, Arc<Node>, Vec<usize>)> = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let slot = if cluster { cluster::slot(k) } else { 0 };
+            match groups.iter_mut().find(|(s, _, _)| *s == slot) {
+                Some((_, _, v)) => v.push(i),
+                None => groups.push((slot, self.route(Some(k), true, 0), vec![i])),
+            }
+        }
+        groups.into_iter().map(|(_, n, v)| (n, v)).collect()
+    }
+
+    /// One command on a given node (cluster fan-out), redirections followed.
+    async fn call_node(&self, node: &Arc<Node>, db: Db, args: &[&[u8]]) -> StoreResult<Value> {
+        let mut req = BytesMut::new();
+        encode(&mut req, args);
+        let req = req.freeze();
+        let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
+        match self.call_on(node, db, req.clone(), 1, slot).await {
+            Ok(v) => self.follow_moved(db, v, &req, slot).await,
+            Err(Retry::Lost(e) | Retry::No(e)) => Err(StoreError::Other(e)),
+        }
+    }
+
+    /// A keyed multi-key command split by owning node: `build(keys)` makes each node's
+    /// command; the replies come back in group order with each group's key positions.
+    async fn split<'k>(
+        &self,
+        db: Db,
+        keys: &[&'k [u8]],
+        build: impl Fn(&[&'k [u8]]) -> Vec<&'k [u8]>,
+    ) -> StoreResult<Vec<(Vec<usize>, Value)>> {
+        let mut out = Vec::new();
+        for (node, idx) in self.by_node(keys) {
+            let ks: Vec<&[u8]> = idx.iter().map(|&i| keys[i]).collect();
+            let args = build(&ks);
+            let v = self.call_node(&node, db, &args).await?;
+            out.push((idx, v));
+        }
+        Ok(out)
+    }
+
+    /// Whether a forwarded command can go to one node as it is. In a cluster, multi-key
+    /// commands whose keys live in different slots, and commands about the whole keyspace,
+    /// run through the `Store` methods instead, which split and merge them.
+    pub fn forwardable(&self, id: crate::cmd::table::CmdId, args: &[&[u8]]) -> bool {
+        use crate::cmd::table::CmdId::*;
+        if !self.is_cluster() {
+            return true;
+        }
+        let same_slot = |keys: &mut dyn Iterator<Item = &&[u8]>| {
+            let mut slots = keys.map(|k| cluster::slot(k));
+            let first = slots.next();
+            slots.all(|s| Some(s) == first)
+        };
+        match id {
+            DbSize | Keys | Scan | RandomKey | FlushDb | FlushAll | SwapDb => false,
+            MGet | Del | Unlink | Exists => same_slot(&mut args[1..].iter()),
+            MSet => same_slot(&mut args[1..].iter().step_by(2)),
+            _ => true,
+        }
+    }
+}
+
+/// Whether a failed attempt may be tried again (the request surely did not run, or only
+/// read).
+enum Retry {
+    Lost(String),
+    No(String),
+}
+
+/// Asks for the cluster's slot map every refresh interval, and at once after a `-MOVED`.
+fn follow_cluster(shared: &Arc<Shared>) {
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        loop {
+            let _ =
+                tokio::time::timeout(shared.opts.refresh_interval, shared.refresh.notified()).await;
+            let known: Vec<String> = shared
+                .routes()
+                .primaries
+                .iter()
+                .map(|n| n.addr.clone())
+                .collect();
+            let seeds = match &shared.opts.url.topology {
+                Topology::Cluster(seeds) => seeds.clone(),
+                _ => Vec::new(),
+            };
+            let candidates: Vec<String> = known.into_iter().chain(seeds).collect();
+            match cluster::discover(
+                &candidates,
+                shared.opts.user.as_deref(),
+                shared.opts.password.as_deref(),
+                shared.opts.connect_timeout,
+            )
+            .await
+            {
+                Ok(r) => shared.set_cluster(&r),
+                Err(e) => tracing::warn!("cluster refresh: {e}"),
+            }
+        }
+    });
 }
 
 /// Follows `+switch-master` on every sentinel and re-asks the topology every refresh
@@ -407,16 +722,6 @@ fn follow_sentinels(shared: &Arc<Shared>, sentinels: Vec<String>, master: String
             }
         }
     });
-}
-
-fn value(bytes: &Bytes) -> StoreResult<Value> {
-    match decode(bytes, MAX_REPLY_BULK) {
-        Ok(Some((Value::Error(e), _))) => Err(StoreError::Other(e)),
-        Ok(Some((v, _))) => Ok(v),
-        _ => Err(StoreError::Other(
-            "ERR malformed reply from upstream".into(),
-        )),
-    }
 }
 
 fn unexpected(v: &Value) -> StoreError {
@@ -485,14 +790,24 @@ impl Store for Upstream {
     }
 
     async fn mget(&self, db: Db, keys: &[&[u8]], _now: UnixMs) -> StoreResult<Vec<Option<Bytes>>> {
-        let mut args: Vec<&[u8]> = vec![b"MGET"];
-        args.extend_from_slice(keys);
-        match self.call(db, &args, true).await? {
-            Value::Array(items) => items.into_iter().map(bulk).collect(),
-            v => Err(unexpected(&v)),
+        let mut out = vec![None; keys.len()];
+        let groups = self
+            .split(db, keys, |ks| {
+                std::iter::once(&b"MGET"[..])
+                    .chain(ks.iter().copied())
+                    .collect()
+            })
+            .await?;
+        for (idx, v) in groups {
+            let Value::Array(items) = v else {
+                return Err(unexpected(&v));
+            };
+            for (i, item) in idx.into_iter().zip(items) {
+                out[i] = bulk(item)?;
+            }
         }
+        Ok(out)
     }
-
     async fn set(
         &self,
         db: Db,
@@ -543,21 +858,34 @@ impl Store for Upstream {
         only_if_none_exist: bool,
         _now: UnixMs,
     ) -> StoreResult<bool> {
-        let mut args: Vec<&[u8]> = vec![if only_if_none_exist {
+        let keys: Vec<&[u8]> = pairs.iter().map(|(k, _)| *k).collect();
+        if only_if_none_exist && self.by_node(&keys).len() > 1 {
+            // All-or-nothing across nodes cannot be had; Redis Cluster refuses it too.
+            return Err(StoreError::Other(
+                "CROSSSLOT Keys in request don't hash to the same slot".into(),
+            ));
+        }
+        let cmd: &[u8] = if only_if_none_exist {
             b"MSETNX"
         } else {
             b"MSET"
-        }];
-        for (k, v) in pairs {
-            args.push(k);
-            args.push(v);
+        };
+        let mut groups = Vec::new();
+        for (node, idx) in self.by_node(&keys) {
+            // Pairs in their original order, so the last of a repeated key wins.
+            let mut args = vec![cmd];
+            for i in idx {
+                args.push(pairs[i].0);
+                args.push(pairs[i].1);
+            }
+            groups.push(
+                self.call_node(&node, db, &args)
+                    .await
+                    .map_err(upstream_error)?,
+            );
         }
-        match self.call(db, &args, false).await.map_err(upstream_error)? {
-            Value::Int(n) => Ok(n == 1),
-            _ => Ok(true),
-        }
+        Ok(groups.iter().all(|v| !matches!(v, Value::Int(0))))
     }
-
     async fn append(&self, db: Db, key: &[u8], value: &[u8], _now: UnixMs) -> StoreResult<u64> {
         let v = self.call(db, &[b"APPEND", key, value], false).await;
         Ok(int(v.map_err(upstream_error)?)? as u64)
@@ -574,11 +902,18 @@ impl Store for Upstream {
     }
 
     async fn del(&self, db: Db, keys: &[&[u8]], _now: UnixMs) -> StoreResult<u64> {
-        let mut args: Vec<&[u8]> = vec![b"DEL"];
-        args.extend_from_slice(keys);
-        Ok(int(self.call(db, &args, false).await?)? as u64)
+        let groups = self
+            .split(db, keys, |ks| {
+                std::iter::once(&b"DEL"[..])
+                    .chain(ks.iter().copied())
+                    .collect()
+            })
+            .await?;
+        groups
+            .into_iter()
+            .map(|(_, v)| int(v).map(|n| n as u64))
+            .sum()
     }
-
     async fn del_if_equal(
         &self,
         db: Db,
@@ -593,11 +928,18 @@ impl Store for Upstream {
     }
 
     async fn exists(&self, db: Db, keys: &[&[u8]], _now: UnixMs) -> StoreResult<u64> {
-        let mut args: Vec<&[u8]> = vec![b"EXISTS"];
-        args.extend_from_slice(keys);
-        Ok(int(self.call(db, &args, true).await?)? as u64)
+        let groups = self
+            .split(db, keys, |ks| {
+                std::iter::once(&b"EXISTS"[..])
+                    .chain(ks.iter().copied())
+                    .collect()
+            })
+            .await?;
+        groups
+            .into_iter()
+            .map(|(_, v)| int(v).map(|n| n as u64))
+            .sum()
     }
-
     async fn key_type(&self, db: Db, key: &[u8], _now: UnixMs) -> StoreResult<Option<KeyType>> {
         match self.call(db, &[b"TYPE", key], true).await? {
             Value::Simple(t) if t == "none" => Ok(None),
@@ -671,66 +1013,104 @@ impl Store for Upstream {
         filter: &ScanFilter,
         _now: UnixMs,
     ) -> StoreResult<(u64, Vec<Bytes>)> {
-        let c = cursor.to_string();
+        // In a cluster the cursor carries the node: its index in the top 16 bits, that
+        // node's own cursor below (Redis's cursors stay far below 2^48).
+        let primaries = self.primaries();
+        let (mut node_i, mut c) = ((cursor >> 48) as usize, cursor & ((1 << 48) - 1));
+        if node_i >= primaries.len() {
+            return Err(StoreError::Other("ERR invalid cursor".into()));
+        }
         let count = filter.count.max(1).to_string();
-        let mut args: Vec<&[u8]> = vec![b"SCAN", c.as_bytes(), b"COUNT", count.as_bytes()];
-        if let Some(p) = &filter.pattern {
-            args.push(b"MATCH");
-            args.push(p);
-        }
-        if let Some(t) = &filter.key_type {
-            args.push(b"TYPE");
-            args.push(t);
-        }
-        match self.call(db, &args, true).await? {
-            Value::Array(mut items) if items.len() == 2 => {
-                let keys = match items.pop() {
-                    Some(Value::Array(k)) => k
-                        .into_iter()
-                        .filter_map(|k| bulk(k).ok().flatten())
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                let next = items.pop().and_then(|c| c.int()).unwrap_or(0) as u64;
-                Ok((next, keys))
+        loop {
+            let cs = c.to_string();
+            let mut args: Vec<&[u8]> = vec![b"SCAN", cs.as_bytes(), b"COUNT", count.as_bytes()];
+            if let Some(p) = &filter.pattern {
+                args.push(b"MATCH");
+                args.push(p);
             }
-            v => Err(unexpected(&v)),
+            if let Some(t) = &filter.key_type {
+                args.push(b"TYPE");
+                args.push(t);
+            }
+            let (next, keys) = match self.call_node(&primaries[node_i], db, &args).await? {
+                Value::Array(mut items) if items.len() == 2 => {
+                    let keys: Vec<Bytes> = match items.pop() {
+                        Some(Value::Array(k)) => k
+                            .into_iter()
+                            .filter_map(|k| bulk(k).ok().flatten())
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    (items.pop().and_then(|c| c.int()).unwrap_or(0) as u64, keys)
+                }
+                v => return Err(unexpected(&v)),
+            };
+            if next != 0 {
+                return Ok((((node_i as u64) << 48) | next, keys));
+            }
+            node_i += 1;
+            c = 0;
+            if node_i == primaries.len() {
+                return Ok((0, keys));
+            }
+            if !keys.is_empty() {
+                return Ok(((node_i as u64) << 48, keys));
+            }
         }
     }
-
     async fn keys(&self, db: Db, pattern: &[u8], _now: UnixMs) -> StoreResult<Vec<Bytes>> {
-        match self.call(db, &[b"KEYS", pattern], true).await? {
-            Value::Array(items) => Ok(items
-                .into_iter()
-                .filter_map(|k| bulk(k).ok().flatten())
-                .collect()),
-            v => Err(unexpected(&v)),
+        let mut out = Vec::new();
+        for n in self.primaries() {
+            match self.call_node(&n, db, &[b"KEYS", pattern]).await? {
+                Value::Array(items) => {
+                    out.extend(items.into_iter().filter_map(|k| bulk(k).ok().flatten()))
+                }
+                v => return Err(unexpected(&v)),
+            }
         }
+        Ok(out)
     }
-
     async fn random_key(&self, db: Db, _now: UnixMs) -> StoreResult<Option<Bytes>> {
-        bulk(self.call(db, &[b"RANDOMKEY"], true).await?)
+        let nodes = self.primaries();
+        let start = fastrand::usize(..nodes.len());
+        for i in 0..nodes.len() {
+            let n = &nodes[(start + i) % nodes.len()];
+            if let Some(k) = bulk(self.call_node(n, db, &[b"RANDOMKEY"]).await?)? {
+                return Ok(Some(k));
+            }
+        }
+        Ok(None)
     }
-
     async fn dbsize(&self, db: Db) -> StoreResult<u64> {
-        Ok(int(self.call(db, &[b"DBSIZE"], true).await?)? as u64)
+        let mut total = 0;
+        for n in self.primaries() {
+            total += int(self.call_node(&n, db, &[b"DBSIZE"]).await?)? as u64;
+        }
+        Ok(total)
     }
-
     async fn flush_db(&self, db: Db) -> StoreResult<()> {
-        self.call(db, &[b"FLUSHDB"], false).await.map(|_| ())
+        for n in self.primaries() {
+            self.call_node(&n, db, &[b"FLUSHDB"]).await?;
+        }
+        Ok(())
     }
-
     async fn flush_all(&self) -> StoreResult<()> {
-        self.call(0, &[b"FLUSHALL"], false).await.map(|_| ())
+        for n in self.primaries() {
+            self.call_node(&n, 0, &[b"FLUSHALL"]).await?;
+        }
+        Ok(())
     }
-
     async fn swap_db(&self, a: Db, b: Db) -> StoreResult<()> {
+        if self.is_cluster() {
+            return Err(StoreError::Other(
+                "ERR SWAPDB is not allowed in cluster mode".into(),
+            ));
+        }
         let (a, b) = (a.to_string(), b.to_string());
         self.call(0, &[b"SWAPDB", a.as_bytes(), b.as_bytes()], false)
             .await
             .map(|_| ())
     }
-
     fn stats(&self, _now: UnixMs) -> StoreStats {
         StoreStats {
             maxmemory_policy: "noeviction",

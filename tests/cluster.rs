@@ -1,0 +1,247 @@
+//! Gateway over Redis Cluster, with real processes: three primaries created with
+//! `redis-cli --cluster create`. Keys spread over the nodes by slot; multi-key and keyspace
+//! commands are split and merged; hash tags keep a session's keys on one node; and a slot
+//! moved by hand (the steps `redis-cli --cluster reshard` takes) is followed through `-ASK`
+//! while it migrates and `-MOVED` after.
+
+mod support;
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{redis_server, sessiond, Conn, Proc, Value};
+
+fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ok() -> Value {
+    Value::Simple("OK".into())
+}
+
+fn cluster() -> Vec<Proc> {
+    let nodes: Vec<Proc> = (0..3)
+        .map(|_| redis_server(&["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]))
+        .collect();
+    let mut args = vec!["--cluster".to_string(), "create".to_string()];
+    args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));
+    args.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
+    let out = Command::new("redis-cli")
+        .args(&args)
+        .output()
+        .expect("redis-cli");
+    assert!(
+        out.status.success(),
+        "redis-cli --cluster create: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for n in &nodes {
+        let mut c = n.connect();
+        poll("cluster_state:ok on every node", || {
+            c.cmd(&["CLUSTER", "INFO"])
+                .as_str()
+                .contains("cluster_state:ok")
+                .then_some(())
+        });
+    }
+    nodes
+}
+
+fn node_of(nodes: &[Proc], slot: i64) -> usize {
+    let mut c = nodes[0].connect();
+    let Value::Array(ranges) = c.cmd(&["CLUSTER", "SLOTS"]) else {
+        panic!("CLUSTER SLOTS")
+    };
+    for r in ranges {
+        let Value::Array(r) = r else { continue };
+        let (Value::Int(a), Value::Int(b), Value::Array(n)) = (&r[0], &r[1], &r[2]) else {
+            continue;
+        };
+        if (*a..=*b).contains(&slot) {
+            let Value::Int(port) = n[1] else {
+                panic!("port")
+            };
+            return nodes
+                .iter()
+                .position(|p| p.port as i64 == port)
+                .expect("node");
+        }
+    }
+    panic!("slot {slot} not served");
+}
+
+fn upstream_field(c: &mut Conn, name: &str) -> i64 {
+    c.cmd(&["INFO", "upstream"])
+        .as_str()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{name}:"))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(-1)
+}
+
+#[test]
+fn cluster_routing_fanout_hash_tags_and_resharding() {
+    let nodes = cluster();
+    let url = format!("redis+cluster://127.0.0.1:{}", nodes[0].port);
+    let gw = sessiond(&[
+        "--upstream",
+        &url,
+        "--upstream-refresh-interval-ms",
+        "600000",
+    ]);
+    let mut c = gw.connect();
+
+    // Keys spread over all three nodes, each readable through the gateway.
+    for i in 0..300 {
+        let k = format!("k{i}");
+        assert_eq!(c.cmd(&["SETEX", &k, "3600", &k]), ok());
+    }
+    let sizes: Vec<i64> = nodes
+        .iter()
+        .map(|n| match n.connect().cmd(&["DBSIZE"]) {
+            Value::Int(n) => n,
+            v => panic!("{v:?}"),
+        })
+        .collect();
+    assert!(sizes.iter().all(|&n| n > 0), "keys not spread: {sizes:?}");
+    assert_eq!(sizes.iter().sum::<i64>(), 300);
+    for i in (0..300).step_by(7) {
+        let k = format!("k{i}");
+        assert_eq!(c.cmd(&["GET", &k]), Value::bulk(&k));
+    }
+
+    // Commands over many slots are split per node and merged, in the client's order.
+    let keys: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
+    let mut mget = vec!["MGET"];
+    mget.extend(keys.iter().map(String::as_str));
+    mget.push("missing");
+    let vals = match c.cmd(&mget) {
+        Value::Array(v) => v,
+        v => panic!("MGET: {v:?}"),
+    };
+    assert_eq!(vals.len(), 11);
+    for (k, v) in keys.iter().zip(&vals) {
+        assert_eq!(v, &Value::bulk(k));
+    }
+    assert_eq!(vals[10], Value::Null);
+    assert_eq!(c.cmd(&["EXISTS", "k1", "k2", "k3", "nope"]), Value::Int(3));
+    assert_eq!(c.cmd(&["MSET", "m1", "a", "m2", "b", "m3", "c"]), ok());
+    assert_eq!(c.cmd(&["DEL", "m1", "m2", "m3", "nope"]), Value::Int(3));
+    assert_eq!(c.cmd(&["DBSIZE"]), Value::Int(300));
+    let Value::Array(all) = c.cmd(&["KEYS", "k*"]) else {
+        panic!("KEYS")
+    };
+    assert_eq!(all.len(), 300);
+    let mut seen = HashSet::new();
+    let mut cursor = "0".to_string();
+    loop {
+        let Value::Array(r) = c.cmd(&["SCAN", &cursor, "COUNT", "50"]) else {
+            panic!("SCAN")
+        };
+        let (Value::Bulk(next), Value::Array(ks)) = (&r[0], &r[1]) else {
+            panic!("SCAN reply")
+        };
+        seen.extend(ks.iter().map(|k| k.as_str()));
+        cursor = String::from_utf8_lossy(next).into_owned();
+        if cursor == "0" {
+            break;
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        300,
+        "SCAN over the cluster visits every key once"
+    );
+    assert!(matches!(c.cmd(&["SELECT", "1"]), Value::Error(_)));
+
+    // Hash tags: one session's keys share a slot, so multi-key commands on them go to one
+    // node in one piece, with Redis's own atomicity.
+    assert_eq!(
+        c.cmd(&["MSET", "sess:{abc}:data", "d", "sess:{abc}:lock", "l"]),
+        ok()
+    );
+    assert_eq!(
+        c.cmd(&["MSETNX", "sess:{abc}:x", "1", "sess:{abc}:y", "2"]),
+        Value::Int(1)
+    );
+    assert!(
+        matches!(c.cmd(&["MSETNX", "a1", "1", "b1", "2", "c1", "3"]), Value::Error(e) if e.starts_with("CROSSSLOT"))
+    );
+
+    // Move k1's slot to another node, as redis-cli --cluster reshard does.
+    let mut any = nodes[0].connect();
+    let Value::Int(slot) = any.cmd(&["CLUSTER", "KEYSLOT", "k1"]) else {
+        panic!("KEYSLOT")
+    };
+    let src = node_of(&nodes, slot);
+    let dst = (src + 1) % 3;
+    let id = |i: usize| nodes[i].connect().cmd(&["CLUSTER", "MYID"]).as_str();
+    let (src_id, dst_id) = (id(src), id(dst));
+    let mut s = nodes[src].connect();
+    let mut d = nodes[dst].connect();
+    let slot_s = slot.to_string();
+    assert_eq!(
+        d.cmd(&["CLUSTER", "SETSLOT", &slot_s, "IMPORTING", &src_id]),
+        ok()
+    );
+    assert_eq!(
+        s.cmd(&["CLUSTER", "SETSLOT", &slot_s, "MIGRATING", &dst_id]),
+        ok()
+    );
+    let Value::Array(in_slot) = s.cmd(&["CLUSTER", "GETKEYSINSLOT", &slot_s, "1000"]) else {
+        panic!("GETKEYSINSLOT")
+    };
+    let mut migrate = vec![
+        "MIGRATE".to_string(),
+        "127.0.0.1".to_string(),
+        nodes[dst].port.to_string(),
+        String::new(),
+        "0".to_string(),
+        "5000".to_string(),
+        "KEYS".to_string(),
+    ];
+    migrate.extend(in_slot.iter().map(|k| k.as_str()));
+    let margs: Vec<&str> = migrate.iter().map(String::as_str).collect();
+    assert_eq!(s.cmd(&margs), ok());
+    // Mid-migration the source answers -ASK for keys it no longer has.
+    assert_eq!(c.cmd(&["GET", "k1"]), Value::bulk("k1"));
+    assert!(upstream_field(&mut c, "upstream_cluster_ask") >= 1);
+    // Finish: the slot belongs to the target everywhere; the gateway's map is now stale.
+    for n in &nodes {
+        assert_eq!(
+            n.connect()
+                .cmd(&["CLUSTER", "SETSLOT", &slot_s, "NODE", &dst_id]),
+            ok()
+        );
+    }
+    assert_eq!(c.cmd(&["GET", "k1"]), Value::bulk("k1"));
+    assert!(upstream_field(&mut c, "upstream_cluster_moved") >= 1);
+    assert_eq!(c.cmd(&["SET", "k1", "after"]), ok());
+    assert_eq!(d.cmd(&["GET", "k1"]), Value::bulk("after"));
+    // Pipelined, several redirected commands keep their order.
+    let mut raw = Vec::new();
+    for k in ["k1", "k2", "k1", "k3"] {
+        raw.extend_from_slice(&support::encode(&[b"GET", k.as_bytes()]));
+    }
+    c.send_raw(&raw);
+    let got: Vec<Value> = (0..4).map(|_| c.read().expect("reply")).collect();
+    assert_eq!(
+        got,
+        vec![
+            Value::bulk("after"),
+            Value::bulk("k2"),
+            Value::bulk("after"),
+            Value::bulk("k3")
+        ]
+    );
+}

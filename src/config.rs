@@ -133,6 +133,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSIOND_GROUP_COMMIT_WINDOW_US", value_name = "MICROS")]
     pub group_commit_window_us: Option<u64>,
 
+    /// Log lines queued for the log writer before new ones are dropped (and counted in
+    /// INFO as log_lines_dropped) rather than slow a request down. Default 128000.
+    #[arg(long, env = "SESSIOND_LOG_BUFFER_LINES", value_name = "N")]
+    pub log_buffer_lines: Option<usize>,
+
     /// Gateway mode: keep sessions on Redis/Valkey instead of the embedded engine.
     /// `redis://[user:pass@]host:port[/db]`, `redis+sentinel://[pass@]s1:26379,s2/<master>`
     /// or `redis+cluster://host:port,host:port`. Persistence options then do not apply.
@@ -206,6 +211,7 @@ struct FileConfig {
     auto_aof_rewrite_percentage: Option<u64>,
     auto_aof_rewrite_min_size: Option<toml::Value>,
     group_commit_window_us: Option<u64>,
+    log_buffer_lines: Option<usize>,
     upstream: Option<String>,
     upstream_connections: Option<usize>,
     upstream_timeout_ms: Option<u64>,
@@ -243,6 +249,7 @@ pub struct Config {
     pub auto_aof_rewrite_percentage: u64,
     pub auto_aof_rewrite_min_size: u64,
     pub group_commit_window_us: u64,
+    pub log_buffer_lines: usize,
     /// Gateway mode (`--upstream`); `None`: the embedded engine.
     pub upstream: Option<UpstreamOptions>,
 }
@@ -272,6 +279,7 @@ impl Default for Config {
             auto_aof_rewrite_percentage: 100,
             auto_aof_rewrite_min_size: 64 * 1024 * 1024,
             group_commit_window_us: 1000,
+            log_buffer_lines: 128_000,
             upstream: None,
         }
     }
@@ -464,6 +472,9 @@ impl Config {
                 ));
             }
             c.group_commit_window_us = w;
+        }
+        if let Some(n) = args.log_buffer_lines.or(file.log_buffer_lines) {
+            c.log_buffer_lines = n.max(1);
         }
         if let Some(u) = args.upstream.clone().or(file.upstream) {
             let url = UpstreamUrl::parse(&u).map_err(|e| format!("--upstream: {e}"))?;

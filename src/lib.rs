@@ -9,6 +9,7 @@ pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod engine;
+pub mod logging;
 pub mod persist;
 pub mod resp;
 pub mod serve;

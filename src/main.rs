@@ -30,46 +30,6 @@ enum Command {
     },
 }
 
-fn init_logging(cfg: &Config) -> tracing_appender::non_blocking::WorkerGuard {
-    let level = match cfg.loglevel.as_str() {
-        "debug" => tracing::Level::DEBUG,
-        "verbose" => tracing::Level::DEBUG,
-        "warning" => tracing::Level::WARN,
-        _ => tracing::Level::INFO,
-    };
-    // Logging never blocks a request: lines go through a bounded channel to a writer thread
-    // and are dropped (lossy) when it is full, as the first seed's stalled proxy taught.
-    let (writer, guard) = match &cfg.logfile {
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path);
-            match file {
-                Ok(f) => tracing_appender::non_blocking::NonBlockingBuilder::default()
-                    .lossy(true)
-                    .finish(f),
-                Err(e) => {
-                    eprintln!("cannot open logfile {path}: {e}; logging to stderr");
-                    tracing_appender::non_blocking::NonBlockingBuilder::default()
-                        .lossy(true)
-                        .finish(std::io::stderr())
-                }
-            }
-        }
-        None => tracing_appender::non_blocking::NonBlockingBuilder::default()
-            .lossy(true)
-            .finish(std::io::stderr()),
-    };
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(writer)
-        .with_ansi(cfg.logfile.is_none())
-        .with_target(false)
-        .init();
-    guard
-}
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -98,7 +58,7 @@ fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::from(2);
                 }
             };
-            let _guard = init_logging(&cfg);
+            let _guard = sessiond::logging::init(&cfg);
             let threads = cfg.effective_threads();
             // One worker: tokio's current-thread scheduler, with no work-stealing machinery
             // (no cross-thread wake-ups per request). Several: the multi-thread scheduler.

@@ -378,3 +378,51 @@ fn large_pipelined_replies_stream_in_order() {
         assert_eq!(c.read(), Some(Value::bulk(&i.to_string())), "ECHO {i}");
     }
 }
+
+/// A log destination that stops taking lines (a FIFO nobody reads) never slows requests
+/// down: once the bounded queue is full, lines are dropped and counted in INFO.
+#[test]
+fn stuck_log_drops_lines_instead_of_blocking() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = TempDir::new("fifo");
+    let fifo = dir.path("log.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    // Hold the read end open without ever reading: the pipe fills and the writer blocks.
+    const O_NONBLOCK: i32 = 0o4000;
+    let _reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&fifo)
+        .expect("open fifo");
+    let fifo_s = fifo.to_string_lossy().into_owned();
+    let s = sessiond(&[
+        "--logfile",
+        &fifo_s,
+        "--loglevel",
+        "debug",
+        "--log-buffer-lines",
+        "50",
+    ]);
+    // Every protocol error logs a debug line: far more than pipe and queue hold.
+    for _ in 0..1500 {
+        let mut c = s.connect();
+        c.send_raw(b"*1\r\n$x\r\n");
+        assert!(matches!(c.read(), Some(Value::Error(_))));
+    }
+    let mut c = s.connect();
+    assert_eq!(c.cmd(&["PING"]), Value::Simple("PONG".into()));
+    let info = c.cmd(&["INFO", "server"]).as_str();
+    let dropped: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("log_lines_dropped:"))
+        .and_then(|v| v.parse().ok())
+        .expect("log_lines_dropped in INFO server");
+    assert!(
+        dropped > 0,
+        "no line dropped: the log cannot have been stuck"
+    );
+}

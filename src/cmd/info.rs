@@ -60,7 +60,7 @@ pub fn render<S: Store>(cx: &Ctx<'_, '_, S>, want: impl Fn(&str) -> bool) -> Str
         let uptime = srv.started.elapsed().as_secs();
         let _ = write!(
             o,
-            "# Server\r\nredis_version:{}\r\nsessiond_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nexecutable:{}\r\nconfig_file:{}\r\n",
+            "# Server\r\nredis_version:{}\r\nsessiond_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nlog_lines_dropped:{}\r\n",
             crate::REDIS_COMPAT_VERSION,
             env!("CARGO_PKG_VERSION"),
             std::env::consts::OS,
@@ -73,6 +73,7 @@ pub fn render<S: Store>(cx: &Ctx<'_, '_, S>, want: impl Fn(&str) -> bool) -> Str
             uptime / 86400,
             std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
             srv.config.config_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            crate::logging::dropped(),
         );
         sections.push(std::mem::take(&mut o));
     }

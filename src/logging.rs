@@ -1,0 +1,60 @@
+//! Logging that never blocks a request.
+//!
+//! The first seed's twemproxy stalled when its log disk did: it wrote log lines inline. Here
+//! every line goes through a bounded in-memory queue to a writer thread; when the queue is
+//! full (the disk or pipe behind it is stuck or too slow), the line is dropped and counted,
+//! and the request that logged it carries on. `INFO server` reports the count as
+//! `log_lines_dropped`, so an operator can see that lines were lost and why none of them
+//! slowed anything down.
+
+use std::sync::OnceLock;
+
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+
+use crate::config::Config;
+
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Log lines dropped because the writer could not keep up.
+pub fn dropped() -> usize {
+    DROPPED.get().map_or(0, |c| c.dropped_lines())
+}
+
+/// Installs the global subscriber. Keep the guard alive: dropping it flushes the queue.
+pub fn init(cfg: &Config) -> WorkerGuard {
+    let level = match cfg.loglevel.as_str() {
+        "debug" | "verbose" => tracing::Level::DEBUG,
+        "warning" => tracing::Level::WARN,
+        _ => tracing::Level::INFO,
+    };
+    let builder = || {
+        NonBlockingBuilder::default()
+            .lossy(true)
+            .buffered_lines_limit(cfg.log_buffer_lines)
+            .thread_name("sessiond-log")
+    };
+    let (writer, guard) = match &cfg.logfile {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path);
+            match file {
+                Ok(f) => builder().finish(f),
+                Err(e) => {
+                    eprintln!("cannot open logfile {path}: {e}; logging to stderr");
+                    builder().finish(std::io::stderr())
+                }
+            }
+        }
+        None => builder().finish(std::io::stderr()),
+    };
+    let _ = DROPPED.set(writer.error_counter());
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(writer)
+        .with_ansi(cfg.logfile.is_none())
+        .with_target(false)
+        .init();
+    guard
+}

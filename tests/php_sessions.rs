@@ -176,9 +176,28 @@ fn commands_processed(c: &mut Conn) -> u64 {
 /// release goes through EVALSHA/EVAL of phpredis's script.
 #[test]
 fn session_locking_serialises_concurrent_requests() {
-    let s = sessiond(&[]);
+    locking_serialises(&sessiond(&[]));
+}
+
+/// The same through the gateway in front of a real redis-server: phpredis sees no
+/// difference, and the lock script runs in Redis's own Lua.
+#[test]
+fn session_locking_through_the_gateway() {
+    let r = support::redis_server(&[]);
+    let url = format!("redis://127.0.0.1:{}", r.port);
+    let gw = sessiond(&["--upstream", &url]);
+    locking_serialises(&gw);
+    let mut direct = r.connect();
+    assert_eq!(
+        direct.cmd(&["GET", &key("lock1")]),
+        Value::bulk("counter|i:2;"),
+        "the session is in the upstream"
+    );
+}
+
+fn locking_serialises(s: &Proc) {
     let dir = TempDir::new("php-lock");
-    let path = tcp(&s);
+    let path = tcp(s);
     let ini = [
         ("redis.session.locking_enabled", "1"),
         ("redis.session.lock_expire", "60"),

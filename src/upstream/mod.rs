@@ -606,22 +606,32 @@ impl Upstream {
         }
     }
 
-    /// A keyed multi-key command split by owning node: `build(keys)` makes each node's
-    /// command; the replies come back in group order with each group's key positions.
-    async fn split<'k>(
+    /// A multi-key command (`cmd key…`) split per slot: each group's key positions and
+    /// its reply, in group order.
+    async fn split(
         &self,
         db: Db,
-        keys: &[&'k [u8]],
-        build: impl Fn(&[&'k [u8]]) -> Vec<&'k [u8]>,
+        cmd: &'static [u8],
+        keys: &[&[u8]],
     ) -> StoreResult<Vec<(Vec<usize>, Value)>> {
         let mut out = Vec::new();
         for (node, idx) in self.by_node(keys) {
-            let ks: Vec<&[u8]> = idx.iter().map(|&i| keys[i]).collect();
-            let args = build(&ks);
+            let mut args = Vec::with_capacity(idx.len() + 1);
+            args.push(cmd);
+            args.extend(idx.iter().map(|&i| keys[i]));
             let v = self.call_node(&node, db, &args).await?;
             out.push((idx, v));
         }
         Ok(out)
+    }
+
+    /// `DEL`/`EXISTS`-style counts, summed over the groups of [`Upstream::split`].
+    async fn count(&self, db: Db, cmd: &'static [u8], keys: &[&[u8]]) -> StoreResult<u64> {
+        let mut total = 0;
+        for (_, v) in self.split(db, cmd, keys).await? {
+            total += int(v)? as u64;
+        }
+        Ok(total)
     }
 
     /// Whether a forwarded command can go to one node as it is. In a cluster, multi-key
@@ -791,13 +801,7 @@ impl Store for Upstream {
 
     async fn mget(&self, db: Db, keys: &[&[u8]], _now: UnixMs) -> StoreResult<Vec<Option<Bytes>>> {
         let mut out = vec![None; keys.len()];
-        let groups = self
-            .split(db, keys, |ks| {
-                std::iter::once(&b"MGET"[..])
-                    .chain(ks.iter().copied())
-                    .collect()
-            })
-            .await?;
+        let groups = self.split(db, b"MGET", keys).await?;
         for (idx, v) in groups {
             let Value::Array(items) = v else {
                 return Err(unexpected(&v));
@@ -808,6 +812,7 @@ impl Store for Upstream {
         }
         Ok(out)
     }
+
     async fn set(
         &self,
         db: Db,
@@ -886,6 +891,7 @@ impl Store for Upstream {
         }
         Ok(groups.iter().all(|v| !matches!(v, Value::Int(0))))
     }
+
     async fn append(&self, db: Db, key: &[u8], value: &[u8], _now: UnixMs) -> StoreResult<u64> {
         let v = self.call(db, &[b"APPEND", key, value], false).await;
         Ok(int(v.map_err(upstream_error)?)? as u64)
@@ -902,18 +908,9 @@ impl Store for Upstream {
     }
 
     async fn del(&self, db: Db, keys: &[&[u8]], _now: UnixMs) -> StoreResult<u64> {
-        let groups = self
-            .split(db, keys, |ks| {
-                std::iter::once(&b"DEL"[..])
-                    .chain(ks.iter().copied())
-                    .collect()
-            })
-            .await?;
-        groups
-            .into_iter()
-            .map(|(_, v)| int(v).map(|n| n as u64))
-            .sum()
+        self.count(db, b"DEL", keys).await
     }
+
     async fn del_if_equal(
         &self,
         db: Db,
@@ -928,18 +925,9 @@ impl Store for Upstream {
     }
 
     async fn exists(&self, db: Db, keys: &[&[u8]], _now: UnixMs) -> StoreResult<u64> {
-        let groups = self
-            .split(db, keys, |ks| {
-                std::iter::once(&b"EXISTS"[..])
-                    .chain(ks.iter().copied())
-                    .collect()
-            })
-            .await?;
-        groups
-            .into_iter()
-            .map(|(_, v)| int(v).map(|n| n as u64))
-            .sum()
+        self.count(db, b"EXISTS", keys).await
     }
+
     async fn key_type(&self, db: Db, key: &[u8], _now: UnixMs) -> StoreResult<Option<KeyType>> {
         match self.call(db, &[b"TYPE", key], true).await? {
             Value::Simple(t) if t == "none" => Ok(None),
@@ -1058,6 +1046,7 @@ impl Store for Upstream {
             }
         }
     }
+
     async fn keys(&self, db: Db, pattern: &[u8], _now: UnixMs) -> StoreResult<Vec<Bytes>> {
         let mut out = Vec::new();
         for n in self.primaries() {
@@ -1070,6 +1059,7 @@ impl Store for Upstream {
         }
         Ok(out)
     }
+
     async fn random_key(&self, db: Db, _now: UnixMs) -> StoreResult<Option<Bytes>> {
         let nodes = self.primaries();
         let start = fastrand::usize(..nodes.len());
@@ -1081,6 +1071,7 @@ impl Store for Upstream {
         }
         Ok(None)
     }
+
     async fn dbsize(&self, db: Db) -> StoreResult<u64> {
         let mut total = 0;
         for n in self.primaries() {
@@ -1088,18 +1079,21 @@ impl Store for Upstream {
         }
         Ok(total)
     }
+
     async fn flush_db(&self, db: Db) -> StoreResult<()> {
         for n in self.primaries() {
             self.call_node(&n, db, &[b"FLUSHDB"]).await?;
         }
         Ok(())
     }
+
     async fn flush_all(&self) -> StoreResult<()> {
         for n in self.primaries() {
             self.call_node(&n, 0, &[b"FLUSHALL"]).await?;
         }
         Ok(())
     }
+
     async fn swap_db(&self, a: Db, b: Db) -> StoreResult<()> {
         if self.is_cluster() {
             return Err(StoreError::Other(
@@ -1111,6 +1105,7 @@ impl Store for Upstream {
             .await
             .map(|_| ())
     }
+
     fn stats(&self, _now: UnixMs) -> StoreStats {
         StoreStats {
             maxmemory_policy: "noeviction",

@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod config;
 pub mod engine;
 pub mod logging;
+pub mod migrate;
 pub mod persist;
 pub mod resp;
 pub mod serve;

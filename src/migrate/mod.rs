@@ -1,0 +1,12 @@
+//! Dark-launch migration between two session stores, inside the data path (issue #5).
+//!
+//! [`router::Router`] is a `Store` over an old and a new store; [`stage`] holds the stage
+//! table and the percentage ramp; [`keymap`] maps client keys to legacy ids. Applications keep
+//! talking to sessiond and never change; an operator steps the stages and the percentage.
+
+pub mod keymap;
+pub mod router;
+pub mod stage;
+
+#[cfg(test)]
+mod tests;

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::migrate::keymap::KeyMap;
+use crate::migrate::stage::{Setting, Stage};
 use crate::upstream::url::{Topology, UpstreamUrl};
 use crate::upstream::{Options as UpstreamOptions, ReadFrom};
 
@@ -184,10 +186,35 @@ pub struct ServeArgs {
     /// following Sentinel's events and the cluster's redirections. Default 1000.
     #[arg(long, env = "SESSIOND_UPSTREAM_REFRESH_INTERVAL_MS", value_name = "MS")]
     pub upstream_refresh_interval_ms: Option<u64>,
+
+    /// Migration: the store sessions are moving from: `embedded` or a Redis URL (as for
+    /// --upstream). With --migrate-to, sessiond serves through the migration router.
+    #[arg(long, env = "SESSIOND_MIGRATE_FROM", value_name = "URL")]
+    pub migrate_from: Option<String>,
+
+    /// Migration: the store sessions are moving to.
+    #[arg(long, env = "SESSIOND_MIGRATE_TO", value_name = "URL")]
+    pub migrate_to: Option<String>,
+
+    /// Migration stage at start: off, dualwrite, shadow, live, rampdown, complete. Default off.
+    #[arg(long, env = "SESSIOND_MIGRATE_STAGE", value_name = "STAGE")]
+    pub migrate_stage: Option<String>,
+
+    /// Share of sessions in the stage (the rest are in the stage before), 0-100. Default 100.
+    #[arg(long, env = "SESSIOND_MIGRATE_PERCENT", value_name = "PERCENT")]
+    pub migrate_percent: Option<f64>,
+
+    /// What clients put before the session id. Default PHPREDIS_SESSION:
+    #[arg(long, env = "SESSIOND_MIGRATE_CLIENT_PREFIX", value_name = "PREFIX")]
+    pub migrate_client_prefix: Option<String>,
+
+    /// What the legacy store puts before the session id. Default none.
+    #[arg(long, env = "SESSIOND_MIGRATE_LEGACY_PREFIX", value_name = "PREFIX")]
+    pub migrate_legacy_prefix: Option<String>,
 }
 
 /// The configuration file: the same keys as the long options.
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct FileConfig {
     listen: Option<Vec<String>>,
@@ -221,6 +248,12 @@ struct FileConfig {
     upstream_read_from_replica: Option<String>,
     upstream_failover_wait_ms: Option<u64>,
     upstream_refresh_interval_ms: Option<u64>,
+    migrate_from: Option<String>,
+    migrate_to: Option<String>,
+    migrate_stage: Option<String>,
+    migrate_percent: Option<f64>,
+    migrate_client_prefix: Option<String>,
+    migrate_legacy_prefix: Option<String>,
 }
 
 /// Resolved configuration.
@@ -252,6 +285,23 @@ pub struct Config {
     pub log_buffer_lines: usize,
     /// Gateway mode (`--upstream`); `None`: the embedded engine.
     pub upstream: Option<UpstreamOptions>,
+    /// Migration mode (`--migrate-from`, `--migrate-to`).
+    pub migration: Option<MigrationConfig>,
+}
+
+/// One side of a migration.
+#[derive(Clone, Debug)]
+pub enum StoreUrl {
+    Embedded,
+    Redis(Box<UpstreamOptions>),
+}
+
+#[derive(Clone, Debug)]
+pub struct MigrationConfig {
+    pub from: StoreUrl,
+    pub to: StoreUrl,
+    pub setting: Setting,
+    pub keys: KeyMap,
 }
 
 impl Default for Config {
@@ -281,6 +331,7 @@ impl Default for Config {
             group_commit_window_us: 1000,
             log_buffer_lines: 128_000,
             upstream: None,
+            migration: None,
         }
     }
 }
@@ -343,6 +394,9 @@ impl Config {
             }
             None => FileConfig::default(),
         };
+        // The fields below are taken out one by one; the gateway and migration options
+        // read a whole copy.
+        let whole_file = file.clone();
         let mut c = Config {
             config_file: args.config.clone(),
             ..Config::default()
@@ -449,7 +503,7 @@ impl Config {
         } else if let Some(v) = &file.appendonly {
             c.appendonly = toml_bool(v, "appendonly")?;
         }
-        if let Some(p) = args.appendfsync.clone().or(file.appendfsync) {
+        if let Some(p) = args.appendfsync.clone().or(file.appendfsync.clone()) {
             c.appendfsync = Fsync::parse(&p)
                 .ok_or_else(|| format!("appendfsync '{p}': expected always, everysec or no"))?;
         }
@@ -476,69 +530,70 @@ impl Config {
         if let Some(n) = args.log_buffer_lines.or(file.log_buffer_lines) {
             c.log_buffer_lines = n.max(1);
         }
-        if let Some(u) = args.upstream.clone().or(file.upstream) {
-            let url = UpstreamUrl::parse(&u).map_err(|e| format!("--upstream: {e}"))?;
-            // A cluster has only database 0.
-            let databases = if matches!(url.topology, Topology::Cluster(_)) {
-                1
-            } else {
-                c.databases
-            };
-            let mut o = UpstreamOptions::new(url, databases);
-            let ms = std::time::Duration::from_millis;
-            if let Some(n) = args.upstream_connections.or(file.upstream_connections) {
-                if n == 0 || n > 64 {
-                    return Err("upstream-connections: 1 to 64".into());
+        let file = whole_file;
+        let migrate_from = args.migrate_from.clone().or(file.migrate_from.clone());
+        let migrate_to = args.migrate_to.clone().or(file.migrate_to.clone());
+        if let Some(u) = args.upstream.clone().or(file.upstream.clone()) {
+            if migrate_from.is_some() || migrate_to.is_some() {
+                return Err(
+                    "--upstream and --migrate-from/--migrate-to exclude each other: \
+                            name the upstream as one side of the migration"
+                        .into(),
+                );
+            }
+            c.upstream = Some(upstream_options(&u, c.databases, args, &file)?);
+        }
+        match (migrate_from, migrate_to) {
+            (None, None) => {}
+            (Some(from), Some(to)) => {
+                let side = |u: &str| -> Result<StoreUrl, String> {
+                    if u == "embedded" {
+                        Ok(StoreUrl::Embedded)
+                    } else {
+                        upstream_options(u, c.databases, args, &file)
+                            .map(|o| StoreUrl::Redis(Box::new(o)))
+                    }
+                };
+                let (from, to) = (side(&from)?, side(&to)?);
+                if matches!((&from, &to), (StoreUrl::Embedded, StoreUrl::Embedded)) {
+                    return Err("a migration needs two different stores".into());
                 }
-                o.connections = n;
-            }
-            let positive = |v: u64, name: &str| {
-                if v == 0 {
-                    Err(format!("{name}: must be above 0"))
-                } else {
-                    Ok(ms(v))
-                }
-            };
-            if let Some(v) = args.upstream_timeout_ms.or(file.upstream_timeout_ms) {
-                o.timeout = positive(v, "upstream-timeout-ms")?;
-            }
-            if let Some(v) = args
-                .upstream_connect_timeout_ms
-                .or(file.upstream_connect_timeout_ms)
-            {
-                o.connect_timeout = positive(v, "upstream-connect-timeout-ms")?;
-            }
-            if let Some(v) = args
-                .upstream_health_interval_ms
-                .or(file.upstream_health_interval_ms)
-            {
-                o.health_interval = positive(v, "upstream-health-interval-ms")?;
-            }
-            if let Some(v) = args.upstream_failure_limit.or(file.upstream_failure_limit) {
-                o.failure_limit = v.max(1);
-            }
-            if let Some(v) = args
-                .upstream_read_from_replica
-                .clone()
-                .or(file.upstream_read_from_replica)
-            {
-                o.read_from_replica = ReadFrom::parse(&v).ok_or_else(|| {
-                    format!("upstream-read-from-replica '{v}': expected never, on-primary-failure or always")
+                let stage_name = args
+                    .migrate_stage
+                    .clone()
+                    .or(file.migrate_stage.clone())
+                    .unwrap_or_else(|| "off".into());
+                let stage = Stage::parse(&stage_name).ok_or_else(|| {
+                    format!("migrate-stage '{stage_name}': expected off, dualwrite, shadow, live, rampdown or complete")
                 })?;
+                let percent = args
+                    .migrate_percent
+                    .or(file.migrate_percent)
+                    .unwrap_or(100.0);
+                let mut keys = KeyMap::default();
+                if let Some(p) = args
+                    .migrate_client_prefix
+                    .clone()
+                    .or(file.migrate_client_prefix.clone())
+                {
+                    keys.client_prefix = p.into_bytes();
+                }
+                if let Some(p) = args
+                    .migrate_legacy_prefix
+                    .clone()
+                    .or(file.migrate_legacy_prefix.clone())
+                {
+                    keys.legacy_prefix = p.into_bytes();
+                }
+                c.migration = Some(MigrationConfig {
+                    from,
+                    to,
+                    setting: Setting::new(stage, percent)
+                        .map_err(|e| format!("migrate-percent: {e}"))?,
+                    keys,
+                });
             }
-            if let Some(v) = args
-                .upstream_failover_wait_ms
-                .or(file.upstream_failover_wait_ms)
-            {
-                o.failover_wait = ms(v);
-            }
-            if let Some(v) = args
-                .upstream_refresh_interval_ms
-                .or(file.upstream_refresh_interval_ms)
-            {
-                o.refresh_interval = positive(v, "upstream-refresh-interval-ms")?;
-            }
-            c.upstream = Some(o);
+            _ => return Err("--migrate-from and --migrate-to go together".into()),
         }
         Ok(c)
     }
@@ -554,6 +609,79 @@ impl Config {
             group_commit_window: std::time::Duration::from_micros(self.group_commit_window_us),
         }
     }
+}
+
+/// Gateway options for one upstream URL, with the `upstream-*` settings applied.
+fn upstream_options(
+    u: &str,
+    databases: usize,
+    args: &ServeArgs,
+    file: &FileConfig,
+) -> Result<UpstreamOptions, String> {
+    let url = UpstreamUrl::parse(u).map_err(|e| format!("--upstream: {e}"))?;
+    // A cluster has only database 0.
+    let databases = if matches!(url.topology, Topology::Cluster(_)) {
+        1
+    } else {
+        databases
+    };
+    let mut o = UpstreamOptions::new(url, databases);
+    let ms = std::time::Duration::from_millis;
+    if let Some(n) = args.upstream_connections.or(file.upstream_connections) {
+        if n == 0 || n > 64 {
+            return Err("upstream-connections: 1 to 64".into());
+        }
+        o.connections = n;
+    }
+    let positive = |v: u64, name: &str| {
+        if v == 0 {
+            Err(format!("{name}: must be above 0"))
+        } else {
+            Ok(ms(v))
+        }
+    };
+    if let Some(v) = args.upstream_timeout_ms.or(file.upstream_timeout_ms) {
+        o.timeout = positive(v, "upstream-timeout-ms")?;
+    }
+    if let Some(v) = args
+        .upstream_connect_timeout_ms
+        .or(file.upstream_connect_timeout_ms)
+    {
+        o.connect_timeout = positive(v, "upstream-connect-timeout-ms")?;
+    }
+    if let Some(v) = args
+        .upstream_health_interval_ms
+        .or(file.upstream_health_interval_ms)
+    {
+        o.health_interval = positive(v, "upstream-health-interval-ms")?;
+    }
+    if let Some(v) = args.upstream_failure_limit.or(file.upstream_failure_limit) {
+        o.failure_limit = v.max(1);
+    }
+    if let Some(v) = args
+        .upstream_read_from_replica
+        .clone()
+        .or(file.upstream_read_from_replica.clone())
+    {
+        o.read_from_replica = ReadFrom::parse(&v).ok_or_else(|| {
+            format!(
+                "upstream-read-from-replica '{v}': expected never, on-primary-failure or always"
+            )
+        })?;
+    }
+    if let Some(v) = args
+        .upstream_failover_wait_ms
+        .or(file.upstream_failover_wait_ms)
+    {
+        o.failover_wait = ms(v);
+    }
+    if let Some(v) = args
+        .upstream_refresh_interval_ms
+        .or(file.upstream_refresh_interval_ms)
+    {
+        o.refresh_interval = positive(v, "upstream-refresh-interval-ms")?;
+    }
+    Ok(o)
 }
 
 #[cfg(test)]

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UnixListener;
 
-use crate::config::Config;
+use crate::config::{Config, MigrationConfig, StoreUrl};
 use crate::engine::{Engine, EngineConfig};
+use crate::migrate::any::AnyStore;
+use crate::migrate::router::Router;
 use crate::persist::Persistence;
 use crate::server::listener::{accept_tcp, accept_unix, bind_tcp, check_protected_mode};
 use crate::server::Server;
@@ -25,15 +27,18 @@ pub async fn run(config: Config) -> Result<(), String> {
         config.requirepass.is_some(),
         config.protected_mode,
     )?;
+    if let Some(m) = config.migration.clone() {
+        return run_migration(config, m).await;
+    }
     match config.upstream.clone() {
         Some(opts) => run_gateway(config, opts).await,
         None => run_embedded(config).await,
     }
 }
 
-/// The embedded engine with its persistence.
-async fn run_embedded(config: Config) -> Result<(), String> {
-    // maxmemory applies after loading: a restart never evicts or refuses its own data.
+/// The embedded engine loaded from its data directory, with maxmemory applied after the
+/// load (a restart never evicts or refuses its own data).
+fn open_embedded(config: &Config) -> Result<(Engine, Arc<Persistence>), String> {
     let engine = Engine::new(EngineConfig {
         databases: config.databases,
         maxmemory: 0,
@@ -42,19 +47,79 @@ async fn run_embedded(config: Config) -> Result<(), String> {
     });
     let persist = Persistence::open(config.persist(), &engine)?;
     engine.set_maxmemory(config.maxmemory);
+    Ok((engine, persist))
+}
+
+/// Runs the persistence cron (automatic rewrites, everysec fsync bookkeeping).
+fn persistence_cron(p: Arc<Persistence>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            p.cron();
+        }
+    })
+}
+
+/// Final fsync and snapshot bookkeeping of the embedded engine.
+async fn close_embedded(persist: Arc<Persistence>) -> Result<(), String> {
+    tokio::task::spawn_blocking(move || {
+        if !persist.shutdown_prepared() {
+            persist.shutdown(false, false)?;
+        }
+        persist.finish()
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Migration mode: the router over two stores.
+async fn run_migration(config: Config, m: MigrationConfig) -> Result<(), String> {
+    let mut persist = None;
+    let mut stores = Vec::with_capacity(2);
+    for side in [&m.from, &m.to] {
+        stores.push(match side {
+            StoreUrl::Embedded => {
+                let (engine, p) = open_embedded(&config)?;
+                persist = Some(p);
+                AnyStore::Embedded(engine)
+            }
+            StoreUrl::Redis(o) => AnyStore::Redis(Box::new(Upstream::start((**o).clone()).await?)),
+        });
+    }
+    let (Some(new), Some(old)) = (stores.pop(), stores.pop()) else {
+        return Err("a migration needs two stores".into());
+    };
+    let describe = format!(
+        "sessiond {} ready (migrating {} -> {}, stage {} at {}%)",
+        env!("CARGO_PKG_VERSION"),
+        old.kind(),
+        new.kind(),
+        m.setting.stage,
+        m.setting.percent()
+    );
+    let mut server = Server::new(Router::new(old, new, m.keys, m.setting), config.clone());
+    server.persist = persist.clone();
+    let server = Arc::new(server);
+    let cron = persist.clone().map(persistence_cron);
+    serve_until_shutdown(&server, &describe).await?;
+    if let Some(c) = cron {
+        c.abort();
+    }
+    if let Some(p) = persist {
+        close_embedded(p).await?;
+    }
+    tracing::info!("sessiond stopped");
+    Ok(())
+}
+
+/// The embedded engine with its persistence.
+async fn run_embedded(config: Config) -> Result<(), String> {
+    let (engine, persist) = open_embedded(&config)?;
     let mut server = Server::new(engine, config.clone());
     server.persist = Some(persist.clone());
     let server = Arc::new(server);
-    let cron = {
-        let p = persist.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                p.cron();
-            }
-        })
-    };
+    let cron = persistence_cron(persist.clone());
     let ready = format!(
         "sessiond {} ready (embedded engine, {} databases, data in {}, appendonly {})",
         env!("CARGO_PKG_VERSION"),
@@ -64,15 +129,7 @@ async fn run_embedded(config: Config) -> Result<(), String> {
     );
     serve_until_shutdown(&server, &ready).await?;
     cron.abort();
-    let p = persist.clone();
-    tokio::task::spawn_blocking(move || {
-        if !p.shutdown_prepared() {
-            p.shutdown(false, false)?;
-        }
-        p.finish()
-    })
-    .await
-    .map_err(|e| e.to_string())??;
+    close_embedded(persist).await?;
     tracing::info!("sessiond stopped; data is on disk");
     Ok(())
 }

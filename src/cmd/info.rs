@@ -146,9 +146,9 @@ pub fn render<S: Store>(cx: &Ctx<'_, '_, S>, want: impl Fn(&str) -> bool) -> Str
         );
         sections.push(std::mem::take(&mut o));
     }
-    if let Some(up) = srv.store.gateway() {
-        if want("upstream") {
-            sections.push(up.info());
+    for (name, text) in srv.store.info_sections() {
+        if want(name) {
+            sections.push(text);
         }
     }
     if want("keyspace") {

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use super::args::{int, is, lossy};
 use super::table::{Spec, COMMANDS};
 use super::{CmdError, CmdResult, Ctx};
+use crate::migrate::stage::{Setting, Stage};
 use crate::store::Store;
 use crate::util::glob::glob_match;
 use crate::util::size::parse_size;
@@ -83,6 +84,8 @@ const PARAMS: &[&str] = &[
     "auto-aof-rewrite-percentage",
     "auto-aof-rewrite-min-size",
     "group-commit-window-us",
+    "migrate-stage",
+    "migrate-percent",
     "save",
 ];
 
@@ -139,6 +142,16 @@ fn param_value<S: Store>(cx: &Ctx<'_, '_, S>, name: &str) -> String {
         "auto-aof-rewrite-percentage" => cfg.auto_aof_rewrite_percentage.to_string(),
         "auto-aof-rewrite-min-size" => cfg.auto_aof_rewrite_min_size.to_string(),
         "group-commit-window-us" => cfg.group_commit_window_us.to_string(),
+        "migrate-stage" => cx
+            .store()
+            .migration()
+            .map(|m| m.setting().stage.to_string())
+            .unwrap_or_default(),
+        "migrate-percent" => cx
+            .store()
+            .migration()
+            .map(|m| m.setting().percent().to_string())
+            .unwrap_or_default(),
         "save" => String::new(),
         _ => String::new(),
     }
@@ -151,6 +164,21 @@ fn set_param<S: Store>(cx: &Ctx<'_, '_, S>, name: &str, value: &str) -> Result<(
             .map_err(|_| "argument couldn't be parsed into an integer".to_string())
     };
     match name {
+        "migrate-stage" | "migrate-percent" => {
+            let Some(m) = cx.store().migration() else {
+                return Err("not migrating (start with --migrate-from and --migrate-to)".into());
+            };
+            let mut s = m.setting();
+            if name == "migrate-stage" {
+                s.stage = Stage::parse(value).ok_or("argument must be one of the following: off, dualwrite, shadow, live, rampdown, complete")?;
+            } else {
+                let p: f64 = value
+                    .parse()
+                    .map_err(|_| "argument couldn't be parsed into a number".to_string())?;
+                s = Setting::new(s.stage, p)?;
+            }
+            m.set_setting(s);
+        }
         "maxmemory" | "maxmemory-policy" if cx.store().gateway().is_some() => {
             return Err("memory limits belong to the upstream Redis; set them there".into());
         }

@@ -4,6 +4,7 @@
 //! table and the percentage ramp; [`keymap`] maps client keys to legacy ids. Applications keep
 //! talking to sessiond and never change; an operator steps the stages and the percentage.
 
+pub mod any;
 pub mod keymap;
 pub mod router;
 pub mod stage;

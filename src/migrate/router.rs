@@ -27,8 +27,8 @@ use bytes::Bytes;
 use super::keymap::KeyMap;
 use super::stage::{bucket, Plan, Setting, Side, Stage};
 use crate::store::{
-    Db, ExpireCondition, KeyType, ScanFilter, SetCondition, SetOptions, SetOutcome, Store,
-    StoreResult, StoreStats, Ttl, TtlChange, UnixMs,
+    Db, ExpireCondition, KeyType, MigrationControl, ScanFilter, SetCondition, SetOptions,
+    SetOutcome, Store, StoreResult, StoreStats, Ttl, TtlChange, UnixMs,
 };
 
 /// Outcomes of comparing the two stores' answers to one read.
@@ -144,6 +144,28 @@ impl<O: Store, N: Store> Router<O, N> {
             s.stage,
             s.percent()
         );
+    }
+
+    /// `INFO migration`.
+    pub fn info(&self) -> String {
+        let s = self.setting();
+        let c = &self.stats.compare;
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "# Migration\r\nmigration_stage:{}\r\nmigration_percent:{}\r\nmigration_previous_stage:{}\r\ncompare_match:{}\r\ncompare_mismatch:{}\r\ncompare_missing_in_new:{}\r\ncompare_missing_in_old:{}\r\ncompare_errors:{}\r\nsecondary_write_errors:{}\r\nfallback_reads:{}\r\ncopied_forward:{}\r\nmismatch_samples:{}\r\n",
+            s.stage,
+            s.percent(),
+            s.stage.previous(),
+            n(&c.matched),
+            n(&c.mismatched),
+            n(&c.missing_in_new),
+            n(&c.missing_in_old),
+            n(&c.errors),
+            n(&self.stats.secondary_write_errors),
+            n(&self.stats.fallback_reads),
+            n(&self.stats.copied_forward),
+            self.stats.samples().len(),
+        )
     }
 
     fn plan(&self, key: &[u8]) -> Plan {
@@ -282,6 +304,16 @@ fn other(s: Side) -> Side {
     match s {
         Side::Old => Side::New,
         Side::New => Side::Old,
+    }
+}
+
+impl<O: Store, N: Store> MigrationControl for Router<O, N> {
+    fn setting(&self) -> Setting {
+        Router::setting(self)
+    }
+
+    fn set_setting(&self, s: Setting) {
+        Router::set_setting(self, s)
     }
 }
 
@@ -676,5 +708,16 @@ impl<O: Store, N: Store> Store for Router<O, N> {
 
     fn set_maxmemory_policy(&self, policy: &str) -> bool {
         self.new.set_maxmemory_policy(policy)
+    }
+
+    fn migration(&self) -> Option<&dyn MigrationControl> {
+        Some(self)
+    }
+
+    fn info_sections(&self) -> Vec<(&'static str, String)> {
+        let mut v = vec![("migration", self.info())];
+        v.extend(self.old.info_sections());
+        v.extend(self.new.info_sections());
+        v
     }
 }

@@ -170,6 +170,12 @@ pub struct StoreStats {
     pub keyspace: Vec<(Db, u64, u64, u64)>,
 }
 
+/// Live control of a migration: read and change the stage and percentage.
+pub trait MigrationControl: Send + Sync {
+    fn setting(&self) -> crate::migrate::stage::Setting;
+    fn set_setting(&self, s: crate::migrate::stage::Setting);
+}
+
 /// Everything a command may ask of the data. See the module docs for the contract.
 ///
 /// Every method that takes a `now` is evaluated as of that time (lazy expiry, relative
@@ -329,5 +335,13 @@ pub trait Store: Send + Sync + 'static {
     /// upstream's own bytes and pipelines stay pipelines. See `upstream/forward.rs`.
     fn gateway(&self) -> Option<&crate::upstream::Upstream> {
         None
+    }
+    /// The migration router's live control (stage and percentage), if this store is one.
+    fn migration(&self) -> Option<&dyn MigrationControl> {
+        None
+    }
+    /// Extra `INFO` sections this store reports (name, text with its `# Title` line).
+    fn info_sections(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
     }
 }

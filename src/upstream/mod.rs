@@ -1126,4 +1126,8 @@ impl Store for Upstream {
     fn gateway(&self) -> Option<&Upstream> {
         Some(self)
     }
+
+    fn info_sections(&self) -> Vec<(&'static str, String)> {
+        vec![("upstream", self.info())]
+    }
 }

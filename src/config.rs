@@ -187,6 +187,20 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSIOND_UPSTREAM_REFRESH_INTERVAL_MS", value_name = "MS")]
     pub upstream_refresh_interval_ms: Option<u64>,
 
+    /// Admin HTTP API (migration control and status), e.g. 127.0.0.1:6381. Off by default.
+    #[arg(long, env = "SESSIOND_ADMIN_LISTEN", value_name = "HOST:PORT")]
+    pub admin_listen: Option<String>,
+
+    /// Bearer token the admin API requires. Default: a random one, written to
+    /// <dir>/admin.token for `sessiond ctl` (loopback admin addresses only).
+    #[arg(
+        long,
+        env = "SESSIOND_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+
     /// Migration: the store sessions are moving from: `embedded` or a Redis URL (as for
     /// --upstream). With --migrate-to, sessiond serves through the migration router.
     #[arg(long, env = "SESSIOND_MIGRATE_FROM", value_name = "URL")]
@@ -248,6 +262,8 @@ struct FileConfig {
     upstream_read_from_replica: Option<String>,
     upstream_failover_wait_ms: Option<u64>,
     upstream_refresh_interval_ms: Option<u64>,
+    admin_listen: Option<String>,
+    admin_token: Option<String>,
     migrate_from: Option<String>,
     migrate_to: Option<String>,
     migrate_stage: Option<String>,
@@ -287,6 +303,7 @@ pub struct Config {
     pub upstream: Option<UpstreamOptions>,
     /// Migration mode (`--migrate-from`, `--migrate-to`).
     pub migration: Option<MigrationConfig>,
+    pub admin: Option<crate::admin::AdminConfig>,
 }
 
 /// One side of a migration.
@@ -332,6 +349,7 @@ impl Default for Config {
             log_buffer_lines: 128_000,
             upstream: None,
             migration: None,
+            admin: None,
         }
     }
 }
@@ -531,6 +549,19 @@ impl Config {
             c.log_buffer_lines = n.max(1);
         }
         let file = whole_file;
+        if let Some(a) = args.admin_listen.clone().or(file.admin_listen.clone()) {
+            let listen: SocketAddr = a
+                .parse()
+                .map_err(|_| format!("--admin-listen '{a}': expected HOST:PORT"))?;
+            c.admin = Some(crate::admin::AdminConfig {
+                listen,
+                token: args
+                    .admin_token
+                    .clone()
+                    .or(file.admin_token.clone())
+                    .filter(|t| !t.is_empty()),
+            });
+        }
         let migrate_from = args.migrate_from.clone().or(file.migrate_from.clone());
         let migrate_to = args.migrate_to.clone().or(file.migrate_to.clone());
         if let Some(u) = args.upstream.clone().or(file.upstream.clone()) {

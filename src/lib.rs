@@ -5,9 +5,11 @@
 //! [`engine`] or a Redis [`upstream`] (gateway mode; later also the migration router). See
 //! `docs/ARCHITECTURE.md`.
 
+pub mod admin;
 pub mod clock;
 pub mod cmd;
 pub mod config;
+pub mod ctl;
 pub mod engine;
 pub mod logging;
 pub mod migrate;

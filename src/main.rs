@@ -15,7 +15,45 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum CtlCommand {
+    /// The migration's stage, percentage and comparison counters.
+    #[command(subcommand)]
+    Migration(MigrationCommand),
+}
+
+#[derive(Subcommand)]
+enum MigrationCommand {
+    /// Show the current stage, percentage and counters.
+    Status {
+        /// Print the full JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the stage and/or percentage (both at once, live).
+    Set {
+        #[arg(long)]
+        stage: Option<String>,
+        #[arg(long)]
+        percent: Option<f64>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
+    /// Talk to a running sessiond's admin API (--admin-listen).
+    Ctl {
+        /// The admin API address.
+        #[arg(long, env = "SESSIOND_ADMIN", default_value = "127.0.0.1:6381")]
+        admin: String,
+        /// Bearer token; default: SESSIOND_ADMIN_TOKEN or <dir>/admin.token.
+        #[arg(long, env = "SESSIOND_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The server's data directory (where a generated token is).
+        #[arg(long, env = "SESSIOND_DIR", default_value = "sessiond-data")]
+        dir: std::path::PathBuf,
+        #[command(subcommand)]
+        command: CtlCommand,
+    },
     /// Run the session store (embedded in-memory engine) on 127.0.0.1:6380 by default.
     Serve(Box<ServeArgs>),
     /// Check a log or snapshot file, or every file of a data directory; with --fix, repair
@@ -50,6 +88,37 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(2)
             }
         },
+        Command::Ctl {
+            admin,
+            token,
+            dir,
+            command: CtlCommand::Migration(m),
+        } => {
+            let t = sessiond::ctl::Target { admin, token, dir };
+            let r = match m {
+                MigrationCommand::Status { json } => sessiond::ctl::status(&t).map(|v| {
+                    if json {
+                        v.to_string()
+                    } else {
+                        sessiond::ctl::describe(&v)
+                    }
+                }),
+                MigrationCommand::Set { stage, percent } => {
+                    sessiond::ctl::set(&t, stage.as_deref(), percent)
+                        .map(|v| sessiond::ctl::describe(&v))
+                }
+            };
+            match r {
+                Ok(text) => {
+                    println!("{text}");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sessiond ctl: {e}");
+                    std::process::ExitCode::from(1)
+                }
+            }
+        }
         Command::Serve(args) => {
             let cfg = match Config::resolve(&args) {
                 Ok(c) => c,

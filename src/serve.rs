@@ -98,7 +98,10 @@ async fn run_migration(config: Config, m: MigrationConfig) -> Result<(), String>
         m.setting.stage,
         m.setting.percent()
     );
-    let mut server = Server::new(Router::new(old, new, m.keys, m.setting), config.clone());
+    let (old_kind, new_kind) = (old.kind(), new.kind());
+    let mut router = Router::new(old, new, m.keys, m.setting);
+    (router.old_kind, router.new_kind) = (old_kind, new_kind);
+    let mut server = Server::new(router, config.clone());
     server.persist = persist.clone();
     let server = Arc::new(server);
     let cron = persist.clone().map(persistence_cron);
@@ -155,6 +158,9 @@ async fn serve_until_shutdown<S: Store>(
     ready: &str,
 ) -> Result<(), String> {
     let config = &server.config;
+    if let Some(a) = &config.admin {
+        crate::admin::start(server.clone(), a).await?;
+    }
     let mut tasks = Vec::new();
     for addr in &config.listen {
         let l = bind_tcp(*addr)

@@ -182,3 +182,95 @@ fn redis_to_embedded_through_every_stage_with_a_rollback() {
     assert!(field("compare_match") > 0, "{info}");
     assert!(field("copied_forward") > 0, "{info}");
 }
+
+fn ctl(admin: &str, extra: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(support::sessiond_bin())
+        .args(["ctl", "--admin", admin])
+        .args(extra)
+        .env_remove("SESSIOND_ADMIN_TOKEN")
+        .env_remove("SESSIOND_DIR")
+        .output()
+        .expect("sessiond ctl");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// The admin API and `sessiond ctl`: status, a live change that the next command on an
+/// already open connection sees, the generated token, and refusals.
+#[test]
+fn admin_api_and_ctl_control_the_migration() {
+    let old = redis_server(&[]);
+    let url = format!("redis://127.0.0.1:{}", old.port);
+    let admin_port = support::free_port();
+    let admin = format!("127.0.0.1:{admin_port}");
+    let s = sessiond(&[
+        "--migrate-from",
+        &url,
+        "--migrate-to",
+        "embedded",
+        "--migrate-stage",
+        "dualwrite",
+        "--admin-listen",
+        &admin,
+    ]);
+    let dir = s.dir.0.to_string_lossy().into_owned();
+    let mut c = s.connect();
+    let (ok, text) = ctl(&admin, &["--dir", &dir, "migration", "status", "--json"]);
+    assert!(ok, "{text}");
+    let v: serde_json::Value = serde_json::from_str(text.trim()).expect("JSON status");
+    assert_eq!(v["stage"], "dualwrite");
+    assert_eq!(v["percent"], 100.0);
+    assert_eq!(v["stores"]["old"], "redis");
+
+    // Shadow for everyone: the open connection's next read is compared.
+    assert_eq!(
+        c.cmd(&["SETEX", "PHPREDIS_SESSION:x", "60", "v"]),
+        Value::Simple("OK".into())
+    );
+    let (ok, text) = ctl(
+        &admin,
+        &[
+            "--dir",
+            &dir,
+            "migration",
+            "set",
+            "--stage",
+            "shadow",
+            "--percent",
+            "100",
+        ],
+    );
+    assert!(ok && text.contains("stage shadow at 100"), "{text}");
+    assert_eq!(c.cmd(&["GET", "PHPREDIS_SESSION:x"]), Value::bulk("v"));
+    let info = c.cmd(&["INFO", "migration"]).as_str();
+    assert!(info.contains("migration_stage:shadow"), "{info}");
+    assert!(info.contains("compare_match:1"), "{info}");
+    assert_eq!(
+        c.cmd(&["CONFIG", "GET", "migrate-stage"]),
+        Value::Array(vec![Value::bulk("migrate-stage"), Value::bulk("shadow")])
+    );
+
+    // Refusals: no token or a wrong one, a bad stage, a bad percentage.
+    let (ok, text) = ctl(&admin, &["--token", "wrong", "migration", "status"]);
+    assert!(!ok && text.contains("401"), "{text}");
+    let (ok, text) = ctl(
+        &admin,
+        &["--dir", &dir, "migration", "set", "--stage", "bogus"],
+    );
+    assert!(!ok && text.contains("400"), "{text}");
+    let (ok, text) = ctl(
+        &admin,
+        &["--dir", &dir, "migration", "set", "--percent", "101"],
+    );
+    assert!(!ok && text.contains("400"), "{text}");
+    let (ok, _) = ctl(&admin, &["--dir", "/nonexistent", "migration", "status"]);
+    assert!(!ok);
+    assert!(matches!(
+        c.cmd(&["CONFIG", "SET", "migrate-stage", "sideways"]),
+        Value::Error(_)
+    ));
+    // Nothing changed by the refused requests.
+    let (_, text) = ctl(&admin, &["--dir", &dir, "migration", "status"]);
+    assert!(text.contains("stage shadow at 100"), "{text}");
+}

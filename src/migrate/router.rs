@@ -95,6 +95,9 @@ pub struct Router<O: Store, N: Store> {
     /// Stage index << 16 | basis points.
     setting: AtomicU32,
     pub stats: MigrationStats,
+    /// Names of the two stores, for status reports.
+    pub old_kind: &'static str,
+    pub new_kind: &'static str,
 }
 
 fn pack(s: Setting) -> u32 {
@@ -126,6 +129,8 @@ impl<O: Store, N: Store> Router<O, N> {
             keys,
             setting: AtomicU32::new(pack(setting)),
             stats: MigrationStats::default(),
+            old_kind: "old",
+            new_kind: "new",
         }
     }
 
@@ -314,6 +319,31 @@ impl<O: Store, N: Store> MigrationControl for Router<O, N> {
 
     fn set_setting(&self, s: Setting) {
         Router::set_setting(self, s)
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let s = Router::setting(self);
+        let c = &self.stats.compare;
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        serde_json::json!({
+            "stage": s.stage.name(),
+            "percent": s.percent(),
+            "previous_stage": s.stage.previous().name(),
+            "stores": { "old": self.old_kind, "new": self.new_kind },
+            "compare": {
+                "match": n(&c.matched),
+                "mismatch": n(&c.mismatched),
+                "missing_in_new": n(&c.missing_in_new),
+                "missing_in_old": n(&c.missing_in_old),
+                "errors": n(&c.errors),
+            },
+            "secondary_write_errors": n(&self.stats.secondary_write_errors),
+            "fallback_reads": n(&self.stats.fallback_reads),
+            "copied_forward": n(&self.stats.copied_forward),
+            "mismatch_samples": self.stats.samples().iter().map(|x| serde_json::json!({
+                "at_ms": x.at_ms, "op": x.op, "kind": x.kind, "id_hash": x.id_hash,
+            })).collect::<Vec<_>>(),
+        })
     }
 }
 

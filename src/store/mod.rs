@@ -174,6 +174,8 @@ pub struct StoreStats {
 pub trait MigrationControl: Send + Sync {
     fn setting(&self) -> crate::migrate::stage::Setting;
     fn set_setting(&self, s: crate::migrate::stage::Setting);
+    /// Everything the admin API reports about the migration.
+    fn status(&self) -> serde_json::Value;
 }
 
 /// Everything a command may ask of the data. See the module docs for the contract.

@@ -1,0 +1,178 @@
+//! The admin HTTP API (`--admin-listen HOST:PORT`), and what `sessiond ctl` talks to.
+//!
+//! * `GET /admin/migration`: stage, percentage, comparison counters, mismatch samples,
+//!   per-store latencies (JSON).
+//! * `PUT /admin/migration` with `{"stage": "shadow", "percent": 5}` (either field may be
+//!   left out): both change in one step, seen by every connection's next command, and logged.
+//!
+//! Every request needs `Authorization: Bearer <token>`, compared in constant time. The token
+//! is `--admin-token`; without one, sessiond makes a random one and writes it to
+//! `<dir>/admin.token` (mode 0600), where `sessiond ctl` on the same host finds it. A
+//! non-loopback admin address needs an explicit token, as a non-loopback data address needs a
+//! password (protected mode).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::migrate::stage::{Setting, Stage};
+use crate::server::Server;
+use crate::store::Store;
+
+/// Where the API listens and the token it wants.
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub token: Option<String>,
+}
+
+/// The file a generated token is written to.
+pub fn token_path(dir: &Path) -> PathBuf {
+    dir.join("admin.token")
+}
+
+/// The token to require: the configured one, or a new random one written to the data
+/// directory for `sessiond ctl`.
+fn token(cfg: &AdminConfig, dir: &Path) -> Result<String, String> {
+    if let Some(t) = &cfg.token {
+        return Ok(t.clone());
+    }
+    if !cfg.listen.ip().is_loopback() {
+        return Err(format!(
+            "--admin-listen {} is not a loopback address: give an --admin-token",
+            cfg.listen
+        ));
+    }
+    let t: String = (0..40).map(|_| fastrand::alphanumeric()).collect();
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = token_path(dir);
+    write_private(&path, &t).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(t)
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+struct Admin<S: Store> {
+    server: Arc<Server<S>>,
+    token: String,
+}
+
+fn authorized(headers: &HeaderMap, token: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Digests, so that the comparison does not leak the length either.
+    let a = sha1_smol::Sha1::from(given).digest().bytes();
+    let b = sha1_smol::Sha1::from(token).digest().bytes();
+    a.ct_eq(&b).into()
+}
+
+type Reply = (StatusCode, Json<Value>);
+
+fn error(code: StatusCode, msg: &str) -> Reply {
+    (code, Json(json!({ "error": msg })))
+}
+
+async fn status<S: Store>(State(a): State<Arc<Admin<S>>>, headers: HeaderMap) -> Reply {
+    if !authorized(&headers, &a.token) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    match a.server.store.migration() {
+        Some(m) => (StatusCode::OK, Json(m.status())),
+        None => error(
+            StatusCode::CONFLICT,
+            "not migrating (start with --migrate-from and --migrate-to)",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Change {
+    stage: Option<String>,
+    percent: Option<f64>,
+}
+
+async fn update<S: Store>(
+    State(a): State<Arc<Admin<S>>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Reply {
+    if !authorized(&headers, &a.token) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    let Some(m) = a.server.store.migration() else {
+        return error(
+            StatusCode::CONFLICT,
+            "not migrating (start with --migrate-from and --migrate-to)",
+        );
+    };
+    let change: Change = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad JSON: {e}")),
+    };
+    let current = m.setting();
+    let stage = match &change.stage {
+        Some(s) => match Stage::parse(s) {
+            Some(st) => st,
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "stage must be off, dualwrite, shadow, live, rampdown or complete",
+                )
+            }
+        },
+        None => current.stage,
+    };
+    let setting = match Setting::new(stage, change.percent.unwrap_or(current.percent())) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    m.set_setting(setting);
+    (StatusCode::OK, Json(m.status()))
+}
+
+/// Binds the admin listener (before the data listeners, so a bad address fails start-up)
+/// and serves it until the process ends.
+pub async fn start<S: Store>(server: Arc<Server<S>>, cfg: &AdminConfig) -> Result<(), String> {
+    let token = token(cfg, &server.config.dir)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on --admin-listen {}: {e}", cfg.listen))?;
+    tracing::info!(
+        "admin API on http://{}",
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
+    let app = axum::Router::new()
+        .route("/admin/migration", get(status::<S>).put(update::<S>))
+        .with_state(Arc::new(Admin { server, token }));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("admin API stopped: {e}");
+        }
+    });
+    Ok(())
+}

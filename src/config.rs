@@ -311,6 +311,40 @@ pub struct Config {
 pub enum StoreUrl {
     Embedded,
     Redis(Box<UpstreamOptions>),
+    /// PHP session files: the directory and PHP's `session.gc_maxlifetime`.
+    Files {
+        dir: PathBuf,
+        gc_maxlifetime: i64,
+    },
+}
+
+impl StoreUrl {
+    /// `files:///var/lib/php/sessions[?gc_maxlifetime=1440]`.
+    fn parse_files(u: &str) -> Option<Result<StoreUrl, String>> {
+        let rest = u.strip_prefix("files://")?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if !path.starts_with('/') {
+            return Some(Err(format!("'{u}': expected files:///absolute/path")));
+        }
+        let mut gc_maxlifetime = 1440;
+        for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+            match kv.split_once('=') {
+                Some(("gc_maxlifetime", v)) => match v.parse::<i64>() {
+                    Ok(n) if n > 0 => gc_maxlifetime = n,
+                    _ => {
+                        return Some(Err(format!(
+                            "'{u}': gc_maxlifetime must be a positive number of seconds"
+                        )))
+                    }
+                },
+                _ => return Some(Err(format!("'{u}': unknown parameter '{kv}'"))),
+            }
+        }
+        Some(Ok(StoreUrl::Files {
+            dir: PathBuf::from(path),
+            gc_maxlifetime,
+        }))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -578,7 +612,9 @@ impl Config {
             (None, None) => {}
             (Some(from), Some(to)) => {
                 let side = |u: &str| -> Result<StoreUrl, String> {
-                    if u == "embedded" {
+                    if let Some(f) = StoreUrl::parse_files(u) {
+                        f
+                    } else if u == "embedded" {
                         Ok(StoreUrl::Embedded)
                     } else {
                         upstream_options(u, c.databases, args, &file)

@@ -11,6 +11,7 @@ use tokio::net::UnixListener;
 use crate::config::{Config, MigrationConfig, StoreUrl};
 use crate::engine::{Engine, EngineConfig};
 use crate::migrate::any::AnyStore;
+use crate::migrate::files::FilesStore;
 use crate::migrate::router::Router;
 use crate::persist::Persistence;
 use crate::server::listener::{accept_tcp, accept_unix, bind_tcp, check_protected_mode};
@@ -85,6 +86,19 @@ async fn run_migration(config: Config, m: MigrationConfig) -> Result<(), String>
                 AnyStore::Embedded(engine)
             }
             StoreUrl::Redis(o) => AnyStore::Redis(Box::new(Upstream::start((**o).clone()).await?)),
+            StoreUrl::Files {
+                dir,
+                gc_maxlifetime,
+            } => {
+                if !dir.is_dir() {
+                    return Err(format!("{}: not a directory", dir.display()));
+                }
+                AnyStore::Files(FilesStore::new(
+                    dir.clone(),
+                    m.keys.clone(),
+                    *gc_maxlifetime,
+                ))
+            }
         });
     }
     let (Some(new), Some(old)) = (stores.pop(), stores.pop()) else {

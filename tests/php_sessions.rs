@@ -304,3 +304,84 @@ fn early_refresh_getex_extends_the_ttl() {
     };
     assert!(ttl > 1400, "TTL refreshed to {ttl}");
 }
+
+/// The second seed's migration: sessions in PHP's session files (written by PHP's own
+/// `files` handler) move to the embedded engine while real PHP processes, now using phpredis
+/// against sessiond, keep reading and writing them through every stage, with a rollback.
+#[test]
+fn php_session_files_migrate_to_the_embedded_engine() {
+    let dir = TempDir::new("php-files");
+    let files = dir.path("sessions");
+    std::fs::create_dir_all(&files).expect("sessions dir");
+    let files_s = files.to_string_lossy().into_owned();
+    // The old application: PHP's own files handler.
+    let php_files = |args: &[&str]| {
+        let mut cmd = Command::new("php");
+        cmd.args([
+            "-d",
+            "display_errors=stderr",
+            "-d",
+            "session.save_handler=files",
+            "-d",
+            &format!("session.save_path={files_s}"),
+            "-d",
+            "session.use_strict_mode=0",
+            "-d",
+            "session.serialize_handler=php",
+        ])
+        .arg(script())
+        .args(args);
+        run(&mut cmd)
+    };
+    assert_eq!(php_files(&["write", "f1", "alice"]), "ok");
+    assert_eq!(php_files(&["write", "f2", "bob"]), "ok");
+    assert_eq!(php_files(&["read", "f1"]), r#"{"user":"alice","n":1}"#);
+
+    let from = format!("files://{files_s}?gc_maxlifetime=1440");
+    let s = sessiond(&["--migrate-from", &from, "--migrate-to", "embedded"]);
+    let path = tcp(&s);
+    let mut admin = s.connect();
+    let mut n = 1;
+    let stages = [
+        "off",
+        "dualwrite",
+        "shadow",
+        "live",
+        "rampdown", // forward
+        "live",
+        "shadow", // two stages back
+        "live",
+        "rampdown",
+        "complete", // and forward again
+    ];
+    for stage in stages {
+        assert_eq!(
+            admin.cmd(&["CONFIG", "SET", "migrate-stage", stage]),
+            Value::Simple("OK".into())
+        );
+        assert_eq!(
+            run(&mut php(&path, &[], &["write", "f1", "alice"])),
+            "ok",
+            "{stage}"
+        );
+        n += 1;
+        assert_eq!(
+            run(&mut php(&path, &[], &["read", "f1"])),
+            format!(r#"{{"user":"alice","n":{n}}}"#),
+            "{stage}: f1 after its write"
+        );
+        assert_eq!(
+            run(&mut php(&path, &[], &["read", "f2"])),
+            r#"{"user":"bob","n":1}"#,
+            "{stage}: f2, only ever written by the old application"
+        );
+    }
+    // Until complete every write also reached the files: the old application would still
+    // see the session as of the last stage before complete.
+    assert_eq!(
+        php_files(&["read", "f1"]),
+        format!(r#"{{"user":"alice","n":{}}}"#, n - 1)
+    );
+    let info = admin.cmd(&["INFO", "migration"]).as_str();
+    assert!(info.contains("secondary_write_errors:0"), "{info}");
+}

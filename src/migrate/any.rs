@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use super::files::FilesStore;
 use crate::engine::Engine;
 use crate::store::{
     Db, ExpireCondition, KeyType, ScanFilter, SetOptions, SetOutcome, Store, StoreResult,
@@ -13,6 +14,7 @@ use crate::upstream::Upstream;
 pub enum AnyStore {
     Embedded(Engine),
     Redis(Box<Upstream>),
+    Files(FilesStore),
 }
 
 impl AnyStore {
@@ -20,6 +22,7 @@ impl AnyStore {
         match self {
             AnyStore::Embedded(_) => "embedded",
             AnyStore::Redis(_) => "redis",
+            AnyStore::Files(_) => "php-files",
         }
     }
 }
@@ -29,6 +32,7 @@ macro_rules! each {
         match $self {
             AnyStore::Embedded($s) => $e,
             AnyStore::Redis($s) => $e,
+            AnyStore::Files($s) => $e,
         }
     };
 }

@@ -316,6 +316,8 @@ pub enum StoreUrl {
         dir: PathBuf,
         gc_maxlifetime: i64,
     },
+    /// A MySQL/MariaDB table, optionally behind memcached.
+    Sql(Box<crate::migrate::sql::SqlConfig>),
 }
 
 impl StoreUrl {
@@ -614,6 +616,10 @@ impl Config {
                 let side = |u: &str| -> Result<StoreUrl, String> {
                     if let Some(f) = StoreUrl::parse_files(u) {
                         f
+                    } else if u.starts_with("mysql://") || u.starts_with("mariadb://") {
+                        let u = u.replacen("mariadb://", "mysql://", 1);
+                        crate::migrate::sql::SqlConfig::parse(&u)
+                            .map(|c| StoreUrl::Sql(Box::new(c)))
                     } else if u == "embedded" {
                         Ok(StoreUrl::Embedded)
                     } else {

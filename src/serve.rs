@@ -13,6 +13,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::migrate::any::AnyStore;
 use crate::migrate::files::FilesStore;
 use crate::migrate::router::Router;
+use crate::migrate::sql::SqlStore;
 use crate::persist::Persistence;
 use crate::server::listener::{accept_tcp, accept_unix, bind_tcp, check_protected_mode};
 use crate::server::Server;
@@ -99,6 +100,9 @@ async fn run_migration(config: Config, m: MigrationConfig) -> Result<(), String>
                     *gc_maxlifetime,
                 ))
             }
+            StoreUrl::Sql(c) => AnyStore::Sql(Box::new(
+                SqlStore::connect((**c).clone(), m.keys.clone()).await?,
+            )),
         });
     }
     let (Some(new), Some(old)) = (stores.pop(), stores.pop()) else {

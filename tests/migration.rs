@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{redis_server, sessiond, Conn, Value};
+use support::{redis_server, sessiond, Conn, Proc, Value};
 
 const CLIENTS: usize = 4;
 const PER_CLIENT: usize = 50;
@@ -89,7 +89,12 @@ fn redis_to_embedded_through_every_stage_with_a_rollback() {
             assert_eq!(o.cmd(&["SETEX", &key(c, i), "3600", &v]), ok());
         }
     }
+    migrate_under_load(&s);
+}
 
+/// Clients read and write their sessions through `s` while the stages are stepped from off
+/// to complete, with a rollback of two stages; then checks no logouts and no lost writes.
+fn migrate_under_load(s: &Proc) {
     let stop = Arc::new(AtomicBool::new(false));
     let ops = Arc::new(AtomicU64::new(0));
     let logouts = Arc::new(Mutex::new(Vec::new()));
@@ -273,4 +278,169 @@ fn admin_api_and_ctl_control_the_migration() {
     // Nothing changed by the refused requests.
     let (_, text) = ctl(&admin, &["--dir", &dir, "migration", "status"]);
     assert!(text.contains("stage shadow at 100"), "{text}");
+}
+
+/// A throwaway MariaDB: its own data directory, loopback port and socket, no grant tables
+/// (any local user may connect), stopped when dropped.
+struct Mariadb {
+    child: std::process::Child,
+    port: u16,
+    sock: String,
+    _dir: support::TempDir,
+}
+
+impl Drop for Mariadb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Mariadb {
+    fn start() -> Mariadb {
+        let dir = support::TempDir::new("mariadb");
+        let data = dir.path("data");
+        let out = std::process::Command::new("mariadb-install-db")
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+            ])
+            .arg(format!("--datadir={}", data.display()))
+            .output()
+            .expect("mariadb-install-db (run scripts/test, which installs mariadb-server)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = support::free_port();
+        let sock = dir.path("mysqld.sock").to_string_lossy().into_owned();
+        let child = std::process::Command::new("mariadbd")
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--skip-grant-tables",
+                "--bind-address=127.0.0.1",
+            ])
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--port={port}"))
+            .arg(format!("--socket={sock}"))
+            .arg(format!("--pid-file={}", dir.path("mysqld.pid").display()))
+            .arg(format!("--log-error={}", dir.path("error.log").display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mariadbd");
+        let m = Mariadb {
+            child,
+            port,
+            sock,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + support::DEADLINE;
+        while !m.sql("SELECT 1").0 {
+            assert!(Instant::now() < deadline, "mariadbd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        m
+    }
+
+    fn sql(&self, statements: &str) -> (bool, String) {
+        let out = std::process::Command::new("mariadb")
+            .args(["--no-defaults", "-u", "root", "-N", "-B"])
+            .arg(format!("--socket={}", self.sock))
+            .args(["-e", statements])
+            .output()
+            .expect("mariadb client");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+}
+
+/// memcached on a free loopback port, stopped when dropped.
+struct Memcached(std::process::Child);
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn memcached() -> (Memcached, u16) {
+    let port = support::free_port();
+    let child = std::process::Command::new("memcached")
+        .args(["-l", "127.0.0.1", "-U", "0", "-u", "root", "-m", "64"])
+        .args(["-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("memcached (run scripts/test, which installs it)");
+    let child = Memcached(child);
+    let deadline = Instant::now() + support::DEADLINE;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "memcached did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, port)
+}
+
+fn memcached_stat(port: u16, name: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("memcached");
+    s.write_all(b"stats\r\n").expect("stats");
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while !text.ends_with("END\r\n") {
+        let n = s.read(&mut buf).expect("stats reply");
+        assert!(n > 0);
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The first seed, reproduced: sessions in MariaDB behind memcached (the old store) move to
+/// redis-server (the new one) under client load through every stage, with a rollback.
+#[test]
+fn mariadb_and_memcached_to_redis_through_every_stage() {
+    let db = Mariadb::start();
+    let (_mc, mc_port) = memcached();
+    let new = redis_server(&[]);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis();
+    let mut inserts = String::from(
+        "CREATE DATABASE app; USE app; CREATE TABLE sessions (id VARBINARY(255) NOT NULL PRIMARY KEY, \
+         data MEDIUMBLOB NOT NULL, expires_at BIGINT NOT NULL, KEY (expires_at));",
+    );
+    for c in 0..CLIENTS {
+        for i in 0..PER_CLIENT {
+            inserts.push_str(&format!(
+                "INSERT INTO sessions VALUES ('c{c}s{i}', 'legacy-{c}-{i}', {});",
+                now_ms + 3_600_000
+            ));
+        }
+    }
+    let (ok, out) = db.sql(&inserts);
+    assert!(ok, "{out}");
+    let from = format!(
+        "mysql://root@127.0.0.1:{}/app?memcached=127.0.0.1:{mc_port}&memcached_prefix=sess:",
+        db.port
+    );
+    let to = format!("redis://127.0.0.1:{}", new.port);
+    let s = sessiond(&["--migrate-from", &from, "--migrate-to", &to]);
+    migrate_under_load(&s);
+    // The cache in front of the table served reads (read-through filled it).
+    assert!(memcached_stat(mc_port, "get_hits") > 0);
+    // The table was written through until `complete`: a session the clients changed there
+    // holds their value, not the legacy one.
+    let (ok, rows) = db.sql("SELECT COUNT(*) FROM app.sessions WHERE data NOT LIKE 'legacy-%'");
+    assert!(ok && rows.trim().parse::<u64>().unwrap_or(0) > 0, "{rows}");
 }

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 
 use super::files::FilesStore;
+use super::sql::SqlStore;
 use crate::engine::Engine;
 use crate::store::{
     Db, ExpireCondition, KeyType, ScanFilter, SetOptions, SetOutcome, Store, StoreResult,
@@ -15,6 +16,7 @@ pub enum AnyStore {
     Embedded(Engine),
     Redis(Box<Upstream>),
     Files(FilesStore),
+    Sql(Box<SqlStore>),
 }
 
 impl AnyStore {
@@ -23,6 +25,7 @@ impl AnyStore {
             AnyStore::Embedded(_) => "embedded",
             AnyStore::Redis(_) => "redis",
             AnyStore::Files(_) => "php-files",
+            AnyStore::Sql(_) => "mysql",
         }
     }
 }
@@ -33,6 +36,7 @@ macro_rules! each {
             AnyStore::Embedded($s) => $e,
             AnyStore::Redis($s) => $e,
             AnyStore::Files($s) => $e,
+            AnyStore::Sql($s) => $e,
         }
     };
 }

@@ -8,6 +8,7 @@ pub mod any;
 pub mod files;
 pub mod keymap;
 pub mod router;
+pub mod sql;
 pub mod stage;
 
 #[cfg(test)]

@@ -321,6 +321,27 @@ pub enum StoreUrl {
 }
 
 impl StoreUrl {
+    /// A store URL with default gateway settings (the `migrate` commands).
+    pub fn parse(u: &str) -> Result<StoreUrl, String> {
+        if let Some(f) = StoreUrl::parse_files(u) {
+            return f;
+        }
+        if u.starts_with("mysql://") || u.starts_with("mariadb://") {
+            let u = u.replacen("mariadb://", "mysql://", 1);
+            return crate::migrate::sql::SqlConfig::parse(&u).map(|c| StoreUrl::Sql(Box::new(c)));
+        }
+        if u == "embedded" {
+            return Ok(StoreUrl::Embedded);
+        }
+        let url = UpstreamUrl::parse(u)?;
+        let dbs = if matches!(url.topology, Topology::Cluster(_)) {
+            1
+        } else {
+            16
+        };
+        Ok(StoreUrl::Redis(Box::new(UpstreamOptions::new(url, dbs))))
+    }
+
     /// `files:///var/lib/php/sessions[?gc_maxlifetime=1440]`.
     fn parse_files(u: &str) -> Option<Result<StoreUrl, String>> {
         let rest = u.strip_prefix("files://")?;

@@ -38,8 +38,60 @@ enum MigrationCommand {
     },
 }
 
+#[derive(clap::Args)]
+struct Sides {
+    /// The store sessions move from: mysql://…, files:///dir, redis://…, embedded.
+    #[arg(long)]
+    from: String,
+    /// The store sessions move to.
+    #[arg(long)]
+    to: String,
+    /// What clients put before the session id (for SQL and file stores).
+    #[arg(long, default_value = "PHPREDIS_SESSION:")]
+    client_prefix: String,
+    /// What the legacy store puts before it.
+    #[arg(long, default_value = "")]
+    legacy_prefix: String,
+    /// Data directory, when one side is `embedded` (no server may be running on it).
+    #[arg(long, default_value = "sessiond-data")]
+    dir: std::path::PathBuf,
+}
+
+#[derive(Subcommand)]
+enum MigrateCommand {
+    /// Copy every unexpired session from --from to --to with its remaining TTL, never over a
+    /// session already in --to; resumable with --checkpoint.
+    Backfill {
+        #[command(flatten)]
+        sides: Sides,
+        /// Sessions per second at most (0: unlimited).
+        #[arg(long, default_value_t = 5000)]
+        rate: u64,
+        /// Sessions per batch (and per checkpoint).
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// File that records progress; an interrupted run continues from it.
+        #[arg(long)]
+        checkpoint: Option<std::path::PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Compare every unexpired session of --from with --to: missing, different value, TTL
+    /// apart by more than the tolerance. Exits 1 if anything differs.
+    Verify {
+        #[command(flatten)]
+        sides: Sides,
+        #[arg(long, default_value_t = 2000)]
+        ttl_tolerance_ms: i64,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Bulk tools for a migration between two stores.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
     /// Talk to a running sessiond's admin API (--admin-listen).
     Ctl {
         /// The admin API address.
@@ -88,6 +140,25 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(2)
             }
         },
+        Command::Migrate(m) => {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("sessiond: cannot start runtime: {e}");
+                    return std::process::ExitCode::from(1);
+                }
+            };
+            match rt.block_on(migrate(m)) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("sessiond migrate: {e}");
+                    std::process::ExitCode::from(2)
+                }
+            }
+        }
         Command::Ctl {
             admin,
             token,
@@ -154,6 +225,91 @@ fn main() -> std::process::ExitCode {
                     std::process::ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+async fn open_sides(
+    sides: &Sides,
+) -> Result<
+    (
+        sessiond::migrate::any::AnyStore,
+        sessiond::migrate::any::AnyStore,
+        Vec<Option<std::sync::Arc<sessiond::persist::Persistence>>>,
+    ),
+    String,
+> {
+    use sessiond::config::StoreUrl;
+    let keys = sessiond::migrate::keymap::KeyMap {
+        client_prefix: sides.client_prefix.clone().into_bytes(),
+        legacy_prefix: sides.legacy_prefix.clone().into_bytes(),
+    };
+    let config = Config {
+        dir: sides.dir.clone(),
+        ..Config::default()
+    };
+    let (from, pf) =
+        sessiond::serve::open_store(&StoreUrl::parse(&sides.from)?, &keys, &config).await?;
+    let (to, pt) =
+        sessiond::serve::open_store(&StoreUrl::parse(&sides.to)?, &keys, &config).await?;
+    Ok((from, to, vec![pf, pt]))
+}
+
+async fn migrate(m: MigrateCommand) -> Result<std::process::ExitCode, String> {
+    use sessiond::migrate::backfill;
+    match m {
+        MigrateCommand::Backfill {
+            sides,
+            rate,
+            batch,
+            checkpoint,
+            quiet,
+        } => {
+            let (from, to, persist) = open_sides(&sides).await?;
+            let started = std::time::Instant::now();
+            let o = backfill::BackfillOptions {
+                rate,
+                batch,
+                checkpoint,
+                progress_bar: !quiet,
+            };
+            let p = backfill::backfill(&from, &to, &o).await?;
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "backfill done: {} sessions seen, {} copied, {} already there (kept), {} expired meanwhile, {} errors; this run {} sessions in {:.1} s, {:.0} sessions/s",
+                p.seen, p.copied, p.kept, p.gone, p.errors, p.this_run, secs,
+                p.this_run as f64 / secs.max(1e-9)
+            );
+            for pers in persist {
+                sessiond::serve::close_store(pers).await?;
+            }
+            Ok(if p.errors == 0 {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::from(1)
+            })
+        }
+        MigrateCommand::Verify {
+            sides,
+            ttl_tolerance_ms,
+        } => {
+            let (from, to, persist) = open_sides(&sides).await?;
+            let d = backfill::verify(&from, &to, ttl_tolerance_ms).await?;
+            println!(
+                "verify: {} sessions checked; {} missing, {} with another value, {} with a TTL apart by more than {} ms, {} errors",
+                d.checked, d.missing, d.value, d.ttl, ttl_tolerance_ms, d.errors
+            );
+            for s in &d.samples {
+                println!("  {s}");
+            }
+            for pers in persist {
+                sessiond::serve::close_store(pers).await?;
+            }
+            Ok(if d.none() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::from(1)
+            })
         }
     }
 }

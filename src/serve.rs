@@ -12,6 +12,7 @@ use crate::config::{Config, MigrationConfig, StoreUrl};
 use crate::engine::{Engine, EngineConfig};
 use crate::migrate::any::AnyStore;
 use crate::migrate::files::FilesStore;
+use crate::migrate::keymap::KeyMap;
 use crate::migrate::router::Router;
 use crate::migrate::sql::SqlStore;
 use crate::persist::Persistence;
@@ -75,35 +76,60 @@ async fn close_embedded(persist: Arc<Persistence>) -> Result<(), String> {
     .map_err(|e| e.to_string())?
 }
 
+/// Opens one side of a migration (the embedded engine with its persistence).
+pub async fn open_store(
+    side: &StoreUrl,
+    keys: &KeyMap,
+    config: &Config,
+) -> Result<(AnyStore, Option<Arc<Persistence>>), String> {
+    Ok(match side {
+        StoreUrl::Embedded => {
+            let (engine, p) = open_embedded(config)?;
+            (AnyStore::Embedded(engine), Some(p))
+        }
+        StoreUrl::Redis(o) => (
+            AnyStore::Redis(Box::new(Upstream::start((**o).clone()).await?)),
+            None,
+        ),
+        StoreUrl::Files {
+            dir,
+            gc_maxlifetime,
+        } => {
+            if !dir.is_dir() {
+                return Err(format!("{}: not a directory", dir.display()));
+            }
+            (
+                AnyStore::Files(FilesStore::new(dir.clone(), keys.clone(), *gc_maxlifetime)),
+                None,
+            )
+        }
+        StoreUrl::Sql(c) => (
+            AnyStore::Sql(Box::new(
+                SqlStore::connect((**c).clone(), keys.clone()).await?,
+            )),
+            None,
+        ),
+    })
+}
+
+/// Closes what [`open_store`] opened.
+pub async fn close_store(persist: Option<Arc<Persistence>>) -> Result<(), String> {
+    match persist {
+        Some(p) => close_embedded(p).await,
+        None => Ok(()),
+    }
+}
+
 /// Migration mode: the router over two stores.
 async fn run_migration(config: Config, m: MigrationConfig) -> Result<(), String> {
     let mut persist = None;
     let mut stores = Vec::with_capacity(2);
     for side in [&m.from, &m.to] {
-        stores.push(match side {
-            StoreUrl::Embedded => {
-                let (engine, p) = open_embedded(&config)?;
-                persist = Some(p);
-                AnyStore::Embedded(engine)
-            }
-            StoreUrl::Redis(o) => AnyStore::Redis(Box::new(Upstream::start((**o).clone()).await?)),
-            StoreUrl::Files {
-                dir,
-                gc_maxlifetime,
-            } => {
-                if !dir.is_dir() {
-                    return Err(format!("{}: not a directory", dir.display()));
-                }
-                AnyStore::Files(FilesStore::new(
-                    dir.clone(),
-                    m.keys.clone(),
-                    *gc_maxlifetime,
-                ))
-            }
-            StoreUrl::Sql(c) => AnyStore::Sql(Box::new(
-                SqlStore::connect((**c).clone(), m.keys.clone()).await?,
-            )),
-        });
+        let (store, p) = open_store(side, &m.keys, &config).await?;
+        if p.is_some() {
+            persist = p;
+        }
+        stores.push(store);
     }
     let (Some(new), Some(old)) = (stores.pop(), stores.pop()) else {
         return Err("a migration needs two stores".into());

@@ -5,6 +5,7 @@
 //! talking to sessiond and never change; an operator steps the stages and the percentage.
 
 pub mod any;
+pub mod backfill;
 pub mod files;
 pub mod keymap;
 pub mod router;

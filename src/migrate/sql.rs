@@ -222,6 +222,34 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Keyset pagination for backfill: up to `n` live sessions after id `after`, as client
+    /// keys, with the last id seen and the number of rows read.
+    pub async fn page_after(
+        &self,
+        after: Option<&[u8]>,
+        n: usize,
+        now: UnixMs,
+    ) -> StoreResult<(Vec<Bytes>, Option<Vec<u8>>, usize)> {
+        let rows = sqlx::query(&self.sql(
+            "SELECT {id} FROM {t} WHERE {id} > ? AND ({exp} = 0 OR {exp} > ?) ORDER BY {id} LIMIT ?",
+        ))
+        .bind(after.unwrap_or(b""))
+        .bind(now)
+        .bind(n as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let ids: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|r| r.try_get::<Vec<u8>, _>(0).map_err(db_err))
+            .collect::<StoreResult<_>>()?;
+        let keys = ids
+            .iter()
+            .filter_map(|id| self.keys.to_client(id).map(Bytes::from))
+            .collect();
+        Ok((keys, ids.last().cloned(), ids.len()))
+    }
+
     /// Every live session id, in order (KEYS, DBSIZE, SCAN, backfill).
     async fn ids(&self, now: UnixMs) -> StoreResult<Vec<Vec<u8>>> {
         let rows = sqlx::query(

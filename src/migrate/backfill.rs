@@ -1,0 +1,284 @@
+//! `sessiond migrate backfill` and `sessiond migrate verify`: bulk copy and comparison
+//! between two stores, outside the request path.
+//!
+//! **Backfill** walks every session of the source and copies the unexpired ones with their
+//! remaining TTL, using `SET … NX` on the target: a session written to the new store
+//! meanwhile (by the router's dual writes) is never overwritten with an older copy. It is
+//! rate-limited (`--rate` sessions per second), shows a progress bar with rate and ETA, and
+//! writes a checkpoint (the walk's position and the counters) after every batch, so an
+//! interrupted run started again with the same `--checkpoint` continues where it stopped.
+//!
+//! **Verify** walks the source the same way and reports sessions missing in the target,
+//! values that differ, and TTLs that differ by more than a tolerance.
+//!
+//! The walk: keyset pagination (`WHERE id > last ORDER BY id`) for a SQL table, the sorted
+//! directory listing for session files, `SCAN` for Redis and the embedded engine.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::any::AnyStore;
+use crate::store::{ScanFilter, SetCondition, SetOptions, Store, Ttl, TtlChange};
+
+/// Where a walk is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cursor {
+    #[default]
+    Start,
+    /// SCAN cursor (Redis, embedded) or listing position (files).
+    Scan(u64),
+    /// The last id seen (SQL keyset pagination).
+    After(Vec<u8>),
+    Done,
+}
+
+/// The next page of client keys and the cursor after it.
+pub async fn page(
+    s: &AnyStore,
+    cursor: &Cursor,
+    n: usize,
+    now: i64,
+) -> Result<(Vec<Bytes>, Cursor), String> {
+    match (s, cursor) {
+        (_, Cursor::Done) => Ok((Vec::new(), Cursor::Done)),
+        (AnyStore::Sql(sql), c) => {
+            let after = match c {
+                Cursor::After(a) => Some(a.as_slice()),
+                _ => None,
+            };
+            let (keys, last, rows) = sql
+                .page_after(after, n, now)
+                .await
+                .map_err(|e| e.message())?;
+            let next = match last {
+                Some(l) if rows == n => Cursor::After(l),
+                _ => Cursor::Done,
+            };
+            Ok((keys, next))
+        }
+        (s, c) => {
+            let at = match c {
+                Cursor::Scan(x) => *x,
+                _ => 0,
+            };
+            let filter = ScanFilter {
+                count: n,
+                ..ScanFilter::default()
+            };
+            let (next, keys) = s.scan(0, at, &filter, now).await.map_err(|e| e.message())?;
+            Ok((
+                keys,
+                if next == 0 {
+                    Cursor::Done
+                } else {
+                    Cursor::Scan(next)
+                },
+            ))
+        }
+    }
+}
+
+/// Counters of a backfill, also its checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Progress {
+    pub cursor: Cursor,
+    pub seen: u64,
+    pub copied: u64,
+    /// Already in the target (written there meanwhile, or by an earlier run): left alone.
+    pub kept: u64,
+    /// Expired (or deleted) between listing and copying.
+    pub gone: u64,
+    pub errors: u64,
+    /// Sessions seen by this run (not saved: a resumed run starts at 0).
+    #[serde(skip)]
+    pub this_run: u64,
+}
+
+fn save(path: &Path, p: &Progress) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let text = serde_json::to_string(p).map_err(|e| e.to_string())?;
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("checkpoint {}: {e}", path.display()))
+}
+
+fn load(path: &Path) -> Result<Progress, String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => {
+            serde_json::from_str(&t).map_err(|e| format!("checkpoint {}: {e}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Progress::default()),
+        Err(e) => Err(format!("checkpoint {}: {e}", path.display())),
+    }
+}
+
+pub struct BackfillOptions {
+    /// Sessions per second at most (0: no limit).
+    pub rate: u64,
+    pub batch: usize,
+    pub checkpoint: Option<PathBuf>,
+    pub progress_bar: bool,
+}
+
+/// Copies every unexpired session of `from` missing in `to`.
+pub async fn backfill(
+    from: &AnyStore,
+    to: &AnyStore,
+    o: &BackfillOptions,
+) -> Result<Progress, String> {
+    let mut p = match &o.checkpoint {
+        Some(path) => load(path)?,
+        None => Progress::default(),
+    };
+    let total = from.dbsize(0).await.unwrap_or(0);
+    let bar = if o.progress_bar {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} sessions, {per_sec}, ETA {eta} {msg}",
+        )
+        .map_err(|e| e.to_string())?,
+    );
+    bar.set_position(p.seen);
+    let started = Instant::now();
+    let seen_at_start = p.seen;
+    while p.cursor != Cursor::Done {
+        let now = crate::clock::now_ms();
+        let (keys, next) = page(from, &p.cursor, o.batch.max(1), now).await?;
+        for k in &keys {
+            p.seen += 1;
+            copy_one(from, to, k, now, &mut p).await;
+        }
+        p.cursor = next;
+        if let Some(path) = &o.checkpoint {
+            save(path, &p)?;
+        }
+        bar.set_position(p.seen);
+        bar.set_message(format!(
+            "copied {} kept {} gone {} errors {}",
+            p.copied, p.kept, p.gone, p.errors
+        ));
+        if o.rate > 0 {
+            // Pace: the sessions done in this run may not be ahead of rate × elapsed.
+            let due = Duration::from_secs_f64((p.seen - seen_at_start) as f64 / o.rate as f64);
+            let elapsed = started.elapsed();
+            if due > elapsed {
+                tokio::time::sleep(due - elapsed).await;
+            }
+        }
+    }
+    bar.finish();
+    p.this_run = p.seen - seen_at_start;
+    Ok(p)
+}
+
+async fn copy_one(from: &AnyStore, to: &AnyStore, k: &[u8], now: i64, p: &mut Progress) {
+    let (v, t) = match (from.get(0, k, now).await, from.ttl(0, k, now).await) {
+        (Ok(Some(v)), Ok(t)) => (v, t),
+        (Ok(None), _) | (_, Ok(Ttl::Missing)) => {
+            p.gone += 1;
+            return;
+        }
+        _ => {
+            p.errors += 1;
+            return;
+        }
+    };
+    let ttl = match t {
+        Ttl::At(ms) if ms <= now => {
+            p.gone += 1;
+            return;
+        }
+        Ttl::At(ms) => TtlChange::At(ms),
+        _ => TtlChange::Clear,
+    };
+    let opts = SetOptions {
+        ttl,
+        condition: SetCondition::IfAbsent,
+        get: false,
+    };
+    match to.set(0, k, &v, opts, now).await {
+        Ok(o) if o.written => p.copied += 1,
+        Ok(_) => p.kept += 1,
+        Err(_) => p.errors += 1,
+    }
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Differences {
+    pub checked: u64,
+    pub missing: u64,
+    pub value: u64,
+    pub ttl: u64,
+    pub errors: u64,
+    /// A few differing sessions, by ramp bucket and hashed id (never the id or value).
+    pub samples: Vec<String>,
+}
+
+impl Differences {
+    pub fn none(&self) -> bool {
+        self.missing == 0 && self.value == 0 && self.ttl == 0 && self.errors == 0
+    }
+}
+
+/// Compares every unexpired session of `from` with `to`.
+pub async fn verify(
+    from: &AnyStore,
+    to: &AnyStore,
+    ttl_tolerance_ms: i64,
+) -> Result<Differences, String> {
+    let mut d = Differences::default();
+    let mut cursor = Cursor::Start;
+    while cursor != Cursor::Done {
+        let now = crate::clock::now_ms();
+        let (keys, next) = page(from, &cursor, 500, now).await?;
+        for k in &keys {
+            let (Ok(Some(v)), Ok(t)) = (from.get(0, k, now).await, from.ttl(0, k, now).await)
+            else {
+                continue; // expired since listing
+            };
+            d.checked += 1;
+            let kind = match (to.get(0, k, now).await, to.ttl(0, k, now).await) {
+                (Ok(None), _) => {
+                    d.missing += 1;
+                    "missing"
+                }
+                (Ok(Some(w)), _) if w != v => {
+                    d.value += 1;
+                    "value"
+                }
+                (Ok(Some(_)), Ok(u)) => {
+                    let diff = match (t, u) {
+                        (Ttl::At(a), Ttl::At(b)) => (a - b).abs() > ttl_tolerance_ms,
+                        (a, b) => a != b,
+                    };
+                    if !diff {
+                        continue;
+                    }
+                    d.ttl += 1;
+                    "ttl"
+                }
+                _ => {
+                    d.errors += 1;
+                    "error"
+                }
+            };
+            if d.samples.len() < 10 {
+                d.samples.push(format!(
+                    "{kind} {:04}-{:08x}",
+                    super::stage::bucket(k),
+                    crc32fast::hash(k)
+                ));
+            }
+        }
+        cursor = next;
+    }
+    Ok(d)
+}

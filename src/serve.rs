@@ -15,6 +15,7 @@ use crate::migrate::files::FilesStore;
 use crate::migrate::keymap::KeyMap;
 use crate::migrate::router::Router;
 use crate::migrate::sql::SqlStore;
+use crate::migrate::timed::Timed;
 use crate::persist::Persistence;
 use crate::server::listener::{accept_tcp, accept_unix, bind_tcp, check_protected_mode};
 use crate::server::Server;
@@ -143,7 +144,7 @@ async fn run_migration(config: Config, m: MigrationConfig) -> Result<(), String>
         m.setting.percent()
     );
     let (old_kind, new_kind) = (old.kind(), new.kind());
-    let mut router = Router::new(old, new, m.keys, m.setting);
+    let mut router = Router::new(Timed::new(old), Timed::new(new), m.keys, m.setting);
     (router.old_kind, router.new_kind) = (old_kind, new_kind);
     let mut server = Server::new(router, config.clone());
     server.persist = persist.clone();

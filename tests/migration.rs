@@ -251,6 +251,18 @@ fn admin_api_and_ctl_control_the_migration() {
     let info = c.cmd(&["INFO", "migration"]).as_str();
     assert!(info.contains("migration_stage:shadow"), "{info}");
     assert!(info.contains("compare_match:1"), "{info}");
+    // Both stores were called and timed; the admin API reports their latencies.
+    let (_, text) = ctl(&admin, &["--dir", &dir, "migration", "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).expect("JSON status");
+    for side in ["old", "new"] {
+        let calls = v["latency_us"][side]["count"].as_u64().unwrap_or(0);
+        assert!(calls >= 2, "{side}: {text}");
+        assert!(
+            v["latency_us"][side]["p99_us"].as_u64().unwrap_or(0) >= 1,
+            "{text}"
+        );
+    }
+    assert!(info.contains("latency_old:calls="), "{info}");
     assert_eq!(
         c.cmd(&["CONFIG", "GET", "migrate-stage"]),
         Value::Array(vec![Value::bulk("migrate-stage"), Value::bulk("shadow")])

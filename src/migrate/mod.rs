@@ -11,6 +11,7 @@ pub mod keymap;
 pub mod router;
 pub mod sql;
 pub mod stage;
+pub mod timed;
 
 #[cfg(test)]
 mod tests;

@@ -112,6 +112,16 @@ fn unpack(v: u32) -> Setting {
     }
 }
 
+fn latency_line(side: &str, l: Option<super::timed::Latency>) -> String {
+    match l {
+        Some(l) => format!(
+            "latency_{side}:calls={},p50_us={},p99_us={},p999_us={},max_us={}\r\n",
+            l.count, l.p50_us, l.p99_us, l.p999_us, l.max_us
+        ),
+        None => String::new(),
+    }
+}
+
 /// The TTL to give a copy: what the source has left.
 fn remaining(t: Ttl) -> Option<TtlChange> {
     match t {
@@ -157,7 +167,7 @@ impl<O: Store, N: Store> Router<O, N> {
         let c = &self.stats.compare;
         let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
-            "# Migration\r\nmigration_stage:{}\r\nmigration_percent:{}\r\nmigration_previous_stage:{}\r\ncompare_match:{}\r\ncompare_mismatch:{}\r\ncompare_missing_in_new:{}\r\ncompare_missing_in_old:{}\r\ncompare_errors:{}\r\nsecondary_write_errors:{}\r\nfallback_reads:{}\r\ncopied_forward:{}\r\nmismatch_samples:{}\r\n",
+            "# Migration\r\nmigration_stage:{}\r\nmigration_percent:{}\r\nmigration_previous_stage:{}\r\ncompare_match:{}\r\ncompare_mismatch:{}\r\ncompare_missing_in_new:{}\r\ncompare_missing_in_old:{}\r\ncompare_errors:{}\r\nsecondary_write_errors:{}\r\nfallback_reads:{}\r\ncopied_forward:{}\r\nmismatch_samples:{}\r\n{}{}",
             s.stage,
             s.percent(),
             s.stage.previous(),
@@ -170,6 +180,8 @@ impl<O: Store, N: Store> Router<O, N> {
             n(&self.stats.fallback_reads),
             n(&self.stats.copied_forward),
             self.stats.samples().len(),
+            latency_line("old", self.old.latency()),
+            latency_line("new", self.new.latency()),
         )
     }
 
@@ -336,6 +348,10 @@ impl<O: Store, N: Store> MigrationControl for Router<O, N> {
                 "missing_in_new": n(&c.missing_in_new),
                 "missing_in_old": n(&c.missing_in_old),
                 "errors": n(&c.errors),
+            },
+            "latency_us": {
+                "old": self.old.latency(),
+                "new": self.new.latency(),
             },
             "secondary_write_errors": n(&self.stats.secondary_write_errors),
             "fallback_reads": n(&self.stats.fallback_reads),

@@ -342,6 +342,10 @@ pub trait Store: Send + Sync + 'static {
     fn migration(&self) -> Option<&dyn MigrationControl> {
         None
     }
+    /// Call latency, for stores that measure it (the migration router's two sides).
+    fn latency(&self) -> Option<crate::migrate::timed::Latency> {
+        None
+    }
     /// Extra `INFO` sections this store reports (name, text with its `# Title` line).
     fn info_sections(&self) -> Vec<(&'static str, String)> {
         Vec::new()

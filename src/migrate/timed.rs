@@ -1,0 +1,237 @@
+//! Per-store latency for the migration router: every call to a store is timed into an HDR
+//! histogram, so the admin API and `INFO migration` can show what each store costs (the
+//! reason to run `shadow` before `live`).
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+
+use crate::store::{
+    Db, ExpireCondition, KeyType, ScanFilter, SetOptions, SetOutcome, Store, StoreResult,
+    StoreStats, Ttl, TtlChange, UnixMs,
+};
+
+/// A latency summary in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Latency {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+}
+
+/// A store whose calls are timed.
+pub struct Timed<S> {
+    pub inner: S,
+    hist: Mutex<Histogram<u64>>,
+}
+
+impl<S> Timed<S> {
+    pub fn new(inner: S) -> Self {
+        // 1 µs to 60 s, 3 significant digits (~10 KB).
+        let hist = Histogram::new_with_bounds(1, 60_000_000, 3)
+            .unwrap_or_else(|_| Histogram::new(3).expect("3 significant digits is valid"));
+        Timed {
+            inner,
+            hist: Mutex::new(hist),
+        }
+    }
+
+    async fn timed<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        let t = Instant::now();
+        let r = f.await;
+        let us = t.elapsed().as_micros() as u64;
+        let mut h = self.hist.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = h.record(us.clamp(1, 60_000_000));
+        r
+    }
+
+    pub fn latency(&self) -> Latency {
+        let h = self.hist.lock().unwrap_or_else(|p| p.into_inner());
+        Latency {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+        }
+    }
+}
+
+impl<S: Store> Store for Timed<S> {
+    async fn get(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<Option<Bytes>> {
+        self.timed(self.inner.get(db, key, now)).await
+    }
+
+    async fn get_ex(
+        &self,
+        db: Db,
+        key: &[u8],
+        ttl: TtlChange,
+        now: UnixMs,
+    ) -> StoreResult<Option<Bytes>> {
+        self.timed(self.inner.get_ex(db, key, ttl, now)).await
+    }
+
+    async fn get_del(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<Option<Bytes>> {
+        self.timed(self.inner.get_del(db, key, now)).await
+    }
+
+    async fn mget(&self, db: Db, keys: &[&[u8]], now: UnixMs) -> StoreResult<Vec<Option<Bytes>>> {
+        self.timed(self.inner.mget(db, keys, now)).await
+    }
+
+    async fn set(
+        &self,
+        db: Db,
+        key: &[u8],
+        value: &[u8],
+        opts: SetOptions,
+        now: UnixMs,
+    ) -> StoreResult<SetOutcome> {
+        self.timed(self.inner.set(db, key, value, opts, now)).await
+    }
+
+    async fn mset(
+        &self,
+        db: Db,
+        pairs: &[(&[u8], &[u8])],
+        only_if_none_exist: bool,
+        now: UnixMs,
+    ) -> StoreResult<bool> {
+        self.timed(self.inner.mset(db, pairs, only_if_none_exist, now))
+            .await
+    }
+
+    async fn append(&self, db: Db, key: &[u8], value: &[u8], now: UnixMs) -> StoreResult<u64> {
+        self.timed(self.inner.append(db, key, value, now)).await
+    }
+
+    async fn strlen(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<u64> {
+        self.timed(self.inner.strlen(db, key, now)).await
+    }
+
+    async fn incr_by(&self, db: Db, key: &[u8], delta: i64, now: UnixMs) -> StoreResult<i64> {
+        self.timed(self.inner.incr_by(db, key, delta, now)).await
+    }
+
+    async fn del(&self, db: Db, keys: &[&[u8]], now: UnixMs) -> StoreResult<u64> {
+        self.timed(self.inner.del(db, keys, now)).await
+    }
+
+    async fn del_if_equal(
+        &self,
+        db: Db,
+        key: &[u8],
+        expected: &[u8],
+        now: UnixMs,
+    ) -> StoreResult<bool> {
+        self.timed(self.inner.del_if_equal(db, key, expected, now))
+            .await
+    }
+
+    async fn exists(&self, db: Db, keys: &[&[u8]], now: UnixMs) -> StoreResult<u64> {
+        self.timed(self.inner.exists(db, keys, now)).await
+    }
+
+    async fn key_type(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<Option<KeyType>> {
+        self.timed(self.inner.key_type(db, key, now)).await
+    }
+
+    async fn rename(
+        &self,
+        db: Db,
+        src: &[u8],
+        dst: &[u8],
+        only_if_absent: bool,
+        now: UnixMs,
+    ) -> StoreResult<bool> {
+        self.timed(self.inner.rename(db, src, dst, only_if_absent, now))
+            .await
+    }
+
+    async fn expire_at(
+        &self,
+        db: Db,
+        key: &[u8],
+        at: UnixMs,
+        cond: ExpireCondition,
+        now: UnixMs,
+    ) -> StoreResult<bool> {
+        self.timed(self.inner.expire_at(db, key, at, cond, now))
+            .await
+    }
+
+    async fn persist(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<bool> {
+        self.timed(self.inner.persist(db, key, now)).await
+    }
+
+    async fn ttl(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<Ttl> {
+        self.timed(self.inner.ttl(db, key, now)).await
+    }
+
+    async fn scan(
+        &self,
+        db: Db,
+        cursor: u64,
+        filter: &ScanFilter,
+        now: UnixMs,
+    ) -> StoreResult<(u64, Vec<Bytes>)> {
+        self.timed(self.inner.scan(db, cursor, filter, now)).await
+    }
+
+    async fn keys(&self, db: Db, pattern: &[u8], now: UnixMs) -> StoreResult<Vec<Bytes>> {
+        self.timed(self.inner.keys(db, pattern, now)).await
+    }
+
+    async fn random_key(&self, db: Db, now: UnixMs) -> StoreResult<Option<Bytes>> {
+        self.timed(self.inner.random_key(db, now)).await
+    }
+
+    async fn dbsize(&self, db: Db) -> StoreResult<u64> {
+        self.timed(self.inner.dbsize(db)).await
+    }
+
+    async fn flush_db(&self, db: Db) -> StoreResult<()> {
+        self.timed(self.inner.flush_db(db)).await
+    }
+
+    async fn flush_all(&self) -> StoreResult<()> {
+        self.timed(self.inner.flush_all()).await
+    }
+
+    async fn swap_db(&self, a: Db, b: Db) -> StoreResult<()> {
+        self.timed(self.inner.swap_db(a, b)).await
+    }
+
+    fn stats(&self, now: UnixMs) -> StoreStats {
+        self.inner.stats(now)
+    }
+
+    fn databases(&self) -> usize {
+        self.inner.databases()
+    }
+
+    fn set_maxmemory(&self, bytes: u64) {
+        self.inner.set_maxmemory(bytes)
+    }
+
+    fn set_maxmemory_policy(&self, policy: &str) -> bool {
+        self.inner.set_maxmemory_policy(policy)
+    }
+
+    fn info_sections(&self) -> Vec<(&'static str, String)> {
+        self.inner.info_sections()
+    }
+
+    fn gateway(&self) -> Option<&crate::upstream::Upstream> {
+        None
+    }
+
+    fn latency(&self) -> Option<Latency> {
+        Some(Timed::latency(self))
+    }
+}

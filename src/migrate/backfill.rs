@@ -35,13 +35,19 @@ pub enum Cursor {
     Done,
 }
 
-/// The next page of client keys and the cursor after it.
+/// One session found by a walk; its value and expiry when the walk already read them.
+pub struct Item {
+    pub key: Bytes,
+    pub known: Option<(Bytes, Ttl)>,
+}
+
+/// The next page of sessions and the cursor after it.
 pub async fn page(
     s: &AnyStore,
     cursor: &Cursor,
     n: usize,
     now: i64,
-) -> Result<(Vec<Bytes>, Cursor), String> {
+) -> Result<(Vec<Item>, Cursor), String> {
     match (s, cursor) {
         (_, Cursor::Done) => Ok((Vec::new(), Cursor::Done)),
         (AnyStore::Sql(sql), c) => {
@@ -49,15 +55,29 @@ pub async fn page(
                 Cursor::After(a) => Some(a.as_slice()),
                 _ => None,
             };
-            let (keys, last, rows) = sql
+            let (rows, last, read) = sql
                 .page_after(after, n, now)
                 .await
                 .map_err(|e| e.message())?;
             let next = match last {
-                Some(l) if rows == n => Cursor::After(l),
+                Some(l) if read == n => Cursor::After(l),
                 _ => Cursor::Done,
             };
-            Ok((keys, next))
+            let items = rows
+                .into_iter()
+                .map(|(key, v, exp)| Item {
+                    key,
+                    known: Some((
+                        v,
+                        if exp == 0 {
+                            Ttl::Persistent
+                        } else {
+                            Ttl::At(exp)
+                        },
+                    )),
+                })
+                .collect();
+            Ok((items, next))
         }
         (s, c) => {
             let at = match c {
@@ -69,14 +89,16 @@ pub async fn page(
                 ..ScanFilter::default()
             };
             let (next, keys) = s.scan(0, at, &filter, now).await.map_err(|e| e.message())?;
-            Ok((
-                keys,
-                if next == 0 {
-                    Cursor::Done
-                } else {
-                    Cursor::Scan(next)
-                },
-            ))
+            let items = keys
+                .into_iter()
+                .map(|key| Item { key, known: None })
+                .collect();
+            let next = if next == 0 {
+                Cursor::Done
+            } else {
+                Cursor::Scan(next)
+            };
+            Ok((items, next))
         }
     }
 }
@@ -150,10 +172,21 @@ pub async fn backfill(
     let seen_at_start = p.seen;
     while p.cursor != Cursor::Done {
         let now = crate::clock::now_ms();
-        let (keys, next) = page(from, &p.cursor, o.batch.max(1), now).await?;
-        for k in &keys {
-            p.seen += 1;
-            copy_one(from, to, k, now, &mut p).await;
+        let (items, next) = page(from, &p.cursor, o.batch.max(1), now).await?;
+        // Up to CONCURRENCY sessions in flight: a copy is a few round trips, mostly waiting.
+        for chunk in items.chunks(CONCURRENCY) {
+            let outcomes =
+                futures_util::future::join_all(chunk.iter().map(|it| copy_one(from, to, it, now)))
+                    .await;
+            for o in outcomes {
+                p.seen += 1;
+                match o {
+                    Copy::Copied => p.copied += 1,
+                    Copy::Kept => p.kept += 1,
+                    Copy::Gone => p.gone += 1,
+                    Copy::Error => p.errors += 1,
+                }
+            }
         }
         p.cursor = next;
         if let Some(path) = &o.checkpoint {
@@ -178,25 +211,31 @@ pub async fn backfill(
     Ok(p)
 }
 
-async fn copy_one(from: &AnyStore, to: &AnyStore, k: &[u8], now: i64, p: &mut Progress) {
-    let (v, t) = match (from.get(0, k, now).await, from.ttl(0, k, now).await) {
-        (Ok(Some(v)), Ok(t)) => (v, t),
-        (Ok(None), _) | (_, Ok(Ttl::Missing)) => {
-            p.gone += 1;
-            return;
-        }
-        _ => {
-            p.errors += 1;
-            return;
-        }
+/// Sessions copied at the same time.
+const CONCURRENCY: usize = 64;
+
+enum Copy {
+    Copied,
+    Kept,
+    Gone,
+    Error,
+}
+
+async fn copy_one(from: &AnyStore, to: &AnyStore, it: &Item, now: i64) -> Copy {
+    let k = &it.key[..];
+    let (v, t) = match &it.known {
+        Some((v, t)) => (v.clone(), *t),
+        None => match (from.get(0, k, now).await, from.ttl(0, k, now).await) {
+            (Ok(Some(v)), Ok(t)) => (v, t),
+            (Ok(None), _) | (_, Ok(Ttl::Missing)) => return Copy::Gone,
+            _ => return Copy::Error,
+        },
     };
     let ttl = match t {
-        Ttl::At(ms) if ms <= now => {
-            p.gone += 1;
-            return;
-        }
+        Ttl::At(ms) if ms <= now => return Copy::Gone,
         Ttl::At(ms) => TtlChange::At(ms),
-        _ => TtlChange::Clear,
+        Ttl::Missing => return Copy::Gone,
+        Ttl::Persistent => TtlChange::Clear,
     };
     let opts = SetOptions {
         ttl,
@@ -204,9 +243,9 @@ async fn copy_one(from: &AnyStore, to: &AnyStore, k: &[u8], now: i64, p: &mut Pr
         get: false,
     };
     match to.set(0, k, &v, opts, now).await {
-        Ok(o) if o.written => p.copied += 1,
-        Ok(_) => p.kept += 1,
-        Err(_) => p.errors += 1,
+        Ok(o) if o.written => Copy::Copied,
+        Ok(_) => Copy::Kept,
+        Err(_) => Copy::Error,
     }
 }
 
@@ -238,11 +277,15 @@ pub async fn verify(
     let mut cursor = Cursor::Start;
     while cursor != Cursor::Done {
         let now = crate::clock::now_ms();
-        let (keys, next) = page(from, &cursor, 500, now).await?;
-        for k in &keys {
-            let (Ok(Some(v)), Ok(t)) = (from.get(0, k, now).await, from.ttl(0, k, now).await)
-            else {
-                continue; // expired since listing
+        let (items, next) = page(from, &cursor, 500, now).await?;
+        for it in &items {
+            let k = &it.key[..];
+            let (v, t) = match &it.known {
+                Some((v, t)) => (v.clone(), *t),
+                None => match (from.get(0, k, now).await, from.ttl(0, k, now).await) {
+                    (Ok(Some(v)), Ok(t)) => (v, t),
+                    _ => continue, // expired since listing
+                },
             };
             d.checked += 1;
             let kind = match (to.get(0, k, now).await, to.ttl(0, k, now).await) {

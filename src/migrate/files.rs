@@ -32,6 +32,9 @@ pub struct FilesStore {
     keys: KeyMap,
     /// PHP's `session.gc_maxlifetime`, in seconds.
     gc_maxlifetime: i64,
+    /// The listing a SCAN walks: taken at cursor 0 and reused by the calls that continue
+    /// it, so a walk over a million files lists the directory once, not once per page.
+    listing: std::sync::Mutex<Option<std::sync::Arc<Vec<Bytes>>>>,
 }
 
 fn io(e: std::io::Error) -> StoreError {
@@ -55,6 +58,7 @@ impl FilesStore {
             dir,
             keys,
             gc_maxlifetime: gc_maxlifetime.max(1),
+            listing: std::sync::Mutex::new(None),
         }
     }
 
@@ -493,9 +497,24 @@ impl Store for FilesStore {
         now: UnixMs,
     ) -> StoreResult<(u64, Vec<Bytes>)> {
         Self::check_db(db)?;
-        // The cursor is a position in the sorted listing: files created meanwhile may be
-        // missed or seen twice, as with Redis's SCAN guarantees for keys added during it.
-        let all = self.list(now).await?;
+        // The cursor is a position in the sorted listing taken when the walk began (cursor
+        // 0): sessions created during the walk may be missed, as with Redis's SCAN.
+        let cached = if cursor == 0 {
+            None
+        } else {
+            self.listing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        };
+        let all = match cached {
+            Some(l) => l,
+            None => {
+                let l = std::sync::Arc::new(self.list(now).await?);
+                *self.listing.lock().unwrap_or_else(|p| p.into_inner()) = Some(l.clone());
+                l
+            }
+        };
         let start = (cursor as usize).min(all.len());
         let end = (start + filter.count.max(10)).min(all.len());
         let keys = all[start..end]

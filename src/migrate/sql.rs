@@ -223,15 +223,17 @@ impl SqlStore {
     }
 
     /// Keyset pagination for backfill: up to `n` live sessions after id `after`, as client
-    /// keys, with the last id seen and the number of rows read.
+    /// keys with their values and expiry (0: none), with the last id seen and the number of
+    /// rows read. One query per page, not per session.
     pub async fn page_after(
         &self,
         after: Option<&[u8]>,
         n: usize,
         now: UnixMs,
-    ) -> StoreResult<(Vec<Bytes>, Option<Vec<u8>>, usize)> {
+    ) -> StoreResult<(Vec<(Bytes, Bytes, i64)>, Option<Vec<u8>>, usize)> {
         let rows = sqlx::query(&self.sql(
-            "SELECT {id} FROM {t} WHERE {id} > ? AND ({exp} = 0 OR {exp} > ?) ORDER BY {id} LIMIT ?",
+            "SELECT {id}, {data}, {exp} FROM {t} WHERE {id} > ? AND ({exp} = 0 OR {exp} > ?) \
+             ORDER BY {id} LIMIT ?",
         ))
         .bind(after.unwrap_or(b""))
         .bind(now)
@@ -239,15 +241,18 @@ impl SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        let ids: Vec<Vec<u8>> = rows
-            .iter()
-            .map(|r| r.try_get::<Vec<u8>, _>(0).map_err(db_err))
-            .collect::<StoreResult<_>>()?;
-        let keys = ids
-            .iter()
-            .filter_map(|id| self.keys.to_client(id).map(Bytes::from))
-            .collect();
-        Ok((keys, ids.last().cloned(), ids.len()))
+        let mut out = Vec::with_capacity(rows.len());
+        let mut last = None;
+        for r in &rows {
+            let id: Vec<u8> = r.try_get(0).map_err(db_err)?;
+            let data: Vec<u8> = r.try_get(1).map_err(db_err)?;
+            let exp: i64 = r.try_get(2).map_err(db_err)?;
+            if let Some(k) = self.keys.to_client(&id) {
+                out.push((Bytes::from(k), Bytes::from(data), exp));
+            }
+            last = Some(id);
+        }
+        Ok((out, last, rows.len()))
     }
 
     /// Every live session id, in order (KEYS, DBSIZE, SCAN, backfill).

@@ -336,11 +336,41 @@ fn php_session_files_migrate_to_the_embedded_engine() {
     assert_eq!(php_files(&["write", "f1", "alice"]), "ok");
     assert_eq!(php_files(&["write", "f2", "bob"]), "ok");
     assert_eq!(php_files(&["read", "f1"]), r#"{"user":"alice","n":1}"#);
+    for t in 0..3 {
+        assert_eq!(php_files(&["write", &format!("w{t}"), "worker"]), "ok");
+    }
 
     let from = format!("files://{files_s}?gc_maxlifetime=1440");
     let s = sessiond(&["--migrate-from", &from, "--migrate-to", "embedded"]);
     let path = tcp(&s);
     let mut admin = s.connect();
+    // Continuous load: three workers, each a stream of real PHP requests on its own session
+    // (write, then read back), for the whole migration.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let workers: Vec<_> = (0..3)
+        .map(|t| {
+            let (stop, done, path) = (stop.clone(), done.clone(), path.clone());
+            std::thread::spawn(move || {
+                let id = format!("w{t}");
+                let mut n = 1;
+                let mut wrong = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if run(&mut php(&path, &[], &["write", &id, "worker"])) != "ok" {
+                        wrong.push(format!("{id}: write failed"));
+                    }
+                    n += 1;
+                    let got = run(&mut php(&path, &[], &["read", &id]));
+                    let want = format!(r#"{{"user":"worker","n":{n}}}"#);
+                    if got != want {
+                        wrong.push(format!("{id}: read {got}, want {want}"));
+                    }
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                (id, n, wrong)
+            })
+        })
+        .collect();
     let mut n = 1;
     let stages = [
         "off",
@@ -374,6 +404,23 @@ fn php_session_files_migrate_to_the_embedded_engine() {
             run(&mut php(&path, &[], &["read", "f2"])),
             r#"{"user":"bob","n":1}"#,
             "{stage}: f2, only ever written by the old application"
+        );
+        // Let every worker get a few requests through in this stage.
+        let from = done.load(std::sync::atomic::Ordering::Relaxed);
+        let deadline = Instant::now() + DEADLINE;
+        while done.load(std::sync::atomic::Ordering::Relaxed) < from + 6 {
+            assert!(Instant::now() < deadline, "PHP workers stalled in {stage}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        let (id, n, wrong) = w.join().expect("worker");
+        assert!(wrong.is_empty(), "{wrong:?}");
+        // In `complete`, the embedded engine alone has each worker's last write.
+        assert_eq!(
+            run(&mut php(&path, &[], &["read", &id])),
+            format!(r#"{{"user":"worker","n":{n}}}"#)
         );
     }
     // Until complete every write also reached the files: the old application would still

@@ -23,7 +23,7 @@ use bytes::Bytes;
 
 use super::keymap::KeyMap;
 use crate::store::{
-    Db, ExpireCondition, KeyType, ScanFilter, SetCondition, SetOptions, SetOutcome, Store,
+    Db, ExpireCondition, ScanFilter, SetCondition, SetOptions, SetOutcome, Store,
     StoreError, StoreResult, StoreStats, Ttl, TtlChange, UnixMs,
 };
 
@@ -216,45 +216,6 @@ impl Store for FilesStore {
         Ok(self.read(key, now).await?.map(|(v, _)| v))
     }
 
-    async fn get_ex(
-        &self,
-        db: Db,
-        key: &[u8],
-        ttl: TtlChange,
-        now: UnixMs,
-    ) -> StoreResult<Option<Bytes>> {
-        let v = self.get(db, key, now).await?;
-        if v.is_some() {
-            match ttl {
-                TtlChange::Keep => {}
-                TtlChange::Clear => {
-                    self.persist(db, key, now).await?;
-                }
-                TtlChange::At(t) => {
-                    self.expire_at(db, key, t, ExpireCondition::Always, now)
-                        .await?;
-                }
-            }
-        }
-        Ok(v)
-    }
-
-    async fn get_del(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<Option<Bytes>> {
-        let v = self.get(db, key, now).await?;
-        if v.is_some() {
-            self.del(db, &[key], now).await?;
-        }
-        Ok(v)
-    }
-
-    async fn mget(&self, db: Db, keys: &[&[u8]], now: UnixMs) -> StoreResult<Vec<Option<Bytes>>> {
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
-            out.push(self.get(db, k, now).await?);
-        }
-        Ok(out)
-    }
-
     async fn set(
         &self,
         db: Db,
@@ -304,26 +265,6 @@ impl Store for FilesStore {
         Ok(SetOutcome { written, previous })
     }
 
-    async fn mset(
-        &self,
-        db: Db,
-        pairs: &[(&[u8], &[u8])],
-        only_if_none_exist: bool,
-        now: UnixMs,
-    ) -> StoreResult<bool> {
-        if only_if_none_exist {
-            for (k, _) in pairs {
-                if self.read(k, now).await?.is_some() {
-                    return Ok(false);
-                }
-            }
-        }
-        for (k, v) in pairs {
-            self.set(db, k, v, SetOptions::plain(), now).await?;
-        }
-        Ok(true)
-    }
-
     async fn append(&self, db: Db, key: &[u8], value: &[u8], now: UnixMs) -> StoreResult<u64> {
         let (mut v, e) = match self.read(key, now).await? {
             Some((v, e)) => (v.to_vec(), Some(e)),
@@ -337,10 +278,6 @@ impl Store for FilesStore {
         };
         self.set(db, key, &v, opts, now).await?;
         Ok(v.len() as u64)
-    }
-
-    async fn strlen(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<u64> {
-        Ok(self.get(db, key, now).await?.map_or(0, |v| v.len() as u64))
     }
 
     async fn incr_by(&self, db: Db, key: &[u8], delta: i64, now: UnixMs) -> StoreResult<i64> {
@@ -402,10 +339,6 @@ impl Store for FilesStore {
             }
         }
         Ok(n)
-    }
-
-    async fn key_type(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<Option<KeyType>> {
-        Ok((self.exists(db, &[key], now).await? == 1).then_some(KeyType::String))
     }
 
     async fn rename(

@@ -190,25 +190,62 @@ pub trait Store: Send + Sync + 'static {
         now: UnixMs,
     ) -> impl Future<Output = StoreResult<Option<Bytes>>> + Send;
     /// `GETEX`: read and change the TTL in one step.
+    ///
+    /// This and the other composite operations below have default implementations in terms
+    /// of the primitive ones, for stores that have nothing better (SQL, session files). They
+    /// are not atomic; the engine and Redis override them with atomic ones.
     fn get_ex(
         &self,
         db: Db,
         key: &[u8],
         ttl: TtlChange,
         now: UnixMs,
-    ) -> impl Future<Output = StoreResult<Option<Bytes>>> + Send;
+    ) -> impl Future<Output = StoreResult<Option<Bytes>>> + Send {
+        async move {
+            let v = self.get(db, key, now).await?;
+            if v.is_some() {
+                match ttl {
+                    TtlChange::Keep => {}
+                    TtlChange::Clear => {
+                        self.persist(db, key, now).await?;
+                    }
+                    TtlChange::At(t) => {
+                        self.expire_at(db, key, t, ExpireCondition::Always, now)
+                            .await?;
+                    }
+                }
+            }
+            Ok(v)
+        }
+    }
     fn get_del(
         &self,
         db: Db,
         key: &[u8],
         now: UnixMs,
-    ) -> impl Future<Output = StoreResult<Option<Bytes>>> + Send;
+    ) -> impl Future<Output = StoreResult<Option<Bytes>>> + Send {
+        async move {
+            let v = self.get(db, key, now).await?;
+            if v.is_some() {
+                self.del(db, &[key], now).await?;
+            }
+            Ok(v)
+        }
+    }
     fn mget(
         &self,
         db: Db,
         keys: &[&[u8]],
         now: UnixMs,
-    ) -> impl Future<Output = StoreResult<Vec<Option<Bytes>>>> + Send;
+    ) -> impl Future<Output = StoreResult<Vec<Option<Bytes>>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                out.push(self.get(db, k, now).await?);
+            }
+            Ok(out)
+        }
+    }
     fn set(
         &self,
         db: Db,
@@ -224,7 +261,21 @@ pub trait Store: Send + Sync + 'static {
         pairs: &[(&[u8], &[u8])],
         only_if_none_exist: bool,
         now: UnixMs,
-    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    ) -> impl Future<Output = StoreResult<bool>> + Send {
+        async move {
+            if only_if_none_exist {
+                for (k, _) in pairs {
+                    if self.exists(db, &[k], now).await? > 0 {
+                        return Ok(false);
+                    }
+                }
+            }
+            for (k, v) in pairs {
+                self.set(db, k, v, SetOptions::plain(), now).await?;
+            }
+            Ok(true)
+        }
+    }
     /// Returns the new length.
     fn append(
         &self,
@@ -238,7 +289,9 @@ pub trait Store: Send + Sync + 'static {
         db: Db,
         key: &[u8],
         now: UnixMs,
-    ) -> impl Future<Output = StoreResult<u64>> + Send;
+    ) -> impl Future<Output = StoreResult<u64>> + Send {
+        async move { Ok(self.get(db, key, now).await?.map_or(0, |v| v.len() as u64)) }
+    }
     fn incr_by(
         &self,
         db: Db,
@@ -273,7 +326,9 @@ pub trait Store: Send + Sync + 'static {
         db: Db,
         key: &[u8],
         now: UnixMs,
-    ) -> impl Future<Output = StoreResult<Option<KeyType>>> + Send;
+    ) -> impl Future<Output = StoreResult<Option<KeyType>>> + Send {
+        async move { Ok((self.exists(db, &[key], now).await? == 1).then_some(KeyType::String)) }
+    }
     /// `RENAME` (`only_if_absent == false`) / `RENAMENX`. `Err(NoSuchKey)` if `src` is missing;
     /// `Ok(false)` if NX prevented it.
     fn rename(

@@ -60,6 +60,15 @@ impl Store for AnyStore {
         each!(self, |s| s.get_del(db, key, now).await)
     }
 
+    async fn get_with_ttl(
+        &self,
+        db: Db,
+        key: &[u8],
+        now: UnixMs,
+    ) -> StoreResult<Option<(Bytes, Ttl)>> {
+        each!(self, |s| s.get_with_ttl(db, key, now).await)
+    }
+
     async fn mget(&self, db: Db, keys: &[&[u8]], now: UnixMs) -> StoreResult<Vec<Option<Bytes>>> {
         each!(self, |s| s.mget(db, keys, now).await)
     }

@@ -225,10 +225,10 @@ async fn copy_one(from: &AnyStore, to: &AnyStore, it: &Item, now: i64) -> Copy {
     let k = &it.key[..];
     let (v, t) = match &it.known {
         Some((v, t)) => (v.clone(), *t),
-        None => match (from.get(0, k, now).await, from.ttl(0, k, now).await) {
-            (Ok(Some(v)), Ok(t)) => (v, t),
-            (Ok(None), _) | (_, Ok(Ttl::Missing)) => return Copy::Gone,
-            _ => return Copy::Error,
+        None => match from.get_with_ttl(0, k, now).await {
+            Ok(Some(vt)) => vt,
+            Ok(None) => return Copy::Gone,
+            Err(_) => return Copy::Error,
         },
     };
     let ttl = match t {
@@ -282,8 +282,8 @@ pub async fn verify(
             let k = &it.key[..];
             let (v, t) = match &it.known {
                 Some((v, t)) => (v.clone(), *t),
-                None => match (from.get(0, k, now).await, from.ttl(0, k, now).await) {
-                    (Ok(Some(v)), Ok(t)) => (v, t),
+                None => match from.get_with_ttl(0, k, now).await {
+                    Ok(Some(vt)) => vt,
                     _ => continue, // expired since listing
                 },
             };

@@ -23,8 +23,8 @@ use bytes::Bytes;
 
 use super::keymap::KeyMap;
 use crate::store::{
-    Db, ExpireCondition, ScanFilter, SetCondition, SetOptions, SetOutcome, Store,
-    StoreError, StoreResult, StoreStats, Ttl, TtlChange, UnixMs,
+    Db, ExpireCondition, ScanFilter, SetCondition, SetOptions, SetOutcome, Store, StoreError,
+    StoreResult, StoreStats, Ttl, TtlChange, UnixMs,
 };
 
 pub struct FilesStore {
@@ -214,6 +214,16 @@ impl Store for FilesStore {
     async fn get(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<Option<Bytes>> {
         Self::check_db(db)?;
         Ok(self.read(key, now).await?.map(|(v, _)| v))
+    }
+
+    async fn get_with_ttl(
+        &self,
+        db: Db,
+        key: &[u8],
+        now: UnixMs,
+    ) -> StoreResult<Option<(Bytes, Ttl)>> {
+        Self::check_db(db)?;
+        Ok(self.read(key, now).await?.map(|(v, e)| (v, Ttl::At(e))))
     }
 
     async fn set(

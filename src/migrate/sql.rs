@@ -29,8 +29,8 @@ use sqlx::Row;
 
 use super::keymap::KeyMap;
 use crate::store::{
-    Db, ExpireCondition, ScanFilter, SetCondition, SetOptions, SetOutcome, Store,
-    StoreError, StoreResult, StoreStats, Ttl, TtlChange, UnixMs,
+    Db, ExpireCondition, ScanFilter, SetCondition, SetOptions, SetOutcome, Store, StoreError,
+    StoreResult, StoreStats, Ttl, TtlChange, UnixMs,
 };
 
 /// What a `mysql://` URL names.
@@ -279,6 +279,22 @@ fn expiry_of(ttl: TtlChange, current: Option<i64>) -> i64 {
 }
 
 impl Store for SqlStore {
+    async fn get_with_ttl(
+        &self,
+        db: Db,
+        key: &[u8],
+        now: UnixMs,
+    ) -> StoreResult<Option<(Bytes, Ttl)>> {
+        Self::check_db(db)?;
+        let Some(id) = self.id(key) else {
+            return Ok(None);
+        };
+        Ok(self
+            .row(&id, now)
+            .await?
+            .map(|(v, e)| (v, if e == 0 { Ttl::Persistent } else { Ttl::At(e) })))
+    }
+
     async fn get(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<Option<Bytes>> {
         Self::check_db(db)?;
         let Some(id) = self.id(key) else {

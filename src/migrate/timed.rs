@@ -80,6 +80,15 @@ impl<S: Store> Store for Timed<S> {
         self.timed(self.inner.get_del(db, key, now)).await
     }
 
+    async fn get_with_ttl(
+        &self,
+        db: Db,
+        key: &[u8],
+        now: UnixMs,
+    ) -> StoreResult<Option<(Bytes, Ttl)>> {
+        self.timed(self.inner.get_with_ttl(db, key, now)).await
+    }
+
     async fn mget(&self, db: Db, keys: &[&[u8]], now: UnixMs) -> StoreResult<Vec<Option<Bytes>>> {
         self.timed(self.inner.mget(db, keys, now)).await
     }

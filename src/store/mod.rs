@@ -218,6 +218,24 @@ pub trait Store: Send + Sync + 'static {
             Ok(v)
         }
     }
+    /// A value and its TTL state (backfill, copy-forward). Stores that keep both together
+    /// (session files, SQL rows) answer in one read.
+    fn get_with_ttl(
+        &self,
+        db: Db,
+        key: &[u8],
+        now: UnixMs,
+    ) -> impl Future<Output = StoreResult<Option<(Bytes, Ttl)>>> + Send {
+        async move {
+            let Some(v) = self.get(db, key, now).await? else {
+                return Ok(None);
+            };
+            Ok(match self.ttl(db, key, now).await? {
+                Ttl::Missing => None,
+                t => Some((v, t)),
+            })
+        }
+    }
     fn get_del(
         &self,
         db: Db,

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use super::keymap::KeyMap;
 use crate::store::{
     Db, ExpireCondition, ScanFilter, SetCondition, SetOptions, SetOutcome, Store, StoreError,
-    StoreResult, StoreStats, Ttl, TtlChange, UnixMs,
+    StoreResult, Ttl, TtlChange, UnixMs,
 };
 
 pub struct FilesStore {
@@ -516,23 +516,6 @@ impl Store for FilesStore {
         Err(StoreError::Other(
             "ERR session files have only database 0".into(),
         ))
-    }
-
-    fn stats(&self, _now: UnixMs) -> StoreStats {
-        StoreStats {
-            maxmemory_policy: "noeviction",
-            ..StoreStats::default()
-        }
-    }
-
-    fn databases(&self) -> usize {
-        1
-    }
-
-    fn set_maxmemory(&self, _bytes: u64) {}
-
-    fn set_maxmemory_policy(&self, _policy: &str) -> bool {
-        false
     }
 }
 

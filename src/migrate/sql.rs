@@ -30,7 +30,7 @@ use sqlx::Row;
 use super::keymap::KeyMap;
 use crate::store::{
     Db, ExpireCondition, ScanFilter, SetCondition, SetOptions, SetOutcome, Store, StoreError,
-    StoreResult, StoreStats, Ttl, TtlChange, UnixMs,
+    StoreResult, Ttl, TtlChange, UnixMs,
 };
 
 /// What a `mysql://` URL names.
@@ -645,23 +645,6 @@ impl Store for SqlStore {
         Err(StoreError::Other(
             "ERR a SQL store has only database 0".into(),
         ))
-    }
-
-    fn stats(&self, _now: UnixMs) -> StoreStats {
-        StoreStats {
-            maxmemory_policy: "noeviction",
-            ..StoreStats::default()
-        }
-    }
-
-    fn databases(&self) -> usize {
-        1
-    }
-
-    fn set_maxmemory(&self, _bytes: u64) {}
-
-    fn set_maxmemory_policy(&self, _policy: &str) -> bool {
-        false
     }
 }
 

@@ -398,13 +398,24 @@ pub trait Store: Send + Sync + 'static {
     fn flush_db(&self, db: Db) -> impl Future<Output = StoreResult<()>> + Send;
     fn flush_all(&self) -> impl Future<Output = StoreResult<()>> + Send;
     fn swap_db(&self, a: Db, b: Db) -> impl Future<Output = StoreResult<()>> + Send;
-    fn stats(&self, now: UnixMs) -> StoreStats;
-    /// Number of logical databases.
-    fn databases(&self) -> usize;
-    /// Runtime-settable memory limit (`CONFIG SET maxmemory`).
-    fn set_maxmemory(&self, bytes: u64);
+    /// Counters for INFO; stores without memory accounting report zeros.
+    fn stats(&self, _now: UnixMs) -> StoreStats {
+        StoreStats {
+            maxmemory_policy: "noeviction",
+            ..StoreStats::default()
+        }
+    }
+    /// Number of logical databases (stores with one database keep the default).
+    fn databases(&self) -> usize {
+        1
+    }
+    /// Runtime-settable memory limit (`CONFIG SET maxmemory`); ignored by stores that have
+    /// none of their own.
+    fn set_maxmemory(&self, _bytes: u64) {}
     /// Runtime-settable eviction policy; `false` if the name is not a policy this store knows.
-    fn set_maxmemory_policy(&self, policy: &str) -> bool;
+    fn set_maxmemory_policy(&self, _policy: &str) -> bool {
+        false
+    }
     /// A store that is itself a Redis upstream (gateway mode): connections forward data
     /// commands to it as raw RESP instead of calling the methods above, so replies are the
     /// upstream's own bytes and pipelines stay pipelines. See `upstream/forward.rs`.

@@ -45,7 +45,7 @@ use bytes::{Bytes, BytesMut};
 use crate::resp::value::{decode, Value};
 use crate::store::{
     Db, ExpireCondition, KeyType, ScanFilter, SetCondition, SetOptions, SetOutcome, Store,
-    StoreError, StoreResult, StoreStats, Ttl, TtlChange, UnixMs,
+    StoreError, StoreResult, Ttl, TtlChange, UnixMs,
 };
 use conn::{encode, MAX_REPLY_BULK};
 use node::Node;
@@ -1106,21 +1106,8 @@ impl Store for Upstream {
             .map(|_| ())
     }
 
-    fn stats(&self, _now: UnixMs) -> StoreStats {
-        StoreStats {
-            maxmemory_policy: "noeviction",
-            ..StoreStats::default()
-        }
-    }
-
     fn databases(&self) -> usize {
         self.opts.databases
-    }
-
-    fn set_maxmemory(&self, _bytes: u64) {}
-
-    fn set_maxmemory_policy(&self, _policy: &str) -> bool {
-        false
     }
 
     fn gateway(&self) -> Option<&Upstream> {

@@ -287,6 +287,18 @@ fn admin_api_and_ctl_control_the_migration() {
         c.cmd(&["CONFIG", "SET", "migrate-stage", "sideways"]),
         Value::Error(_)
     ));
+    // Stage and percentage in one CONFIG SET change together or not at all.
+    assert!(matches!(
+        c.cmd(&[
+            "CONFIG",
+            "SET",
+            "migrate-stage",
+            "live",
+            "migrate-percent",
+            "200"
+        ]),
+        Value::Error(_)
+    ));
     // Nothing changed by the refused requests.
     let (_, text) = ctl(&admin, &["--dir", &dir, "migration", "status"]);
     assert!(text.contains("stage shadow at 100"), "{text}");

@@ -157,6 +157,54 @@ fn param_value<S: Store>(cx: &Ctx<'_, '_, S>, name: &str) -> String {
     }
 }
 
+/// The stage and percentage a CONFIG SET asks for, if it names either; `Err((param, why))`.
+fn migration_change<S: Store>(
+    cx: &Ctx<'_, '_, S>,
+    pairs: &[&[u8]],
+) -> Result<Option<Setting>, (String, String)> {
+    let mut stage = None;
+    let mut percent = None;
+    for pair in pairs.chunks_exact(2) {
+        let name = lossy(pair[0]).to_ascii_lowercase();
+        let value = lossy(pair[1]);
+        match name.as_str() {
+            "migrate-stage" => {
+                stage = Some(Stage::parse(&value).ok_or((name.clone(), "argument must be one of the following: off, dualwrite, shadow, live, rampdown, complete".to_string()))?);
+            }
+            "migrate-percent" => {
+                percent = Some(value.parse::<f64>().map_err(|_| {
+                    (
+                        name.clone(),
+                        "argument couldn't be parsed into a number".to_string(),
+                    )
+                })?);
+            }
+            _ => {}
+        }
+    }
+    if stage.is_none() && percent.is_none() {
+        return Ok(None);
+    }
+    let which = if stage.is_some() {
+        "migrate-stage"
+    } else {
+        "migrate-percent"
+    };
+    let Some(m) = cx.store().migration() else {
+        return Err((
+            which.into(),
+            "not migrating (start with --migrate-from and --migrate-to)".into(),
+        ));
+    };
+    let current = m.setting();
+    Setting::new(
+        stage.unwrap_or(current.stage),
+        percent.unwrap_or(current.percent()),
+    )
+    .map(Some)
+    .map_err(|e| ("migrate-percent".into(), e))
+}
+
 fn set_param<S: Store>(cx: &Ctx<'_, '_, S>, name: &str, value: &str) -> Result<(), String> {
     let st = &cx.server.settings;
     let num = |v: &str| {
@@ -164,21 +212,6 @@ fn set_param<S: Store>(cx: &Ctx<'_, '_, S>, name: &str, value: &str) -> Result<(
             .map_err(|_| "argument couldn't be parsed into an integer".to_string())
     };
     match name {
-        "migrate-stage" | "migrate-percent" => {
-            let Some(m) = cx.store().migration() else {
-                return Err("not migrating (start with --migrate-from and --migrate-to)".into());
-            };
-            let mut s = m.setting();
-            if name == "migrate-stage" {
-                s.stage = Stage::parse(value).ok_or("argument must be one of the following: off, dualwrite, shadow, live, rampdown, complete")?;
-            } else {
-                let p: f64 = value
-                    .parse()
-                    .map_err(|_| "argument couldn't be parsed into a number".to_string())?;
-                s = Setting::new(s.stage, p)?;
-            }
-            m.set_setting(s);
-        }
         "maxmemory" | "maxmemory-policy" if cx.store().gateway().is_some() => {
             return Err("memory limits belong to the upstream Redis; set them there".into());
         }
@@ -273,8 +306,18 @@ pub fn config<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
                     )));
                 }
             }
+            // A migration's stage and percentage given together change in one step, checked
+            // before anything else is applied.
+            let migration = migration_change(cx, &a[2..]).map_err(|(name, e)| {
+                CmdError::msg(format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{name}') - {e}"
+                ))
+            })?;
             for pair in a[2..].chunks_exact(2) {
                 let name = lossy(pair[0]).to_ascii_lowercase();
+                if name.starts_with("migrate-") {
+                    continue;
+                }
                 set_param(cx, &name, &lossy(pair[1])).map_err(|e| {
                     CmdError::msg(format!(
                         "ERR CONFIG SET failed (possibly related to argument '{name}') - {e}"
@@ -283,6 +326,9 @@ pub fn config<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
                 if name != "requirepass" {
                     tracing::info!("CONFIG SET {name} {}", lossy(pair[1]));
                 }
+            }
+            if let (Some(s), Some(m)) = (migration, cx.store().migration()) {
+                m.set_setting(s);
             }
             cx.out.ok();
         }

@@ -190,6 +190,7 @@ impl Node {
                     failures = 0;
                     if !self.healthy.swap(true, Ordering::AcqRel) {
                         tracing::warn!("upstream {} is back", self.addr);
+                        self.set_error("");
                     }
                 }
                 Err(e) => {

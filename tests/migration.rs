@@ -600,3 +600,57 @@ fn backfill_resumes_after_interruption_and_never_overwrites() {
         "{report}"
     );
 }
+
+/// Backfill from PHP session files: live sessions copied with PHP's expiry
+/// (mtime + gc_maxlifetime), expired ones left behind; verify agrees.
+#[test]
+fn backfill_from_php_session_files() {
+    let dir = support::TempDir::new("files-backfill");
+    let files = dir.path("sessions");
+    std::fs::create_dir_all(&files).expect("dir");
+    let now = std::time::SystemTime::now();
+    for i in 0..50 {
+        std::fs::write(
+            files.join(format!("sess_live{i}")),
+            format!("user|s:1:\"{i}\";"),
+        )
+        .expect("write");
+    }
+    for i in 0..5 {
+        let f = files.join(format!("sess_old{i}"));
+        std::fs::write(&f, "x").expect("write");
+        let old = std::fs::File::options().write(true).open(&f).expect("open");
+        old.set_modified(now - Duration::from_secs(7200))
+            .expect("mtime");
+    }
+    let new = redis_server(&[]);
+    let from = format!("files://{}?gc_maxlifetime=1440", files.display());
+    let to = format!("redis://127.0.0.1:{}", new.port);
+    let out = migrate_cmd(&["backfill", "--from", &from, "--to", &to, "--quiet"])
+        .output()
+        .expect("backfill");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("50 sessions seen, 50 copied"), "{report}");
+    let mut r = new.connect();
+    assert_eq!(r.cmd(&["DBSIZE"]), Value::Int(50));
+    assert_eq!(
+        r.cmd(&["GET", "PHPREDIS_SESSION:live7"]),
+        Value::bulk("user|s:1:\"7\";")
+    );
+    let Value::Int(ttl) = r.cmd(&["TTL", "PHPREDIS_SESSION:live7"]) else {
+        panic!("TTL")
+    };
+    assert!(
+        (1400..=1440).contains(&ttl),
+        "PHP's expiry carried over: {ttl}"
+    );
+    let out = migrate_cmd(&["verify", "--from", &from, "--to", &to])
+        .output()
+        .expect("verify");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

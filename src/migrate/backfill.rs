@@ -79,6 +79,40 @@ pub async fn page(
                 .collect();
             Ok((items, next))
         }
+        (AnyStore::Files(files), c) => {
+            // The listing, then every file of the page read in one blocking call.
+            let at = match c {
+                Cursor::Scan(x) => *x,
+                _ => 0,
+            };
+            let filter = ScanFilter {
+                count: n,
+                ..ScanFilter::default()
+            };
+            let (next, keys) = files
+                .scan(0, at, &filter, now)
+                .await
+                .map_err(|e| e.message())?;
+            let items = files
+                .read_many(keys, now)
+                .await
+                .map_err(|e| e.message())?
+                .into_iter()
+                .map(|(key, vt)| Item {
+                    known: Some(match vt {
+                        Some((v, e)) => (v, Ttl::At(e)),
+                        None => (Bytes::new(), Ttl::Missing),
+                    }),
+                    key,
+                })
+                .collect();
+            let next = if next == 0 {
+                Cursor::Done
+            } else {
+                Cursor::Scan(next)
+            };
+            Ok((items, next))
+        }
         (s, c) => {
             let at = match c {
                 Cursor::Scan(x) => *x,
@@ -287,6 +321,9 @@ pub async fn verify(
                     _ => continue, // expired since listing
                 },
             };
+            if t == Ttl::Missing {
+                continue; // expired since listing
+            }
             d.checked += 1;
             let kind = match (to.get(0, k, now).await, to.ttl(0, k, now).await) {
                 (Ok(None), _) => {

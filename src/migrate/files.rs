@@ -96,14 +96,55 @@ impl FilesStore {
         let Some(path) = self.path(key) else {
             return Ok(None);
         };
-        let Some(m) = self.live(&path, now).await? else {
-            return Ok(None);
-        };
-        match tokio::fs::read(&path).await {
-            Ok(v) => Ok(Some((Bytes::from(v), self.expiry(&m)))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(e)),
-        }
+        // One trip to the blocking pool for both the expiry and the bytes: the hand-offs,
+        // not the file system, are what a bulk read of many small files costs.
+        let ttl_ms = self.gc_maxlifetime * 1000;
+        let r = tokio::task::spawn_blocking(move || -> std::io::Result<Option<(Vec<u8>, i64)>> {
+            use std::io::Read;
+            let mut f = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let expiry = mtime_ms(&f.metadata()?) + ttl_ms;
+            if expiry <= now {
+                return Ok(None);
+            }
+            let mut v = Vec::new();
+            f.read_to_end(&mut v)?;
+            Ok(Some((v, expiry)))
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("ERR session files: {e}")))?;
+        Ok(r.map_err(io)?.map(|(v, e)| (Bytes::from(v), e)))
+    }
+
+    /// Many sessions read in one trip to the blocking pool (backfill and verify walk pages
+    /// of a thousand): value and expiry of each live one.
+    pub async fn read_many(
+        &self,
+        keys: Vec<Bytes>,
+        now: UnixMs,
+    ) -> StoreResult<Vec<(Bytes, Option<(Bytes, i64)>)>> {
+        let paths: Vec<Option<PathBuf>> = keys.iter().map(|k| self.path(k)).collect();
+        let ttl_ms = self.gc_maxlifetime * 1000;
+        let read = tokio::task::spawn_blocking(move || {
+            paths
+                .into_iter()
+                .map(|p| {
+                    let path = p?;
+                    let m = std::fs::metadata(&path).ok()?;
+                    let expiry = mtime_ms(&m) + ttl_ms;
+                    if expiry <= now {
+                        return None;
+                    }
+                    std::fs::read(&path).ok().map(|v| (Bytes::from(v), expiry))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("ERR session files: {e}")))?;
+        Ok(keys.into_iter().zip(read).collect())
     }
 
     /// The mtime that encodes an expiry time.

@@ -7,6 +7,7 @@
 //! `log_lines_dropped`, so an operator can see that lines were lost and why none of them
 //! slowed anything down.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
@@ -53,7 +54,8 @@ pub fn init(cfg: &Config) -> WorkerGuard {
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(writer)
-        .with_ansi(cfg.logfile.is_none())
+        // Colour only for a person at a terminal: a file or a pipe gets plain text.
+        .with_ansi(cfg.logfile.is_none() && std::io::stderr().is_terminal())
         .with_target(false)
         .init();
     guard

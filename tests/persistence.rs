@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,16 +23,6 @@ fn start_in(dir: &TempDir, extra: &[&str]) -> Proc {
     let mut args = vec!["--dir", d.as_str()];
     args.extend_from_slice(extra);
     sessiond(&args)
-}
-
-/// A command that may fail because the server is being killed: `None` if the connection died.
-fn try_cmd(c: &mut Conn, args: &[&str]) -> Option<Value> {
-    c.writer
-        .write_all(&encode(
-            &args.iter().map(|s| s.as_bytes()).collect::<Vec<_>>(),
-        ))
-        .ok()?;
-    c.read()
 }
 
 fn info_field(c: &mut Conn, section: &str, field: &str) -> String {
@@ -132,7 +121,7 @@ fn client_loop(
             n
         });
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let reply = try_cmd(&mut c, &refs);
+        let reply = c.try_cmd(&refs);
         let mut e = out.lock().unwrap();
         e.in_flight.remove(&key);
         match reply {
@@ -227,7 +216,7 @@ fn crash_rounds(fsync: &str, rounds: usize) {
         // rewrite starts first, so some kills land in the middle of one.
         let target = expected.lock().unwrap().acks + 100 + rng.usize(..1500);
         if round % 2 == 1 {
-            let _ = try_cmd(&mut server.connect(), &["BGREWRITEAOF"]);
+            let _ = server.connect().try_cmd(&["BGREWRITEAOF"]);
         }
         let deadline = Instant::now() + DEADLINE;
         while expected.lock().unwrap().acks < target {

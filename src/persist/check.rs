@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use super::format::{
     decode_ops, find_valid_frame, frame, frame_at, Op, FRAME_HEADER, LOG_MAGIC, SNAPSHOT_MAGIC,
 };
-use super::manifest::{sync_dir, Manifest};
+use super::manifest::{sync_dir, Manifest, MANIFEST};
 
 /// A damaged byte range.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,8 +124,19 @@ pub fn check_file(path: &Path, fix: bool) -> Result<FileReport, String> {
         let bak = PathBuf::from(format!("{}.bak", path.display()));
         let tmp = PathBuf::from(format!("{}.fixed", path.display()));
         let io = |e: std::io::Error| format!("{}: {e}", path.display());
-        let mut f = fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&out).and_then(|_| f.sync_all()).map_err(io)?;
+        let written = fs::File::create(&tmp).and_then(|mut f| {
+            f.write_all(&out)?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            // Nothing half-written is left behind, and the message says what room it needs.
+            let _ = fs::remove_file(&tmp);
+            return Err(format!(
+                "{}: cannot write the repaired copy ({} bytes, beside the original): {e}",
+                path.display(),
+                out.len()
+            ));
+        }
         fs::rename(path, &bak).map_err(io)?;
         fs::rename(&tmp, path).map_err(io)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -141,8 +152,30 @@ pub fn check(path: &Path, fix: bool) -> Result<Vec<FileReport>, String> {
     if !path.is_dir() {
         return Ok(vec![check_file(path, fix)?]);
     }
-    let m = Manifest::read(path)?
-        .ok_or_else(|| format!("{}: no sessiond.manifest here", path.display()))?;
+    let m = match Manifest::read(path)? {
+        Some(m) => m,
+        None => {
+            let m = Manifest::infer(path)?.ok_or_else(|| {
+                format!(
+                    "{}: no {MANIFEST} and no snapshot-N.sdb or log-N.aof files here",
+                    path.display()
+                )
+            })?;
+            println!(
+                "{}: no {MANIFEST}; the files present make this one:\n{}",
+                path.display(),
+                m.render().trim_end()
+            );
+            if fix {
+                m.write(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                println!("{MANIFEST} written");
+            } else {
+                println!("(run again with --fix to write it; `sessiond serve` also rebuilds it)");
+            }
+            m
+        }
+    };
     m.files().map(|f| check_file(&path.join(f), fix)).collect()
 }
 

@@ -21,13 +21,18 @@
 //!   window cut fsyncs from ~17k/s to ~5k/s and raised throughput from ~1.2× to ~1.6×
 //!   redis-server's (docs/BENCHMARKS.md). A lone writer never waits (see `cut_round`).
 //!
-//! A failed write or fsync leaves the unwritten bytes queued, truncates any partial frame off
-//! the file, and sets an error that makes write commands fail with Redis's `MISCONF`-style
-//! message until a later write succeeds. A connection whose write could not be made durable is
-//! closed without its replies: a client never sees success for a write that was not logged.
+//! # A failing disk (ENOSPC, EIO)
+//! A failed write or fsync leaves the unwritten bytes queued, cuts any partial frame off the
+//! file (every write goes to an explicit offset, so the next one starts exactly where the
+//! last whole frame ended: no hole), and sets an error that makes write commands fail with
+//! Redis's `MISCONF` message; reads go on. A connection whose write could not be made durable
+//! is closed without its replies: a client never sees success for a write that was not
+//! logged. The sync thread retries the queued bytes with a backoff (10 ms doubling to 1 s),
+//! whatever the policy, so service resumes by itself when space returns; each change of
+//! state (failing, working again) is logged once, never each attempt.
 
 use std::fs::File;
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -336,16 +341,14 @@ impl Journal {
                 end,
             )
         };
-        match (&*sink.log.file).write_all(&buf) {
+        // At the offset where the last whole frame ended, whatever the file position: after a
+        // failed write the position may be past it, and a plain write would leave a hole.
+        match sink.log.file.write_all_at(&buf, sink.log.len) {
             Ok(()) => {
                 sink.log.len += buf.len() as u64;
                 self.written.store(end, Ordering::Release);
                 buf.clear();
                 sink.spare = buf;
-                if self.failed.load(Ordering::Relaxed) {
-                    tracing::warn!("writing to the append-only log works again");
-                    self.set_error(None);
-                }
                 Ok(())
             }
             Err(e) => {
@@ -355,16 +358,48 @@ impl Journal {
                 let mut p = lock(&self.pending);
                 buf.extend_from_slice(&p.buf);
                 p.buf = buf;
+                drop(p);
                 let msg = format!(
                     "Errors writing to the AOF file: {}",
                     e.kind().to_string().to_lowercase()
                 );
-                tracing::error!("writing {}: {e}", sink.log.path.display());
-                drop(p);
-                self.set_error(Some(msg.clone()));
+                self.fail(msg.clone(), || {
+                    format!("writing {}: {e}", sink.log.path.display())
+                });
                 Err(msg)
             }
         }
+    }
+
+    /// Enters (or stays in) the failed state. Logs only the change into it, and wakes every
+    /// connection waiting for an fsync so that it sees the error instead of waiting on.
+    fn fail(&self, msg: String, detail: impl FnOnce() -> String) {
+        if !self.failed.load(Ordering::Relaxed) {
+            tracing::error!(
+                "{}; write commands are refused (MISCONF) until it works again, retrying",
+                detail()
+            );
+        }
+        self.set_error(Some(msg));
+        self.synced.send_modify(|_| {});
+    }
+
+    /// The sync thread's retry while failed: writes what is queued and (under `always`)
+    /// fsyncs it. On success the error clears and write commands are accepted again.
+    fn retry(&self) -> Result<(), String> {
+        let mut sink = lock(&self.sink);
+        let target = self.appended();
+        self.write_locked(&mut sink, target)?;
+        if self.policy() == Fsync::Always {
+            let file = sink.log.file.clone();
+            self.fsync(&file, target)?;
+        }
+        drop(sink);
+        if self.failed.load(Ordering::Relaxed) {
+            tracing::warn!("the append-only log can be written again; write commands resume");
+            self.set_error(None);
+        }
+        Ok(())
     }
 
     /// Writes everything and fsyncs (shutdown, before a rewrite switches files).
@@ -399,10 +434,7 @@ impl Journal {
                     "Errors writing to the AOF file: fsync failed: {}",
                     e.kind().to_string().to_lowercase()
                 );
-                tracing::error!("fsync of the append-only log: {e}");
-                self.set_error(Some(msg.clone()));
-                // Wake waiters so they see the error instead of hanging.
-                self.synced.send_modify(|_| {});
+                self.fail(msg.clone(), || format!("fsync of the append-only log: {e}"));
                 Err(msg)
             }
         }
@@ -428,17 +460,42 @@ impl Journal {
     }
 }
 
+/// The first retry after a failed write waits this long; each failure doubles it up to
+/// [`RETRY_MAX`]: a full disk costs a few wake-ups a second, not a spinning core.
+const RETRY_MIN: Duration = Duration::from_millis(10);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
 fn sync_thread(weak: Weak<Journal>) {
     let mut last_everysec = Instant::now();
+    let mut backoff = RETRY_MIN;
     loop {
         let Some(j) = weak.upgrade() else { return };
+        if j.failed.load(Ordering::Relaxed) {
+            // Failed: wait out the backoff (only a stop cuts it short), then retry.
+            let s = lock(&j.sync);
+            let (s, _) = j
+                .sync_wake
+                .wait_timeout_while(s, backoff, |s| !s.stop)
+                .unwrap_or_else(|p| p.into_inner());
+            if s.stop {
+                return;
+            }
+            drop(s);
+            match j.retry() {
+                Ok(()) => backoff = RETRY_MIN,
+                Err(_) => backoff = (backoff * 2).min(RETRY_MAX),
+            }
+            continue;
+        }
         let requested = {
             let mut s = lock(&j.sync);
             s.thread = ThreadState::Idle;
             let (mut s, _) = j
                 .sync_wake
                 .wait_timeout_while(s, Duration::from_millis(200), |s| {
-                    !s.stop && s.requested <= *j.synced.borrow()
+                    !s.stop
+                        && s.requested <= *j.synced.borrow()
+                        && !j.failed.load(Ordering::Relaxed)
                 })
                 .unwrap_or_else(|p| p.into_inner());
             s.thread = ThreadState::Working;
@@ -524,6 +581,30 @@ mod tests {
             20,
             "one fsync per sequential write"
         );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A write that fails (here: a read-only handle, as a full disk would) reaches the
+    /// waiting client as an error at once; it used to wait until something else woke it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_wakes_its_waiter_with_the_error() {
+        let (good, dir) = journal("fail");
+        let path = dir.join("readonly");
+        std::fs::write(&path, b"").expect("file");
+        let log = LogFile {
+            file: Arc::new(File::open(&path).expect("open")),
+            path,
+            len: 0,
+        };
+        drop(good);
+        let j = Journal::start(log, Fsync::Always, Duration::from_secs(3600));
+        let _conn = j.connection();
+        let t = set(&j, b"k");
+        let r = tokio::time::timeout(Duration::from_secs(30), j.commit(t))
+            .await
+            .expect("a failed write left its waiter hanging");
+        assert!(r.is_err_and(|e| e.starts_with("Errors writing to the AOF file")));
+        assert!(j.error().is_some(), "writes are refused while failing");
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -98,12 +98,42 @@ impl Manifest {
     /// Replaces the manifest of `dir` atomically and durably.
     pub fn write(&self, dir: &Path) -> io::Result<()> {
         let tmp = dir.join(format!("{MANIFEST}.tmp"));
-        let mut f = File::create(&tmp)?;
-        f.write_all(self.render().as_bytes())?;
-        f.sync_all()?;
-        drop(f);
+        let written = File::create(&tmp).and_then(|mut f| {
+            f.write_all(self.render().as_bytes())?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         fs::rename(&tmp, dir.join(MANIFEST))?;
         sync_dir(dir)
+    }
+
+    /// The manifest the data files present in `dir` imply, for a directory whose manifest
+    /// is missing (deleted by hand, lost with a partial backup restore). `Ok(None)` when
+    /// there are no data files: a new directory.
+    ///
+    /// The rewrite procedure (see `mod.rs`) makes this well defined: `snapshot-K.sdb` exists
+    /// only once complete (written as `.tmp`, fsynced, renamed), and it holds the state as of
+    /// the switch to `log-K.aof`, so the newest snapshot plus every log of generation `K` or
+    /// later, in order, is the data. Older logs are ones a finished rewrite had not yet
+    /// deleted. Without a snapshot, every log from the oldest is the data. This is what
+    /// Redis's multi-part AOF loader does with its base and incremental files.
+    pub fn infer(dir: &Path) -> Result<Option<Manifest>, String> {
+        let found = DataFiles::scan(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if found.snapshots.is_empty() && found.logs.is_empty() {
+            return Ok(None);
+        }
+        let snapshot = found.snapshots.iter().max().copied();
+        let from = snapshot.unwrap_or(0);
+        let mut logs: Vec<u64> = found.logs.iter().copied().filter(|&g| g >= from).collect();
+        logs.sort_unstable();
+        Ok(Some(Manifest {
+            generation: found.max_generation,
+            snapshot: snapshot.map(snapshot_name),
+            logs: logs.into_iter().map(log_name).collect(),
+        }))
     }
 
     /// Every file this manifest names.
@@ -113,6 +143,62 @@ impl Manifest {
             .chain(self.logs.iter())
             .map(String::as_str)
     }
+}
+
+/// The data files found in a directory, by generation.
+#[derive(Debug, Default)]
+pub struct DataFiles {
+    pub snapshots: Vec<u64>,
+    pub logs: Vec<u64>,
+    /// The highest generation any of our file names carries, temporary ones included:
+    /// a new generation is numbered past it, so creating a file never meets an old one.
+    pub max_generation: u64,
+}
+
+impl DataFiles {
+    pub fn scan(dir: &Path) -> io::Result<DataFiles> {
+        let mut found = DataFiles::default();
+        for entry in fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let (generation, kind) = match parse_name(name) {
+                Some(x) => x,
+                None => continue,
+            };
+            found.max_generation = found.max_generation.max(generation);
+            match kind {
+                FileKind::Snapshot => found.snapshots.push(generation),
+                FileKind::Log => found.logs.push(generation),
+                FileKind::Temporary => {}
+            }
+        }
+        Ok(found)
+    }
+}
+
+enum FileKind {
+    Snapshot,
+    Log,
+    Temporary,
+}
+
+/// `snapshot-N.sdb`, `log-N.aof`, or one of those with a `.tmp` suffix.
+fn parse_name(name: &str) -> Option<(u64, FileKind)> {
+    let (name, tmp) = match name.strip_suffix(".tmp") {
+        Some(n) => (n, true),
+        None => (name, false),
+    };
+    let (n, kind) = if let Some(rest) = name.strip_prefix("snapshot-") {
+        (rest.strip_suffix(".sdb")?, FileKind::Snapshot)
+    } else {
+        let rest = name.strip_prefix("log-")?;
+        (rest.strip_suffix(".aof")?, FileKind::Log)
+    };
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let g = n.parse().ok()?;
+    Some((g, if tmp { FileKind::Temporary } else { kind }))
 }
 
 /// Makes renames and creations in `dir` durable.
@@ -135,5 +221,53 @@ mod tests {
         assert!(Manifest::parse("# sessiond manifest v1\nlog ../etc/passwd\n").is_err());
         assert!(Manifest::parse("hello\n").is_err());
         assert!(Manifest::parse("# sessiond manifest v1\nsnapshot a\nsnapshot b\n").is_err());
+    }
+
+    fn dir_with(name: &str, files: &[&str]) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("sessiond-infer-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        for f in files {
+            File::create(dir.join(f)).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn infer_takes_the_newest_snapshot_and_the_logs_after_it() {
+        let dir = dir_with(
+            "full",
+            &[
+                "snapshot-3.sdb",
+                "snapshot-5.sdb",
+                "log-3.aof",
+                "log-4.aof",
+                "log-5.aof",
+                "log-12.aof",
+                "log-6.aof",
+                "snapshot-13.sdb.tmp",
+                "log-x.aof",
+                "notes.txt",
+            ],
+        );
+        let m = Manifest::infer(&dir).unwrap().unwrap();
+        assert_eq!(m.snapshot.as_deref(), Some("snapshot-5.sdb"));
+        assert_eq!(m.logs, ["log-5.aof", "log-6.aof", "log-12.aof"]);
+        assert_eq!(m.generation, 13, "past every file name, temporary ones too");
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn infer_without_snapshot_or_files() {
+        let dir = dir_with("logs", &["log-2.aof", "log-1.aof"]);
+        let m = Manifest::infer(&dir).unwrap().unwrap();
+        assert_eq!(m.snapshot, None);
+        assert_eq!(m.logs, ["log-1.aof", "log-2.aof"]);
+        assert_eq!(m.generation, 2);
+        let _ = fs::remove_dir_all(&dir);
+        let dir = dir_with("empty", &["LOCK", "admin.token"]);
+        assert_eq!(Manifest::infer(&dir).unwrap(), None);
+        let _ = fs::remove_dir_all(dir);
     }
 }

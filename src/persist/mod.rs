@@ -57,7 +57,7 @@ use std::time::Instant;
 use crate::engine::Engine;
 pub use journal::Fsync;
 use journal::{Journal, LogFile};
-use manifest::{log_name, Manifest};
+use manifest::{log_name, Manifest, MANIFEST};
 
 /// Persistence settings (Redis's names).
 #[derive(Debug, Clone)]
@@ -85,6 +85,10 @@ struct Stats {
     base_size: AtomicU64,
     /// The journal's frame count when the last snapshot began.
     frames_at_save: AtomicU64,
+    /// Rewrites failed in a row (a full disk): automatic ones back off, 2^n s up to 64 s.
+    failures_in_a_row: AtomicU64,
+    /// Unix ms before which no automatic rewrite starts.
+    next_auto_rewrite_ms: AtomicI64,
 }
 
 pub struct Persistence {
@@ -106,19 +110,25 @@ fn io_err(path: &Path, e: std::io::Error) -> String {
     format!("{}: {e}", path.display())
 }
 
-/// Creates a new, empty log file (header written and fsynced).
+/// Creates a new, empty log file (header written and fsynced). The name must be new: an
+/// existing file is never truncated. If the header cannot be written (a full disk), the
+/// file this call created is removed again.
 fn create_log(dir: &Path, generation: u64) -> Result<LogFile, String> {
     let path = dir.join(log_name(generation));
     let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .write(true)
         .open(&path)
         .map_err(|e| io_err(&path, e))?;
-    f.write_all(format::LOG_MAGIC)
+    if let Err(e) = f
+        .write_all(format::LOG_MAGIC)
         .and_then(|_| f.sync_all())
-        .map_err(|e| io_err(&path, e))?;
-    manifest::sync_dir(dir).map_err(|e| io_err(dir, e))?;
+        .and_then(|_| manifest::sync_dir(dir))
+    {
+        drop(f);
+        let _ = fs::remove_file(&path);
+        return Err(io_err(&path, e));
+    }
     Ok(LogFile {
         file: Arc::new(f),
         path,
@@ -147,8 +157,33 @@ impl Persistence {
                 dir.display()
             )
         })?;
-        let mut m = Manifest::read(&dir)?.unwrap_or_default();
+        let (mut m, inferred) =
+            match Manifest::read(&dir)? {
+                Some(m) => (m, false),
+                None => {
+                    match Manifest::infer(&dir)? {
+                        Some(m) => {
+                            tracing::warn!(
+                        "{} has data files but no {MANIFEST}: rebuilding it from the files \
+                         present (snapshot: {}; logs: {})",
+                        dir.display(),
+                        m.snapshot.as_deref().unwrap_or("none"),
+                        if m.logs.is_empty() { "none".to_string() } else { m.logs.join(", ") }
+                    );
+                            (m, true)
+                        }
+                        None => (Manifest::default(), false),
+                    }
+                }
+            };
+        // New files are numbered past every file present, so creating one never meets (and
+        // never truncates) a file the manifest does not account for.
+        let present = manifest::DataFiles::scan(&dir).map_err(|e| io_err(&dir, e))?;
+        m.generation = m.generation.max(present.max_generation);
         let mut report = load::replay(engine, &dir, m.snapshot.as_deref(), &m.logs)?;
+        if inferred {
+            m.write(&dir).map_err(|e| io_err(&dir, e))?;
+        }
         let now = crate::clock::now_ms();
         report.expired_dropped = engine.purge_expired(now);
         report.keys_loaded = engine.key_count();
@@ -156,8 +191,9 @@ impl Persistence {
             let log = match m.logs.last() {
                 Some(name) => {
                     let path = dir.join(name);
+                    // Not O_APPEND: the journal writes at explicit offsets (see journal.rs).
                     let f = OpenOptions::new()
-                        .append(true)
+                        .write(true)
                         .open(&path)
                         .map_err(|e| io_err(&path, e))?;
                     LogFile {
@@ -278,6 +314,9 @@ impl Persistence {
         if self.rewrite_in_progress() {
             return;
         }
+        if crate::clock::now_ms() < self.stats.next_auto_rewrite_ms.load(Ordering::Relaxed) {
+            return;
+        }
         let len = j.file_len();
         let base = self.stats.base_size.load(Ordering::Relaxed);
         let pct = self.cfg.auto_rewrite_percentage;
@@ -336,8 +375,10 @@ impl Persistence {
         let st = &self.stats;
         let now = crate::clock::now_ms();
         let started = st.rewrite_started_ms.load(Ordering::Relaxed);
-        let running = started != 0;
-        let current = if running {
+        // The claim, taken before BGSAVE/BGREWRITEAOF replies: a client that asks right
+        // after its reply sees the rewrite as running, never the previous status.
+        let running = self.rewrite_in_progress();
+        let current = if started != 0 {
             ((now - started) / 1000).to_string()
         } else {
             "-1".into()

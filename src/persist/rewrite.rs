@@ -2,6 +2,7 @@
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -42,7 +43,42 @@ impl Persistence {
             }
             Err(e) => tracing::error!("{why} failed after {ms} ms: {e}"),
         }
+        let failures = if result.is_ok() {
+            0
+        } else {
+            self.stats.failures_in_a_row.load(Ordering::Relaxed) + 1
+        };
+        self.stats
+            .failures_in_a_row
+            .store(failures, Ordering::Relaxed);
+        let wait_ms = if failures == 0 {
+            0
+        } else {
+            1000i64 << (failures - 1).min(6)
+        };
+        self.stats
+            .next_auto_rewrite_ms
+            .store(crate::clock::now_ms() + wait_ms, Ordering::Relaxed);
         result.map(|_| ())
+    }
+
+    /// Streams the engine into `tmp`, fsyncs it and renames it to `path`: records and size.
+    fn write_snapshot(&self, tmp: &Path, path: &Path) -> Result<(u64, u64), String> {
+        let file = File::create(tmp).map_err(|e| io_err(tmp, e))?;
+        let mut w = BufWriter::with_capacity(256 * 1024, file);
+        w.write_all(format::SNAPSHOT_MAGIC)
+            .map_err(|e| io_err(tmp, e))?;
+        let now = crate::clock::now_ms();
+        let records = self
+            .engine
+            .dump(now, &mut |b| w.write_all(b))
+            .map_err(|e| io_err(tmp, e))?;
+        let file = w.into_inner().map_err(|e| io_err(tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| io_err(tmp, e))?;
+        let size = file.metadata().map_err(|e| io_err(tmp, e))?.len();
+        drop(file);
+        fs::rename(tmp, path).map_err(|e| io_err(path, e))?;
+        Ok((records, size))
     }
 
     fn rewrite_inner(&self) -> Result<u64, String> {
@@ -62,7 +98,11 @@ impl Persistence {
             let mut during = old.clone();
             during.generation = generation;
             during.logs.push(log_name(generation));
-            during.write(dir).map_err(|e| io_err(dir, e))?;
+            if let Err(e) = during.write(dir) {
+                // Not named by any manifest and never appended to: ours to remove.
+                let _ = fs::remove_file(&log.path);
+                return Err(io_err(dir, e));
+            }
             *self.manifest.lock().unwrap_or_else(|p| p.into_inner()) = during;
             j.rotate(log)?;
             j.frames()
@@ -73,21 +113,11 @@ impl Persistence {
         // 3. The snapshot, streamed from the engine.
         let name = snapshot_name(generation);
         let tmp = dir.join(format!("{name}.tmp"));
-        let file = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-        let mut w = BufWriter::with_capacity(256 * 1024, file);
-        w.write_all(format::SNAPSHOT_MAGIC)
-            .map_err(|e| io_err(&tmp, e))?;
-        let now = crate::clock::now_ms();
-        let records = self
-            .engine
-            .dump(now, &mut |b| w.write_all(b))
-            .map_err(|e| io_err(&tmp, e))?;
-        let file = w.into_inner().map_err(|e| io_err(&tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| io_err(&tmp, e))?;
-        let size = file.metadata().map_err(|e| io_err(&tmp, e))?.len();
-        drop(file);
         let path = dir.join(&name);
-        fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+        let (records, size) = self.write_snapshot(&tmp, &path).inspect_err(|_| {
+            // A half-written snapshot would only hold on to the space a full disk needs back.
+            let _ = fs::remove_file(&tmp);
+        })?;
         sync_dir(dir).map_err(|e| io_err(dir, e))?;
 
         // 4. The new manifest, then the old files go.

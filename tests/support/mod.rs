@@ -384,6 +384,13 @@ impl Conn {
         self.read().expect("reply")
     }
 
+    /// A command that may meet a closed connection: `None` if it did.
+    pub fn try_cmd(&mut self, args: &[&str]) -> Option<Value> {
+        let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+        self.writer.write_all(&encode(&a)).ok()?;
+        self.read()
+    }
+
     /// Reads one reply; `None` when the server closed the connection.
     pub fn read(&mut self) -> Option<Value> {
         let mut line = Vec::new();

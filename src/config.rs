@@ -86,6 +86,16 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSIOND_CLIENT_QUERY_BUFFER_LIMIT", value_name = "BYTES")]
     pub client_query_buffer_limit: Option<String>,
 
+    /// When a client that does not read its replies is disconnected, in Redis's syntax
+    /// `normal HARD SOFT SECONDS` (also `pubsub …`, `replica …`). Default `normal 0 0 0`
+    /// (never: the client is waited on, and its replies stay bounded by backpressure).
+    #[arg(
+        long,
+        env = "SESSIOND_CLIENT_OUTPUT_BUFFER_LIMIT",
+        value_name = "LIMITS"
+    )]
+    pub client_output_buffer_limit: Option<String>,
+
     /// Worker threads serving connections. Default: one less than the number of CPU cores
     /// (at least 1), leaving a core to the kernel's network work and co-located clients.
     #[arg(long, env = "SESSIOND_THREADS", value_name = "N")]
@@ -243,6 +253,7 @@ struct FileConfig {
     proto_max_bulk_len: Option<toml::Value>,
     proto_max_multibulk_len: Option<usize>,
     client_query_buffer_limit: Option<toml::Value>,
+    client_output_buffer_limit: Option<String>,
     threads: Option<usize>,
     loglevel: Option<String>,
     logfile: Option<String>,
@@ -287,6 +298,7 @@ pub struct Config {
     pub proto_max_bulk_len: u64,
     pub proto_max_multibulk_len: usize,
     pub client_query_buffer_limit: u64,
+    pub client_output_buffer_limit: crate::server::output_limit::OutputLimits,
     /// Worker threads; 0 = the default, see [`Config::effective_threads`].
     pub threads: usize,
     pub loglevel: String,
@@ -393,6 +405,7 @@ impl Default for Config {
             proto_max_bulk_len: 512 * 1024 * 1024,
             proto_max_multibulk_len: 1024 * 1024,
             client_query_buffer_limit: 1024 * 1024 * 1024,
+            client_output_buffer_limit: Default::default(),
             threads: 0,
             loglevel: "notice".into(),
             logfile: None,
@@ -547,6 +560,16 @@ impl Config {
         }
         if c.client_query_buffer_limit < 1024 * 1024 {
             return Err("client-query-buffer-limit must be at least 1mb".into());
+        }
+        if let Some(l) = args
+            .client_output_buffer_limit
+            .clone()
+            .or(file.client_output_buffer_limit)
+        {
+            c.client_output_buffer_limit = c
+                .client_output_buffer_limit
+                .parse_over(&l)
+                .map_err(|e| format!("client-output-buffer-limit: {e}"))?;
         }
         if let Some(t) = args.threads.or(file.threads) {
             if t == 0 || t > 1024 {

@@ -60,3 +60,46 @@ pub fn init(cfg: &Config) -> WorkerGuard {
         .init();
     guard
 }
+
+/// A log line that input can trigger, at most once per [`THROTTLE_WINDOW_MS`]: the lines in
+/// between are counted and the count is given with the next line logged. A client cannot
+/// turn its own misbehaviour into megabytes of log.
+pub struct Throttle {
+    /// (when the last line was logged, in unix ms; lines suppressed since).
+    state: std::sync::Mutex<(i64, u64)>,
+}
+
+pub const THROTTLE_WINDOW_MS: i64 = 10_000;
+
+impl Throttle {
+    pub const fn new() -> Throttle {
+        Throttle {
+            state: std::sync::Mutex::new((i64::MIN, 0)),
+        }
+    }
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle::new()
+    }
+}
+
+/// Logs `line` as a warning unless `throttle` logged one less than a window ago.
+pub fn throttled(throttle: &Throttle, line: std::fmt::Arguments<'_>) {
+    let now = crate::clock::now_ms();
+    let suppressed = {
+        let mut s = throttle.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.0 != i64::MIN && now - s.0 < THROTTLE_WINDOW_MS {
+            s.1 += 1;
+            return;
+        }
+        s.0 = now;
+        std::mem::take(&mut s.1)
+    };
+    if suppressed > 0 {
+        tracing::warn!("{line} (and {suppressed} more like it in the last 10 s)");
+    } else {
+        tracing::warn!("{line}");
+    }
+}

@@ -173,6 +173,8 @@ fn verify(c: &mut Conn, e: &Expected) -> usize {
             (None, v) => v.is_none(),
             // Absent is right only once it has expired.
             (Some((_, at)), None) => *at != 0 && *at <= now,
+            // Read by GET, expired before PEXPIRETIME asked (a 50 ms session).
+            (Some((wv, at)), Some(v)) if expire_at == -2 => wv == v && *at != 0 && *at <= now,
             (Some((wv, at)), Some(v)) => {
                 wv == v
                     && if *at == 0 {

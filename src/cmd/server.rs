@@ -75,6 +75,7 @@ const PARAMS: &[&str] = &[
     "maxclients",
     "proto-max-bulk-len",
     "client-query-buffer-limit",
+    "client-output-buffer-limit",
     "proto-max-multibulk-len",
     "loglevel",
     "logfile",
@@ -116,6 +117,7 @@ fn param_value<S: Store>(cx: &Ctx<'_, '_, S>, name: &str) -> String {
             .client_query_buffer_limit
             .load(Ordering::Relaxed)
             .to_string(),
+        "client-output-buffer-limit" => st.output_limits().render(),
         "proto-max-multibulk-len" => st
             .proto_max_multibulk_len
             .load(Ordering::Relaxed)
@@ -242,6 +244,7 @@ fn set_param<S: Store>(cx: &Ctx<'_, '_, S>, name: &str, value: &str) -> Result<(
             }
             st.client_query_buffer_limit.store(v, Ordering::Relaxed)
         }
+        "client-output-buffer-limit" => st.set_output_limits(st.output_limits().parse_over(value)?),
         "proto-max-multibulk-len" => st
             .proto_max_multibulk_len
             .store(num(value)?.max(1) as i64, Ordering::Relaxed),

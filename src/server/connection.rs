@@ -133,6 +133,17 @@ where
                             Some(flow) => flow,
                             None => {
                                 executed += 1;
+                                // Backpressure: with as much in flight as the client may
+                                // have, take the oldest replies (and write them once they
+                                // fill the buffer) before going on with its pipeline.
+                                while fwd.is_full() {
+                                    fwd.drain_oldest(up, &mut wbuf).await;
+                                    if wbuf.len() >= OUT_FLUSH
+                                        && flush(server, io, &mut state, &mut wbuf).await.is_err()
+                                    {
+                                        return;
+                                    }
+                                }
                                 continue;
                             }
                         }
@@ -251,11 +262,46 @@ where
             }
         }
     }
+    let limit = server.settings.output_limit();
+    if limit.hard > 0 && wbuf.len() as u64 > limit.hard {
+        output_limit_reached(state, wbuf.len(), "hard");
+        return Err(std::io::ErrorKind::OutOfMemory.into());
+    }
     server
         .stats
         .net_output_bytes
         .add(state.handle.id, wbuf.len() as u64);
-    io.write_all(wbuf).await?;
+    if limit.soft > 0 && wbuf.len() as u64 > limit.soft {
+        // Over the soft limit for longer than its seconds: a client that does not read is
+        // disconnected rather than waited on (Redis's `client-output-buffer-limit`).
+        let wait = Duration::from_secs(limit.soft_seconds);
+        if tokio::time::timeout(wait, io.write_all(wbuf))
+            .await
+            .is_err()
+        {
+            output_limit_reached(state, wbuf.len(), "soft");
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+    } else {
+        io.write_all(wbuf).await?;
+    }
     wbuf.clear();
+    // One batch of huge replies must not pin its capacity for the connection's life.
+    if wbuf.capacity() > 4 * OUT_FLUSH {
+        *wbuf = BytesMut::with_capacity(READ_CHUNK);
+    }
     Ok(())
 }
+
+fn output_limit_reached(state: &ClientState, pending: usize, which: &str) {
+    crate::logging::throttled(
+        &OUTPUT_LIMIT_LOG,
+        format_args!(
+            "closing client {} ({}): {pending} bytes of replies pending, over the {which} \
+             client-output-buffer-limit",
+            state.handle.id, state.handle.addr
+        ),
+    );
+}
+
+static OUTPUT_LIMIT_LOG: crate::logging::Throttle = crate::logging::Throttle::new();

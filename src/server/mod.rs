@@ -4,6 +4,7 @@
 pub mod clients;
 pub mod connection;
 pub mod listener;
+pub mod output_limit;
 pub mod settings;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::RwLock;
 
+use super::output_limit::{OutputLimit, OutputLimits};
 use crate::resp::Limits;
 
 pub struct Settings {
@@ -14,6 +15,7 @@ pub struct Settings {
     pub proto_max_multibulk_len: AtomicI64,
     pub client_query_buffer_limit: AtomicU64,
     pub protected_mode: AtomicBool,
+    output_limits: RwLock<OutputLimits>,
 }
 
 impl Settings {
@@ -26,6 +28,7 @@ impl Settings {
             proto_max_multibulk_len: AtomicI64::new(cfg.proto_max_multibulk_len as i64),
             client_query_buffer_limit: AtomicU64::new(cfg.client_query_buffer_limit),
             protected_mode: AtomicBool::new(cfg.protected_mode),
+            output_limits: RwLock::new(cfg.client_output_buffer_limit),
         }
     }
 
@@ -38,6 +41,25 @@ impl Settings {
 
     pub fn set_requirepass(&self, pw: Option<String>) {
         *self.requirepass.write().unwrap_or_else(|p| p.into_inner()) = pw.filter(|p| !p.is_empty());
+    }
+
+    /// `client-output-buffer-limit` for normal clients (read at each flush of replies).
+    pub fn output_limit(&self) -> OutputLimit {
+        self.output_limits
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .normal
+    }
+
+    pub fn output_limits(&self) -> OutputLimits {
+        *self.output_limits.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_output_limits(&self, l: OutputLimits) {
+        *self
+            .output_limits
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = l;
     }
 
     pub fn limits(&self) -> Limits {

@@ -29,6 +29,22 @@ use crate::resp::value::FrameScanner;
 /// How many times a failed read-only request is sent again.
 const READ_RETRIES: u32 = 4;
 
+/// Backpressure: the reply bytes one client may have in flight (sent upstream, not yet
+/// written to the client), as estimated from its replies so far. Past it, the connection
+/// collects the oldest request's replies, writes them to the client when they fill the
+/// output buffer, and reads nothing more from the client meanwhile, as the embedded engine
+/// does. A client that pipelines 300 `GET`s of 1 MB and never reads holds about this much
+/// (plus one reply) instead of 300 MB.
+const INFLIGHT_REPLY_BYTES: usize = 1 << 20;
+/// The most commands in flight for one client, however small their replies.
+const MAX_INFLIGHT_COMMANDS: usize = 128;
+/// The most commands in one request: a long pipeline leaves as several, so its first
+/// replies can be handed on while later ones are still coming.
+const MAX_REQUEST_COMMANDS: usize = 64;
+/// The reply size assumed before a client has had any: a new client starts with a small
+/// window that opens as its replies prove small (see [`ClientForwarder::window`]).
+const FIRST_REPLY_ESTIMATE: usize = 128 * 1024;
+
 pub fn lost_message(addr: &str) -> String {
     format!("ERR upstream {addr} connection lost; the command may or may not have run")
 }
@@ -70,6 +86,10 @@ pub struct ClientForwarder {
     conns: Vec<(u64, usize, Arc<Conn>)>,
     open: Option<Open>,
     sent: VecDeque<Sent>,
+    /// Commands pushed whose replies have not been collected yet.
+    outstanding: usize,
+    /// Moving average of this client's reply size in bytes.
+    reply_estimate: usize,
 }
 
 impl ClientForwarder {
@@ -79,12 +99,34 @@ impl ClientForwarder {
             conns: Vec::new(),
             open: None,
             sent: VecDeque::new(),
+            outstanding: 0,
+            reply_estimate: FIRST_REPLY_ESTIMATE,
         }
     }
 
     /// Whether anything is waiting to be sent or answered.
     pub fn is_idle(&self) -> bool {
         self.open.is_none() && self.sent.is_empty()
+    }
+
+    /// How many commands this client may have in flight: [`INFLIGHT_REPLY_BYTES`] worth of
+    /// replies of the size seen so far, at least one, at most [`MAX_INFLIGHT_COMMANDS`].
+    fn window(&self) -> usize {
+        (INFLIGHT_REPLY_BYTES / self.reply_estimate.max(1)).clamp(1, MAX_INFLIGHT_COMMANDS)
+    }
+
+    /// Whether the client has as much in flight as it may: the connection should collect
+    /// the oldest replies ([`Self::drain_oldest`]) before reading or pushing more.
+    pub fn is_full(&self) -> bool {
+        self.outstanding >= self.window()
+    }
+
+    fn note_replies(&mut self, bytes: usize, count: usize) {
+        if count > 0 {
+            let avg = bytes / count;
+            self.reply_estimate = (self.reply_estimate + avg).div_ceil(2).max(16);
+        }
+        self.outstanding = self.outstanding.saturating_sub(count);
     }
 
     /// Adds a command to the current request, sending the previous one first if this
@@ -125,11 +167,17 @@ impl ClientForwarder {
                 ends: Vec::new(),
             });
         }
+        let mut full = false;
         if let Some(o) = self.open.as_mut() {
             encode(&mut o.buf, args);
             o.count += 1;
             o.read_only &= read_only;
             o.ends.push(o.buf.len());
+            full = o.count >= MAX_REQUEST_COMMANDS;
+        }
+        self.outstanding += 1;
+        if full {
+            self.send(up).await;
         }
         Ok(())
     }
@@ -178,7 +226,29 @@ impl ClientForwarder {
     /// Sends what is open and appends every reply, in order, to `out`.
     pub async fn drain(&mut self, up: &Upstream, out: &mut BytesMut) {
         self.send(up).await;
-        while let Some(mut s) = self.sent.pop_front() {
+        while !self.sent.is_empty() {
+            self.collect_oldest(up, out).await;
+        }
+    }
+
+    /// Appends the replies of the oldest request to `out` (sending the open one first if
+    /// nothing else is in flight): one step of backpressure.
+    pub async fn drain_oldest(&mut self, up: &Upstream, out: &mut BytesMut) {
+        if self.sent.is_empty() {
+            self.send(up).await;
+        }
+        self.collect_oldest(up, out).await;
+    }
+
+    async fn collect_oldest(&mut self, up: &Upstream, out: &mut BytesMut) {
+        let before = out.len();
+        let count = self.sent.front().map_or(0, |s| s.count);
+        self.collect_one(up, out).await;
+        self.note_replies(out.len() - before, count);
+    }
+
+    async fn collect_one(&mut self, up: &Upstream, out: &mut BytesMut) {
+        if let Some(mut s) = self.sent.pop_front() {
             let (bytes, ends, pool, deadline) = (
                 s.bytes.clone(),
                 std::mem::take(&mut s.ends),

@@ -122,8 +122,7 @@ impl ClientForwarder {
     }
 
     fn note_replies(&mut self, bytes: usize, count: usize) {
-        if count > 0 {
-            let avg = bytes / count;
+        if let Some(avg) = bytes.checked_div(count) {
             self.reply_estimate = (self.reply_estimate + avg).div_ceil(2).max(16);
         }
         self.outstanding = self.outstanding.saturating_sub(count);

@@ -225,8 +225,20 @@ async fn serve_until_shutdown<S: Store>(
         tasks.push(tokio::spawn(accept_unix(server.clone(), l, path.clone())));
     }
     tracing::info!("{ready}");
+    let auth_log = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tick.tick().await;
+                server.auth_failures.flush(false);
+            }
+        })
+    };
 
     wait_for_shutdown(server).await;
+    auth_log.abort();
+    server.auth_failures.flush(true);
     tracing::info!("shutting down");
     server.begin_shutdown();
     for t in tasks {

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use super::args::{int, is, lossy};
 use super::{wrong_args, CmdError, CmdResult, Ctx, Flow};
 use crate::resp::reply::Proto;
+use crate::server::auth_guard;
 use crate::store::Store;
 
 pub fn ping<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
@@ -23,19 +24,24 @@ pub fn echo<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
 
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
-/// Checks a user/password pair as Redis's ACL does for the single `default` user.
-fn authenticate<S: Store>(cx: &mut Ctx<'_, '_, S>, user: &[u8], pass: &[u8]) -> CmdResult {
+/// Checks a user/password pair as Redis's ACL does for the single `default` user. A failure
+/// is answered late, and the connection closed after too many (`server/auth_guard.rs`).
+async fn authenticate<S: Store>(cx: &mut Ctx<'_, '_, S>, user: &[u8], pass: &[u8]) -> CmdResult {
     let settings = &cx.server.settings;
     if user == b"default" && settings.check_password(pass) {
         cx.client.authenticated = true;
-        Ok(())
-    } else {
-        tracing::info!(client = cx.client.handle.id, "authentication failed");
-        Err(CmdError::msg(WRONGPASS))
+        return Ok(());
     }
+    cx.client.auth_failures += 1;
+    cx.server.auth_failures.record(&cx.client.handle.addr);
+    tokio::time::sleep(auth_guard::failure_delay(cx.client.auth_failures)).await;
+    if cx.client.auth_failures >= auth_guard::MAX_FAILURES_PER_CONNECTION {
+        cx.flow = Flow::Close;
+    }
+    Err(CmdError::msg(WRONGPASS))
 }
 
-pub fn auth<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn auth<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     if a.len() > 3 {
         return Err(CmdError::Syntax);
     }
@@ -45,9 +51,9 @@ pub fn auth<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
                 "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
             ));
         }
-        authenticate(cx, b"default", a[1])?;
+        authenticate(cx, b"default", a[1]).await?;
     } else {
-        authenticate(cx, a[1], a[2])?;
+        authenticate(cx, a[1], a[2]).await?;
     }
     cx.out.ok();
     Ok(())
@@ -64,7 +70,7 @@ pub fn validate_name(name: &[u8]) -> CmdResult {
 }
 
 /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`.
-pub fn hello<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn hello<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let mut ver = None;
     let mut i = 1;
     if a.len() >= 2 {
@@ -95,7 +101,7 @@ pub fn hello<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
         }
     }
     if let Some((u, p)) = creds {
-        authenticate(cx, u, p)?;
+        authenticate(cx, u, p).await?;
     }
     if !cx.client.authenticated {
         return Err(CmdError::msg(
@@ -151,7 +157,7 @@ pub fn reset<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     cx.client.db = 0;
     cx.client.handle.db.store(0, Ordering::Relaxed);
     cx.client.proto = Proto::Resp2;
-    cx.client.authenticated = cx.server.settings.requirepass().is_none();
+    cx.client.authenticated = cx.server.settings.open_to(cx.client.local) == Ok(true);
     cx.client.handle.update_names(|n| n.name.clear());
     cx.out.simple("RESET");
     Ok(())

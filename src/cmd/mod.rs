@@ -39,16 +39,22 @@ pub struct ClientState {
     /// A write command ran since the replies were last flushed: they may leave only once
     /// the log holds it (see `persist/journal.rs`).
     pub wrote: bool,
+    /// A local client for protected mode (see `server/auth_guard.rs`).
+    pub local: bool,
+    /// Failed AUTH attempts on this connection.
+    pub auth_failures: u32,
 }
 
 impl ClientState {
-    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Self {
+    pub fn new(handle: Arc<ClientHandle>, authenticated: bool, local: bool) -> Self {
         ClientState {
             db: 0,
             proto: Proto::Resp2,
             authenticated,
             handle,
             wrote: false,
+            local,
+            auth_failures: 0,
         }
     }
 }
@@ -169,7 +175,13 @@ pub fn check<S: Store>(
         return Err(wrong_args(spec.name).message());
     }
     if !client.authenticated && !spec.no_auth {
-        return Err("NOAUTH Authentication required.".into());
+        // The settings of now, not of when the client connected: a password removed since
+        // lets it in, protected mode switched on since keeps a remote client out.
+        match server.settings.open_to(client.local) {
+            Ok(true) => client.authenticated = true,
+            Ok(false) => return Err("NOAUTH Authentication required.".into()),
+            Err(denied) => return Err(denied.into()),
+        }
     }
     client.handle.last_cmd.store(idx, Ordering::Relaxed);
     if table::is_write(spec) {
@@ -242,8 +254,8 @@ async fn run<S: Store>(cx: &mut Ctx<'_, '_, S>, id: CmdId, a: &[&[u8]]) -> CmdRe
         Persist => expire::persist(cx, a).await,
         Ping => connection::ping(cx, a),
         Echo => connection::echo(cx, a),
-        Auth => connection::auth(cx, a),
-        Hello => connection::hello(cx, a),
+        Auth => connection::auth(cx, a).await,
+        Hello => connection::hello(cx, a).await,
         Select => connection::select(cx, a),
         Quit => connection::quit(cx),
         Reset => connection::reset(cx),

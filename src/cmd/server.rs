@@ -6,6 +6,7 @@ use super::args::{int, is, lossy};
 use super::table::{Spec, COMMANDS};
 use super::{CmdError, CmdResult, Ctx};
 use crate::migrate::stage::{Setting, Stage};
+use crate::server::output_limit::OutputLimits;
 use crate::store::Store;
 use crate::util::glob::glob_match;
 use crate::util::size::parse_size;
@@ -207,62 +208,110 @@ fn migration_change<S: Store>(
     .map_err(|e| ("migrate-percent".into(), e))
 }
 
-fn set_param<S: Store>(cx: &Ctx<'_, '_, S>, name: &str, value: &str) -> Result<(), String> {
+/// One validated `CONFIG SET` change. Every parameter of a command is parsed and checked
+/// into one of these before any is applied, so a bad value changes nothing (Redis 7).
+enum Change {
+    RequirePass(String),
+    MaxMemory(u64),
+    MaxMemoryPolicy(String),
+    Timeout(u64),
+    MaxClients(usize),
+    ProtoMaxBulkLen(i64),
+    ClientQueryBufferLimit(u64),
+    ClientOutputBufferLimit(OutputLimits),
+    ProtoMaxMultibulkLen(i64),
+    ProtectedMode(bool),
+    AppendFsync(crate::persist::Fsync),
+}
+
+fn prepare<S: Store>(cx: &Ctx<'_, '_, S>, name: &str, value: &str) -> Result<Change, String> {
     let st = &cx.server.settings;
     let num = |v: &str| {
         v.parse::<u64>()
             .map_err(|_| "argument couldn't be parsed into an integer".to_string())
     };
-    match name {
+    let memory = |v: &str| parse_size(v).map_err(|_| "argument must be a memory value".to_string());
+    Ok(match name {
         "maxmemory" | "maxmemory-policy" if cx.store().gateway().is_some() => {
             return Err("memory limits belong to the upstream Redis; set them there".into());
         }
-        "requirepass" => st.set_requirepass(Some(value.to_string())),
-        "maxmemory" => cx.store().set_maxmemory(
-            parse_size(value).map_err(|_| "argument must be a memory value".to_string())?,
-        ),
+        "requirepass" => Change::RequirePass(value.to_string()),
+        "maxmemory" => Change::MaxMemory(memory(value)?),
         "maxmemory-policy" => {
-            if !cx.store().set_maxmemory_policy(value) {
+            if crate::engine::Policy::parse(value).is_none() {
                 return Err("argument(s) must be one of the following: noeviction, volatile-ttl, allkeys-lru".into());
             }
+            Change::MaxMemoryPolicy(value.to_string())
         }
-        "timeout" => st.timeout_secs.store(num(value)?, Ordering::Relaxed),
-        "maxclients" => st
-            .maxclients
-            .store(num(value)?.max(1) as usize, Ordering::Relaxed),
+        "timeout" => Change::Timeout(num(value)?),
+        "maxclients" => {
+            let n = num(value)?;
+            if !(1..=u32::MAX as u64).contains(&n) {
+                return Err("argument must be between 1 and 4294967295 inclusive".into());
+            }
+            Change::MaxClients(n as usize)
+        }
         "proto-max-bulk-len" => {
-            let v = parse_size(value).map_err(|_| "argument must be a memory value".to_string())?;
+            let v = memory(value)?;
             if !(1024 * 1024..=u32::MAX as u64).contains(&v) {
                 return Err("argument must be between 1mb and 4gb".into());
             }
-            st.proto_max_bulk_len.store(v as i64, Ordering::Relaxed)
+            Change::ProtoMaxBulkLen(v as i64)
         }
         "client-query-buffer-limit" => {
-            let v = parse_size(value).map_err(|_| "argument must be a memory value".to_string())?;
+            let v = memory(value)?;
             if v < 1024 * 1024 {
                 return Err("argument must be at least 1mb".into());
             }
-            st.client_query_buffer_limit.store(v, Ordering::Relaxed)
+            Change::ClientQueryBufferLimit(v)
         }
-        "client-output-buffer-limit" => st.set_output_limits(st.output_limits().parse_over(value)?),
-        "proto-max-multibulk-len" => st
-            .proto_max_multibulk_len
-            .store(num(value)?.max(1) as i64, Ordering::Relaxed),
-        "protected-mode" => st
-            .protected_mode
-            .store(crate::config::parse_yes_no(value)?, Ordering::Relaxed),
+        "client-output-buffer-limit" => {
+            Change::ClientOutputBufferLimit(st.output_limits().parse_over(value)?)
+        }
+        "proto-max-multibulk-len" => Change::ProtoMaxMultibulkLen(num(value)?.max(1) as i64),
+        "protected-mode" => Change::ProtectedMode(crate::config::parse_yes_no(value)?),
         "appendfsync" => {
             let p = crate::persist::Fsync::parse(value).ok_or_else(|| {
                 "argument(s) must be one of the following: always, everysec, no".to_string()
             })?;
-            match cx.server.persist.as_ref().and_then(|p| p.journal()) {
-                Some(j) => j.set_policy(p),
-                None => return Err("appendonly is off (start with --appendonly yes)".into()),
+            if cx
+                .server
+                .persist
+                .as_ref()
+                .and_then(|p| p.journal())
+                .is_none()
+            {
+                return Err("appendonly is off (start with --appendonly yes)".into());
             }
+            Change::AppendFsync(p)
         }
         _ => return Err("can't set immutable config".into()),
+    })
+}
+
+fn apply<S: Store>(cx: &Ctx<'_, '_, S>, change: Change) {
+    let st = &cx.server.settings;
+    match change {
+        Change::RequirePass(p) => st.set_requirepass(Some(p)),
+        Change::MaxMemory(n) => cx.store().set_maxmemory(n),
+        Change::MaxMemoryPolicy(p) => {
+            let _ = cx.store().set_maxmemory_policy(&p);
+        }
+        Change::Timeout(n) => st.timeout_secs.store(n, Ordering::Relaxed),
+        Change::MaxClients(n) => st.maxclients.store(n, Ordering::Relaxed),
+        Change::ProtoMaxBulkLen(n) => st.proto_max_bulk_len.store(n, Ordering::Relaxed),
+        Change::ClientQueryBufferLimit(n) => {
+            st.client_query_buffer_limit.store(n, Ordering::Relaxed)
+        }
+        Change::ClientOutputBufferLimit(l) => st.set_output_limits(l),
+        Change::ProtoMaxMultibulkLen(n) => st.proto_max_multibulk_len.store(n, Ordering::Relaxed),
+        Change::ProtectedMode(b) => st.protected_mode.store(b, Ordering::Relaxed),
+        Change::AppendFsync(p) => {
+            if let Some(j) = cx.server.persist.as_ref().and_then(|p| p.journal()) {
+                j.set_policy(p);
+            }
+        }
     }
-    Ok(())
 }
 
 pub fn config<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
@@ -300,6 +349,7 @@ pub fn config<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
         "set" => {
             arity(a.len() >= 4 && a.len().is_multiple_of(2))?;
             // Validate every name first so a bad one changes nothing.
+            let mut seen: Vec<String> = Vec::new();
             for pair in a[2..].chunks_exact(2) {
                 let name = lossy(pair[0]).to_ascii_lowercase();
                 if !PARAMS.contains(&name.as_str()) {
@@ -308,6 +358,12 @@ pub fn config<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
                         lossy(pair[0])
                     )));
                 }
+                if seen.contains(&name) {
+                    return Err(CmdError::msg(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - duplicate parameter"
+                    )));
+                }
+                seen.push(name);
             }
             // A migration's stage and percentage given together change in one step, checked
             // before anything else is applied.
@@ -316,18 +372,24 @@ pub fn config<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
                     "ERR CONFIG SET failed (possibly related to argument '{name}') - {e}"
                 ))
             })?;
+            // Every value is checked before any is applied: all or nothing.
+            let mut changes = Vec::with_capacity(a.len() / 2);
             for pair in a[2..].chunks_exact(2) {
                 let name = lossy(pair[0]).to_ascii_lowercase();
                 if name.starts_with("migrate-") {
                     continue;
                 }
-                set_param(cx, &name, &lossy(pair[1])).map_err(|e| {
+                let change = prepare(cx, &name, &lossy(pair[1])).map_err(|e| {
                     CmdError::msg(format!(
                         "ERR CONFIG SET failed (possibly related to argument '{name}') - {e}"
                     ))
                 })?;
+                changes.push((name, change, pair[1]));
+            }
+            for (name, change, value) in changes {
+                apply(cx, change);
                 if name != "requirepass" {
-                    tracing::info!("CONFIG SET {name} {}", lossy(pair[1]));
+                    tracing::info!("CONFIG SET {name} {}", lossy(value));
                 }
             }
             if let (Some(s), Some(m)) = (migration, cx.store().migration()) {

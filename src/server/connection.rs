@@ -38,6 +38,15 @@ pub async fn serve_connection<S, IO>(
 {
     let now = crate::clock::now_ms();
     server.stats.connections_received.add(0, 1);
+    let local = super::auth_guard::is_local(&addr);
+    let authenticated = match server.settings.open_to(local) {
+        Ok(open) => open,
+        Err(denied) => {
+            server.stats.rejected_connections.add(0, 1);
+            let _ = io.write_all(format!("-{denied}\r\n").as_bytes()).await;
+            return;
+        }
+    };
     let maxclients = server.settings.maxclients.load(Ordering::Relaxed);
     let Some(handle) = server.clients.register(addr, laddr, maxclients, now) else {
         server.stats.rejected_connections.add(0, 1);
@@ -47,17 +56,22 @@ pub async fn serve_connection<S, IO>(
         return;
     };
     let id = handle.id;
-    run(&server, &mut io, &handle).await;
+    run(&server, &mut io, &handle, authenticated, local).await;
     let _ = io.shutdown().await;
     server.clients.unregister(id);
 }
 
-async fn run<S, IO>(server: &Server<S>, io: &mut IO, handle: &Arc<ClientHandle>)
-where
+async fn run<S, IO>(
+    server: &Server<S>,
+    io: &mut IO,
+    handle: &Arc<ClientHandle>,
+    authenticated: bool,
+    local: bool,
+) where
     S: Store,
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let mut state = ClientState::new(handle.clone(), server.settings.requirepass().is_none());
+    let mut state = ClientState::new(handle.clone(), authenticated, local);
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut parser = RequestParser::new();

@@ -1,6 +1,7 @@
 //! The network side: listeners ([`listener`]), one task per client connection
 //! ([`connection`]), and the state all connections share ([`Server`]).
 
+pub mod auth_guard;
 pub mod clients;
 pub mod connection;
 pub mod listener;
@@ -72,6 +73,8 @@ pub struct Server<S: Store> {
     pub shutdown: tokio::sync::Notify,
     /// The embedded engine's persistence (none for stores that persist elsewhere).
     pub persist: Option<Arc<Persistence>>,
+    /// Failed AUTHs by address, for the log.
+    pub auth_failures: auth_guard::AuthFailures,
 }
 
 impl<S: Store> Server<S> {
@@ -91,6 +94,7 @@ impl<S: Store> Server<S> {
             shutting_down: AtomicBool::new(false),
             shutdown: tokio::sync::Notify::new(),
             persist: None,
+            auth_failures: Default::default(),
         }
     }
 

@@ -62,6 +62,25 @@ impl Settings {
             .unwrap_or_else(|p| p.into_inner()) = l;
     }
 
+    /// What a client that has not authenticated may do now: `Ok(true)` use the server
+    /// (no password is set and protected mode allows it), `Ok(false)` authenticate first,
+    /// `Err(DENIED)` nothing (protected mode: no password and not a local client).
+    pub fn open_to(&self, local: bool) -> Result<bool, &'static str> {
+        let no_password = self
+            .requirepass
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none();
+        match (
+            no_password,
+            local || !self.protected_mode.load(Ordering::Relaxed),
+        ) {
+            (false, _) => Ok(false),
+            (true, true) => Ok(true),
+            (true, false) => Err(super::auth_guard::DENIED),
+        }
+    }
+
     pub fn limits(&self) -> Limits {
         Limits {
             max_bulk_len: self.proto_max_bulk_len.load(Ordering::Relaxed),

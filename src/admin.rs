@@ -6,8 +6,8 @@
 //!   left out): both change in one step, seen by every connection's next command, and logged.
 //!
 //! Every request needs `Authorization: Bearer <token>`, compared in constant time. The token
-//! is `--admin-token`; without one, sessiond makes a random one and writes it to
-//! `<dir>/admin.token` (mode 0600), where `sessiond ctl` on the same host finds it. A
+//! is `--admin-token`; without one, sessiond makes a random one (from the OS CSPRNG) and writes it to
+//! `<dir>/admin.token` (mode 0600, replacing whatever was there, never through a symlink), where `sessiond ctl` on the same host finds it. A
 //! non-loopback admin address needs an explicit token, as a non-loopback data address needs a
 //! password (protected mode).
 
@@ -50,23 +50,13 @@ fn token(cfg: &AdminConfig, dir: &Path) -> Result<String, String> {
             cfg.listen
         ));
     }
-    let t: String = (0..40).map(|_| fastrand::alphanumeric()).collect();
+    let t = crate::util::secret::random_token(32)
+        .map_err(|e| format!("cannot read random bytes for the admin token: {e}"))?;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = token_path(dir);
-    write_private(&path, &t).map_err(|e| format!("{}: {e}", path.display()))?;
+    crate::util::secret::write_private(&path, &t)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(t)
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())
 }
 
 struct Admin<S: Store> {

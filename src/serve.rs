@@ -25,7 +25,8 @@ use crate::upstream::{Options as UpstreamOptions, Upstream};
 /// How long a graceful shutdown waits for connections to finish their current commands.
 const DRAIN: Duration = Duration::from_secs(10);
 
-pub async fn run(config: Config) -> Result<(), String> {
+pub async fn run(mut config: Config) -> Result<(), String> {
+    config.maxclients = crate::server::fd_limit::fit_maxclients(config.maxclients);
     check_protected_mode(
         &config.listen,
         config.requirepass.is_some(),

@@ -159,3 +159,41 @@ fn client_output_buffer_limit_disconnects_clients_that_do_not_read() {
         assert_eq!(admin.cmd(&["STRLEN", "big"]), Value::Int(BIG as i64));
     }
 }
+
+/// With an open-file limit of 256, maxclients is lowered to fit at start (Redis keeps 32
+/// descriptors for itself), so the clients past it are refused with Redis's error instead
+/// of hanging in an accept queue that the server cannot empty.
+#[test]
+fn maxclients_fits_the_open_file_limit() {
+    let s = support::start_custom("sh", "fdlimit", |port, dir| {
+        let mut c = std::process::Command::new("sh");
+        c.arg("-c").arg(format!(
+            "ulimit -n 256 && exec '{}' serve --listen 127.0.0.1:{port} --dir '{}'",
+            support::sessiond_bin(),
+            dir.0.display()
+        ));
+        c
+    });
+    let mut admin = s.connect();
+    assert_eq!(
+        admin.cmd(&["CONFIG", "GET", "maxclients"]),
+        Value::Array(vec![Value::bulk("maxclients"), Value::bulk("224")])
+    );
+    assert!(matches!(
+        admin.cmd(&["CONFIG", "SET", "maxclients", "1000"]),
+        Value::Error(e) if e.contains("open-file limit")
+    ));
+    let mut conns = Vec::new();
+    let mut refused = 0;
+    for _ in 0..240 {
+        let mut c = s.connect();
+        c.send_raw(&encode(&[b"PING"]));
+        match c.read() {
+            Some(Value::Simple(p)) if p == "PONG" => conns.push(c),
+            Some(Value::Error(e)) if e == "ERR max number of clients reached" => refused += 1,
+            other => panic!("connection {}: {other:?}", conns.len() + refused),
+        }
+    }
+    assert!(refused >= 240 - 224, "{refused} refused");
+    assert!(conns.len() >= 200, "{} served", conns.len());
+}

@@ -249,6 +249,11 @@ fn prepare<S: Store>(cx: &Ctx<'_, '_, S>, name: &str, value: &str) -> Result<Cha
             if !(1..=u32::MAX as u64).contains(&n) {
                 return Err("argument must be between 1 and 4294967295 inclusive".into());
             }
+            if let Some(fit) = crate::server::fd_limit::max_fitting().filter(|&f| n as usize > f) {
+                return Err(format!(
+                    "the open-file limit allows at most {fit} clients; raise it (ulimit -n) first"
+                ));
+            }
             Change::MaxClients(n as usize)
         }
         "proto-max-bulk-len" => {

@@ -52,6 +52,9 @@ fn at(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
 }
 
+/// The longest session id with a file: NAME_MAX (255) less the `sess_` prefix.
+const MAX_ID_LEN: usize = 255 - "sess_".len();
+
 impl FilesStore {
     pub fn new(dir: PathBuf, keys: KeyMap, gc_maxlifetime: i64) -> FilesStore {
         FilesStore {
@@ -65,8 +68,10 @@ impl FilesStore {
     /// The file for a client key, if the key maps to a session id PHP could have made.
     fn path(&self, key: &[u8]) -> Option<PathBuf> {
         let legacy = self.keys.to_legacy(key)?;
+        // `sess_` + id must fit one file name (255 bytes on Linux filesystems); a longer id
+        // gets the same clear error as any id PHP could not have made.
         let ok = !legacy.is_empty()
-            && legacy.len() <= 256
+            && legacy.len() <= MAX_ID_LEN
             && legacy
                 .iter()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b',' | b'-' | b'_'));
@@ -180,7 +185,9 @@ impl FilesStore {
                 f.set_modified(at(mtime))?;
                 return Ok(true);
             }
-            let tmp = path.with_extension(format!("tmp{}", fastrand::u64(..)));
+            // Named apart from the session (PHP's garbage collector and our listing only
+            // look at `sess_*`), and short, so that the longest id still fits NAME_MAX.
+            let tmp = path.with_file_name(format!(".sessiond-tmp-{:016x}", fastrand::u64(..)));
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&value)?;
             f.set_modified(at(mtime))?;
@@ -616,6 +623,38 @@ mod tests {
             .set(0, b"other:x", b"v", SetOptions::plain(), now)
             .await
             .is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The longest id a file name can hold is stored; one byte more gets the clear error of
+    /// an unmappable id, not the OS's "File name too long".
+    #[tokio::test]
+    async fn ids_up_to_the_file_name_limit_and_no_further() {
+        let (s, dir) = store("long");
+        let now = crate::clock::now_ms();
+        let longest = format!("PHPREDIS_SESSION:{}", "a".repeat(MAX_ID_LEN));
+        s.set(0, longest.as_bytes(), b"v", SetOptions::plain(), now)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get(0, longest.as_bytes(), now).await.unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+        let too_long = format!("PHPREDIS_SESSION:{}", "a".repeat(MAX_ID_LEN + 1));
+        let e = s
+            .set(0, too_long.as_bytes(), b"v", SetOptions::plain(), now)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.message(),
+            "ERR key does not map to a PHP session file name"
+        );
+        assert_eq!(s.get(0, too_long.as_bytes(), now).await.unwrap(), None);
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -1,4 +1,5 @@
 //! Small helpers shared by several layers.
 
 pub mod glob;
+pub mod secret;
 pub mod size;

@@ -174,7 +174,7 @@ pub fn check<S: Store>(
     if !table::arity_ok(spec.arity, args.len()) {
         return Err(wrong_args(spec.name).message());
     }
-    if !client.authenticated && !spec.no_auth {
+    if !client.authenticated && !spec.flags.has(table::Flags::NO_AUTH) {
         // The settings of now, not of when the client connected: a password removed since
         // lets it in, protected mode switched on since keeps a remote client out.
         match server.settings.open_to(client.local) {

@@ -433,8 +433,8 @@ fn command_info<S: Store>(cx: &mut Ctx<'_, '_, S>, s: &Spec) {
     out.array(10);
     out.bulk(s.name.as_bytes());
     out.int(s.arity as i64);
-    out.set(s.flags.len());
-    for f in s.flags {
+    out.set(s.flags.names().count());
+    for f in s.flags.names() {
         out.simple(f);
     }
     out.int(s.first_key as i64);

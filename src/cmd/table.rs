@@ -68,19 +68,84 @@ pub enum CmdId {
     Shutdown,
 }
 
+/// A command's flags, typed: the routing, durability and ACL code ask `flags.has(WRITE)`,
+/// never the position of a string in a list. Bits are in Redis's order (its `CMD_*`
+/// constants), which is also the order `COMMAND` lists them in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flags(u32);
+
+impl Flags {
+    pub const WRITE: Flags = Flags(1 << 0);
+    pub const READONLY: Flags = Flags(1 << 1);
+    pub const DENYOOM: Flags = Flags(1 << 2);
+    pub const ADMIN: Flags = Flags(1 << 4);
+    pub const NOSCRIPT: Flags = Flags(1 << 6);
+    pub const LOADING: Flags = Flags(1 << 9);
+    pub const STALE: Flags = Flags(1 << 10);
+    pub const SKIP_MONITOR: Flags = Flags(1 << 11);
+    pub const FAST: Flags = Flags(1 << 14);
+    pub const NO_AUTH: Flags = Flags(1 << 15);
+    pub const MAY_REPLICATE: Flags = Flags(1 << 16);
+    pub const NO_MANDATORY_KEYS: Flags = Flags(1 << 19);
+    pub const NO_ASYNC_LOADING: Flags = Flags(1 << 23);
+    pub const NO_MULTI: Flags = Flags(1 << 24);
+    pub const MOVABLE_KEYS: Flags = Flags(1 << 25);
+    pub const ALLOW_BUSY: Flags = Flags(1 << 26);
+    pub const NONE: Flags = Flags(0);
+
+    /// Names as `COMMAND` shows them, by bit.
+    const NAMES: &[(Flags, &'static str)] = &[
+        (Flags::WRITE, "write"),
+        (Flags::READONLY, "readonly"),
+        (Flags::DENYOOM, "denyoom"),
+        (Flags::ADMIN, "admin"),
+        (Flags::NOSCRIPT, "noscript"),
+        (Flags::LOADING, "loading"),
+        (Flags::STALE, "stale"),
+        (Flags::SKIP_MONITOR, "skip_monitor"),
+        (Flags::FAST, "fast"),
+        (Flags::NO_AUTH, "no_auth"),
+        (Flags::MAY_REPLICATE, "may_replicate"),
+        (Flags::NO_MANDATORY_KEYS, "no_mandatory_keys"),
+        (Flags::NO_ASYNC_LOADING, "no_async_loading"),
+        (Flags::NO_MULTI, "no_multi"),
+        (Flags::MOVABLE_KEYS, "movablekeys"),
+        (Flags::ALLOW_BUSY, "allow_busy"),
+    ];
+
+    pub const fn union(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+
+    pub const fn has(self, f: Flags) -> bool {
+        self.0 & f.0 == f.0
+    }
+
+    /// The flags' names in `COMMAND`'s order.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Flags::NAMES
+            .iter()
+            .filter(move |(f, _)| self.has(*f))
+            .map(|(_, n)| *n)
+    }
+}
+
+/// `a | b | …` in a const context.
+macro_rules! flags {
+    ($($f:ident)|+) => { Flags::NONE$(.union(Flags::$f))+ };
+}
+
 pub struct Spec {
     pub name: &'static str,
     pub id: CmdId,
     pub arity: i32,
-    pub flags: &'static [&'static str],
+    pub flags: Flags,
     pub first_key: i32,
     pub last_key: i32,
     pub step: i32,
     pub group: &'static str,
     pub since: &'static str,
     pub summary: &'static str,
-    /// Allowed before authentication.
-    pub no_auth: bool,
 }
 
 /// Builds a table row; positional on purpose so the table reads as one line per command.
@@ -89,7 +154,7 @@ const fn c(
     name: &'static str,
     id: CmdId,
     arity: i32,
-    flags: &'static [&'static str],
+    flags: Flags,
     keys: (i32, i32, i32),
     group: &'static str,
     since: &'static str,
@@ -106,38 +171,21 @@ const fn c(
         group,
         since,
         summary,
-        no_auth: false,
     }
 }
 
-const fn no_auth(mut s: Spec) -> Spec {
-    s.no_auth = true;
-    s
-}
-
-const RO_FAST: &[&str] = &["readonly", "fast"];
-const RO: &[&str] = &["readonly"];
-const W_OOM: &[&str] = &["write", "denyoom"];
-const W_OOM_FAST: &[&str] = &["write", "denyoom", "fast"];
-const W: &[&str] = &["write"];
-const W_FAST: &[&str] = &["write", "fast"];
-const FAST: &[&str] = &["fast"];
-const CONN: &[&str] = &[
-    "noscript",
-    "loading",
-    "stale",
-    "fast",
-    "no_auth",
-    "allow_busy",
-];
-const SCRIPTING: &[&str] = &[
-    "noscript",
-    "stale",
-    "skip_monitor",
-    "may_replicate",
-    "no_mandatory_keys",
-    "movablekeys",
-];
+const RO_FAST: Flags = flags!(READONLY | FAST);
+const RO: Flags = flags!(READONLY);
+const W_OOM: Flags = flags!(WRITE | DENYOOM);
+const W_OOM_FAST: Flags = flags!(WRITE | DENYOOM | FAST);
+const W: Flags = flags!(WRITE);
+const W_FAST: Flags = flags!(WRITE | FAST);
+const FAST: Flags = flags!(FAST);
+const CONN: Flags = flags!(NOSCRIPT | LOADING | STALE | FAST | NO_AUTH | ALLOW_BUSY);
+const SCRIPTING: Flags = flags!(NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | MOVABLE_KEYS);
+const LOADING_STALE: Flags = flags!(LOADING | STALE);
+const LOADING_STALE_FAST: Flags = flags!(LOADING | STALE | FAST);
+const ADMIN_SAVE: Flags = flags!(ADMIN | NOSCRIPT | NO_ASYNC_LOADING);
 const NONE: (i32, i32, i32) = (0, 0, 0);
 const ONE: (i32, i32, i32) = (1, 1, 1);
 const ALL: (i32, i32, i32) = (1, -1, 1);
@@ -179,29 +227,29 @@ pub static COMMANDS: &[Spec] = &[
     c("pexpiretime", CmdId::PExpireTime, 2, RO_FAST, ONE, "generic", "7.0.0", "Returns the expiration time of a key as a Unix milliseconds timestamp."),
     c("persist", CmdId::Persist, 2, W_FAST, ONE, "generic", "2.2.0", "Removes the expiration time of a key."),
     c("ping", CmdId::Ping, -1, FAST, NONE, "connection", "1.0.0", "Returns the server's liveliness response."),
-    c("echo", CmdId::Echo, 2, FAST, NONE, "connection", "1.0.0", "Returns the given string."),
-    no_auth(c("auth", CmdId::Auth, -2, CONN, NONE, "connection", "1.0.0", "Authenticates the connection.")),
-    no_auth(c("hello", CmdId::Hello, -1, CONN, NONE, "connection", "6.0.0", "Handshakes with the Redis server.")),
-    c("select", CmdId::Select, 2, &["loading", "stale", "fast"], NONE, "connection", "1.0.0", "Changes the selected database."),
-    no_auth(c("quit", CmdId::Quit, -1, CONN, NONE, "connection", "1.0.0", "Closes the connection.")),
-    no_auth(c("reset", CmdId::Reset, 1, CONN, NONE, "connection", "6.2.0", "Resets the connection.")),
-    c("client", CmdId::Client, -2, &[], NONE, "connection", "2.4.0", "A container for client connection commands."),
-    c("command", CmdId::Command, -1, &["loading", "stale"], NONE, "server", "2.8.13", "Returns detailed information about all commands."),
-    c("info", CmdId::Info, -1, &["loading", "stale"], NONE, "server", "1.0.0", "Returns information and statistics about the server."),
-    c("config", CmdId::Config, -2, &[], NONE, "server", "2.0.0", "A container for server configuration commands."),
-    c("time", CmdId::Time, 1, &["loading", "stale", "fast"], NONE, "server", "2.6.0", "Returns the server time."),
+    c("echo", CmdId::Echo, 2, LOADING_STALE_FAST, NONE, "connection", "1.0.0", "Returns the given string."),
+    c("auth", CmdId::Auth, -2, CONN, NONE, "connection", "1.0.0", "Authenticates the connection."),
+    c("hello", CmdId::Hello, -1, CONN, NONE, "connection", "6.0.0", "Handshakes with the Redis server."),
+    c("select", CmdId::Select, 2, LOADING_STALE_FAST, NONE, "connection", "1.0.0", "Changes the selected database."),
+    c("quit", CmdId::Quit, -1, CONN, NONE, "connection", "1.0.0", "Closes the connection."),
+    c("reset", CmdId::Reset, 1, CONN, NONE, "connection", "6.2.0", "Resets the connection."),
+    c("client", CmdId::Client, -2, Flags::NONE, NONE, "connection", "2.4.0", "A container for client connection commands."),
+    c("command", CmdId::Command, -1, LOADING_STALE, NONE, "server", "2.8.13", "Returns detailed information about all commands."),
+    c("info", CmdId::Info, -1, LOADING_STALE, NONE, "server", "1.0.0", "Returns information and statistics about the server."),
+    c("config", CmdId::Config, -2, Flags::NONE, NONE, "server", "2.0.0", "A container for server configuration commands."),
+    c("time", CmdId::Time, 1, LOADING_STALE_FAST, NONE, "server", "2.6.0", "Returns the server time."),
     c("dbsize", CmdId::DbSize, 1, RO_FAST, NONE, "server", "1.0.0", "Returns the number of keys in the database."),
     c("flushdb", CmdId::FlushDb, -1, W, NONE, "server", "1.0.0", "Removes all keys from the current database."),
     c("flushall", CmdId::FlushAll, -1, W, NONE, "server", "1.0.0", "Removes all keys from all databases."),
     c("swapdb", CmdId::SwapDb, 3, W_FAST, NONE, "server", "4.0.0", "Swaps two Redis databases."),
     c("eval", CmdId::Eval, -3, SCRIPTING, NONE, "scripting", "2.6.0", "Executes a server-side Lua script."),
     c("evalsha", CmdId::EvalSha, -3, SCRIPTING, NONE, "scripting", "2.6.0", "Executes a server-side Lua script by SHA1 digest."),
-    c("script", CmdId::Script, -2, &[], NONE, "scripting", "2.6.0", "A container for Lua scripts management commands."),
-    c("save", CmdId::Save, 1, &["admin", "noscript", "no_async_loading", "no_multi"], NONE, "server", "1.0.0", "Synchronously saves the database(s) to disk."),
-    c("bgsave", CmdId::BgSave, -1, &["admin", "noscript", "no_async_loading"], NONE, "server", "1.0.0", "Asynchronously saves the database(s) to disk."),
-    c("bgrewriteaof", CmdId::BgRewriteAof, 1, &["admin", "noscript", "no_async_loading"], NONE, "server", "1.0.0", "Asynchronously rewrites the append-only file to disk."),
-    c("lastsave", CmdId::LastSave, 1, &["loading", "stale", "fast"], NONE, "server", "1.0.0", "Returns the Unix timestamp of the last successful save to disk."),
-    c("shutdown", CmdId::Shutdown, -1, &["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"], NONE, "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server."),
+    c("script", CmdId::Script, -2, Flags::NONE, NONE, "scripting", "2.6.0", "A container for Lua scripts management commands."),
+    c("save", CmdId::Save, 1, flags!(ADMIN | NOSCRIPT | NO_ASYNC_LOADING | NO_MULTI), NONE, "server", "1.0.0", "Synchronously saves the database(s) to disk."),
+    c("bgsave", CmdId::BgSave, -1, ADMIN_SAVE, NONE, "server", "1.0.0", "Asynchronously saves the database(s) to disk."),
+    c("bgrewriteaof", CmdId::BgRewriteAof, 1, ADMIN_SAVE, NONE, "server", "1.0.0", "Asynchronously rewrites the append-only file to disk."),
+    c("lastsave", CmdId::LastSave, 1, LOADING_STALE_FAST, NONE, "server", "1.0.0", "Returns the Unix timestamp of the last successful save to disk."),
+    c("shutdown", CmdId::Shutdown, -1, flags!(ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI | ALLOW_BUSY), NONE, "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server."),
 ];
 
 static INDEX: LazyLock<HashMap<&'static str, usize>> = LazyLock::new(|| {
@@ -225,9 +273,10 @@ pub fn lookup(name: &[u8]) -> Option<usize> {
     INDEX.get(lower).copied()
 }
 
-/// Whether the command may change data (so its reply waits for the log).
+/// Whether the command may change data (so its reply waits for the log, and a gateway
+/// never sends it twice). Scripts may write without the flag, as in Redis.
 pub fn is_write(spec: &Spec) -> bool {
-    spec.flags.first() == Some(&"write") || matches!(spec.id, CmdId::Eval | CmdId::EvalSha)
+    spec.flags.has(Flags::WRITE) || matches!(spec.id, CmdId::Eval | CmdId::EvalSha)
 }
 
 /// Whether a gateway passes the command to the upstream. Commands about the client or the
@@ -291,5 +340,20 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), COMMANDS.len(), "duplicate command names");
         assert!(arity_ok(-2, 5) && !arity_ok(-2, 1) && arity_ok(3, 3) && !arity_ok(3, 4));
+    }
+
+    #[test]
+    fn flags_render_in_redis_order_and_never_both_write_and_readonly() {
+        let set = &COMMANDS[lookup(b"set").unwrap()];
+        assert_eq!(set.flags.names().collect::<Vec<_>>(), ["write", "denyoom"]);
+        assert!(is_write(set));
+        assert!(!is_write(&COMMANDS[lookup(b"get").unwrap()]));
+        for c in COMMANDS {
+            assert!(
+                !(c.flags.has(Flags::WRITE) && c.flags.has(Flags::READONLY)),
+                "{}",
+                c.name
+            );
+        }
     }
 }

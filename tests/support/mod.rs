@@ -465,13 +465,22 @@ fn sorted(v: Value) -> Value {
     }
 }
 
-/// Runs a differential script (tests/scripts) on both servers; returns the mismatches as readable lines.
-pub fn run_script(name: &str, redis: &mut Conn, ours: &mut Conn) -> Vec<String> {
+/// One command of a differential script: line number, comparison mode (`=` exact, `~` same
+/// shape, `@` same when sorted), the line's text and its arguments.
+pub struct ScriptLine {
+    pub lineno: usize,
+    pub mode: char,
+    pub text: String,
+    pub args: Vec<Vec<u8>>,
+}
+
+/// The commands of a script in tests/scripts.
+pub fn script_lines(name: &str) -> Vec<ScriptLine> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/scripts")
         .join(name);
     let text = std::fs::read_to_string(&path).expect("script");
-    let mut failures = Vec::new();
+    let mut out = Vec::new();
     for (lineno, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -483,6 +492,26 @@ pub fn run_script(name: &str, redis: &mut Conn, ours: &mut Conn) -> Vec<String> 
             _ => ('=', line),
         };
         let args = sessiond::resp::parse::split_args(cmd.as_bytes()).expect("script line parses");
+        out.push(ScriptLine {
+            lineno: lineno + 1,
+            mode,
+            text: cmd.to_string(),
+            args,
+        });
+    }
+    out
+}
+
+/// Runs a differential script (tests/scripts) on both servers; returns the mismatches as readable lines.
+pub fn run_script(name: &str, redis: &mut Conn, ours: &mut Conn) -> Vec<String> {
+    let mut failures = Vec::new();
+    for ScriptLine {
+        lineno,
+        mode,
+        text: cmd,
+        args,
+    } in script_lines(name)
+    {
         let argv: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
         let expected = redis.cmd_bytes(&argv);
         let got = ours.cmd_bytes(&argv);
@@ -493,8 +522,7 @@ pub fn run_script(name: &str, redis: &mut Conn, ours: &mut Conn) -> Vec<String> 
         };
         if !same {
             failures.push(format!(
-                "{name}:{}: {cmd}\n    redis:    {expected:?}\n    sessiond: {got:?}",
-                lineno + 1
+                "{name}:{lineno}: {cmd}\n    redis:    {expected:?}\n    sessiond: {got:?}"
             ));
         }
     }

@@ -9,6 +9,13 @@
 //!
 //! Expiry is lazy on every access (an expired key is never returned) plus an active sweep in
 //! a background thread ([`expire`]); eviction under `maxmemory` is in [`evict`].
+//!
+//! **Hashing.** Session ids come from cookies, so a client chooses the keys. With a fast
+//! unkeyed (or weakly keyed) hash an attacker can compute ids that share a bucket and turn
+//! every lookup into a walk of one long chain (hash flooding). Keys are hashed with SipHash-1-3
+//! under a random 128-bit key drawn from the OS per process (`std`'s `RandomState`, the
+//! choice Redis makes with SipHash too): without the key, collisions cannot be computed
+//! offline. Its cost, measured against the previous foldhash, is in docs/BENCHMARKS.md.
 
 mod entry;
 pub mod evict;
@@ -72,7 +79,7 @@ pub(crate) struct Shard {
 
 pub(crate) struct Inner {
     shards: Box<[Shard]>,
-    hasher: foldhash::fast::RandomState,
+    hasher: std::hash::RandomState,
     databases: usize,
     maxmemory: AtomicU64,
     policy: AtomicU8,
@@ -135,7 +142,7 @@ impl Engine {
             .collect();
         let inner = Arc::new(Inner {
             shards,
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: std::hash::RandomState::new(),
             databases,
             maxmemory: AtomicU64::new(cfg.maxmemory),
             policy: AtomicU8::new(cfg.policy as u8),

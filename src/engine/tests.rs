@@ -390,3 +390,34 @@ fn a_snapshot_replays_to_the_same_data_and_swapdb_waits_for_it() {
     a.set_snapshot_active(false);
     assert!(block(a.swap_db(0, 1)).is_ok());
 }
+
+/// Hash flooding: ids chosen to share a bucket under one process's hash key scatter under
+/// another's, so collisions computed offline (or against another server) cannot build a
+/// long chain. Here 16 ids that all land in one of 1024 buckets of engine A land in at most
+/// a few of the same buckets of engine B.
+#[test]
+fn chosen_collisions_do_not_carry_over_to_another_hash_key() {
+    let (a, b) = (engine(), engine());
+    let mask = 1023u64;
+    let target = a.inner.hash(b"PHPREDIS_SESSION:seed") & mask;
+    let mut colliding = Vec::new();
+    let mut i = 0u64;
+    while colliding.len() < 16 {
+        let id = format!("PHPREDIS_SESSION:{i:026x}");
+        if a.inner.hash(id.as_bytes()) & mask == target {
+            colliding.push(id);
+        }
+        i += 1;
+    }
+    let mut buckets = std::collections::HashMap::new();
+    for id in &colliding {
+        *buckets
+            .entry(b.inner.hash(id.as_bytes()) & mask)
+            .or_insert(0u32) += 1;
+    }
+    let longest = buckets.values().max().copied().unwrap_or(0);
+    assert!(
+        longest <= 4,
+        "{longest} of 16 chosen ids share a bucket under another key"
+    );
+}

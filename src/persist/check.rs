@@ -43,17 +43,45 @@ impl FileReport {
 /// Checks one file; with `fix`, rewrites it without the damaged regions.
 pub fn check_file(path: &Path, fix: bool) -> Result<FileReport, String> {
     let img = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (mut report, repaired) =
+        analyze(&img, fix).map_err(|e| format!("{}: {e}", path.display()))?;
+    report.path = path.to_path_buf();
+    if let Some(out) = repaired {
+        let bak = PathBuf::from(format!("{}.bak", path.display()));
+        let tmp = PathBuf::from(format!("{}.fixed", path.display()));
+        let io = |e: std::io::Error| format!("{}: {e}", path.display());
+        let written = fs::File::create(&tmp).and_then(|mut f| {
+            f.write_all(&out)?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            // Nothing half-written is left behind, and the message says what room it needs.
+            let _ = fs::remove_file(&tmp);
+            return Err(format!(
+                "{}: cannot write the repaired copy ({} bytes, beside the original): {e}",
+                path.display(),
+                out.len()
+            ));
+        }
+        fs::rename(path, &bak).map_err(io)?;
+        fs::rename(&tmp, path).map_err(io)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            sync_dir(dir).map_err(io)?;
+        }
+        report.fixed = true;
+    }
+    Ok(report)
+}
+
+/// Checks a file image in memory; with `fix` and damage found, also returns the repaired
+/// image: every valid frame in order, and for a snapshot a correct end marker. The repaired
+/// image always checks clean (the `check_repair` fuzz target holds it to that).
+pub fn analyze(img: &[u8], fix: bool) -> Result<(FileReport, Option<Vec<u8>>), String> {
     let snapshot = img.starts_with(SNAPSHOT_MAGIC);
     if !snapshot && !img.starts_with(LOG_MAGIC) && img.len() >= 16 {
-        return Err(format!(
-            "{}: not a sessiond log or snapshot (bad header)",
-            path.display()
-        ));
+        return Err("not a sessiond log or snapshot (bad header)".into());
     }
-    let mut report = FileReport {
-        path: path.to_path_buf(),
-        ..Default::default()
-    };
+    let mut report = FileReport::default();
     let mut kept: Vec<(usize, usize)> = Vec::new();
     let mut pos = 16.min(img.len());
     if img.len() < 16 {
@@ -64,13 +92,13 @@ pub fn check_file(path: &Path, fix: bool) -> Result<FileReport, String> {
         });
     }
     while pos < img.len() {
-        if let Some(end) = frame_at(&img, pos) {
+        if let Some(end) = frame_at(img, pos) {
             kept.push((pos, end));
             report.frames += 1;
             pos = end;
             continue;
         }
-        match find_valid_frame(&img, pos + 1) {
+        match find_valid_frame(img, pos + 1) {
             Some(next) => {
                 report.damage.push(Damage {
                     offset: pos as u64,
@@ -104,47 +132,33 @@ pub fn check_file(path: &Path, fix: bool) -> Result<FileReport, String> {
         }
         report.snapshot_end_ok = Some(end_marker == Some(records));
     }
-    if fix && !report.ok() {
-        let mut out = if snapshot {
-            SNAPSHOT_MAGIC.to_vec()
-        } else {
-            LOG_MAGIC.to_vec()
-        };
-        for &(a, b) in &kept {
-            let is_end = snapshot
-                && decode_ops(&img[a + FRAME_HEADER..b])
-                    .is_some_and(|ops| ops.iter().any(|o| matches!(o, Op::End { .. })));
-            if !is_end {
-                out.extend_from_slice(&img[a..b]);
-            }
-        }
-        if snapshot {
-            frame(&mut out, &[Op::End { keys: records }]);
-        }
-        let bak = PathBuf::from(format!("{}.bak", path.display()));
-        let tmp = PathBuf::from(format!("{}.fixed", path.display()));
-        let io = |e: std::io::Error| format!("{}: {e}", path.display());
-        let written = fs::File::create(&tmp).and_then(|mut f| {
-            f.write_all(&out)?;
-            f.sync_all()
-        });
-        if let Err(e) = written {
-            // Nothing half-written is left behind, and the message says what room it needs.
-            let _ = fs::remove_file(&tmp);
-            return Err(format!(
-                "{}: cannot write the repaired copy ({} bytes, beside the original): {e}",
-                path.display(),
-                out.len()
-            ));
-        }
-        fs::rename(path, &bak).map_err(io)?;
-        fs::rename(&tmp, path).map_err(io)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            sync_dir(dir).map_err(io)?;
-        }
-        report.fixed = true;
+    if !fix || report.ok() {
+        return Ok((report, None));
     }
-    Ok(report)
+    let mut out = if snapshot {
+        SNAPSHOT_MAGIC.to_vec()
+    } else {
+        LOG_MAGIC.to_vec()
+    };
+    for &(a, b) in &kept {
+        let ops = decode_ops(&img[a + FRAME_HEADER..b]).unwrap_or_default();
+        if snapshot && ops.iter().any(|o| matches!(o, Op::End { .. })) {
+            // The end marker moves to the end; whatever else its frame held stays.
+            let rest: Vec<Op<'_>> = ops
+                .into_iter()
+                .filter(|o| !matches!(o, Op::End { .. }))
+                .collect();
+            if !rest.is_empty() {
+                frame(&mut out, &rest);
+            }
+        } else {
+            out.extend_from_slice(&img[a..b]);
+        }
+    }
+    if snapshot {
+        frame(&mut out, &[Op::End { keys: records }]);
+    }
+    Ok((report, Some(out)))
 }
 
 /// Checks `path`: one file, or a data directory (every file its manifest names).

@@ -1048,4 +1048,6 @@ impl Store for Engine {
 }
 
 #[cfg(test)]
+mod durability_tests;
+#[cfg(test)]
 mod tests;

@@ -1,0 +1,246 @@
+//! Durability as a property: whatever sequence of writes the engine executes, replaying the
+//! log it wrote gives back exactly the live state. Every mutating Store operation is drawn
+//! (SET with every condition and TTL form, MSET/MSETNX, APPEND, INCRBY, DEL, the lock
+//! release, RENAME/RENAMENX, EXPIREAT with every condition, PERSIST, GETEX, GETDEL,
+//! FLUSHDB, FLUSHALL, SWAPDB, and eviction under maxmemory), on a few keys in a few
+//! databases, with time moving on so that keys expire on the way. A mutation that forgot
+//! its log record, or logged something other than its result, shows up as a difference.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::persist::journal::{Fsync, Journal, LogFile};
+use crate::persist::load;
+
+#[derive(Debug, Clone)]
+enum Step {
+    Set(u8, u8, u8, u8, u8, bool),
+    MSet(Vec<(u8, u8)>, bool),
+    Append(u8, u8),
+    IncrBy(u8, i8),
+    Del(Vec<u8>),
+    DelIfEqual(u8, u8),
+    Rename(u8, u8, bool),
+    ExpireAt(u8, i16, u8),
+    Persist(u8),
+    GetEx(u8, u8, i16),
+    GetDel(u8),
+    Select(u8),
+    FlushDb,
+    FlushAll,
+    SwapDb(u8, u8),
+    Tick(u16),
+    MaxMemory(bool),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let k = 0u8..6;
+    prop_oneof![
+        6 => (k.clone(), 0u8..4, 0u8..3, 0u8..4, any::<u8>(), any::<bool>())
+            .prop_map(|(k, v, c, t, n, g)| Step::Set(k, v, c, t, n, g)),
+        1 => (prop::collection::vec((0u8..6, 0u8..4), 1..4), any::<bool>())
+            .prop_map(|(p, nx)| Step::MSet(p, nx)),
+        1 => (k.clone(), 0u8..4).prop_map(|(k, v)| Step::Append(k, v)),
+        1 => (k.clone(), any::<i8>()).prop_map(|(k, d)| Step::IncrBy(k, d)),
+        1 => prop::collection::vec(0u8..6, 1..3).prop_map(Step::Del),
+        1 => (k.clone(), 0u8..4).prop_map(|(k, v)| Step::DelIfEqual(k, v)),
+        1 => (k.clone(), 0u8..6, any::<bool>()).prop_map(|(a, b, nx)| Step::Rename(a, b, nx)),
+        2 => (k.clone(), any::<i16>(), 0u8..5).prop_map(|(k, t, c)| Step::ExpireAt(k, t, c)),
+        1 => k.clone().prop_map(Step::Persist),
+        1 => (k.clone(), 0u8..3, any::<i16>()).prop_map(|(k, m, t)| Step::GetEx(k, m, t)),
+        1 => k.prop_map(Step::GetDel),
+        1 => (0u8..3).prop_map(Step::Select),
+        1 => Just(Step::FlushDb),
+        1 => Just(Step::FlushAll),
+        1 => (0u8..3, 0u8..3).prop_map(|(a, b)| Step::SwapDb(a, b)),
+        2 => (0u16..3000).prop_map(Step::Tick),
+        1 => any::<bool>().prop_map(Step::MaxMemory),
+    ]
+}
+
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("engine future suspended"),
+    }
+}
+
+fn key(k: u8) -> Vec<u8> {
+    format!("PHPREDIS_SESSION:k{k}").into_bytes()
+}
+
+fn value(v: u8) -> Vec<u8> {
+    match v {
+        0 => b"10".to_vec(),
+        1 => b"-3".to_vec(),
+        2 => b"user|s:5:\"alice\";".to_vec(),
+        _ => vec![b'x'; 300],
+    }
+}
+
+/// Every live record: (db, key, value, expiry).
+fn contents(e: &Engine, now: i64) -> Vec<(u32, Vec<u8>, Vec<u8>, i64)> {
+    e.purge_expired(now);
+    let mut image = Vec::new();
+    e.dump(now, &mut |b| {
+        image.extend_from_slice(b);
+        Ok(())
+    })
+    .expect("dump");
+    let mut out = Vec::new();
+    let mut framed = crate::persist::format::SNAPSHOT_MAGIC.to_vec();
+    framed.extend_from_slice(&image);
+    crate::persist::format::read_image(&framed, crate::persist::format::SNAPSHOT_MAGIC, |op| {
+        if let Op::Set {
+            db,
+            key,
+            value,
+            expire,
+        } = op
+        {
+            out.push((db, key.to_vec(), value.to_vec(), expire));
+        }
+        Ok(())
+    })
+    .expect("read back");
+    out.sort();
+    out
+}
+
+fn run(steps: &[Step], dir: &std::path::Path) -> Result<(), TestCaseError> {
+    let cfg = EngineConfig {
+        databases: 3,
+        active_expiry: false,
+        ..Default::default()
+    };
+    let live = Engine::new(cfg.clone());
+    let path = dir.join("log-1.aof");
+    let mut f = std::fs::File::create(&path).expect("log");
+    std::io::Write::write_all(&mut f, crate::persist::format::LOG_MAGIC).expect("magic");
+    let log = LogFile {
+        file: Arc::new(f),
+        path: path.clone(),
+        len: 16,
+    };
+    let j = Journal::start(log, Fsync::No, Duration::ZERO);
+    live.attach_journal(j.clone());
+    let mut now: i64 = 1_700_000_000_000;
+    let mut db = 0usize;
+    for s in steps {
+        match s.clone() {
+            Step::Set(k, v, c, t, n, get) => {
+                let ttl = match t {
+                    0 => TtlChange::Clear,
+                    1 => TtlChange::Keep,
+                    2 => TtlChange::At(now + 1 + i64::from(n) * 20),
+                    _ => TtlChange::At(now - i64::from(n)),
+                };
+                let condition = match c {
+                    0 => SetCondition::Always,
+                    1 => SetCondition::IfAbsent,
+                    _ => SetCondition::IfPresent,
+                };
+                let opts = SetOptions {
+                    ttl,
+                    condition,
+                    get,
+                };
+                let _ = block(live.set(db, &key(k), &value(v), opts, now));
+            }
+            Step::MSet(pairs, nx) => {
+                let owned: Vec<(Vec<u8>, Vec<u8>)> =
+                    pairs.iter().map(|&(k, v)| (key(k), value(v))).collect();
+                let refs: Vec<(&[u8], &[u8])> =
+                    owned.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+                let _ = block(live.mset(db, &refs, nx, now));
+            }
+            Step::Append(k, v) => {
+                let _ = block(live.append(db, &key(k), &value(v), now));
+            }
+            Step::IncrBy(k, d) => {
+                let _ = block(live.incr_by(db, &key(k), i64::from(d), now));
+            }
+            Step::Del(ks) => {
+                let owned: Vec<Vec<u8>> = ks.iter().map(|&k| key(k)).collect();
+                let refs: Vec<&[u8]> = owned.iter().map(|k| &k[..]).collect();
+                let _ = block(live.del(db, &refs, now));
+            }
+            Step::DelIfEqual(k, v) => {
+                let _ = block(live.del_if_equal(db, &key(k), &value(v), now));
+            }
+            Step::Rename(a, b, nx) => {
+                let _ = block(live.rename(db, &key(a), &key(b), nx, now));
+            }
+            Step::ExpireAt(k, t, c) => {
+                let cond = match c {
+                    0 => ExpireCondition::Always,
+                    1 => ExpireCondition::Nx,
+                    2 => ExpireCondition::Xx,
+                    3 => ExpireCondition::Gt,
+                    _ => ExpireCondition::Lt,
+                };
+                let _ = block(live.expire_at(db, &key(k), now + i64::from(t), cond, now));
+            }
+            Step::Persist(k) => {
+                let _ = block(live.persist(db, &key(k), now));
+            }
+            Step::GetEx(k, m, t) => {
+                let ttl = match m {
+                    0 => TtlChange::Keep,
+                    1 => TtlChange::Clear,
+                    _ => TtlChange::At(now + i64::from(t)),
+                };
+                let _ = block(live.get_ex(db, &key(k), ttl, now));
+            }
+            Step::GetDel(k) => {
+                let _ = block(live.get_del(db, &key(k), now));
+            }
+            Step::Select(d) => db = usize::from(d),
+            Step::FlushDb => {
+                let _ = block(live.flush_db(db));
+            }
+            Step::FlushAll => {
+                let _ = block(live.flush_all());
+            }
+            Step::SwapDb(a, b) => {
+                let _ = block(live.swap_db(usize::from(a), usize::from(b)));
+            }
+            Step::Tick(ms) => now += i64::from(ms),
+            Step::MaxMemory(on) => {
+                // Small enough that the next writes evict (allkeys-lru), which is logged.
+                live.set_maxmemory_policy("allkeys-lru");
+                live.set_maxmemory(if on { 1 } else { 0 });
+            }
+        }
+    }
+    j.sync_all().map_err(TestCaseError::fail)?;
+    j.stop();
+    let replayed = Engine::new(cfg);
+    load::replay(&replayed, dir, None, &["log-1.aof".to_string()]).map_err(TestCaseError::fail)?;
+    prop_assert_eq!(contents(&replayed, now), contents(&live, now));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn replaying_the_log_gives_back_the_live_state(steps in prop::collection::vec(step(), 1..60)) {
+        let dir = std::env::temp_dir().join(format!(
+            "sessiond-durability-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let r = run(&steps, &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        r?;
+    }
+}

@@ -12,6 +12,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::persist::format::Op;
 use crate::persist::journal::{Fsync, Journal, LogFile};
 use crate::persist::load;
 

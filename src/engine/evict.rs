@@ -138,17 +138,10 @@ fn evict_one(inner: &Inner, policy: Policy) -> bool {
     }
     let Some(victim) = best else { return false };
     let hash = inner.hash(&victim.key);
-    let hasher = inner.hasher_fn();
     let mut g = inner.lock(victim.shard);
-    let removed = g.dbs[victim.db]
-        .remove(hash, &victim.key, &hasher)
-        .is_some();
+    let removed = super::mutate::Changes::new(inner).del(&mut g, victim.db, hash, &victim.key);
     if removed {
         g.evicted += 1;
-        inner.log(&[crate::persist::format::Op::Del {
-            db: victim.db as u32,
-            key: &victim.key,
-        }]);
     }
     inner.publish(victim.shard, &g);
     removed

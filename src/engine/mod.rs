@@ -20,6 +20,7 @@
 mod entry;
 pub mod evict;
 pub mod expire;
+mod mutate;
 mod persist;
 mod table;
 
@@ -30,13 +31,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::persist::format::Op;
 use crate::persist::journal::Journal;
 use crate::store::*;
 use crate::util::glob::glob_match;
 use entry::Entry;
 pub use evict::Policy;
-use persist::db32;
+use mutate::{Changes, Record};
 use table::Table;
 
 /// Number of shards: a power of two well above the core count, so two threads rarely want
@@ -272,7 +272,7 @@ impl ShardData {
         match t.find(hash, key) {
             None => false,
             Some(e) if e.is_expired(now) => {
-                t.remove(hash, key, hasher);
+                mutate::expired(t, hash, key, hasher);
                 self.expired += 1;
                 false
             }
@@ -313,37 +313,6 @@ impl ShardData {
         e.set_lru(lru);
         Some(e)
     }
-
-    /// Write `value` at `key` with expiry `expire` (0 = none), creating or overwriting.
-    fn write(
-        &mut self,
-        db: Db,
-        hash: u64,
-        rec: Record<'_>,
-        exists: bool,
-        hasher: &impl Fn(&[u8]) -> u64,
-    ) {
-        let Record {
-            key,
-            value,
-            expire,
-            lru,
-        } = rec;
-        let t = &mut self.dbs[db];
-        if exists {
-            t.overwrite(hash, key, value, expire, lru);
-        } else {
-            t.insert_new(hash, Entry::new(key, value, expire, lru), hasher);
-        }
-    }
-}
-
-/// What a write stores: key, value, absolute expiry (0 = none) and LRU clock.
-struct Record<'a> {
-    key: &'a [u8],
-    value: &'a [u8],
-    expire: i64,
-    lru: u32,
 }
 
 fn copy(v: &[u8]) -> Bytes {
@@ -362,17 +331,10 @@ impl Engine {
     fn flush(&self, db: Option<Db>) {
         let i = &self.inner;
         let mut guards: Vec<_> = (0..SHARDS).map(|s| i.lock(s)).collect();
-        let mut old = Vec::new();
-        for g in &mut guards {
-            match db {
-                Some(db) => old.push(std::mem::take(&mut g.dbs[db])),
-                None => old.extend(g.dbs.iter_mut().map(std::mem::take)),
-            }
-        }
-        i.log(&[match db {
-            Some(db) => Op::FlushDb { db: db32(db) },
-            None => Op::FlushAll,
-        }]);
+        let old = {
+            let mut shards: Vec<&mut ShardData> = guards.iter_mut().map(|g| &mut **g).collect();
+            Changes::new(i).flush(&mut shards, db)
+        };
         for (s, g) in guards.iter().enumerate() {
             i.publish(s, g);
         }
@@ -386,23 +348,16 @@ impl Engine {
         let i = &self.inner;
         let hasher = i.hasher_fn();
         let mut locks = i.lock_keys(keys);
+        let mut changes = Changes::new(i);
         let mut n = 0;
-        let mut logged = Vec::new();
         for (idx, k) in keys.iter().enumerate() {
             let (s, h) = locks.key(idx);
             if s.live(db, h, k, now, &hasher).is_some() {
                 if remove {
-                    s.dbs[db].remove(h, k, &hasher);
-                    logged.push(Op::Del {
-                        db: db32(db),
-                        key: k,
-                    });
+                    changes.del(s, db, h, k);
                 }
                 n += 1;
             }
-        }
-        if !logged.is_empty() {
-            i.log(&logged);
         }
         n
     }
@@ -430,21 +385,14 @@ impl Store for Engine {
         let hasher = i.hasher_fn();
         Ok(i.with_key(key, |s, h| {
             let v = copy(s.read(db, h, key, now, lru, &hasher)?.value());
-            let d = db32(db);
+            let mut changes = Changes::new(i);
             match ttl {
                 TtlChange::Keep => {}
-                TtlChange::Clear => {
-                    s.dbs[db].set_expire(h, key, 0);
-                    i.log(&[Op::ExpireAt { db: d, key, at: 0 }]);
-                }
+                TtlChange::Clear => changes.expire(s, db, h, key, 0),
                 TtlChange::At(at) if at <= now => {
-                    s.dbs[db].remove(h, key, &hasher);
-                    i.log(&[Op::Del { db: d, key }]);
+                    changes.del(s, db, h, key);
                 }
-                TtlChange::At(at) => {
-                    s.dbs[db].set_expire(h, key, at);
-                    i.log(&[Op::ExpireAt { db: d, key, at }]);
-                }
+                TtlChange::At(at) => changes.expire(s, db, h, key, at),
             }
             Some(v)
         }))
@@ -456,8 +404,7 @@ impl Store for Engine {
         let hasher = i.hasher_fn();
         Ok(i.with_key(key, |s, h| {
             let v = copy(s.read(db, h, key, now, lru, &hasher)?.value());
-            s.dbs[db].remove(h, key, &hasher);
-            i.log(&[Op::Del { db: db32(db), key }]);
+            Changes::new(i).del(s, db, h, key);
             Some(v)
         }))
     }
@@ -513,7 +460,8 @@ impl Store for Engine {
                     TtlChange::Keep => old_expire,
                     TtlChange::At(at) => at,
                 };
-                s.write(
+                Changes::new(i).put(
+                    s,
                     db,
                     h,
                     Record {
@@ -523,14 +471,7 @@ impl Store for Engine {
                         lru,
                     },
                     exists,
-                    &hasher,
                 );
-                i.log(&[Op::Set {
-                    db: db32(db),
-                    key,
-                    value,
-                    expire,
-                }]);
             }
             SetOutcome {
                 written: allowed,
@@ -560,10 +501,12 @@ impl Store for Engine {
                 }
             }
         }
+        let mut changes = Changes::new(i);
         for (n, (k, v)) in pairs.iter().enumerate() {
             let (s, h) = locks.key(n);
             let exists = s.live(db, h, k, now, &hasher).is_some();
-            s.write(
+            changes.put(
+                s,
                 db,
                 h,
                 Record {
@@ -573,20 +516,7 @@ impl Store for Engine {
                     lru,
                 },
                 exists,
-                &hasher,
             );
-        }
-        if i.journal.get().is_some() {
-            let ops: Vec<Op<'_>> = pairs
-                .iter()
-                .map(|(key, value)| Op::Set {
-                    db: db32(db),
-                    key,
-                    value,
-                    expire: 0,
-                })
-                .collect();
-            i.log(&ops);
         }
         Ok(true)
     }
@@ -605,19 +535,12 @@ impl Store for Engine {
                     {
                         return Err(StoreError::TooBig);
                     }
-                    let n = s.dbs[db].append_value(h, key, value).unwrap_or(0) as u64;
-                    if let Some(e) = s.dbs[db].find(h, key) {
-                        i.log(&[Op::Set {
-                            db: db32(db),
-                            key,
-                            value: e.value(),
-                            expire: e.expire(),
-                        }]);
-                    }
-                    Ok(n)
+                    let n = Changes::new(i).append(s, db, h, key, value).unwrap_or(0);
+                    Ok(n as u64)
                 }
                 None => {
-                    s.write(
+                    Changes::new(i).put(
+                        s,
                         db,
                         h,
                         Record {
@@ -627,14 +550,7 @@ impl Store for Engine {
                             lru,
                         },
                         false,
-                        &hasher,
                     );
-                    i.log(&[Op::Set {
-                        db: db32(db),
-                        key,
-                        value,
-                        expire: 0,
-                    }]);
                     Ok(value.len() as u64)
                 }
             }
@@ -668,7 +584,8 @@ impl Store for Engine {
             let new = cur.checked_add(delta).ok_or(StoreError::Overflow)?;
             let mut buf = itoa::Buffer::new();
             let value = buf.format(new).as_bytes();
-            s.write(
+            Changes::new(i).put(
+                s,
                 db,
                 h,
                 Record {
@@ -678,14 +595,7 @@ impl Store for Engine {
                     lru,
                 },
                 exists,
-                &hasher,
             );
-            i.log(&[Op::Set {
-                db: db32(db),
-                key,
-                value,
-                expire,
-            }]);
             Ok(new)
         })
     }
@@ -708,8 +618,7 @@ impl Store for Engine {
                 .live(db, h, key, now, &hasher)
                 .is_some_and(|e| e.value() == expected);
             if equal {
-                s.dbs[db].remove(h, key, &hasher);
-                i.log(&[Op::Del { db: db32(db), key }]);
+                Changes::new(i).del(s, db, h, key);
             }
             equal
         }))
@@ -751,24 +660,22 @@ impl Store for Engine {
         if dst_exists && only_if_absent {
             return Ok(false);
         }
-        if dst_exists {
-            d.dbs[db].remove(hd, dst, &hasher);
-        }
-        d.dbs[db].insert_new(hd, Entry::new(dst, &value, expire, lru), &hasher);
-        let (s, hs) = locks.key(0);
-        s.dbs[db].remove(hs, src, &hasher);
-        i.log(&[
-            Op::Del {
-                db: db32(db),
-                key: src,
-            },
-            Op::Set {
-                db: db32(db),
+        // One frame: replay moves the key whole or (torn) not at all.
+        let mut changes = Changes::new(i);
+        changes.put(
+            d,
+            db,
+            hd,
+            Record {
                 key: dst,
                 value: &value,
                 expire,
+                lru,
             },
-        ]);
+            dst_exists,
+        );
+        let (s, hs) = locks.key(0);
+        changes.del(s, db, hs, src);
         Ok(true)
     }
 
@@ -797,16 +704,11 @@ impl Store for Engine {
             if !ok {
                 return false;
             }
+            let mut changes = Changes::new(i);
             if at <= now {
-                s.dbs[db].remove(h, key, &hasher);
-                i.log(&[Op::Del { db: db32(db), key }]);
+                changes.del(s, db, h, key);
             } else {
-                s.dbs[db].set_expire(h, key, at);
-                i.log(&[Op::ExpireAt {
-                    db: db32(db),
-                    key,
-                    at,
-                }]);
+                changes.expire(s, db, h, key, at);
             }
             true
         }))
@@ -819,12 +721,7 @@ impl Store for Engine {
                 .live(db, h, key, now, &i.hasher_fn())
                 .is_some_and(|e| e.expire() != 0);
             if had {
-                s.dbs[db].set_expire(h, key, 0);
-                i.log(&[Op::ExpireAt {
-                    db: db32(db),
-                    key,
-                    at: 0,
-                }]);
+                Changes::new(i).expire(s, db, h, key, 0);
             }
             had
         }))
@@ -982,14 +879,8 @@ impl Store for Engine {
                 "ERR SWAPDB is not allowed while a snapshot or log rewrite is in progress; retry when INFO persistence shows aof_rewrite_in_progress:0".into(),
             ));
         }
-        for g in &mut guards {
-            g.dbs.swap(a, b);
-            g.sweep_pos.swap(a, b);
-        }
-        i.log(&[Op::SwapDb {
-            a: db32(a),
-            b: db32(b),
-        }]);
+        let mut shards: Vec<&mut ShardData> = guards.iter_mut().map(|g| &mut **g).collect();
+        Changes::new(i).swap_db(&mut shards, a, b);
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! The engine's side of persistence (the design is in `persist/mod.rs`):
 //! * every mutation appends its *result* to the journal while it still holds the shard lock,
-//!   so the log orders writes to one key exactly as they were applied;
+//!   so the log orders writes to one key exactly as they were applied; the mutators that do
+//!   both are in `mutate.rs`, the only code allowed to change a table;
 //! * [`Engine::apply`] replays a logged operation at start-up, ignoring the clock (a key that
 //!   has expired by now may still be extended by a later record, so expired keys are dropped
 //!   only after the whole replay, by [`Engine::purge_expired`]);
@@ -12,7 +13,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::entry::Entry;
-use super::{Engine, Inner, Record, SHARDS, WALK_CHUNK};
+use super::mutate::{Record, Replay};
+use super::{Engine, SHARDS, WALK_CHUNK};
 use crate::persist::format::{begin_frame, end_frame, frame, Op};
 use crate::persist::journal::Journal;
 
@@ -23,16 +25,6 @@ use crate::persist::journal::Journal;
 const SNAPSHOT_FRAME: usize = 1024;
 /// Complete frames are handed to the writer in chunks of about this size, outside the lock.
 const SNAPSHOT_WRITE: usize = 64 * 1024;
-
-impl Inner {
-    /// Appends one command's effects to the journal, if persistence is on.
-    #[inline]
-    pub(super) fn log(&self, ops: &[Op<'_>]) {
-        if let Some(j) = self.journal.get() {
-            j.append(ops);
-        }
-    }
-}
 
 /// A database index as the log stores it.
 #[inline]
@@ -78,9 +70,10 @@ impl Engine {
                 let db = check(db)?;
                 let lru = i.lru_now();
                 i.with_key(key, |s, h| {
-                    let exists = s.dbs[db].find(h, key).is_some();
-                    s.write(
-                        db,
+                    let t = &mut s.dbs[db];
+                    let exists = t.find(h, key).is_some();
+                    Replay::put(
+                        t,
                         h,
                         Record {
                             key,
@@ -96,13 +89,13 @@ impl Engine {
             Op::Del { db, key } => {
                 let db = check(db)?;
                 i.with_key(key, |s, h| {
-                    s.dbs[db].remove(h, key, &hasher);
+                    Replay::del(&mut s.dbs[db], h, key, &hasher);
                 });
             }
             Op::ExpireAt { db, key, at } => {
                 let db = check(db)?;
                 i.with_key(key, |s, h| {
-                    s.dbs[db].set_expire(h, key, at);
+                    Replay::expire(&mut s.dbs[db], h, key, at);
                 });
             }
             Op::FlushDb { db } => {

@@ -10,6 +10,7 @@
 //! database), so even a table of a million keys moves ~16k records per resize.
 
 use super::entry::Entry;
+use super::mutate::Token;
 
 const MIN_BUCKETS: usize = 4;
 
@@ -113,7 +114,7 @@ impl Table {
     }
 
     /// Set or clear the TTL of a record, keeping the volatile count right.
-    pub fn set_expire(&mut self, hash: u64, key: &[u8], at: i64) -> bool {
+    pub fn set_expire(&mut self, hash: u64, key: &[u8], at: i64, _: Token) -> bool {
         let Some(e) = self.find_mut(hash, key) else {
             return false;
         };
@@ -129,7 +130,13 @@ impl Table {
     }
 
     /// Insert a record whose key is known to be absent. `hasher` recomputes hashes on resize.
-    pub fn insert_new(&mut self, hash: u64, mut entry: Entry, hasher: &impl Fn(&[u8]) -> u64) {
+    pub fn insert_new(
+        &mut self,
+        hash: u64,
+        mut entry: Entry,
+        hasher: &impl Fn(&[u8]) -> u64,
+        _: Token,
+    ) {
         if self.len >= self.buckets.len() {
             self.resize((self.len + 1).next_power_of_two().max(MIN_BUCKETS), hasher);
         }
@@ -148,6 +155,7 @@ impl Table {
         hash: u64,
         key: &[u8],
         hasher: &impl Fn(&[u8]) -> u64,
+        _: Token,
     ) -> Option<Entry> {
         let slot = self.slot_mut(hash, key)?;
         let mut e = slot.take()?;
@@ -193,6 +201,7 @@ impl Table {
         value: &[u8],
         expire: i64,
         lru: u32,
+        _: Token,
     ) -> bool {
         let Some(e) = self.find_mut(hash, key) else {
             return false;
@@ -212,7 +221,7 @@ impl Table {
     }
 
     /// Append to a record's value; returns the new length, None if absent.
-    pub fn append_value(&mut self, hash: u64, key: &[u8], tail: &[u8]) -> Option<usize> {
+    pub fn append_value(&mut self, hash: u64, key: &[u8], tail: &[u8], _: Token) -> Option<usize> {
         let e = self.find_mut(hash, key)?;
         let before = e.footprint();
         e.append_value(tail);
@@ -299,6 +308,7 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::mutate::test_token;
     use std::collections::HashSet;
 
     fn h(k: &[u8]) -> u64 {
@@ -318,6 +328,7 @@ mod tests {
                 h(&k),
                 Entry::new(&k, b"v", if i % 2 == 0 { 5 } else { 0 }, 0),
                 &h,
+                test_token(),
             );
         }
         assert_eq!(t.len(), 1000);
@@ -327,7 +338,7 @@ mod tests {
         }
         for i in 0..990u32 {
             assert!(t
-                .remove(h(&i.to_be_bytes()), &i.to_be_bytes(), &h)
+                .remove(h(&i.to_be_bytes()), &i.to_be_bytes(), &h, test_token())
                 .is_some());
         }
         assert_eq!(t.len(), 10);
@@ -349,7 +360,7 @@ mod tests {
             .map(|i| format!("stable:{i}").into_bytes())
             .collect();
         for k in &stable {
-            t.insert_new(h(k), Entry::new(k, b"", 0, 0), &h);
+            t.insert_new(h(k), Entry::new(k, b"", 0, 0), &h, test_token());
         }
         let mut seen = HashSet::new();
         let mut cursor = 0;
@@ -363,7 +374,7 @@ mod tests {
             if step.is_multiple_of(7) && step < 200 {
                 for j in 0..400u32 {
                     let k = format!("tmp:{step}:{j}").into_bytes();
-                    t.insert_new(h(&k), Entry::new(&k, b"", 0, 0), &h);
+                    t.insert_new(h(&k), Entry::new(&k, b"", 0, 0), &h, test_token());
                 }
             }
             if step.is_multiple_of(11) {
@@ -372,7 +383,7 @@ mod tests {
                     .filter(|k| k.starts_with(b"tmp:"))
                     .collect();
                 for k in tmp {
-                    t.remove(h(&k), &k, &h);
+                    t.remove(h(&k), &k, &h, test_token());
                 }
             }
             if cursor == 0 {

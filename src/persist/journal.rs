@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use super::format::{frame, Op};
+use super::format::{begin_frame, end_frame, Op, FRAME_HEADER};
 
 /// Redis's `appendfsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +139,36 @@ pub struct Journal {
     window: Duration,
 }
 
+/// One command's frame being written (see [`Journal::begin_frame`]).
+pub struct FrameWriter<'a> {
+    journal: &'a Journal,
+    pending: MutexGuard<'a, Pending>,
+    start: usize,
+}
+
+impl FrameWriter<'_> {
+    /// Adds one operation to the frame.
+    pub fn push(&mut self, op: &Op<'_>) {
+        op.encode(&mut self.pending.buf);
+    }
+}
+
+impl Drop for FrameWriter<'_> {
+    /// Closes the frame (length and checksums) and publishes the new end of the log. A frame
+    /// that got no operation is taken back.
+    fn drop(&mut self) {
+        let p = &mut *self.pending;
+        if p.buf.len() == self.start + FRAME_HEADER {
+            p.buf.truncate(self.start);
+            return;
+        }
+        end_frame(&mut p.buf, self.start);
+        p.end += (p.buf.len() - self.start) as u64;
+        self.journal.appended.store(p.end, Ordering::Release);
+        self.journal.frames.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Counts a connection (see [`Journal::connection`]) until dropped.
 pub struct Connection<'a>(&'a Journal);
 
@@ -211,12 +241,23 @@ impl Journal {
     /// Appends one frame holding `ops` (one command's effects). Called under the shard lock
     /// of the keys involved.
     pub fn append(&self, ops: &[Op<'_>]) {
-        let mut p = lock(&self.pending);
-        let before = p.buf.len();
-        frame(&mut p.buf, ops);
-        p.end += (p.buf.len() - before) as u64;
-        self.appended.store(p.end, Ordering::Release);
-        self.frames.fetch_add(1, Ordering::Relaxed);
+        let mut w = self.begin_frame();
+        for op in ops {
+            w.push(op);
+        }
+    }
+
+    /// Opens a frame that operations are encoded into as a command makes them, straight
+    /// into the pending buffer (no copy); it is closed when the writer is dropped. The
+    /// buffer's mutex is held meanwhile, so nothing is written out mid-frame: keep it short.
+    pub fn begin_frame(&self) -> FrameWriter<'_> {
+        let mut pending = lock(&self.pending);
+        let start = begin_frame(&mut pending.buf);
+        FrameWriter {
+            journal: self,
+            pending,
+            start,
+        }
     }
 
     /// Counts a client connection for group commit, until the guard is dropped.

@@ -14,11 +14,17 @@ use sessiond::resp::reply::{Proto, Reply};
 use sessiond::resp::{Limits, Parsed, RequestParser};
 use sessiond::server::Server;
 
-fuzz_target!(|data: &[u8]| {
-    let rt = tokio::runtime::Builder::new_current_thread()
+thread_local! {
+    /// One runtime for every input (building one per input would dominate the run time);
+    /// the server and its engine are new for each input, so each input starts from the same
+    /// state and a crash reproduces from its input alone.
+    static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
+}
+
+fuzz_target!(|data: &[u8]| {
     let engine = Engine::new(EngineConfig {
         databases: 16,
         maxmemory: 0,
@@ -40,30 +46,33 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut pos = 0;
     let mut out = bytes::BytesMut::new();
-    rt.block_on(async {
-        for _ in 0..32 {
-            let Ok(Parsed::Command { consumed }) = parser.parse(data, pos, &limits, true) else {
-                break;
-            };
-            pos += consumed;
-            let mut args = Vec::new();
-            parser.args(data, &mut args);
-            if args.is_empty() {
-                continue;
+    RT.with(|rt| {
+        rt.block_on(async {
+            for _ in 0..32 {
+                let Ok(Parsed::Command { consumed }) = parser.parse(data, pos, &limits, true)
+                else {
+                    break;
+                };
+                pos += consumed;
+                let mut args = Vec::new();
+                parser.args(data, &mut args);
+                if args.is_empty() {
+                    continue;
+                }
+                let name = args[0].to_ascii_lowercase();
+                if name == b"auth" || name == b"hello" {
+                    continue;
+                }
+                out.clear();
+                let mut reply = Reply::new(&mut out, Proto::Resp2);
+                let _ = cmd::execute(&server, &mut state, &args, &mut reply).await;
+                assert!(
+                    !out.is_empty(),
+                    "no reply to {:?}",
+                    String::from_utf8_lossy(&name)
+                );
+                state.proto = Proto::Resp2;
             }
-            let name = args[0].to_ascii_lowercase();
-            if name == b"auth" || name == b"hello" {
-                continue;
-            }
-            out.clear();
-            let mut reply = Reply::new(&mut out, Proto::Resp2);
-            let _ = cmd::execute(&server, &mut state, &args, &mut reply).await;
-            assert!(
-                !out.is_empty(),
-                "no reply to {:?}",
-                String::from_utf8_lossy(&name)
-            );
-            state.proto = Proto::Resp2;
-        }
+        })
     });
 });

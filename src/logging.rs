@@ -61,21 +61,40 @@ pub fn init(cfg: &Config) -> WorkerGuard {
     guard
 }
 
-/// A log line that input can trigger, at most once per [`THROTTLE_WINDOW_MS`]: the lines in
-/// between are counted and the count is given with the next line logged. A client cannot
-/// turn its own misbehaviour into megabytes of log.
+/// A log line that input can trigger, at most [`THROTTLE_BURST`] times per
+/// [`THROTTLE_WINDOW_MS`]: the lines beyond are counted, and the count is given with the next
+/// line logged. An operator's occasional command is always logged; a client cannot turn its
+/// own misbehaviour into megabytes of log.
 pub struct Throttle {
-    /// (when the last line was logged, in unix ms; lines suppressed since).
-    state: std::sync::Mutex<(i64, u64)>,
+    /// (window start in unix ms, lines logged in it, lines suppressed since the last logged).
+    state: std::sync::Mutex<(i64, u32, u64)>,
 }
 
 pub const THROTTLE_WINDOW_MS: i64 = 10_000;
+pub const THROTTLE_BURST: u32 = 10;
 
 impl Throttle {
     pub const fn new() -> Throttle {
         Throttle {
-            state: std::sync::Mutex::new((i64::MIN, 0)),
+            state: std::sync::Mutex::new((i64::MIN, 0, 0)),
         }
+    }
+
+    /// Whether a line may be logged now: `Some(n)` with the lines suppressed before it, or
+    /// `None` (the line is counted instead).
+    pub fn allow(&self) -> Option<u64> {
+        let now = crate::clock::now_ms();
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.0 == i64::MIN || now - s.0 >= THROTTLE_WINDOW_MS {
+            s.0 = now;
+            s.1 = 0;
+        }
+        if s.1 >= THROTTLE_BURST {
+            s.2 += 1;
+            return None;
+        }
+        s.1 += 1;
+        Some(std::mem::take(&mut s.2))
     }
 }
 
@@ -85,21 +104,37 @@ impl Default for Throttle {
     }
 }
 
-/// Logs `line` as a warning unless `throttle` logged one less than a window ago.
-pub fn throttled(throttle: &Throttle, line: std::fmt::Arguments<'_>) {
-    let now = crate::clock::now_ms();
-    let suppressed = {
-        let mut s = throttle.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.0 != i64::MIN && now - s.0 < THROTTLE_WINDOW_MS {
-            s.1 += 1;
-            return;
-        }
-        s.0 = now;
-        std::mem::take(&mut s.1)
-    };
-    if suppressed > 0 {
-        tracing::warn!("{line} (and {suppressed} more like it in the last 10 s)");
+/// The note a throttled line carries about the lines left out before it.
+pub fn suppressed_note(n: u64) -> String {
+    if n == 0 {
+        String::new()
     } else {
-        tracing::warn!("{line}");
+        format!(" ({n} more like it were left out of the log)")
+    }
+}
+
+/// Logs `line` as a warning unless `throttle` has used up its window's burst.
+pub fn throttled(throttle: &Throttle, line: std::fmt::Arguments<'_>) {
+    if let Some(n) = throttle.allow() {
+        tracing::warn!("{line}{}", suppressed_note(n));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_allows_a_burst_then_counts() {
+        let t = Throttle::new();
+        for _ in 0..THROTTLE_BURST {
+            assert_eq!(t.allow(), Some(0));
+        }
+        assert_eq!(t.allow(), None);
+        assert_eq!(t.allow(), None);
+        // A new window: the next line carries the count.
+        t.state.lock().unwrap().0 -= THROTTLE_WINDOW_MS;
+        assert_eq!(t.allow(), Some(2));
+        assert_eq!(t.allow(), Some(0));
     }
 }

@@ -426,3 +426,39 @@ fn stuck_log_drops_lines_instead_of_blocking() {
         "no line dropped: the log cannot have been stuck"
     );
 }
+
+/// Logs written to standard error that is not a terminal (a file, a pipe, journald) carry no
+/// ANSI colour codes.
+#[test]
+fn logs_to_a_file_through_stderr_have_no_colour_codes() {
+    let dir = TempDir::new("ansi");
+    let log = dir.path("stderr.log");
+    let mut s = support::start_custom("sh", "ansi", |port, data| {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(format!(
+            "exec '{}' serve --listen 127.0.0.1:{port} --dir '{}' 2>'{}'",
+            sessiond_bin(),
+            data.0.display(),
+            log.display()
+        ));
+        c
+    });
+    let mut c = s.connect();
+    assert!(matches!(
+        c.cmd(&["CONFIG", "SET", "timeout", "0"]),
+        Value::Simple(_)
+    ));
+    drop(c);
+    s.terminate();
+    let text = std::fs::read(&log).unwrap();
+    assert!(
+        String::from_utf8_lossy(&text).contains("ready"),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+    assert!(
+        !text.contains(&0x1b),
+        "ANSI escape in: {}",
+        String::from_utf8_lossy(&text)
+    );
+}

@@ -28,7 +28,11 @@ fn flush_mode(a: &[&[u8]]) -> CmdResult {
 pub async fn flushdb<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     flush_mode(a)?;
     cx.store().flush_db(cx.db()).await?;
-    tracing::info!(client = cx.client.handle.id, db = cx.db(), "FLUSHDB");
+    static LOG: crate::logging::Throttle = crate::logging::Throttle::new();
+    if let Some(n) = LOG.allow() {
+        let note = crate::logging::suppressed_note(n);
+        tracing::info!(client = cx.client.handle.id, db = cx.db(), "FLUSHDB{note}");
+    }
     cx.out.ok();
     Ok(())
 }
@@ -36,7 +40,11 @@ pub async fn flushdb<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResul
 pub async fn flushall<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     flush_mode(a)?;
     cx.store().flush_all().await?;
-    tracing::info!(client = cx.client.handle.id, "FLUSHALL");
+    static LOG: crate::logging::Throttle = crate::logging::Throttle::new();
+    if let Some(n) = LOG.allow() {
+        let note = crate::logging::suppressed_note(n);
+        tracing::info!(client = cx.client.handle.id, "FLUSHALL{note}");
+    }
     cx.out.ok();
     Ok(())
 }
@@ -393,8 +401,12 @@ pub fn config<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
             }
             for (name, change, value) in changes {
                 apply(cx, change);
+                static LOG: crate::logging::Throttle = crate::logging::Throttle::new();
                 if name != "requirepass" {
-                    tracing::info!("CONFIG SET {name} {}", lossy(value));
+                    if let Some(n) = LOG.allow() {
+                        let note = crate::logging::suppressed_note(n);
+                        tracing::info!("CONFIG SET {name} {}{note}", lossy(value));
+                    }
                 }
             }
             if let (Some(s), Some(m)) = (migration, cx.store().migration()) {

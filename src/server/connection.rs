@@ -122,9 +122,13 @@ async fn run<S, IO>(
             .client_query_buffer_limit
             .load(Ordering::Relaxed);
         if rbuf.len() as u64 > limit {
-            tracing::warn!(
-                client = handle.id,
-                "closing client that reached the query buffer limit ({limit} bytes)"
+            static LOG: crate::logging::Throttle = crate::logging::Throttle::new();
+            crate::logging::throttled(
+                &LOG,
+                format_args!(
+                    "closing client {} ({}) that reached the query buffer limit ({limit} bytes)",
+                    handle.id, handle.addr
+                ),
             );
             return;
         }
@@ -271,7 +275,11 @@ where
     if std::mem::take(&mut state.wrote) {
         if let Some(j) = server.persist.as_ref().and_then(|p| p.journal()) {
             if let Err(e) = j.commit(j.appended()).await {
-                tracing::warn!(client = state.handle.id, "closing client: {e}");
+                static LOG: crate::logging::Throttle = crate::logging::Throttle::new();
+                crate::logging::throttled(
+                    &LOG,
+                    format_args!("closing client {}: {e}", state.handle.id),
+                );
                 return Err(std::io::Error::other(e));
             }
         }

@@ -57,7 +57,8 @@ pub async fn accept_tcp<S: Store>(server: Arc<Server<S>>, listener: TcpListener)
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!("accept failed: {e}");
+                static LOG: crate::logging::Throttle = crate::logging::Throttle::new();
+                crate::logging::throttled(&LOG, format_args!("accept failed: {e}"));
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
@@ -82,7 +83,8 @@ pub async fn accept_unix<S: Store>(server: Arc<Server<S>>, listener: UnixListene
                 });
             }
             Err(e) => {
-                tracing::warn!("accept on unix socket failed: {e}");
+                static LOG: crate::logging::Throttle = crate::logging::Throttle::new();
+                crate::logging::throttled(&LOG, format_args!("accept on unix socket failed: {e}"));
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }

@@ -10,21 +10,13 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{encode, redis_server, sessiond, Conn, Proc, Value};
+use support::{encode, info_field, redis_server, sessiond, Conn, Proc, Value};
 
 fn gateway(upstream: &Proc, extra: &[&str]) -> Proc {
     let url = format!("redis://127.0.0.1:{}", upstream.port);
     let mut args = vec!["--upstream", url.as_str()];
     args.extend_from_slice(extra);
     sessiond(&args)
-}
-
-fn info_field(c: &mut Conn, section: &str, field: &str) -> String {
-    let info = c.cmd(&["INFO", section]).as_str();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .map(|v| v.trim().to_string())
-        .unwrap_or_default()
 }
 
 /// `calls=N` of one command in redis-server's INFO commandstats.

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{redis_server, run_script, sessiond, Conn, Proc, Value};
+use support::{info_field, redis_server, run_script, sessiond, Conn, Proc, Value};
 
 fn gateway(upstream: &Proc, extra: &[&str]) -> Proc {
     let url = format!("redis://127.0.0.1:{}", upstream.port);
@@ -66,13 +66,6 @@ fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn info_field(c: &mut Conn, section: &str, field: &str) -> String {
-    let text = c.cmd(&["INFO", section]).as_str();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// A pipeline mixing forwarded and locally answered commands gets its replies in order,

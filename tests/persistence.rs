@@ -18,22 +18,6 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn start_in(dir: &TempDir, extra: &[&str]) -> Proc {
-    let d = dir.0.to_string_lossy().into_owned();
-    let mut args = vec!["--dir", d.as_str()];
-    args.extend_from_slice(extra);
-    sessiond(&args)
-}
-
-fn info_field(c: &mut Conn, section: &str, field: &str) -> String {
-    let info = c.cmd(&["INFO", section]).as_str();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("INFO {section} has no {field}: {info}"))
-        .trim()
-        .to_string()
-}
-
 /// What a key should hold: `None` = absent; `Some((value, expire_at))` with `expire_at` 0 for
 /// no expiry; for a relative TTL, `expire_at` is the latest time the server could have chosen.
 type KeyState = Option<(String, i64)>;
@@ -203,7 +187,7 @@ fn crash_rounds(fsync: &str, rounds: usize) {
     let mut rng = fastrand::Rng::with_seed(7);
     let mut total_checked = 0;
     for round in 0..rounds {
-        let mut server = start_in(&dir, &["--appendfsync", fsync]);
+        let mut server = sessiond_in(&dir, &["--appendfsync", fsync]);
         let port = server.port;
         // Everything acknowledged in earlier rounds survived this restart too.
         total_checked += verify(&mut server.connect(), &expected.lock().unwrap());
@@ -231,7 +215,7 @@ fn crash_rounds(fsync: &str, rounds: usize) {
             c.join().expect("client thread");
         }
     }
-    let server = start_in(&dir, &["--appendfsync", fsync]);
+    let server = sessiond_in(&dir, &["--appendfsync", fsync]);
     total_checked += verify(&mut server.connect(), &expected.lock().unwrap());
     assert!(
         total_checked > 100,
@@ -264,7 +248,7 @@ fn sigkill_with_appendfsync_everysec_loses_no_acknowledged_write() {
 #[test]
 fn restart_keeps_absolute_expiry_and_drops_what_expired_while_down() {
     let dir = TempDir::new("ttl");
-    let mut s = start_in(&dir, &[]);
+    let mut s = sessiond_in(&dir, &[]);
     let mut c = s.connect();
     let far = now_ms() + 3_600_000;
     let soon = now_ms() + 300;
@@ -292,7 +276,7 @@ fn restart_keeps_absolute_expiry_and_drops_what_expired_while_down() {
     while now_ms() <= soon {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let s = start_in(&dir, &[]);
+    let s = sessiond_in(&dir, &[]);
     let mut c = s.connect();
     assert_eq!(
         c.cmd(&["PEXPIRETIME", "long"]),
@@ -318,14 +302,14 @@ fn restart_keeps_absolute_expiry_and_drops_what_expired_while_down() {
 fn shutdown_command_and_appendonly_no_snapshots() {
     let dir = TempDir::new("snap");
     // Without a log, a graceful shutdown writes a snapshot…
-    let mut s = start_in(&dir, &["--appendonly", "no"]);
+    let mut s = sessiond_in(&dir, &["--appendonly", "no"]);
     let mut c = s.connect();
     c.cmd(&["SET", "k1", "v1"]);
     assert_eq!(info_field(&mut c, "persistence", "aof_enabled"), "0");
     c.send_raw(&encode(&[b"SHUTDOWN"]));
     assert!(c.read().is_none(), "SHUTDOWN closes without a reply");
     assert_eq!(s.wait_exit().code(), Some(0));
-    let mut s = start_in(&dir, &["--appendonly", "no"]);
+    let mut s = sessiond_in(&dir, &["--appendonly", "no"]);
     let mut c = s.connect();
     assert_eq!(c.cmd(&["GET", "k1"]), Value::bulk("v1"));
     // …SHUTDOWN NOSAVE does not…
@@ -333,7 +317,7 @@ fn shutdown_command_and_appendonly_no_snapshots() {
     c.send_raw(&encode(&[b"SHUTDOWN", b"NOSAVE"]));
     assert!(c.read().is_none());
     assert_eq!(s.wait_exit().code(), Some(0));
-    let s = start_in(&dir, &["--appendonly", "no"]);
+    let s = sessiond_in(&dir, &["--appendonly", "no"]);
     let mut c = s.connect();
     assert_eq!(c.cmd(&["GET", "k2"]), Value::Null);
     // …and SAVE does, with LASTSAVE moving.
@@ -351,7 +335,7 @@ fn shutdown_command_and_appendonly_no_snapshots() {
     );
     drop(c);
     drop(s); // SIGKILL
-    let s = start_in(&dir, &["--appendonly", "no"]);
+    let s = sessiond_in(&dir, &["--appendonly", "no"]);
     assert_eq!(s.connect().cmd(&["GET", "k3"]), Value::bulk("v3"));
 }
 
@@ -368,7 +352,7 @@ fn only_log(dir: &TempDir) -> std::path::PathBuf {
 #[test]
 fn torn_tail_is_truncated_and_corruption_stops_startup_until_fixed() {
     let dir = TempDir::new("torn");
-    let mut s = start_in(&dir, &["--appendfsync", "always"]);
+    let mut s = sessiond_in(&dir, &["--appendfsync", "always"]);
     let mut c = s.connect();
     for i in 0..50 {
         c.cmd(&["SET", &format!("k{i}"), &format!("v{i}")]);
@@ -380,7 +364,7 @@ fn torn_tail_is_truncated_and_corruption_stops_startup_until_fixed() {
     let mut torn = clean.clone();
     torn.extend_from_slice(&clean[clean.len() - 30..clean.len() - 10]);
     std::fs::write(&log, &torn).unwrap();
-    let s = start_in(&dir, &[]);
+    let s = sessiond_in(&dir, &[]);
     let mut c = s.connect();
     assert_eq!(c.cmd(&["DBSIZE"]), Value::Int(50));
     assert_eq!(
@@ -400,16 +384,7 @@ fn torn_tail_is_truncated_and_corruption_stops_startup_until_fixed() {
     let mid = clean.len() / 2;
     bad[mid] ^= 0x20;
     std::fs::write(&log, &bad).unwrap();
-    let out = std::process::Command::new(sessiond_bin())
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--dir",
-        ])
-        .arg(&dir.0)
-        .output()
-        .unwrap();
+    let out = serve_refused(&dir);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -440,7 +415,7 @@ fn torn_tail_is_truncated_and_corruption_stops_startup_until_fixed() {
         std::fs::read(format!("{}.bak", log.display())).unwrap(),
         bad
     );
-    let s = start_in(&dir, &[]);
+    let s = sessiond_in(&dir, &[]);
     let mut c = s.connect();
     assert_eq!(
         c.cmd(&["DBSIZE"]),
@@ -453,7 +428,7 @@ fn torn_tail_is_truncated_and_corruption_stops_startup_until_fixed() {
 #[test]
 fn automatic_rewrite_under_load_keeps_every_session() {
     let dir = TempDir::new("rewrite");
-    let s = start_in(
+    let s = sessiond_in(
         &dir,
         &[
             "--auto-aof-rewrite-min-size",
@@ -510,7 +485,7 @@ fn automatic_rewrite_under_load_keeps_every_session() {
         1,
         "old logs deleted: {files:?}"
     );
-    let s = start_in(&dir, &[]);
+    let s = sessiond_in(&dir, &[]);
     let mut c = s.connect();
     assert_eq!(c.cmd(&["DBSIZE"]), Value::Int(500));
     for i in [0, 250, 499] {
@@ -524,17 +499,8 @@ fn automatic_rewrite_under_load_keeps_every_session() {
 #[test]
 fn a_data_directory_serves_one_server_at_a_time() {
     let dir = TempDir::new("lock");
-    let _s = start_in(&dir, &[]);
-    let out = std::process::Command::new(sessiond_bin())
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--dir",
-        ])
-        .arg(&dir.0)
-        .output()
-        .unwrap();
+    let _s = sessiond_in(&dir, &[]);
+    let out = serve_refused(&dir);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another sessiond"));
 }

@@ -8,13 +8,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-fn start_in(dir: &TempDir, extra: &[&str]) -> Proc {
-    let d = dir.0.to_string_lossy().into_owned();
-    let mut args = vec!["--dir", d.as_str()];
-    args.extend_from_slice(extra);
-    sessiond(&args)
-}
-
 fn data_files(dir: &TempDir) -> Vec<(String, u64)> {
     let mut v: Vec<(String, u64)> = std::fs::read_dir(&dir.0)
         .unwrap()
@@ -46,7 +39,7 @@ fn check_aof(args: &[&str], dir: &TempDir) -> std::process::Output {
 #[test]
 fn a_missing_manifest_is_rebuilt_from_the_files_and_nothing_is_truncated() {
     let dir = TempDir::new("nomanifest");
-    let mut s = start_in(&dir, &["--appendfsync", "always"]);
+    let mut s = sessiond_in(&dir, &["--appendfsync", "always"]);
     let mut c = s.connect();
     for i in 0..150 {
         c.cmd(&["SET", &format!("k{i}"), &format!("v{i}")]);
@@ -70,7 +63,7 @@ fn a_missing_manifest_is_rebuilt_from_the_files_and_nothing_is_truncated() {
     );
 
     std::fs::remove_file(dir.path("sessiond.manifest")).unwrap();
-    let s = start_in(&dir, &["--appendfsync", "always"]);
+    let s = sessiond_in(&dir, &["--appendfsync", "always"]);
     let mut c = s.connect();
     assert_eq!(c.cmd(&["DBSIZE"]), Value::Int(299));
     assert_eq!(c.cmd(&["GET", "k299"]), Value::bulk("v299"));
@@ -98,7 +91,7 @@ fn a_missing_manifest_is_rebuilt_from_the_files_and_nothing_is_truncated() {
     let out = check_aof(&["--fix"], &dir);
     assert_eq!(out.status.code(), Some(0));
     assert!(dir.path("sessiond.manifest").exists());
-    let s = start_in(&dir, &[]);
+    let s = sessiond_in(&dir, &[]);
     let mut c = s.connect();
     assert_eq!(c.cmd(&["DBSIZE"]), Value::Int(300));
     assert_eq!(c.cmd(&["GET", "after"]), Value::bulk("1"));
@@ -109,7 +102,7 @@ fn a_missing_manifest_is_rebuilt_from_the_files_and_nothing_is_truncated() {
 #[test]
 fn logs_without_a_manifest_or_snapshot_are_replayed_in_order() {
     let dir = TempDir::new("logsonly");
-    let mut s = start_in(&dir, &[]);
+    let mut s = sessiond_in(&dir, &[]);
     let mut c = s.connect();
     c.cmd(&["SET", "a", "1"]);
     c.cmd(&["SET", "b", "1"]);
@@ -118,7 +111,7 @@ fn logs_without_a_manifest_or_snapshot_are_replayed_in_order() {
     std::fs::remove_file(dir.path("sessiond.manifest")).unwrap();
     // A stray file from a rewrite that never finished: never truncated, never replayed.
     std::fs::write(dir.path("snapshot-7.sdb.tmp"), b"half a snapshot").unwrap();
-    let mut s = start_in(&dir, &[]);
+    let mut s = sessiond_in(&dir, &[]);
     let mut c = s.connect();
     assert_eq!(c.cmd(&["DBSIZE"]), Value::Int(2));
     c.cmd(&["SET", "a", "2"]);
@@ -142,7 +135,7 @@ fn logs_without_a_manifest_or_snapshot_are_replayed_in_order() {
     );
     drop(c);
     assert_eq!(s.terminate().code(), Some(0));
-    let s = start_in(&dir, &[]);
+    let s = sessiond_in(&dir, &[]);
     assert_eq!(s.connect().cmd(&["GET", "a"]), Value::bulk("2"));
 }
 
@@ -213,7 +206,7 @@ fn a_full_disk_refuses_writes_then_resumes_by_itself_and_loses_nothing() {
     std::fs::write(&filler, vec![7u8; 1 << 20]).unwrap();
     let logfile_arg = logfile.to_string_lossy().into_owned();
     let args = ["--appendfsync", "always", "--logfile", &logfile_arg];
-    let mut s = start_in(&fs.dir, &args);
+    let mut s = sessiond_in(&fs.dir, &args);
 
     // Write 1 KB sessions until the disk is full.
     let value = "s".repeat(1000);
@@ -298,7 +291,7 @@ fn a_full_disk_refuses_writes_then_resumes_by_itself_and_loses_nothing() {
 
     // A crash now: the log loads (no hole) with every acknowledged write.
     s.kill();
-    let s = start_in(&fs.dir, &args);
+    let s = sessiond_in(&fs.dir, &args);
     let mut c = s.connect();
     assert_eq!(c.cmd(&["GET", "after"]), Value::bulk("space"));
     for key in &acked {
@@ -313,7 +306,7 @@ fn a_full_disk_refuses_writes_then_resumes_by_itself_and_loses_nothing() {
 #[test]
 fn a_damaged_snapshot_byte_costs_a_handful_of_sessions() {
     let dir = TempDir::new("snapdamage");
-    let mut s = start_in(&dir, &[]);
+    let mut s = sessiond_in(&dir, &[]);
     let mut c = s.connect();
     let total = 2000;
     for i in 0..total {
@@ -334,21 +327,12 @@ fn a_damaged_snapshot_byte_costs_a_handful_of_sessions() {
     bytes[mid] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
 
-    let out = std::process::Command::new(sessiond_bin())
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--dir",
-        ])
-        .arg(&dir.0)
-        .output()
-        .unwrap();
+    let out = serve_refused(&dir);
     assert!(!out.status.success(), "a damaged snapshot stops start-up");
     let out = check_aof(&["--fix"], &dir);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    let s = start_in(&dir, &[]);
+    let s = sessiond_in(&dir, &[]);
     let n = match s.connect().cmd(&["DBSIZE"]) {
         Value::Int(n) => n,
         v => panic!("{v:?}"),

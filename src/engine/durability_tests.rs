@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
+use super::tests::block;
 use super::*;
 use crate::persist::format::Op;
 use crate::persist::journal::{Fsync, Journal, LogFile};
@@ -60,16 +61,6 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0u16..3000).prop_map(Step::Tick),
         1 => any::<bool>().prop_map(Step::MaxMemory),
     ]
-}
-
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    let mut f = std::pin::pin!(f);
-    match f.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(v) => v,
-        std::task::Poll::Pending => panic!("engine future suspended"),
-    }
 }
 
 fn key(k: u8) -> Vec<u8> {

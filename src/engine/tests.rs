@@ -15,7 +15,7 @@ fn engine() -> Engine {
     Engine::new(config())
 }
 
-fn block<F: std::future::Future>(f: F) -> F::Output {
+pub(super) fn block<F: std::future::Future>(f: F) -> F::Output {
     // Engine futures never suspend; a trivial executor is enough.
     let waker = std::task::Waker::noop();
     let mut cx = std::task::Context::from_waker(waker);

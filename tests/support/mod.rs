@@ -274,6 +274,37 @@ pub fn sessiond_with_env(extra: &[&str], env: &[(&str, &str)]) -> Proc {
     })
 }
 
+/// sessiond on the data directory `dir` (restart and crash tests).
+pub fn sessiond_in(dir: &TempDir, extra: &[&str]) -> Proc {
+    let d = dir.0.to_string_lossy().into_owned();
+    let mut args = vec!["--dir", d.as_str()];
+    args.extend_from_slice(extra);
+    sessiond(&args)
+}
+
+/// Runs `sessiond serve` on `dir` expecting it to refuse to start; its output.
+pub fn serve_refused(dir: &TempDir) -> std::process::Output {
+    Command::new(sessiond_bin())
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--dir",
+        ])
+        .arg(&dir.0)
+        .output()
+        .expect("run sessiond")
+}
+
+/// One field of an INFO section, trimmed; empty if absent.
+pub fn info_field(c: &mut Conn, section: &str, field: &str) -> String {
+    let info = c.cmd(&["INFO", section]).as_str();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
 /// A reply, as parsed from the wire (RESP2 and RESP3).
 #[derive(Clone, PartialEq)]
 pub enum Value {

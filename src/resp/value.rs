@@ -127,13 +127,24 @@ fn item(buf: &[u8], at: usize, max_bulk: u64) -> Result<Option<Item>, ReplyError
                 Item::Payload(n as usize, next)
             }
         }
-        b'*' | b'~' | b'>' => {
+        b'*' | b'~' | b'>' | b'%' | b'|' => {
             let n = number(text)?;
-            Item::Nested(n.max(0) as u64, next)
+            if n < 0 {
+                // A null aggregate (`*-1`), read as the decoder reads it.
+                Item::Done(next)
+            } else {
+                let n = n as u64;
+                Item::Nested(
+                    match kind {
+                        b'%' => n.saturating_mul(2),
+                        // An attribute map precedes the reply it annotates.
+                        b'|' => n.saturating_mul(2).saturating_add(1),
+                        _ => n,
+                    },
+                    next,
+                )
+            }
         }
-        b'%' => Item::Nested(number(text)?.max(0) as u64 * 2, next),
-        // An attribute map precedes the reply it annotates.
-        b'|' => Item::Nested(number(text)?.max(0) as u64 * 2 + 1, next),
         other => {
             return Err(ReplyError(format!(
                 "unexpected reply type byte 0x{other:02x}"
@@ -169,7 +180,7 @@ impl FrameScanner {
                 }
                 Some(Item::Nested(n, next)) => {
                     self.pos = next;
-                    self.remaining = self.remaining - 1 + n;
+                    self.remaining = (self.remaining - 1).saturating_add(n);
                 }
                 Some(Item::Payload(len, start)) => {
                     let end = start + len + 2;
@@ -324,6 +335,23 @@ mod tests {
             decode(b"|1\r\n+a\r\n+b\r\n:7\r\n", MAX).unwrap().unwrap(),
             (Value::Int(7), 16)
         );
+    }
+
+    /// Found by the `reply_scanner` fuzz target: a negative count on a RESP3 aggregate was a
+    /// null to the decoder but "annotates the next reply" to the scanner.
+    #[test]
+    fn negative_aggregate_counts_are_nulls_to_both() {
+        for r in [
+            &b"|-1\r\n"[..],
+            b"%-4\r\n",
+            b"~-1\r\n",
+            b">-2\r\n",
+            b"*-1\r\n",
+        ] {
+            let mut s = FrameScanner::default();
+            assert_eq!(s.next_frame(r, MAX).unwrap(), Some(r.len()), "{r:?}");
+            assert_eq!(decode(r, MAX).unwrap().map(|x| x.1), Some(r.len()), "{r:?}");
+        }
     }
 
     #[test]

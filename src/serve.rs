@@ -26,6 +26,12 @@ use crate::upstream::{Options as UpstreamOptions, Upstream};
 const DRAIN: Duration = Duration::from_secs(10);
 
 pub async fn run(mut config: Config) -> Result<(), String> {
+    // A file-size limit (RLIMIT_FSIZE) must make a write fail with EFBIG, which the journal
+    // handles as it handles a full disk, rather than kill the process with SIGXFSZ.
+    // SAFETY: setting a signal's disposition to SIG_IGN has no other effect.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     config.maxclients = crate::server::fd_limit::fit_maxclients(config.maxclients);
     check_protected_mode(
         &config.listen,

@@ -1,5 +1,6 @@
 //! Command argument parsing and execution: arbitrary requests (RESP or inline) run against a
-//! fresh embedded engine. Every command gets exactly one reply and nothing panics.
+//! fresh embedded engine. Every command gets a reply (but a successful SHUTDOWN, which
+//! closes the connection as in Redis) and nothing panics.
 //! AUTH and HELLO are skipped: a wrong password is answered after a deliberate delay, which
 //! would only slow the fuzzer down.
 #![no_main]
@@ -7,7 +8,7 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use sessiond::cmd::{self, ClientState};
+use sessiond::cmd::{self, ClientState, Flow};
 use sessiond::config::Config;
 use sessiond::engine::{Engine, EngineConfig};
 use sessiond::resp::reply::{Proto, Reply};
@@ -65,7 +66,12 @@ fuzz_target!(|data: &[u8]| {
                 }
                 out.clear();
                 let mut reply = Reply::new(&mut out, Proto::Resp2);
-                let _ = cmd::execute(&server, &mut state, &args, &mut reply).await;
+                let flow = cmd::execute(&server, &mut state, &args, &mut reply).await;
+                if flow == Flow::Close {
+                    // QUIT replies and closes; a successful SHUTDOWN closes without a reply,
+                    // as Redis does. Nothing runs after either.
+                    break;
+                }
                 assert!(
                     !out.is_empty(),
                     "no reply to {:?}",

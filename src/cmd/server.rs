@@ -253,8 +253,10 @@ fn prepare<S: Store>(cx: &Ctx<'_, '_, S>, name: &str, value: &str) -> Result<Cha
         }
         "timeout" => Change::Timeout(num(value)?),
         "maxclients" => {
-            let n = num(value)?;
-            if !(1..=u32::MAX as u64).contains(&n) {
+            let n = value
+                .parse::<i64>()
+                .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+            if !(1..=i64::from(u32::MAX)).contains(&n) {
                 return Err("argument must be between 1 and 4294967295 inclusive".into());
             }
             if let Some(fit) = crate::server::fd_limit::max_fitting().filter(|&f| n as usize > f) {

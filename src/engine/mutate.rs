@@ -83,17 +83,12 @@ impl<'a> Changes<'a> {
         let n = t.append_value(hash, key, tail, Token(()))?;
         if let Some(e) = t.find(hash, key) {
             // The whole new value: replay never depends on what it appended to.
-            let (value, expire) = (e.value(), e.expire());
-            if let Some(j) = self.inner.journal.get() {
-                self.frame
-                    .get_or_insert_with(|| j.begin_frame())
-                    .push(&Op::Set {
-                        db: db32(db),
-                        key,
-                        value,
-                        expire,
-                    });
-            }
+            self.record(Op::Set {
+                db: db32(db),
+                key,
+                value: e.value(),
+                expire: e.expire(),
+            });
         }
         Some(n)
     }

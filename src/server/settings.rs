@@ -16,6 +16,10 @@ pub struct Settings {
     pub client_query_buffer_limit: AtomicU64,
     pub protected_mode: AtomicBool,
     output_limits: RwLock<OutputLimits>,
+    /// The `normal` class, read at every flush of replies: atomics, not the lock above.
+    normal_hard: AtomicU64,
+    normal_soft: AtomicU64,
+    normal_soft_seconds: AtomicU64,
 }
 
 impl Settings {
@@ -29,6 +33,9 @@ impl Settings {
             client_query_buffer_limit: AtomicU64::new(cfg.client_query_buffer_limit),
             protected_mode: AtomicBool::new(cfg.protected_mode),
             output_limits: RwLock::new(cfg.client_output_buffer_limit),
+            normal_hard: AtomicU64::new(cfg.client_output_buffer_limit.normal.hard),
+            normal_soft: AtomicU64::new(cfg.client_output_buffer_limit.normal.soft),
+            normal_soft_seconds: AtomicU64::new(cfg.client_output_buffer_limit.normal.soft_seconds),
         }
     }
 
@@ -45,10 +52,11 @@ impl Settings {
 
     /// `client-output-buffer-limit` for normal clients (read at each flush of replies).
     pub fn output_limit(&self) -> OutputLimit {
-        self.output_limits
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .normal
+        OutputLimit {
+            hard: self.normal_hard.load(Ordering::Relaxed),
+            soft: self.normal_soft.load(Ordering::Relaxed),
+            soft_seconds: self.normal_soft_seconds.load(Ordering::Relaxed),
+        }
     }
 
     pub fn output_limits(&self) -> OutputLimits {
@@ -60,6 +68,10 @@ impl Settings {
             .output_limits
             .write()
             .unwrap_or_else(|p| p.into_inner()) = l;
+        self.normal_hard.store(l.normal.hard, Ordering::Relaxed);
+        self.normal_soft.store(l.normal.soft, Ordering::Relaxed);
+        self.normal_soft_seconds
+            .store(l.normal.soft_seconds, Ordering::Relaxed);
     }
 
     /// What a client that has not authenticated may do now: `Ok(true)` use the server

@@ -160,6 +160,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSIOND_UPSTREAM_CONNECTIONS", value_name = "N")]
     pub upstream_connections: Option<usize>,
 
+    /// Gateway: the most dedicated upstream connections held at once, by clients in a
+    /// transaction (WATCH/MULTI), a blocking command or subscriber mode. Past it such a
+    /// client gets an error at once. Default 1000.
+    #[arg(long, env = "SESSIOND_UPSTREAM_PINNED_MAX", value_name = "N")]
+    pub upstream_pinned_max: Option<usize>,
+
     /// Gateway: how long a client waits for an upstream reply before getting an error.
     /// Default 1000.
     #[arg(long, env = "SESSIOND_UPSTREAM_TIMEOUT_MS", value_name = "MS")]
@@ -266,6 +272,7 @@ struct FileConfig {
     log_buffer_lines: Option<usize>,
     upstream: Option<String>,
     upstream_connections: Option<usize>,
+    upstream_pinned_max: Option<usize>,
     upstream_timeout_ms: Option<u64>,
     upstream_connect_timeout_ms: Option<u64>,
     upstream_health_interval_ms: Option<u64>,
@@ -749,6 +756,12 @@ fn upstream_options(
             return Err("upstream-connections: 1 to 64".into());
         }
         o.connections = n;
+    }
+    if let Some(n) = args.upstream_pinned_max.or(file.upstream_pinned_max) {
+        if n > 1_000_000 {
+            return Err("upstream-pinned-max: 0 to 1000000".into());
+        }
+        o.pinned_max = n;
     }
     let positive = |v: u64, name: &str| {
         if v == 0 {

@@ -155,7 +155,7 @@ fn client_line<S: Store>(cx: &Ctx<'_, '_, S>, h: &ClientHandle) -> String {
     let names = h.names();
     let cmd = match h.last_cmd.load(Ordering::Relaxed) {
         usize::MAX => "NULL".to_string(),
-        i => super::table::COMMANDS
+        i => super::table::commands()
             .get(i)
             .map_or("NULL", |s| s.name)
             .to_string(),

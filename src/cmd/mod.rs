@@ -14,6 +14,7 @@ pub mod connection;
 pub mod expire;
 pub mod info;
 pub mod keys;
+pub mod keyspec;
 pub mod persistence;
 pub mod script;
 pub mod server;
@@ -170,7 +171,11 @@ pub fn check<S: Store>(
     let Some(idx) = table::lookup(args[0]) else {
         return Err(unknown_command_error(args));
     };
-    let spec = &table::COMMANDS[idx];
+    let spec = &table::commands()[idx];
+    if spec.id.is_none() && server.store.gateway().is_none() {
+        // In the table (the gateway forwards it) but not implemented by the engine.
+        return Err(unknown_command_error(args));
+    }
     if !table::arity_ok(spec.arity, args.len()) {
         return Err(wrong_args(spec.name).message());
     }
@@ -208,7 +213,11 @@ pub async fn execute_checked<S: Store>(
         now: crate::clock::now_ms(),
         flow: Flow::Continue,
     };
-    let result = run(&mut cx, spec.id, args).await;
+    let Some(id) = spec.id else {
+        cx.out.error(&unknown_command_error(args));
+        return cx.flow;
+    };
+    let result = run(&mut cx, id, args).await;
     if let Err(e) = result {
         cx.out.error(&e.message());
     }

@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use super::args::{int, is, lossy};
-use super::table::{Spec, COMMANDS};
+use super::table::{engine_commands, Spec};
 use super::{CmdError, CmdResult, Ctx};
 use crate::migrate::stage::{Setting, Stage};
 use crate::server::output_limit::OutputLimits;
@@ -454,9 +454,14 @@ fn command_info<S: Store>(cx: &mut Ctx<'_, '_, S>, s: &Spec) {
     out.int(s.first_key as i64);
     out.int(s.last_key as i64);
     out.int(s.step as i64);
-    out.set(1);
-    out.simple(&format!("@{}", s.group));
-    out.array(0); // tips
+    out.set(s.acl.len());
+    for c in &s.acl {
+        out.simple(&format!("@{c}"));
+    }
+    out.array(s.tips.len());
+    for t in &s.tips {
+        out.simple(t);
+    }
     out.array(0); // key specs
     out.array(0); // subcommands
 }
@@ -473,14 +478,21 @@ fn command_docs<S: Store>(cx: &mut Ctx<'_, '_, S>, s: &Spec) {
     out.bulk(s.group.as_bytes());
 }
 
+/// A command the engine implements, by its `COMMAND INFO` name (`config|get` included).
 fn find(name: &[u8]) -> Option<&'static Spec> {
-    super::table::lookup(name).map(|i| &COMMANDS[i])
+    let spec = super::table::find(name)?;
+    let top = spec
+        .name
+        .split('|')
+        .next()
+        .and_then(|p| super::table::find(p.as_bytes()))?;
+    top.id.is_some().then_some(spec)
 }
 
 pub fn command<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     if a.len() == 1 {
-        cx.out.array(COMMANDS.len());
-        for s in COMMANDS {
+        cx.out.array(engine_commands().count());
+        for s in engine_commands() {
             command_info(cx, s);
         }
         return Ok(());
@@ -493,17 +505,17 @@ pub fn command<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
                     "ERR wrong number of arguments for 'command|count' command",
                 ));
             }
-            cx.out.int(COMMANDS.len() as i64);
+            cx.out.int(engine_commands().count() as i64);
         }
         "list" => {
-            cx.out.array(COMMANDS.len());
-            for s in COMMANDS {
+            cx.out.array(engine_commands().count());
+            for s in engine_commands() {
                 cx.out.bulk(s.name.as_bytes());
             }
         }
         "info" => {
             let specs: Vec<Option<&Spec>> = if a.len() == 2 {
-                COMMANDS.iter().map(Some).collect()
+                engine_commands().map(Some).collect()
             } else {
                 a[2..].iter().map(|n| find(n)).collect()
             };
@@ -517,7 +529,7 @@ pub fn command<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
         }
         "docs" => {
             let specs: Vec<&Spec> = if a.len() == 2 {
-                COMMANDS.iter().collect()
+                engine_commands().collect()
             } else {
                 a[2..].iter().filter_map(|n| find(n)).collect()
             };

@@ -1,9 +1,26 @@
-//! The command table: names, arities and metadata (for `COMMAND INFO/DOCS`), as Redis 7
-//! declares them. Arity follows Redis: positive = exact argument count (name included),
-//! negative = at least that many.
+//! The command table: every Redis command as data.
+//!
+//! `commands.tsv` is Redis's own description of its commands, one row per command or
+//! subcommand (`config|get`): arity, flags, the legacy key range, ACL categories, key
+//! specifications, tips, group, version and summary. `tests/command_table.rs` compares it
+//! with a live redis-server's `COMMAND` and `COMMAND DOCS`, both ways, so it cannot drift;
+//! `commands-newer.tsv` adds the commands of newer servers (Redis 7.2, Valkey 8) in the same
+//! notation. The file is compiled in and parsed once, on first use.
+//!
+//! Everything that must know what a command *is* reads this table instead of listing names:
+//! the arity and authentication checks ([`super::check`]), durability (a write's reply waits
+//! for the log), the gateway's routing (key positions from the key specs, read-only retries,
+//! cluster slots; see `upstream/policy.rs`), and later ACL. What the embedded engine
+//! implements is the separate, short [`ENGINE`] list: a row with no [`CmdId`] is a command
+//! the gateway forwards and the engine does not know (yet).
+//!
+//! Arity follows Redis: positive = exact argument count (name included), negative = at least
+//! that many.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
+
+pub use super::keyspec::{keys, Begin, Find, KeySpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmdId {
@@ -68,45 +85,129 @@ pub enum CmdId {
     Shutdown,
 }
 
+/// The commands the embedded engine implements, and the function each one runs (see
+/// `cmd::run`). In gateway mode every row of the table is accepted; in embedded mode only
+/// these, the rest get Redis's "unknown command".
+pub const ENGINE: &[(&str, CmdId)] = {
+    use CmdId::*;
+    &[
+        ("get", Get),
+        ("set", Set),
+        ("setex", SetEx),
+        ("psetex", PSetEx),
+        ("setnx", SetNx),
+        ("getex", GetEx),
+        ("getdel", GetDel),
+        ("getset", GetSet),
+        ("mget", MGet),
+        ("mset", MSet),
+        ("msetnx", MSetNx),
+        ("append", Append),
+        ("strlen", StrLen),
+        ("incr", Incr),
+        ("decr", Decr),
+        ("incrby", IncrBy),
+        ("decrby", DecrBy),
+        ("del", Del),
+        ("unlink", Unlink),
+        ("exists", Exists),
+        ("type", Type),
+        ("rename", Rename),
+        ("renamenx", RenameNx),
+        ("scan", Scan),
+        ("keys", Keys),
+        ("randomkey", RandomKey),
+        ("expire", Expire),
+        ("pexpire", PExpire),
+        ("expireat", ExpireAt),
+        ("pexpireat", PExpireAt),
+        ("ttl", Ttl),
+        ("pttl", PTtl),
+        ("expiretime", ExpireTime),
+        ("pexpiretime", PExpireTime),
+        ("persist", Persist),
+        ("ping", Ping),
+        ("echo", Echo),
+        ("auth", Auth),
+        ("hello", Hello),
+        ("select", Select),
+        ("quit", Quit),
+        ("reset", Reset),
+        ("client", Client),
+        ("command", Command),
+        ("info", Info),
+        ("config", Config),
+        ("time", Time),
+        ("dbsize", DbSize),
+        ("flushdb", FlushDb),
+        ("flushall", FlushAll),
+        ("swapdb", SwapDb),
+        ("eval", Eval),
+        ("evalsha", EvalSha),
+        ("script", Script),
+        ("save", Save),
+        ("bgsave", BgSave),
+        ("bgrewriteaof", BgRewriteAof),
+        ("lastsave", LastSave),
+        ("shutdown", Shutdown),
+    ]
+};
+
 /// A command's flags, typed: the routing, durability and ACL code ask `flags.has(WRITE)`,
-/// never the position of a string in a list. Bits are in Redis's order (its `CMD_*`
-/// constants), which is also the order `COMMAND` lists them in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// never the position of a string in a list. Bits are Redis's `CMD_*` constants, whose
+/// order is also the order `COMMAND` lists them in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Flags(u32);
 
 impl Flags {
     pub const WRITE: Flags = Flags(1 << 0);
     pub const READONLY: Flags = Flags(1 << 1);
     pub const DENYOOM: Flags = Flags(1 << 2);
+    pub const MODULE: Flags = Flags(1 << 3);
     pub const ADMIN: Flags = Flags(1 << 4);
+    pub const PUBSUB: Flags = Flags(1 << 5);
     pub const NOSCRIPT: Flags = Flags(1 << 6);
+    pub const BLOCKING: Flags = Flags(1 << 8);
     pub const LOADING: Flags = Flags(1 << 9);
     pub const STALE: Flags = Flags(1 << 10);
     pub const SKIP_MONITOR: Flags = Flags(1 << 11);
+    pub const SKIP_SLOWLOG: Flags = Flags(1 << 12);
+    pub const ASKING: Flags = Flags(1 << 13);
     pub const FAST: Flags = Flags(1 << 14);
     pub const NO_AUTH: Flags = Flags(1 << 15);
     pub const MAY_REPLICATE: Flags = Flags(1 << 16);
+    pub const SENTINEL: Flags = Flags(1 << 17);
+    pub const ONLY_SENTINEL: Flags = Flags(1 << 18);
     pub const NO_MANDATORY_KEYS: Flags = Flags(1 << 19);
+    pub const PROTECTED: Flags = Flags(1 << 20);
     pub const NO_ASYNC_LOADING: Flags = Flags(1 << 23);
     pub const NO_MULTI: Flags = Flags(1 << 24);
     pub const MOVABLE_KEYS: Flags = Flags(1 << 25);
     pub const ALLOW_BUSY: Flags = Flags(1 << 26);
     pub const NONE: Flags = Flags(0);
 
-    /// Names as `COMMAND` shows them, by bit.
+    /// Names as `COMMAND` shows them, in its order.
     const NAMES: &[(Flags, &'static str)] = &[
         (Flags::WRITE, "write"),
         (Flags::READONLY, "readonly"),
         (Flags::DENYOOM, "denyoom"),
+        (Flags::MODULE, "module"),
         (Flags::ADMIN, "admin"),
+        (Flags::PUBSUB, "pubsub"),
         (Flags::NOSCRIPT, "noscript"),
+        (Flags::BLOCKING, "blocking"),
         (Flags::LOADING, "loading"),
         (Flags::STALE, "stale"),
         (Flags::SKIP_MONITOR, "skip_monitor"),
+        (Flags::SKIP_SLOWLOG, "skip_slowlog"),
+        (Flags::ASKING, "asking"),
         (Flags::FAST, "fast"),
         (Flags::NO_AUTH, "no_auth"),
         (Flags::MAY_REPLICATE, "may_replicate"),
+        (Flags::SENTINEL, "sentinel"),
+        (Flags::ONLY_SENTINEL, "only_sentinel"),
         (Flags::NO_MANDATORY_KEYS, "no_mandatory_keys"),
+        (Flags::PROTECTED, "protected"),
         (Flags::NO_ASYNC_LOADING, "no_async_loading"),
         (Flags::NO_MULTI, "no_multi"),
         (Flags::MOVABLE_KEYS, "movablekeys"),
@@ -128,141 +229,176 @@ impl Flags {
             .filter(move |(f, _)| self.has(*f))
             .map(|(_, n)| *n)
     }
-}
 
-/// `a | b | …` in a const context.
-macro_rules! flags {
-    ($($f:ident)|+) => { Flags::NONE$(.union(Flags::$f))+ };
-}
-
-pub struct Spec {
-    pub name: &'static str,
-    pub id: CmdId,
-    pub arity: i32,
-    pub flags: Flags,
-    pub first_key: i32,
-    pub last_key: i32,
-    pub step: i32,
-    pub group: &'static str,
-    pub since: &'static str,
-    pub summary: &'static str,
-}
-
-/// Builds a table row; positional on purpose so the table reads as one line per command.
-#[allow(clippy::too_many_arguments)]
-const fn c(
-    name: &'static str,
-    id: CmdId,
-    arity: i32,
-    flags: Flags,
-    keys: (i32, i32, i32),
-    group: &'static str,
-    since: &'static str,
-    summary: &'static str,
-) -> Spec {
-    Spec {
-        name,
-        id,
-        arity,
-        flags,
-        first_key: keys.0,
-        last_key: keys.1,
-        step: keys.2,
-        group,
-        since,
-        summary,
+    fn parse(list: &'static str) -> Result<Flags, String> {
+        let mut f = Flags::NONE;
+        for name in items(list) {
+            let (bit, _) = Flags::NAMES
+                .iter()
+                .find(|(_, n)| *n == name)
+                .ok_or_else(|| format!("unknown flag {name}"))?;
+            f = f.union(*bit);
+        }
+        Ok(f)
     }
 }
 
-const RO_FAST: Flags = flags!(READONLY | FAST);
-const RO: Flags = flags!(READONLY);
-const W_OOM: Flags = flags!(WRITE | DENYOOM);
-const W_OOM_FAST: Flags = flags!(WRITE | DENYOOM | FAST);
-const W: Flags = flags!(WRITE);
-const W_FAST: Flags = flags!(WRITE | FAST);
-const FAST: Flags = flags!(FAST);
-const CONN: Flags = flags!(NOSCRIPT | LOADING | STALE | FAST | NO_AUTH | ALLOW_BUSY);
-const SCRIPTING: Flags = flags!(NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | MOVABLE_KEYS);
-const LOADING_STALE: Flags = flags!(LOADING | STALE);
-const LOADING_STALE_FAST: Flags = flags!(LOADING | STALE | FAST);
-const ADMIN_SAVE: Flags = flags!(ADMIN | NOSCRIPT | NO_ASYNC_LOADING);
-const NONE: (i32, i32, i32) = (0, 0, 0);
-const ONE: (i32, i32, i32) = (1, 1, 1);
-const ALL: (i32, i32, i32) = (1, -1, 1);
+/// One command or subcommand.
+#[derive(Debug)]
+pub struct Spec {
+    /// Lower case; a subcommand is `parent|sub`, as `COMMAND` names it.
+    pub name: &'static str,
+    /// What the embedded engine runs, if it implements the command.
+    pub id: Option<CmdId>,
+    pub arity: i32,
+    pub flags: Flags,
+    /// The legacy key range `COMMAND` reports (first, last, step).
+    pub first_key: i32,
+    pub last_key: i32,
+    pub step: i32,
+    /// ACL categories, without the `@`.
+    pub acl: Vec<&'static str>,
+    pub key_specs: Vec<KeySpec>,
+    /// Redis's command tips (`request_policy:all_shards`, `nondeterministic_output`…).
+    pub tips: Vec<&'static str>,
+    pub group: &'static str,
+    pub since: &'static str,
+    pub summary: &'static str,
+    /// Indexes of its subcommands in [`commands`].
+    pub subcommands: Vec<usize>,
+    /// Whether the command is newer than the oracle (`commands-newer.tsv`).
+    pub newer: bool,
+}
 
-pub static COMMANDS: &[Spec] = &[
-    c("get", CmdId::Get, 2, RO_FAST, ONE, "string", "1.0.0", "Returns the string value of a key."),
-    c("set", CmdId::Set, -3, W_OOM, ONE, "string", "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist."),
-    c("setex", CmdId::SetEx, 4, W_OOM, ONE, "string", "2.0.0", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist."),
-    c("psetex", CmdId::PSetEx, 4, W_OOM, ONE, "string", "2.6.0", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist."),
-    c("setnx", CmdId::SetNx, 3, W_OOM_FAST, ONE, "string", "1.0.0", "Set the string value of a key only when the key doesn't exist."),
-    c("getex", CmdId::GetEx, -2, W_FAST, ONE, "string", "6.2.0", "Returns the string value of a key after setting its expiration time."),
-    c("getdel", CmdId::GetDel, 2, W_FAST, ONE, "string", "6.2.0", "Returns the string value of a key after deleting the key."),
-    c("getset", CmdId::GetSet, 3, W_OOM_FAST, ONE, "string", "1.0.0", "Returns the previous string value of a key after setting it to a new value."),
-    c("mget", CmdId::MGet, -2, RO_FAST, ALL, "string", "1.0.0", "Atomically returns the string values of one or more keys."),
-    c("mset", CmdId::MSet, -3, W_OOM, (1, -1, 2), "string", "1.0.1", "Atomically creates or modifies the string values of one or more keys."),
-    c("msetnx", CmdId::MSetNx, -3, W_OOM, (1, -1, 2), "string", "1.0.1", "Atomically modifies the string values of one or more keys only when all keys don't exist."),
-    c("append", CmdId::Append, 3, W_OOM_FAST, ONE, "string", "2.0.0", "Appends a string to the value of a key. Creates the key if it doesn't exist."),
-    c("strlen", CmdId::StrLen, 2, RO_FAST, ONE, "string", "2.2.0", "Returns the length of a string value."),
-    c("incr", CmdId::Incr, 2, W_OOM_FAST, ONE, "string", "1.0.0", "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."),
-    c("decr", CmdId::Decr, 2, W_OOM_FAST, ONE, "string", "1.0.0", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."),
-    c("incrby", CmdId::IncrBy, 3, W_OOM_FAST, ONE, "string", "1.0.0", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist."),
-    c("decrby", CmdId::DecrBy, 3, W_OOM_FAST, ONE, "string", "1.0.0", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist."),
-    c("del", CmdId::Del, -2, W, ALL, "generic", "1.0.0", "Deletes one or more keys."),
-    c("unlink", CmdId::Unlink, -2, W_FAST, ALL, "generic", "4.0.0", "Asynchronously deletes one or more keys."),
-    c("exists", CmdId::Exists, -2, RO_FAST, ALL, "generic", "1.0.0", "Determines whether one or more keys exist."),
-    c("type", CmdId::Type, 2, RO_FAST, ONE, "generic", "1.0.0", "Determines the type of value stored at a key."),
-    c("rename", CmdId::Rename, 3, W, (1, 2, 1), "generic", "1.0.0", "Renames a key and overwrites the destination."),
-    c("renamenx", CmdId::RenameNx, 3, W_FAST, (1, 2, 1), "generic", "1.0.0", "Renames a key only when the target key name doesn't exist."),
-    c("scan", CmdId::Scan, -2, RO, NONE, "generic", "2.8.0", "Iterates over the key names in the database."),
-    c("keys", CmdId::Keys, 2, RO, NONE, "generic", "1.0.0", "Returns all key names that match a pattern."),
-    c("randomkey", CmdId::RandomKey, 1, RO, NONE, "generic", "1.0.0", "Returns a random key name from the database."),
-    c("expire", CmdId::Expire, -3, W_FAST, ONE, "generic", "1.0.0", "Sets the expiration time of a key in seconds."),
-    c("pexpire", CmdId::PExpire, -3, W_FAST, ONE, "generic", "2.6.0", "Sets the expiration time of a key in milliseconds."),
-    c("expireat", CmdId::ExpireAt, -3, W_FAST, ONE, "generic", "1.2.0", "Sets the expiration time of a key to a Unix timestamp."),
-    c("pexpireat", CmdId::PExpireAt, -3, W_FAST, ONE, "generic", "2.6.0", "Sets the expiration time of a key to a Unix milliseconds timestamp."),
-    c("ttl", CmdId::Ttl, 2, RO_FAST, ONE, "generic", "1.0.0", "Returns the expiration time in seconds of a key."),
-    c("pttl", CmdId::PTtl, 2, RO_FAST, ONE, "generic", "2.6.0", "Returns the expiration time in milliseconds of a key."),
-    c("expiretime", CmdId::ExpireTime, 2, RO_FAST, ONE, "generic", "7.0.0", "Returns the expiration time of a key as a Unix timestamp."),
-    c("pexpiretime", CmdId::PExpireTime, 2, RO_FAST, ONE, "generic", "7.0.0", "Returns the expiration time of a key as a Unix milliseconds timestamp."),
-    c("persist", CmdId::Persist, 2, W_FAST, ONE, "generic", "2.2.0", "Removes the expiration time of a key."),
-    c("ping", CmdId::Ping, -1, FAST, NONE, "connection", "1.0.0", "Returns the server's liveliness response."),
-    c("echo", CmdId::Echo, 2, LOADING_STALE_FAST, NONE, "connection", "1.0.0", "Returns the given string."),
-    c("auth", CmdId::Auth, -2, CONN, NONE, "connection", "1.0.0", "Authenticates the connection."),
-    c("hello", CmdId::Hello, -1, CONN, NONE, "connection", "6.0.0", "Handshakes with the Redis server."),
-    c("select", CmdId::Select, 2, LOADING_STALE_FAST, NONE, "connection", "1.0.0", "Changes the selected database."),
-    c("quit", CmdId::Quit, -1, CONN, NONE, "connection", "1.0.0", "Closes the connection."),
-    c("reset", CmdId::Reset, 1, CONN, NONE, "connection", "6.2.0", "Resets the connection."),
-    c("client", CmdId::Client, -2, Flags::NONE, NONE, "connection", "2.4.0", "A container for client connection commands."),
-    c("command", CmdId::Command, -1, LOADING_STALE, NONE, "server", "2.8.13", "Returns detailed information about all commands."),
-    c("info", CmdId::Info, -1, LOADING_STALE, NONE, "server", "1.0.0", "Returns information and statistics about the server."),
-    c("config", CmdId::Config, -2, Flags::NONE, NONE, "server", "2.0.0", "A container for server configuration commands."),
-    c("time", CmdId::Time, 1, LOADING_STALE_FAST, NONE, "server", "2.6.0", "Returns the server time."),
-    c("dbsize", CmdId::DbSize, 1, RO_FAST, NONE, "server", "1.0.0", "Returns the number of keys in the database."),
-    c("flushdb", CmdId::FlushDb, -1, W, NONE, "server", "1.0.0", "Removes all keys from the current database."),
-    c("flushall", CmdId::FlushAll, -1, W, NONE, "server", "1.0.0", "Removes all keys from all databases."),
-    c("swapdb", CmdId::SwapDb, 3, W_FAST, NONE, "server", "4.0.0", "Swaps two Redis databases."),
-    c("eval", CmdId::Eval, -3, SCRIPTING, NONE, "scripting", "2.6.0", "Executes a server-side Lua script."),
-    c("evalsha", CmdId::EvalSha, -3, SCRIPTING, NONE, "scripting", "2.6.0", "Executes a server-side Lua script by SHA1 digest."),
-    c("script", CmdId::Script, -2, Flags::NONE, NONE, "scripting", "2.6.0", "A container for Lua scripts management commands."),
-    c("save", CmdId::Save, 1, flags!(ADMIN | NOSCRIPT | NO_ASYNC_LOADING | NO_MULTI), NONE, "server", "1.0.0", "Synchronously saves the database(s) to disk."),
-    c("bgsave", CmdId::BgSave, -1, ADMIN_SAVE, NONE, "server", "1.0.0", "Asynchronously saves the database(s) to disk."),
-    c("bgrewriteaof", CmdId::BgRewriteAof, 1, ADMIN_SAVE, NONE, "server", "1.0.0", "Asynchronously rewrites the append-only file to disk."),
-    c("lastsave", CmdId::LastSave, 1, LOADING_STALE_FAST, NONE, "server", "1.0.0", "Returns the Unix timestamp of the last successful save to disk."),
-    c("shutdown", CmdId::Shutdown, -1, flags!(ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI | ALLOW_BUSY), NONE, "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server."),
-];
+impl Spec {
+    /// Whether the command only reads data (safe to send again after a lost connection).
+    pub fn is_read_only(&self) -> bool {
+        self.flags.has(Flags::READONLY)
+    }
 
-static INDEX: LazyLock<HashMap<&'static str, usize>> = LazyLock::new(|| {
-    COMMANDS
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name, i))
-        .collect()
+    pub fn has_tip(&self, tip: &str) -> bool {
+        self.tips.contains(&tip)
+    }
+
+    /// The short name a container command's subcommand has after the `|`.
+    pub fn sub_name(&self) -> &'static str {
+        self.name.split_once('|').map_or(self.name, |(_, s)| s)
+    }
+}
+
+struct Table {
+    specs: Vec<Spec>,
+    /// Top-level commands by name (subcommands are found through their parent, as Redis's
+    /// lookup does: `config|get` sent as a command name is unknown).
+    index: HashMap<&'static str, usize>,
+}
+
+const REDIS: &str = include_str!("commands.tsv");
+const NEWER: &str = include_str!("commands-newer.tsv");
+
+static TABLE: LazyLock<Table> = LazyLock::new(|| match load() {
+    Ok(t) => t,
+    // The files are compiled in and parsed by a unit test, so this cannot happen in a
+    // released binary.
+    Err(e) => panic!("command table: {e}"),
 });
 
-/// Finds a command by name, case-insensitively, without allocating.
+fn items(list: &'static str) -> impl Iterator<Item = &'static str> {
+    list.split(',').filter(|s| !s.is_empty() && *s != "-")
+}
+
+fn parse_row(line: &'static str, newer: bool) -> Result<Spec, String> {
+    let f: Vec<&'static str> = line.split('\t').collect();
+    let [name, arity, flags, keys, acl, key_specs, tips, group, since, summary] = f[..] else {
+        return Err(format!("{} fields in: {line}", f.len()));
+    };
+    let num = |s: &str| {
+        s.parse::<i32>()
+            .map_err(|_| format!("{name}: bad number {s}"))
+    };
+    let range: Vec<&str> = keys.split(',').collect();
+    let [first, last, step] = range[..] else {
+        return Err(format!("{name}: bad key range {keys}"));
+    };
+    let key_specs = if key_specs == "-" {
+        Vec::new()
+    } else {
+        key_specs
+            .split(';')
+            .map(KeySpec::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{name}: {e}"))?
+    };
+    Ok(Spec {
+        name,
+        id: ENGINE.iter().find(|(n, _)| *n == name).map(|(_, id)| *id),
+        arity: num(arity)?,
+        flags: Flags::parse(flags).map_err(|e| format!("{name}: {e}"))?,
+        first_key: num(first)?,
+        last_key: num(last)?,
+        step: num(step)?,
+        acl: items(acl).collect(),
+        key_specs,
+        tips: items(tips).collect(),
+        group,
+        since,
+        summary,
+        subcommands: Vec::new(),
+        newer,
+    })
+}
+
+fn load() -> Result<Table, String> {
+    let mut specs = Vec::new();
+    for (text, newer) in [(REDIS, false), (NEWER, true)] {
+        for line in text.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            specs.push(parse_row(line, newer)?);
+        }
+    }
+    let mut index = HashMap::new();
+    for (i, s) in specs.iter().enumerate() {
+        if !s.name.contains('|') && index.insert(s.name, i).is_some() {
+            return Err(format!("{} twice", s.name));
+        }
+    }
+    let mut subs: Vec<(usize, usize)> = Vec::new();
+    for (i, s) in specs.iter().enumerate() {
+        if let Some((parent, _)) = s.name.split_once('|') {
+            let p = index
+                .get(parent)
+                .ok_or_else(|| format!("{}: no parent", s.name))?;
+            subs.push((*p, i));
+        }
+    }
+    for (p, i) in subs {
+        specs[p].subcommands.push(i);
+    }
+    for (name, _) in ENGINE {
+        if !index.contains_key(name) {
+            return Err(format!("engine command {name} is not in the table"));
+        }
+    }
+    Ok(Table { specs, index })
+}
+
+/// Every command and subcommand.
+pub fn commands() -> &'static [Spec] {
+    &TABLE.specs
+}
+
+/// The commands the embedded engine implements (its `COMMAND` output).
+pub fn engine_commands() -> impl Iterator<Item = &'static Spec> {
+    commands()
+        .iter()
+        .filter(|s| s.id.is_some() && !s.name.contains('|'))
+}
+
+/// Finds a top-level command by name, case-insensitively, without allocating.
 pub fn lookup(name: &[u8]) -> Option<usize> {
-    let mut buf = [0u8; 16];
+    let mut buf = [0u8; 32];
     if name.len() > buf.len() {
         return None;
     }
@@ -270,51 +406,47 @@ pub fn lookup(name: &[u8]) -> Option<usize> {
         *d = s.to_ascii_lowercase();
     }
     let lower = std::str::from_utf8(&buf[..name.len()]).ok()?;
-    INDEX.get(lower).copied()
+    TABLE.index.get(lower).copied()
+}
+
+/// A command by its `COMMAND INFO` name: `get`, or `config|get` for a subcommand.
+pub fn find(name: &[u8]) -> Option<&'static Spec> {
+    let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
+    match lower.split_once('|') {
+        None => lookup(name).map(|i| &commands()[i]),
+        Some((parent, sub)) => {
+            let p = &commands()[lookup(parent.as_bytes())?];
+            p.subcommands
+                .iter()
+                .map(|&i| &commands()[i])
+                .find(|s| s.sub_name() == sub)
+        }
+    }
+}
+
+/// The spec that describes `args`: the subcommand's for a container command (`OBJECT
+/// ENCODING key`), the command's otherwise. `None` for an unknown command.
+pub fn resolve(args: &[&[u8]]) -> Option<&'static Spec> {
+    let spec = &commands()[lookup(args.first()?)?];
+    Some(subcommand(spec, args).unwrap_or(spec))
+}
+
+/// A container command's subcommand named by `args[1]`, if it has one by that name.
+pub fn subcommand(spec: &'static Spec, args: &[&[u8]]) -> Option<&'static Spec> {
+    if spec.subcommands.is_empty() {
+        return None;
+    }
+    let sub = args.get(1)?;
+    spec.subcommands
+        .iter()
+        .map(|&i| &commands()[i])
+        .find(|s| s.sub_name().as_bytes().eq_ignore_ascii_case(sub))
 }
 
 /// Whether the command may change data (so its reply waits for the log, and a gateway
-/// never sends it twice). Scripts may write without the flag, as in Redis.
+/// never sends it twice). Scripts and functions may write without the flag, as in Redis.
 pub fn is_write(spec: &Spec) -> bool {
-    spec.flags.has(Flags::WRITE) || matches!(spec.id, CmdId::Eval | CmdId::EvalSha)
-}
-
-/// Whether a gateway passes the command to the upstream. Commands about the client or the
-/// sessiond process itself are answered locally.
-pub fn forwarded(id: CmdId) -> bool {
-    use CmdId::*;
-    !matches!(
-        id,
-        Ping | Echo
-            | Auth
-            | Hello
-            | Select
-            | Quit
-            | Reset
-            | Client
-            | Command
-            | Info
-            | Config
-            | Time
-            | Save
-            | BgSave
-            | BgRewriteAof
-            | LastSave
-            | Shutdown
-    )
-}
-
-/// The key a command is routed by (its first key), if it has one.
-pub fn routing_key<'a>(spec: &Spec, args: &[&'a [u8]]) -> Option<&'a [u8]> {
-    match spec.id {
-        // EVAL script numkeys key…
-        CmdId::Eval | CmdId::EvalSha => match args.get(2) {
-            Some(n) if *n != b"0" => args.get(3).copied(),
-            _ => None,
-        },
-        _ if spec.first_key > 0 => args.get(spec.first_key as usize).copied(),
-        _ => None,
-    }
+    spec.flags.has(Flags::WRITE) || (spec.group == "scripting" && !spec.is_read_only())
 }
 
 pub fn arity_ok(arity: i32, argc: usize) -> bool {
@@ -331,29 +463,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lookup_is_case_insensitive_and_table_consistent() {
-        assert_eq!(lookup(b"GeT").map(|i| COMMANDS[i].id), Some(CmdId::Get));
+    fn the_table_loads_and_is_consistent() {
+        let t = load().unwrap();
+        assert!(t.specs.len() > 350, "{}", t.specs.len());
+        assert_eq!(
+            lookup(b"GeT").map(|i| commands()[i].id),
+            Some(Some(CmdId::Get))
+        );
         assert_eq!(lookup(b"nosuchcommand"), None);
-        assert_eq!(lookup(b"averyveryverylongcommandname"), None);
-        let mut names: Vec<_> = COMMANDS.iter().map(|c| c.name).collect();
-        names.sort();
-        names.dedup();
-        assert_eq!(names.len(), COMMANDS.len(), "duplicate command names");
+        assert_eq!(
+            lookup(b"config|get"),
+            None,
+            "subcommands only through the parent"
+        );
+        assert_eq!(find(b"CONFIG|GET").map(|s| s.arity), Some(-3));
+        assert!(lookup(b"georadiusbymember_ro").is_some());
         assert!(arity_ok(-2, 5) && !arity_ok(-2, 1) && arity_ok(3, 3) && !arity_ok(3, 4));
+        assert_eq!(engine_commands().count(), ENGINE.len());
     }
 
     #[test]
     fn flags_render_in_redis_order_and_never_both_write_and_readonly() {
-        let set = &COMMANDS[lookup(b"set").unwrap()];
+        let set = find(b"set").unwrap();
         assert_eq!(set.flags.names().collect::<Vec<_>>(), ["write", "denyoom"]);
         assert!(is_write(set));
-        assert!(!is_write(&COMMANDS[lookup(b"get").unwrap()]));
-        for c in COMMANDS {
+        assert!(!is_write(find(b"get").unwrap()));
+        assert!(is_write(find(b"eval").unwrap()));
+        assert!(is_write(find(b"fcall").unwrap()));
+        assert!(!is_write(find(b"eval_ro").unwrap()));
+        for c in commands() {
             assert!(
                 !(c.flags.has(Flags::WRITE) && c.flags.has(Flags::READONLY)),
                 "{}",
                 c.name
             );
         }
+    }
+
+    #[test]
+    fn subcommands_resolve_through_their_parent() {
+        let args: [&[u8]; 3] = [b"object", b"ENCODING", b"k"];
+        assert_eq!(resolve(&args).map(|s| s.name), Some("object|encoding"));
+        let args: [&[u8]; 2] = [b"object", b"nosuch"];
+        assert_eq!(resolve(&args).map(|s| s.name), Some("object"));
+        assert!(find(b"client|kill").is_some());
     }
 }

@@ -13,13 +13,12 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::clients::ClientHandle;
+use super::gateway::{self, ClientSide, GatewayClient};
 use super::Server;
-use crate::cmd::{self, table, ClientState, Flow};
+use crate::cmd::{self, ClientState, Flow};
 use crate::resp::reply::Proto;
 use crate::resp::{Parsed, Reply, RequestParser};
 use crate::store::Store;
-use crate::upstream::forward::ClientForwarder;
-use crate::upstream::Upstream;
 
 const READ_CHUNK: usize = 16 * 1024;
 /// Replies are flushed mid-batch once this much is pending, so a pipelined batch of large
@@ -85,7 +84,9 @@ async fn run<S, IO>(
     };
     tokio::pin!(stop);
     let gateway = server.store.gateway();
-    let mut forwarder = gateway.map(|_| ClientForwarder::new(handle.id));
+    let mut forwarder = gateway.map(|_| GatewayClient::new(handle.id));
+    // Client bytes read while a blocking command waits (gateway), parsed after the batch.
+    let mut side = BytesMut::new();
     let _counted = server
         .persist
         .as_ref()
@@ -146,16 +147,31 @@ async fn run<S, IO>(
                     }
                     let mut args: Vec<&[u8]> = Vec::with_capacity(parser.argc());
                     parser.args(&rbuf, &mut args);
-                    let flow = if let (Some(up), Some(fwd)) = (gateway, forwarder.as_mut()) {
-                        match gateway_command(server, up, fwd, &mut state, &args, &mut wbuf).await {
+                    let flow = if let (Some(up), Some(gw)) = (gateway, forwarder.as_mut()) {
+                        let mut client = ClientSide {
+                            io: &mut *io,
+                            side: &mut side,
+                            limit,
+                        };
+                        let r = gateway::command(
+                            server,
+                            up,
+                            gw,
+                            &mut state,
+                            &args,
+                            &mut wbuf,
+                            &mut client,
+                        )
+                        .await;
+                        match r {
                             Some(flow) => flow,
                             None => {
                                 executed += 1;
                                 // Backpressure: with as much in flight as the client may
                                 // have, take the oldest replies (and write them once they
                                 // fill the buffer) before going on with its pipeline.
-                                while fwd.is_full() {
-                                    fwd.drain_oldest(up, &mut wbuf).await;
+                                while gw.fwd.is_full() {
+                                    gw.fwd.drain_oldest(up, &mut wbuf).await;
                                     if wbuf.len() >= OUT_FLUSH
                                         && flush(server, io, &mut state, &mut wbuf).await.is_err()
                                     {
@@ -182,8 +198,8 @@ async fn run<S, IO>(
                 }
                 Ok(Parsed::Incomplete) => break,
                 Err(e) => {
-                    if let (Some(up), Some(fwd)) = (gateway, forwarder.as_mut()) {
-                        fwd.drain(up, &mut wbuf).await;
+                    if let (Some(up), Some(gw)) = (gateway, forwarder.as_mut()) {
+                        gw.drain(up, &mut wbuf).await;
                     }
                     Reply::new(&mut wbuf, state.proto).error(&format!("ERR {}", e.0));
                     tracing::debug!(client = handle.id, "protocol error: {}", e.0);
@@ -198,11 +214,15 @@ async fn run<S, IO>(
                 .last_ms
                 .store(crate::clock::now_ms(), Ordering::Relaxed);
         }
-        if let (Some(up), Some(fwd)) = (gateway, forwarder.as_mut()) {
-            fwd.drain(up, &mut wbuf).await;
+        if let (Some(up), Some(gw)) = (gateway, forwarder.as_mut()) {
+            gw.drain(up, &mut wbuf).await;
         }
         // Drop what was consumed; a partially received command stays at the front.
         rbuf.advance(pos);
+        if !side.is_empty() {
+            rbuf.extend_from_slice(&side);
+            side.clear();
+        }
         if parser.is_mid_command() {
             parser.rebase(pos);
         }
@@ -218,44 +238,6 @@ async fn run<S, IO>(
             handle.resp.store(2, Ordering::Relaxed);
         }
     }
-}
-
-/// One command in gateway mode. Forwarded commands are queued on the forwarder (`None`:
-/// their replies come later, in order); anything answered locally first collects the replies
-/// of the commands before it, so replies keep the order of the commands.
-async fn gateway_command<S: Store>(
-    server: &Server<S>,
-    up: &Upstream,
-    fwd: &mut ClientForwarder,
-    state: &mut ClientState,
-    args: &[&[u8]],
-    wbuf: &mut BytesMut,
-) -> Option<Flow> {
-    let checked = cmd::check(server, state, args);
-    if let Ok(spec) = checked {
-        if table::forwarded(spec.id) && up.forwardable(spec.id, args) {
-            let key = table::routing_key(spec, args);
-            let read_only = !table::is_write(spec);
-            let resp3 = state.proto == Proto::Resp3;
-            match fwd.push(up, state.db, resp3, read_only, key, args).await {
-                Ok(()) => return None,
-                Err(e) => {
-                    fwd.drain(up, wbuf).await;
-                    Reply::new(wbuf, state.proto).error(&e);
-                    return Some(Flow::Continue);
-                }
-            }
-        }
-    }
-    fwd.drain(up, wbuf).await;
-    let mut reply = Reply::new(wbuf, state.proto);
-    Some(match checked {
-        Ok(spec) => cmd::execute_checked(server, state, spec, args, &mut reply).await,
-        Err(e) => {
-            reply.error(&e);
-            Flow::Continue
-        }
-    })
 }
 
 /// Writes the pending replies and empties the buffer. If they include a write command's,

@@ -5,6 +5,7 @@ pub mod auth_guard;
 pub mod clients;
 pub mod connection;
 pub mod fd_limit;
+pub mod gateway;
 pub mod listener;
 pub mod output_limit;
 pub mod settings;

@@ -113,47 +113,55 @@ impl Conn {
 
     /// Connects, authenticates and selects the database, each step within `timeout`.
     pub async fn open(addr: &str, hs: &Handshake, timeout: Duration) -> Result<Conn, String> {
-        let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| format!("connecting to {addr}: timed out"))?
-            .map_err(|e| format!("connecting to {addr}: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let mut hello = BytesMut::new();
-        let mut expect = 0;
-        let pass = hs.password.as_deref().map(str::as_bytes);
-        let user = hs.user.as_deref().unwrap_or("default").as_bytes();
-        if hs.resp3 {
-            match pass {
-                Some(p) => encode(&mut hello, &[b"HELLO", b"3", b"AUTH", user, p]),
-                None => encode(&mut hello, &[b"HELLO", b"3"]),
-            }
-            expect += 1;
-        } else if let Some(p) = pass {
-            match &hs.user {
-                Some(u) => encode(&mut hello, &[b"AUTH", u.as_bytes(), p]),
-                None => encode(&mut hello, &[b"AUTH", p]),
-            }
-            expect += 1;
-        }
-        if hs.db != 0 {
-            encode(&mut hello, &[b"SELECT", hs.db.to_string().as_bytes()]);
-            expect += 1;
-        }
-        if expect > 0 {
-            let replies = tokio::time::timeout(timeout, async {
-                stream.write_all(&hello).await?;
-                read_values(&mut stream, expect).await
-            })
-            .await
-            .map_err(|_| format!("handshake with {addr}: timed out"))?
-            .map_err(|e| format!("handshake with {addr}: {e}"))?;
-            if let Some(Value::Error(e)) = replies.iter().find(|v| matches!(v, Value::Error(_))) {
-                return Err(format!("handshake with {addr}: {e}"));
-            }
-        }
-        Ok(Conn::start(stream))
+        Ok(Conn::start(connect(addr, hs, timeout).await?))
     }
+}
 
+/// Opens a socket to `addr` and introduces it (`HELLO`/`AUTH`, `SELECT`), each step within
+/// `timeout`: for a multiplexed [`Conn`] or a pinned connection alike.
+pub async fn connect(addr: &str, hs: &Handshake, timeout: Duration) -> Result<TcpStream, String> {
+    let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("connecting to {addr}: timed out"))?
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let mut hello = BytesMut::new();
+    let mut expect = 0;
+    let pass = hs.password.as_deref().map(str::as_bytes);
+    let user = hs.user.as_deref().unwrap_or("default").as_bytes();
+    if hs.resp3 {
+        match pass {
+            Some(p) => encode(&mut hello, &[b"HELLO", b"3", b"AUTH", user, p]),
+            None => encode(&mut hello, &[b"HELLO", b"3"]),
+        }
+        expect += 1;
+    } else if let Some(p) = pass {
+        match &hs.user {
+            Some(u) => encode(&mut hello, &[b"AUTH", u.as_bytes(), p]),
+            None => encode(&mut hello, &[b"AUTH", p]),
+        }
+        expect += 1;
+    }
+    if hs.db != 0 {
+        encode(&mut hello, &[b"SELECT", hs.db.to_string().as_bytes()]);
+        expect += 1;
+    }
+    if expect > 0 {
+        let replies = tokio::time::timeout(timeout, async {
+            stream.write_all(&hello).await?;
+            read_values(&mut stream, expect).await
+        })
+        .await
+        .map_err(|_| format!("handshake with {addr}: timed out"))?
+        .map_err(|e| format!("handshake with {addr}: {e}"))?;
+        if let Some(Value::Error(e)) = replies.iter().find(|v| matches!(v, Value::Error(_))) {
+            return Err(format!("handshake with {addr}: {e}"));
+        }
+    }
+    Ok(stream)
+}
+
+impl Conn {
     fn start(stream: TcpStream) -> Conn {
         let (rd, wr) = stream.into_split();
         let (queue, rx) = mpsc::unbounded_channel();

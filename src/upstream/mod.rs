@@ -32,6 +32,8 @@ pub mod cluster;
 pub mod conn;
 pub mod forward;
 pub mod node;
+pub mod pinned;
+pub mod policy;
 pub mod sentinel;
 pub mod url;
 
@@ -93,6 +95,8 @@ pub struct Options {
     pub databases: usize,
     /// Connections per node, database and protocol.
     pub connections: usize,
+    /// The most dedicated (pinned) connections at once, over all nodes.
+    pub pinned_max: usize,
     pub connect_timeout: Duration,
     /// How long a client waits for an upstream reply before it gets an error.
     pub timeout: Duration,
@@ -115,6 +119,7 @@ impl Options {
             url,
             databases,
             connections: 2,
+            pinned_max: 1000,
             connect_timeout: Duration::from_millis(1000),
             timeout: Duration::from_millis(1000),
             health_interval: node::HEALTH_INTERVAL,
@@ -284,6 +289,8 @@ impl Shared {
 /// The upstream store: where forwarded commands and `Store` calls go.
 pub struct Upstream {
     pub opts: Arc<Options>,
+    /// Dedicated connections for transactions and blocking commands.
+    pub pinned: Arc<pinned::PinnedPool>,
     shared: Arc<Shared>,
     /// Round-robin over pool slots for `Store` calls.
     next_slot: AtomicU64,
@@ -351,6 +358,7 @@ impl Upstream {
             follow_cluster(&shared);
         }
         Ok(Upstream {
+            pinned: Arc::new(pinned::PinnedPool::new(opts.pinned_max)),
             opts,
             shared,
             next_slot: AtomicU64::new(0),
@@ -634,25 +642,85 @@ impl Upstream {
         Ok(total)
     }
 
-    /// Whether a forwarded command can go to one node as it is. In a cluster, multi-key
-    /// commands whose keys live in different slots, and commands about the whole keyspace,
-    /// run through the `Store` methods instead, which split and merge them.
-    pub fn forwardable(&self, id: crate::cmd::table::CmdId, args: &[&[u8]]) -> bool {
-        use crate::cmd::table::CmdId::*;
-        if !self.is_cluster() {
-            return true;
+    /// A command for every primary (cluster: `SCRIPT LOAD`, `FUNCTION LOAD`…), its
+    /// replies combined as the command's `response_policy` tip says: `agg_sum` adds them,
+    /// `agg_logical_and` ands arrays of 0/1, `one_succeeded` takes the first success,
+    /// anything else (`all_succeeded`) the first error if any, else the first reply.
+    pub async fn all_primaries(
+        &self,
+        db: Db,
+        args: &[&[u8]],
+        spec: Option<&crate::cmd::table::Spec>,
+    ) -> Bytes {
+        let mut req = BytesMut::new();
+        encode(&mut req, args);
+        let req = req.freeze();
+        let mut replies = Vec::new();
+        for node in self.primaries() {
+            let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
+            let r = match node.pool_key(db, false) {
+                None => Err("ERR DB index is out of range".to_string()),
+                Some(pool) => match node.conn(pool, slot).await {
+                    Err(e) => Err(e),
+                    Ok(conn) => {
+                        node.stats.requests.fetch_add(1, Ordering::Relaxed);
+                        match tokio::time::timeout(self.opts.timeout, conn.send(req.clone(), 1))
+                            .await
+                        {
+                            Ok(Ok(b)) => Ok(b),
+                            Ok(Err(_)) => Err(forward::lost_message(&node.addr)),
+                            Err(_) => Err(forward::timeout_message(&node.addr, self.opts.timeout)),
+                        }
+                    }
+                },
+            };
+            replies.push(r.unwrap_or_else(|e| Bytes::from(format!("-{e}\r\n"))));
         }
-        let same_slot = |keys: &mut dyn Iterator<Item = &&[u8]>| {
-            let mut slots = keys.map(|k| cluster::slot(k));
-            let first = slots.next();
-            slots.all(|s| Some(s) == first)
-        };
-        match id {
-            DbSize | Keys | Scan | RandomKey | FlushDb | FlushAll | SwapDb => false,
-            MGet | Del | Unlink | Exists => same_slot(&mut args[1..].iter()),
-            MSet => same_slot(&mut args[1..].iter().step_by(2)),
-            _ => true,
+        let tip = |t: &str| spec.is_some_and(|s| s.has_tip(t));
+        let decoded: Vec<Option<Value>> = replies
+            .iter()
+            .map(|b| decode(b, MAX_REPLY_BULK).ok().flatten().map(|(v, _)| v))
+            .collect();
+        let is_err = |v: &Option<Value>| !matches!(v, Some(v) if !matches!(v, Value::Error(_)));
+        if tip("response_policy:one_succeeded") {
+            let i = decoded.iter().position(|v| !is_err(v)).unwrap_or(0);
+            return replies.swap_remove(i);
         }
+        if let Some(i) = decoded.iter().position(is_err) {
+            return replies.swap_remove(i);
+        }
+        if tip("response_policy:agg_sum") {
+            let sum: i64 = decoded
+                .iter()
+                .map(|v| match v {
+                    Some(Value::Int(n)) => *n,
+                    _ => 0,
+                })
+                .sum();
+            return Bytes::from(format!(":{sum}\r\n"));
+        }
+        if tip("response_policy:agg_logical_and") {
+            let mut acc: Option<Vec<i64>> = None;
+            for v in &decoded {
+                if let Some(Value::Array(items)) = v {
+                    let ints: Vec<i64> = items
+                        .iter()
+                        .map(|x| matches!(x, Value::Int(n) if *n != 0) as i64)
+                        .collect();
+                    acc = Some(match acc {
+                        None => ints,
+                        Some(a) => a.iter().zip(&ints).map(|(x, y)| x & y).collect(),
+                    });
+                }
+            }
+            let acc = acc.unwrap_or_default();
+            let mut out = format!("*{}\r\n", acc.len());
+            for n in acc {
+                out.push_str(&format!(":{n}\r\n"));
+            }
+            return Bytes::from(out);
+        }
+        replies.swap_remove(0)
     }
 }
 

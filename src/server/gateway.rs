@@ -1,0 +1,604 @@
+//! One client's commands in gateway mode: forwarded, pinned, or answered here.
+//!
+//! [`GatewayClient`] holds the client's forwarding state: its multiplexed forwarder, and while
+//! it needs one (transaction, blocking command) its pinned upstream connection
+//! (`upstream/pinned.rs`). What happens to each command is decided by
+//! `upstream::policy::action` from the command table.
+//!
+//! Replies keep the order of commands: before anything is answered here, or sent on another
+//! path, the replies of everything already sent are collected.
+//!
+//! **Transactions.** `WATCH` or `MULTI` pins the client to a connection to the node of its
+//! keys (the primary for a keyless `MULTI`); every command until `EXEC`, `DISCARD` or
+//! `UNWATCH` goes there, so the upstream sees exactly the client's transaction and its
+//! replies (`+QUEUED`, `EXECABORT`, a nil `EXEC` after a touched `WATCH`) are its own.
+//! A command sessiond cannot queue into the upstream's transaction (one it answers itself,
+//! or whose keys are in another slot of a cluster) gets an error, and the transaction is
+//! then discarded at `EXEC` with Redis's `EXECABORT`, as Redis does for a command it
+//! refuses to queue. In a cluster, a `MULTI` before any key is held here (`+OK`, then
+//! `+QUEUED` for keyless commands) until the first key names the node.
+//!
+//! **Blocking commands** wait on their own pinned connection while the client connection
+//! keeps reading: a client that disconnects closes that connection, which makes Redis
+//! forget the block.
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::Server;
+use crate::cmd::{self, table, ClientState, Flow};
+use crate::resp::reply::Proto;
+use crate::resp::Reply;
+use crate::store::Store;
+use crate::upstream::cluster;
+use crate::upstream::forward::ClientForwarder;
+use crate::upstream::pinned::{Fix, Pinned};
+use crate::upstream::policy::{self, Action};
+use crate::upstream::Upstream;
+
+const EXECABORT: &[u8] = b"-EXECABORT Transaction discarded because of previous errors.\r\n";
+const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+
+#[derive(Debug, Default)]
+enum Tx {
+    #[default]
+    None,
+    /// `WATCH` sent, no `MULTI` yet.
+    Watching,
+    /// In `MULTI`. `dirty`: a command was refused, `EXEC` discards. `held`: (cluster) the
+    /// `MULTI` and keyless commands not sent yet because no key has named the node.
+    Multi {
+        dirty: bool,
+        held: Option<Vec<Vec<Vec<u8>>>>,
+    },
+}
+
+/// A client's gateway state.
+pub struct GatewayClient {
+    pub fwd: ClientForwarder,
+    pinned: Option<Pinned>,
+    tx: Tx,
+    /// Cluster: the slot the pinned transaction's keys are in.
+    slot: Option<u16>,
+}
+
+/// The client connection as seen while a blocking command waits: its socket, read into
+/// `side` so a disconnect is noticed.
+pub struct ClientSide<'a, IO> {
+    pub io: &'a mut IO,
+    pub side: &'a mut BytesMut,
+    pub limit: u64,
+}
+
+impl GatewayClient {
+    pub fn new(client: u64) -> Self {
+        GatewayClient {
+            fwd: ClientForwarder::new(client),
+            pinned: None,
+            tx: Tx::None,
+            slot: None,
+        }
+    }
+
+    fn in_multi(&self) -> bool {
+        matches!(self.tx, Tx::Multi { .. })
+    }
+
+    /// Collects every reply still to come, in order, into `out`.
+    pub async fn drain(&mut self, up: &Upstream, out: &mut BytesMut) {
+        self.fwd.drain(up, out).await;
+        if let Some(p) = self.pinned.as_mut() {
+            p.drain(out, Some(up.opts.timeout)).await;
+            if p.is_broken() {
+                self.pinned = None;
+                self.lost_pinned();
+            }
+        }
+    }
+
+    /// The pinned connection failed: the upstream has forgotten the transaction.
+    fn lost_pinned(&mut self) {
+        match &mut self.tx {
+            Tx::Multi { dirty, .. } => *dirty = true,
+            _ => self.tx = Tx::None,
+        }
+    }
+
+    /// Ends pinning when the client's state on the upstream is clean again.
+    fn release(&mut self, up: &Upstream) {
+        if matches!(self.tx, Tx::None) {
+            self.slot = None;
+            if let Some(p) = self.pinned.take() {
+                up.pinned.give_back(p);
+            }
+        }
+    }
+
+    fn mark_dirty(&mut self) {
+        if let Tx::Multi { dirty, .. } = &mut self.tx {
+            *dirty = true;
+        }
+    }
+
+    /// Pins to the node of `key` (primary when keyless), after collecting what is in flight.
+    async fn pin(
+        &mut self,
+        up: &Upstream,
+        state: &ClientState,
+        key: Option<&[u8]>,
+        out: &mut BytesMut,
+    ) -> Result<(), String> {
+        if self.pinned.is_some() {
+            return Ok(());
+        }
+        self.fwd.drain(up, out).await;
+        let node = up.route(key, true, state.handle.id);
+        let p = up
+            .pinned
+            .take(&node, &up.opts, state.db, state.proto == Proto::Resp3)
+            .await?;
+        self.slot = key.map(cluster::slot);
+        self.pinned = Some(p);
+        Ok(())
+    }
+
+    /// In a cluster, whether `keys` may join the pinned transaction (same slot as before).
+    fn slot_ok(&mut self, up: &Upstream, keys: &[&[u8]]) -> bool {
+        if !up.is_cluster() {
+            return true;
+        }
+        for k in keys {
+            let s = cluster::slot(k);
+            match self.slot {
+                None => self.slot = Some(s),
+                Some(x) if x == s => {}
+                Some(_) => return false,
+            }
+        }
+        true
+    }
+}
+
+/// One command in gateway mode. `None`: forwarded on the multiplexed path, its reply comes
+/// later; `Some(flow)`: its reply is in `wbuf`.
+pub async fn command<S: Store, IO: AsyncRead + Unpin>(
+    server: &Server<S>,
+    up: &Upstream,
+    gw: &mut GatewayClient,
+    state: &mut ClientState,
+    args: &[&[u8]],
+    wbuf: &mut BytesMut,
+    client: &mut ClientSide<'_, IO>,
+) -> Option<Flow> {
+    let checked = match table::lookup(args[0]) {
+        // A command sessiond does not know (a newer server's, a module's): forwarded as it
+        // is once the client is authenticated; in a cluster, routed by its first argument.
+        None => match auth_only(server, state) {
+            Ok(()) => None,
+            Err(e) => Some(Err(e)),
+        },
+        Some(_) => Some(cmd::check(server, state, args)),
+    };
+    let spec = match checked {
+        Some(Ok(_)) => table::resolve(args),
+        None => None,
+        Some(Err(e)) => {
+            gw.drain(up, wbuf).await;
+            gw.mark_dirty();
+            Reply::new(wbuf, state.proto).error(&e);
+            return Some(Flow::Continue);
+        }
+    };
+    let cluster = up.is_cluster();
+    let action = spec.map_or(Action::Forward, |s| policy::action(s, args, cluster));
+    let keys: Vec<&[u8]> = match spec {
+        Some(_) => table::keys(args),
+        None => args.get(1).copied().into_iter().collect(),
+    };
+
+    // Inside a transaction: everything goes to the pinned connection, but what cannot be
+    // queued there.
+    if gw.in_multi() {
+        return Some(in_multi(server, up, gw, state, args, action, &keys, wbuf).await);
+    }
+    if matches!(gw.tx, Tx::Watching) {
+        return Some(watching(server, up, gw, state, args, action, &keys, wbuf, client).await);
+    }
+    match action {
+        Action::Multi => {
+            gw.drain(up, wbuf).await;
+            if cluster {
+                // Held until a key names the node.
+                gw.tx = Tx::Multi {
+                    dirty: false,
+                    held: Some(vec![vec![b"MULTI".to_vec()]]),
+                };
+                wbuf.extend_from_slice(b"+OK\r\n");
+                return Some(Flow::Continue);
+            }
+            if let Err(e) = gw.pin(up, state, None, wbuf).await {
+                Reply::new(wbuf, state.proto).error(&e);
+                return Some(Flow::Continue);
+            }
+            gw.tx = Tx::Multi {
+                dirty: false,
+                held: None,
+            };
+            push(gw, args, Fix::Keep);
+            Some(Flow::Continue)
+        }
+        Action::Watch => {
+            gw.drain(up, wbuf).await;
+            if !gw.slot_ok(up, &keys) {
+                gw.slot = None;
+                Reply::new(wbuf, state.proto).error(CROSSSLOT);
+                return Some(Flow::Continue);
+            }
+            gw.slot = None;
+            if let Err(e) = gw.pin(up, state, keys.first().copied(), wbuf).await {
+                Reply::new(wbuf, state.proto).error(&e);
+                return Some(Flow::Continue);
+            }
+            gw.tx = Tx::Watching;
+            push(gw, args, Fix::Keep);
+            Some(Flow::Continue)
+        }
+        Action::Block => {
+            if cluster && !same_slot(&keys) {
+                gw.drain(up, wbuf).await;
+                Reply::new(wbuf, state.proto).error(CROSSSLOT);
+                return Some(Flow::Continue);
+            }
+            gw.drain(up, wbuf).await;
+            if let Err(e) = gw.pin(up, state, keys.first().copied(), wbuf).await {
+                Reply::new(wbuf, state.proto).error(&e);
+                return Some(Flow::Continue);
+            }
+            push(gw, args, Fix::Keep);
+            let flow = wait_blocked(server, gw, state, wbuf, client).await;
+            gw.release(up);
+            Some(flow)
+        }
+        // EXEC, DISCARD and UNWATCH outside a transaction change nothing on the upstream;
+        // forwarded for Redis's own replies.
+        Action::Forward | Action::Exec | Action::Discard | Action::Unwatch => {
+            if cluster && !same_slot(&keys) {
+                if spec.is_some_and(policy::splits) {
+                    return local(server, gw, up, state, args, wbuf).await;
+                }
+                gw.drain(up, wbuf).await;
+                Reply::new(wbuf, state.proto).error(CROSSSLOT);
+                return Some(Flow::Continue);
+            }
+            if gw.pinned.is_some() {
+                gw.drain(up, wbuf).await;
+            }
+            let read_only = spec.is_some_and(|s| s.is_read_only());
+            let resp3 = state.proto == Proto::Resp3;
+            let key = keys.first().copied();
+            match gw.fwd.push(up, state.db, resp3, read_only, key, args).await {
+                Ok(()) => None,
+                Err(e) => {
+                    gw.drain(up, wbuf).await;
+                    Reply::new(wbuf, state.proto).error(&e);
+                    Some(Flow::Continue)
+                }
+            }
+        }
+        Action::AllPrimaries => {
+            gw.drain(up, wbuf).await;
+            let reply = up.all_primaries(state.db, args, spec).await;
+            wbuf.extend_from_slice(&reply);
+            Some(Flow::Continue)
+        }
+        Action::Refuse(msg) => {
+            gw.drain(up, wbuf).await;
+            Reply::new(wbuf, state.proto).error(msg);
+            Some(Flow::Continue)
+        }
+        Action::Local => local(server, gw, up, state, args, wbuf).await,
+    }
+}
+
+fn same_slot(keys: &[&[u8]]) -> bool {
+    let mut slots = keys.iter().map(|k| cluster::slot(k));
+    let first = slots.next();
+    slots.all(|s| Some(s) == first)
+}
+
+fn push(gw: &mut GatewayClient, args: &[&[u8]], fix: Fix) {
+    if let Some(p) = gw.pinned.as_mut() {
+        p.push(args, fix);
+    }
+}
+
+/// The client's authentication, for a command not in the table.
+fn auth_only<S: Store>(server: &Server<S>, state: &mut ClientState) -> Result<(), String> {
+    if state.authenticated {
+        return Ok(());
+    }
+    match server.settings.open_to(state.local) {
+        Ok(true) => {
+            state.authenticated = true;
+            Ok(())
+        }
+        Ok(false) => Err("NOAUTH Authentication required.".into()),
+        Err(denied) => Err(denied.into()),
+    }
+}
+
+/// Runs a command with sessiond's own code, after the replies before it.
+async fn local<S: Store>(
+    server: &Server<S>,
+    gw: &mut GatewayClient,
+    up: &Upstream,
+    state: &mut ClientState,
+    args: &[&[u8]],
+    wbuf: &mut BytesMut,
+) -> Option<Flow> {
+    gw.drain(up, wbuf).await;
+    let Some(idx) = table::lookup(args[0]) else {
+        Reply::new(wbuf, state.proto).error(&cmd::unknown_command_error(args));
+        return Some(Flow::Continue);
+    };
+    let spec = &table::commands()[idx];
+    if matches!(spec.id, Some(table::CmdId::Reset)) {
+        // RESET leaves any transaction: the pinned connection is closed (Redis discards).
+        gw.tx = Tx::None;
+        gw.slot = None;
+        gw.pinned = None;
+    }
+    let mut reply = Reply::new(wbuf, state.proto);
+    Some(cmd::execute_checked(server, state, spec, args, &mut reply).await)
+}
+
+/// A command while `WATCH` is in effect (no `MULTI` yet): the client's commands go to its
+/// pinned connection, so its reads see what the watch guards.
+#[allow(clippy::too_many_arguments)]
+async fn watching<S: Store, IO: AsyncRead + Unpin>(
+    server: &Server<S>,
+    up: &Upstream,
+    gw: &mut GatewayClient,
+    state: &mut ClientState,
+    args: &[&[u8]],
+    action: Action,
+    keys: &[&[u8]],
+    wbuf: &mut BytesMut,
+    client: &mut ClientSide<'_, IO>,
+) -> Flow {
+    match action {
+        Action::Multi => {
+            gw.tx = Tx::Multi {
+                dirty: false,
+                held: None,
+            };
+            push(gw, args, Fix::Keep);
+        }
+        Action::Unwatch => {
+            push(gw, args, Fix::Keep);
+            gw.drain(up, wbuf).await;
+            gw.tx = Tx::None;
+            gw.release(up);
+        }
+        Action::Exec | Action::Discard | Action::Watch => push(gw, args, Fix::Keep),
+        Action::Forward | Action::AllPrimaries | Action::Block => {
+            if !gw.slot_ok(up, keys) {
+                gw.drain(up, wbuf).await;
+                Reply::new(wbuf, state.proto).error(CROSSSLOT);
+                return Flow::Continue;
+            }
+            push(gw, args, Fix::Keep);
+            if action == Action::Block {
+                return wait_blocked(server, gw, state, wbuf, client).await;
+            }
+        }
+        Action::Refuse(msg) => {
+            gw.drain(up, wbuf).await;
+            Reply::new(wbuf, state.proto).error(msg);
+        }
+        Action::Local => {
+            if is_select(args) {
+                gw.drain(up, wbuf).await;
+                Reply::new(wbuf, state.proto).error(
+                    "ERR SELECT while WATCH is in effect is not supported by the sessiond gateway",
+                );
+                return Flow::Continue;
+            }
+            return local(server, gw, up, state, args, wbuf)
+                .await
+                .unwrap_or(Flow::Continue);
+        }
+    }
+    if gw.pinned.as_ref().is_some_and(|p| p.outstanding() >= 64) {
+        gw.drain(up, wbuf).await;
+    }
+    Flow::Continue
+}
+
+fn is_select(args: &[&[u8]]) -> bool {
+    args[0].eq_ignore_ascii_case(b"select")
+}
+
+/// A command inside `MULTI`.
+#[allow(clippy::too_many_arguments)]
+async fn in_multi<S: Store>(
+    server: &Server<S>,
+    up: &Upstream,
+    gw: &mut GatewayClient,
+    state: &mut ClientState,
+    args: &[&[u8]],
+    action: Action,
+    keys: &[&[u8]],
+    wbuf: &mut BytesMut,
+) -> Flow {
+    let queueable = match action {
+        Action::Forward | Action::Block | Action::AllPrimaries => true,
+        Action::Multi | Action::Watch | Action::Exec | Action::Discard | Action::Unwatch => true,
+        // Redis queues these too, and the upstream answers them as well as sessiond would.
+        Action::Local => {
+            let n = args[0];
+            n.eq_ignore_ascii_case(b"ping")
+                || n.eq_ignore_ascii_case(b"echo")
+                || n.eq_ignore_ascii_case(b"time")
+        }
+        Action::Refuse(_) => false,
+    };
+    if !queueable {
+        let is_quit =
+            args[0].eq_ignore_ascii_case(b"quit") || args[0].eq_ignore_ascii_case(b"reset");
+        if is_quit {
+            return local(server, gw, up, state, args, wbuf)
+                .await
+                .unwrap_or(Flow::Continue);
+        }
+        gw.drain(up, wbuf).await;
+        gw.mark_dirty();
+        let msg = match action {
+            Action::Refuse(m) => m.to_string(),
+            _ => format!(
+                "ERR {} inside MULTI is not supported by the sessiond gateway",
+                String::from_utf8_lossy(args[0]).to_uppercase()
+            ),
+        };
+        Reply::new(wbuf, state.proto).error(&msg);
+        return Flow::Continue;
+    }
+    if !matches!(action, Action::Exec | Action::Discard) && !gw.slot_ok(up, keys) {
+        gw.drain(up, wbuf).await;
+        gw.mark_dirty();
+        Reply::new(wbuf, state.proto).error(CROSSSLOT);
+        return Flow::Continue;
+    }
+    // Cluster, nothing sent yet: hold keyless commands, open at the first key or at EXEC.
+    if let Tx::Multi {
+        held: Some(held), ..
+    } = &mut gw.tx
+    {
+        match action {
+            Action::Discard => {
+                gw.tx = Tx::None;
+                gw.slot = None;
+                gw.drain(up, wbuf).await;
+                wbuf.extend_from_slice(b"+OK\r\n");
+                return Flow::Continue;
+            }
+            Action::Exec | Action::Multi | Action::Watch => {}
+            _ if keys.is_empty() => {
+                held.push(args.iter().map(|a| a.to_vec()).collect());
+                gw.fwd.drain(up, wbuf).await;
+                if let Some(p) = gw.pinned.as_mut() {
+                    p.drain(wbuf, Some(up.opts.timeout)).await;
+                }
+                wbuf.extend_from_slice(b"+QUEUED\r\n");
+                return Flow::Continue;
+            }
+            _ => {}
+        }
+        if matches!(action, Action::Multi | Action::Watch) {
+            // Redis's errors for these need no upstream.
+            gw.drain(up, wbuf).await;
+            let msg = if action == Action::Multi {
+                "ERR MULTI calls can not be nested"
+            } else {
+                "ERR WATCH inside MULTI is not allowed"
+            };
+            Reply::new(wbuf, state.proto).error(msg);
+            return Flow::Continue;
+        }
+        let held = std::mem::take(held);
+        if let Err(e) = gw.pin(up, state, keys.first().copied(), wbuf).await {
+            gw.tx = Tx::None;
+            gw.slot = None;
+            Reply::new(wbuf, state.proto).error(&e);
+            return Flow::Continue;
+        }
+        if let (Some(p), Tx::Multi { held: h, .. }) = (gw.pinned.as_mut(), &mut gw.tx) {
+            for cmd in &held {
+                let a: Vec<&[u8]> = cmd.iter().map(|v| v.as_slice()).collect();
+                p.push(&a, Fix::Drop);
+            }
+            *h = None;
+        }
+        if keys.first().is_some() {
+            gw.slot = keys.first().map(|k| cluster::slot(k));
+        }
+    }
+    match action {
+        Action::Exec => {
+            let dirty = matches!(gw.tx, Tx::Multi { dirty: true, .. });
+            if dirty {
+                // The upstream has queued the commands before the refused one: discard them
+                // and answer as Redis does for a transaction with a rejected command.
+                let discard: [&[u8]; 1] = [b"DISCARD"];
+                push(gw, &discard, Fix::Replace(Bytes::from_static(EXECABORT)));
+                if gw.pinned.is_none() {
+                    wbuf.extend_from_slice(EXECABORT);
+                }
+            } else {
+                push(gw, args, Fix::Keep);
+            }
+            gw.drain(up, wbuf).await;
+            gw.tx = Tx::None;
+            gw.release(up);
+        }
+        Action::Discard => {
+            push(gw, args, Fix::Keep);
+            gw.drain(up, wbuf).await;
+            gw.tx = Tx::None;
+            gw.release(up);
+        }
+        _ => {
+            push(gw, args, Fix::Keep);
+            if gw.pinned.as_ref().is_some_and(|p| p.outstanding() >= 64) {
+                gw.drain(up, wbuf).await;
+            }
+        }
+    }
+    Flow::Continue
+}
+
+/// Waits for a blocking command's reply on the pinned connection while watching the client:
+/// if it disconnects (or is killed, or the server stops), the pinned connection is closed,
+/// so Redis forgets the block.
+async fn wait_blocked<S: Store, IO: AsyncRead + Unpin>(
+    server: &Server<S>,
+    gw: &mut GatewayClient,
+    state: &ClientState,
+    wbuf: &mut BytesMut,
+    client: &mut ClientSide<'_, IO>,
+) -> Flow {
+    let Some(p) = gw.pinned.as_mut() else {
+        return Flow::Continue;
+    };
+    let gone = async {
+        loop {
+            match client.io.read_buf(client.side).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) if client.side.len() as u64 > client.limit => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::select! {
+        _ = p.drain(wbuf, None) => {
+            if p.is_broken() {
+                gw.pinned = None;
+                gw.lost_pinned();
+            }
+            Flow::Continue
+        }
+        _ = gone => {
+            gw.pinned = None;
+            gw.tx = Tx::None;
+            Flow::Close
+        }
+        _ = state.handle.killed() => {
+            gw.pinned = None;
+            Flow::Close
+        }
+        _ = server.shutdown.notified() => {
+            gw.pinned = None;
+            Flow::Close
+        }
+    }
+}

@@ -519,7 +519,7 @@ async fn in_multi<S: Store>(
             }
             *h = None;
         }
-        if keys.first().is_some() {
+        if !keys.is_empty() {
             gw.slot = keys.first().map(|k| cluster::slot(k));
         }
     }

@@ -56,6 +56,38 @@ fn resp3_through_gateway_matches_redis() {
     differential("resp3.txt");
 }
 
+/// Every data-type family, scripting and transactions: the same scripts through the
+/// gateway and straight to redis-server give identical replies.
+#[test]
+fn every_command_family_through_gateway_matches_redis() {
+    let mut failures = Vec::new();
+    for script in [
+        "hashes.txt",
+        "lists.txt",
+        "sets.txt",
+        "zsets.txt",
+        "streams.txt",
+        "hyperloglog.txt",
+        "bitmaps.txt",
+        "geo.txt",
+        "scripting.txt",
+        "transactions.txt",
+    ] {
+        let direct = redis_server(&[]);
+        let behind = redis_server(&[]);
+        let gw = gateway(&behind, &[]);
+        let mut rc = direct.connect();
+        let mut gc = gw.connect();
+        failures.extend(run_script(script, &mut rc, &mut gc));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} replies through the gateway differ from redis-server:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 /// Polls `f` until it returns `Some`, or fails after the harness deadline.
 fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + support::DEADLINE;

@@ -458,6 +458,14 @@ impl Upstream {
             ));
         }
         let nodes = self.nodes();
+        s.push_str(&format!(
+            "upstream_pinned_max:{}\r\nupstream_pinned_in_use:{}\r\nupstream_pinned_opened:{}\r\nupstream_pinned_reused:{}\r\nupstream_pinned_refused:{}\r\n",
+            self.opts.pinned_max,
+            self.pinned.in_use(),
+            self.pinned.opened.load(Ordering::Relaxed),
+            self.pinned.reused.load(Ordering::Relaxed),
+            self.pinned.refused.load(Ordering::Relaxed),
+        ));
         s.push_str(&format!("upstream_nodes:{}\r\n", nodes.len()));
         for (i, (n, role)) in nodes.iter().enumerate() {
             let (conns, in_flight, batch) = n.usage();

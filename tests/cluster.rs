@@ -245,3 +245,113 @@ fn cluster_routing_fanout_hash_tags_and_resharding() {
         ]
     );
 }
+
+fn err_starts(v: Value, prefix: &str) {
+    match v {
+        Value::Error(e) => assert!(e.starts_with(prefix), "{e}"),
+        v => panic!("expected -{prefix}…, got {v:?}"),
+    }
+}
+
+/// Transactions, scripts and blocking commands through the gateway to a 3-primary
+/// cluster: keys of one slot (hash tags) work, keys of several slots get CROSSSLOT (and a
+/// transaction with one is discarded), SCRIPT LOAD reaches every primary so EVALSHA works
+/// wherever its keys route.
+#[test]
+fn transactions_scripts_and_blocking_commands_in_a_cluster() {
+    let nodes = cluster();
+    let url = format!("redis+cluster://127.0.0.1:{}", nodes[0].port);
+    let gw = sessiond(&["--upstream", &url]);
+    let mut c = gw.connect();
+    let queued = || Value::Simple("QUEUED".into());
+
+    // A transaction on one slot, keys named after the MULTI (the node is chosen then).
+    assert_eq!(c.cmd(&["MULTI"]), ok());
+    assert_eq!(c.cmd(&["PING"]), queued());
+    assert_eq!(c.cmd(&["SET", "{s1}:a", "1"]), queued());
+    assert_eq!(c.cmd(&["INCR", "{s1}:b"]), queued());
+    assert_eq!(c.cmd(&["GET", "{s1}:a"]), queued());
+    assert_eq!(
+        c.cmd(&["EXEC"]),
+        Value::Array(vec![
+            Value::Simple("PONG".into()),
+            ok(),
+            Value::Int(1),
+            Value::bulk("1")
+        ])
+    );
+    let owner = match nodes[0].connect().cmd(&["CLUSTER", "KEYSLOT", "{s1}:a"]) {
+        Value::Int(s) => node_of(&nodes, s),
+        v => panic!("{v:?}"),
+    };
+    assert_eq!(
+        nodes[owner].connect().cmd(&["GET", "{s1}:b"]),
+        Value::bulk("1")
+    );
+
+    // Keys of two slots: CROSSSLOT while queueing, and EXEC discards everything.
+    assert_eq!(c.cmd(&["MULTI"]), ok());
+    assert_eq!(c.cmd(&["SET", "{x}:1", "1"]), queued());
+    err_starts(c.cmd(&["SET", "{y}:1", "1"]), "CROSSSLOT");
+    err_starts(c.cmd(&["EXEC"]), "EXECABORT");
+    assert_eq!(c.cmd(&["EXISTS", "{x}:1"]), Value::Int(0));
+    // A keyless transaction, and DISCARD.
+    assert_eq!(c.cmd(&["MULTI"]), ok());
+    assert_eq!(c.cmd(&["EXEC"]), Value::Array(vec![]));
+    assert_eq!(c.cmd(&["MULTI"]), ok());
+    assert_eq!(c.cmd(&["SET", "{x}:2", "1"]), queued());
+    assert_eq!(c.cmd(&["DISCARD"]), ok());
+    assert_eq!(c.cmd(&["EXISTS", "{x}:2"]), Value::Int(0));
+
+    // WATCH pins to the key's node; a change by another client makes EXEC nil.
+    let mut other = gw.connect();
+    assert_eq!(c.cmd(&["WATCH", "{w}:k"]), ok());
+    assert_eq!(other.cmd(&["SET", "{w}:k", "theirs"]), ok());
+    assert_eq!(c.cmd(&["MULTI"]), ok());
+    assert_eq!(c.cmd(&["SET", "{w}:k", "mine"]), queued());
+    assert_eq!(c.cmd(&["EXEC"]), Value::NullArray);
+    assert_eq!(c.cmd(&["GET", "{w}:k"]), Value::bulk("theirs"));
+    err_starts(c.cmd(&["WATCH", "{a}1", "{b}2"]), "CROSSSLOT");
+
+    // Scripts: routed by their keys; SCRIPT LOAD goes to every primary.
+    let sha = c
+        .cmd(&["SCRIPT", "LOAD", "return redis.call('GET', KEYS[1])"])
+        .as_str();
+    for n in &nodes {
+        assert_eq!(
+            n.connect().cmd(&["SCRIPT", "EXISTS", &sha]),
+            Value::Array(vec![Value::Int(1)])
+        );
+    }
+    for i in 0..20 {
+        let k = format!("script:{i}");
+        assert_eq!(c.cmd(&["SET", &k, &k]), ok());
+        assert_eq!(c.cmd(&["EVALSHA", &sha, "1", &k]), Value::bulk(&k));
+    }
+    assert_eq!(
+        c.cmd(&[
+            "SCRIPT",
+            "EXISTS",
+            &sha,
+            "0000000000000000000000000000000000000000"
+        ]),
+        Value::Array(vec![Value::Int(1), Value::Int(0)])
+    );
+    err_starts(
+        c.cmd(&["EVAL", "return 1", "2", "{a}1", "{b}2"]),
+        "CROSSSLOT",
+    );
+    assert_eq!(
+        c.cmd(&["EVAL", "return #KEYS", "2", "{a}1", "{a}2"]),
+        Value::Int(2)
+    );
+
+    // Blocking commands on the keys' node.
+    assert_eq!(c.cmd(&["BLPOP", "{q}1", "{q}2", "0.05"]), Value::NullArray);
+    err_starts(c.cmd(&["BLPOP", "{q}1", "{r}2", "0"]), "CROSSSLOT");
+    assert_eq!(other.cmd(&["RPUSH", "{q}2", "job"]), Value::Int(1));
+    assert_eq!(
+        c.cmd(&["BLPOP", "{q}1", "{q}2", "1"]),
+        Value::Array(vec![Value::bulk("{q}2"), Value::bulk("job")])
+    );
+}

@@ -100,13 +100,22 @@ async fn run<S, IO>(
             rbuf.reserve(READ_CHUNK);
         }
         let timeout = server.settings.timeout_secs.load(Ordering::Relaxed);
+        // A subscriber (gateway) also waits for messages from its upstream connection, and
+        // is exempt from the idle timeout, as in Redis.
+        let subscribed = forwarder.as_ref().is_some_and(|g| g.is_subscribed());
         let read = async {
-            if timeout > 0 {
+            if timeout > 0 && !subscribed {
                 tokio::time::timeout(Duration::from_secs(timeout), io.read_buf(&mut rbuf))
                     .await
                     .ok()
             } else {
                 Some(io.read_buf(&mut rbuf).await)
+            }
+        };
+        let pushed = async {
+            match (gateway, forwarder.as_mut()) {
+                (Some(up), Some(gw)) if subscribed => gw.pubsub_read(up, &state, &mut wbuf).await,
+                _ => std::future::pending().await,
             }
         };
         let n = tokio::select! {
@@ -115,6 +124,12 @@ async fn run<S, IO>(
                 Some(Ok(0)) | Some(Err(_)) => return,
                 Some(Ok(n)) => n,
             },
+            p = pushed => {
+                if p.is_err() || flush(server, io, &mut state, &mut wbuf).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             _ = &mut stop => return,
         };
         server.stats.net_input_bytes.add(handle.id, n as u64);

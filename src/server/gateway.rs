@@ -25,6 +25,7 @@
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::subscriber::Subscriber;
 use super::Server;
 use crate::cmd::{self, table, ClientState, Flow};
 use crate::resp::reply::Proto;
@@ -56,8 +57,10 @@ enum Tx {
 /// A client's gateway state.
 pub struct GatewayClient {
     pub fwd: ClientForwarder,
-    pinned: Option<Pinned>,
+    pub(super) pinned: Option<Pinned>,
     tx: Tx,
+    /// In subscriber mode (`server/subscriber.rs`).
+    pub(super) sub: Option<Subscriber>,
     /// Cluster: the slot the pinned transaction's keys are in.
     slot: Option<u16>,
 }
@@ -77,6 +80,7 @@ impl GatewayClient {
             pinned: None,
             tx: Tx::None,
             slot: None,
+            sub: None,
         }
     }
 
@@ -121,7 +125,7 @@ impl GatewayClient {
     }
 
     /// Pins to the node of `key` (primary when keyless), after collecting what is in flight.
-    async fn pin(
+    pub(super) async fn pin(
         &mut self,
         up: &Upstream,
         state: &ClientState,
@@ -196,6 +200,13 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
         None => args.get(1).copied().into_iter().collect(),
     };
 
+    // A subscriber: its commands go to its upstream connection (`subscriber.rs`).
+    if gw.sub.is_some() {
+        return Some(
+            gw.subscribed_command(server, state, args, action, wbuf)
+                .await,
+        );
+    }
     // Inside a transaction: everything goes to the pinned connection, but what cannot be
     // queued there.
     if gw.in_multi() {
@@ -205,6 +216,13 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
         return Some(watching(server, up, gw, state, args, action, &keys, wbuf, client).await);
     }
     match action {
+        Action::Subscribe => {
+            if let Err(e) = gw.subscribe(up, state, args, wbuf).await {
+                gw.sub = None;
+                Reply::new(wbuf, state.proto).error(&e);
+            }
+            Some(Flow::Continue)
+        }
         Action::Multi => {
             gw.drain(up, wbuf).await;
             if cluster {
@@ -381,6 +399,12 @@ async fn watching<S: Store, IO: AsyncRead + Unpin>(
             gw.release(up);
         }
         Action::Exec | Action::Discard | Action::Watch => push(gw, args, Fix::Keep),
+        Action::Subscribe => {
+            gw.drain(up, wbuf).await;
+            Reply::new(wbuf, state.proto).error(
+                "ERR SUBSCRIBE while WATCH is in effect is not supported by the sessiond gateway",
+            );
+        }
         Action::Forward | Action::AllPrimaries | Action::Block => {
             if !gw.slot_ok(up, keys) {
                 gw.drain(up, wbuf).await;
@@ -441,7 +465,7 @@ async fn in_multi<S: Store>(
                 || n.eq_ignore_ascii_case(b"echo")
                 || n.eq_ignore_ascii_case(b"time")
         }
-        Action::Refuse(_) => false,
+        Action::Refuse(_) | Action::Subscribe => false,
     };
     if !queueable {
         let is_quit =

@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod listener;
 pub mod output_limit;
 pub mod settings;
+pub mod subscriber;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -198,6 +198,57 @@ impl Pinned {
         self.fixes.push(fix);
     }
 
+    /// Sends a command at once, expecting no particular number of replies (subscriber
+    /// mode: replies and messages are read with [`Pinned::next_frame`]).
+    pub async fn send_unsolicited(&mut self, args: &[&[u8]]) -> Result<(), String> {
+        let mut req = BytesMut::new();
+        encode(&mut req, args);
+        self.node.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.broken = true;
+        self.stream
+            .write_all(&req)
+            .await
+            .map_err(|_| super::forward::lost_message(&self.node.addr))?;
+        self.broken = false;
+        Ok(())
+    }
+
+    /// The next complete frame the server sends (subscriber mode). Cancel-safe.
+    pub async fn next_frame(&mut self) -> Result<Bytes, String> {
+        loop {
+            match self
+                .scanner
+                .next_frame(&self.buf[self.scanned..], MAX_REPLY_BULK)
+            {
+                Ok(Some(n)) => {
+                    let frame = self.buf.split_to(self.scanned + n).freeze();
+                    self.scanned = 0;
+                    return Ok(frame);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.broken = true;
+                    return Err(format!("ERR bad reply from upstream: {}", e.0));
+                }
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(16 * 1024);
+            }
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => {
+                    self.broken = true;
+                    return Err(super::forward::lost_message(&self.node.addr));
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Marks the connection as not reusable (its server-side state is unknown).
+    pub fn spoil(&mut self) {
+        self.broken = true;
+    }
+
     /// Commands pushed whose replies have not been handed out.
     pub fn outstanding(&self) -> usize {
         self.fixes.len()

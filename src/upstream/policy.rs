@@ -44,13 +44,14 @@ pub enum Action {
     Block,
     /// Cluster: sent to every primary, replies combined by the response tip.
     AllPrimaries,
+    /// Enters subscriber mode on a pinned connection.
+    Subscribe,
 }
 
 const TRACKING: &str = "ERR client-side caching (CLIENT TRACKING) is not supported through \
                         the sessiond gateway";
 const SERVER_SIDE: &str = "ERR this command is not forwarded by the sessiond gateway; run it \
                            on the upstream server directly";
-const PUBSUB: &str = "ERR pub/sub is not supported through the sessiond gateway yet";
 
 /// The gateway's action for a command (its resolved subcommand spec when it has one).
 pub fn action(spec: &Spec, args: &[&[u8]], cluster: bool) -> Action {
@@ -71,11 +72,24 @@ pub fn action(spec: &Spec, args: &[&[u8]], cluster: bool) -> Action {
         | "client|reply" | "client|unblock" => return Action::Refuse(SERVER_SIDE),
         _ => {}
     }
+    // The upstream's keyspace notifications are its own setting.
+    if name == "config|set" || name == "config|get" {
+        let notify = args
+            .get(2)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"notify-keyspace-events"));
+        if notify && args.len() <= 4 {
+            return if name == "config|set" {
+                Action::AllPrimaries
+            } else {
+                Action::Forward
+            };
+        }
+    }
     if name.starts_with("client|") || name.starts_with("config|") {
         return Action::Local;
     }
-    if spec.flags.has(Flags::PUBSUB) && name != "publish" && !name.starts_with("pubsub") {
-        return Action::Refuse(PUBSUB);
+    if matches!(name, "subscribe" | "psubscribe" | "ssubscribe") {
+        return Action::Subscribe;
     }
     if spec.flags.has(Flags::BLOCKING) {
         // XREAD and XREADGROUP block only with a BLOCK argument.
@@ -150,5 +164,15 @@ mod tests {
         assert_eq!(act(&["DBSIZE"], false), Action::Forward);
         assert_eq!(act(&["EVAL", "return 1", "0"], false), Action::Forward);
         assert_eq!(act(&["PUBLISH", "c", "m"], false), Action::Forward);
+        assert_eq!(act(&["SUBSCRIBE", "c"], false), Action::Subscribe);
+        assert_eq!(act(&["UNSUBSCRIBE"], false), Action::Forward);
+        assert_eq!(
+            act(&["CONFIG", "SET", "notify-keyspace-events", "Ex"], false),
+            Action::AllPrimaries
+        );
+        assert_eq!(
+            act(&["CONFIG", "SET", "maxclients", "10"], false),
+            Action::Local
+        );
     }
 }

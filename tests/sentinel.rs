@@ -216,3 +216,85 @@ fn primary_killed_under_load_reads_never_fail_and_writes_resume() {
         assert_eq!(c.cmd(&["GET", &k]), Value::bulk(&k));
     }
 }
+
+/// A subscriber through the gateway gets keyspace `expired` events from the primary, and
+/// keeps getting them after a Sentinel failover: the gateway subscribes again on the new
+/// primary. (`notify-keyspace-events` is each server's own setting, so every server has it.)
+#[test]
+fn a_subscriber_keeps_its_keyspace_events_across_a_failover() {
+    let events = ["--notify-keyspace-events", "Ex"];
+    let mut primary = redis_server(&events);
+    let pp = primary.port.to_string();
+    let replica = redis_server(&[
+        "--replicaof",
+        "127.0.0.1",
+        &pp,
+        "--notify-keyspace-events",
+        "Ex",
+    ]);
+    {
+        let mut c = replica.connect();
+        poll("replication link up", Duration::from_secs(20), || {
+            (field(&mut c, "replication", "master_link_status") == "up").then_some(())
+        });
+    }
+    let sentinels: Vec<Proc> = (0..3).map(|_| sentinel(primary.port)).collect();
+    for s in &sentinels {
+        let mut c = s.connect();
+        poll(
+            "sentinels to see the replica",
+            Duration::from_secs(30),
+            || match c.cmd(&["SENTINEL", "replicas", MASTER]) {
+                Value::Array(r) if r.len() == 1 => Some(()),
+                _ => None,
+            },
+        );
+    }
+    let url = format!(
+        "redis+sentinel://{}/{MASTER}",
+        sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let gw = sessiond(&["--upstream", &url, "--upstream-health-interval-ms", "200"]);
+    let mut sub = gw.connect();
+    sub.send_raw(&support::encode(&[
+        b"PSUBSCRIBE",
+        b"__keyevent@0__:expired",
+    ]));
+    assert!(matches!(sub.read(), Some(Value::Array(_))));
+    sub.reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut c = gw.connect();
+    // Sets short-lived keys until the subscriber hears one of them expire.
+    let mut heard = |c: &mut Conn, tag: &str| {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        for i in 0.. {
+            assert!(Instant::now() < deadline, "no expired event for {tag}:*");
+            let key = format!("{tag}:{i}");
+            if c.try_cmd(&["SET", &key, "v", "PX", "20"]) != Some(Value::Simple("OK".into())) {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            while let Some(v) = sub.read() {
+                if let Value::Array(v) = v {
+                    if v[3].as_str().starts_with(tag) {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    heard(&mut c, "before");
+    primary.kill();
+    heard(&mut c, "after");
+    let mut admin = gw.connect();
+    assert_ne!(
+        field(&mut admin, "upstream", "upstream_primary_switches"),
+        "0"
+    );
+}

@@ -55,8 +55,11 @@ pub struct Subscriber {
     ended: bool,
 }
 
+/// A frame's kind (`message`, `subscribe`…), channel, and subscription count.
+type Kind<'a> = (&'a [u8], Option<&'a [u8]>, Option<i64>);
+
 /// What a frame from a subscribed upstream connection is.
-fn kind(v: &Value) -> Option<(&[u8], Option<&[u8]>, Option<i64>)> {
+fn kind(v: &Value) -> Option<Kind<'_>> {
     let Value::Array(items) = v else { return None };
     let Some(Value::Bulk(k)) = items.first() else {
         return None;

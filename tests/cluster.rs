@@ -7,52 +7,15 @@
 mod support;
 
 use std::collections::HashSet;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
-use support::{redis_server, sessiond, Conn, Proc, Value};
-
-fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use support::{sessiond, Conn, Proc, Value};
 
 fn ok() -> Value {
     Value::Simple("OK".into())
 }
 
 fn cluster() -> Vec<Proc> {
-    let nodes: Vec<Proc> = (0..3)
-        .map(|_| redis_server(&["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]))
-        .collect();
-    let mut args = vec!["--cluster".to_string(), "create".to_string()];
-    args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));
-    args.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
-    let out = Command::new("redis-cli")
-        .args(&args)
-        .output()
-        .expect("redis-cli");
-    assert!(
-        out.status.success(),
-        "redis-cli --cluster create: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    for n in &nodes {
-        let mut c = n.connect();
-        poll("cluster_state:ok on every node", || {
-            c.cmd(&["CLUSTER", "INFO"])
-                .as_str()
-                .contains("cluster_state:ok")
-                .then_some(())
-        });
-    }
-    nodes
+    support::redis_cluster()
 }
 
 fn node_of(nodes: &[Proc], slot: i64) -> usize {

@@ -9,29 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{redis_server, sessiond, start_custom, Conn, Proc, Value};
+use support::{redis_server, sessiond, Conn, Proc, Value};
 
 const MASTER: &str = "sessions";
 
 fn sentinel(primary_port: u16) -> Proc {
-    start_custom("redis-sentinel", "sentinel", move |port, dir| {
-        let conf = dir.path("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\nbind 127.0.0.1\ndir {}\n\
-                 sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n\
-                 sentinel down-after-milliseconds {MASTER} 1000\n\
-                 sentinel failover-timeout {MASTER} 5000\n\
-                 sentinel parallel-syncs {MASTER} 2\n",
-                dir.0.display()
-            ),
-        )
-        .expect("sentinel.conf");
-        let mut c = std::process::Command::new("redis-sentinel");
-        c.arg(conf);
-        c
-    })
+    support::redis_sentinel(primary_port, MASTER, 2)
 }
 
 fn field(c: &mut Conn, section: &str, name: &str) -> String {

@@ -293,7 +293,11 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
             }
             let read_only = spec.is_some_and(|s| s.is_read_only());
             let resp3 = state.proto == Proto::Resp3;
-            let key = keys.first().copied();
+            // PUBLISH goes where subscribers of its channel are pinned (`subscriber.rs`).
+            let key = match spec {
+                Some(s) if s.name == "publish" => args.get(1).copied(),
+                _ => keys.first().copied(),
+            };
             match gw.fwd.push(up, state.db, resp3, read_only, key, args).await {
                 Ok(()) => None,
                 Err(e) => {

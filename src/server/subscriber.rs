@@ -133,13 +133,11 @@ impl GatewayClient {
         wbuf: &mut BytesMut,
     ) -> Result<(), String> {
         self.drain(up, wbuf).await;
-        // Sharded channels live on their slot's node; other channels on any primary
-        // (Redis Cluster broadcasts PUBLISH to every node).
-        let key = if args[0].eq_ignore_ascii_case(b"ssubscribe") {
-            args.get(1).copied()
-        } else {
-            None
-        };
+        // Sharded channels live on their slot's node. Other channels could be on any node
+        // (Redis Cluster broadcasts PUBLISH to all), but PUBLISH counts only the receiving
+        // node's subscribers: so both go to the node of the channel's slot, and a gateway
+        // PUBLISH counts the gateway's subscribers.
+        let key = args.get(1).copied();
         self.pin(up, state, key, wbuf).await?;
         self.sub = Some(Subscriber::default());
         self.send_sub(args).await

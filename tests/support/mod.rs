@@ -559,3 +559,59 @@ pub fn run_script(name: &str, redis: &mut Conn, ours: &mut Conn) -> Vec<String> 
     }
     failures
 }
+
+/// A Redis Cluster of three primaries on fresh ports (`redis-cli --cluster create`), every
+/// node reporting `cluster_state:ok`.
+pub fn redis_cluster() -> Vec<Proc> {
+    let nodes: Vec<Proc> = (0..3)
+        .map(|_| redis_server(&["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]))
+        .collect();
+    let mut args = vec!["--cluster".to_string(), "create".to_string()];
+    args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));
+    args.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
+    let out = Command::new(require("redis-cli"))
+        .args(&args)
+        .output()
+        .expect("redis-cli");
+    assert!(
+        out.status.success(),
+        "redis-cli --cluster create: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for n in &nodes {
+        let mut c = n.connect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !c
+            .cmd(&["CLUSTER", "INFO"])
+            .as_str()
+            .contains("cluster_state:ok")
+        {
+            assert!(Instant::now() < deadline, "cluster_state:ok on every node");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    nodes
+}
+
+/// A redis-sentinel watching `primary_port` as master `master`, with quorum `quorum`.
+pub fn redis_sentinel(primary_port: u16, master: &str, quorum: u32) -> Proc {
+    let master = master.to_string();
+    start_custom("redis-sentinel", "sentinel", move |port, dir| {
+        let conf = dir.path("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {master} 127.0.0.1 {primary_port} {quorum}\n\
+                 sentinel down-after-milliseconds {master} 1000\n\
+                 sentinel failover-timeout {master} 5000\n\
+                 sentinel parallel-syncs {master} 2\n",
+                dir.0.display()
+            ),
+        )
+        .expect("sentinel.conf");
+        let mut c = Command::new("redis-sentinel");
+        c.arg(conf);
+        c
+    })
+}

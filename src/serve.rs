@@ -32,7 +32,14 @@ pub async fn run(mut config: Config) -> Result<(), String> {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    config.maxclients = crate::server::fd_limit::fit_maxclients(config.maxclients);
+    // A gateway also holds upstream connections: the pinned ones (one per client in a
+    // transaction, a blocking command or subscriber mode) and the shared pools.
+    let upstream_fds = config
+        .upstream
+        .as_ref()
+        .map_or(0, |u| u.pinned_max + u.databases * 2 * u.connections * 8);
+    config.maxclients =
+        crate::server::fd_limit::fit_maxclients(config.maxclients, upstream_fds as u64);
     check_protected_mode(
         &config.listen,
         config.requirepass.is_some(),

@@ -31,12 +31,14 @@ fn set_soft(soft: u64, hard: u64) -> bool {
 }
 
 /// The `maxclients` this process can serve: `wanted` if the descriptor limit allows (raising
-/// the soft limit if needed), otherwise as many as it does (at least 1).
-pub fn fit_maxclients(wanted: usize) -> usize {
+/// the soft limit if needed), otherwise as many as it does (at least 1). `extra`: descriptors
+/// needed besides clients (a gateway's upstream connections).
+pub fn fit_maxclients(wanted: usize, extra: u64) -> usize {
     let Some((soft, hard)) = nofile() else {
         return wanted;
     };
-    let need = wanted as u64 + RESERVED;
+    let reserved = RESERVED + extra;
+    let need = wanted as u64 + reserved;
     if soft >= need {
         return wanted;
     }
@@ -50,7 +52,7 @@ pub fn fit_maxclients(wanted: usize) -> usize {
         tracing::info!("raised the open-file limit to {soft} for maxclients {wanted}");
         return wanted;
     }
-    let fit = soft.saturating_sub(RESERVED).max(1) as usize;
+    let fit = soft.saturating_sub(reserved).max(1) as usize;
     tracing::warn!(
         "the open-file limit is {soft} (hard limit {hard}): maxclients lowered from {wanted} \
          to {fit}; raise it with `ulimit -n` or LimitNOFILE= to serve more clients"

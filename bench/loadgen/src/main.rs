@@ -7,6 +7,18 @@
 //! `loadgen fill HOST:PORT --keys 1000000 --value 100`
 //!   Writes that many sessions (SETEX, pipelined) for memory measurements.
 //!
+//! `loadgen hashfill|hashmix HOST:PORT …`
+//!   The same with sessions stored as hashes (Spring Session, ASP.NET Core): fill writes
+//!   `HSET` with four fields; the mix is 70% HGETALL, 20% HSET of two fields, 10% PEXPIRE.
+//! `loadgen multi HOST:PORT …`
+//!   Each request is a pipelined transaction, as redis-py's `pipeline()` sends it:
+//!   MULTI, HSET, PEXPIRE, EXEC (one latency sample per transaction).
+//! `loadgen block HOST:PORT --clients N --seconds S`
+//!   N connections blocked in BLPOP on empty lists, held for S seconds (prints when ready).
+//! `loadgen pubsub HOST:PORT --clients N --messages M`
+//!   N subscribers of one channel, one publisher sending M messages 1 ms apart; prints when
+//!   subscribed (then waits `--hold` seconds), then the delivery latencies.
+//!
 //! Prints one JSON object with ops, ops/s, p50/p99/p999 (µs) and errors. Single-threaded on
 //! purpose: like redis-benchmark it uses one core, leaving the other to the server.
 
@@ -28,11 +40,16 @@ struct Args {
     offset: u64,
     /// With `fill`: `SET k v PXAT <ms>` (all keys expire at the same instant) instead of SETEX.
     pxat: u64,
+    /// Sessions as hashes (`hashfill`, `hashmix`).
+    hash: bool,
+    /// `pubsub`: messages to publish, and seconds to hold the subscribers before.
+    messages: u64,
+    hold: u64,
 }
 
 fn parse_args() -> (String, Args) {
     let argv: Vec<String> = std::env::args().collect();
-    let usage = "usage: loadgen mix|fill HOST:PORT [--clients N] [--seconds S] [--keys N] [--value BYTES] [--ttl S] [--prefill 0|1] [--offset N] [--pxat UNIX_MS]";
+    let usage = "usage: loadgen mix|fill|hashmix|hashfill|multi|block|pubsub HOST:PORT [--clients N] [--seconds S] [--keys N] [--value BYTES] [--ttl S] [--prefill 0|1] [--offset N] [--pxat UNIX_MS] [--messages N] [--hold S]";
     if argv.len() < 3 {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -47,6 +64,9 @@ fn parse_args() -> (String, Args) {
         prefill: true,
         offset: 0,
         pxat: 0,
+        hash: false,
+        messages: 1000,
+        hold: 0,
     };
     let mut i = 3;
     while i + 1 < argv.len() {
@@ -63,6 +83,8 @@ fn parse_args() -> (String, Args) {
             "--prefill" => a.prefill = v != 0,
             "--offset" => a.offset = v,
             "--pxat" => a.pxat = v,
+            "--messages" => a.messages = v,
+            "--hold" => a.hold = v,
             _ => {
                 eprintln!("{usage}");
                 std::process::exit(2)
@@ -82,34 +104,75 @@ fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
-/// Reads one reply; returns false for an error reply.
+/// Reads one complete reply, nested aggregates included; false for an error reply.
 async fn read_reply(
     r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
     line: &mut Vec<u8>,
 ) -> std::io::Result<bool> {
-    line.clear();
-    r.read_until(b'\n', line).await?;
-    if line.is_empty() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "closed",
-        ));
-    }
-    match line[0] {
-        b'$' => {
-            let n: i64 = std::str::from_utf8(&line[1..line.len() - 2])
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(-1);
-            if n >= 0 {
+    let mut pending = 1u64;
+    let mut ok = true;
+    let mut first = true;
+    while pending > 0 {
+        line.clear();
+        r.read_until(b'\n', line).await?;
+        if line.len() < 3 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed",
+            ));
+        }
+        pending -= 1;
+        let n: i64 = std::str::from_utf8(&line[1..line.len() - 2])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(-1);
+        match line[0] {
+            b'$' | b'=' | b'!' if n >= 0 => {
                 let mut buf = vec![0u8; n as usize + 2];
                 r.read_exact(&mut buf).await?;
             }
-            Ok(true)
+            b'*' | b'~' | b'>' if n > 0 => pending += n as u64,
+            b'%' if n > 0 => pending += 2 * n as u64,
+            b'-' if first => ok = false,
+            _ => {}
         }
-        b'-' => Ok(false),
-        _ => Ok(true),
+        first = false;
     }
+    Ok(ok)
+}
+
+/// Reads one flat array reply (a pub/sub message) and returns its bulk items.
+async fn read_items(
+    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    line: &mut Vec<u8>,
+) -> std::io::Result<Vec<Vec<u8>>> {
+    line.clear();
+    r.read_until(b'\n', line).await?;
+    if line.len() < 3 || !matches!(line[0], b'*' | b'>') {
+        return Err(std::io::Error::other("expected an array"));
+    }
+    let n: usize = std::str::from_utf8(&line[1..line.len() - 2])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut items = Vec::with_capacity(n);
+    for _ in 0..n {
+        line.clear();
+        r.read_until(b'\n', line).await?;
+        if line.first() == Some(&b'$') {
+            let len: usize = std::str::from_utf8(&line[1..line.len() - 2])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let mut buf = vec![0u8; len + 2];
+            r.read_exact(&mut buf).await?;
+            buf.truncate(len);
+            items.push(buf);
+        } else {
+            items.push(line[1..line.len() - 2].to_vec());
+        }
+    }
+    Ok(items)
 }
 
 fn key(i: u64) -> Vec<u8> {
@@ -136,7 +199,7 @@ async fn fill(a: &Args) -> u64 {
     let mut tasks = Vec::new();
     for c in 0..a.clients as u64 {
         let (addr, value, ttl) = (a.addr.clone(), value.clone(), ttl.clone());
-        let (offset, pxat) = (a.offset, a.pxat);
+        let (offset, pxat, hash) = (a.offset, a.pxat, a.hash);
         let (start, end) = (c * per, ((c + 1) * per).min(a.keys));
         tasks.push(tokio::spawn(async move {
             let (mut r, mut w) = connect(&addr).await;
@@ -147,7 +210,23 @@ async fn fill(a: &Args) -> u64 {
                 let batch_end = (i + 64).min(end);
                 let mut buf = Vec::new();
                 for k in i..batch_end {
-                    if pxat > 0 {
+                    if hash {
+                        encode(
+                            &mut buf,
+                            &[
+                                b"HSET",
+                                &key(offset + k),
+                                b"creationTime",
+                                b"1700000000000",
+                                b"maxInactiveInterval",
+                                b"1800",
+                                b"lastAccessedTime",
+                                b"1700000000000",
+                                b"sessionAttr:data",
+                                &value,
+                            ],
+                        );
+                    } else if pxat > 0 {
                         encode(
                             &mut buf,
                             &[
@@ -183,7 +262,14 @@ async fn fill(a: &Args) -> u64 {
     errors
 }
 
-async fn mix(a: &Args) -> (u64, f64, Histogram<u64>, u64) {
+#[derive(Clone, Copy, PartialEq)]
+enum Workload {
+    Strings,
+    Hashes,
+    Multi,
+}
+
+async fn mix(a: &Args, workload: Workload) -> (u64, f64, Histogram<u64>, u64) {
     let deadline = Instant::now() + Duration::from_secs(a.seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -202,17 +288,34 @@ async fn mix(a: &Args) -> (u64, f64, Histogram<u64>, u64) {
                 let k = key(((keys as f64) * u * u * u) as u64);
                 buf.clear();
                 let p = rng.u32(..100);
-                if p < 80 {
-                    encode(&mut buf, &[b"GET", &k]);
-                } else if p < 95 {
-                    encode(&mut buf, &[b"SETEX", &k, ttl.as_bytes(), &value]);
-                } else {
-                    encode(&mut buf, &[b"EXPIRE", &k, ttl.as_bytes()]);
+                let now = b"1700000001000";
+                let mut replies = 1;
+                match workload {
+                    Workload::Strings if p < 80 => encode(&mut buf, &[b"GET", &k]),
+                    Workload::Strings if p < 95 => {
+                        encode(&mut buf, &[b"SETEX", &k, ttl.as_bytes(), &value])
+                    }
+                    Workload::Strings => encode(&mut buf, &[b"EXPIRE", &k, ttl.as_bytes()]),
+                    Workload::Hashes if p < 70 => encode(&mut buf, &[b"HGETALL", &k]),
+                    Workload::Hashes if p < 90 => encode(
+                        &mut buf,
+                        &[b"HSET", &k, b"lastAccessedTime", now, b"sessionAttr:data", &value],
+                    ),
+                    Workload::Hashes => encode(&mut buf, &[b"PEXPIRE", &k, b"1800000"]),
+                    Workload::Multi => {
+                        encode(&mut buf, &[b"MULTI"]);
+                        encode(&mut buf, &[b"HSET", &k, b"lastAccessedTime", now]);
+                        encode(&mut buf, &[b"PEXPIRE", &k, b"1800000"]);
+                        encode(&mut buf, &[b"EXEC"]);
+                        replies = 4;
+                    }
                 }
                 let t0 = Instant::now();
                 w.write_all(&buf).await.expect("write");
-                if !read_reply(&mut r, &mut line).await.expect("reply") {
-                    errors += 1;
+                for _ in 0..replies {
+                    if !read_reply(&mut r, &mut line).await.expect("reply") {
+                        errors += 1;
+                    }
                 }
                 let _ = hist.record(t0.elapsed().as_micros().max(1) as u64);
                 ops += 1;
@@ -229,6 +332,95 @@ async fn mix(a: &Args) -> (u64, f64, Histogram<u64>, u64) {
         total.add(h).expect("merge");
     }
     (ops, started.elapsed().as_secs_f64(), total, errors)
+}
+
+/// Holds `clients` connections blocked in BLPOP for `seconds`.
+async fn block(a: &Args) {
+    let mut conns = Vec::new();
+    for i in 0..a.clients {
+        let (r, mut w) = connect(&a.addr).await;
+        let mut buf = Vec::new();
+        let k = format!("loadgen:blocked:{i}");
+        encode(&mut buf, &[b"BLPOP", k.as_bytes(), b"0"]);
+        w.write_all(&buf).await.expect("write");
+        conns.push((r, w));
+    }
+    println!("{{\"blocked\":{}}}", conns.len());
+    tokio::time::sleep(Duration::from_secs(a.seconds)).await;
+}
+
+/// One publisher, `clients` subscribers of one channel: delivery latency of `messages`
+/// messages sent 1 ms apart.
+async fn pubsub(a: &Args) {
+    use std::io::Write;
+    let started = Instant::now();
+    let mut subs = Vec::new();
+    for _ in 0..a.clients {
+        let (mut r, mut w) = connect(&a.addr).await;
+        let mut buf = Vec::new();
+        encode(&mut buf, &[b"SUBSCRIBE", b"loadgen:channel"]);
+        w.write_all(&buf).await.expect("write");
+        let mut line = Vec::new();
+        read_items(&mut r, &mut line).await.expect("subscribed");
+        subs.push((r, w));
+    }
+    let subscribe_ms = started.elapsed().as_millis();
+    println!("{{\"subscribed\":{},\"subscribe_ms\":{subscribe_ms}}}", subs.len());
+    let _ = std::io::stdout().flush();
+    tokio::time::sleep(Duration::from_secs(a.hold)).await;
+    let messages = a.messages;
+    let mut tasks = Vec::new();
+    for (mut r, w) in subs {
+        tasks.push(tokio::spawn(async move {
+            let _keep = w;
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            let mut line = Vec::new();
+            let mut got = 0;
+            while got < messages {
+                let deadline = tokio::time::sleep(Duration::from_secs(10));
+                let items = tokio::select! {
+                    i = read_items(&mut r, &mut line) => i,
+                    _ = deadline => break,
+                };
+                let Ok(items) = items else { break };
+                let sent: u64 = items
+                    .last()
+                    .and_then(|p| std::str::from_utf8(p).ok())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let now = started.elapsed().as_micros() as u64;
+                let _ = hist.record(now.saturating_sub(sent).max(1));
+                got += 1;
+            }
+            (got, hist)
+        }));
+    }
+    let (mut pr, mut pw) = connect(&a.addr).await;
+    let mut line = Vec::new();
+    let t0 = Instant::now();
+    for _ in 0..messages {
+        let mut buf = Vec::new();
+        let sent = started.elapsed().as_micros().to_string();
+        encode(&mut buf, &[b"PUBLISH", b"loadgen:channel", sent.as_bytes()]);
+        pw.write_all(&buf).await.expect("write");
+        read_reply(&mut pr, &mut line).await.expect("publish");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let publish_secs = t0.elapsed().as_secs_f64();
+    let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    let mut delivered = 0;
+    for t in tasks {
+        let (got, h) = t.await.expect("task");
+        delivered += got;
+        total.add(h).expect("merge");
+    }
+    println!(
+        "{{\"delivered\":{delivered},\"expected\":{},\"publish_seconds\":{publish_secs:.3},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{}}}",
+        messages * a.clients as u64,
+        total.value_at_quantile(0.50),
+        total.value_at_quantile(0.99),
+        total.value_at_quantile(0.999)
+    );
 }
 
 fn main() {
@@ -249,12 +441,30 @@ fn main() {
                     errors
                 );
             }
-            "mix" => {
+            "hashfill" => {
+                let t0 = Instant::now();
+                let errors = fill(&Args { hash: true, ..a }).await;
+                println!(
+                    "{{\"ops\":{},\"seconds\":{:.3},\"errors\":{}}}",
+                    a.keys,
+                    t0.elapsed().as_secs_f64(),
+                    errors
+                );
+            }
+            "block" => block(&a).await,
+            "pubsub" => pubsub(&a).await,
+            "mix" | "hashmix" | "multi" => {
+                let workload = match mode.as_str() {
+                    "mix" => Workload::Strings,
+                    "hashmix" => Workload::Hashes,
+                    _ => Workload::Multi,
+                };
                 if a.prefill {
-                    let prefill = Args { clients: 8, addr: a.addr.clone(), ..a };
+                    let hash = workload != Workload::Strings;
+                    let prefill = Args { clients: 8, addr: a.addr.clone(), hash, ..a };
                     fill(&prefill).await;
                 }
-                let (ops, secs, h, errors) = mix(&a).await;
+                let (ops, secs, h, errors) = mix(&a, workload).await;
                 println!(
                     "{{\"ops\":{ops},\"seconds\":{secs:.3},\"ops_per_sec\":{:.0},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"errors\":{errors}}}",
                     ops as f64 / secs,

@@ -299,7 +299,14 @@ async fn mix(a: &Args, workload: Workload) -> (u64, f64, Histogram<u64>, u64) {
                     Workload::Hashes if p < 70 => encode(&mut buf, &[b"HGETALL", &k]),
                     Workload::Hashes if p < 90 => encode(
                         &mut buf,
-                        &[b"HSET", &k, b"lastAccessedTime", now, b"sessionAttr:data", &value],
+                        &[
+                            b"HSET",
+                            &k,
+                            b"lastAccessedTime",
+                            now,
+                            b"sessionAttr:data",
+                            &value,
+                        ],
                     ),
                     Workload::Hashes => encode(&mut buf, &[b"PEXPIRE", &k, b"1800000"]),
                     Workload::Multi => {
@@ -365,7 +372,10 @@ async fn pubsub(a: &Args) {
         subs.push((r, w));
     }
     let subscribe_ms = started.elapsed().as_millis();
-    println!("{{\"subscribed\":{},\"subscribe_ms\":{subscribe_ms}}}", subs.len());
+    println!(
+        "{{\"subscribed\":{},\"subscribe_ms\":{subscribe_ms}}}",
+        subs.len()
+    );
     let _ = std::io::stdout().flush();
     tokio::time::sleep(Duration::from_secs(a.hold)).await;
     let messages = a.messages;

@@ -260,6 +260,7 @@ fn transactions_are_isolated_and_pipelined() {
         let a: Vec<&[u8]> = cmd.iter().map(|s| s.as_bytes()).collect();
         pipeline.extend_from_slice(&encode(&a));
     }
+    let opened = info_field(&mut g, "upstream", "upstream_pinned_opened");
     g.send_raw(&pipeline);
     let replies: Vec<Value> = (0..6).map(|_| g.read().unwrap()).collect();
     assert_eq!(
@@ -275,6 +276,37 @@ fn transactions_are_isolated_and_pipelined() {
                 Value::bulk("2")
             ]),
             Value::bulk("2"),
+        ]
+    );
+    // Pipelined whole, it went out on the shared connection: no pinned connection taken.
+    assert_eq!(
+        info_field(&mut g, "upstream", "upstream_pinned_opened"),
+        opened
+    );
+
+    // A pipelined transaction with a command rejected while queueing is discarded whole,
+    // with the replies Redis gives.
+    let mut pipeline = Vec::new();
+    for cmd in [
+        &["MULTI"][..],
+        &["SET", "q", "1"],
+        &["GET"],
+        &["EXEC"],
+        &["EXISTS", "q"],
+    ] {
+        let a: Vec<&[u8]> = cmd.iter().map(|s| s.as_bytes()).collect();
+        pipeline.extend_from_slice(&encode(&a));
+    }
+    g.send_raw(&pipeline);
+    let replies: Vec<Value> = (0..5).map(|_| g.read().unwrap()).collect();
+    assert_eq!(
+        replies,
+        vec![
+            Value::Simple("OK".into()),
+            Value::Simple("QUEUED".into()),
+            Value::Error("ERR wrong number of arguments for 'get' command".into()),
+            Value::Error("EXECABORT Transaction discarded because of previous errors.".into()),
+            Value::Int(0),
         ]
     );
 }

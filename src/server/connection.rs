@@ -230,7 +230,7 @@ async fn run<S, IO>(
                 .store(crate::clock::now_ms(), Ordering::Relaxed);
         }
         if let (Some(up), Some(gw)) = (gateway, forwarder.as_mut()) {
-            gw.drain(up, &mut wbuf).await;
+            gw.finish_batch(up, &state, &mut wbuf).await;
         }
         // Drop what was consumed; a partially received command stays at the front.
         rbuf.advance(pos);

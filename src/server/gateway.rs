@@ -18,6 +18,13 @@
 //! refuses to queue. In a cluster, a `MULTI` before any key is held here (`+OK`, then
 //! `+QUEUED` for keyless commands) until the first key names the node.
 //!
+//! **A transaction pipelined whole** (`MULTI` … `EXEC` in one read, as redis-py's
+//! `pipeline()`, ioredis's `multi()` and Predis's `transaction()` send it) needs no pinned
+//! connection: it is collected here and sent as one contiguous request on the client's
+//! shared connection, where nothing can fall between its `MULTI` and `EXEC` (standalone and
+//! Sentinel upstreams; a cluster always pins). If the read ends before `EXEC`, or a command
+//! comes that cannot be queued that way, the collected part moves to a pinned connection.
+//!
 //! **Blocking commands** wait on their own pinned connection while the client connection
 //! keeps reading: a client that disconnects closes that connection, which makes Redis
 //! forget the block.
@@ -32,6 +39,7 @@ use crate::resp::reply::Proto;
 use crate::resp::Reply;
 use crate::store::Store;
 use crate::upstream::cluster;
+use crate::upstream::conn::encode;
 use crate::upstream::forward::ClientForwarder;
 use crate::upstream::pinned::{Fix, Pinned};
 use crate::upstream::policy::{self, Action};
@@ -39,6 +47,17 @@ use crate::upstream::Upstream;
 
 const EXECABORT: &[u8] = b"-EXECABORT Transaction discarded because of previous errors.\r\n";
 const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+
+/// A transaction being collected from one read of the client's input.
+#[derive(Debug, Default)]
+struct Collecting {
+    buf: BytesMut,
+    /// Where each command ends in `buf`.
+    ends: Vec<usize>,
+}
+
+/// The most commands collected before the transaction moves to a pinned connection.
+const MAX_COLLECTED: usize = 1024;
 
 #[derive(Debug, Default)]
 enum Tx {
@@ -61,6 +80,7 @@ pub struct GatewayClient {
     tx: Tx,
     /// In subscriber mode (`server/subscriber.rs`).
     pub(super) sub: Option<Subscriber>,
+    collecting: Option<Collecting>,
     /// Cluster: the slot the pinned transaction's keys are in.
     slot: Option<u16>,
 }
@@ -81,11 +101,46 @@ impl GatewayClient {
             tx: Tx::None,
             slot: None,
             sub: None,
+            collecting: None,
         }
     }
 
     fn in_multi(&self) -> bool {
         matches!(self.tx, Tx::Multi { .. })
+    }
+
+    /// The end of a read: a transaction still being collected moves to a pinned connection
+    /// (the client waits for its `+QUEUED`s), then every reply is collected.
+    pub async fn finish_batch(&mut self, up: &Upstream, state: &ClientState, out: &mut BytesMut) {
+        self.materialize(up, state, out).await;
+        self.drain(up, out).await;
+    }
+
+    /// Moves a collected transaction to a pinned connection, where it goes on as one the
+    /// client began there.
+    async fn materialize(&mut self, up: &Upstream, state: &ClientState, out: &mut BytesMut) {
+        let Some(c) = self.collecting.take() else {
+            return;
+        };
+        self.tx = Tx::Multi {
+            dirty: false,
+            held: None,
+        };
+        match self.pin(up, state, None, out).await {
+            Ok(()) => {
+                if let Some(p) = self.pinned.as_mut() {
+                    p.push_encoded(&c.buf, c.ends.len());
+                }
+            }
+            Err(e) => {
+                // MULTI failed, so the client is in no transaction (as when Redis refuses
+                // MULTI), and none of what it meant to queue runs: each gets the error.
+                for _ in &c.ends {
+                    Reply::new(out, state.proto).error(&e);
+                }
+                self.tx = Tx::None;
+            }
+        }
     }
 
     /// Collects every reply still to come, in order, into `out`.
@@ -187,6 +242,7 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
         Some(Ok(_)) => table::resolve(args),
         None => None,
         Some(Err(e)) => {
+            gw.materialize(up, state, wbuf).await;
             gw.drain(up, wbuf).await;
             gw.mark_dirty();
             Reply::new(wbuf, state.proto).error(&e);
@@ -200,6 +256,37 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
         None => args.get(1).copied().into_iter().collect(),
     };
 
+    // Collecting a pipelined transaction.
+    if let Some(c) = gw.collecting.as_mut() {
+        let queueable = match action {
+            Action::Forward | Action::Block | Action::AllPrimaries => true,
+            Action::Exec | Action::Discard => true,
+            Action::Local => is_any(args[0], &[b"ping", b"echo", b"time"]),
+            _ => false,
+        };
+        if queueable && c.ends.len() < MAX_COLLECTED {
+            encode(&mut c.buf, args);
+            c.ends.push(c.buf.len());
+            if matches!(action, Action::Exec | Action::Discard) {
+                let c = std::mem::take(c);
+                gw.collecting = None;
+                let resp3 = state.proto == Proto::Resp3;
+                if let Err(e) = gw
+                    .fwd
+                    .push_transaction(up, state.db, resp3, &c.buf, &c.ends)
+                    .await
+                {
+                    gw.drain(up, wbuf).await;
+                    for _ in &c.ends {
+                        Reply::new(wbuf, state.proto).error(&e);
+                    }
+                    return Some(Flow::Continue);
+                }
+            }
+            return None;
+        }
+        gw.materialize(up, state, wbuf).await;
+    }
     // A subscriber: its commands go to its upstream connection (`subscriber.rs`).
     if gw.sub.is_some() {
         return Some(
@@ -224,8 +311,8 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
             Some(Flow::Continue)
         }
         Action::Multi => {
-            gw.drain(up, wbuf).await;
             if cluster {
+                gw.drain(up, wbuf).await;
                 // Held until a key names the node.
                 gw.tx = Tx::Multi {
                     dirty: false,
@@ -234,16 +321,12 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
                 wbuf.extend_from_slice(b"+OK\r\n");
                 return Some(Flow::Continue);
             }
-            if let Err(e) = gw.pin(up, state, None, wbuf).await {
-                Reply::new(wbuf, state.proto).error(&e);
-                return Some(Flow::Continue);
-            }
-            gw.tx = Tx::Multi {
-                dirty: false,
-                held: None,
-            };
-            push(gw, args, Fix::Keep);
-            Some(Flow::Continue)
+            // Collected, in the hope that EXEC comes in the same read.
+            let mut c = Collecting::default();
+            encode(&mut c.buf, args);
+            c.ends.push(c.buf.len());
+            gw.collecting = Some(c);
+            None
         }
         Action::Watch => {
             gw.drain(up, wbuf).await;
@@ -443,6 +526,10 @@ async fn watching<S: Store, IO: AsyncRead + Unpin>(
     Flow::Continue
 }
 
+fn is_any(name: &[u8], names: &[&[u8]]) -> bool {
+    names.iter().any(|n| name.eq_ignore_ascii_case(n))
+}
+
 fn is_select(args: &[&[u8]]) -> bool {
     args[0].eq_ignore_ascii_case(b"select")
 }
@@ -550,6 +637,28 @@ async fn in_multi<S: Store>(
         if !keys.is_empty() {
             gw.slot = keys.first().map(|k| cluster::slot(k));
         }
+    }
+    if gw.pinned.is_none() {
+        // The pinned connection was lost (or never made): the upstream has forgotten the
+        // transaction. Every command still gets its reply, and EXEC aborts.
+        gw.drain(up, wbuf).await;
+        match action {
+            Action::Exec => {
+                wbuf.extend_from_slice(EXECABORT);
+                gw.tx = Tx::None;
+            }
+            Action::Discard => {
+                wbuf.extend_from_slice(b"+OK\r\n");
+                gw.tx = Tx::None;
+            }
+            _ => {
+                gw.mark_dirty();
+                Reply::new(wbuf, state.proto).error(
+                    "ERR the upstream connection of this transaction was lost; EXEC will abort it",
+                );
+            }
+        }
+        return Flow::Continue;
     }
     match action {
         Action::Exec => {

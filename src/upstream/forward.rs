@@ -139,6 +139,61 @@ impl ClientForwarder {
         key: Option<&[u8]>,
         args: &[&[u8]],
     ) -> Result<(), String> {
+        self.open_for(up, db, resp3, read_only, key).await?;
+        let mut full = false;
+        if let Some(o) = self.open.as_mut() {
+            encode(&mut o.buf, args);
+            o.count += 1;
+            o.read_only &= read_only;
+            o.ends.push(o.buf.len());
+            full = o.count >= MAX_REQUEST_COMMANDS;
+        }
+        self.outstanding += 1;
+        if full {
+            self.send(up).await;
+        }
+        Ok(())
+    }
+
+    /// Adds a whole transaction, `MULTI` … `EXEC` already encoded (`ends`: where each
+    /// command ends), to the primary's request. A request's bytes reach the upstream
+    /// contiguously and Redis runs one connection's commands in order, so no other client's
+    /// command can fall between this `MULTI` and its `EXEC`: a transaction the client
+    /// pipelined whole needs no connection of its own. Never retried (it writes), and only
+    /// for a standalone or Sentinel upstream (a cluster redirection would re-send a single
+    /// queued command outside its transaction).
+    pub async fn push_transaction(
+        &mut self,
+        up: &Upstream,
+        db: usize,
+        resp3: bool,
+        bytes: &[u8],
+        ends: &[usize],
+    ) -> Result<(), String> {
+        self.open_for(up, db, resp3, false, None).await?;
+        if let Some(o) = self.open.as_mut() {
+            let base = o.buf.len();
+            o.buf.extend_from_slice(bytes);
+            o.count += ends.len();
+            o.read_only = false;
+            o.ends.extend(ends.iter().map(|e| base + e));
+        }
+        self.outstanding += ends.len();
+        // Sent at once: a transaction is the end of what the client pipelined with it.
+        self.send(up).await;
+        Ok(())
+    }
+
+    /// Makes the open request the one for the node `key` routes to (sending the previous
+    /// one if it went elsewhere).
+    async fn open_for(
+        &mut self,
+        up: &Upstream,
+        db: usize,
+        resp3: bool,
+        read_only: bool,
+        key: Option<&[u8]>,
+    ) -> Result<(), String> {
         let mut node = up.route(key, !read_only, self.client);
         if !read_only && !node.is_healthy() && !up.opts.failover_wait.is_zero() {
             // A write waits (bounded) for a healthy primary: Sentinel may be promoting one.
@@ -165,18 +220,6 @@ impl ClientForwarder {
                 read_only: true,
                 ends: Vec::new(),
             });
-        }
-        let mut full = false;
-        if let Some(o) = self.open.as_mut() {
-            encode(&mut o.buf, args);
-            o.count += 1;
-            o.read_only &= read_only;
-            o.ends.push(o.buf.len());
-            full = o.count >= MAX_REQUEST_COMMANDS;
-        }
-        self.outstanding += 1;
-        if full {
-            self.send(up).await;
         }
         Ok(())
     }

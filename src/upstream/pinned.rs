@@ -192,6 +192,12 @@ pub struct Pinned {
 }
 
 impl Pinned {
+    /// Queues `count` commands already encoded, their replies kept.
+    pub fn push_encoded(&mut self, bytes: &[u8], count: usize) {
+        self.pending.extend_from_slice(bytes);
+        self.fixes.extend(std::iter::repeat_n(Fix::Keep, count));
+    }
+
     /// Queues a command.
     pub fn push(&mut self, args: &[&[u8]], fix: Fix) {
         encode(&mut self.pending, args);

@@ -318,3 +318,26 @@ fn transactions_scripts_and_blocking_commands_in_a_cluster() {
         Value::Array(vec![Value::bulk("{q}2"), Value::bulk("job")])
     );
 }
+
+/// Commands about databases get Redis Cluster's own refusals through the gateway.
+#[test]
+fn database_commands_in_a_cluster_answer_as_the_cluster_does() {
+    let nodes = cluster();
+    let url = format!("redis+cluster://127.0.0.1:{}", nodes[0].port);
+    let gw = sessiond(&["--upstream", &url]);
+    let mut c = gw.connect();
+    let slot = match nodes[0].connect().cmd(&["CLUSTER", "KEYSLOT", "k"]) {
+        Value::Int(s) => s,
+        v => panic!("{v:?}"),
+    };
+    let mut owner = nodes[node_of(&nodes, slot)].connect();
+    for cmd in [
+        &["SELECT", "0"][..],
+        &["SELECT", "1"],
+        &["SELECT", "x"],
+        &["MOVE", "k", "1"],
+        &["SWAPDB", "0", "1"],
+    ] {
+        assert_eq!(c.cmd(cmd), owner.cmd(cmd), "{cmd:?}");
+    }
+}

@@ -138,6 +138,10 @@ pub async fn hello<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult 
 
 pub fn select<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let db = int(a[1])?;
+    if db != 0 && cx.store().gateway().is_some_and(|u| u.is_cluster()) {
+        // Redis Cluster has database 0 only, and says so.
+        return Err(CmdError::msg("ERR SELECT is not allowed in cluster mode"));
+    }
     if db < 0 || db as usize >= cx.store().databases() {
         return Err(CmdError::msg("ERR DB index is out of range"));
     }

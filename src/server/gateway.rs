@@ -148,6 +148,9 @@ impl GatewayClient {
         self.fwd.drain(up, out).await;
         if let Some(p) = self.pinned.as_mut() {
             p.drain(out, Some(up.opts.timeout)).await;
+            for (slot, addr) in p.moved.drain(..) {
+                up.moved(slot, &addr);
+            }
             if p.is_broken() {
                 self.pinned = None;
                 self.lost_pinned();

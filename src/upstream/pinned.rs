@@ -151,6 +151,7 @@ impl PinnedPool {
             found: 0,
             scanned: 0,
             broken: false,
+            moved: Vec::new(),
             _permit: permit,
         })
     }
@@ -188,6 +189,9 @@ pub struct Pinned {
     scanned: usize,
     /// Failed or timed out: never reused.
     broken: bool,
+    /// `-MOVED` replies seen (cluster): the gateway corrects its slot map with them, so a
+    /// client that retries its aborted transaction reaches the slot's new owner.
+    pub moved: Vec<(u16, String)>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -292,7 +296,8 @@ impl Pinned {
     }
 
     async fn exchange(&mut self, out: &mut BytesMut) -> Result<(), String> {
-        let lost = || super::forward::lost_message(&self.node.addr);
+        let node = self.node.clone();
+        let lost = || super::forward::lost_message(&node.addr);
         if !self.pending.is_empty() {
             let req = std::mem::take(&mut self.pending);
             self.node
@@ -322,6 +327,9 @@ impl Pinned {
             }
             if self.found > 0 {
                 let replies = self.buf.split_to(self.scanned).freeze();
+                if super::cluster::may_redirect(&replies) {
+                    self.note_moved(&replies);
+                }
                 let fixes: Vec<Fix> = self.fixes.drain(..self.found).collect();
                 apply_fixes(&replies, &fixes, out);
                 self.scanned = 0;
@@ -337,6 +345,21 @@ impl Pinned {
             }
         }
         Ok(())
+    }
+}
+
+impl Pinned {
+    fn note_moved(&mut self, replies: &[u8]) {
+        let mut scanner = FrameScanner::default();
+        let mut at = 0;
+        while let Ok(Some(n)) = scanner.next_frame(&replies[at..], MAX_REPLY_BULK) {
+            if let Some(super::cluster::Redirect::Moved(slot, addr)) =
+                super::cluster::redirect(&replies[at..at + n])
+            {
+                self.moved.push((slot, addr));
+            }
+            at += n;
+        }
     }
 }
 

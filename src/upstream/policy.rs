@@ -105,7 +105,8 @@ pub fn action(spec: &Spec, args: &[&[u8]], cluster: bool) -> Action {
         match id {
             Ping | Echo | Auth | Hello | Select | Quit | Reset | Client | Info | Config | Time
             | Save | BgSave | BgRewriteAof | LastSave | Shutdown => return Action::Local,
-            DbSize | Keys | Scan | RandomKey | FlushDb | FlushAll | SwapDb if cluster => {
+            // (SWAPDB and MOVE are forwarded: the cluster answers with its own refusal.)
+            DbSize | Keys | Scan | RandomKey | FlushDb | FlushAll if cluster => {
                 return Action::Local
             }
             _ => {}

@@ -341,3 +341,54 @@ fn database_commands_in_a_cluster_answer_as_the_cluster_does() {
         assert_eq!(c.cmd(cmd), owner.cmd(cmd), "{cmd:?}");
     }
 }
+
+/// A slot that moves while a transaction is being queued: the node answers `-MOVED`, the
+/// client still sees `+QUEUED`, and at `EXEC` the gateway replays the transaction on the
+/// slot's new owner, as a cluster client would.
+#[test]
+fn a_transaction_whose_slot_moves_while_queued_is_replayed_on_the_new_owner() {
+    let nodes = cluster();
+    let url = format!("redis+cluster://127.0.0.1:{}", nodes[0].port);
+    let gw = sessiond(&[
+        "--upstream",
+        &url,
+        "--upstream-refresh-interval-ms",
+        "600000",
+    ]);
+    let mut c = gw.connect();
+    let queued = || Value::Simple("QUEUED".into());
+    let Value::Int(slot) = nodes[0].connect().cmd(&["CLUSTER", "KEYSLOT", "{mv}"]) else {
+        panic!("KEYSLOT")
+    };
+    let src = node_of(&nodes, slot);
+    let dst = (src + 1) % 3;
+    let dst_id = nodes[dst].connect().cmd(&["CLUSTER", "MYID"]).as_str();
+
+    assert_eq!(c.cmd(&["MULTI"]), ok());
+    assert_eq!(c.cmd(&["SET", "{mv}a", "1"]), queued());
+    // The (empty) slot moves to another node.
+    for n in &nodes {
+        let slot = slot.to_string();
+        assert_eq!(
+            n.connect()
+                .cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &dst_id]),
+            ok()
+        );
+    }
+    assert_eq!(c.cmd(&["SET", "{mv}b", "2"]), queued());
+    assert_eq!(c.cmd(&["INCR", "{mv}n"]), queued());
+    assert_eq!(
+        c.cmd(&["EXEC"]),
+        Value::Array(vec![ok(), ok(), Value::Int(1)])
+    );
+    let mut d = nodes[dst].connect();
+    assert_eq!(
+        d.cmd(&["MGET", "{mv}a", "{mv}b"]),
+        Value::Array(vec![Value::bulk("1"), Value::bulk("2")])
+    );
+    assert_eq!(nodes[src].connect().cmd(&["DBSIZE"]), Value::Int(0));
+    // The map was corrected: the next transaction goes straight to the new owner.
+    assert_eq!(c.cmd(&["MULTI"]), ok());
+    assert_eq!(c.cmd(&["INCR", "{mv}n"]), queued());
+    assert_eq!(c.cmd(&["EXEC"]), Value::Array(vec![Value::Int(2)]));
+}

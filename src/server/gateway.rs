@@ -83,6 +83,13 @@ pub struct GatewayClient {
     collecting: Option<Collecting>,
     /// Cluster: the slot the pinned transaction's keys are in.
     slot: Option<u16>,
+    /// A `WATCH` is part of the current transaction.
+    watched: bool,
+    /// Cluster: the commands queued in the transaction, to replay on a slot's new owner if
+    /// the node answered `-MOVED` while queueing (`None`: too many, or not replayable).
+    replay: Option<Vec<Vec<Vec<u8>>>>,
+    /// A `-MOVED` came back for a command of the current transaction.
+    tx_moved: bool,
 }
 
 /// The client connection as seen while a blocking command waits: its socket, read into
@@ -102,6 +109,9 @@ impl GatewayClient {
             slot: None,
             sub: None,
             collecting: None,
+            watched: false,
+            replay: None,
+            tx_moved: false,
         }
     }
 
@@ -148,6 +158,9 @@ impl GatewayClient {
         self.fwd.drain(up, out).await;
         if let Some(p) = self.pinned.as_mut() {
             p.drain(out, Some(up.opts.timeout)).await;
+            if !p.moved.is_empty() && matches!(self.tx, Tx::Multi { .. }) {
+                self.tx_moved = true;
+            }
             for (slot, addr) in p.moved.drain(..) {
                 up.moved(slot, &addr);
             }
@@ -170,6 +183,9 @@ impl GatewayClient {
     fn release(&mut self, up: &Upstream) {
         if matches!(self.tx, Tx::None) {
             self.slot = None;
+            self.watched = false;
+            self.replay = None;
+            self.tx_moved = false;
             if let Some(p) = self.pinned.take() {
                 up.pinned.give_back(p);
             }
@@ -321,6 +337,7 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
                     dirty: false,
                     held: Some(vec![vec![b"MULTI".to_vec()]]),
                 };
+                gw.replay = Some(Vec::new());
                 wbuf.extend_from_slice(b"+OK\r\n");
                 return Some(Flow::Continue);
             }
@@ -344,6 +361,7 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
                 return Some(Flow::Continue);
             }
             gw.tx = Tx::Watching;
+            gw.watched = true;
             push(gw, args, Fix::Keep);
             Some(Flow::Continue)
         }
@@ -637,6 +655,9 @@ async fn in_multi<S: Store>(
             }
             *h = None;
         }
+        if let Some(r) = gw.replay.as_mut() {
+            r.extend(held.into_iter().skip(1)); // all but the MULTI
+        }
         if !keys.is_empty() {
             gw.slot = keys.first().map(|k| cluster::slot(k));
         }
@@ -674,6 +695,15 @@ async fn in_multi<S: Store>(
                 if gw.pinned.is_none() {
                     wbuf.extend_from_slice(EXECABORT);
                 }
+            } else if gw.replay.is_some() && !gw.watched {
+                // Cluster: if a node answered -MOVED while queueing (its slot moved), the
+                // transaction is replayed on the new owner, as cluster clients do.
+                gw.drain(up, wbuf).await;
+                if gw.tx_moved {
+                    replay_on_new_owner(up, gw, state, wbuf).await;
+                } else {
+                    push(gw, args, Fix::Keep);
+                }
             } else {
                 push(gw, args, Fix::Keep);
             }
@@ -688,13 +718,58 @@ async fn in_multi<S: Store>(
             gw.release(up);
         }
         _ => {
-            push(gw, args, Fix::Keep);
+            let replayable =
+                !gw.watched && gw.replay.as_ref().is_some_and(|r| r.len() < MAX_COLLECTED);
+            if replayable {
+                if let Some(r) = gw.replay.as_mut() {
+                    r.push(args.iter().map(|a| a.to_vec()).collect());
+                }
+                push(gw, args, Fix::QueuedIfMoved);
+            } else {
+                gw.replay = None;
+                push(gw, args, Fix::Keep);
+            }
             if gw.pinned.as_ref().is_some_and(|p| p.outstanding() >= 64) {
                 gw.drain(up, wbuf).await;
             }
         }
     }
     Flow::Continue
+}
+
+/// Replays a cluster transaction whose slot moved while it was queued: `DISCARD` on the old
+/// node, then `MULTI`, the queued commands and `EXEC` on the slot's owner by the corrected
+/// map; only `EXEC`'s reply reaches the client (it has had its `+QUEUED`s).
+async fn replay_on_new_owner(
+    up: &Upstream,
+    gw: &mut GatewayClient,
+    state: &ClientState,
+    wbuf: &mut BytesMut,
+) {
+    let discard: [&[u8]; 1] = [b"DISCARD"];
+    push(gw, &discard, Fix::Drop);
+    gw.drain(up, wbuf).await;
+    if let Some(p) = gw.pinned.take() {
+        up.pinned.give_back(p);
+    }
+    let cmds = gw.replay.take().unwrap_or_default();
+    let key = cmds.iter().find_map(|c| {
+        let a: Vec<&[u8]> = c.iter().map(|v| v.as_slice()).collect();
+        table::keys(&a).first().map(|k| k.to_vec())
+    });
+    gw.slot = None;
+    if let Err(e) = gw.pin(up, state, key.as_deref(), wbuf).await {
+        Reply::new(wbuf, state.proto).error(&e);
+        return;
+    }
+    let multi: [&[u8]; 1] = [b"MULTI"];
+    push(gw, &multi, Fix::Drop);
+    for c in &cmds {
+        let a: Vec<&[u8]> = c.iter().map(|v| v.as_slice()).collect();
+        push(gw, &a, Fix::Drop);
+    }
+    let exec: [&[u8]; 1] = [b"EXEC"];
+    push(gw, &exec, Fix::Keep);
 }
 
 /// Waits for a blocking command's reply on the pinned connection while watching the client:

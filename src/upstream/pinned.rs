@@ -49,6 +49,9 @@ pub enum Fix {
     Drop,
     /// This reply instead (a complete RESP frame).
     Replace(Bytes),
+    /// A command queued in a cluster transaction: a `-MOVED` becomes `+QUEUED`, because
+    /// the gateway will replay the transaction on the slot's new owner at `EXEC`.
+    QueuedIfMoved,
 }
 
 /// The shared limit and the idle lists.
@@ -380,6 +383,10 @@ fn apply_fixes(replies: &Bytes, fixes: &[Fix], out: &mut BytesMut) {
             Fix::Keep => out.extend_from_slice(&replies[at..at + n]),
             Fix::Drop => {}
             Fix::Replace(b) => out.extend_from_slice(b),
+            Fix::QueuedIfMoved if replies[at..at + n].starts_with(b"-MOVED ") => {
+                out.extend_from_slice(b"+QUEUED\r\n")
+            }
+            Fix::QueuedIfMoved => out.extend_from_slice(&replies[at..at + n]),
         }
         at += n;
     }

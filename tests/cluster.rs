@@ -309,6 +309,20 @@ fn transactions_scripts_and_blocking_commands_in_a_cluster() {
         Value::Int(2)
     );
 
+    // Functions too: FUNCTION LOAD reaches every primary, FCALL routes by its keys.
+    let lib = "#!lua name=sesslib\nredis.register_function('touch', function(keys, args) \
+               return redis.call('SET', keys[1], args[1]) end)";
+    assert_eq!(c.cmd(&["FUNCTION", "LOAD", lib]), Value::bulk("sesslib"));
+    for i in 0..20 {
+        let k = format!("fn:{i}");
+        assert_eq!(c.cmd(&["FCALL", "touch", "1", &k, "v"]), ok());
+        assert_eq!(c.cmd(&["GET", &k]), Value::bulk("v"));
+    }
+    assert_eq!(c.cmd(&["FUNCTION", "DELETE", "sesslib"]), ok());
+    for n in &nodes {
+        assert_eq!(n.connect().cmd(&["FUNCTION", "LIST"]), Value::Array(vec![]));
+    }
+
     // Blocking commands on the keys' node.
     assert_eq!(c.cmd(&["BLPOP", "{q}1", "{q}2", "0.05"]), Value::NullArray);
     err_starts(c.cmd(&["BLPOP", "{q}1", "{r}2", "0"]), "CROSSSLOT");

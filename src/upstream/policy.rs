@@ -99,8 +99,14 @@ pub fn action(spec: &Spec, args: &[&[u8]], cluster: bool) -> Action {
             return Action::Block;
         }
     }
-    let top = crate::cmd::table::find(name.split('|').next().unwrap_or(name).as_bytes());
-    if let Some(id) = top.and_then(|s| s.id) {
+    // A subcommand is decided by its parent's engine id (no allocation: `lookup` lowercases
+    // into a stack buffer).
+    let id = match name.split_once('|') {
+        None => spec.id,
+        Some((parent, _)) => crate::cmd::table::lookup(parent.as_bytes())
+            .and_then(|i| crate::cmd::table::commands()[i].id),
+    };
+    if let Some(id) = id {
         use CmdId::*;
         match id {
             Ping | Echo | Auth | Hello | Select | Quit | Reset | Client | Info | Config | Time

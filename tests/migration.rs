@@ -324,6 +324,10 @@ impl Mariadb {
     fn start() -> Mariadb {
         let dir = support::TempDir::new("mariadb");
         let data = dir.path("data");
+        // Its own temp dir too: two bootstraps at once in the shared /tmp have been seen to
+        // trip over each other's temporary tables ("Could not remove temporary table").
+        let tmp = dir.path("tmp");
+        std::fs::create_dir_all(&tmp).expect("mariadb tmpdir");
         let out = std::process::Command::new("mariadb-install-db")
             .args([
                 "--no-defaults",
@@ -331,6 +335,7 @@ impl Mariadb {
                 "--auth-root-authentication-method=normal",
             ])
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .output()
             .expect("mariadb-install-db (run scripts/test, which installs mariadb-server)");
         assert!(
@@ -348,6 +353,7 @@ impl Mariadb {
                 "--bind-address=127.0.0.1",
             ])
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--port={port}"))
             .arg(format!("--socket={sock}"))
             .arg(format!("--pid-file={}", dir.path("mysqld.pid").display()))

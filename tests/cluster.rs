@@ -18,6 +18,14 @@ fn cluster() -> Vec<Proc> {
     support::redis_cluster()
 }
 
+/// sessiond in front of the cluster, found through its first node.
+fn gateway(nodes: &[Proc], extra: &[&str]) -> Proc {
+    let url = format!("redis+cluster://127.0.0.1:{}", nodes[0].port);
+    let mut args = vec!["--upstream", url.as_str()];
+    args.extend_from_slice(extra);
+    sessiond(&args)
+}
+
 fn node_of(nodes: &[Proc], slot: i64) -> usize {
     let mut c = nodes[0].connect();
     let Value::Array(ranges) = c.cmd(&["CLUSTER", "SLOTS"]) else {
@@ -55,13 +63,8 @@ fn upstream_field(c: &mut Conn, name: &str) -> i64 {
 #[test]
 fn cluster_routing_fanout_hash_tags_and_resharding() {
     let nodes = cluster();
-    let url = format!("redis+cluster://127.0.0.1:{}", nodes[0].port);
-    let gw = sessiond(&[
-        "--upstream",
-        &url,
-        "--upstream-refresh-interval-ms",
-        "600000",
-    ]);
+    // No periodic refresh: the map is corrected only by what the cluster answers.
+    let gw = gateway(&nodes, &["--upstream-refresh-interval-ms", "600000"]);
     let mut c = gw.connect();
 
     // Keys spread over all three nodes, each readable through the gateway.
@@ -223,8 +226,7 @@ fn err_starts(v: Value, prefix: &str) {
 #[test]
 fn transactions_scripts_and_blocking_commands_in_a_cluster() {
     let nodes = cluster();
-    let url = format!("redis+cluster://127.0.0.1:{}", nodes[0].port);
-    let gw = sessiond(&["--upstream", &url]);
+    let gw = gateway(&nodes, &[]);
     let mut c = gw.connect();
     let queued = || Value::Simple("QUEUED".into());
 
@@ -337,8 +339,7 @@ fn transactions_scripts_and_blocking_commands_in_a_cluster() {
 #[test]
 fn database_commands_in_a_cluster_answer_as_the_cluster_does() {
     let nodes = cluster();
-    let url = format!("redis+cluster://127.0.0.1:{}", nodes[0].port);
-    let gw = sessiond(&["--upstream", &url]);
+    let gw = gateway(&nodes, &[]);
     let mut c = gw.connect();
     let slot = match nodes[0].connect().cmd(&["CLUSTER", "KEYSLOT", "k"]) {
         Value::Int(s) => s,
@@ -362,13 +363,8 @@ fn database_commands_in_a_cluster_answer_as_the_cluster_does() {
 #[test]
 fn a_transaction_whose_slot_moves_while_queued_is_replayed_on_the_new_owner() {
     let nodes = cluster();
-    let url = format!("redis+cluster://127.0.0.1:{}", nodes[0].port);
-    let gw = sessiond(&[
-        "--upstream",
-        &url,
-        "--upstream-refresh-interval-ms",
-        "600000",
-    ]);
+    // No periodic refresh: the map is corrected only by what the cluster answers.
+    let gw = gateway(&nodes, &["--upstream-refresh-interval-ms", "600000"]);
     let mut c = gw.connect();
     let queued = || Value::Simple("QUEUED".into());
     let Value::Int(slot) = nodes[0].connect().cmd(&["CLUSTER", "KEYSLOT", "{mv}"]) else {

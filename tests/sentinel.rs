@@ -17,6 +17,57 @@ fn sentinel(primary_port: u16) -> Proc {
     support::redis_sentinel(primary_port, MASTER, 2)
 }
 
+/// Three sentinels watching `primary`, started once every replica's link is up, and
+/// returned once every sentinel knows every replica with fresh INFO (a sentinel only
+/// promotes a replica whose INFO it has read recently; one it has never asked would abort
+/// the first failover attempt). Also returns the gateway's `redis+sentinel://` URL.
+fn sentinel_set(primary: &Proc, replicas: &[Proc]) -> (Vec<Proc>, String) {
+    for r in replicas {
+        let mut c = r.connect();
+        poll("replication link up", Duration::from_secs(20), || {
+            (field(&mut c, "replication", "master_link_status") == "up").then_some(())
+        });
+    }
+    let sentinels: Vec<Proc> = (0..3).map(|_| sentinel(primary.port)).collect();
+    for s in &sentinels {
+        let mut c = s.connect();
+        poll(
+            "sentinels to know every replica",
+            Duration::from_secs(30),
+            || {
+                let Value::Array(known) = c.cmd(&["SENTINEL", "replicas", MASTER]) else {
+                    return None;
+                };
+                let ready = |r: &Value| {
+                    let Value::Array(fields) = r else {
+                        return false;
+                    };
+                    let get = |name: &str| {
+                        fields
+                            .chunks(2)
+                            .find(|kv| kv[0].as_str() == name)
+                            .map(|kv| kv[1].as_str())
+                            .unwrap_or_default()
+                    };
+                    get("info-refresh").parse::<u64>().is_ok_and(|ms| ms < 5000)
+                        && get("flags") == "slave"
+                        && get("master-link-status") == "ok"
+                };
+                (known.len() == replicas.len() && known.iter().all(ready)).then_some(())
+            },
+        );
+    }
+    let url = format!(
+        "redis+sentinel://{}/{MASTER}",
+        sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    (sentinels, url)
+}
+
 fn field(c: &mut Conn, section: &str, name: &str) -> String {
     c.cmd(&["INFO", section])
         .as_str()
@@ -43,34 +94,7 @@ fn primary_killed_under_load_reads_never_fail_and_writes_resume() {
     let replicas: Vec<Proc> = (0..2)
         .map(|_| redis_server(&["--replicaof", "127.0.0.1", &pp]))
         .collect();
-    for r in &replicas {
-        let mut c = r.connect();
-        poll("replication link up", Duration::from_secs(20), || {
-            (field(&mut c, "replication", "master_link_status") == "up").then_some(())
-        });
-    }
-    let sentinels: Vec<Proc> = (0..3).map(|_| sentinel(primary.port)).collect();
-    // Every sentinel must know both replicas before the primary goes (they learn them from
-    // the primary's INFO, every 10 s at first): otherwise there is nobody to promote.
-    for s in &sentinels {
-        let mut c = s.connect();
-        poll(
-            "sentinels to see both replicas",
-            Duration::from_secs(30),
-            || match c.cmd(&["SENTINEL", "replicas", MASTER]) {
-                Value::Array(r) if r.len() == 2 => Some(()),
-                _ => None,
-            },
-        );
-    }
-    let url = format!(
-        "redis+sentinel://{}/{MASTER}",
-        sentinels
-            .iter()
-            .map(|s| format!("127.0.0.1:{}", s.port))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let (_sentinels, url) = sentinel_set(&primary, &replicas);
     let gw = sessiond(&[
         "--upstream",
         &url,
@@ -215,48 +239,7 @@ fn a_subscriber_keeps_its_keyspace_events_across_a_failover() {
         "--notify-keyspace-events",
         "Ex",
     ]);
-    {
-        let mut c = replica.connect();
-        poll("replication link up", Duration::from_secs(20), || {
-            (field(&mut c, "replication", "master_link_status") == "up").then_some(())
-        });
-    }
-    let sentinels: Vec<Proc> = (0..3).map(|_| sentinel(primary.port)).collect();
-    for s in &sentinels {
-        let mut c = s.connect();
-        // Known, and its own INFO recently read: a sentinel only promotes a replica whose
-        // INFO is fresh (one it has never asked would abort the first failover attempt).
-        poll(
-            "sentinels to know the replica",
-            Duration::from_secs(30),
-            || {
-                let Value::Array(r) = c.cmd(&["SENTINEL", "replicas", MASTER]) else {
-                    return None;
-                };
-                let Some(Value::Array(fields)) = r.first() else {
-                    return None;
-                };
-                let get = |name: &str| {
-                    fields
-                        .chunks(2)
-                        .find(|kv| kv[0].as_str() == name)
-                        .map(|kv| kv[1].as_str())
-                        .unwrap_or_default()
-                };
-                let fresh = get("info-refresh").parse::<u64>().is_ok_and(|ms| ms < 5000);
-                (fresh && get("flags") == "slave" && get("master-link-status") == "ok")
-                    .then_some(())
-            },
-        );
-    }
-    let url = format!(
-        "redis+sentinel://{}/{MASTER}",
-        sentinels
-            .iter()
-            .map(|s| format!("127.0.0.1:{}", s.port))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let (_sentinels, url) = sentinel_set(&primary, std::slice::from_ref(&replica));
     let gw = sessiond(&["--upstream", &url, "--upstream-health-interval-ms", "200"]);
     let gw_port = gw.port;
     let mut sub = gw.connect();

@@ -13,7 +13,7 @@
 //! `RO,access:keyword(STREAMS,1):range(-1,1,2)`; `tests/command_table.rs` checks the
 //! extraction against `COMMAND GETKEYS` for every shape.
 
-use super::table::resolve;
+use super::table::{resolve, Spec};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Begin {
@@ -195,6 +195,15 @@ pub fn key_positions(args: &[&[u8]]) -> Vec<usize> {
 /// The keys of a command, in spec order.
 pub fn keys<'a>(args: &[&'a [u8]]) -> Vec<&'a [u8]> {
     key_positions(args).into_iter().map(|i| args[i]).collect()
+}
+
+/// The keys of a command whose spec (the subcommand's, for a container) is known.
+pub fn keys_of<'a>(spec: &Spec, args: &[&'a [u8]]) -> Vec<&'a [u8]> {
+    let mut pos = Vec::new();
+    for ks in &spec.key_specs {
+        ks.positions(args, &mut pos);
+    }
+    pos.into_iter().map(|i| args[i]).collect()
 }
 
 #[cfg(test)]

@@ -171,6 +171,16 @@ pub fn check<S: Store>(
     let Some(idx) = table::lookup(args[0]) else {
         return Err(unknown_command_error(args));
     };
+    check_known(server, client, idx, args)
+}
+
+/// [`check`] for a command already found in the table at `idx`.
+pub fn check_known<S: Store>(
+    server: &Server<S>,
+    client: &mut ClientState,
+    idx: usize,
+    args: &[&[u8]],
+) -> Result<&'static table::Spec, String> {
     let spec = &table::commands()[idx];
     if spec.id.is_none() && server.store.gateway().is_none() {
         // In the table (the gateway forwards it) but not implemented by the engine.

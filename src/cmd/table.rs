@@ -268,6 +268,8 @@ pub struct Spec {
     pub subcommands: Vec<usize>,
     /// Whether the command is newer than the oracle (`commands-newer.tsv`).
     pub newer: bool,
+    /// Its place in [`commands`] (for tables kept beside this one, indexed alike).
+    pub index: usize,
 }
 
 impl Spec {
@@ -345,6 +347,7 @@ fn parse_row(line: &'static str, newer: bool) -> Result<Spec, String> {
         summary,
         subcommands: Vec::new(),
         newer,
+        index: 0,
     })
 }
 
@@ -357,6 +360,9 @@ fn load() -> Result<Table, String> {
             }
             specs.push(parse_row(line, newer)?);
         }
+    }
+    for (i, s) in specs.iter_mut().enumerate() {
+        s.index = i;
     }
     let mut index = HashMap::new();
     for (i, s) in specs.iter().enumerate() {

@@ -255,10 +255,10 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
             Ok(()) => None,
             Err(e) => Some(Err(e)),
         },
-        Some(_) => Some(cmd::check(server, state, args)),
+        Some(idx) => Some(cmd::check_known(server, state, idx, args)),
     };
     let spec = match checked {
-        Some(Ok(_)) => table::resolve(args),
+        Some(Ok(top)) => Some(table::subcommand(top, args).unwrap_or(top)),
         None => None,
         Some(Err(e)) => {
             gw.materialize(up, state, wbuf).await;
@@ -271,7 +271,7 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
     let cluster = up.is_cluster();
     let action = spec.map_or(Action::Forward, |s| policy::action(s, args, cluster));
     let keys: Vec<&[u8]> = match spec {
-        Some(_) => table::keys(args),
+        Some(s) => crate::cmd::keyspec::keys_of(s, args),
         None => args.get(1).copied().into_iter().collect(),
     };
 

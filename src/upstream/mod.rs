@@ -397,7 +397,8 @@ impl Upstream {
 
     /// Whether the upstream is a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        self.shared.routes().slots.is_some()
+        // Fixed by the URL (a cluster's routes always have a slot map): no lock per command.
+        matches!(self.opts.url.topology, Topology::Cluster(_))
     }
 
     /// The node at an address (a redirection target), known or new.

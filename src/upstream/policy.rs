@@ -25,7 +25,9 @@
 //!   are split and merged by sessiond ([`Action::Local`] through the `Store` methods); any
 //!   other command whose keys span slots gets Redis Cluster's `CROSSSLOT`.
 
-use crate::cmd::table::{CmdId, Flags, Spec};
+use std::sync::LazyLock;
+
+use crate::cmd::table::{commands, lookup, CmdId, Flags, Spec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -53,58 +55,73 @@ const TRACKING: &str = "ERR client-side caching (CLIENT TRACKING) is not support
 const SERVER_SIDE: &str = "ERR this command is not forwarded by the sessiond gateway; run it \
                            on the upstream server directly";
 
+/// Each command's action, decided once per command and topology (`[standalone, cluster]`);
+/// `None` where it depends on the arguments.
+static ACTIONS: LazyLock<Vec<[Option<Action>; 2]>> = LazyLock::new(|| {
+    commands()
+        .iter()
+        .map(|s| [decide(s, false), decide(s, true)])
+        .collect()
+});
+
 /// The gateway's action for a command (its resolved subcommand spec when it has one).
 pub fn action(spec: &Spec, args: &[&[u8]], cluster: bool) -> Action {
+    match ACTIONS.get(spec.index).and_then(|a| a[cluster as usize]) {
+        Some(a) => a,
+        None => by_arguments(spec, args, cluster),
+    }
+}
+
+/// The few decisions that read the arguments.
+fn by_arguments(spec: &Spec, args: &[&[u8]], cluster: bool) -> Action {
+    match spec.name {
+        // The upstream's keyspace notifications are its own setting.
+        "config|set" | "config|get" => {
+            let notify = args
+                .get(2)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"notify-keyspace-events"));
+            match (notify && args.len() <= 4, spec.name) {
+                (true, "config|set") => Action::AllPrimaries,
+                (true, _) => Action::Forward,
+                (false, _) => Action::Local,
+            }
+        }
+        // XREAD and XREADGROUP block only with a BLOCK argument.
+        _ if args.iter().any(|a| a.eq_ignore_ascii_case(b"BLOCK")) => Action::Block,
+        _ => decide_unblocked(spec, cluster),
+    }
+}
+
+/// The action that does not depend on the arguments, or `None`.
+fn decide(spec: &Spec, cluster: bool) -> Option<Action> {
     let name = spec.name;
-    match name {
-        "multi" => return Action::Multi,
-        "exec" => return Action::Exec,
-        "discard" => return Action::Discard,
-        "watch" => return Action::Watch,
-        "unwatch" => return Action::Unwatch,
-        "wait" | "waitaof" => return Action::Block,
+    Some(match name {
+        "multi" => Action::Multi,
+        "exec" => Action::Exec,
+        "discard" => Action::Discard,
+        "watch" => Action::Watch,
+        "unwatch" => Action::Unwatch,
+        "wait" | "waitaof" => Action::Block,
         "client|tracking" | "client|caching" | "client|getredir" | "client|trackinginfo" => {
-            return Action::Refuse(TRACKING)
+            Action::Refuse(TRACKING)
         }
         "monitor" | "sync" | "psync" | "replconf" | "replicaof" | "slaveof" | "failover"
         | "debug" | "module" | "acl" | "readonly" | "readwrite" | "asking" | "cluster"
         | "client|pause" | "client|unpause" | "client|no-evict" | "client|no-touch"
-        | "client|reply" | "client|unblock" => return Action::Refuse(SERVER_SIDE),
-        _ => {}
-    }
-    // The upstream's keyspace notifications are its own setting.
-    if name == "config|set" || name == "config|get" {
-        let notify = args
-            .get(2)
-            .is_some_and(|p| p.eq_ignore_ascii_case(b"notify-keyspace-events"));
-        if notify && args.len() <= 4 {
-            return if name == "config|set" {
-                Action::AllPrimaries
-            } else {
-                Action::Forward
-            };
-        }
-    }
-    if name.starts_with("client|") || name.starts_with("config|") {
-        return Action::Local;
-    }
-    if matches!(name, "subscribe" | "psubscribe" | "ssubscribe") {
-        return Action::Subscribe;
-    }
-    if spec.flags.has(Flags::BLOCKING) {
-        // XREAD and XREADGROUP block only with a BLOCK argument.
-        let blocks = !matches!(name, "xread" | "xreadgroup")
-            || args.iter().any(|a| a.eq_ignore_ascii_case(b"BLOCK"));
-        if blocks {
-            return Action::Block;
-        }
-    }
-    // A subcommand is decided by its parent's engine id (no allocation: `lookup` lowercases
-    // into a stack buffer).
-    let id = match name.split_once('|') {
+        | "client|reply" | "client|unblock" => Action::Refuse(SERVER_SIDE),
+        "config|set" | "config|get" | "xread" | "xreadgroup" => return None,
+        _ if name.starts_with("client|") || name.starts_with("config|") => Action::Local,
+        "subscribe" | "psubscribe" | "ssubscribe" => Action::Subscribe,
+        _ if spec.flags.has(Flags::BLOCKING) => Action::Block,
+        _ => decide_unblocked(spec, cluster),
+    })
+}
+
+fn decide_unblocked(spec: &Spec, cluster: bool) -> Action {
+    // A subcommand is decided by its parent's engine id.
+    let id = match spec.name.split_once('|') {
         None => spec.id,
-        Some((parent, _)) => crate::cmd::table::lookup(parent.as_bytes())
-            .and_then(|i| crate::cmd::table::commands()[i].id),
+        Some((parent, _)) => lookup(parent.as_bytes()).and_then(|i| commands()[i].id),
     };
     if let Some(id) = id {
         use CmdId::*;

@@ -72,6 +72,7 @@ fn every_command_family_through_gateway_matches_redis() {
         "geo.txt",
         "scripting.txt",
         "transactions.txt",
+        "session-frameworks.txt",
     ] {
         let direct = redis_server(&[]);
         let behind = redis_server(&[]);
@@ -284,4 +285,36 @@ fn upstream_down_at_start_then_up() {
         }
     });
     assert_eq!(v, Value::Simple("OK".into()));
+}
+
+/// Commands the gateway refuses say why; a command it does not know is the upstream's to
+/// answer (here redis-server's own "unknown command", byte for byte).
+#[test]
+fn refused_and_unknown_commands_through_gateway() {
+    let direct = redis_server(&[]);
+    let behind = redis_server(&[]);
+    let gw = gateway(&behind, &[]);
+    let mut c = gw.connect();
+    for cmd in [
+        &["CLIENT", "TRACKING", "on"][..],
+        &["MONITOR"],
+        &["DEBUG", "SLEEP", "0"],
+        &["CLUSTER", "INFO"],
+        &["REPLICAOF", "NO", "ONE"],
+    ] {
+        match c.cmd(cmd) {
+            Value::Error(e) => assert!(e.contains("sessiond gateway"), "{cmd:?}: {e}"),
+            v => panic!("{cmd:?}: {v:?}"),
+        }
+    }
+    let mut d = direct.connect();
+    for cmd in [
+        &["NOSUCHCMD", "a", "b"][..],
+        &["OBJECT", "NOSUCH"],
+        &["XINFO", "STREAM"],
+    ] {
+        assert_eq!(c.cmd(cmd), d.cmd(cmd), "{cmd:?}");
+    }
+    // The connection is still usable after all of them.
+    assert_eq!(c.cmd(&["PING"]), Value::Simple("PONG".into()));
 }

@@ -106,9 +106,14 @@ fn decide(spec: &Spec, cluster: bool) -> Option<Action> {
             Action::Refuse(TRACKING)
         }
         "monitor" | "sync" | "psync" | "replconf" | "replicaof" | "slaveof" | "failover"
-        | "debug" | "module" | "acl" | "readonly" | "readwrite" | "asking" | "cluster"
-        | "client|pause" | "client|unpause" | "client|no-evict" | "client|no-touch"
-        | "client|reply" | "client|unblock" => Action::Refuse(SERVER_SIDE),
+        | "debug" | "readonly" | "readwrite" | "asking" | "client|pause" | "client|unpause"
+        | "client|no-evict" | "client|no-touch" | "client|reply" | "client|unblock" => {
+            Action::Refuse(SERVER_SIDE)
+        }
+        // Whole families, every subcommand.
+        _ if matches!(name.split('|').next(), Some("cluster" | "acl" | "module")) => {
+            Action::Refuse(SERVER_SIDE)
+        }
         "config|set" | "config|get" | "xread" | "xreadgroup" => return None,
         _ if name.starts_with("client|") || name.starts_with("config|") => Action::Local,
         "subscribe" | "psubscribe" | "ssubscribe" => Action::Subscribe,
@@ -179,6 +184,9 @@ mod tests {
         );
         assert_eq!(act(&["CLIENT", "ID"], false), Action::Local);
         assert_eq!(act(&["MONITOR"], false), Action::Refuse(SERVER_SIDE));
+        assert_eq!(act(&["CLUSTER", "INFO"], true), Action::Refuse(SERVER_SIDE));
+        assert_eq!(act(&["ACL", "WHOAMI"], false), Action::Refuse(SERVER_SIDE));
+        assert_eq!(act(&["MODULE", "LIST"], false), Action::Refuse(SERVER_SIDE));
         assert_eq!(
             act(&["SCRIPT", "LOAD", "return 1"], true),
             Action::AllPrimaries

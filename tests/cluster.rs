@@ -402,3 +402,63 @@ fn a_transaction_whose_slot_moves_while_queued_is_replayed_on_the_new_owner() {
     assert_eq!(c.cmd(&["INCR", "{mv}n"]), queued());
     assert_eq!(c.cmd(&["EXEC"]), Value::Array(vec![Value::Int(2)]));
 }
+
+/// A shard-channel subscriber follows its channel's slot: when the slot moves, the old
+/// owner unsubscribes it (Redis's `sunsubscribe`), and the gateway subscribes it again on
+/// the new owner without the client seeing the interruption.
+#[test]
+fn a_shard_channel_subscriber_follows_its_slot_to_the_new_owner() {
+    let nodes = cluster();
+    let gw = gateway(&nodes, &["--upstream-refresh-interval-ms", "600000"]);
+    let mut sub = gw.connect();
+    sub.send_raw(&support::encode(&[b"SSUBSCRIBE", b"{sc}news"]));
+    let smessage = |m: &str| {
+        Value::Array(vec![
+            Value::bulk("smessage"),
+            Value::bulk("{sc}news"),
+            Value::bulk(m),
+        ])
+    };
+    assert_eq!(
+        sub.read(),
+        Some(Value::Array(vec![
+            Value::bulk("ssubscribe"),
+            Value::bulk("{sc}news"),
+            Value::Int(1)
+        ]))
+    );
+    let mut p = gw.connect();
+    assert_eq!(p.cmd(&["SPUBLISH", "{sc}news", "one"]), Value::Int(1));
+    assert_eq!(sub.read(), Some(smessage("one")));
+
+    let Value::Int(slot) = nodes[0].connect().cmd(&["CLUSTER", "KEYSLOT", "{sc}news"]) else {
+        panic!("KEYSLOT")
+    };
+    let src = node_of(&nodes, slot);
+    let dst = (src + 1) % 3;
+    let dst_id = nodes[dst].connect().cmd(&["CLUSTER", "MYID"]).as_str();
+    for n in &nodes {
+        let slot = slot.to_string();
+        assert_eq!(
+            n.connect()
+                .cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &dst_id]),
+            ok()
+        );
+    }
+    // Published through the gateway until the subscriber is back (on the new owner).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while p.cmd(&["SPUBLISH", "{sc}news", "two"]) != Value::Int(1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never subscribed again"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(sub.read(), Some(smessage("two")), "no sunsubscribe shown");
+    assert_eq!(
+        nodes[dst]
+            .connect()
+            .cmd(&["PUBSUB", "SHARDNUMSUB", "{sc}news"]),
+        Value::Array(vec![Value::bulk("{sc}news"), Value::Int(1)])
+    );
+}

@@ -53,6 +53,11 @@ pub struct Subscriber {
     markers: VecDeque<(Vec<u8>, Bytes)>,
     /// The last confirmation said no subscription is left.
     ended: bool,
+    /// `sunsubscribe` confirmations the client asked for and has not had yet. One it did
+    /// not ask for is the server's: the shard channel's slot moved away (below).
+    requested_sunsubscribes: usize,
+    /// A shard channel whose slot moved: to subscribe again on the new owner.
+    moved_shard: Option<Vec<u8>>,
 }
 
 /// A frame's kind (`message`, `subscribe`…), channel, and subscription count.
@@ -93,6 +98,16 @@ impl Subscriber {
             return Some(frame);
         };
         let name = name.map(<[u8]>::to_vec);
+        if k == b"sunsubscribe" {
+            if self.requested_sunsubscribes > 0 {
+                self.requested_sunsubscribes -= 1;
+            } else if let Some(n) = name.as_ref().filter(|n| self.shard_channels.contains(*n)) {
+                // Unasked: the node gave the channel's slot away (Redis unsubscribes shard
+                // channel subscribers then). Hidden; the gateway follows the slot.
+                self.moved_shard = Some(n.clone());
+                return None;
+            }
+        }
         let subscribe = match k {
             b"subscribe" | b"psubscribe" | b"ssubscribe" => true,
             b"unsubscribe" | b"punsubscribe" | b"sunsubscribe" => false,
@@ -178,6 +193,15 @@ impl GatewayClient {
         let local = matches!(action, Action::Local | Action::Refuse(_))
             && !name.eq_ignore_ascii_case(b"ping");
         if !local {
+            if name.eq_ignore_ascii_case(b"sunsubscribe") {
+                if let Some(sub) = self.sub.as_mut() {
+                    sub.requested_sunsubscribes += if args.len() > 1 {
+                        args.len() - 1
+                    } else {
+                        sub.shard_channels.len().max(1)
+                    };
+                }
+            }
             if self.send_sub(args).await.is_err() {
                 // Noticed by the reader, which re-subscribes; the command is lost as on
                 // a dropped connection.
@@ -230,6 +254,9 @@ impl GatewayClient {
                     if let Some(f) = sub.filter(frame) {
                         out.extend_from_slice(&f);
                     }
+                    if let Some(channel) = sub.moved_shard.take() {
+                        return self.follow_slot(up, state, out, &channel).await;
+                    }
                     if sub.ended && sub.markers.is_empty() {
                         // No subscription left: a normal client again.
                         self.sub = None;
@@ -247,6 +274,29 @@ impl GatewayClient {
         }
     }
 
+    /// A shard channel's slot left the node this subscriber is on: waits (bounded) for the
+    /// slot map to name its new owner, then subscribes everything again there.
+    async fn follow_slot(
+        &mut self,
+        up: &Upstream,
+        state: &ClientState,
+        out: &mut BytesMut,
+        channel: &[u8],
+    ) -> Result<(), String> {
+        let old = self.pinned.as_ref().map(|p| p.node.id);
+        up.request_refresh();
+        let deadline = Instant::now() + RESUBSCRIBE_FOR;
+        while Some(up.route(Some(channel), true, 0).id) == old && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::info!(
+            client = state.handle.id,
+            "shard channel {} moved: subscribing again on its new owner",
+            String::from_utf8_lossy(channel)
+        );
+        self.resubscribe(up, state, out).await
+    }
+
     async fn resubscribe(
         &mut self,
         up: &Upstream,
@@ -256,10 +306,15 @@ impl GatewayClient {
         self.pinned = None;
         let deadline = Instant::now() + RESUBSCRIBE_FOR;
         loop {
-            let key = self
-                .sub
-                .as_ref()
-                .and_then(|s| s.shard_channels.iter().next().cloned());
+            // Where the first subscription routes: a shard channel's slot, else a channel's.
+            let key = self.sub.as_ref().and_then(|s| {
+                s.shard_channels
+                    .iter()
+                    .chain(&s.channels)
+                    .chain(&s.patterns)
+                    .next()
+                    .cloned()
+            });
             match self.pin(up, state, key.as_deref(), out).await {
                 Ok(()) => break,
                 Err(e) if Instant::now() >= deadline => return Err(e),

@@ -411,6 +411,11 @@ impl Upstream {
         self.shared.moved(slot, addr);
     }
 
+    /// Asks for the cluster's slot map now (a shard channel was moved away).
+    pub fn request_refresh(&self) {
+        self.shared.refresh.notify_one();
+    }
+
     pub fn asked(&self) {
         self.shared.asked.fetch_add(1, Ordering::Relaxed);
     }

@@ -226,21 +226,27 @@ fn primary_killed_under_load_reads_never_fail_and_writes_resume() {
 
 /// A subscriber through the gateway gets keyspace `expired` events from the primary, and
 /// keeps getting them after a Sentinel failover: the gateway subscribes again on the new
-/// primary. (`notify-keyspace-events` is each server's own setting, so every server has it.)
+/// primary, and gives it the `notify-keyspace-events` the application set through the
+/// gateway (as Spring Session does once, at start), which the replica never had.
 #[test]
 fn a_subscriber_keeps_its_keyspace_events_across_a_failover() {
-    let events = ["--notify-keyspace-events", "Ex"];
-    let mut primary = redis_server(&events);
+    let mut primary = redis_server(&[]);
     let pp = primary.port.to_string();
-    let replica = redis_server(&[
-        "--replicaof",
-        "127.0.0.1",
-        &pp,
-        "--notify-keyspace-events",
-        "Ex",
-    ]);
+    let replica = redis_server(&["--replicaof", "127.0.0.1", &pp]);
     let (_sentinels, url) = sentinel_set(&primary, std::slice::from_ref(&replica));
     let gw = sessiond(&["--upstream", &url, "--upstream-health-interval-ms", "200"]);
+    let mut app = gw.connect();
+    assert_eq!(
+        app.cmd(&["CONFIG", "SET", "notify-keyspace-events", "Ex"]),
+        Value::Simple("OK".into())
+    );
+    assert_eq!(
+        replica
+            .connect()
+            .cmd(&["CONFIG", "GET", "notify-keyspace-events"]),
+        Value::Array(vec![Value::bulk("notify-keyspace-events"), Value::bulk("")]),
+        "the replica does not have it yet"
+    );
     let gw_port = gw.port;
     let mut sub = gw.connect();
     sub.send_raw(&support::encode(&[
@@ -282,6 +288,16 @@ fn a_subscriber_keeps_its_keyspace_events_across_a_failover() {
     let killed = Instant::now();
     primary.kill();
     heard(&mut c, "after");
+    match replica
+        .connect()
+        .cmd(&["CONFIG", "GET", "notify-keyspace-events"])
+    {
+        Value::Array(v) => {
+            let flags = v[1].as_str();
+            assert!(flags.contains('E') && flags.contains('x'), "{flags}");
+        }
+        v => panic!("{v:?}"),
+    }
     eprintln!(
         "expired events heard again {:?} after the primary was killed",
         killed.elapsed()

@@ -414,6 +414,12 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
         Action::AllPrimaries => {
             gw.drain(up, wbuf).await;
             let reply = up.all_primaries(state.db, args, spec).await;
+            if reply.starts_with(b"+OK") && spec.is_some_and(|s| s.name == "config|set") {
+                // Only `notify-keyspace-events` is sent this way (policy.rs).
+                if let Some(v) = args.get(3) {
+                    up.remember_notify_events(v);
+                }
+            }
             wbuf.extend_from_slice(&reply);
             Some(Flow::Continue)
         }

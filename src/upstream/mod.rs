@@ -165,6 +165,8 @@ struct Shared {
     moved: AtomicU64,
     asked: AtomicU64,
     refresh: tokio::sync::Notify,
+    /// The last `notify-keyspace-events` a client set through the gateway.
+    notify_events: Mutex<Option<Vec<u8>>>,
 }
 
 /// The node at `addr` from `nodes`, created (with its health checker) if new.
@@ -213,6 +215,7 @@ impl Shared {
                 .collect(),
         );
         if current.primary.addr != primary {
+            self.reapply_settings(routes.primary.clone());
             self.switches.fetch_add(1, Ordering::Relaxed);
             let msg = format!(
                 "{} -> {primary} at unix ms {}",
@@ -223,6 +226,61 @@ impl Shared {
             *self.last_switch.lock().unwrap_or_else(|p| p.into_inner()) = msg;
         }
         *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(routes);
+    }
+
+    /// Gives a new primary the server settings clients set through the gateway (today
+    /// `notify-keyspace-events`): an application sets it once at start (Spring Session
+    /// does), and a replica promoted since would not have it, so its expiry events would
+    /// stop. Tried for a few seconds in the background; failures are logged.
+    fn reapply_settings(&self, node: Arc<Node>) {
+        let Some(value) = self
+            .notify_events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        else {
+            return;
+        };
+        tokio::spawn(async move {
+            let mut req = BytesMut::new();
+            encode(
+                &mut req,
+                &[b"CONFIG", b"SET", b"notify-keyspace-events", &value],
+            );
+            let req = req.freeze();
+            let mut last = String::new();
+            for _ in 0..50 {
+                let attempt = async {
+                    let conn = node.conn(0, 0).await?;
+                    let reply =
+                        tokio::time::timeout(Duration::from_secs(1), conn.send(req.clone(), 1))
+                            .await
+                            .map_err(|_| "timed out".to_string())?
+                            .map_err(|_| "connection lost".to_string())?;
+                    if reply.starts_with(b"+OK") {
+                        Ok(())
+                    } else {
+                        Err(String::from_utf8_lossy(&reply).trim_end().to_string())
+                    }
+                };
+                match attempt.await {
+                    Ok(()) => {
+                        tracing::info!(
+                            "notify-keyspace-events '{}' applied to new primary {}",
+                            String::from_utf8_lossy(&value),
+                            node.addr
+                        );
+                        return;
+                    }
+                    Err(e) => last = e,
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tracing::warn!(
+                "could not apply notify-keyspace-events to new primary {}: {last}",
+                node.addr
+            );
+        });
     }
 
     /// A cluster slot map from `CLUSTER SLOTS` ranges.
@@ -256,6 +314,12 @@ impl Shared {
 
     fn set_cluster(&self, ranges: &[cluster::Range]) {
         let routes = self.cluster_routes(ranges);
+        let before = self.routes();
+        for p in &routes.primaries {
+            if before.slots.is_some() && !before.primaries.iter().any(|b| b.id == p.id) {
+                self.reapply_settings(p.clone());
+            }
+        }
         *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(routes);
     }
 
@@ -349,6 +413,7 @@ impl Upstream {
             moved: AtomicU64::new(0),
             asked: AtomicU64::new(0),
             refresh: tokio::sync::Notify::new(),
+            notify_events: Mutex::new(None),
         });
         if let Some((sentinels, master)) = sentinels {
             follow_sentinels(&shared, sentinels, master);
@@ -409,6 +474,15 @@ impl Upstream {
     /// Records a `-MOVED` (see [`Shared::moved`]).
     pub fn moved(&self, slot: u16, addr: &str) {
         self.shared.moved(slot, addr);
+    }
+
+    /// Remembers `notify-keyspace-events` set through the gateway, for new primaries.
+    pub fn remember_notify_events(&self, value: &[u8]) {
+        *self
+            .shared
+            .notify_events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(value.to_vec());
     }
 
     /// Asks for the cluster's slot map now (a shard channel was moved away).

@@ -56,8 +56,10 @@ struct Collecting {
     ends: Vec<usize>,
 }
 
-/// The most commands collected before the transaction moves to a pinned connection.
+/// The most commands, and bytes, collected before the transaction moves to a pinned
+/// connection (where it is sent as it comes, with the usual backpressure).
 const MAX_COLLECTED: usize = 1024;
+const MAX_COLLECTED_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Default)]
 enum Tx {
@@ -90,6 +92,8 @@ pub struct GatewayClient {
     replay: Option<Vec<Vec<Vec<u8>>>>,
     /// A `-MOVED` came back for a command of the current transaction.
     tx_moved: bool,
+    /// The bytes held in `replay`.
+    replay_bytes: usize,
 }
 
 /// The client connection as seen while a blocking command waits: its socket, read into
@@ -112,6 +116,7 @@ impl GatewayClient {
             watched: false,
             replay: None,
             tx_moved: false,
+            replay_bytes: 0,
         }
     }
 
@@ -186,6 +191,7 @@ impl GatewayClient {
             self.watched = false;
             self.replay = None;
             self.tx_moved = false;
+            self.replay_bytes = 0;
             if let Some(p) = self.pinned.take() {
                 up.pinned.give_back(p);
             }
@@ -283,7 +289,7 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
             Action::Local => is_any(args[0], &[b"ping", b"echo", b"time"]),
             _ => false,
         };
-        if queueable && c.ends.len() < MAX_COLLECTED {
+        if queueable && c.ends.len() < MAX_COLLECTED && c.buf.len() < MAX_COLLECTED_BYTES {
             encode(&mut c.buf, args);
             c.ends.push(c.buf.len());
             if matches!(action, Action::Exec | Action::Discard) {
@@ -625,7 +631,15 @@ async fn in_multi<S: Store>(
                 return Flow::Continue;
             }
             Action::Exec | Action::Multi | Action::Watch => {}
-            _ if keys.is_empty() => {
+            // Held, within the same bounds as a collected transaction; past them the
+            // transaction opens on a primary (a later key in another slot's node is then
+            // answered -MOVED there and replayed on its owner at EXEC).
+            _ if keys.is_empty()
+                && held.len() < MAX_COLLECTED
+                && gw.replay_bytes + args.iter().map(|a| a.len()).sum::<usize>()
+                    <= MAX_COLLECTED_BYTES =>
+            {
+                gw.replay_bytes += args.iter().map(|a| a.len()).sum::<usize>();
                 held.push(args.iter().map(|a| a.to_vec()).collect());
                 gw.fwd.drain(up, wbuf).await;
                 if let Some(p) = gw.pinned.as_mut() {
@@ -724,9 +738,12 @@ async fn in_multi<S: Store>(
             gw.release(up);
         }
         _ => {
-            let replayable =
-                !gw.watched && gw.replay.as_ref().is_some_and(|r| r.len() < MAX_COLLECTED);
+            let size: usize = args.iter().map(|a| a.len()).sum();
+            let replayable = !gw.watched
+                && gw.replay.as_ref().is_some_and(|r| r.len() < MAX_COLLECTED)
+                && gw.replay_bytes + size <= MAX_COLLECTED_BYTES;
             if replayable {
+                gw.replay_bytes += size;
                 if let Some(r) = gw.replay.as_mut() {
                     r.push(args.iter().map(|a| a.to_vec()).collect());
                 }

@@ -310,3 +310,34 @@ fn transactions_are_isolated_and_pipelined() {
         ]
     );
 }
+
+/// A pipelined transaction larger than what the gateway collects (1 MiB) moves to a pinned
+/// connection part way and still runs whole, with every reply in order.
+#[test]
+fn a_transaction_larger_than_the_collection_bound_still_runs_whole() {
+    let r = redis_server(&[]);
+    let gw = gateway(&r, &[]);
+    let mut g = gw.connect();
+    let value = "v".repeat(100_000);
+    let mut pipeline = encode(&[b"MULTI"]);
+    for i in 0..20 {
+        let k = format!("big:{i}");
+        pipeline.extend_from_slice(&encode(&[b"SET", k.as_bytes(), value.as_bytes()]));
+    }
+    pipeline.extend_from_slice(&encode(&[b"EXEC"]));
+    pipeline.extend_from_slice(&encode(&[b"DBSIZE"]));
+    g.send_raw(&pipeline);
+    assert_eq!(g.read().unwrap(), Value::Simple("OK".into()));
+    for _ in 0..20 {
+        assert_eq!(g.read().unwrap(), Value::Simple("QUEUED".into()));
+    }
+    assert_eq!(
+        g.read().unwrap(),
+        Value::Array(vec![Value::Simple("OK".into()); 20])
+    );
+    assert_eq!(g.read().unwrap(), Value::Int(20));
+    assert_eq!(
+        info_field(&mut g, "upstream", "upstream_pinned_opened"),
+        "1"
+    );
+}

@@ -29,10 +29,11 @@
 //! keeps reading: a client that disconnects closes that connection, which makes Redis
 //! forget the block.
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::subscriber::Subscriber;
+use super::transaction;
 use super::Server;
 use crate::cmd::{self, table, ClientState, Flow};
 use crate::resp::reply::Proto;
@@ -45,8 +46,9 @@ use crate::upstream::pinned::{Fix, Pinned};
 use crate::upstream::policy::{self, Action};
 use crate::upstream::Upstream;
 
-const EXECABORT: &[u8] = b"-EXECABORT Transaction discarded because of previous errors.\r\n";
-const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+pub(super) const EXECABORT: &[u8] =
+    b"-EXECABORT Transaction discarded because of previous errors.\r\n";
+pub(super) const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
 /// A transaction being collected from one read of the client's input.
 #[derive(Debug, Default)]
@@ -58,11 +60,11 @@ struct Collecting {
 
 /// The most commands, and bytes, collected before the transaction moves to a pinned
 /// connection (where it is sent as it comes, with the usual backpressure).
-const MAX_COLLECTED: usize = 1024;
-const MAX_COLLECTED_BYTES: usize = 1 << 20;
+pub(super) const MAX_COLLECTED: usize = 1024;
+pub(super) const MAX_COLLECTED_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Default)]
-enum Tx {
+pub(super) enum Tx {
     #[default]
     None,
     /// `WATCH` sent, no `MULTI` yet.
@@ -79,21 +81,21 @@ enum Tx {
 pub struct GatewayClient {
     pub fwd: ClientForwarder,
     pub(super) pinned: Option<Pinned>,
-    tx: Tx,
+    pub(super) tx: Tx,
     /// In subscriber mode (`server/subscriber.rs`).
     pub(super) sub: Option<Subscriber>,
     collecting: Option<Collecting>,
     /// Cluster: the slot the pinned transaction's keys are in.
-    slot: Option<u16>,
+    pub(super) slot: Option<u16>,
     /// A `WATCH` is part of the current transaction.
-    watched: bool,
+    pub(super) watched: bool,
     /// Cluster: the commands queued in the transaction, to replay on a slot's new owner if
     /// the node answered `-MOVED` while queueing (`None`: too many, or not replayable).
-    replay: Option<Vec<Vec<Vec<u8>>>>,
+    pub(super) replay: Option<Vec<Vec<Vec<u8>>>>,
     /// A `-MOVED` came back for a command of the current transaction.
-    tx_moved: bool,
+    pub(super) tx_moved: bool,
     /// The bytes held in `replay`.
-    replay_bytes: usize,
+    pub(super) replay_bytes: usize,
 }
 
 /// The client connection as seen while a blocking command waits: its socket, read into
@@ -120,7 +122,7 @@ impl GatewayClient {
         }
     }
 
-    fn in_multi(&self) -> bool {
+    pub(super) fn in_multi(&self) -> bool {
         matches!(self.tx, Tx::Multi { .. })
     }
 
@@ -133,7 +135,12 @@ impl GatewayClient {
 
     /// Moves a collected transaction to a pinned connection, where it goes on as one the
     /// client began there.
-    async fn materialize(&mut self, up: &Upstream, state: &ClientState, out: &mut BytesMut) {
+    pub(super) async fn materialize(
+        &mut self,
+        up: &Upstream,
+        state: &ClientState,
+        out: &mut BytesMut,
+    ) {
         let Some(c) = self.collecting.take() else {
             return;
         };
@@ -177,7 +184,7 @@ impl GatewayClient {
     }
 
     /// The pinned connection failed: the upstream has forgotten the transaction.
-    fn lost_pinned(&mut self) {
+    pub(super) fn lost_pinned(&mut self) {
         match &mut self.tx {
             Tx::Multi { dirty, .. } => *dirty = true,
             _ => self.tx = Tx::None,
@@ -185,7 +192,7 @@ impl GatewayClient {
     }
 
     /// Ends pinning when the client's state on the upstream is clean again.
-    fn release(&mut self, up: &Upstream) {
+    pub(super) fn release(&mut self, up: &Upstream) {
         if matches!(self.tx, Tx::None) {
             self.slot = None;
             self.watched = false;
@@ -198,7 +205,7 @@ impl GatewayClient {
         }
     }
 
-    fn mark_dirty(&mut self) {
+    pub(super) fn mark_dirty(&mut self) {
         if let Tx::Multi { dirty, .. } = &mut self.tx {
             *dirty = true;
         }
@@ -227,7 +234,7 @@ impl GatewayClient {
     }
 
     /// In a cluster, whether `keys` may join the pinned transaction (same slot as before).
-    fn slot_ok(&mut self, up: &Upstream, keys: &[&[u8]]) -> bool {
+    pub(super) fn slot_ok(&mut self, up: &Upstream, keys: &[&[u8]]) -> bool {
         if !up.is_cluster() {
             return true;
         }
@@ -322,10 +329,12 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
     // Inside a transaction: everything goes to the pinned connection, but what cannot be
     // queued there.
     if gw.in_multi() {
-        return Some(in_multi(server, up, gw, state, args, action, &keys, wbuf).await);
+        return Some(transaction::in_multi(server, up, gw, state, args, action, &keys, wbuf).await);
     }
     if matches!(gw.tx, Tx::Watching) {
-        return Some(watching(server, up, gw, state, args, action, &keys, wbuf, client).await);
+        return Some(
+            transaction::watching(server, up, gw, state, args, action, &keys, wbuf, client).await,
+        );
     }
     match action {
         Action::Subscribe => {
@@ -438,13 +447,13 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
     }
 }
 
-fn same_slot(keys: &[&[u8]]) -> bool {
+pub(super) fn same_slot(keys: &[&[u8]]) -> bool {
     let mut slots = keys.iter().map(|k| cluster::slot(k));
     let first = slots.next();
     slots.all(|s| Some(s) == first)
 }
 
-fn push(gw: &mut GatewayClient, args: &[&[u8]], fix: Fix) {
+pub(super) fn push(gw: &mut GatewayClient, args: &[&[u8]], fix: Fix) {
     if let Some(p) = gw.pinned.as_mut() {
         p.push(args, fix);
     }
@@ -466,7 +475,7 @@ fn auth_only<S: Store>(server: &Server<S>, state: &mut ClientState) -> Result<()
 }
 
 /// Runs a command with sessiond's own code, after the replies before it.
-async fn local<S: Store>(
+pub(super) async fn local<S: Store>(
     server: &Server<S>,
     gw: &mut GatewayClient,
     up: &Upstream,
@@ -490,315 +499,18 @@ async fn local<S: Store>(
     Some(cmd::execute_checked(server, state, spec, args, &mut reply).await)
 }
 
-/// A command while `WATCH` is in effect (no `MULTI` yet): the client's commands go to its
-/// pinned connection, so its reads see what the watch guards.
-#[allow(clippy::too_many_arguments)]
-async fn watching<S: Store, IO: AsyncRead + Unpin>(
-    server: &Server<S>,
-    up: &Upstream,
-    gw: &mut GatewayClient,
-    state: &mut ClientState,
-    args: &[&[u8]],
-    action: Action,
-    keys: &[&[u8]],
-    wbuf: &mut BytesMut,
-    client: &mut ClientSide<'_, IO>,
-) -> Flow {
-    match action {
-        Action::Multi => {
-            gw.tx = Tx::Multi {
-                dirty: false,
-                held: None,
-            };
-            push(gw, args, Fix::Keep);
-        }
-        Action::Unwatch => {
-            push(gw, args, Fix::Keep);
-            gw.drain(up, wbuf).await;
-            gw.tx = Tx::None;
-            gw.release(up);
-        }
-        Action::Exec | Action::Discard | Action::Watch => push(gw, args, Fix::Keep),
-        Action::Subscribe => {
-            gw.drain(up, wbuf).await;
-            Reply::new(wbuf, state.proto).error(
-                "ERR SUBSCRIBE while WATCH is in effect is not supported by the sessiond gateway",
-            );
-        }
-        Action::Forward | Action::AllPrimaries | Action::Block => {
-            if !gw.slot_ok(up, keys) {
-                gw.drain(up, wbuf).await;
-                Reply::new(wbuf, state.proto).error(CROSSSLOT);
-                return Flow::Continue;
-            }
-            push(gw, args, Fix::Keep);
-            if action == Action::Block {
-                return wait_blocked(server, gw, state, wbuf, client).await;
-            }
-        }
-        Action::Refuse(msg) => {
-            gw.drain(up, wbuf).await;
-            Reply::new(wbuf, state.proto).error(msg);
-        }
-        Action::Local => {
-            if is_select(args) {
-                gw.drain(up, wbuf).await;
-                Reply::new(wbuf, state.proto).error(
-                    "ERR SELECT while WATCH is in effect is not supported by the sessiond gateway",
-                );
-                return Flow::Continue;
-            }
-            return local(server, gw, up, state, args, wbuf)
-                .await
-                .unwrap_or(Flow::Continue);
-        }
-    }
-    if gw.pinned.as_ref().is_some_and(|p| p.outstanding() >= 64) {
-        gw.drain(up, wbuf).await;
-    }
-    Flow::Continue
-}
-
-fn is_any(name: &[u8], names: &[&[u8]]) -> bool {
+pub(super) fn is_any(name: &[u8], names: &[&[u8]]) -> bool {
     names.iter().any(|n| name.eq_ignore_ascii_case(n))
 }
 
-fn is_select(args: &[&[u8]]) -> bool {
+pub(super) fn is_select(args: &[&[u8]]) -> bool {
     args[0].eq_ignore_ascii_case(b"select")
-}
-
-/// A command inside `MULTI`.
-#[allow(clippy::too_many_arguments)]
-async fn in_multi<S: Store>(
-    server: &Server<S>,
-    up: &Upstream,
-    gw: &mut GatewayClient,
-    state: &mut ClientState,
-    args: &[&[u8]],
-    action: Action,
-    keys: &[&[u8]],
-    wbuf: &mut BytesMut,
-) -> Flow {
-    let queueable = match action {
-        Action::Forward | Action::Block | Action::AllPrimaries => true,
-        Action::Multi | Action::Watch | Action::Exec | Action::Discard | Action::Unwatch => true,
-        // Redis queues these too, and the upstream answers them as well as sessiond would.
-        Action::Local => {
-            let n = args[0];
-            n.eq_ignore_ascii_case(b"ping")
-                || n.eq_ignore_ascii_case(b"echo")
-                || n.eq_ignore_ascii_case(b"time")
-        }
-        Action::Refuse(_) | Action::Subscribe => false,
-    };
-    if !queueable {
-        let is_quit =
-            args[0].eq_ignore_ascii_case(b"quit") || args[0].eq_ignore_ascii_case(b"reset");
-        if is_quit {
-            return local(server, gw, up, state, args, wbuf)
-                .await
-                .unwrap_or(Flow::Continue);
-        }
-        gw.drain(up, wbuf).await;
-        gw.mark_dirty();
-        let msg = match action {
-            Action::Refuse(m) => m.to_string(),
-            _ => format!(
-                "ERR {} inside MULTI is not supported by the sessiond gateway",
-                String::from_utf8_lossy(args[0]).to_uppercase()
-            ),
-        };
-        Reply::new(wbuf, state.proto).error(&msg);
-        return Flow::Continue;
-    }
-    if !matches!(action, Action::Exec | Action::Discard) && !gw.slot_ok(up, keys) {
-        gw.drain(up, wbuf).await;
-        gw.mark_dirty();
-        Reply::new(wbuf, state.proto).error(CROSSSLOT);
-        return Flow::Continue;
-    }
-    // Cluster, nothing sent yet: hold keyless commands, open at the first key or at EXEC.
-    if let Tx::Multi {
-        held: Some(held), ..
-    } = &mut gw.tx
-    {
-        match action {
-            Action::Discard => {
-                gw.tx = Tx::None;
-                gw.slot = None;
-                gw.drain(up, wbuf).await;
-                wbuf.extend_from_slice(b"+OK\r\n");
-                return Flow::Continue;
-            }
-            Action::Exec | Action::Multi | Action::Watch => {}
-            // Held, within the same bounds as a collected transaction; past them the
-            // transaction opens on a primary (a later key in another slot's node is then
-            // answered -MOVED there and replayed on its owner at EXEC).
-            _ if keys.is_empty()
-                && held.len() < MAX_COLLECTED
-                && gw.replay_bytes + args.iter().map(|a| a.len()).sum::<usize>()
-                    <= MAX_COLLECTED_BYTES =>
-            {
-                gw.replay_bytes += args.iter().map(|a| a.len()).sum::<usize>();
-                held.push(args.iter().map(|a| a.to_vec()).collect());
-                gw.fwd.drain(up, wbuf).await;
-                if let Some(p) = gw.pinned.as_mut() {
-                    p.drain(wbuf, Some(up.opts.timeout)).await;
-                }
-                wbuf.extend_from_slice(b"+QUEUED\r\n");
-                return Flow::Continue;
-            }
-            _ => {}
-        }
-        if matches!(action, Action::Multi | Action::Watch) {
-            // Redis's errors for these need no upstream.
-            gw.drain(up, wbuf).await;
-            let msg = if action == Action::Multi {
-                "ERR MULTI calls can not be nested"
-            } else {
-                "ERR WATCH inside MULTI is not allowed"
-            };
-            Reply::new(wbuf, state.proto).error(msg);
-            return Flow::Continue;
-        }
-        let held = std::mem::take(held);
-        if let Err(e) = gw.pin(up, state, keys.first().copied(), wbuf).await {
-            gw.tx = Tx::None;
-            gw.slot = None;
-            Reply::new(wbuf, state.proto).error(&e);
-            return Flow::Continue;
-        }
-        if let (Some(p), Tx::Multi { held: h, .. }) = (gw.pinned.as_mut(), &mut gw.tx) {
-            for cmd in &held {
-                let a: Vec<&[u8]> = cmd.iter().map(|v| v.as_slice()).collect();
-                p.push(&a, Fix::Drop);
-            }
-            *h = None;
-        }
-        if let Some(r) = gw.replay.as_mut() {
-            r.extend(held.into_iter().skip(1)); // all but the MULTI
-        }
-        if !keys.is_empty() {
-            gw.slot = keys.first().map(|k| cluster::slot(k));
-        }
-    }
-    if gw.pinned.is_none() {
-        // The pinned connection was lost (or never made): the upstream has forgotten the
-        // transaction. Every command still gets its reply, and EXEC aborts.
-        gw.drain(up, wbuf).await;
-        match action {
-            Action::Exec => {
-                wbuf.extend_from_slice(EXECABORT);
-                gw.tx = Tx::None;
-            }
-            Action::Discard => {
-                wbuf.extend_from_slice(b"+OK\r\n");
-                gw.tx = Tx::None;
-            }
-            _ => {
-                gw.mark_dirty();
-                Reply::new(wbuf, state.proto).error(
-                    "ERR the upstream connection of this transaction was lost; EXEC will abort it",
-                );
-            }
-        }
-        return Flow::Continue;
-    }
-    match action {
-        Action::Exec => {
-            let dirty = matches!(gw.tx, Tx::Multi { dirty: true, .. });
-            if dirty {
-                // The upstream has queued the commands before the refused one: discard them
-                // and answer as Redis does for a transaction with a rejected command.
-                let discard: [&[u8]; 1] = [b"DISCARD"];
-                push(gw, &discard, Fix::Replace(Bytes::from_static(EXECABORT)));
-                if gw.pinned.is_none() {
-                    wbuf.extend_from_slice(EXECABORT);
-                }
-            } else if gw.replay.is_some() && !gw.watched {
-                // Cluster: if a node answered -MOVED while queueing (its slot moved), the
-                // transaction is replayed on the new owner, as cluster clients do.
-                gw.drain(up, wbuf).await;
-                if gw.tx_moved {
-                    replay_on_new_owner(up, gw, state, wbuf).await;
-                } else {
-                    push(gw, args, Fix::Keep);
-                }
-            } else {
-                push(gw, args, Fix::Keep);
-            }
-            gw.drain(up, wbuf).await;
-            gw.tx = Tx::None;
-            gw.release(up);
-        }
-        Action::Discard => {
-            push(gw, args, Fix::Keep);
-            gw.drain(up, wbuf).await;
-            gw.tx = Tx::None;
-            gw.release(up);
-        }
-        _ => {
-            let size: usize = args.iter().map(|a| a.len()).sum();
-            let replayable = !gw.watched
-                && gw.replay.as_ref().is_some_and(|r| r.len() < MAX_COLLECTED)
-                && gw.replay_bytes + size <= MAX_COLLECTED_BYTES;
-            if replayable {
-                gw.replay_bytes += size;
-                if let Some(r) = gw.replay.as_mut() {
-                    r.push(args.iter().map(|a| a.to_vec()).collect());
-                }
-                push(gw, args, Fix::QueuedIfMoved);
-            } else {
-                gw.replay = None;
-                push(gw, args, Fix::Keep);
-            }
-            if gw.pinned.as_ref().is_some_and(|p| p.outstanding() >= 64) {
-                gw.drain(up, wbuf).await;
-            }
-        }
-    }
-    Flow::Continue
-}
-
-/// Replays a cluster transaction whose slot moved while it was queued: `DISCARD` on the old
-/// node, then `MULTI`, the queued commands and `EXEC` on the slot's owner by the corrected
-/// map; only `EXEC`'s reply reaches the client (it has had its `+QUEUED`s).
-async fn replay_on_new_owner(
-    up: &Upstream,
-    gw: &mut GatewayClient,
-    state: &ClientState,
-    wbuf: &mut BytesMut,
-) {
-    let discard: [&[u8]; 1] = [b"DISCARD"];
-    push(gw, &discard, Fix::Drop);
-    gw.drain(up, wbuf).await;
-    if let Some(p) = gw.pinned.take() {
-        up.pinned.give_back(p);
-    }
-    let cmds = gw.replay.take().unwrap_or_default();
-    let key = cmds.iter().find_map(|c| {
-        let a: Vec<&[u8]> = c.iter().map(|v| v.as_slice()).collect();
-        table::keys(&a).first().map(|k| k.to_vec())
-    });
-    gw.slot = None;
-    if let Err(e) = gw.pin(up, state, key.as_deref(), wbuf).await {
-        Reply::new(wbuf, state.proto).error(&e);
-        return;
-    }
-    let multi: [&[u8]; 1] = [b"MULTI"];
-    push(gw, &multi, Fix::Drop);
-    for c in &cmds {
-        let a: Vec<&[u8]> = c.iter().map(|v| v.as_slice()).collect();
-        push(gw, &a, Fix::Drop);
-    }
-    let exec: [&[u8]; 1] = [b"EXEC"];
-    push(gw, &exec, Fix::Keep);
 }
 
 /// Waits for a blocking command's reply on the pinned connection while watching the client:
 /// if it disconnects (or is killed, or the server stops), the pinned connection is closed,
 /// so Redis forgets the block.
-async fn wait_blocked<S: Store, IO: AsyncRead + Unpin>(
+pub(super) async fn wait_blocked<S: Store, IO: AsyncRead + Unpin>(
     server: &Server<S>,
     gw: &mut GatewayClient,
     state: &ClientState,

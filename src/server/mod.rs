@@ -10,6 +10,7 @@ pub mod listener;
 pub mod output_limit;
 pub mod settings;
 pub mod subscriber;
+pub mod transaction;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

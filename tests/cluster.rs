@@ -49,6 +49,19 @@ fn node_of(nodes: &[Proc], slot: i64) -> usize {
     panic!("slot {slot} not served");
 }
 
+/// Gives an empty slot to node `dst`, on every node (no keys to migrate).
+fn give_slot(nodes: &[Proc], slot: i64, dst: usize) {
+    let dst_id = nodes[dst].connect().cmd(&["CLUSTER", "MYID"]).as_str();
+    let slot = slot.to_string();
+    for n in nodes {
+        assert_eq!(
+            n.connect()
+                .cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &dst_id]),
+            ok()
+        );
+    }
+}
+
 fn upstream_field(c: &mut Conn, name: &str) -> i64 {
     c.cmd(&["INFO", "upstream"])
         .as_str()
@@ -372,19 +385,11 @@ fn a_transaction_whose_slot_moves_while_queued_is_replayed_on_the_new_owner() {
     };
     let src = node_of(&nodes, slot);
     let dst = (src + 1) % 3;
-    let dst_id = nodes[dst].connect().cmd(&["CLUSTER", "MYID"]).as_str();
 
     assert_eq!(c.cmd(&["MULTI"]), ok());
     assert_eq!(c.cmd(&["SET", "{mv}a", "1"]), queued());
     // The (empty) slot moves to another node.
-    for n in &nodes {
-        let slot = slot.to_string();
-        assert_eq!(
-            n.connect()
-                .cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &dst_id]),
-            ok()
-        );
-    }
+    give_slot(&nodes, slot, dst);
     assert_eq!(c.cmd(&["SET", "{mv}b", "2"]), queued());
     assert_eq!(c.cmd(&["INCR", "{mv}n"]), queued());
     assert_eq!(
@@ -436,15 +441,7 @@ fn a_shard_channel_subscriber_follows_its_slot_to_the_new_owner() {
     };
     let src = node_of(&nodes, slot);
     let dst = (src + 1) % 3;
-    let dst_id = nodes[dst].connect().cmd(&["CLUSTER", "MYID"]).as_str();
-    for n in &nodes {
-        let slot = slot.to_string();
-        assert_eq!(
-            n.connect()
-                .cmd(&["CLUSTER", "SETSLOT", &slot, "NODE", &dst_id]),
-            ok()
-        );
-    }
+    give_slot(&nodes, slot, dst);
     // Published through the gateway until the subscriber is back (on the new owner).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while p.cmd(&["SPUBLISH", "{sc}news", "two"]) != Value::Int(1) {

@@ -18,10 +18,11 @@
 //! * **The [`Store`] trait**: `Upstream` implements the same semantic operations as the
 //!   embedded engine, so the migration router can combine it with other stores.
 //!
-//! Everything that is about the client rather than the data is answered by sessiond itself:
-//! `AUTH` (sessiond's `requirepass`; sessiond authenticates to the upstream with the URL's
-//! credentials), `SELECT` (per client, mapped to a pool of connections in that database),
-//! `HELLO`, `PING`, `CLIENT`, `INFO`, `CONFIG`, `COMMAND`, `SHUTDOWN`.
+//! What each command gets is decided in [`policy`]: most are forwarded, routed by the keys
+//! the command table's key specs find; what is about the client's connection to sessiond or
+//! sessiond itself is answered locally (`AUTH` against sessiond's `requirepass`, `SELECT`
+//! mapped to a pool in that database, `HELLO`, `CLIENT`, `INFO`, `CONFIG`…); transactions,
+//! blocking commands and subscribers hold a [`pinned`] connection of their own.
 //!
 //! Failure handling: connect and request timeouts, one retry of read-only requests whose
 //! connection failed (never of writes, which may have run), health checks with ejection and

@@ -29,6 +29,16 @@ fn strings_match_redis() {
 }
 
 #[test]
+fn hashes_match_redis() {
+    differential("hashes.txt");
+}
+
+#[test]
+fn floats_match_redis() {
+    differential("floats.txt");
+}
+
+#[test]
 fn keys_match_redis() {
     differential("keys.txt");
 }

@@ -6,12 +6,14 @@
 //! the command's function through one `match`: static dispatch, no boxing.
 //!
 //! Files group commands as Redis's sources do: `strings`, `keys`, `expire`, `connection`,
-//! `client`, `server` (INFO, CONFIG, COMMAND…), `script` (the recognised session scripts).
+//! `client`, `server` (INFO, CONFIG, COMMAND…), `script` (the recognised session scripts),
+//! `hashes`.
 
 pub mod args;
 pub mod client;
 pub mod connection;
 pub mod expire;
+pub mod hashes;
 pub mod info;
 pub mod keys;
 pub mod keyspec;
@@ -182,8 +184,13 @@ pub fn check_known<S: Store>(
     args: &[&[u8]],
 ) -> Result<&'static table::Spec, String> {
     let spec = &table::commands()[idx];
-    if spec.id.is_none() && server.store.gateway().is_none() {
-        // In the table (the gateway forwards it) but not implemented by the engine.
+    let implemented = match spec.id {
+        None => false,
+        // Typed commands need the engine itself (the migration router does not offer them).
+        Some(id) => !id.engine_only() || server.store.engine().is_some(),
+    };
+    if !implemented && server.store.gateway().is_none() {
+        // In the table (the gateway forwards it) but not implemented by this store.
         return Err(unknown_command_error(args));
     }
     if !table::arity_ok(spec.arity, args.len()) {
@@ -295,5 +302,22 @@ async fn run<S: Store>(cx: &mut Ctx<'_, '_, S>, id: CmdId, a: &[&[u8]]) -> CmdRe
         BgRewriteAof => persistence::bgrewriteaof(cx),
         LastSave => persistence::lastsave(cx),
         Shutdown => persistence::shutdown(cx, a).await,
+        HSet => hashes::hset(cx, a, false).await,
+        HMSet => hashes::hset(cx, a, true).await,
+        HSetNx => hashes::hsetnx(cx, a).await,
+        HGet => hashes::hget(cx, a).await,
+        HMGet => hashes::hmget(cx, a).await,
+        HGetAll => hashes::hgetall(cx, a, hashes::Part::Both).await,
+        HKeys => hashes::hgetall(cx, a, hashes::Part::Fields).await,
+        HVals => hashes::hgetall(cx, a, hashes::Part::Values).await,
+        HDel => hashes::hdel(cx, a).await,
+        HExists => hashes::hexists(cx, a).await,
+        HLen => hashes::hlen(cx, a).await,
+        HStrLen => hashes::hstrlen(cx, a).await,
+        HIncrBy => hashes::hincrby(cx, a).await,
+        HIncrByFloat => hashes::hincrbyfloat(cx, a).await,
+        IncrByFloat => strings::incrbyfloat(cx, a).await,
+        HRandField => hashes::hrandfield(cx, a).await,
+        HScan => hashes::hscan(cx, a).await,
     }
 }

@@ -2,7 +2,8 @@
 
 use super::args::{int, is};
 use super::{wrong_args, CmdError, CmdResult, Ctx};
-use crate::store::{SetCondition, SetOptions, Store, TtlChange};
+use crate::store::{SetCondition, SetOptions, Store, StoreError, TtlChange};
+use crate::util::longdouble::LongDouble;
 
 /// Which command parses extended SET-style arguments (they accept different options).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -236,5 +237,33 @@ pub async fn decrby<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult
     }
     let n = cx.store().incr_by(cx.db(), a[1], -d, cx.now).await?;
     cx.out.int(n);
+    Ok(())
+}
+
+/// `INCRBYFLOAT key increment`: long double arithmetic, as Redis (`util/longdouble.rs`). The
+/// key keeps its TTL. It runs on the engine's typed API (not a `Store` method), like the
+/// commands of the other types.
+pub async fn incrbyfloat<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let e = super::hashes::engine(cx)?;
+    let v = e.write(cx.db(), a[1], cx.now, |w| {
+        let (cur, expire) = match w.get() {
+            None => (LongDouble::ZERO, 0),
+            Some(k) => {
+                let s = k.string().ok_or(StoreError::WrongType)?;
+                let v = LongDouble::parse(s)
+                    .ok_or_else(|| StoreError::Other("ERR value is not a valid float".into()))?;
+                (v, k.expire())
+            }
+        };
+        let incr = LongDouble::parse(a[2])
+            .ok_or_else(|| StoreError::Other("ERR value is not a valid float".into()))?;
+        let new = cur.checked_add(incr).ok_or_else(|| {
+            StoreError::Other("ERR increment would produce NaN or Infinity".into())
+        })?;
+        let text = new.to_human();
+        w.set_string(text.as_bytes(), expire);
+        Ok(text)
+    })?;
+    cx.out.bulk(v.as_bytes());
     Ok(())
 }

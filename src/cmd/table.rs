@@ -83,6 +83,50 @@ pub enum CmdId {
     BgRewriteAof,
     LastSave,
     Shutdown,
+    HSet,
+    HSetNx,
+    HMSet,
+    HGet,
+    HMGet,
+    HGetAll,
+    HKeys,
+    HVals,
+    HDel,
+    HExists,
+    HLen,
+    HStrLen,
+    HIncrBy,
+    HIncrByFloat,
+    HRandField,
+    HScan,
+    IncrByFloat,
+}
+
+impl CmdId {
+    /// Commands on the engine's typed API (`engine/access.rs`), which the migration router
+    /// does not offer: they exist only with the embedded engine (or forwarded by a gateway).
+    pub fn engine_only(self) -> bool {
+        use CmdId::*;
+        matches!(
+            self,
+            HSet | HSetNx
+                | HMSet
+                | HGet
+                | HMGet
+                | HGetAll
+                | HKeys
+                | HVals
+                | HDel
+                | HExists
+                | HLen
+                | HStrLen
+                | HIncrBy
+                | HIncrByFloat
+                | HRandField
+                | HScan
+                | IncrByFloat
+        )
+    }
 }
 
 /// The commands the embedded engine implements, and the function each one runs (see
@@ -150,6 +194,23 @@ pub const ENGINE: &[(&str, CmdId)] = {
         ("bgrewriteaof", BgRewriteAof),
         ("lastsave", LastSave),
         ("shutdown", Shutdown),
+        ("hset", HSet),
+        ("hsetnx", HSetNx),
+        ("hmset", HMSet),
+        ("hget", HGet),
+        ("hmget", HMGet),
+        ("hgetall", HGetAll),
+        ("hkeys", HKeys),
+        ("hvals", HVals),
+        ("hdel", HDel),
+        ("hexists", HExists),
+        ("hlen", HLen),
+        ("hstrlen", HStrLen),
+        ("hincrby", HIncrBy),
+        ("hincrbyfloat", HIncrByFloat),
+        ("incrbyfloat", IncrByFloat),
+        ("hrandfield", HRandField),
+        ("hscan", HScan),
     ]
 };
 

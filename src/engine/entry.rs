@@ -7,7 +7,8 @@
 //! ```text
 //! offset 0   next     (8)    chain pointer of the hash table bucket (Option<Entry>)
 //!        8   expire   (8)    absolute unix ms, 0 = no TTL
-//!       16   lru      (4)    engine clock (seconds) of the last access, for allkeys-lru
+//!       16   lru      (4)    low 24 bits: engine clock (seconds) of the last access, for
+//!                            allkeys-lru; top 8 bits: the record's [`Kind`] (type and encoding)
 //!       20   key_len  (1-5)  LEB128 varint
 //!        …   val_len  (1-5)  LEB128 varint
 //!        …   key bytes, then value bytes
@@ -17,18 +18,29 @@
 //! (`PHPREDIS_SESSION:` + 26 characters) and a value under 16 KiB need 1 + 2 bytes instead of
 //! 8, which for 100-byte sessions moves the record into a smaller malloc size class.
 //!
+//! For a string the value bytes are the string; for a small collection, its pack; for a large
+//! one ([`Kind::boxed`]), 8 bytes holding a `Box<Obj>` pointer that the record owns (freed when
+//! the record is dropped or its value replaced).
+//!
 //! This is the only `unsafe` code of the engine; everything above it is safe Rust. The
 //! invariants are local: the pointer always comes from `alloc` with `layout_for(k, v)`, the
-//! lengths in the header always describe the allocation, and `Entry` is the unique owner.
+//! lengths in the header always describe the allocation, `Entry` is the unique owner, and a
+//! boxed kind's value is always a pointer from `Box::into_raw`.
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, realloc, Layout};
 use std::ptr::NonNull;
+
+use super::value::{Kind, Obj};
 
 const NEXT: usize = 0;
 const EXPIRE: usize = 8;
 const LRU: usize = 16;
 /// Where the varint lengths start.
 const LENS: usize = 20;
+/// The LRU clock's bits of the word at `LRU`; the top byte is the kind. 24 bits of seconds
+/// wrap after 194 days, so idle times are computed modulo 2^24 (as Redis's `LRU_CLOCK_MAX`).
+pub const LRU_MASK: u32 = 0x00ff_ffff;
+const PTR: usize = std::mem::size_of::<usize>();
 
 fn varint_len(n: usize) -> usize {
     match n {
@@ -105,10 +117,120 @@ impl Entry {
             let e = Entry(p);
             e.ptr().add(NEXT).cast::<Option<Entry>>().write(None);
             e.ptr().add(EXPIRE).cast::<i64>().write(expire);
-            e.ptr().add(LRU).cast::<u32>().write(lru);
+            e.ptr().add(LRU).cast::<u32>().write(lru & LRU_MASK);
             e.write_body(key, value);
             e
         }
+    }
+
+    /// A record of a packed kind (`value` is its pack).
+    pub fn with_kind(key: &[u8], kind: Kind, value: &[u8], expire: i64, lru: u32) -> Entry {
+        debug_assert!(!kind.boxed());
+        let mut e = Entry::new(key, value, expire, lru);
+        e.set_kind(kind);
+        e
+    }
+
+    /// A record owning a large collection.
+    pub fn boxed(key: &[u8], obj: Box<Obj>, expire: i64, lru: u32) -> Entry {
+        let kind = obj.kind();
+        let raw = Box::into_raw(obj) as usize;
+        let mut e = Entry::new(key, &raw.to_ne_bytes(), expire, lru);
+        e.set_kind(kind);
+        e
+    }
+
+    #[inline]
+    pub fn kind(&self) -> Kind {
+        // SAFETY: offset 16, 4-aligned.
+        Kind::from_u8((unsafe { self.ptr().add(LRU).cast::<u32>().read() } >> 24) as u8)
+    }
+
+    fn set_kind(&mut self, kind: Kind) {
+        // SAFETY: offset 16, 4-aligned; exclusive through &mut self.
+        unsafe {
+            let p = self.ptr().add(LRU).cast::<u32>();
+            p.write((p.read() & LRU_MASK) | (u32::from(kind as u8) << 24));
+        }
+    }
+
+    /// The value, if the record is a string.
+    #[inline]
+    pub fn string(&self) -> Option<&[u8]> {
+        (self.kind() == Kind::Str).then(|| self.value())
+    }
+
+    /// The value of a string record, or WRONGTYPE.
+    #[inline]
+    pub fn str_or_wrongtype(&self) -> Result<&[u8], crate::store::StoreError> {
+        self.string().ok_or(crate::store::StoreError::WrongType)
+    }
+
+    /// The boxed collection, for a boxed kind.
+    pub fn obj(&self) -> Option<&Obj> {
+        // SAFETY: a boxed kind's value is a pointer from Box::into_raw, owned by this record.
+        self.obj_ptr().map(|p| unsafe { &*p })
+    }
+
+    pub fn obj_mut(&mut self) -> Option<&mut Obj> {
+        // SAFETY: as above; &mut self gives exclusive access to what the record owns.
+        self.obj_ptr().map(|p| unsafe { &mut *p })
+    }
+
+    fn obj_ptr(&self) -> Option<*mut Obj> {
+        if !self.kind().boxed() {
+            return None;
+        }
+        let v = self.value();
+        let raw = usize::from_ne_bytes(v[..PTR].try_into().ok()?);
+        Some(raw as *mut Obj)
+    }
+
+    /// Frees the boxed collection, if any, and marks the record a string with an empty value
+    /// slot, ready for a new value.
+    fn release_obj(&mut self) {
+        if let Some(p) = self.obj_ptr() {
+            self.set_kind(Kind::Str);
+            // SAFETY: the pointer came from Box::into_raw and the kind no longer claims it.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+
+    /// Replaces the value with a pack of `kind` (releasing a boxed collection).
+    pub fn set_packed(&mut self, kind: Kind, pack: &[u8]) {
+        self.set_value(pack);
+        self.set_kind(kind);
+    }
+
+    /// Replaces the value with a boxed collection.
+    pub fn set_boxed(&mut self, obj: Box<Obj>) {
+        let kind = obj.kind();
+        let raw = Box::into_raw(obj) as usize;
+        self.set_value(&raw.to_ne_bytes());
+        self.set_kind(kind);
+    }
+
+    /// The same value, TTL and LRU clock under another key (RENAME, COPY): a boxed
+    /// collection moves, it is not copied.
+    pub fn rekeyed(mut self, key: &[u8]) -> Entry {
+        let (kind, expire, lru) = (self.kind(), self.expire(), self.lru());
+        match self.take_obj() {
+            Some(obj) => Entry::boxed(key, obj, expire, lru),
+            None => {
+                let mut e = Entry::new(key, self.value(), expire, lru);
+                e.set_kind(kind);
+                e
+            }
+        }
+    }
+
+    /// Takes the boxed collection out, leaving an empty string.
+    pub fn take_obj(&mut self) -> Option<Box<Obj>> {
+        let p = self.obj_ptr()?;
+        self.set_kind(Kind::Str);
+        self.set_value(b"");
+        // SAFETY: the pointer came from Box::into_raw; the record no longer claims it.
+        Some(unsafe { Box::from_raw(p) })
     }
 
     /// Writes lengths, key and value after the fixed header.
@@ -183,13 +305,16 @@ impl Entry {
     #[inline]
     pub fn lru(&self) -> u32 {
         // SAFETY: offset 16, 4-aligned.
-        unsafe { self.ptr().add(LRU).cast::<u32>().read() }
+        unsafe { self.ptr().add(LRU).cast::<u32>().read() & LRU_MASK }
     }
 
     #[inline]
     pub fn set_lru(&mut self, clock: u32) {
         // SAFETY: as above.
-        unsafe { self.ptr().add(LRU).cast::<u32>().write(clock) }
+        unsafe {
+            let p = self.ptr().add(LRU).cast::<u32>();
+            p.write((p.read() & !LRU_MASK) | (clock & LRU_MASK));
+        }
     }
 
     #[inline]
@@ -204,15 +329,18 @@ impl Entry {
         unsafe { &mut *self.ptr().add(NEXT).cast::<Option<Entry>>() }
     }
 
-    /// Bytes this record occupies in the allocator (for memory accounting).
+    /// Bytes this record occupies in the allocator, a boxed collection included (for memory
+    /// accounting).
     pub fn footprint(&self) -> usize {
-        allocated_size(self.size())
+        allocated_size(self.size()) + self.obj().map_or(0, Obj::bytes)
     }
 
-    /// Replace the value, reallocating if the size changes. The chain pointer, TTL and LRU
-    /// clock are kept, so the record stays where it is in its bucket.
+    /// Replace the value with a string, reallocating if the size changes. The chain pointer,
+    /// TTL and LRU clock are kept, so the record stays where it is in its bucket.
     pub fn set_value(&mut self, value: &[u8]) {
         assert!(value.len() <= u32::MAX as usize);
+        self.release_obj();
+        self.set_kind(Kind::Str);
         let (k, v, off) = self.lens();
         if varint_len(v) == varint_len(value.len()) {
             // Same header: resize and overwrite the value in place.
@@ -231,6 +359,7 @@ impl Entry {
 
     /// Append to the value (APPEND).
     pub fn append_value(&mut self, tail: &[u8]) {
+        debug_assert_eq!(self.kind(), Kind::Str);
         let (k, v, off) = self.lens();
         let new_v = v + tail.len();
         assert!(new_v <= u32::MAX as usize);
@@ -269,9 +398,11 @@ impl Entry {
         }
     }
 
-    /// Move to a fresh allocation with a new body, keeping chain pointer, TTL and LRU clock.
+    /// Move to a fresh allocation with a new body, keeping chain pointer, TTL, LRU clock and
+    /// kind (the caller has released any boxed collection).
     fn rebuild(&mut self, key: &[u8], value: &[u8]) {
         let mut fresh = Entry::new(key, value, self.expire(), self.lru());
+        fresh.set_kind(self.kind());
         *fresh.next_mut() = self.take_next();
         std::mem::swap(self, &mut fresh);
         // `fresh` now holds the old allocation with an empty chain: dropping frees only it.
@@ -291,6 +422,7 @@ impl Drop for Entry {
             next = e.take_next();
             drop(e);
         }
+        self.release_obj();
         let total = self.size();
         // SAFETY: allocated in `new`/`resize` with this exact size.
         unsafe { dealloc(self.ptr(), layout_for(total)) }
@@ -303,6 +435,7 @@ impl std::fmt::Debug for Entry {
             .field("key_len", &self.lens().0)
             .field("val_len", &self.lens().1)
             .field("expire", &self.expire())
+            .field("kind", &self.kind())
             .finish()
     }
 }

@@ -90,6 +90,7 @@ struct Candidate {
 fn evict_one(inner: &Inner, policy: Policy) -> bool {
     let mut best: Option<Candidate> = None;
     let mut sampled = 0;
+    let lru_now = inner.lru_now();
     // Shards in random order until SAMPLES of them gave a candidate. If any evictable record
     // exists, it is found: a false OOM would refuse a session write for nothing.
     let start = fastrand::usize(..SHARDS);
@@ -112,7 +113,10 @@ fn evict_one(inner: &Inner, policy: Policy) -> bool {
             for b in (0..n).map(|k| (b0 + k) % n) {
                 for e in t.bucket(b) {
                     let score = match policy {
-                        Policy::AllKeysLru => e.lru() as i64,
+                        // Longest idle first; idle time modulo the clock's 24 bits.
+                        Policy::AllKeysLru => {
+                            -i64::from(lru_now.wrapping_sub(e.lru()) & super::entry::LRU_MASK)
+                        }
                         Policy::VolatileTtl if e.expire() != 0 => e.expire(),
                         _ => continue,
                     };

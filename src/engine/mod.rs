@@ -17,13 +17,16 @@
 //! choice Redis makes with SipHash too): without the key, collisions cannot be computed
 //! offline. Its cost, measured against the previous foldhash, is in docs/BENCHMARKS.md.
 
+mod access;
 mod entry;
 pub mod evict;
 pub mod expire;
+pub mod hash;
 mod mutate;
 mod persist;
 mod store;
 mod table;
+pub mod value;
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -35,8 +38,10 @@ use bytes::Bytes;
 use crate::persist::journal::Journal;
 use crate::store::*;
 use crate::util::glob::glob_match;
+pub use access::{KeyRef, KeyWriter};
 use entry::Entry;
 pub use evict::Policy;
+pub use hash::HashRef;
 use mutate::Changes;
 use table::Table;
 

@@ -18,8 +18,10 @@
 //! absolute time), and start-up replay ([`Replay`]; it applies what the log says).
 
 use super::entry::Entry;
+use super::hash::{self, HashRef, NewHash};
 use super::persist::db32;
 use super::table::Table;
+use super::value::{Kind, Obj, Pack, PackWriter};
 use super::{Db, Inner, ShardData};
 use crate::persist::format::Op;
 use crate::persist::journal::FrameWriter;
@@ -70,6 +72,73 @@ impl<'a> Changes<'a> {
         });
     }
 
+    /// Stores a whole record (RENAME, COPY, RESTORE) over whatever `key` held (`exists`: the
+    /// caller found it live). Logs the whole value.
+    pub fn put_entry(&mut self, s: &mut ShardData, db: Db, hash: u64, entry: Entry, exists: bool) {
+        let t = &mut s.dbs[db];
+        let hasher = self.inner.hasher_fn();
+        if exists {
+            t.remove(hash, entry.key(), &hasher, Token(()));
+        }
+        whole_value(db32(db), &entry, |op| self.record(op));
+        t.insert_new(hash, entry, &hasher, Token(()));
+    }
+
+    /// Sets a field of the hash at `key`, creating the hash (no TTL) when `key` is absent. The
+    /// caller has checked that a live `key` is a hash. True if the field is new.
+    #[allow(clippy::too_many_arguments)]
+    pub fn hset(
+        &mut self,
+        s: &mut ShardData,
+        db: Db,
+        h: u64,
+        key: &[u8],
+        field: &[u8],
+        value: &[u8],
+        lru: u32,
+    ) -> bool {
+        let t = &mut s.dbs[db];
+        let is_new = match t.update(h, key, Token(()), |e| hash::set_field(e, field, value)) {
+            Some(n) => n,
+            None => {
+                let e = hash::new_value(field, value).into_entry(key, 0, lru);
+                t.insert_new(h, e, &self.inner.hasher_fn(), Token(()));
+                true
+            }
+        };
+        self.record(Op::HSet {
+            db: db32(db),
+            key,
+            field,
+            value,
+        });
+        is_new
+    }
+
+    /// Removes a field of the hash at `key` (a live hash: the caller checked), and the key
+    /// with its last field. Whether the field was there.
+    pub fn hdel(&mut self, s: &mut ShardData, db: Db, h: u64, key: &[u8], field: &[u8]) -> bool {
+        let t = &mut s.dbs[db];
+        let removed = t
+            .update(h, key, Token(()), |e| hash::del_field(e, field))
+            .unwrap_or(false);
+        if removed {
+            self.record(Op::HDel {
+                db: db32(db),
+                key,
+                field,
+            });
+            let empty = t
+                .find(h, key)
+                .and_then(HashRef::of)
+                .is_some_and(|x| x.is_empty());
+            if empty {
+                t.remove(h, key, &self.inner.hasher_fn(), Token(()));
+            }
+        }
+        removed
+    }
+
     /// Appends to a live key's value; the new length, or None if it is absent.
     pub fn append(
         &mut self,
@@ -91,6 +160,13 @@ impl<'a> Changes<'a> {
             });
         }
         Some(n)
+    }
+
+    /// Removes `key` and returns its record (RENAME); logged as DEL.
+    pub fn take(&mut self, s: &mut ShardData, db: Db, hash: u64, key: &[u8]) -> Option<Entry> {
+        let e = s.dbs[db].remove(hash, key, &self.inner.hasher_fn(), Token(()))?;
+        self.record(Op::Del { db: db32(db), key });
+        Some(e)
     }
 
     /// Deletes `key`; whether it was there.
@@ -159,6 +235,68 @@ fn write(t: &mut Table, hash: u64, rec: &Record<'_>, exists: bool, hasher: &impl
     }
 }
 
+/// Calls `f` with the log record that recreates `e` whole: SET for a string, VALUE with the
+/// pack encoding for a collection (serialized on the spot for a big one). Used by the log
+/// and by snapshots.
+pub(super) fn whole_value<R>(db: u32, e: &Entry, f: impl FnOnce(Op<'_>) -> R) -> R {
+    let (key, expire) = (e.key(), e.expire());
+    match e.obj() {
+        None if e.kind() == Kind::Str => f(Op::Set {
+            db,
+            key,
+            value: e.value(),
+            expire,
+        }),
+        None => f(Op::Value {
+            db,
+            key,
+            type_code: e.kind().type_code(),
+            payload: e.value(),
+            expire,
+        }),
+        Some(Obj::Hash(h)) => {
+            let mut w = PackWriter::new(2 * h.len(), h.bytes());
+            for (k, v) in h.iter() {
+                w.push(k);
+                w.push(v);
+            }
+            let payload = w.finish();
+            f(Op::Value {
+                db,
+                key,
+                type_code: e.kind().type_code(),
+                payload: &payload,
+                expire,
+            })
+        }
+    }
+}
+
+/// Builds the record a VALUE operation describes; an error for a type or payload this
+/// version cannot read (the frame's checksum matched, so the file is from a newer version or
+/// forged).
+pub(super) fn entry_from_value(
+    key: &[u8],
+    type_code: u8,
+    payload: &[u8],
+    expire: i64,
+    lru: u32,
+) -> Result<Entry, String> {
+    let n = Pack::parse(payload).ok_or("a malformed collection payload")?;
+    match type_code {
+        1 if n % 2 == 0 => {
+            let p = Pack(payload);
+            let mut it = p.iter();
+            let pairs = std::iter::from_fn(move || Some((it.next()?, it.next()?)));
+            // Fields are unique in what sessiond wrote; a forged duplicate keeps the last.
+            let v = NewHash::from_pairs(n / 2, pairs.collect::<Vec<_>>().into_iter());
+            Ok(v.into_entry(key, expire, lru))
+        }
+        1 => Err("a hash payload with an odd element count".into()),
+        t => Err(format!("a value of unknown type {t}")),
+    }
+}
+
 /// Drops a key found expired. Not logged: the log already holds its absolute expiry, so
 /// replay (followed by the purge of expired keys) ends without it too.
 pub(super) fn expired(t: &mut Table, hash: u64, key: &[u8], hasher: &impl Fn(&[u8]) -> u64) {
@@ -185,5 +323,51 @@ impl Replay {
 
     pub fn expire(t: &mut Table, hash: u64, key: &[u8], at: i64) {
         t.set_expire(hash, key, at, Token(()));
+    }
+
+    pub fn put_entry(t: &mut Table, hash: u64, entry: Entry, hasher: &impl Fn(&[u8]) -> u64) {
+        t.remove(hash, entry.key(), hasher, Token(()));
+        t.insert_new(hash, entry, hasher, Token(()));
+    }
+
+    /// HSET as logged: a key of another type is replaced (a later record of the log brings
+    /// it to its final state, see `persist/format.rs`).
+    pub fn hset(
+        t: &mut Table,
+        hash: u64,
+        key: &[u8],
+        field: &[u8],
+        value: &[u8],
+        lru: u32,
+        hasher: &impl Fn(&[u8]) -> u64,
+    ) {
+        let is_hash = t.find(hash, key).and_then(HashRef::of).is_some();
+        if is_hash {
+            t.update(hash, key, Token(()), |e| hash::set_field(e, field, value));
+        } else {
+            t.remove(hash, key, hasher, Token(()));
+            let e = hash::new_value(field, value).into_entry(key, 0, lru);
+            t.insert_new(hash, e, hasher, Token(()));
+        }
+    }
+
+    pub fn hdel(
+        t: &mut Table,
+        hash: u64,
+        key: &[u8],
+        field: &[u8],
+        hasher: &impl Fn(&[u8]) -> u64,
+    ) {
+        if t.find(hash, key).and_then(HashRef::of).is_none() {
+            return;
+        }
+        t.update(hash, key, Token(()), |e| hash::del_field(e, field));
+        let empty = t
+            .find(hash, key)
+            .and_then(HashRef::of)
+            .is_some_and(|x| x.is_empty());
+        if empty {
+            t.remove(hash, key, hasher, Token(()));
+        }
     }
 }

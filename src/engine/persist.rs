@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::entry::Entry;
-use super::mutate::{Record, Replay};
+use super::mutate::{entry_from_value, whole_value, Record, Replay};
 use super::{Engine, SHARDS, WALK_CHUNK};
 use crate::persist::format::{begin_frame, end_frame, frame, Op};
 use crate::persist::journal::Journal;
@@ -123,6 +123,35 @@ impl Engine {
                     g.sweep_pos.swap(a, b);
                 }
             }
+            Op::Value {
+                db,
+                key,
+                type_code,
+                payload,
+                expire,
+            } => {
+                let db = check(db)?;
+                let e = entry_from_value(key, type_code, payload, expire, i.lru_now())?;
+                i.with_key(key, |s, h| Replay::put_entry(&mut s.dbs[db], h, e, &hasher));
+            }
+            Op::HSet {
+                db,
+                key,
+                field,
+                value,
+            } => {
+                let db = check(db)?;
+                let lru = i.lru_now();
+                i.with_key(key, |s, h| {
+                    Replay::hset(&mut s.dbs[db], h, key, field, value, lru, &hasher)
+                });
+            }
+            Op::HDel { db, key, field } => {
+                let db = check(db)?;
+                i.with_key(key, |s, h| {
+                    Replay::hdel(&mut s.dbs[db], h, key, field, &hasher)
+                });
+            }
             Op::End { .. } => {}
         }
         Ok(())
@@ -149,13 +178,7 @@ impl Engine {
                         for _ in 0..WALK_CHUNK {
                             cursor = t.scan_bucket(cursor, |e: &Entry| {
                                 if !e.is_expired(now) {
-                                    Op::Set {
-                                        db: db32(db),
-                                        key: e.key(),
-                                        value: e.value(),
-                                        expire: e.expire(),
-                                    }
-                                    .encode(&mut buf);
+                                    whole_value(db32(db), e, |op| op.encode(&mut buf));
                                     in_frame += 1;
                                     if buf.len() - start >= SNAPSHOT_FRAME {
                                         end_frame(&mut buf, start);

@@ -11,10 +11,11 @@ impl Store for Engine {
     async fn get(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<Option<Bytes>> {
         let i = &self.inner;
         let lru = i.lru_now();
-        Ok(i.with_key(key, |s, h| {
+        i.with_key(key, |s, h| {
             s.read(db, h, key, now, lru, &i.hasher_fn())
-                .map(|e| copy(e.value()))
-        }))
+                .map(|e| e.str_or_wrongtype().map(copy))
+                .transpose()
+        })
     }
 
     async fn get_ex(
@@ -27,8 +28,11 @@ impl Store for Engine {
         let i = &self.inner;
         let lru = i.lru_now();
         let hasher = i.hasher_fn();
-        Ok(i.with_key(key, |s, h| {
-            let v = copy(s.read(db, h, key, now, lru, &hasher)?.value());
+        i.with_key(key, |s, h| {
+            let Some(e) = s.read(db, h, key, now, lru, &hasher) else {
+                return Ok(None);
+            };
+            let v = copy(e.str_or_wrongtype()?);
             let mut changes = Changes::new(i);
             match ttl {
                 TtlChange::Keep => {}
@@ -38,19 +42,22 @@ impl Store for Engine {
                 }
                 TtlChange::At(at) => changes.expire(s, db, h, key, at),
             }
-            Some(v)
-        }))
+            Ok(Some(v))
+        })
     }
 
     async fn get_del(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<Option<Bytes>> {
         let i = &self.inner;
         let lru = i.lru_now();
         let hasher = i.hasher_fn();
-        Ok(i.with_key(key, |s, h| {
-            let v = copy(s.read(db, h, key, now, lru, &hasher)?.value());
+        i.with_key(key, |s, h| {
+            let Some(e) = s.read(db, h, key, now, lru, &hasher) else {
+                return Ok(None);
+            };
+            let v = copy(e.str_or_wrongtype()?);
             Changes::new(i).del(s, db, h, key);
-            Some(v)
-        }))
+            Ok(Some(v))
+        })
     }
 
     async fn mget(&self, db: Db, keys: &[&[u8]], now: UnixMs) -> StoreResult<Vec<Option<Bytes>>> {
@@ -63,7 +70,9 @@ impl Store for Engine {
             .enumerate()
             .map(|(n, k)| {
                 let (s, h) = locks.key(n);
-                s.read(db, h, k, now, lru, &hasher).map(|e| copy(e.value()))
+                // MGET answers nil for a key of another type, as Redis does.
+                s.read(db, h, k, now, lru, &hasher)
+                    .and_then(|e| e.string().map(copy))
             })
             .collect())
     }
@@ -80,13 +89,13 @@ impl Store for Engine {
         evict::reserve(i)?;
         let lru = i.lru_now();
         let hasher = i.hasher_fn();
-        Ok(i.with_key(key, |s, h| {
+        i.with_key(key, |s, h| {
             let (exists, old_expire, previous) = match s.live(db, h, key, now, &hasher) {
                 Some(e) => (
                     true,
                     e.expire(),
                     if opts.get {
-                        Some(copy(e.value()))
+                        Some(copy(e.str_or_wrongtype()?))
                     } else {
                         None
                     },
@@ -117,11 +126,11 @@ impl Store for Engine {
                     exists,
                 );
             }
-            SetOutcome {
+            Ok(SetOutcome {
                 written: allowed,
                 previous,
-            }
-        }))
+            })
+        })
     }
 
     async fn mset(
@@ -171,7 +180,10 @@ impl Store for Engine {
         let lru = i.lru_now();
         let hasher = i.hasher_fn();
         i.with_key(key, |s, h| {
-            let cur = s.live(db, h, key, now, &hasher).map(|e| e.value().len());
+            let cur = match s.live(db, h, key, now, &hasher) {
+                Some(e) => Some(e.str_or_wrongtype()?.len()),
+                None => None,
+            };
             match cur {
                 Some(len) => {
                     if (len + value.len()) as u64
@@ -204,10 +216,12 @@ impl Store for Engine {
     async fn strlen(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<u64> {
         let i = &self.inner;
         let lru = i.lru_now();
-        Ok(i.with_key(key, |s, h| {
-            s.read(db, h, key, now, lru, &i.hasher_fn())
-                .map_or(0, |e| e.value().len() as u64)
-        }))
+        i.with_key(key, |s, h| {
+            match s.read(db, h, key, now, lru, &i.hasher_fn()) {
+                Some(e) => Ok(e.str_or_wrongtype()?.len() as u64),
+                None => Ok(0),
+            }
+        })
     }
 
     async fn incr_by(&self, db: Db, key: &[u8], delta: i64, now: UnixMs) -> StoreResult<i64> {
@@ -220,7 +234,7 @@ impl Store for Engine {
             let (exists, cur, expire) = match s.live(db, h, key, now, &hasher) {
                 Some(e) => (
                     true,
-                    parse_stored_int(e.value()).ok_or(StoreError::NotInteger)?,
+                    parse_stored_int(e.str_or_wrongtype()?).ok_or(StoreError::NotInteger)?,
                     e.expire(),
                 ),
                 None => (false, 0, 0),
@@ -260,7 +274,7 @@ impl Store for Engine {
         Ok(i.with_key(key, |s, h| {
             let equal = s
                 .live(db, h, key, now, &hasher)
-                .is_some_and(|e| e.value() == expected);
+                .is_some_and(|e| e.string() == Some(expected));
             if equal {
                 Changes::new(i).del(s, db, h, key);
             }
@@ -276,7 +290,11 @@ impl Store for Engine {
         let i = &self.inner;
         Ok(i.with_key(key, |s, h| {
             s.live(db, h, key, now, &i.hasher_fn())
-                .map(|_| KeyType::String)
+                .map(|e| match e.kind().type_name() {
+                    "string" => KeyType::String,
+                    "hash" => KeyType::Hash,
+                    other => KeyType::Other(other.into()),
+                })
         }))
     }
 
@@ -292,10 +310,9 @@ impl Store for Engine {
         let hasher = i.hasher_fn();
         let mut locks = i.lock_keys(&[src, dst]);
         let (s, hs) = locks.key(0);
-        let Some(e) = s.live(db, hs, src, now, &hasher) else {
+        if s.live(db, hs, src, now, &hasher).is_none() {
             return Err(StoreError::NoSuchKey);
-        };
-        let (value, expire, lru) = (e.value().to_vec(), e.expire(), e.lru());
+        }
         if src == dst {
             return Ok(!only_if_absent);
         }
@@ -304,22 +321,15 @@ impl Store for Engine {
         if dst_exists && only_if_absent {
             return Ok(false);
         }
-        // One frame: replay moves the key whole or (torn) not at all.
+        // One frame: replay moves the key whole or (torn) not at all. The record itself moves
+        // (a big collection is not copied).
         let mut changes = Changes::new(i);
-        changes.put(
-            d,
-            db,
-            hd,
-            Record {
-                key: dst,
-                value: &value,
-                expire,
-                lru,
-            },
-            dst_exists,
-        );
         let (s, hs) = locks.key(0);
-        changes.del(s, db, hs, src);
+        let Some(moved) = changes.take(s, db, hs, src) else {
+            return Err(StoreError::NoSuchKey);
+        };
+        let (d, hd) = locks.key(1);
+        changes.put_entry(d, db, hd, moved.rekeyed(dst), dst_exists);
         Ok(true)
     }
 
@@ -565,6 +575,10 @@ impl Store for Engine {
 
     fn databases(&self) -> usize {
         self.inner.databases
+    }
+
+    fn engine(&self) -> Option<&Engine> {
+        Some(self)
     }
 
     fn set_maxmemory(&self, bytes: u64) {

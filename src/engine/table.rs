@@ -220,6 +220,23 @@ impl Table {
         true
     }
 
+    /// Changes a record's value in place through `f` (a collection write), keeping the size
+    /// counter right; None if absent. `f` must not change the TTL.
+    pub fn update<R>(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        _: Token,
+        f: impl FnOnce(&mut Entry) -> R,
+    ) -> Option<R> {
+        let e = self.find_mut(hash, key)?;
+        let before = e.footprint();
+        let r = f(e);
+        let after = e.footprint();
+        self.entry_bytes = self.entry_bytes + after - before;
+        Some(r)
+    }
+
     /// Append to a record's value; returns the new length, None if absent.
     pub fn append_value(&mut self, hash: u64, key: &[u8], tail: &[u8], _: Token) -> Option<usize> {
         let e = self.find_mut(hash, key)?;

@@ -125,7 +125,7 @@ pub fn analyze(img: &[u8], fix: bool) -> Result<(FileReport, Option<Vec<u8>>), S
             for op in decode_ops(&img[a + FRAME_HEADER..b]).unwrap_or_default() {
                 match op {
                     Op::End { keys } => end_marker = Some(keys),
-                    Op::Set { .. } => records += 1,
+                    Op::Set { .. } | Op::Value { .. } => records += 1,
                     _ => {}
                 }
             }

@@ -12,6 +12,9 @@
 //!        | 5 FLUSHALL
 //!        | 6 SWAPDB   db db
 //!        | 7 END      keys                    (last frame of a snapshot)
+//!        | 8 VALUE    db key type payload expire   (a whole typed value; payload: pack)
+//!        | 9 HSET     db key field value      (creates the hash if absent)
+//!        | 10 HDEL    db key field            (deletes the key with its last field)
 //! db, lengths, times = LEB128 varints; key, value = varint length + bytes
 //! ```
 //!
@@ -22,7 +25,9 @@
 //! length bytes and the payload, so a flipped bit anywhere in a frame is detected.
 //!
 //! Every operation records a *result*, never a relative change: APPEND and INCR log the new
-//! value, EXPIRE logs an absolute time, RENAME logs DEL + SET. Replaying a suffix of the log
+//! value, EXPIRE logs an absolute time, RENAME logs DEL + SET (or VALUE), HINCRBY logs HSET
+//! of the new value. A collection's `payload` is the engine's pack encoding (a varint count,
+//! then varint-length elements; `engine/value.rs`); `type` is 1 for a hash. Replaying a suffix of the log
 //! over a state that already contains some of its effects therefore ends in the same state,
 //! which is what makes a snapshot taken while writes continue (a "fuzzy" snapshot) safe to
 //! combine with the log written from the moment it started (see `persist/mod.rs`).
@@ -44,6 +49,9 @@ const OP_FLUSHDB: u8 = 4;
 const OP_FLUSHALL: u8 = 5;
 const OP_SWAPDB: u8 = 6;
 const OP_END: u8 = 7;
+const OP_VALUE: u8 = 8;
+const OP_HSET: u8 = 9;
+const OP_HDEL: u8 = 10;
 
 /// One logged operation, borrowing its bytes from a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +81,24 @@ pub enum Op<'a> {
     },
     End {
         keys: u64,
+    },
+    Value {
+        db: u32,
+        key: &'a [u8],
+        type_code: u8,
+        payload: &'a [u8],
+        expire: i64,
+    },
+    HSet {
+        db: u32,
+        key: &'a [u8],
+        field: &'a [u8],
+        value: &'a [u8],
+    },
+    HDel {
+        db: u32,
+        key: &'a [u8],
+        field: &'a [u8],
     },
 }
 
@@ -129,6 +155,38 @@ impl Op<'_> {
             Op::End { keys } => {
                 buf.push(OP_END);
                 put_varint(buf, keys);
+            }
+            Op::Value {
+                db,
+                key,
+                type_code,
+                payload,
+                expire,
+            } => {
+                buf.push(OP_VALUE);
+                put_varint(buf, db as u64);
+                put_bytes(buf, key);
+                buf.push(type_code);
+                put_bytes(buf, payload);
+                put_varint(buf, expire.max(0) as u64);
+            }
+            Op::HSet {
+                db,
+                key,
+                field,
+                value,
+            } => {
+                buf.push(OP_HSET);
+                put_varint(buf, db as u64);
+                put_bytes(buf, key);
+                put_bytes(buf, field);
+                put_bytes(buf, value);
+            }
+            Op::HDel { db, key, field } => {
+                buf.push(OP_HDEL);
+                put_varint(buf, db as u64);
+                put_bytes(buf, key);
+                put_bytes(buf, field);
             }
         }
     }
@@ -193,6 +251,12 @@ impl<'a> OpIter<'a> {
         i64::try_from(self.varint()?).ok()
     }
 
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.p.split_first()?;
+        self.p = rest;
+        Some(b)
+    }
+
     fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = usize::try_from(self.varint()?).ok()?;
         if n > self.p.len() {
@@ -230,6 +294,24 @@ impl<'a> OpIter<'a> {
             },
             OP_END => Op::End {
                 keys: self.varint()?,
+            },
+            OP_VALUE => Op::Value {
+                db: self.db()?,
+                key: self.bytes()?,
+                type_code: self.byte()?,
+                payload: self.bytes()?,
+                expire: self.time()?,
+            },
+            OP_HSET => Op::HSet {
+                db: self.db()?,
+                key: self.bytes()?,
+                field: self.bytes()?,
+                value: self.bytes()?,
+            },
+            OP_HDEL => Op::HDel {
+                db: self.db()?,
+                key: self.bytes()?,
+                field: self.bytes()?,
             },
             _ => return None,
         })

@@ -80,7 +80,7 @@ pub fn replay(
             }
             match op {
                 Op::End { keys } => ended = Some(keys),
-                Op::Set { .. } => {
+                Op::Set { .. } | Op::Value { .. } => {
                     records += 1;
                     engine.apply(&op)?
                 }

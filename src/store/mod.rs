@@ -39,6 +39,8 @@ pub enum StoreError {
     OutOfMemory,
     /// `-ERR string exceeds maximum allowed size (proto-max-bulk-len)`
     TooBig,
+    /// `-WRONGTYPE Operation against a key holding the wrong kind of value`
+    WrongType,
     /// Any other error, already in Redis form (`WRONGTYPE …`, `ERR …`), e.g. from an upstream.
     Other(String),
 }
@@ -54,6 +56,9 @@ impl StoreError {
             }
             StoreError::TooBig => {
                 "ERR string exceeds maximum allowed size (proto-max-bulk-len)".into()
+            }
+            StoreError::WrongType => {
+                "WRONGTYPE Operation against a key holding the wrong kind of value".into()
             }
             StoreError::Other(s) => s.clone(),
         }
@@ -129,11 +134,11 @@ pub enum Ttl {
     At(UnixMs),
 }
 
-/// Types of value a store can hold. The embedded engine stores strings only (sessions are
-/// opaque blobs); an upstream may report other Redis types.
+/// Types of value a store can hold, as `TYPE` names them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyType {
     String,
+    Hash,
     Other(String),
 }
 
@@ -141,6 +146,7 @@ impl KeyType {
     pub fn name(&self) -> &str {
         match self {
             KeyType::String => "string",
+            KeyType::Hash => "hash",
             KeyType::Other(s) => s,
         }
     }
@@ -420,6 +426,11 @@ pub trait Store: Send + Sync + 'static {
     /// commands to it as raw RESP instead of calling the methods above, so replies are the
     /// upstream's own bytes and pipelines stay pipelines. See `upstream/forward.rs`.
     fn gateway(&self) -> Option<&crate::upstream::Upstream> {
+        None
+    }
+    /// The embedded engine, if this store is it: commands on types beyond strings (hashes…)
+    /// use its typed API directly rather than growing this trait by a method per command.
+    fn engine(&self) -> Option<&crate::engine::Engine> {
         None
     }
     /// The migration router's live control (stage and percentage), if this store is one.

@@ -1,0 +1,137 @@
+//! The engine's typed API for commands on types beyond strings.
+//!
+//! The `Store` trait offers semantic string operations because the migration router must see
+//! each one. Commands on hashes (and the other collection types) run only on the engine, so
+//! instead of one trait method per command they get a key under its shard lock: read-only
+//! through [`Engine::read`], or through a [`KeyWriter`] whose every change goes through
+//! `mutate.rs` and is therefore logged. Each command's semantics then live in one place, its
+//! function in `cmd/` (Redis's `t_hash.c`), and the engine offers only what a type needs.
+
+use super::entry::Entry;
+use super::hash::HashRef;
+use super::mutate::{Changes, Record};
+use super::*;
+
+/// A live key, as a command reads it.
+#[derive(Clone, Copy)]
+pub struct KeyRef<'a>(&'a Entry);
+
+impl<'a> KeyRef<'a> {
+    pub fn type_name(&self) -> &'static str {
+        self.0.kind().type_name()
+    }
+
+    /// The string value, if the key is a string.
+    pub fn string(&self) -> Option<&'a [u8]> {
+        self.0.string()
+    }
+
+    /// The hash, if the key is one.
+    pub fn hash(&self) -> Option<HashRef<'a>> {
+        HashRef::of(self.0)
+    }
+
+    /// The hash, or WRONGTYPE.
+    pub fn hash_or_wrongtype(&self) -> StoreResult<HashRef<'a>> {
+        self.hash().ok_or(StoreError::WrongType)
+    }
+
+    /// Absolute expiry in unix ms, 0 without a TTL.
+    pub fn expire(&self) -> i64 {
+        self.0.expire()
+    }
+}
+
+/// Write access to one key under its shard lock; see the module docs.
+pub struct KeyWriter<'a> {
+    s: &'a mut ShardData,
+    changes: Changes<'a>,
+    db: Db,
+    h: u64,
+    key: &'a [u8],
+    lru: u32,
+}
+
+impl KeyWriter<'_> {
+    /// The key, if live.
+    pub fn get(&self) -> Option<KeyRef<'_>> {
+        self.s.dbs[self.db].find(self.h, self.key).map(KeyRef)
+    }
+
+    /// The hash at the key: `Ok(None)` if absent, WRONGTYPE if another type.
+    pub fn hash(&self) -> StoreResult<Option<HashRef<'_>>> {
+        match self.get() {
+            None => Ok(None),
+            Some(k) => k.hash_or_wrongtype().map(Some),
+        }
+    }
+
+    /// Sets a hash field, creating the hash if the key is absent; true if the field is new.
+    /// The caller has checked the type with [`hash`](Self::hash).
+    pub fn hset(&mut self, field: &[u8], value: &[u8]) -> bool {
+        self.changes
+            .hset(self.s, self.db, self.h, self.key, field, value, self.lru)
+    }
+
+    /// Stores a string at the key (over any type), expiring at `expire` (0: never).
+    pub fn set_string(&mut self, value: &[u8], expire: i64) {
+        let exists = self.get().is_some();
+        let rec = Record {
+            key: self.key,
+            value,
+            expire,
+            lru: self.lru,
+        };
+        self.changes.put(self.s, self.db, self.h, rec, exists);
+    }
+
+    /// Removes a hash field (the key with the last one); whether it was there.
+    pub fn hdel(&mut self, field: &[u8]) -> bool {
+        self.changes.hdel(self.s, self.db, self.h, self.key, field)
+    }
+}
+
+impl Engine {
+    /// Runs `f` on the live key (None if absent), counting a keyspace hit or miss and
+    /// refreshing the key's LRU clock, as any read does.
+    pub fn read<R>(
+        &self,
+        db: Db,
+        key: &[u8],
+        now: UnixMs,
+        f: impl FnOnce(Option<KeyRef<'_>>) -> R,
+    ) -> R {
+        let i = &self.inner;
+        let lru = i.lru_now();
+        i.with_key(key, |s, h| {
+            f(s.read(db, h, key, now, lru, &i.hasher_fn())
+                .map(|e| KeyRef(e)))
+        })
+    }
+
+    /// Runs `f` with write access to the key. Under `maxmemory`, memory is made (or the write
+    /// refused with OOM) first, as for every write. Everything `f` changes is one log frame.
+    pub fn write<R>(
+        &self,
+        db: Db,
+        key: &[u8],
+        now: UnixMs,
+        f: impl FnOnce(&mut KeyWriter<'_>) -> StoreResult<R>,
+    ) -> StoreResult<R> {
+        let i = &self.inner;
+        evict::reserve(i)?;
+        let lru = i.lru_now();
+        i.with_key(key, |s, h| {
+            s.expire_if_needed(db, h, key, now, &i.hasher_fn());
+            let mut w = KeyWriter {
+                s,
+                changes: Changes::new(i),
+                db,
+                h,
+                key,
+                lru,
+            };
+            f(&mut w)
+        })
+    }
+}

@@ -1,0 +1,335 @@
+//! What a record holds beyond a string: its [`Kind`], the compact *pack* encoding of small
+//! collections, and the boxed [`Obj`] forms of large ones.
+//!
+//! **Why two encodings.** A session store's collections are small: a Spring Session hash has
+//! about six fields, an ASP.NET Core one three. Stored as a hash table each would cost a table
+//! allocation plus two allocations per field. A small collection is therefore stored *inside
+//! its record*, right after the key, as a pack: a varint element count, then each element as
+//! a varint length and its bytes (a hash alternates field and value). A six-field session is
+//! one allocation, the same as a string session. Reads walk the pack (at most
+//! [`PACK_MAX_ENTRIES`] elements and [`PACK_MAX_BYTES`] bytes, a few cache lines); a write
+//! rebuilds it, which at these sizes costs less than hashing into a table would. This is the
+//! role Redis gives its listpacks, with the same kind of thresholds.
+//!
+//! Once a collection outgrows a pack it moves, for good, to a boxed structure ([`Obj`]) made
+//! for its size; the record then holds an 8-byte owning pointer to it in place of the pack.
+//! Only `entry.rs` turns that pointer back into a reference.
+
+use std::collections::HashMap;
+
+use super::entry::allocated_size;
+
+/// A collection stays packed while it has at most this many entries (fields of a hash)…
+pub const PACK_MAX_ENTRIES: usize = 128;
+/// …its pack is at most this many bytes…
+pub const PACK_MAX_BYTES: usize = 8 * 1024;
+/// …and no element is longer than this. A session attribute (a serialized object of a few
+/// hundred bytes) stays packed; Redis's 64-byte listpack limit would move most Spring sessions
+/// to a hash table.
+pub const PACK_MAX_ELEMENT: usize = 1024;
+
+/// The type and encoding of a record, stored in one byte of its header.
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Str = 0,
+    /// A hash as a pack of field, value, field, value…
+    HashPack = 1,
+    /// A hash as a boxed [`BigHash`].
+    Hash = 2,
+}
+
+impl Kind {
+    pub fn from_u8(b: u8) -> Kind {
+        match b {
+            1 => Kind::HashPack,
+            2 => Kind::Hash,
+            _ => Kind::Str,
+        }
+    }
+
+    /// The value bytes are an owning pointer to an [`Obj`].
+    pub fn boxed(self) -> bool {
+        matches!(self, Kind::Hash)
+    }
+
+    /// The Redis type, as `TYPE` names it.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Kind::Str => "string",
+            Kind::HashPack | Kind::Hash => "hash",
+        }
+    }
+
+    /// The logical type, as the log and snapshots store it (encodings are not persisted:
+    /// a loaded value gets the encoding its size calls for).
+    pub fn type_code(self) -> u8 {
+        match self {
+            Kind::Str => 0,
+            Kind::HashPack | Kind::Hash => 1,
+        }
+    }
+}
+
+/// A large collection, owned by its record through a pointer.
+#[derive(Debug)]
+pub enum Obj {
+    Hash(BigHash),
+}
+
+impl Obj {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Obj::Hash(_) => Kind::Hash,
+        }
+    }
+
+    /// Allocator bytes held (for `used_memory`), the box included.
+    pub fn bytes(&self) -> usize {
+        allocated_size(std::mem::size_of::<Obj>())
+            + match self {
+                Obj::Hash(h) => h.bytes(),
+            }
+    }
+}
+
+/// Bytes a `HashMap` slot costs beyond its elements: two boxed slices and a control byte.
+const MAP_SLOT: usize = 2 * std::mem::size_of::<Box<[u8]>>() + 1;
+
+/// A hash too large for a pack. Fields are hashed with a per-process random key, as keys are:
+/// field names can come from clients too.
+#[derive(Debug, Default)]
+pub struct BigHash {
+    map: HashMap<Box<[u8]>, Box<[u8]>>,
+    /// Allocator bytes of the fields and values.
+    elems: usize,
+}
+
+impl BigHash {
+    pub fn with_capacity(n: usize) -> Self {
+        BigHash {
+            map: HashMap::with_capacity(n),
+            elems: 0,
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.elems + self.map.capacity() * MAP_SLOT
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
+        self.map.get(field).map(|v| &**v)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.map.iter().map(|(f, v)| (&**f, &**v))
+    }
+
+    /// Sets a field; true if it is new.
+    pub fn set(&mut self, field: &[u8], value: &[u8]) -> bool {
+        let v: Box<[u8]> = value.into();
+        self.elems += allocated_size(v.len());
+        match self.map.get_mut(field) {
+            Some(old) => {
+                self.elems -= allocated_size(old.len());
+                *old = v;
+                false
+            }
+            None => {
+                self.elems += allocated_size(field.len());
+                self.map.insert(field.into(), v);
+                true
+            }
+        }
+    }
+
+    pub fn remove(&mut self, field: &[u8]) -> bool {
+        match self.map.remove(field) {
+            Some(v) => {
+                self.elems -= allocated_size(v.len()) + allocated_size(field.len());
+                if self.map.capacity() > 64 && self.map.len() * 8 < self.map.capacity() {
+                    self.map.shrink_to_fit();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+// ---- the pack encoding ----
+
+fn varint_len(n: usize) -> usize {
+    let mut len = 1;
+    let mut n = n >> 7;
+    while n > 0 {
+        len += 1;
+        n >>= 7;
+    }
+    len
+}
+
+fn put_varint(buf: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        buf.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    buf.push(n as u8);
+}
+
+/// Reads a varint at the start of `p`: (value, bytes used). A pack is only ever written by
+/// [`PackWriter`] (or checked by [`Pack::parse`] when it comes from a file), so a short or
+/// malformed varint cannot occur; it reads as 0 rather than panicking.
+fn get_varint(p: &[u8]) -> (usize, usize) {
+    let mut n = 0usize;
+    for (i, &b) in p.iter().enumerate().take(10) {
+        n |= ((b & 0x7f) as usize) << (7 * i);
+        if b < 0x80 {
+            return (n, i + 1);
+        }
+    }
+    (0, p.len())
+}
+
+/// A borrowed pack: element count, then the elements.
+#[derive(Debug, Clone, Copy)]
+pub struct Pack<'a>(pub &'a [u8]);
+
+impl<'a> Pack<'a> {
+    pub const EMPTY: &'static [u8] = &[0];
+
+    /// Number of elements (a hash has twice its field count).
+    pub fn count(&self) -> usize {
+        get_varint(self.0).0
+    }
+
+    pub fn iter(&self) -> PackIter<'a> {
+        let (n, used) = get_varint(self.0);
+        PackIter {
+            rest: &self.0[used.min(self.0.len())..],
+            left: n,
+        }
+    }
+
+    /// Checks bytes read from a file: every length inside the buffer, nothing after the last
+    /// element. Returns the element count.
+    pub fn parse(bytes: &'a [u8]) -> Option<usize> {
+        let mut p = bytes;
+        let (n, used) = read_varint_checked(p)?;
+        p = &p[used..];
+        for _ in 0..n {
+            let (len, used) = read_varint_checked(p)?;
+            p = p.get(used..)?;
+            p = p.get(len..)?;
+        }
+        p.is_empty().then_some(n)
+    }
+}
+
+fn read_varint_checked(p: &[u8]) -> Option<(usize, usize)> {
+    let mut n = 0usize;
+    for (i, &b) in p.iter().enumerate().take(9) {
+        n |= ((b & 0x7f) as usize) << (7 * i);
+        if b < 0x80 {
+            return Some((n, i + 1));
+        }
+    }
+    None
+}
+
+pub struct PackIter<'a> {
+    rest: &'a [u8],
+    left: usize,
+}
+
+impl<'a> Iterator for PackIter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.left == 0 || self.rest.is_empty() {
+            return None;
+        }
+        self.left -= 1;
+        let (len, used) = get_varint(self.rest);
+        let end = (used + len).min(self.rest.len());
+        let e = &self.rest[used..end];
+        self.rest = &self.rest[end..];
+        Some(e)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.left))
+    }
+}
+
+/// Builds a pack whose element count is known up front.
+pub struct PackWriter {
+    buf: Vec<u8>,
+}
+
+impl PackWriter {
+    pub fn new(count: usize, bytes_hint: usize) -> Self {
+        let mut buf = Vec::with_capacity(bytes_hint + 2 * count + 4);
+        put_varint(&mut buf, count);
+        PackWriter { buf }
+    }
+
+    pub fn push(&mut self, e: &[u8]) {
+        put_varint(&mut self.buf, e.len());
+        self.buf.extend_from_slice(e);
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+/// Size of an element in a pack.
+pub fn packed_len(e: &[u8]) -> usize {
+    varint_len(e.len()) + e.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packs_round_trip_and_parse_checks_bounds() {
+        let elems: Vec<Vec<u8>> = vec![b"".to_vec(), b"a".to_vec(), vec![7u8; 300]];
+        let mut w = PackWriter::new(elems.len(), 400);
+        for e in &elems {
+            w.push(e);
+        }
+        let p = w.finish();
+        assert_eq!(Pack(&p).count(), 3);
+        assert_eq!(
+            Pack(&p).iter().map(|e| e.to_vec()).collect::<Vec<_>>(),
+            elems
+        );
+        assert_eq!(Pack::parse(&p), Some(3));
+        assert_eq!(Pack::parse(&p[..p.len() - 1]), None);
+        let mut longer = p.clone();
+        longer.push(0);
+        assert_eq!(Pack::parse(&longer), None);
+        assert_eq!(Pack::parse(Pack::EMPTY), Some(0));
+    }
+
+    #[test]
+    fn big_hash_counts_its_bytes() {
+        let mut h = BigHash::default();
+        assert!(h.set(b"f", b"v"));
+        assert!(!h.set(b"f", &[1u8; 100]));
+        assert_eq!(h.elems, allocated_size(1) + allocated_size(100));
+        assert!(h.remove(b"f"));
+        assert_eq!(h.elems, 0);
+        assert!(h.is_empty());
+    }
+}

@@ -2,7 +2,8 @@
 //! log it wrote gives back exactly the live state. Every mutating Store operation is drawn
 //! (SET with every condition and TTL form, MSET/MSETNX, APPEND, INCRBY, DEL, the lock
 //! release, RENAME/RENAMENX, EXPIREAT with every condition, PERSIST, GETEX, GETDEL,
-//! FLUSHDB, FLUSHALL, SWAPDB, and eviction under maxmemory), on a few keys in a few
+//! FLUSHDB, FLUSHALL, SWAPDB, and eviction under maxmemory; hash writes: HSET of one field
+//! or of many at once (so packs grow into big hashes), HDEL, HINCRBY), on a few keys in a few
 //! databases, with time moving on so that keys expire on the way. A mutation that forgot
 //! its log record, or logged something other than its result, shows up as a difference.
 
@@ -36,6 +37,10 @@ enum Step {
     SwapDb(u8, u8),
     Tick(u16),
     MaxMemory(bool),
+    HSet(u8, u8, u8),
+    HSetMany(u8, u8),
+    HDel(u8, u8),
+    HIncrBy(u8, u8, i8),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -60,6 +65,10 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0u8..3, 0u8..3).prop_map(|(a, b)| Step::SwapDb(a, b)),
         2 => (0u16..3000).prop_map(Step::Tick),
         1 => any::<bool>().prop_map(Step::MaxMemory),
+        3 => (0u8..6, 0u8..8, 0u8..5).prop_map(|(k, f, v)| Step::HSet(k, f, v)),
+        1 => (0u8..6, 0u8..160).prop_map(|(k, n)| Step::HSetMany(k, n)),
+        2 => (0u8..6, 0u8..8).prop_map(|(k, f)| Step::HDel(k, f)),
+        1 => (0u8..6, 0u8..8, any::<i8>()).prop_map(|(k, f, d)| Step::HIncrBy(k, f, d)),
     ]
 }
 
@@ -72,8 +81,14 @@ fn value(v: u8) -> Vec<u8> {
         0 => b"10".to_vec(),
         1 => b"-3".to_vec(),
         2 => b"user|s:5:\"alice\";".to_vec(),
-        _ => vec![b'x'; 300],
+        3 => vec![b'x'; 300],
+        // Longer than a pack element may be: the hash becomes a big one.
+        _ => vec![b'y'; super::value::PACK_MAX_ELEMENT + 1],
     }
+}
+
+fn field(f: u8) -> Vec<u8> {
+    format!("f{f}").into_bytes()
 }
 
 /// Every live record: (db, key, value, expiry).
@@ -89,14 +104,35 @@ fn contents(e: &Engine, now: i64) -> Vec<(u32, Vec<u8>, Vec<u8>, i64)> {
     let mut framed = crate::persist::format::SNAPSHOT_MAGIC.to_vec();
     framed.extend_from_slice(&image);
     crate::persist::format::read_image(&framed, crate::persist::format::SNAPSHOT_MAGIC, |op| {
-        if let Op::Set {
-            db,
-            key,
-            value,
-            expire,
-        } = op
-        {
-            out.push((db, key.to_vec(), value.to_vec(), expire));
+        match op {
+            Op::Set {
+                db,
+                key,
+                value,
+                expire,
+            } => out.push((db, key.to_vec(), value.to_vec(), expire)),
+            // A collection's order depends on its encoding: compare its pairs sorted.
+            Op::Value {
+                db,
+                key,
+                type_code,
+                payload,
+                expire,
+            } => {
+                let mut it = super::value::Pack(payload).iter();
+                let mut pairs: Vec<(&[u8], &[u8])> =
+                    std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect();
+                pairs.sort();
+                let mut canon = vec![type_code];
+                for (f, v) in pairs {
+                    canon.extend_from_slice(&(f.len() as u32).to_le_bytes());
+                    canon.extend_from_slice(f);
+                    canon.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    canon.extend_from_slice(v);
+                }
+                out.push((db, key.to_vec(), canon, expire));
+            }
+            _ => {}
         }
         Ok(())
     })
@@ -204,6 +240,41 @@ fn run(steps: &[Step], dir: &std::path::Path) -> Result<(), TestCaseError> {
                 let _ = block(live.swap_db(usize::from(a), usize::from(b)));
             }
             Step::Tick(ms) => now += i64::from(ms),
+            Step::HSet(k, f, v) => {
+                let _ = live.write(db, &key(k), now, |w| {
+                    w.hash()?;
+                    Ok(w.hset(&field(f), &value(v)))
+                });
+            }
+            Step::HSetMany(k, n) => {
+                let _ = live.write(db, &key(k), now, |w| {
+                    w.hash()?;
+                    for f in 0..n {
+                        w.hset(&field(f), &value(f % 4));
+                    }
+                    Ok(())
+                });
+            }
+            Step::HDel(k, f) => {
+                let _ = live.write(db, &key(k), now, |w| {
+                    if w.hash()?.is_some() {
+                        w.hdel(&field(f));
+                    }
+                    Ok(())
+                });
+            }
+            Step::HIncrBy(k, f, d) => {
+                let _ = live.write(db, &key(k), now, |w| {
+                    let cur = match w.hash()?.and_then(|h| h.get(&field(f))) {
+                        None => 0,
+                        Some(v) => {
+                            crate::resp::parse::parse_i64(v).ok_or(StoreError::NotInteger)?
+                        }
+                    };
+                    w.hset(&field(f), (cur + i64::from(d)).to_string().as_bytes());
+                    Ok(())
+                });
+            }
             Step::MaxMemory(on) => {
                 // Small enough that the next writes evict (allkeys-lru), which is logged.
                 live.set_maxmemory_policy("allkeys-lru");

@@ -34,6 +34,11 @@ fn hashes_match_redis() {
 }
 
 #[test]
+fn transactions_match_redis() {
+    differential("multi.txt");
+}
+
+#[test]
 fn floats_match_redis() {
     differential("floats.txt");
 }

@@ -17,6 +17,7 @@ pub mod hashes;
 pub mod info;
 pub mod keys;
 pub mod keyspec;
+pub mod multi;
 pub mod persistence;
 pub mod script;
 pub mod server;
@@ -46,6 +47,8 @@ pub struct ClientState {
     pub local: bool,
     /// Failed AUTH attempts on this connection.
     pub auth_failures: u32,
+    /// MULTI/EXEC and WATCH state (embedded engine).
+    pub tx: multi::Transaction,
 }
 
 impl ClientState {
@@ -58,6 +61,7 @@ impl ClientState {
             wrote: false,
             local,
             auth_failures: 0,
+            tx: multi::Transaction::default(),
         }
     }
 }
@@ -153,6 +157,11 @@ pub async fn execute<S: Store>(
     args: &[&[u8]],
     out: &mut Reply<'_>,
 ) -> Flow {
+    if client.tx.in_multi() {
+        if let Some(flow) = multi::queue(server, client, args, out) {
+            return flow;
+        }
+    }
     match check(server, client, args) {
         Ok(spec) => execute_checked(server, client, spec, args, out).await,
         Err(e) => {
@@ -223,11 +232,24 @@ pub async fn execute_checked<S: Store>(
     args: &[&[u8]],
     out: &mut Reply<'_>,
 ) -> Flow {
+    execute_checked_at(server, client, spec, args, out, crate::clock::now_ms()).await
+}
+
+/// [`execute_checked`] at a given clock reading (EXEC runs its commands at one time, as
+/// Redis does).
+pub async fn execute_checked_at<S: Store>(
+    server: &Server<S>,
+    client: &mut ClientState,
+    spec: &table::Spec,
+    args: &[&[u8]],
+    out: &mut Reply<'_>,
+    now: i64,
+) -> Flow {
     let mut cx = Ctx {
         server,
         client,
         out,
-        now: crate::clock::now_ms(),
+        now,
         flow: Flow::Continue,
     };
     let Some(id) = spec.id else {
@@ -319,5 +341,10 @@ async fn run<S: Store>(cx: &mut Ctx<'_, '_, S>, id: CmdId, a: &[&[u8]]) -> CmdRe
         IncrByFloat => strings::incrbyfloat(cx, a).await,
         HRandField => hashes::hrandfield(cx, a).await,
         HScan => hashes::hscan(cx, a).await,
+        Multi => multi::multi(cx),
+        Exec => multi::exec(cx).await,
+        Discard => multi::discard(cx),
+        Watch => multi::watch(cx, a),
+        Unwatch => multi::unwatch(cx),
     }
 }

@@ -100,6 +100,11 @@ pub enum CmdId {
     HRandField,
     HScan,
     IncrByFloat,
+    Multi,
+    Exec,
+    Discard,
+    Watch,
+    Unwatch,
 }
 
 impl CmdId {
@@ -125,6 +130,11 @@ impl CmdId {
                 | HRandField
                 | HScan
                 | IncrByFloat
+                | Multi
+                | Exec
+                | Discard
+                | Watch
+                | Unwatch
         )
     }
 }
@@ -211,6 +221,11 @@ pub const ENGINE: &[(&str, CmdId)] = {
         ("incrbyfloat", IncrByFloat),
         ("hrandfield", HRandField),
         ("hscan", HScan),
+        ("multi", Multi),
+        ("exec", Exec),
+        ("discard", Discard),
+        ("watch", Watch),
+        ("unwatch", Unwatch),
     ]
 };
 

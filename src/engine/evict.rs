@@ -68,6 +68,10 @@ pub(super) fn reserve(inner: &Inner) -> StoreResult<()> {
     if policy == Policy::NoEviction {
         return Err(StoreError::OutOfMemory);
     }
+    if super::txn::active(inner) {
+        // Inside EXEC only the block's shards may be touched (txn.rs): no eviction there.
+        return Ok(());
+    }
     for _ in 0..MAX_EVICTIONS_PER_WRITE {
         if !evict_one(inner, policy) {
             return Err(StoreError::OutOfMemory);

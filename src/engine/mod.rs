@@ -26,7 +26,9 @@ mod mutate;
 mod persist;
 mod store;
 mod table;
+mod txn;
 pub mod value;
+mod watch;
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -44,6 +46,7 @@ pub use evict::Policy;
 pub use hash::HashRef;
 use mutate::Changes;
 use table::Table;
+pub use watch::Watches;
 
 /// Number of shards: a power of two well above the core count, so two threads rarely want
 /// the same shard, and small enough that whole-keyspace operations stay cheap.
@@ -67,6 +70,8 @@ pub(crate) struct ShardData {
     sweep_pos: Box<[usize]>,
     /// Remaining-TTL samples from the last sweep, per database: (sum ms, count).
     ttl_samples: Box<[(u64, u64)]>,
+    /// Keys clients WATCH in this shard (`watch.rs`).
+    watched: watch::Registry,
 }
 
 impl ShardData {
@@ -142,6 +147,7 @@ impl Engine {
                     evicted: 0,
                     sweep_pos: vec![0; databases].into_boxed_slice(),
                     ttl_samples: vec![(0, 0); databases].into_boxed_slice(),
+                    watched: Default::default(),
                 }),
                 bytes: AtomicUsize::new(0),
             })
@@ -180,7 +186,16 @@ impl Inner {
         move |k| self.hash(k)
     }
 
-    fn lock(&self, shard: usize) -> MutexGuard<'_, ShardData> {
+    /// The shard's data: locked now, or already held by the block running on this thread
+    /// (`txn.rs`).
+    fn lock(&self, shard: usize) -> txn::ShardGuard<'_> {
+        match txn::held(self, shard) {
+            Some(g) => g,
+            None => txn::ShardGuard::Locked(self.lock_mutex(shard)),
+        }
+    }
+
+    fn lock_mutex(&self, shard: usize) -> MutexGuard<'_, ShardData> {
         // A panic while holding a shard cannot leave a table half-modified (every mutation
         // completes before anything can panic), so a poisoned lock is safe to keep using.
         self.shards[shard]
@@ -238,7 +253,7 @@ impl Inner {
 /// Several shard guards held at once.
 struct MultiLock<'a> {
     inner: &'a Inner,
-    guards: Vec<(usize, MutexGuard<'a, ShardData>)>,
+    guards: Vec<(usize, txn::ShardGuard<'a>)>,
     hashes: Vec<u64>,
 }
 

@@ -22,6 +22,7 @@ use super::hash::{self, HashRef, NewHash};
 use super::persist::db32;
 use super::table::Table;
 use super::value::{Kind, Obj, Pack, PackWriter};
+use super::watch::{touch, touch_db};
 use super::{Db, Inner, ShardData};
 use crate::persist::format::Op;
 use crate::persist::journal::FrameWriter;
@@ -56,6 +57,9 @@ impl<'a> Changes<'a> {
     }
 
     fn record(&mut self, op: Op<'_>) {
+        if super::txn::record(self.inner, &op) {
+            return; // inside EXEC: the block's one frame
+        }
         if let Some(j) = self.inner.journal.get() {
             self.frame.get_or_insert_with(|| j.begin_frame()).push(&op);
         }
@@ -63,6 +67,7 @@ impl<'a> Changes<'a> {
 
     /// Creates or overwrites `rec.key` (`exists`: the caller found it live).
     pub fn put(&mut self, s: &mut ShardData, db: Db, hash: u64, rec: Record<'_>, exists: bool) {
+        touch(s, db, rec.key);
         write(&mut s.dbs[db], hash, &rec, exists, &self.inner.hasher_fn());
         self.record(Op::Set {
             db: db32(db),
@@ -75,6 +80,7 @@ impl<'a> Changes<'a> {
     /// Stores a whole record (RENAME, COPY, RESTORE) over whatever `key` held (`exists`: the
     /// caller found it live). Logs the whole value.
     pub fn put_entry(&mut self, s: &mut ShardData, db: Db, hash: u64, entry: Entry, exists: bool) {
+        touch(s, db, entry.key());
         let t = &mut s.dbs[db];
         let hasher = self.inner.hasher_fn();
         if exists {
@@ -97,6 +103,7 @@ impl<'a> Changes<'a> {
         value: &[u8],
         lru: u32,
     ) -> bool {
+        touch(s, db, key);
         let t = &mut s.dbs[db];
         let is_new = match t.update(h, key, Token(()), |e| hash::set_field(e, field, value)) {
             Some(n) => n,
@@ -118,6 +125,7 @@ impl<'a> Changes<'a> {
     /// Removes a field of the hash at `key` (a live hash: the caller checked), and the key
     /// with its last field. Whether the field was there.
     pub fn hdel(&mut self, s: &mut ShardData, db: Db, h: u64, key: &[u8], field: &[u8]) -> bool {
+        touch(s, db, key);
         let t = &mut s.dbs[db];
         let removed = t
             .update(h, key, Token(()), |e| hash::del_field(e, field))
@@ -148,6 +156,7 @@ impl<'a> Changes<'a> {
         key: &[u8],
         tail: &[u8],
     ) -> Option<usize> {
+        touch(s, db, key);
         let t = &mut s.dbs[db];
         let n = t.append_value(hash, key, tail, Token(()))?;
         if let Some(e) = t.find(hash, key) {
@@ -165,6 +174,7 @@ impl<'a> Changes<'a> {
     /// Removes `key` and returns its record (RENAME); logged as DEL.
     pub fn take(&mut self, s: &mut ShardData, db: Db, hash: u64, key: &[u8]) -> Option<Entry> {
         let e = s.dbs[db].remove(hash, key, &self.inner.hasher_fn(), Token(()))?;
+        touch(s, db, key);
         self.record(Op::Del { db: db32(db), key });
         Some(e)
     }
@@ -175,6 +185,7 @@ impl<'a> Changes<'a> {
             .remove(hash, key, &self.inner.hasher_fn(), Token(()))
             .is_some();
         if removed {
+            touch(s, db, key);
             self.record(Op::Del { db: db32(db), key });
         }
         removed
@@ -183,6 +194,7 @@ impl<'a> Changes<'a> {
     /// Sets (or with 0 clears) a key's absolute expiry.
     pub fn expire(&mut self, s: &mut ShardData, db: Db, hash: u64, key: &[u8], at: i64) {
         if s.dbs[db].set_expire(hash, key, at, Token(())) {
+            touch(s, db, key);
             self.record(Op::ExpireAt {
                 db: db32(db),
                 key,
@@ -195,7 +207,14 @@ impl<'a> Changes<'a> {
     /// be freed after the locks are released. The caller holds every shard.
     pub fn flush(&mut self, shards: &mut [&mut ShardData], db: Option<Db>) -> Vec<Table> {
         let mut old = Vec::new();
+        let hasher = self.inner.hasher_fn();
         for s in shards.iter_mut() {
+            if !s.watched.is_empty() {
+                let n = s.dbs.len();
+                for d in db.map_or(0..n, |d| d..d + 1) {
+                    touch_db(s, d, d, &hasher);
+                }
+            }
             match db {
                 Some(db) => old.push(std::mem::take(&mut s.dbs[db])),
                 None => old.extend(s.dbs.iter_mut().map(std::mem::take)),
@@ -210,7 +229,12 @@ impl<'a> Changes<'a> {
 
     /// Swaps two databases in the shards given. The caller holds every shard.
     pub fn swap_db(&mut self, shards: &mut [&mut ShardData], a: Db, b: Db) {
+        let hasher = self.inner.hasher_fn();
         for s in shards.iter_mut() {
+            if !s.watched.is_empty() {
+                touch_db(s, a, b, &hasher);
+                touch_db(s, b, a, &hasher);
+            }
             s.dbs.swap(a, b);
             s.sweep_pos.swap(a, b);
         }

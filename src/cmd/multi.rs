@@ -1,0 +1,249 @@
+//! Transactions on the embedded engine (Redis's `multi.c`): MULTI, EXEC, DISCARD, WATCH,
+//! UNWATCH.
+//!
+//! Between `MULTI` and `EXEC` a client's commands are checked as Redis checks them (unknown
+//! command, arity, authentication, commands not allowed in a transaction) and queued: each
+//! gets `+QUEUED`, or an error that makes the `EXEC` fail with `EXECABORT`. `EXEC` runs the
+//! queue as one atomic block (`engine/txn.rs`): the shards of every key the queued commands
+//! and the `WATCH`ed keys name (from the command table's key specs; every shard if a queued
+//! command reaches beyond its keys, as FLUSHALL or KEYS do) are held for the whole block, its
+//! changes are one log frame, and the watches are checked inside it, so nothing can change a
+//! watched key between the check and the run.
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+
+use super::hashes::engine;
+use super::table::{self, CmdId, Flags};
+use super::{execute_checked_at, ClientState, CmdError, CmdResult, Ctx, Flow};
+use crate::engine::Watches;
+use crate::resp::Reply;
+use crate::server::Server;
+use crate::store::Store;
+
+/// A client's transaction state.
+#[derive(Debug, Default)]
+pub struct Transaction {
+    /// The queued commands, between MULTI and EXEC/DISCARD.
+    queued: Option<Vec<Vec<Bytes>>>,
+    /// Bytes of the queued arguments (bounded by `client-query-buffer-limit`).
+    queued_bytes: u64,
+    /// A command failed to queue: EXEC answers EXECABORT.
+    aborted: bool,
+    watches: Option<Watches>,
+}
+
+impl Transaction {
+    pub fn in_multi(&self) -> bool {
+        self.queued.is_some()
+    }
+
+    /// Forgets the queue and every watch (EXEC, DISCARD, RESET).
+    pub fn reset(&mut self) {
+        self.queued = None;
+        self.queued_bytes = 0;
+        self.aborted = false;
+        if let Some(w) = self.watches.as_mut() {
+            w.clear();
+        }
+    }
+}
+
+/// Commands that run at once even inside MULTI (Redis's `processCommand` list).
+fn runs_inside(id: Option<CmdId>) -> bool {
+    matches!(
+        id,
+        Some(
+            CmdId::Exec | CmdId::Discard | CmdId::Multi | CmdId::Watch | CmdId::Quit | CmdId::Reset
+        )
+    )
+}
+
+/// Commands sessiond does not queue: they may wait (a failed AUTH's delay, SAVE and SHUTDOWN
+/// on the disk), and a transaction holds its shards while it runs.
+fn waits(id: Option<CmdId>) -> bool {
+    matches!(
+        id,
+        Some(CmdId::Auth | CmdId::Hello | CmdId::Save | CmdId::Shutdown)
+    )
+}
+
+/// Checks and queues one command of a client inside MULTI; returns None for the commands
+/// that run at once instead (the caller executes them).
+pub fn queue<S: Store>(
+    server: &Server<S>,
+    client: &mut ClientState,
+    args: &[&[u8]],
+    out: &mut Reply<'_>,
+) -> Option<Flow> {
+    let id = table::lookup(args[0]).and_then(|i| table::commands()[i].id);
+    if runs_inside(id) {
+        return None;
+    }
+    let checked = super::check(server, client, args).and_then(|spec| {
+        if spec.flags.has(Flags::NO_MULTI) || waits(spec.id) {
+            Err("ERR Command not allowed inside a transaction".to_string())
+        } else {
+            Ok(())
+        }
+    });
+    let tx = &mut client.tx;
+    let size: u64 = args.iter().map(|a| a.len() as u64 + 16).sum();
+    let limit = server
+        .settings
+        .client_query_buffer_limit
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let checked = checked.and_then(|()| {
+        if tx.queued_bytes + size > limit {
+            Err(format!(
+                "ERR transaction too large: its queued commands exceed client-query-buffer-limit ({limit} bytes)"
+            ))
+        } else {
+            Ok(())
+        }
+    });
+    match checked {
+        Err(e) => {
+            tx.aborted = true;
+            out.error(&e);
+        }
+        Ok(()) => {
+            tx.queued_bytes += size;
+            if let Some(q) = tx.queued.as_mut() {
+                q.push(args.iter().map(|a| Bytes::copy_from_slice(a)).collect());
+            }
+            out.simple("QUEUED");
+        }
+    }
+    Some(Flow::Continue)
+}
+
+pub fn multi<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+    engine(cx)?;
+    if cx.client.tx.in_multi() {
+        return Err(CmdError::msg("ERR MULTI calls can not be nested"));
+    }
+    cx.client.tx.queued = Some(Vec::new());
+    cx.out.ok();
+    Ok(())
+}
+
+pub fn discard<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+    if !cx.client.tx.in_multi() {
+        return Err(CmdError::msg("ERR DISCARD without MULTI"));
+    }
+    cx.client.tx.reset();
+    cx.out.ok();
+    Ok(())
+}
+
+pub fn watch<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let e = engine(cx)?;
+    if cx.client.tx.in_multi() {
+        return Err(CmdError::msg("ERR WATCH inside MULTI is not allowed"));
+    }
+    let (db, now) = (cx.db(), cx.now);
+    let w = cx.client.tx.watches.get_or_insert_with(|| Watches::new(e));
+    for k in &a[1..] {
+        w.add(db, k, now);
+    }
+    cx.out.ok();
+    Ok(())
+}
+
+pub fn unwatch<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+    if let Some(w) = cx.client.tx.watches.as_mut() {
+        w.clear();
+    }
+    cx.out.ok();
+    Ok(())
+}
+
+/// Commands that touch no shard data, so a block holding only its keys' shards may run
+/// them. Any other keyless command makes the block hold every shard.
+fn data_free(id: Option<CmdId>) -> bool {
+    matches!(
+        id,
+        Some(CmdId::Ping | CmdId::Echo | CmdId::Time | CmdId::Select | CmdId::Command)
+    )
+}
+
+pub async fn exec<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+    let e = engine(cx)?;
+    let Some(queued) = cx.client.tx.queued.take() else {
+        return Err(CmdError::msg("ERR EXEC without MULTI"));
+    };
+    if cx.client.tx.aborted {
+        cx.client.tx.reset();
+        return Err(CmdError::msg(
+            "EXECABORT Transaction discarded because of previous errors.",
+        ));
+    }
+    let argvs: Vec<Vec<&[u8]>> = queued
+        .iter()
+        .map(|c| c.iter().map(|a| &a[..]).collect())
+        .collect();
+    // The shards to hold: every key named, or all of them.
+    let mut keys: Option<Vec<&[u8]>> = Some(Vec::new());
+    let mut specs = Vec::with_capacity(argvs.len());
+    for args in &argvs {
+        let Some(spec) = table::lookup(args[0]).map(|i| &table::commands()[i]) else {
+            keys = None;
+            specs.push(None);
+            continue;
+        };
+        let ks =
+            table::resolve(args).map_or_else(Vec::new, |sub| super::keyspec::keys_of(sub, args));
+        if ks.is_empty() && !data_free(spec.id) {
+            keys = None;
+        }
+        if let Some(all) = keys.as_mut() {
+            all.extend(ks);
+        }
+        specs.push(Some(spec));
+    }
+    let watches = cx.client.tx.watches.take();
+    if let (Some(all), Some(w)) = (keys.as_mut(), watches.as_ref()) {
+        all.extend(w.keys());
+    }
+    let server = cx.server;
+    let now = cx.now;
+    let client = &mut *cx.client;
+    let out = &mut *cx.out;
+    let ran = e.atomically(keys.as_deref(), || {
+        if watches.as_ref().is_some_and(|w| w.broken(now)) {
+            return false;
+        }
+        out.array(argvs.len());
+        for (args, spec) in argvs.iter().zip(&specs) {
+            let Some(spec) = spec else {
+                out.error(&super::unknown_command_error(args));
+                continue;
+            };
+            let fut = execute_checked_at(server, client, spec, args, out, now);
+            if run_now(fut).is_none() {
+                // Not reachable: commands that can wait are refused when queued.
+                out.error("ERR command could not run inside the transaction");
+            }
+        }
+        true
+    });
+    cx.client.tx.watches = watches;
+    cx.client.tx.reset();
+    if !ran {
+        cx.out.null_array();
+    }
+    Ok(())
+}
+
+/// Polls a future once: the engine's operations complete without waiting.
+fn run_now<F: Future>(f: F) -> Option<F::Output> {
+    let mut f = pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    }
+}

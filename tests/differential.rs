@@ -34,6 +34,11 @@ fn hashes_match_redis() {
 }
 
 #[test]
+fn sets_match_redis() {
+    differential("sets.txt");
+}
+
+#[test]
 fn transactions_match_redis() {
     differential("multi.txt");
 }

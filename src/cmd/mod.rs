@@ -21,6 +21,7 @@ pub mod multi;
 pub mod persistence;
 pub mod script;
 pub mod server;
+pub mod sets;
 pub mod strings;
 pub mod table;
 
@@ -346,5 +347,22 @@ async fn run<S: Store>(cx: &mut Ctx<'_, '_, S>, id: CmdId, a: &[&[u8]]) -> CmdRe
         Discard => multi::discard(cx),
         Watch => multi::watch(cx, a),
         Unwatch => multi::unwatch(cx),
+        SAdd => sets::sadd(cx, a).await,
+        SRem => sets::srem(cx, a).await,
+        SMembers => sets::smembers(cx, a).await,
+        SIsMember => sets::sismember(cx, a).await,
+        SMIsMember => sets::smismember(cx, a).await,
+        SCard => sets::scard(cx, a).await,
+        SPop => sets::spop(cx, a).await,
+        SRandMember => sets::srandmember(cx, a).await,
+        SMove => sets::smove(cx, a).await,
+        SInter => sets::combine_cmd(cx, a, sets::Op::Inter).await,
+        SUnion => sets::combine_cmd(cx, a, sets::Op::Union).await,
+        SDiff => sets::combine_cmd(cx, a, sets::Op::Diff).await,
+        SInterStore => sets::store_cmd(cx, a, sets::Op::Inter).await,
+        SUnionStore => sets::store_cmd(cx, a, sets::Op::Union).await,
+        SDiffStore => sets::store_cmd(cx, a, sets::Op::Diff).await,
+        SInterCard => sets::sintercard(cx, a).await,
+        SScan => sets::sscan(cx, a).await,
     }
 }

@@ -105,6 +105,23 @@ pub enum CmdId {
     Discard,
     Watch,
     Unwatch,
+    SAdd,
+    SRem,
+    SMembers,
+    SIsMember,
+    SMIsMember,
+    SCard,
+    SPop,
+    SRandMember,
+    SMove,
+    SInter,
+    SUnion,
+    SDiff,
+    SInterStore,
+    SUnionStore,
+    SDiffStore,
+    SInterCard,
+    SScan,
 }
 
 impl CmdId {
@@ -135,6 +152,23 @@ impl CmdId {
                 | Discard
                 | Watch
                 | Unwatch
+                | SAdd
+                | SRem
+                | SMembers
+                | SIsMember
+                | SMIsMember
+                | SCard
+                | SPop
+                | SRandMember
+                | SMove
+                | SInter
+                | SUnion
+                | SDiff
+                | SInterStore
+                | SUnionStore
+                | SDiffStore
+                | SInterCard
+                | SScan
         )
     }
 }
@@ -226,6 +260,23 @@ pub const ENGINE: &[(&str, CmdId)] = {
         ("discard", Discard),
         ("watch", Watch),
         ("unwatch", Unwatch),
+        ("sadd", SAdd),
+        ("srem", SRem),
+        ("smembers", SMembers),
+        ("sismember", SIsMember),
+        ("smismember", SMIsMember),
+        ("scard", SCard),
+        ("spop", SPop),
+        ("srandmember", SRandMember),
+        ("smove", SMove),
+        ("sinter", SInter),
+        ("sunion", SUnion),
+        ("sdiff", SDiff),
+        ("sinterstore", SInterStore),
+        ("sunionstore", SUnionStore),
+        ("sdiffstore", SDiffStore),
+        ("sintercard", SInterCard),
+        ("sscan", SScan),
     ]
 };
 

@@ -10,6 +10,7 @@
 use super::entry::Entry;
 use super::hash::HashRef;
 use super::mutate::{Changes, Record};
+use super::set::{NewSet, SetRef};
 use super::*;
 
 /// A live key, as a command reads it.
@@ -34,6 +35,30 @@ impl<'a> KeyRef<'a> {
     /// The hash, or WRONGTYPE.
     pub fn hash_or_wrongtype(&self) -> StoreResult<HashRef<'a>> {
         self.hash().ok_or(StoreError::WrongType)
+    }
+
+    /// The set, if the key is one.
+    pub fn set(&self) -> Option<SetRef<'a>> {
+        SetRef::of(self.0)
+    }
+
+    pub fn set_or_wrongtype(&self) -> StoreResult<SetRef<'a>> {
+        self.set().ok_or(StoreError::WrongType)
+    }
+
+    /// The encoding's name, as `OBJECT ENCODING` reports it.
+    pub fn encoding(&self) -> &'static str {
+        if let Some(h) = self.hash() {
+            return h.encoding();
+        }
+        if let Some(s) = self.set() {
+            return s.encoding();
+        }
+        match self.0.string() {
+            Some(v) if v.len() <= 20 && crate::resp::parse::parse_i64(v).is_some() => "int",
+            Some(v) if v.len() <= 44 => "embstr",
+            _ => "raw",
+        }
     }
 
     /// Absolute expiry in unix ms, 0 without a TTL.
@@ -85,6 +110,45 @@ impl KeyWriter<'_> {
         self.changes.put(self.s, self.db, self.h, rec, exists);
     }
 
+    /// The set at the key: `Ok(None)` if absent, WRONGTYPE if another type.
+    pub fn set(&self) -> StoreResult<Option<SetRef<'_>>> {
+        match self.get() {
+            None => Ok(None),
+            Some(k) => k.set_or_wrongtype().map(Some),
+        }
+    }
+
+    /// Adds a set member, creating the set if the key is absent; true if it is new. The
+    /// caller has checked the type with [`set`](Self::set).
+    pub fn sadd(&mut self, member: &[u8]) -> bool {
+        self.changes
+            .sadd(self.s, self.db, self.h, self.key, member, self.lru)
+    }
+
+    /// Removes a set member (the key with the last one); whether it was there.
+    pub fn srem(&mut self, member: &[u8]) -> bool {
+        self.changes.srem(self.s, self.db, self.h, self.key, member)
+    }
+
+    /// Replaces whatever the key holds with a set of `members` (distinct), no TTL; deletes
+    /// the key when `members` is empty (the STORE commands).
+    pub fn store_set(&mut self, members: &[&[u8]]) {
+        let exists = self.get().is_some();
+        if members.is_empty() {
+            if exists {
+                self.changes.del(self.s, self.db, self.h, self.key);
+            }
+            return;
+        }
+        let e = NewSet::from_members(members).into_entry(self.key, 0, self.lru);
+        self.changes.put_entry(self.s, self.db, self.h, e, exists);
+    }
+
+    /// Deletes the key; whether it existed.
+    pub fn del(&mut self) -> bool {
+        self.changes.del(self.s, self.db, self.h, self.key)
+    }
+
     /// Removes a hash field (the key with the last one); whether it was there.
     pub fn hdel(&mut self, field: &[u8]) -> bool {
         self.changes.hdel(self.s, self.db, self.h, self.key, field)
@@ -107,6 +171,12 @@ impl Engine {
             f(s.read(db, h, key, now, lru, &i.hasher_fn())
                 .map(|e| KeyRef(e)))
         })
+    }
+
+    /// Runs `f` with every one of `keys` live or absent, under one multi-shard block (see
+    /// `txn.rs`): multi-key reads and writes (SINTER, SMOVE, SUNIONSTORE…) are atomic.
+    pub fn with_keys<R>(&self, keys: &[&[u8]], f: impl FnOnce() -> R) -> R {
+        self.atomically(Some(keys), f)
     }
 
     /// Runs `f` with write access to the key. Under `maxmemory`, memory is made (or the write

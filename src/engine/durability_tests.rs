@@ -41,6 +41,10 @@ enum Step {
     HSetMany(u8, u8),
     HDel(u8, u8),
     HIncrBy(u8, u8, i8),
+    SAdd(u8, u8),
+    SAddMany(u8, u16),
+    SRem(u8, u8),
+    StoreSet(u8, u8),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -69,6 +73,10 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0u8..6, 0u8..160).prop_map(|(k, n)| Step::HSetMany(k, n)),
         2 => (0u8..6, 0u8..8).prop_map(|(k, f)| Step::HDel(k, f)),
         1 => (0u8..6, 0u8..8, any::<i8>()).prop_map(|(k, f, d)| Step::HIncrBy(k, f, d)),
+        3 => (0u8..6, 0u8..8).prop_map(|(k, m)| Step::SAdd(k, m)),
+        1 => (0u8..6, 0u16..600).prop_map(|(k, n)| Step::SAddMany(k, n)),
+        2 => (0u8..6, 0u8..8).prop_map(|(k, m)| Step::SRem(k, m)),
+        1 => (0u8..6, 0u8..5).prop_map(|(k, n)| Step::StoreSet(k, n)),
     ]
 }
 
@@ -119,16 +127,20 @@ fn contents(e: &Engine, now: i64) -> Vec<(u32, Vec<u8>, Vec<u8>, i64)> {
                 payload,
                 expire,
             } => {
-                let mut it = super::value::Pack(payload).iter();
-                let mut pairs: Vec<(&[u8], &[u8])> =
-                    std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect();
-                pairs.sort();
+                let elems: Vec<&[u8]> = super::value::Pack(payload).iter().collect();
+                let mut items: Vec<Vec<u8>> = if type_code == 1 {
+                    elems
+                        .chunks(2)
+                        .map(|p| [p[0], b"=", p[1]].concat())
+                        .collect()
+                } else {
+                    elems.iter().map(|m| m.to_vec()).collect()
+                };
+                items.sort();
                 let mut canon = vec![type_code];
-                for (f, v) in pairs {
-                    canon.extend_from_slice(&(f.len() as u32).to_le_bytes());
-                    canon.extend_from_slice(f);
-                    canon.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                    canon.extend_from_slice(v);
+                for i in items {
+                    canon.extend_from_slice(&(i.len() as u32).to_le_bytes());
+                    canon.extend_from_slice(&i);
                 }
                 out.push((db, key.to_vec(), canon, expire));
             }
@@ -260,6 +272,38 @@ fn run(steps: &[Step], dir: &std::path::Path) -> Result<(), TestCaseError> {
                     if w.hash()?.is_some() {
                         w.hdel(&field(f));
                     }
+                    Ok(())
+                });
+            }
+            Step::SAdd(k, m) => {
+                let _ = live.write(db, &key(k), now, |w| {
+                    w.set()?;
+                    Ok(w.sadd(&field(m)))
+                });
+            }
+            Step::SAddMany(k, n) => {
+                // Integers: packs stay packed up to 512 of them, then become big sets.
+                let _ = live.write(db, &key(k), now, |w| {
+                    w.set()?;
+                    for m in 0..n {
+                        w.sadd(m.to_string().as_bytes());
+                    }
+                    Ok(())
+                });
+            }
+            Step::SRem(k, m) => {
+                let _ = live.write(db, &key(k), now, |w| {
+                    if w.set()?.is_some() {
+                        w.srem(&field(m));
+                    }
+                    Ok(())
+                });
+            }
+            Step::StoreSet(k, n) => {
+                let members: Vec<Vec<u8>> = (0..n).map(field).collect();
+                let refs: Vec<&[u8]> = members.iter().map(|m| &m[..]).collect();
+                let _ = live.write(db, &key(k), now, |w| {
+                    w.store_set(&refs);
                     Ok(())
                 });
             }

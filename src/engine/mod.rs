@@ -24,6 +24,7 @@ pub mod expire;
 pub mod hash;
 mod mutate;
 mod persist;
+pub mod set;
 mod store;
 mod table;
 mod txn;
@@ -45,6 +46,7 @@ use entry::Entry;
 pub use evict::Policy;
 pub use hash::HashRef;
 use mutate::Changes;
+pub use set::SetRef;
 use table::Table;
 pub use watch::Watches;
 

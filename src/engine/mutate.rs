@@ -20,6 +20,7 @@
 use super::entry::Entry;
 use super::hash::{self, HashRef, NewHash};
 use super::persist::db32;
+use super::set::{self, NewSet, SetRef};
 use super::table::Table;
 use super::value::{Kind, Obj, Pack, PackWriter};
 use super::watch::{touch, touch_db};
@@ -136,13 +137,56 @@ impl<'a> Changes<'a> {
                 key,
                 field,
             });
-            let empty = t
-                .find(h, key)
-                .and_then(HashRef::of)
-                .is_some_and(|x| x.is_empty());
-            if empty {
-                t.remove(h, key, &self.inner.hasher_fn(), Token(()));
+            drop_if_empty(t, h, key, &self.inner.hasher_fn());
+        }
+        removed
+    }
+
+    /// Adds a member to the set at `key`, creating the set (no TTL) when `key` is absent. The
+    /// caller has checked that a live `key` is a set. True if the member is new.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sadd(
+        &mut self,
+        s: &mut ShardData,
+        db: Db,
+        h: u64,
+        key: &[u8],
+        member: &[u8],
+        lru: u32,
+    ) -> bool {
+        let t = &mut s.dbs[db];
+        let added = match t.update(h, key, Token(()), |e| set::add(e, member)) {
+            Some(a) => a,
+            None => {
+                let e = NewSet::from_members(&[member]).into_entry(key, 0, lru);
+                t.insert_new(h, e, &self.inner.hasher_fn(), Token(()));
+                true
             }
+        };
+        if added {
+            touch(s, db, key);
+            self.record(Op::SAdd {
+                db: db32(db),
+                key,
+                member,
+            });
+        }
+        added
+    }
+
+    /// Removes a member of the set at `key` (a live set), and the key with its last member.
+    pub fn srem(&mut self, s: &mut ShardData, db: Db, h: u64, key: &[u8], member: &[u8]) -> bool {
+        let removed = s.dbs[db]
+            .update(h, key, Token(()), |e| set::remove(e, member))
+            .unwrap_or(false);
+        if removed {
+            touch(s, db, key);
+            self.record(Op::SRem {
+                db: db32(db),
+                key,
+                member,
+            });
+            drop_if_empty(&mut s.dbs[db], h, key, &self.inner.hasher_fn());
         }
         removed
     }
@@ -259,6 +303,18 @@ fn write(t: &mut Table, hash: u64, rec: &Record<'_>, exists: bool, hasher: &impl
     }
 }
 
+/// Removes `key` if it holds an empty collection: Redis never keeps one.
+fn drop_if_empty(t: &mut Table, h: u64, key: &[u8], hasher: &impl Fn(&[u8]) -> u64) {
+    let empty = t.find(h, key).is_some_and(|e| match e.kind() {
+        Kind::HashPack | Kind::Hash => HashRef::of(e).is_some_and(|x| x.is_empty()),
+        Kind::SetPack | Kind::Set => SetRef::of(e).is_some_and(|x| x.is_empty()),
+        Kind::Str => false,
+    });
+    if empty {
+        t.remove(h, key, hasher, Token(()));
+    }
+}
+
 /// Calls `f` with the log record that recreates `e` whole: SET for a string, VALUE with the
 /// pack encoding for a collection (serialized on the spot for a big one). Used by the log
 /// and by snapshots.
@@ -278,13 +334,24 @@ pub(super) fn whole_value<R>(db: u32, e: &Entry, f: impl FnOnce(Op<'_>) -> R) ->
             payload: e.value(),
             expire,
         }),
-        Some(Obj::Hash(h)) => {
-            let mut w = PackWriter::new(2 * h.len(), h.bytes());
-            for (k, v) in h.iter() {
-                w.push(k);
-                w.push(v);
-            }
-            let payload = w.finish();
+        Some(obj) => {
+            let payload = match obj {
+                Obj::Hash(h) => {
+                    let mut w = PackWriter::new(2 * h.len(), h.bytes());
+                    for (k, v) in h.iter() {
+                        w.push(k);
+                        w.push(v);
+                    }
+                    w.finish()
+                }
+                Obj::Set(s) => {
+                    let mut w = PackWriter::new(s.len(), s.bytes());
+                    for m in s.iter() {
+                        w.push(m);
+                    }
+                    w.finish()
+                }
+            };
             f(Op::Value {
                 db,
                 key,
@@ -317,6 +384,13 @@ pub(super) fn entry_from_value(
             Ok(v.into_entry(key, expire, lru))
         }
         1 => Err("a hash payload with an odd element count".into()),
+        2 => {
+            let p = Pack(payload);
+            let mut members: Vec<&[u8]> = p.iter().collect();
+            members.sort_unstable();
+            members.dedup();
+            Ok(NewSet::from_members(&members).into_entry(key, expire, lru))
+        }
         t => Err(format!("a value of unknown type {t}")),
     }
 }
@@ -386,12 +460,38 @@ impl Replay {
             return;
         }
         t.update(hash, key, Token(()), |e| hash::del_field(e, field));
-        let empty = t
-            .find(hash, key)
-            .and_then(HashRef::of)
-            .is_some_and(|x| x.is_empty());
-        if empty {
+        drop_if_empty(t, hash, key, hasher);
+    }
+
+    /// SADD as logged (a key of another type is replaced, as for HSET).
+    pub fn sadd(
+        t: &mut Table,
+        hash: u64,
+        key: &[u8],
+        member: &[u8],
+        lru: u32,
+        hasher: &impl Fn(&[u8]) -> u64,
+    ) {
+        if t.find(hash, key).and_then(SetRef::of).is_some() {
+            t.update(hash, key, Token(()), |e| set::add(e, member));
+        } else {
             t.remove(hash, key, hasher, Token(()));
+            let e = NewSet::from_members(&[member]).into_entry(key, 0, lru);
+            t.insert_new(hash, e, hasher, Token(()));
         }
+    }
+
+    pub fn srem(
+        t: &mut Table,
+        hash: u64,
+        key: &[u8],
+        member: &[u8],
+        hasher: &impl Fn(&[u8]) -> u64,
+    ) {
+        if t.find(hash, key).and_then(SetRef::of).is_none() {
+            return;
+        }
+        t.update(hash, key, Token(()), |e| set::remove(e, member));
+        drop_if_empty(t, hash, key, hasher);
     }
 }

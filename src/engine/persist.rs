@@ -152,6 +152,19 @@ impl Engine {
                     Replay::hdel(&mut s.dbs[db], h, key, field, &hasher)
                 });
             }
+            Op::SAdd { db, key, member } => {
+                let db = check(db)?;
+                let lru = i.lru_now();
+                i.with_key(key, |s, h| {
+                    Replay::sadd(&mut s.dbs[db], h, key, member, lru, &hasher)
+                });
+            }
+            Op::SRem { db, key, member } => {
+                let db = check(db)?;
+                i.with_key(key, |s, h| {
+                    Replay::srem(&mut s.dbs[db], h, key, member, &hasher)
+                });
+            }
             Op::End { .. } => {}
         }
         Ok(())

@@ -37,6 +37,11 @@ pub enum Kind {
     HashPack = 1,
     /// A hash as a boxed [`BigHash`].
     Hash = 2,
+    /// A set as a pack of members (sorted numerically while every member is an integer, as
+    /// Redis's intset orders them).
+    SetPack = 3,
+    /// A set as a boxed [`BigSet`].
+    Set = 4,
 }
 
 impl Kind {
@@ -44,13 +49,15 @@ impl Kind {
         match b {
             1 => Kind::HashPack,
             2 => Kind::Hash,
+            3 => Kind::SetPack,
+            4 => Kind::Set,
             _ => Kind::Str,
         }
     }
 
     /// The value bytes are an owning pointer to an [`Obj`].
     pub fn boxed(self) -> bool {
-        matches!(self, Kind::Hash)
+        matches!(self, Kind::Hash | Kind::Set)
     }
 
     /// The Redis type, as `TYPE` names it.
@@ -58,6 +65,7 @@ impl Kind {
         match self {
             Kind::Str => "string",
             Kind::HashPack | Kind::Hash => "hash",
+            Kind::SetPack | Kind::Set => "set",
         }
     }
 
@@ -67,6 +75,7 @@ impl Kind {
         match self {
             Kind::Str => 0,
             Kind::HashPack | Kind::Hash => 1,
+            Kind::SetPack | Kind::Set => 2,
         }
     }
 }
@@ -75,12 +84,14 @@ impl Kind {
 #[derive(Debug)]
 pub enum Obj {
     Hash(BigHash),
+    Set(BigSet),
 }
 
 impl Obj {
     pub fn kind(&self) -> Kind {
         match self {
             Obj::Hash(_) => Kind::Hash,
+            Obj::Set(_) => Kind::Set,
         }
     }
 
@@ -89,6 +100,7 @@ impl Obj {
         allocated_size(std::mem::size_of::<Obj>())
             + match self {
                 Obj::Hash(h) => h.bytes(),
+                Obj::Set(h) => h.bytes(),
             }
     }
 }
@@ -162,6 +174,64 @@ impl BigHash {
             }
             None => false,
         }
+    }
+}
+
+/// Bytes a `HashSet` slot costs beyond its element.
+const SET_SLOT: usize = std::mem::size_of::<Box<[u8]>>() + 1;
+
+/// A set too large for a pack (members hashed with a per-process key, as fields are).
+#[derive(Debug, Default)]
+pub struct BigSet {
+    set: std::collections::HashSet<Box<[u8]>>,
+    elems: usize,
+}
+
+impl BigSet {
+    pub fn with_capacity(n: usize) -> Self {
+        BigSet {
+            set: std::collections::HashSet::with_capacity(n),
+            elems: 0,
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.elems + self.set.capacity() * SET_SLOT
+    }
+
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    pub fn contains(&self, m: &[u8]) -> bool {
+        self.set.contains(m)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.set.iter().map(|m| &**m)
+    }
+
+    pub fn insert(&mut self, m: &[u8]) -> bool {
+        if self.set.contains(m) {
+            return false;
+        }
+        self.elems += allocated_size(m.len());
+        self.set.insert(m.into())
+    }
+
+    pub fn remove(&mut self, m: &[u8]) -> bool {
+        if !self.set.remove(m) {
+            return false;
+        }
+        self.elems -= allocated_size(m.len());
+        if self.set.capacity() > 64 && self.set.len() * 8 < self.set.capacity() {
+            self.set.shrink_to_fit();
+        }
+        true
     }
 }
 

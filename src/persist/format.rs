@@ -15,6 +15,8 @@
 //!        | 8 VALUE    db key type payload expire   (a whole typed value; payload: pack)
 //!        | 9 HSET     db key field value      (creates the hash if absent)
 //!        | 10 HDEL    db key field            (deletes the key with its last field)
+//!        | 11 SADD    db key member           (creates the set if absent)
+//!        | 12 SREM    db key member           (deletes the key with its last member)
 //! db, lengths, times = LEB128 varints; key, value = varint length + bytes
 //! ```
 //!
@@ -27,7 +29,7 @@
 //! Every operation records a *result*, never a relative change: APPEND and INCR log the new
 //! value, EXPIRE logs an absolute time, RENAME logs DEL + SET (or VALUE), HINCRBY logs HSET
 //! of the new value. A collection's `payload` is the engine's pack encoding (a varint count,
-//! then varint-length elements; `engine/value.rs`); `type` is 1 for a hash. Replaying a suffix of the log
+//! then varint-length elements; `engine/value.rs`); `type` is 1 for a hash, 2 for a set. Replaying a suffix of the log
 //! over a state that already contains some of its effects therefore ends in the same state,
 //! which is what makes a snapshot taken while writes continue (a "fuzzy" snapshot) safe to
 //! combine with the log written from the moment it started (see `persist/mod.rs`).
@@ -52,6 +54,8 @@ const OP_END: u8 = 7;
 const OP_VALUE: u8 = 8;
 const OP_HSET: u8 = 9;
 const OP_HDEL: u8 = 10;
+const OP_SADD: u8 = 11;
+const OP_SREM: u8 = 12;
 
 /// One logged operation, borrowing its bytes from a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +103,16 @@ pub enum Op<'a> {
         db: u32,
         key: &'a [u8],
         field: &'a [u8],
+    },
+    SAdd {
+        db: u32,
+        key: &'a [u8],
+        member: &'a [u8],
+    },
+    SRem {
+        db: u32,
+        key: &'a [u8],
+        member: &'a [u8],
     },
 }
 
@@ -187,6 +201,16 @@ impl Op<'_> {
                 put_varint(buf, db as u64);
                 put_bytes(buf, key);
                 put_bytes(buf, field);
+            }
+            Op::SAdd { db, key, member } | Op::SRem { db, key, member } => {
+                buf.push(if matches!(self, Op::SAdd { .. }) {
+                    OP_SADD
+                } else {
+                    OP_SREM
+                });
+                put_varint(buf, db as u64);
+                put_bytes(buf, key);
+                put_bytes(buf, member);
             }
         }
     }
@@ -312,6 +336,16 @@ impl<'a> OpIter<'a> {
                 db: self.db()?,
                 key: self.bytes()?,
                 field: self.bytes()?,
+            },
+            OP_SADD => Op::SAdd {
+                db: self.db()?,
+                key: self.bytes()?,
+                member: self.bytes()?,
+            },
+            OP_SREM => Op::SRem {
+                db: self.db()?,
+                key: self.bytes()?,
+                member: self.bytes()?,
             },
             _ => return None,
         })

@@ -83,7 +83,7 @@ pub(super) enum NewSet {
 
 impl NewSet {
     /// A set of `members` (duplicates are the caller's to remove).
-    pub fn from_members<'m>(members: &[&'m [u8]]) -> NewSet {
+    pub fn from_members(members: &[&[u8]]) -> NewSet {
         let bytes: usize = members.iter().map(|m| packed_len(m)).sum();
         let all_int = members.iter().all(|m| parse_i64(m).is_some());
         let longest = members.iter().map(|m| m.len()).max().unwrap_or(0);

@@ -96,6 +96,11 @@ pub struct ServeArgs {
     )]
     pub client_output_buffer_limit: Option<String>,
 
+    /// Keyspace notifications to publish, in Redis's letters (`KEA`, `Ex` for expiry
+    /// events…). Default none.
+    #[arg(long, env = "SESSIOND_NOTIFY_KEYSPACE_EVENTS", value_name = "CLASSES")]
+    pub notify_keyspace_events: Option<String>,
+
     /// Worker threads serving connections. Default: one less than the number of CPU cores
     /// (at least 1), leaving a core to the kernel's network work and co-located clients.
     #[arg(long, env = "SESSIOND_THREADS", value_name = "N")]
@@ -260,6 +265,7 @@ struct FileConfig {
     proto_max_multibulk_len: Option<usize>,
     client_query_buffer_limit: Option<toml::Value>,
     client_output_buffer_limit: Option<String>,
+    notify_keyspace_events: Option<String>,
     threads: Option<usize>,
     loglevel: Option<String>,
     logfile: Option<String>,
@@ -306,6 +312,8 @@ pub struct Config {
     pub proto_max_multibulk_len: usize,
     pub client_query_buffer_limit: u64,
     pub client_output_buffer_limit: crate::server::output_limit::OutputLimits,
+    /// `notify-keyspace-events`, validated letters.
+    pub notify_keyspace_events: String,
     /// Worker threads; 0 = the default, see [`Config::effective_threads`].
     pub threads: usize,
     pub loglevel: String,
@@ -413,6 +421,7 @@ impl Default for Config {
             proto_max_multibulk_len: 1024 * 1024,
             client_query_buffer_limit: 1024 * 1024 * 1024,
             client_output_buffer_limit: Default::default(),
+            notify_keyspace_events: String::new(),
             threads: 0,
             loglevel: "notice".into(),
             logfile: None,
@@ -577,6 +586,18 @@ impl Config {
                 .client_output_buffer_limit
                 .parse_over(&l)
                 .map_err(|e| format!("client-output-buffer-limit: {e}"))?;
+        }
+        if let Some(n) = args
+            .notify_keyspace_events
+            .clone()
+            .or(file.notify_keyspace_events)
+        {
+            if crate::pubsub::parse_flags(n.as_bytes()).is_none() {
+                return Err(format!(
+                    "notify-keyspace-events {n:?}: invalid event class character; use 'Ag$lshzxeKEtmdn'"
+                ));
+            }
+            c.notify_keyspace_events = n;
         }
         if let Some(t) = args.threads.or(file.threads) {
             if t == 0 || t > 1024 {

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod logging;
 pub mod migrate;
 pub mod persist;
+pub mod pubsub;
 pub mod resp;
 pub mod serve;
 pub mod server;

@@ -159,6 +159,7 @@ pub fn quit<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
 
 pub fn reset<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     cx.client.tx.reset();
+    cx.client.sub = None;
     cx.client.db = 0;
     cx.client.handle.db.store(0, Ordering::Relaxed);
     cx.client.proto = Proto::Resp2;

@@ -75,6 +75,10 @@ pub async fn expire<S: Store>(
         .store()
         .expire_at(cx.db(), a[1], when, cond, cx.now)
         .await?;
+    if done {
+        let event = if when <= cx.now { "del" } else { "expire" };
+        cx.notify(crate::pubsub::class::GENERIC, event, a[1]);
+    }
     cx.out.int(done as i64);
     Ok(())
 }
@@ -109,6 +113,9 @@ pub async fn ttl<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], form: TtlForm) 
 
 pub async fn persist<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let done = cx.store().persist(cx.db(), a[1], cx.now).await?;
+    if done {
+        cx.notify(crate::pubsub::class::GENERIC, "persist", a[1]);
+    }
     cx.out.int(done as i64);
     Ok(())
 }

@@ -7,6 +7,7 @@ use super::args::{int, is};
 use super::keys::parse_cursor;
 use super::{wrong_args, CmdError, CmdResult, Ctx};
 use crate::engine::{Engine, HashRef};
+use crate::pubsub::class;
 use crate::store::{Store, StoreError};
 use crate::util::glob::glob_match;
 use crate::util::longdouble::LongDouble;
@@ -45,6 +46,7 @@ pub async fn hset<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], hmset: bool) -
             .filter(|fv| w.hset(fv[0], fv[1]))
             .count())
     })?;
+    cx.notify(class::HASH, "hset", a[1]);
     if hmset {
         cx.out.ok();
     } else {
@@ -63,6 +65,9 @@ pub async fn hsetnx<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult
         w.hset(a[2], a[3]);
         Ok(true)
     })?;
+    if set {
+        cx.notify(class::HASH, "hset", a[1]);
+    }
     cx.out.int(set as i64);
     Ok(())
 }
@@ -142,7 +147,7 @@ pub async fn hdel<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let e = engine(cx)?;
     let n = e.write(cx.db(), a[1], cx.now, |w| {
         if w.hash()?.is_none() {
-            return Ok(0);
+            return Ok((0, false));
         }
         let mut n = 0;
         for f in &a[2..] {
@@ -151,8 +156,15 @@ pub async fn hdel<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
             }
             n += w.hdel(f) as i64;
         }
-        Ok(n)
+        Ok((n, w.get().is_none()))
     })?;
+    let (n, gone) = n;
+    if n > 0 {
+        cx.notify(class::HASH, "hdel", a[1]);
+        if gone {
+            cx.notify(class::GENERIC, "del", a[1]);
+        }
+    }
     cx.out.int(n);
     Ok(())
 }
@@ -171,6 +183,7 @@ pub async fn hincrby<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResul
         w.hset(a[2], itoa::Buffer::new().format(new).as_bytes());
         Ok(new)
     })?;
+    cx.notify(class::HASH, "hincrby", a[1]);
     cx.out.int(v);
     Ok(())
 }
@@ -197,6 +210,7 @@ pub async fn hincrbyfloat<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> Cmd
         w.hset(a[2], text.as_bytes());
         Ok(text)
     })?;
+    cx.notify(class::HASH, "hincrbyfloat", a[1]);
     cx.out.bulk(v.as_bytes());
     Ok(())
 }

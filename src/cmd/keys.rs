@@ -5,6 +5,27 @@ use super::{CmdError, CmdResult, Ctx};
 use crate::store::{ScanFilter, Store, StoreError};
 
 pub async fn del<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let server = cx.server;
+    if let (true, Some(e)) = (
+        cx.notifying(crate::pubsub::class::GENERIC),
+        server.store.engine(),
+    ) {
+        // Which keys went, for their `del` events: the same atomic DEL, key by key.
+        let (db, now) = (cx.db(), cx.now);
+        let keys = &a[1..];
+        let gone: Vec<bool> = e.with_keys(keys, || {
+            keys.iter()
+                .map(|k| e.write(db, k, now, |w| Ok(w.del())).unwrap_or(false))
+                .collect()
+        });
+        for (k, g) in keys.iter().zip(&gone) {
+            if *g {
+                cx.notify(crate::pubsub::class::GENERIC, "del", k);
+            }
+        }
+        cx.out.int(gone.iter().filter(|g| **g).count() as i64);
+        return Ok(());
+    }
     let n = cx.store().del(cx.db(), &a[1..], cx.now).await?;
     cx.out.int(n as i64);
     Ok(())
@@ -23,7 +44,12 @@ pub async fn key_type<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResu
 }
 
 pub async fn rename<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], nx: bool) -> CmdResult {
-    match cx.store().rename(cx.db(), a[1], a[2], nx, cx.now).await {
+    let r = cx.store().rename(cx.db(), a[1], a[2], nx, cx.now).await;
+    if r == Ok(true) {
+        cx.notify(crate::pubsub::class::GENERIC, "rename_from", a[1]);
+        cx.notify(crate::pubsub::class::GENERIC, "rename_to", a[2]);
+    }
+    match r {
         Ok(done) if nx => cx.out.int(done as i64),
         Ok(_) => cx.out.ok(),
         Err(StoreError::NoSuchKey) => return Err(CmdError::msg("ERR no such key")),

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod keyspec;
 pub mod multi;
 pub mod persistence;
+pub mod pubsub;
 pub mod script;
 pub mod server;
 pub mod sets;
@@ -50,6 +51,8 @@ pub struct ClientState {
     pub auth_failures: u32,
     /// MULTI/EXEC and WATCH state (embedded engine).
     pub tx: multi::Transaction,
+    /// Channels and patterns subscribed to (embedded engine).
+    pub sub: Option<crate::pubsub::Subscription>,
 }
 
 impl ClientState {
@@ -63,6 +66,7 @@ impl ClientState {
             local,
             auth_failures: 0,
             tx: multi::Transaction::default(),
+            sub: None,
         }
     }
 }
@@ -127,6 +131,20 @@ impl<S: Store> Ctx<'_, '_, S> {
 
     pub fn db(&self) -> usize {
         self.client.db
+    }
+
+    /// Publishes a keyspace notification of this command (Redis's `notifyKeyspaceEvent`),
+    /// if its class is enabled.
+    pub fn notify(&self, class: u32, event: &str, key: &[u8]) {
+        let n = &self.server.notifier;
+        if n.wants(class) {
+            n.notify(class, event, key, self.client.db);
+        }
+    }
+
+    /// Whether events of `class` are published (to skip work that only they need).
+    pub fn notifying(&self, class: u32) -> bool {
+        self.server.notifier.wants(class)
     }
 }
 
@@ -215,6 +233,28 @@ pub fn check_known<S: Store>(
             Err(denied) => return Err(denied.into()),
         }
     }
+    if client.proto == Proto::Resp2
+        && client.sub.as_ref().is_some_and(|s| s.active())
+        && !matches!(
+            spec.id,
+            Some(
+                CmdId::Subscribe
+                    | CmdId::Unsubscribe
+                    | CmdId::PSubscribe
+                    | CmdId::PUnsubscribe
+                    | CmdId::SSubscribe
+                    | CmdId::SUnsubscribe
+                    | CmdId::Ping
+                    | CmdId::Quit
+                    | CmdId::Reset
+            )
+        )
+    {
+        return Err(format!(
+            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+            spec.name
+        ));
+    }
     client.handle.last_cmd.store(idx, Ordering::Relaxed);
     if table::is_write(spec) {
         if let Some(e) = server.persist.as_ref().and_then(|p| p.write_error()) {
@@ -257,9 +297,29 @@ pub async fn execute_checked_at<S: Store>(
         cx.out.error(&unknown_command_error(args));
         return cx.flow;
     };
-    let result = run(&mut cx, id, args).await;
+    let start = cx.out.len();
+    let result = match server.store.engine() {
+        // Commands on the typed API make room (or refuse with OOM) here, by their flag.
+        Some(e) if id.engine_only() && spec.flags.has(table::Flags::DENYOOM) => {
+            match e.reserve_memory() {
+                Ok(()) => run(&mut cx, id, args).await,
+                Err(err) => Err(err.into()),
+            }
+        }
+        _ => run(&mut cx, id, args).await,
+    };
     if let Err(e) = result {
         cx.out.error(&e.message());
+    }
+    if let Some(sub) = cx.client.sub.as_ref() {
+        // Messages this command caused (its own PUBLISH, keyspace events of its writes) go
+        // before its reply, as Redis writes them.
+        let buf = cx.out.buffer();
+        let reply = buf.split_off(start);
+        if sub.mailbox.drain_into(buf).is_err() {
+            cx.flow = Flow::Close;
+        }
+        buf.unsplit(reply);
     }
     cx.flow
 }
@@ -301,6 +361,11 @@ async fn run<S: Store>(cx: &mut Ctx<'_, '_, S>, id: CmdId, a: &[&[u8]]) -> CmdRe
         ExpireTime => expire::ttl(cx, a, expire::TtlForm::UnixSeconds).await,
         PExpireTime => expire::ttl(cx, a, expire::TtlForm::UnixMillis).await,
         Persist => expire::persist(cx, a).await,
+        Ping if cx.client.proto == Proto::Resp2
+            && cx.client.sub.as_ref().is_some_and(|s| s.active()) =>
+        {
+            pubsub::subscribed_ping(cx, a)
+        }
         Ping => connection::ping(cx, a),
         Echo => connection::echo(cx, a),
         Auth => connection::auth(cx, a).await,
@@ -364,5 +429,14 @@ async fn run<S: Store>(cx: &mut Ctx<'_, '_, S>, id: CmdId, a: &[&[u8]]) -> CmdRe
         SDiffStore => sets::store_cmd(cx, a, sets::Op::Diff).await,
         SInterCard => sets::sintercard(cx, a).await,
         SScan => sets::sscan(cx, a).await,
+        Subscribe => pubsub::subscribe(cx, a, crate::pubsub::Kind::Channel),
+        Unsubscribe => pubsub::unsubscribe(cx, a, crate::pubsub::Kind::Channel),
+        PSubscribe => pubsub::subscribe(cx, a, crate::pubsub::Kind::Pattern),
+        PUnsubscribe => pubsub::unsubscribe(cx, a, crate::pubsub::Kind::Pattern),
+        SSubscribe => pubsub::subscribe(cx, a, crate::pubsub::Kind::Shard),
+        SUnsubscribe => pubsub::unsubscribe(cx, a, crate::pubsub::Kind::Shard),
+        Publish => pubsub::publish(cx, a, false),
+        SPublish => pubsub::publish(cx, a, true),
+        PubSub => pubsub::pubsub(cx, a),
     }
 }

@@ -97,6 +97,7 @@ const PARAMS: &[&str] = &[
     "migrate-stage",
     "migrate-percent",
     "save",
+    "notify-keyspace-events",
 ];
 
 fn param_value<S: Store>(cx: &Ctx<'_, '_, S>, name: &str) -> String {
@@ -164,6 +165,9 @@ fn param_value<S: Store>(cx: &Ctx<'_, '_, S>, name: &str) -> String {
             .map(|m| m.setting().percent().to_string())
             .unwrap_or_default(),
         "save" => String::new(),
+        "notify-keyspace-events" => {
+            crate::pubsub::flags_to_string(cx.server.pubsub.notify_flags.load(Ordering::Relaxed))
+        }
         _ => String::new(),
     }
 }
@@ -230,6 +234,7 @@ enum Change {
     ProtoMaxMultibulkLen(i64),
     ProtectedMode(bool),
     AppendFsync(crate::persist::Fsync),
+    NotifyKeyspaceEvents(u32),
 }
 
 fn prepare<S: Store>(cx: &Ctx<'_, '_, S>, name: &str, value: &str) -> Result<Change, String> {
@@ -300,6 +305,10 @@ fn prepare<S: Store>(cx: &Ctx<'_, '_, S>, name: &str, value: &str) -> Result<Cha
             }
             Change::AppendFsync(p)
         }
+        "notify-keyspace-events" => Change::NotifyKeyspaceEvents(
+            crate::pubsub::parse_flags(value.as_bytes())
+                .ok_or("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")?,
+        ),
         _ => return Err("can't set immutable config".into()),
     })
 }
@@ -318,7 +327,13 @@ fn apply<S: Store>(cx: &Ctx<'_, '_, S>, change: Change) {
         Change::ClientQueryBufferLimit(n) => {
             st.client_query_buffer_limit.store(n, Ordering::Relaxed)
         }
-        Change::ClientOutputBufferLimit(l) => st.set_output_limits(l),
+        Change::ClientOutputBufferLimit(l) => {
+            st.set_output_limits(l);
+            cx.server.pubsub.set_limit(l.pubsub);
+        }
+        Change::NotifyKeyspaceEvents(f) => {
+            cx.server.pubsub.notify_flags.store(f, Ordering::Relaxed);
+        }
         Change::ProtoMaxMultibulkLen(n) => st.proto_max_multibulk_len.store(n, Ordering::Relaxed),
         Change::ProtectedMode(b) => st.protected_mode.store(b, Ordering::Relaxed),
         Change::AppendFsync(p) => {

@@ -8,6 +8,7 @@ use super::hashes::engine;
 use super::keys::parse_cursor;
 use super::{CmdError, CmdResult, Ctx};
 use crate::engine::{Engine, SetRef};
+use crate::pubsub::class;
 use crate::resp::Reply;
 use crate::store::{Store, StoreError};
 use crate::util::glob::glob_match;
@@ -36,6 +37,9 @@ pub async fn sadd<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
         w.set()?;
         Ok(a[2..].iter().filter(|m| w.sadd(m)).count())
     })?;
+    if n > 0 {
+        cx.notify(class::SET, "sadd", a[1]);
+    }
     cx.out.int(n as i64);
     Ok(())
 }
@@ -44,7 +48,7 @@ pub async fn srem<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let e = engine(cx)?;
     let n = e.write(cx.db(), a[1], cx.now, |w| {
         if w.set()?.is_none() {
-            return Ok(0);
+            return Ok((0, false));
         }
         let mut n = 0;
         for m in &a[2..] {
@@ -53,8 +57,15 @@ pub async fn srem<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
             }
             n += w.srem(m) as i64;
         }
-        Ok(n)
+        Ok((n, w.get().is_none()))
     })?;
+    let (n, gone) = n;
+    if n > 0 {
+        cx.notify(class::SET, "srem", a[1]);
+        if gone {
+            cx.notify(class::GENERIC, "del", a[1]);
+        }
+    }
     cx.out.int(n);
     Ok(())
 }
@@ -120,6 +131,13 @@ pub async fn spop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
         }
         Ok(picks)
     })?;
+    if !popped.is_empty() {
+        cx.notify(class::SET, "spop", a[1]);
+        let gone = e.read(cx.db(), a[1], cx.now, |k| k.is_none());
+        if gone {
+            cx.notify(class::GENERIC, "del", a[1]);
+        }
+    }
     match count {
         None => cx.out.bulk_opt(popped.first().map(|m| &m[..])),
         Some(_) => {
@@ -208,6 +226,13 @@ pub async fn smove<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult 
             }
         }
     })?;
+    if moved && a[1] != a[2] {
+        cx.notify(class::SET, "srem", a[1]);
+        if e.read(db, a[1], now, |k| k.is_none()) {
+            cx.notify(class::GENERIC, "del", a[1]);
+        }
+        cx.notify(class::SET, "sadd", a[2]);
+    }
     cx.out.int(moved as i64);
     Ok(())
 }
@@ -288,15 +313,26 @@ pub async fn combine_cmd<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], op: Op)
 pub async fn store_cmd<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], op: Op) -> CmdResult {
     let e = engine(cx)?;
     let (db, now) = (cx.db(), cx.now);
-    let n = e.with_keys(&a[1..], || -> Result<usize, StoreError> {
+    let (n, existed) = e.with_keys(&a[1..], || -> Result<(usize, bool), StoreError> {
         let members = combine(e, db, &a[2..], now, op)?;
         let refs: Vec<&[u8]> = members.iter().map(|m| &m[..]).collect();
-        e.write(db, a[1], now, |w| {
+        let existed = e.write(db, a[1], now, |w| {
+            let existed = w.get().is_some();
             w.store_set(&refs);
-            Ok(())
+            Ok(existed)
         })?;
-        Ok(refs.len())
+        Ok((refs.len(), existed))
     })?;
+    if n > 0 {
+        let event = match op {
+            Op::Inter => "sinterstore",
+            Op::Union => "sunionstore",
+            Op::Diff => "sdiffstore",
+        };
+        cx.notify(class::SET, event, a[1]);
+    } else if existed {
+        cx.notify(class::GENERIC, "del", a[1]);
+    }
     cx.out.int(n as i64);
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 use super::args::{int, is};
 use super::{wrong_args, CmdError, CmdResult, Ctx};
+use crate::pubsub::class;
 use crate::store::{SetCondition, SetOptions, Store, StoreError, TtlChange};
 use crate::util::longdouble::LongDouble;
 
@@ -118,6 +119,12 @@ pub async fn set<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
         get: e.get,
     };
     let r = cx.store().set(cx.db(), a[1], a[2], opts, cx.now).await?;
+    if r.written {
+        cx.notify(class::STRING, "set", a[1]);
+        if matches!(opts.ttl, TtlChange::At(_)) {
+            cx.notify(class::GENERIC, "expire", a[1]);
+        }
+    }
     if e.get {
         cx.out.bulk_opt(r.previous.as_deref());
     } else if r.written {
@@ -142,6 +149,8 @@ pub async fn setex<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], unit: i64) ->
         ..SetOptions::plain()
     };
     cx.store().set(cx.db(), a[1], a[3], opts, cx.now).await?;
+    cx.notify(class::STRING, "set", a[1]);
+    cx.notify(class::GENERIC, "expire", a[1]);
     cx.out.ok();
     Ok(())
 }
@@ -152,6 +161,9 @@ pub async fn setnx<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult 
         ..SetOptions::plain()
     };
     let r = cx.store().set(cx.db(), a[1], a[2], opts, cx.now).await?;
+    if r.written {
+        cx.notify(class::STRING, "set", a[1]);
+    }
     cx.out.int(r.written as i64);
     Ok(())
 }
@@ -163,13 +175,31 @@ pub async fn getex<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult 
         (None, true) => TtlChange::Clear,
         (None, false) => TtlChange::Keep,
     };
+    // The TTL a PERSIST removes, to know whether it is an event.
+    let had_ttl = e.persist
+        && cx.notifying(class::GENERIC)
+        && matches!(
+            cx.store().ttl(cx.db(), a[1], cx.now).await?,
+            crate::store::Ttl::At(_)
+        );
     let v = cx.store().get_ex(cx.db(), a[1], ttl, cx.now).await?;
+    if v.is_some() {
+        match ttl {
+            TtlChange::At(at) if at <= cx.now => cx.notify(class::GENERIC, "del", a[1]),
+            TtlChange::At(_) => cx.notify(class::GENERIC, "expire", a[1]),
+            TtlChange::Clear if had_ttl => cx.notify(class::GENERIC, "persist", a[1]),
+            _ => {}
+        }
+    }
     cx.out.bulk_opt(v.as_deref());
     Ok(())
 }
 
 pub async fn getdel<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let v = cx.store().get_del(cx.db(), a[1], cx.now).await?;
+    if v.is_some() {
+        cx.notify(class::GENERIC, "del", a[1]);
+    }
     cx.out.bulk_opt(v.as_deref());
     Ok(())
 }
@@ -180,6 +210,7 @@ pub async fn getset<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult
         ..SetOptions::plain()
     };
     let r = cx.store().set(cx.db(), a[1], a[2], opts, cx.now).await?;
+    cx.notify(class::STRING, "set", a[1]);
     cx.out.bulk_opt(r.previous.as_deref());
     Ok(())
 }
@@ -199,6 +230,11 @@ pub async fn mset<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], nx: bool) -> C
     }
     let pairs: Vec<(&[u8], &[u8])> = a[1..].chunks_exact(2).map(|p| (p[0], p[1])).collect();
     let ok = cx.store().mset(cx.db(), &pairs, nx, cx.now).await?;
+    if ok {
+        for (k, _) in &pairs {
+            cx.notify(class::STRING, "set", k);
+        }
+    }
     if nx {
         cx.out.int(ok as i64);
     } else {
@@ -209,6 +245,7 @@ pub async fn mset<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], nx: bool) -> C
 
 pub async fn append<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let n = cx.store().append(cx.db(), a[1], a[2], cx.now).await?;
+    cx.notify(class::STRING, "append", a[1]);
     cx.out.int(n as i64);
     Ok(())
 }
@@ -226,6 +263,7 @@ pub async fn incr<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], fixed: Option<
         None => int(a[2])?,
     };
     let n = cx.store().incr_by(cx.db(), a[1], delta, cx.now).await?;
+    cx.notify(class::STRING, "incrby", a[1]);
     cx.out.int(n);
     Ok(())
 }
@@ -236,6 +274,7 @@ pub async fn decrby<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult
         return Err(CmdError::msg("ERR decrement would overflow"));
     }
     let n = cx.store().incr_by(cx.db(), a[1], -d, cx.now).await?;
+    cx.notify(class::STRING, "incrby", a[1]);
     cx.out.int(n);
     Ok(())
 }
@@ -264,6 +303,7 @@ pub async fn incrbyfloat<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdR
         w.set_string(text.as_bytes(), expire);
         Ok(text)
     })?;
+    cx.notify(class::STRING, "incrbyfloat", a[1]);
     cx.out.bulk(v.as_bytes());
     Ok(())
 }

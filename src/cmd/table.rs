@@ -122,6 +122,15 @@ pub enum CmdId {
     SDiffStore,
     SInterCard,
     SScan,
+    Subscribe,
+    Unsubscribe,
+    PSubscribe,
+    PUnsubscribe,
+    SSubscribe,
+    SUnsubscribe,
+    Publish,
+    SPublish,
+    PubSub,
 }
 
 impl CmdId {
@@ -169,6 +178,15 @@ impl CmdId {
                 | SDiffStore
                 | SInterCard
                 | SScan
+                | Subscribe
+                | Unsubscribe
+                | PSubscribe
+                | PUnsubscribe
+                | SSubscribe
+                | SUnsubscribe
+                | Publish
+                | SPublish
+                | PubSub
         )
     }
 }
@@ -277,6 +295,15 @@ pub const ENGINE: &[(&str, CmdId)] = {
         ("sdiffstore", SDiffStore),
         ("sintercard", SInterCard),
         ("sscan", SScan),
+        ("subscribe", Subscribe),
+        ("unsubscribe", Unsubscribe),
+        ("psubscribe", PSubscribe),
+        ("punsubscribe", PUnsubscribe),
+        ("ssubscribe", SSubscribe),
+        ("sunsubscribe", SUnsubscribe),
+        ("publish", Publish),
+        ("spublish", SPublish),
+        ("pubsub", PubSub),
     ]
 };
 

@@ -179,8 +179,14 @@ impl Engine {
         self.atomically(Some(keys), f)
     }
 
-    /// Runs `f` with write access to the key. Under `maxmemory`, memory is made (or the write
-    /// refused with OOM) first, as for every write. Everything `f` changes is one log frame.
+    /// Under `maxmemory`, makes room for a write (evicting by the policy) or refuses it with
+    /// OOM. The command layer calls it before every command Redis flags `denyoom`, as Redis's
+    /// `processCommand` does; commands that only remove data never need it.
+    pub fn reserve_memory(&self) -> StoreResult<()> {
+        evict::reserve(&self.inner)
+    }
+
+    /// Runs `f` with write access to the key. Everything `f` changes is one log frame.
     pub fn write<R>(
         &self,
         db: Db,
@@ -189,7 +195,6 @@ impl Engine {
         f: impl FnOnce(&mut KeyWriter<'_>) -> StoreResult<R>,
     ) -> StoreResult<R> {
         let i = &self.inner;
-        evict::reserve(i)?;
         let lru = i.lru_now();
         i.with_key(key, |s, h| {
             s.expire_if_needed(db, h, key, now, &i.hasher_fn());

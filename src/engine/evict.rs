@@ -150,6 +150,12 @@ fn evict_one(inner: &Inner, policy: Policy) -> bool {
     let removed = super::mutate::Changes::new(inner).del(&mut g, victim.db, hash, &victim.key);
     if removed {
         g.evicted += 1;
+        inner.notify(
+            crate::pubsub::class::EVICTED,
+            "evicted",
+            &victim.key,
+            victim.db,
+        );
     }
     inner.publish(victim.shard, &g);
     removed

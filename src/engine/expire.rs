@@ -82,12 +82,21 @@ pub(super) fn sweep_tick(inner: &Inner, now: i64) {
                 let mut pos = g.sweep_pos[db] % n;
                 let batch = todo.min(CHUNK);
                 let mut expired = 0;
+                // Keys to announce as `expired` (only when someone listens for them).
+                let notifier = inner
+                    .notifier
+                    .get()
+                    .filter(|n| n.wants(crate::pubsub::class::EXPIRED));
+                let mut gone: Vec<Vec<u8>> = Vec::new();
                 for _ in 0..batch {
                     let (removed, _) = g.dbs[db].purge_bucket(pos, |e| {
                         let dead = e.is_expired(now);
                         if !dead && e.expire() != 0 {
                             ttl_sum += (e.expire() - now) as u64;
                             ttl_n += 1;
+                        }
+                        if dead && notifier.is_some() {
+                            gone.push(e.key().to_vec());
                         }
                         dead
                     });
@@ -100,6 +109,12 @@ pub(super) fn sweep_tick(inner: &Inner, now: i64) {
                     g.dbs[db].shrink_if_sparse(&hasher);
                 }
                 inner.publish(s, &g);
+                drop(g);
+                if let Some(n) = notifier {
+                    for k in &gone {
+                        n.notify(crate::pubsub::class::EXPIRED, "expired", k, db);
+                    }
+                }
                 todo -= batch;
             }
             if ttl_n > 0 {

@@ -74,6 +74,8 @@ pub(crate) struct ShardData {
     ttl_samples: Box<[(u64, u64)]>,
     /// Keys clients WATCH in this shard (`watch.rs`).
     watched: watch::Registry,
+    /// Keyspace notifications (`expired` found by a lazy access).
+    notifier: Option<crate::pubsub::Notifier>,
 }
 
 impl ShardData {
@@ -104,6 +106,8 @@ pub(crate) struct Inner {
     journal: OnceLock<Arc<Journal>>,
     /// A snapshot is being written (SWAPDB waits for it to end).
     snapshot_active: AtomicBool,
+    /// Keyspace notifications for what no command does: `expired`, `evicted`, and `new`.
+    notifier: OnceLock<crate::pubsub::Notifier>,
 }
 
 /// The embedded engine. Cheap to clone (an `Arc`).
@@ -150,6 +154,7 @@ impl Engine {
                     sweep_pos: vec![0; databases].into_boxed_slice(),
                     ttl_samples: vec![(0, 0); databases].into_boxed_slice(),
                     watched: Default::default(),
+                    notifier: None,
                 }),
                 bytes: AtomicUsize::new(0),
             })
@@ -165,6 +170,7 @@ impl Engine {
             started: Instant::now(),
             journal: OnceLock::new(),
             snapshot_active: AtomicBool::new(false),
+            notifier: OnceLock::new(),
         });
         if cfg.active_expiry {
             expire::spawn_sweeper(Arc::downgrade(&inner));
@@ -173,7 +179,26 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Where the engine announces `expired`, `evicted` and `new` keys. Set once, at start.
+    pub fn set_notifier(&self, n: crate::pubsub::Notifier) {
+        let i = &self.inner;
+        if i.notifier.set(n.clone()).is_ok() {
+            for s in 0..SHARDS {
+                i.lock(s).notifier = Some(n.clone());
+            }
+        }
+    }
+}
+
 impl Inner {
+    /// Announces a keyspace event no command makes (see `set_notifier`).
+    pub(crate) fn notify(&self, class: u32, event: &str, key: &[u8], db: Db) {
+        if let Some(n) = self.notifier.get() {
+            n.notify(class, event, key, db);
+        }
+    }
+
     #[inline]
     fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
@@ -297,6 +322,9 @@ impl ShardData {
             Some(e) if e.is_expired(now) => {
                 mutate::expired(t, hash, key, hasher);
                 self.expired += 1;
+                if let Some(n) = &self.notifier {
+                    n.notify(crate::pubsub::class::EXPIRED, "expired", key, db);
+                }
                 false
             }
             Some(_) => true,

@@ -27,6 +27,7 @@ use super::watch::{touch, touch_db};
 use super::{Db, Inner, ShardData};
 use crate::persist::format::Op;
 use crate::persist::journal::FrameWriter;
+use crate::pubsub::class;
 
 /// Permission to change a table. Only this module can make one.
 #[derive(Clone, Copy)]
@@ -70,6 +71,9 @@ impl<'a> Changes<'a> {
     pub fn put(&mut self, s: &mut ShardData, db: Db, hash: u64, rec: Record<'_>, exists: bool) {
         touch(s, db, rec.key);
         write(&mut s.dbs[db], hash, &rec, exists, &self.inner.hasher_fn());
+        if !exists {
+            self.inner.notify(class::NEW, "new", rec.key, db);
+        }
         self.record(Op::Set {
             db: db32(db),
             key: rec.key,
@@ -88,6 +92,9 @@ impl<'a> Changes<'a> {
             t.remove(hash, entry.key(), &hasher, Token(()));
         }
         whole_value(db32(db), &entry, |op| self.record(op));
+        if !exists {
+            self.inner.notify(class::NEW, "new", entry.key(), db);
+        }
         t.insert_new(hash, entry, &hasher, Token(()));
     }
 
@@ -111,6 +118,7 @@ impl<'a> Changes<'a> {
             None => {
                 let e = hash::new_value(field, value).into_entry(key, 0, lru);
                 t.insert_new(h, e, &self.inner.hasher_fn(), Token(()));
+                self.inner.notify(class::NEW, "new", key, db);
                 true
             }
         };
@@ -160,6 +168,7 @@ impl<'a> Changes<'a> {
             None => {
                 let e = NewSet::from_members(&[member]).into_entry(key, 0, lru);
                 t.insert_new(h, e, &self.inner.hasher_fn(), Token(()));
+                self.inner.notify(class::NEW, "new", key, db);
                 true
             }
         };

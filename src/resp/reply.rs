@@ -129,6 +129,14 @@ impl<'a> Reply<'a> {
         self.int_line(b'*', len as i64);
     }
 
+    /// A push (`>len`) in RESP3, an array in RESP2: pub/sub confirmations and messages.
+    pub fn push(&mut self, len: usize) {
+        match self.proto {
+            Proto::Resp2 => self.int_line(b'*', len as i64),
+            Proto::Resp3 => self.int_line(b'>', len as i64),
+        }
+    }
+
     /// A map of `len` pairs: `%len` in RESP3, a flat array of `2*len` in RESP2.
     pub fn map(&mut self, len: usize) {
         match self.proto {

@@ -102,7 +102,8 @@ async fn run<S, IO>(
         let timeout = server.settings.timeout_secs.load(Ordering::Relaxed);
         // A subscriber (gateway) also waits for messages from its upstream connection, and
         // is exempt from the idle timeout, as in Redis.
-        let subscribed = forwarder.as_ref().is_some_and(|g| g.is_subscribed());
+        let subscribed = forwarder.as_ref().is_some_and(|g| g.is_subscribed())
+            || state.sub.as_ref().is_some_and(|s| s.active());
         let read = async {
             if timeout > 0 && !subscribed {
                 tokio::time::timeout(Duration::from_secs(timeout), io.read_buf(&mut rbuf))
@@ -112,9 +113,19 @@ async fn run<S, IO>(
                 Some(io.read_buf(&mut rbuf).await)
             }
         };
+        // An embedded-engine subscriber waits for its mailbox (`pubsub.rs`).
+        let mailbox = state.sub.as_ref().map(|s| s.mailbox.clone());
+        let subscribed = subscribed || mailbox.is_some();
         let pushed = async {
-            match (gateway, forwarder.as_mut()) {
-                (Some(up), Some(gw)) if subscribed => gw.pubsub_read(up, &state, &mut wbuf).await,
+            match (gateway, forwarder.as_mut(), &mailbox) {
+                (Some(up), Some(gw), _) if subscribed => {
+                    gw.pubsub_read(up, &state, &mut wbuf).await
+                }
+                (None, _, Some(m)) => {
+                    m.ready().await;
+                    m.drain_into(&mut wbuf)
+                        .map_err(|_| "pubsub output limit".to_string())
+                }
                 _ => std::future::pending().await,
             }
         };
@@ -125,7 +136,19 @@ async fn run<S, IO>(
                 Some(Ok(n)) => n,
             },
             p = pushed => {
-                if p.is_err() || flush(server, io, &mut state, &mut wbuf).await.is_err() {
+                if p.is_err() {
+                    return;
+                }
+                // A subscriber that stops reading must not hold the connection in a write
+                // forever: its mailbox closing (at the pubsub limit) ends the wait.
+                let written = match &mailbox {
+                    Some(m) => tokio::select! {
+                        r = flush(server, io, &mut state, &mut wbuf) => r.is_ok(),
+                        _ = m.closed() => false,
+                    },
+                    None => flush(server, io, &mut state, &mut wbuf).await.is_ok(),
+                };
+                if !written {
                     return;
                 }
                 continue;
@@ -251,6 +274,9 @@ async fn run<S, IO>(
             handle.resp.store(3, Ordering::Relaxed);
         } else {
             handle.resp.store(2, Ordering::Relaxed);
+        }
+        if let Some(sub) = state.sub.as_ref() {
+            sub.set_proto(state.proto);
         }
     }
 }

@@ -79,6 +79,9 @@ pub struct Server<S: Store> {
     pub persist: Option<Arc<Persistence>>,
     /// Failed AUTHs by address, for the log.
     pub auth_failures: auth_guard::AuthFailures,
+    /// Subscriptions and keyspace notifications (embedded engine; `pubsub.rs`).
+    pub pubsub: Arc<crate::pubsub::Hub>,
+    pub notifier: crate::pubsub::Notifier,
 }
 
 impl<S: Store> Server<S> {
@@ -86,8 +89,20 @@ impl<S: Store> Server<S> {
         let run_id: String = (0..40)
             .map(|_| fastrand::alphanumeric().to_ascii_lowercase())
             .collect();
+        let pubsub = Arc::new(crate::pubsub::Hub::default());
+        pubsub.set_limit(config.client_output_buffer_limit.pubsub);
+        pubsub.notify_flags.store(
+            crate::pubsub::parse_flags(config.notify_keyspace_events.as_bytes()).unwrap_or(0),
+            Ordering::Relaxed,
+        );
+        let notifier = crate::pubsub::Notifier(pubsub.clone());
+        if let Some(e) = store.engine() {
+            e.set_notifier(notifier.clone());
+        }
         Server {
             store,
+            pubsub,
+            notifier,
             settings: Settings::new(&config),
             config,
             clients: ClientRegistry::default(),

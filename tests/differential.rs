@@ -39,6 +39,11 @@ fn sets_match_redis() {
 }
 
 #[test]
+fn sorted_sets_match_redis() {
+    differential("zset-engine.txt");
+}
+
+#[test]
 fn transactions_match_redis() {
     differential("multi.txt");
 }

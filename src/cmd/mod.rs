@@ -25,6 +25,7 @@ pub mod server;
 pub mod sets;
 pub mod strings;
 pub mod table;
+pub mod zsets;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -438,5 +439,37 @@ async fn run<S: Store>(cx: &mut Ctx<'_, '_, S>, id: CmdId, a: &[&[u8]]) -> CmdRe
         Publish => pubsub::publish(cx, a, false),
         SPublish => pubsub::publish(cx, a, true),
         PubSub => pubsub::pubsub(cx, a),
+        ZAdd => zsets::zadd(cx, a, false).await,
+        ZIncrBy => zsets::zadd(cx, a, true).await,
+        ZRem => zsets::zrem(cx, a).await,
+        ZCard => zsets::zcard(cx, a).await,
+        ZScore => zsets::zscore(cx, a).await,
+        ZMScore => zsets::zmscore(cx, a).await,
+        ZRank => zsets::zrank(cx, a, false).await,
+        ZRevRank => zsets::zrank(cx, a, true).await,
+        ZRange => zsets::zrange(cx, a, zsets::RangeCmd::Range).await,
+        ZRevRange => zsets::zrange(cx, a, zsets::RangeCmd::RevRange).await,
+        ZRangeByScore => zsets::zrange(cx, a, zsets::RangeCmd::ByScore).await,
+        ZRevRangeByScore => zsets::zrange(cx, a, zsets::RangeCmd::RevByScore).await,
+        ZRangeByLex => zsets::zrange(cx, a, zsets::RangeCmd::ByLex).await,
+        ZRevRangeByLex => zsets::zrange(cx, a, zsets::RangeCmd::RevByLex).await,
+        ZRangeStore => zsets::zrangestore(cx, a).await,
+        ZCount => zsets::zcount(cx, a, false).await,
+        ZLexCount => zsets::zcount(cx, a, true).await,
+        ZRemRangeByRank => zsets::zremrange(cx, a, b'r').await,
+        ZRemRangeByScore => zsets::zremrange(cx, a, b's').await,
+        ZRemRangeByLex => zsets::zremrange(cx, a, b'l').await,
+        ZPopMin => zsets::zpop(cx, a, false).await,
+        ZPopMax => zsets::zpop(cx, a, true).await,
+        ZMPop => zsets::zmpop(cx, a).await,
+        ZRandMember => zsets::zrandmember(cx, a).await,
+        ZUnion => zsets::zsetop(cx, a, zsets::SetOp::Union, false).await,
+        ZInter => zsets::zsetop(cx, a, zsets::SetOp::Inter, false).await,
+        ZDiff => zsets::zsetop(cx, a, zsets::SetOp::Diff, false).await,
+        ZUnionStore => zsets::zsetop(cx, a, zsets::SetOp::Union, true).await,
+        ZInterStore => zsets::zsetop(cx, a, zsets::SetOp::Inter, true).await,
+        ZDiffStore => zsets::zsetop(cx, a, zsets::SetOp::Diff, true).await,
+        ZInterCard => zsets::zintercard(cx, a).await,
+        ZScan => zsets::zscan(cx, a).await,
     }
 }

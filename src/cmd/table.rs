@@ -131,6 +131,38 @@ pub enum CmdId {
     Publish,
     SPublish,
     PubSub,
+    ZAdd,
+    ZIncrBy,
+    ZRem,
+    ZCard,
+    ZScore,
+    ZMScore,
+    ZRank,
+    ZRevRank,
+    ZRange,
+    ZRevRange,
+    ZRangeByScore,
+    ZRevRangeByScore,
+    ZRangeByLex,
+    ZRevRangeByLex,
+    ZRangeStore,
+    ZCount,
+    ZLexCount,
+    ZRemRangeByRank,
+    ZRemRangeByScore,
+    ZRemRangeByLex,
+    ZPopMin,
+    ZPopMax,
+    ZMPop,
+    ZRandMember,
+    ZUnion,
+    ZInter,
+    ZDiff,
+    ZUnionStore,
+    ZInterStore,
+    ZDiffStore,
+    ZInterCard,
+    ZScan,
 }
 
 impl CmdId {
@@ -187,6 +219,38 @@ impl CmdId {
                 | Publish
                 | SPublish
                 | PubSub
+                | ZAdd
+                | ZIncrBy
+                | ZRem
+                | ZCard
+                | ZScore
+                | ZMScore
+                | ZRank
+                | ZRevRank
+                | ZRange
+                | ZRevRange
+                | ZRangeByScore
+                | ZRevRangeByScore
+                | ZRangeByLex
+                | ZRevRangeByLex
+                | ZRangeStore
+                | ZCount
+                | ZLexCount
+                | ZRemRangeByRank
+                | ZRemRangeByScore
+                | ZRemRangeByLex
+                | ZPopMin
+                | ZPopMax
+                | ZMPop
+                | ZRandMember
+                | ZUnion
+                | ZInter
+                | ZDiff
+                | ZUnionStore
+                | ZInterStore
+                | ZDiffStore
+                | ZInterCard
+                | ZScan
         )
     }
 }
@@ -304,6 +368,38 @@ pub const ENGINE: &[(&str, CmdId)] = {
         ("publish", Publish),
         ("spublish", SPublish),
         ("pubsub", PubSub),
+        ("zadd", ZAdd),
+        ("zincrby", ZIncrBy),
+        ("zrem", ZRem),
+        ("zcard", ZCard),
+        ("zscore", ZScore),
+        ("zmscore", ZMScore),
+        ("zrank", ZRank),
+        ("zrevrank", ZRevRank),
+        ("zrange", ZRange),
+        ("zrevrange", ZRevRange),
+        ("zrangebyscore", ZRangeByScore),
+        ("zrevrangebyscore", ZRevRangeByScore),
+        ("zrangebylex", ZRangeByLex),
+        ("zrevrangebylex", ZRevRangeByLex),
+        ("zrangestore", ZRangeStore),
+        ("zcount", ZCount),
+        ("zlexcount", ZLexCount),
+        ("zremrangebyrank", ZRemRangeByRank),
+        ("zremrangebyscore", ZRemRangeByScore),
+        ("zremrangebylex", ZRemRangeByLex),
+        ("zpopmin", ZPopMin),
+        ("zpopmax", ZPopMax),
+        ("zmpop", ZMPop),
+        ("zrandmember", ZRandMember),
+        ("zunion", ZUnion),
+        ("zinter", ZInter),
+        ("zdiff", ZDiff),
+        ("zunionstore", ZUnionStore),
+        ("zinterstore", ZInterStore),
+        ("zdiffstore", ZDiffStore),
+        ("zintercard", ZInterCard),
+        ("zscan", ZScan),
     ]
 };
 

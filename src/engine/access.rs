@@ -11,6 +11,7 @@ use super::entry::Entry;
 use super::hash::HashRef;
 use super::mutate::{Changes, Record};
 use super::set::{NewSet, SetRef};
+use super::zset::{NewZSet, ZSetRef};
 use super::*;
 
 /// A live key, as a command reads it.
@@ -46,10 +47,22 @@ impl<'a> KeyRef<'a> {
         self.set().ok_or(StoreError::WrongType)
     }
 
+    /// The sorted set, if the key is one.
+    pub fn zset(&self) -> Option<ZSetRef<'a>> {
+        ZSetRef::of(self.0)
+    }
+
+    pub fn zset_or_wrongtype(&self) -> StoreResult<ZSetRef<'a>> {
+        self.zset().ok_or(StoreError::WrongType)
+    }
+
     /// The encoding's name, as `OBJECT ENCODING` reports it.
     pub fn encoding(&self) -> &'static str {
         if let Some(h) = self.hash() {
             return h.encoding();
+        }
+        if let Some(z) = self.zset() {
+            return z.encoding();
         }
         if let Some(s) = self.set() {
             return s.encoding();
@@ -141,6 +154,41 @@ impl KeyWriter<'_> {
             return;
         }
         let e = NewSet::from_members(members).into_entry(self.key, 0, self.lru);
+        self.changes.put_entry(self.s, self.db, self.h, e, exists);
+    }
+
+    /// The sorted set at the key: `Ok(None)` if absent, WRONGTYPE if another type.
+    pub fn zset(&self) -> StoreResult<Option<ZSetRef<'_>>> {
+        match self.get() {
+            None => Ok(None),
+            Some(k) => k.zset_or_wrongtype().map(Some),
+        }
+    }
+
+    /// Sets a member's score, creating the sorted set if the key is absent; true if new.
+    pub fn zadd(&mut self, member: &[u8], score: f64) -> bool {
+        // Redis stores -0 as 0.
+        let score = score + 0.0;
+        self.changes
+            .zadd(self.s, self.db, self.h, self.key, member, score, self.lru)
+    }
+
+    /// Removes a member (the key with the last one); whether it was there.
+    pub fn zrem(&mut self, member: &[u8]) -> bool {
+        self.changes.zrem(self.s, self.db, self.h, self.key, member)
+    }
+
+    /// Replaces whatever the key holds with a sorted set of these (distinct) members, no
+    /// TTL; deletes the key when there are none (ZUNIONSTORE and the other STORE forms).
+    pub fn store_zset(&mut self, items: &[(&[u8], f64)]) {
+        let exists = self.get().is_some();
+        if items.is_empty() {
+            if exists {
+                self.changes.del(self.s, self.db, self.h, self.key);
+            }
+            return;
+        }
+        let e = NewZSet::from_pairs(items).into_entry(self.key, 0, self.lru);
         self.changes.put_entry(self.s, self.db, self.h, e, exists);
     }
 

@@ -45,6 +45,9 @@ enum Step {
     SAddMany(u8, u16),
     SRem(u8, u8),
     StoreSet(u8, u8),
+    ZAdd(u8, u8, i8),
+    ZAddMany(u8, u8),
+    ZRem(u8, u8),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -77,6 +80,9 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0u8..6, 0u16..600).prop_map(|(k, n)| Step::SAddMany(k, n)),
         2 => (0u8..6, 0u8..8).prop_map(|(k, m)| Step::SRem(k, m)),
         1 => (0u8..6, 0u8..5).prop_map(|(k, n)| Step::StoreSet(k, n)),
+        3 => (0u8..6, 0u8..8, any::<i8>()).prop_map(|(k, m, s)| Step::ZAdd(k, m, s)),
+        1 => (0u8..6, 0u8..200).prop_map(|(k, n)| Step::ZAddMany(k, n)),
+        2 => (0u8..6, 0u8..8).prop_map(|(k, m)| Step::ZRem(k, m)),
     ]
 }
 
@@ -128,7 +134,7 @@ fn contents(e: &Engine, now: i64) -> Vec<(u32, Vec<u8>, Vec<u8>, i64)> {
                 expire,
             } => {
                 let elems: Vec<&[u8]> = super::value::Pack(payload).iter().collect();
-                let mut items: Vec<Vec<u8>> = if type_code == 1 {
+                let mut items: Vec<Vec<u8>> = if type_code == 1 || type_code == 3 {
                     elems
                         .chunks(2)
                         .map(|p| [p[0], b"=", p[1]].concat())
@@ -304,6 +310,29 @@ fn run(steps: &[Step], dir: &std::path::Path) -> Result<(), TestCaseError> {
                 let refs: Vec<&[u8]> = members.iter().map(|m| &m[..]).collect();
                 let _ = live.write(db, &key(k), now, |w| {
                     w.store_set(&refs);
+                    Ok(())
+                });
+            }
+            Step::ZAdd(k, m, sc) => {
+                let _ = live.write(db, &key(k), now, |w| {
+                    w.zset()?;
+                    Ok(w.zadd(&field(m), f64::from(sc) / 4.0))
+                });
+            }
+            Step::ZAddMany(k, n) => {
+                let _ = live.write(db, &key(k), now, |w| {
+                    w.zset()?;
+                    for m in 0..n {
+                        w.zadd(&field(m), f64::from(m % 7));
+                    }
+                    Ok(())
+                });
+            }
+            Step::ZRem(k, m) => {
+                let _ = live.write(db, &key(k), now, |w| {
+                    if w.zset()?.is_some() {
+                        w.zrem(&field(m));
+                    }
                     Ok(())
                 });
             }

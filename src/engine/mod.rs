@@ -30,6 +30,7 @@ mod table;
 mod txn;
 pub mod value;
 mod watch;
+pub mod zset;
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -49,6 +50,7 @@ use mutate::Changes;
 pub use set::SetRef;
 use table::Table;
 pub use watch::Watches;
+pub use zset::ZSetRef;
 
 /// Number of shards: a power of two well above the core count, so two threads rarely want
 /// the same shard, and small enough that whole-keyspace operations stay cheap.

@@ -24,6 +24,7 @@ use super::set::{self, NewSet, SetRef};
 use super::table::Table;
 use super::value::{Kind, Obj, Pack, PackWriter};
 use super::watch::{touch, touch_db};
+use super::zset::{self, NewZSet, ZSetRef};
 use super::{Db, Inner, ShardData};
 use crate::persist::format::Op;
 use crate::persist::journal::FrameWriter;
@@ -200,6 +201,56 @@ impl<'a> Changes<'a> {
         removed
     }
 
+    /// Sets a member's score in the sorted set at `key`, creating it (no TTL) when `key` is
+    /// absent. The caller has checked that a live `key` is a sorted set. True if new.
+    #[allow(clippy::too_many_arguments)]
+    pub fn zadd(
+        &mut self,
+        s: &mut ShardData,
+        db: Db,
+        h: u64,
+        key: &[u8],
+        member: &[u8],
+        score: f64,
+        lru: u32,
+    ) -> bool {
+        touch(s, db, key);
+        let t = &mut s.dbs[db];
+        let added = match t.update(h, key, Token(()), |e| zset::add(e, member, score)) {
+            Some(a) => a,
+            None => {
+                let e = NewZSet::from_pairs(&[(member, score)]).into_entry(key, 0, lru);
+                t.insert_new(h, e, &self.inner.hasher_fn(), Token(()));
+                self.inner.notify(class::NEW, "new", key, db);
+                true
+            }
+        };
+        self.record(Op::ZAdd {
+            db: db32(db),
+            key,
+            member,
+            score_bits: score.to_bits(),
+        });
+        added
+    }
+
+    /// Removes a member of the sorted set at `key` (a live one), and the key with the last.
+    pub fn zrem(&mut self, s: &mut ShardData, db: Db, h: u64, key: &[u8], member: &[u8]) -> bool {
+        let removed = s.dbs[db]
+            .update(h, key, Token(()), |e| zset::remove(e, member))
+            .unwrap_or(false);
+        if removed {
+            touch(s, db, key);
+            self.record(Op::ZRem {
+                db: db32(db),
+                key,
+                member,
+            });
+            drop_if_empty(&mut s.dbs[db], h, key, &self.inner.hasher_fn());
+        }
+        removed
+    }
+
     /// Appends to a live key's value; the new length, or None if it is absent.
     pub fn append(
         &mut self,
@@ -317,6 +368,7 @@ fn drop_if_empty(t: &mut Table, h: u64, key: &[u8], hasher: &impl Fn(&[u8]) -> u
     let empty = t.find(h, key).is_some_and(|e| match e.kind() {
         Kind::HashPack | Kind::Hash => HashRef::of(e).is_some_and(|x| x.is_empty()),
         Kind::SetPack | Kind::Set => SetRef::of(e).is_some_and(|x| x.is_empty()),
+        Kind::ZSetPack | Kind::ZSet => ZSetRef::of(e).is_some_and(|x| x.is_empty()),
         Kind::Str => false,
     });
     if empty {
@@ -360,6 +412,14 @@ pub(super) fn whole_value<R>(db: u32, e: &Entry, f: impl FnOnce(Op<'_>) -> R) ->
                     }
                     w.finish()
                 }
+                Obj::ZSet(z) => {
+                    let mut w = PackWriter::new(2 * z.len(), z.bytes());
+                    for (m, sc) in z.iter() {
+                        w.push(m);
+                        w.push(&zset::score_bytes(sc));
+                    }
+                    w.finish()
+                }
             };
             f(Op::Value {
                 db,
@@ -400,6 +460,18 @@ pub(super) fn entry_from_value(
             members.dedup();
             Ok(NewSet::from_members(&members).into_entry(key, expire, lru))
         }
+        3 if n % 2 == 0 => {
+            let mut items = zset::payload_pairs(Pack(payload));
+            if items.iter().any(|(_, s)| s.is_nan()) {
+                return Err("a sorted set payload with a NaN score".into());
+            }
+            // Members are unique in what sessiond wrote; a forged duplicate keeps the last.
+            items.reverse();
+            let mut seen = std::collections::HashSet::new();
+            items.retain(|(m, _)| seen.insert(*m));
+            Ok(NewZSet::from_pairs(&items).into_entry(key, expire, lru))
+        }
+        3 => Err("a sorted set payload with an odd element count".into()),
         t => Err(format!("a value of unknown type {t}")),
     }
 }
@@ -488,6 +560,38 @@ impl Replay {
             let e = NewSet::from_members(&[member]).into_entry(key, 0, lru);
             t.insert_new(hash, e, hasher, Token(()));
         }
+    }
+
+    pub fn zadd(
+        t: &mut Table,
+        hash: u64,
+        key: &[u8],
+        member: &[u8],
+        score: f64,
+        lru: u32,
+        hasher: &impl Fn(&[u8]) -> u64,
+    ) {
+        if t.find(hash, key).and_then(ZSetRef::of).is_some() {
+            t.update(hash, key, Token(()), |e| zset::add(e, member, score));
+        } else {
+            t.remove(hash, key, hasher, Token(()));
+            let e = NewZSet::from_pairs(&[(member, score)]).into_entry(key, 0, lru);
+            t.insert_new(hash, e, hasher, Token(()));
+        }
+    }
+
+    pub fn zrem(
+        t: &mut Table,
+        hash: u64,
+        key: &[u8],
+        member: &[u8],
+        hasher: &impl Fn(&[u8]) -> u64,
+    ) {
+        if t.find(hash, key).and_then(ZSetRef::of).is_none() {
+            return;
+        }
+        t.update(hash, key, Token(()), |e| zset::remove(e, member));
+        drop_if_empty(t, hash, key, hasher);
     }
 
     pub fn srem(

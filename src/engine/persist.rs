@@ -165,6 +165,25 @@ impl Engine {
                     Replay::srem(&mut s.dbs[db], h, key, member, &hasher)
                 });
             }
+            Op::ZAdd {
+                db,
+                key,
+                member,
+                score_bits,
+            } => {
+                let db = check(db)?;
+                let lru = i.lru_now();
+                let score = f64::from_bits(score_bits);
+                i.with_key(key, |s, h| {
+                    Replay::zadd(&mut s.dbs[db], h, key, member, score, lru, &hasher)
+                });
+            }
+            Op::ZRem { db, key, member } => {
+                let db = check(db)?;
+                i.with_key(key, |s, h| {
+                    Replay::zrem(&mut s.dbs[db], h, key, member, &hasher)
+                });
+            }
             Op::End { .. } => {}
         }
         Ok(())

@@ -42,6 +42,11 @@ pub enum Kind {
     SetPack = 3,
     /// A set as a boxed [`BigSet`].
     Set = 4,
+    /// A sorted set as a pack of member, score (8 bytes, little-endian f64) pairs in
+    /// (score, member) order.
+    ZSetPack = 5,
+    /// A sorted set as a boxed [`BigZSet`].
+    ZSet = 6,
 }
 
 impl Kind {
@@ -51,13 +56,15 @@ impl Kind {
             2 => Kind::Hash,
             3 => Kind::SetPack,
             4 => Kind::Set,
+            5 => Kind::ZSetPack,
+            6 => Kind::ZSet,
             _ => Kind::Str,
         }
     }
 
     /// The value bytes are an owning pointer to an [`Obj`].
     pub fn boxed(self) -> bool {
-        matches!(self, Kind::Hash | Kind::Set)
+        matches!(self, Kind::Hash | Kind::Set | Kind::ZSet)
     }
 
     /// The Redis type, as `TYPE` names it.
@@ -66,6 +73,7 @@ impl Kind {
             Kind::Str => "string",
             Kind::HashPack | Kind::Hash => "hash",
             Kind::SetPack | Kind::Set => "set",
+            Kind::ZSetPack | Kind::ZSet => "zset",
         }
     }
 
@@ -76,6 +84,7 @@ impl Kind {
             Kind::Str => 0,
             Kind::HashPack | Kind::Hash => 1,
             Kind::SetPack | Kind::Set => 2,
+            Kind::ZSetPack | Kind::ZSet => 3,
         }
     }
 }
@@ -85,6 +94,7 @@ impl Kind {
 pub enum Obj {
     Hash(BigHash),
     Set(BigSet),
+    ZSet(BigZSet),
 }
 
 impl Obj {
@@ -92,6 +102,7 @@ impl Obj {
         match self {
             Obj::Hash(_) => Kind::Hash,
             Obj::Set(_) => Kind::Set,
+            Obj::ZSet(_) => Kind::ZSet,
         }
     }
 
@@ -101,6 +112,7 @@ impl Obj {
             + match self {
                 Obj::Hash(h) => h.bytes(),
                 Obj::Set(h) => h.bytes(),
+                Obj::ZSet(z) => z.bytes(),
             }
     }
 }
@@ -230,6 +242,101 @@ impl BigSet {
         self.elems -= allocated_size(m.len());
         if self.set.capacity() > 64 && self.set.len() * 8 < self.set.capacity() {
             self.set.shrink_to_fit();
+        }
+        true
+    }
+}
+
+/// A score with Redis's order: by value, -0 equal to 0 (NaN never gets stored).
+#[derive(Debug, Clone, Copy)]
+pub struct Score(pub f64);
+
+impl PartialEq for Score {
+    fn eq(&self, o: &Self) -> bool {
+        self.0 == o.0
+    }
+}
+impl Eq for Score {}
+impl PartialOrd for Score {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Score {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0
+            .partial_cmp(&o.0)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    }
+}
+
+/// A sorted set too large for a pack: the order as a B-tree of (score, member), and each
+/// member's score in a hash map. Ranges by score or member walk the tree; a rank is counted
+/// by walking it (Redis's skiplist keeps spans for O(log n) ranks; session indexes read
+/// ranges, rarely ranks).
+#[derive(Debug, Default)]
+pub struct BigZSet {
+    order: std::collections::BTreeSet<(Score, Box<[u8]>)>,
+    scores: HashMap<Box<[u8]>, f64>,
+    elems: usize,
+}
+
+/// Bytes per member beyond its bytes: a B-tree slot (score and boxed slice, with node
+/// overhead) and a hash map slot.
+const ZSET_SLOT: usize = 2 * (8 + std::mem::size_of::<Box<[u8]>>()) + 8 + SET_SLOT;
+
+impl BigZSet {
+    pub fn bytes(&self) -> usize {
+        self.elems + self.scores.capacity() * ZSET_SLOT
+    }
+
+    pub fn len(&self) -> usize {
+        self.scores.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scores.is_empty()
+    }
+
+    pub fn score(&self, m: &[u8]) -> Option<f64> {
+        self.scores.get(m).copied()
+    }
+
+    /// Members in (score, member) order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&[u8], f64)> {
+        self.order.iter().map(|(s, m)| (&**m, s.0))
+    }
+
+    /// Sets a member's score; true if the member is new.
+    pub fn insert(&mut self, m: &[u8], score: f64) -> bool {
+        match self.scores.get_mut(m) {
+            Some(old) => {
+                if *old != score || old.is_sign_negative() != score.is_sign_negative() {
+                    let key: Box<[u8]> = m.into();
+                    self.order.remove(&(Score(*old), key.clone()));
+                    self.order.insert((Score(score), key));
+                    *old = score;
+                }
+                false
+            }
+            None => {
+                let key: Box<[u8]> = m.into();
+                self.elems += 2 * allocated_size(m.len());
+                self.order.insert((Score(score), key.clone()));
+                self.scores.insert(key, score);
+                true
+            }
+        }
+    }
+
+    pub fn remove(&mut self, m: &[u8]) -> bool {
+        let Some((key, score)) = self.scores.remove_entry(m) else {
+            return false;
+        };
+        self.order.remove(&(Score(score), key));
+        self.elems -= 2 * allocated_size(m.len());
+        if self.scores.capacity() > 64 && self.scores.len() * 8 < self.scores.capacity() {
+            self.scores.shrink_to_fit();
         }
         true
     }

@@ -17,6 +17,8 @@
 //!        | 10 HDEL    db key field            (deletes the key with its last field)
 //!        | 11 SADD    db key member           (creates the set if absent)
 //!        | 12 SREM    db key member           (deletes the key with its last member)
+//!        | 13 ZADD    db key member score     (score: 8 bytes, f64 little-endian)
+//!        | 14 ZREM    db key member           (deletes the key with its last member)
 //! db, lengths, times = LEB128 varints; key, value = varint length + bytes
 //! ```
 //!
@@ -29,7 +31,7 @@
 //! Every operation records a *result*, never a relative change: APPEND and INCR log the new
 //! value, EXPIRE logs an absolute time, RENAME logs DEL + SET (or VALUE), HINCRBY logs HSET
 //! of the new value. A collection's `payload` is the engine's pack encoding (a varint count,
-//! then varint-length elements; `engine/value.rs`); `type` is 1 for a hash, 2 for a set. Replaying a suffix of the log
+//! then varint-length elements; `engine/value.rs`); `type` is 1 for a hash, 2 for a set, 3 for a sorted set (member, 8-byte score pairs). Replaying a suffix of the log
 //! over a state that already contains some of its effects therefore ends in the same state,
 //! which is what makes a snapshot taken while writes continue (a "fuzzy" snapshot) safe to
 //! combine with the log written from the moment it started (see `persist/mod.rs`).
@@ -56,6 +58,8 @@ const OP_HSET: u8 = 9;
 const OP_HDEL: u8 = 10;
 const OP_SADD: u8 = 11;
 const OP_SREM: u8 = 12;
+const OP_ZADD: u8 = 13;
+const OP_ZREM: u8 = 14;
 
 /// One logged operation, borrowing its bytes from a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +114,18 @@ pub enum Op<'a> {
         member: &'a [u8],
     },
     SRem {
+        db: u32,
+        key: &'a [u8],
+        member: &'a [u8],
+    },
+    ZAdd {
+        db: u32,
+        key: &'a [u8],
+        member: &'a [u8],
+        /// The score's IEEE-754 bits (`f64::to_bits`), so operations stay `Eq`.
+        score_bits: u64,
+    },
+    ZRem {
         db: u32,
         key: &'a [u8],
         member: &'a [u8],
@@ -202,15 +218,29 @@ impl Op<'_> {
                 put_bytes(buf, key);
                 put_bytes(buf, field);
             }
-            Op::SAdd { db, key, member } | Op::SRem { db, key, member } => {
-                buf.push(if matches!(self, Op::SAdd { .. }) {
-                    OP_SADD
-                } else {
-                    OP_SREM
+            Op::SAdd { db, key, member }
+            | Op::SRem { db, key, member }
+            | Op::ZRem { db, key, member } => {
+                buf.push(match self {
+                    Op::SAdd { .. } => OP_SADD,
+                    Op::SRem { .. } => OP_SREM,
+                    _ => OP_ZREM,
                 });
                 put_varint(buf, db as u64);
                 put_bytes(buf, key);
                 put_bytes(buf, member);
+            }
+            Op::ZAdd {
+                db,
+                key,
+                member,
+                score_bits,
+            } => {
+                buf.push(OP_ZADD);
+                put_varint(buf, db as u64);
+                put_bytes(buf, key);
+                put_bytes(buf, member);
+                buf.extend_from_slice(&score_bits.to_le_bytes());
             }
         }
     }
@@ -273,6 +303,16 @@ impl<'a> OpIter<'a> {
 
     fn time(&mut self) -> Option<i64> {
         i64::try_from(self.varint()?).ok()
+    }
+
+    fn f64(&mut self) -> Option<f64> {
+        if self.p.len() < 8 {
+            return None;
+        }
+        let (b, rest) = self.p.split_at(8);
+        self.p = rest;
+        let v = f64::from_le_bytes(b.try_into().ok()?);
+        (!v.is_nan()).then_some(v)
     }
 
     fn byte(&mut self) -> Option<u8> {
@@ -343,6 +383,17 @@ impl<'a> OpIter<'a> {
                 member: self.bytes()?,
             },
             OP_SREM => Op::SRem {
+                db: self.db()?,
+                key: self.bytes()?,
+                member: self.bytes()?,
+            },
+            OP_ZADD => Op::ZAdd {
+                db: self.db()?,
+                key: self.bytes()?,
+                member: self.bytes()?,
+                score_bits: self.f64()?.to_bits(),
+            },
+            OP_ZREM => Op::ZRem {
                 db: self.db()?,
                 key: self.bytes()?,
                 member: self.bytes()?,

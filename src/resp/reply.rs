@@ -129,6 +129,16 @@ impl<'a> Reply<'a> {
         self.int_line(b'*', len as i64);
     }
 
+    /// A double as Redis's `addReplyDouble` writes it: `%.17g` (and `inf`/`-inf`) as a bulk
+    /// string in RESP2, a `,` double in RESP3.
+    pub fn double(&mut self, d: f64) {
+        let text = crate::util::double::fmt_g17(d);
+        match self.proto {
+            Proto::Resp2 => self.bulk(text.as_bytes()),
+            Proto::Resp3 => self.line(b',', text.as_bytes()),
+        }
+    }
+
     /// A push (`>len`) in RESP3, an array in RESP2: pub/sub confirmations and messages.
     pub fn push(&mut self, len: usize) {
         match self.proto {

@@ -129,6 +129,14 @@ impl LongDouble {
         }
     }
 
+    /// The nearest `f64` (for hex scores; exact when the value has at most 53 significant
+    /// bits, as any hex string a client writes for a double does).
+    pub fn to_f64(&self) -> Option<f64> {
+        let (m, e) = self.val?;
+        let v = (m as f64) * 2f64.powi(e.clamp(-2000, 2000) as i32);
+        Some(if self.neg { -v } else { v })
+    }
+
     /// `ld2string(…, LD_STR_HUMAN)`: `%.17Lf`, trailing zeros (and a bare point) removed,
     /// `-0` written `0`. Infinity is never formatted (Redis refuses it before).
     pub fn to_human(&self) -> String {

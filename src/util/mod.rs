@@ -1,5 +1,6 @@
 //! Small helpers shared by several layers.
 
+pub mod double;
 pub mod glob;
 pub mod longdouble;
 pub mod secret;

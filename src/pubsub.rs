@@ -314,6 +314,18 @@ impl Hub {
             .map_or(0, |l| l.iter().filter(|m| !m.is_closed()).count())
     }
 
+    /// Clients with at least one subscription (`INFO clients`).
+    pub fn subscribers(&self) -> usize {
+        let maps = self.read();
+        let mut ids: Vec<u64> = [&maps.channels, &maps.patterns, &maps.shard]
+            .iter()
+            .flat_map(|m| m.values().flatten().map(|mb| mb.client))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    }
+
     /// `PUBSUB NUMPAT`: patterns with at least one subscriber.
     pub fn numpat(&self) -> usize {
         self.read().patterns.len()

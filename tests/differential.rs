@@ -44,8 +44,19 @@ fn sorted_sets_match_redis() {
 }
 
 #[test]
+fn lists_match_redis() {
+    differential("lists.txt");
+}
+
+#[test]
 fn transactions_match_redis() {
     differential("multi.txt");
+    differential("transactions.txt");
+}
+
+#[test]
+fn sorted_sets_with_blocking_pops_match_redis() {
+    differential("zsets.txt");
 }
 
 #[test]

@@ -80,9 +80,11 @@ pub fn render<S: Store>(cx: &Ctx<'_, '_, S>, want: impl Fn(&str) -> bool) -> Str
     if want("clients") {
         let _ = write!(
             o,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\ntracking_clients:0\r\n",
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\ntracking_clients:0\r\npubsub_clients:{}\r\n",
             srv.clients.count(),
-            srv.settings.maxclients.load(Ordering::Relaxed)
+            srv.settings.maxclients.load(Ordering::Relaxed),
+            srv.store.engine().map_or(0, |e| e.blocked_clients()),
+            srv.pubsub.subscribers(),
         );
         sections.push(std::mem::take(&mut o));
     }

@@ -48,6 +48,7 @@ pub async fn rename<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], nx: bool) ->
     if r == Ok(true) {
         cx.notify(crate::pubsub::class::GENERIC, "rename_from", a[1]);
         cx.notify(crate::pubsub::class::GENERIC, "rename_to", a[2]);
+        super::blocking::signal(cx, a[2]);
     }
     match r {
         Ok(done) if nx => cx.out.int(done as i64),

@@ -10,6 +10,7 @@
 //! `hashes`.
 
 pub mod args;
+pub mod blocking;
 pub mod client;
 pub mod connection;
 pub mod expire;
@@ -17,6 +18,7 @@ pub mod hashes;
 pub mod info;
 pub mod keys;
 pub mod keyspec;
+pub mod lists;
 pub mod multi;
 pub mod persistence;
 pub mod pubsub;
@@ -54,6 +56,12 @@ pub struct ClientState {
     pub tx: multi::Transaction,
     /// Channels and patterns subscribed to (embedded engine).
     pub sub: Option<crate::pubsub::Subscription>,
+    /// Keys the current command may have given data to, for blocked clients (`blocking.rs`).
+    pub ready: Vec<(usize, Vec<u8>)>,
+    /// Inside EXEC: blocking commands do not block, blocked clients are served after it.
+    pub in_exec: bool,
+    /// Set by a blocking command that found nothing: the connection waits on it.
+    pub blocked: Option<blocking::Blocked>,
 }
 
 impl ClientState {
@@ -68,6 +76,9 @@ impl ClientState {
             auth_failures: 0,
             tx: multi::Transaction::default(),
             sub: None,
+            ready: Vec::new(),
+            in_exec: false,
+            blocked: None,
         }
     }
 }
@@ -312,6 +323,12 @@ pub async fn execute_checked_at<S: Store>(
     if let Err(e) = result {
         cx.out.error(&e.message());
     }
+    if !cx.client.in_exec && !cx.client.ready.is_empty() {
+        if let Some(e) = server.store.engine() {
+            let ready = std::mem::take(&mut cx.client.ready);
+            blocking::serve_ready(e, &server.notifier, ready, now);
+        }
+    }
     if let Some(sub) = cx.client.sub.as_ref() {
         // Messages this command caused (its own PUBLISH, keyspace events of its writes) go
         // before its reply, as Redis writes them.
@@ -471,5 +488,30 @@ async fn run<S: Store>(cx: &mut Ctx<'_, '_, S>, id: CmdId, a: &[&[u8]]) -> CmdRe
         ZDiffStore => zsets::zsetop(cx, a, zsets::SetOp::Diff, true).await,
         ZInterCard => zsets::zintercard(cx, a).await,
         ZScan => zsets::zscan(cx, a).await,
+        LPush => lists::push(cx, a, lists::End::Left, false).await,
+        RPush => lists::push(cx, a, lists::End::Right, false).await,
+        LPushX => lists::push(cx, a, lists::End::Left, true).await,
+        RPushX => lists::push(cx, a, lists::End::Right, true).await,
+        LPop => lists::pop(cx, a, lists::End::Left).await,
+        RPop => lists::pop(cx, a, lists::End::Right).await,
+        LLen => lists::llen(cx, a).await,
+        LIndex => lists::lindex(cx, a).await,
+        LRange => lists::lrange(cx, a).await,
+        LSet => lists::lset(cx, a).await,
+        LInsert => lists::linsert(cx, a).await,
+        LRem => lists::lrem(cx, a).await,
+        LTrim => lists::ltrim(cx, a).await,
+        LPos => lists::lpos(cx, a).await,
+        LMove => lists::lmove(cx, a, false).await,
+        RPopLPush => lists::lmove(cx, a, true).await,
+        LMPop => lists::lmpop(cx, a).await,
+        BLPop => blocking::bpop(cx, a, lists::End::Left).await,
+        BRPop => blocking::bpop(cx, a, lists::End::Right).await,
+        BLMove => blocking::blmove(cx, a, false).await,
+        BRPopLPush => blocking::blmove(cx, a, true).await,
+        BLMPop => blocking::blmpop(cx, a).await,
+        BZPopMin => blocking::bzpop(cx, a, false).await,
+        BZPopMax => blocking::bzpop(cx, a, true).await,
+        BZMPop => blocking::bzmpop(cx, a).await,
     }
 }

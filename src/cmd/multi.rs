@@ -213,6 +213,7 @@ pub async fn exec<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     let now = cx.now;
     let client = &mut *cx.client;
     let out = &mut *cx.out;
+    client.in_exec = true;
     let ran = e.atomically(keys.as_deref(), || {
         if watches.as_ref().is_some_and(|w| w.broken(now)) {
             return false;
@@ -231,6 +232,7 @@ pub async fn exec<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
         }
         true
     });
+    client.in_exec = false;
     cx.client.tx.watches = watches;
     cx.client.tx.reset();
     if !ran {

@@ -163,6 +163,31 @@ pub enum CmdId {
     ZDiffStore,
     ZInterCard,
     ZScan,
+    LPush,
+    RPush,
+    LPushX,
+    RPushX,
+    LPop,
+    RPop,
+    LLen,
+    LIndex,
+    LRange,
+    LSet,
+    LInsert,
+    LRem,
+    LTrim,
+    LPos,
+    LMove,
+    RPopLPush,
+    LMPop,
+    BLPop,
+    BRPop,
+    BLMove,
+    BRPopLPush,
+    BLMPop,
+    BZPopMin,
+    BZPopMax,
+    BZMPop,
 }
 
 impl CmdId {
@@ -251,6 +276,31 @@ impl CmdId {
                 | ZDiffStore
                 | ZInterCard
                 | ZScan
+                | LPush
+                | RPush
+                | LPushX
+                | RPushX
+                | LPop
+                | RPop
+                | LLen
+                | LIndex
+                | LRange
+                | LSet
+                | LInsert
+                | LRem
+                | LTrim
+                | LPos
+                | LMove
+                | RPopLPush
+                | LMPop
+                | BLPop
+                | BRPop
+                | BLMove
+                | BRPopLPush
+                | BLMPop
+                | BZPopMin
+                | BZPopMax
+                | BZMPop
         )
     }
 }
@@ -400,6 +450,31 @@ pub const ENGINE: &[(&str, CmdId)] = {
         ("zdiffstore", ZDiffStore),
         ("zintercard", ZInterCard),
         ("zscan", ZScan),
+        ("lpush", LPush),
+        ("rpush", RPush),
+        ("lpushx", LPushX),
+        ("rpushx", RPushX),
+        ("lpop", LPop),
+        ("rpop", RPop),
+        ("llen", LLen),
+        ("lindex", LIndex),
+        ("lrange", LRange),
+        ("lset", LSet),
+        ("linsert", LInsert),
+        ("lrem", LRem),
+        ("ltrim", LTrim),
+        ("lpos", LPos),
+        ("lmove", LMove),
+        ("rpoplpush", RPopLPush),
+        ("lmpop", LMPop),
+        ("blpop", BLPop),
+        ("brpop", BRPop),
+        ("blmove", BLMove),
+        ("brpoplpush", BRPopLPush),
+        ("blmpop", BLMPop),
+        ("bzpopmin", BZPopMin),
+        ("bzpopmax", BZPopMax),
+        ("bzmpop", BZMPop),
     ]
 };
 

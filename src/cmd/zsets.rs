@@ -160,6 +160,7 @@ pub async fn zadd<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], incr_cmd: bool
     })?;
     if added + updated > 0 {
         cx.notify(class::ZSET, if incr { "zincr" } else { "zadd" }, a[1]);
+        super::blocking::signal(cx, a[1]);
     }
     if incr {
         match result {
@@ -538,6 +539,7 @@ fn store_items(
 fn stored<S: Store>(cx: &mut Ctx<'_, '_, S>, dst: &[u8], event: &str, n: usize, existed: bool) {
     if n > 0 {
         cx.notify(class::ZSET, event, dst);
+        super::blocking::signal(cx, dst);
     } else if existed {
         cx.notify(class::GENERIC, "del", dst);
     }
@@ -611,7 +613,7 @@ pub async fn zremrange<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], kind: u8)
 }
 
 /// Pops up to `count` members from one end of the zset at `key` (inside a write).
-fn pop(
+pub fn pop_zset(
     e: &Engine,
     db: usize,
     key: &[u8],
@@ -646,7 +648,7 @@ pub async fn zpop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], max: bool) -> 
         _ => return Err(CmdError::Syntax),
     };
     let e = engine(cx)?;
-    let (items, gone) = pop(e, cx.db(), a[1], cx.now, count.unwrap_or(1), max)?;
+    let (items, gone) = pop_zset(e, cx.db(), a[1], cx.now, count.unwrap_or(1), max)?;
     if !items.is_empty() {
         cx.notify(class::ZSET, if max { "zpopmax" } else { "zpopmin" }, a[1]);
         if gone {
@@ -668,12 +670,12 @@ pub async fn zpop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], max: bool) -> 
 
 /// `ZMPOP numkeys key [key …] MIN|MAX [COUNT count]`.
 pub async fn zmpop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
-    let (keys, max, count) = parse_mpop(a, 1)?;
+    let (keys, max, count) = parse_mpop_args(a, 1)?;
     let e = engine(cx)?;
     let (db, now) = (cx.db(), cx.now);
     let found = e.with_keys(keys, || -> Result<_, StoreError> {
         for k in keys {
-            let (items, gone) = pop(e, db, k, now, count, max)?;
+            let (items, gone) = pop_zset(e, db, k, now, count, max)?;
             if !items.is_empty() {
                 return Ok(Some((k.to_vec(), (items, gone))));
             }
@@ -705,7 +707,7 @@ fn reply_mpop<S: Store>(cx: &mut Ctx<'_, '_, S>, found: Option<(Vec<u8>, Popped)
 }
 
 /// `numkeys key … MIN|MAX [COUNT n]` of ZMPOP (`first` = index of numkeys).
-fn parse_mpop<'a, 'b>(
+pub fn parse_mpop_args<'a, 'b>(
     a: &'b [&'a [u8]],
     first: usize,
 ) -> Result<(&'b [&'a [u8]], bool, usize), CmdError> {

@@ -9,6 +9,7 @@
 
 use super::entry::Entry;
 use super::hash::HashRef;
+use super::list::{Edit, ListRef};
 use super::mutate::{Changes, Record};
 use super::set::{NewSet, SetRef};
 use super::zset::{NewZSet, ZSetRef};
@@ -56,8 +57,20 @@ impl<'a> KeyRef<'a> {
         self.zset().ok_or(StoreError::WrongType)
     }
 
+    /// The list, if the key is one.
+    pub fn list(&self) -> Option<ListRef<'a>> {
+        ListRef::of(self.0)
+    }
+
+    pub fn list_or_wrongtype(&self) -> StoreResult<ListRef<'a>> {
+        self.list().ok_or(StoreError::WrongType)
+    }
+
     /// The encoding's name, as `OBJECT ENCODING` reports it.
     pub fn encoding(&self) -> &'static str {
+        if let Some(l) = self.list() {
+            return l.encoding();
+        }
         if let Some(h) = self.hash() {
             return h.encoding();
         }
@@ -190,6 +203,21 @@ impl KeyWriter<'_> {
         }
         let e = NewZSet::from_pairs(items).into_entry(self.key, 0, self.lru);
         self.changes.put_entry(self.s, self.db, self.h, e, exists);
+    }
+
+    /// The list at the key: `Ok(None)` if absent, WRONGTYPE if another type.
+    pub fn list(&self) -> StoreResult<Option<ListRef<'_>>> {
+        match self.get() {
+            None => Ok(None),
+            Some(k) => k.list_or_wrongtype().map(Some),
+        }
+    }
+
+    /// Changes the list (or creates it with a push when the key is absent); the key goes
+    /// when the list ends empty. The caller has checked the type with [`list`](Self::list).
+    pub fn list_edit(&mut self, edit: &Edit<'_>) {
+        self.changes
+            .list_edit(self.s, self.db, self.h, self.key, edit, self.lru)
     }
 
     /// Deletes the key; whether it existed.

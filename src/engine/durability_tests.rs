@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
+use super::list::Edit;
 use super::tests::block;
 use super::*;
 use crate::persist::format::Op;
@@ -48,6 +49,12 @@ enum Step {
     ZAdd(u8, u8, i8),
     ZAddMany(u8, u8),
     ZRem(u8, u8),
+    LPush(u8, bool, u8),
+    LPushMany(u8, u8),
+    LPop(u8, bool, u8),
+    LSet(u8, u8, u8),
+    LRemove(u8, u8),
+    LTrim(u8, u8, u8),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -83,6 +90,12 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (0u8..6, 0u8..8, any::<i8>()).prop_map(|(k, m, s)| Step::ZAdd(k, m, s)),
         1 => (0u8..6, 0u8..200).prop_map(|(k, n)| Step::ZAddMany(k, n)),
         2 => (0u8..6, 0u8..8).prop_map(|(k, m)| Step::ZRem(k, m)),
+        3 => (0u8..6, any::<bool>(), 0u8..5).prop_map(|(k, l, v)| Step::LPush(k, l, v)),
+        1 => (0u8..6, 0u8..120).prop_map(|(k, n)| Step::LPushMany(k, n)),
+        2 => (0u8..6, any::<bool>(), 0u8..4).prop_map(|(k, l, n)| Step::LPop(k, l, n)),
+        1 => (0u8..6, 0u8..6, 0u8..5).prop_map(|(k, i, v)| Step::LSet(k, i, v)),
+        1 => (0u8..6, 0u8..6).prop_map(|(k, i)| Step::LRemove(k, i)),
+        1 => (0u8..6, 0u8..6, 0u8..6).prop_map(|(k, a, b)| Step::LTrim(k, a, b)),
     ]
 }
 
@@ -134,6 +147,7 @@ fn contents(e: &Engine, now: i64) -> Vec<(u32, Vec<u8>, Vec<u8>, i64)> {
                 expire,
             } => {
                 let elems: Vec<&[u8]> = super::value::Pack(payload).iter().collect();
+                let ordered = type_code == 4;
                 let mut items: Vec<Vec<u8>> = if type_code == 1 || type_code == 3 {
                     elems
                         .chunks(2)
@@ -142,7 +156,9 @@ fn contents(e: &Engine, now: i64) -> Vec<(u32, Vec<u8>, Vec<u8>, i64)> {
                 } else {
                     elems.iter().map(|m| m.to_vec()).collect()
                 };
-                items.sort();
+                if !ordered {
+                    items.sort();
+                }
                 let mut canon = vec![type_code];
                 for i in items {
                     canon.extend_from_slice(&(i.len() as u32).to_le_bytes());
@@ -333,6 +349,70 @@ fn run(steps: &[Step], dir: &std::path::Path) -> Result<(), TestCaseError> {
                     if w.zset()?.is_some() {
                         w.zrem(&field(m));
                     }
+                    Ok(())
+                });
+            }
+            Step::LPush(k, left, v) => {
+                let _ = live.write(db, &key(k), now, |w| {
+                    w.list()?;
+                    let val = value(v);
+                    w.list_edit(&if left {
+                        Edit::PushHead(vec![&val])
+                    } else {
+                        Edit::PushTail(vec![&val])
+                    });
+                    Ok(())
+                });
+            }
+            Step::LPushMany(k, n) => {
+                let _ = live.write(db, &key(k), now, |w| {
+                    w.list()?;
+                    let vals: Vec<Vec<u8>> =
+                        (0..n).map(|i| vec![b'v'; usize::from(i) * 3]).collect();
+                    w.list_edit(&Edit::PushTail(vals.iter().map(|v| &v[..]).collect()));
+                    Ok(())
+                });
+            }
+            Step::LPop(k, left, n) => {
+                let _ = live.write(db, &key(k), now, |w| {
+                    let Some(len) = w.list()?.map(|l| l.len()) else {
+                        return Ok(());
+                    };
+                    let n = usize::from(n).min(len).max(1);
+                    w.list_edit(&if left {
+                        Edit::PopHead(n)
+                    } else {
+                        Edit::PopTail(n)
+                    });
+                    Ok(())
+                });
+            }
+            Step::LSet(k, i, v) => {
+                let _ = live.write(db, &key(k), now, |w| {
+                    let Some(len) = w.list()?.map(|l| l.len()) else {
+                        return Ok(());
+                    };
+                    let val = value(v);
+                    w.list_edit(&Edit::Set(usize::from(i) % len, &val));
+                    w.list_edit(&Edit::Insert(usize::from(i).min(len), b"ins"));
+                    Ok(())
+                });
+            }
+            Step::LRemove(k, i) => {
+                let _ = live.write(db, &key(k), now, |w| {
+                    let Some(len) = w.list()?.map(|l| l.len()) else {
+                        return Ok(());
+                    };
+                    w.list_edit(&Edit::Remove(usize::from(i) % len));
+                    Ok(())
+                });
+            }
+            Step::LTrim(k, a, b) => {
+                let _ = live.write(db, &key(k), now, |w| {
+                    if w.list()?.is_none() {
+                        return Ok(());
+                    }
+                    w.list_edit(&Edit::Trim(usize::from(a), usize::from(b)));
                     Ok(())
                 });
             }

@@ -18,10 +18,12 @@
 //! offline. Its cost, measured against the previous foldhash, is in docs/BENCHMARKS.md.
 
 mod access;
+pub mod blocked;
 mod entry;
 pub mod evict;
 pub mod expire;
 pub mod hash;
+pub mod list;
 mod mutate;
 mod persist;
 pub mod set;
@@ -46,6 +48,7 @@ pub use access::{KeyRef, KeyWriter};
 use entry::Entry;
 pub use evict::Policy;
 pub use hash::HashRef;
+pub use list::{Edit, ListRef};
 use mutate::Changes;
 pub use set::SetRef;
 use table::Table;
@@ -78,6 +81,8 @@ pub(crate) struct ShardData {
     watched: watch::Registry,
     /// Keyspace notifications (`expired` found by a lazy access).
     notifier: Option<crate::pubsub::Notifier>,
+    /// Clients blocked on keys of this shard (`blocked.rs`).
+    blocked: blocked::Registry,
 }
 
 impl ShardData {
@@ -110,6 +115,10 @@ pub(crate) struct Inner {
     snapshot_active: AtomicBool,
     /// Keyspace notifications for what no command does: `expired`, `evicted`, and `new`.
     notifier: OnceLock<crate::pubsub::Notifier>,
+    /// Versions of lists (`list.rs`).
+    list_versions: list::Versions,
+    /// Clients blocked on keys (`blocked.rs`).
+    blocked_clients: AtomicUsize,
 }
 
 /// The embedded engine. Cheap to clone (an `Arc`).
@@ -157,6 +166,7 @@ impl Engine {
                     ttl_samples: vec![(0, 0); databases].into_boxed_slice(),
                     watched: Default::default(),
                     notifier: None,
+                    blocked: Default::default(),
                 }),
                 bytes: AtomicUsize::new(0),
             })
@@ -173,6 +183,8 @@ impl Engine {
             journal: OnceLock::new(),
             snapshot_active: AtomicBool::new(false),
             notifier: OnceLock::new(),
+            list_versions: Default::default(),
+            blocked_clients: AtomicUsize::new(0),
         });
         if cfg.active_expiry {
             expire::spawn_sweeper(Arc::downgrade(&inner));

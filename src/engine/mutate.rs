@@ -19,6 +19,7 @@
 
 use super::entry::Entry;
 use super::hash::{self, HashRef, NewHash};
+use super::list::{self, Edit, ListRef};
 use super::persist::db32;
 use super::set::{self, NewSet, SetRef};
 use super::table::Table;
@@ -251,6 +252,50 @@ impl<'a> Changes<'a> {
         removed
     }
 
+    /// Applies `edit` to the list at `key` (a live list: the caller checked), or creates the
+    /// list with a push when `key` is absent; deletes the key when the list ends empty.
+    /// Logged with the list's version before and after (see `list.rs`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn list_edit(
+        &mut self,
+        s: &mut ShardData,
+        db: Db,
+        h: u64,
+        key: &[u8],
+        edit: &Edit<'_>,
+        lru: u32,
+    ) {
+        touch(s, db, key);
+        let version = self.inner.list_versions.next();
+        let t = &mut s.dbs[db];
+        let prev = match t.find(h, key).and_then(ListRef::of) {
+            Some(l) => {
+                let prev = l.version();
+                t.update(h, key, Token(()), |e| list::apply(e, edit, version));
+                prev
+            }
+            None => {
+                let elems = match edit {
+                    Edit::PushHead(v) | Edit::PushTail(v) => v.clone(),
+                    _ => return,
+                };
+                let e = list::new_entry(key, &elems, version, 0, lru);
+                t.insert_new(h, e, &self.inner.hasher_fn(), Token(()));
+                self.inner.notify(class::NEW, "new", key, db);
+                0
+            }
+        };
+        let encoded = list::encode(edit);
+        self.record(Op::LEdit {
+            db: db32(db),
+            key,
+            prev,
+            version,
+            edit: &encoded,
+        });
+        drop_if_empty(&mut s.dbs[db], h, key, &self.inner.hasher_fn());
+    }
+
     /// Appends to a live key's value; the new length, or None if it is absent.
     pub fn append(
         &mut self,
@@ -369,6 +414,7 @@ fn drop_if_empty(t: &mut Table, h: u64, key: &[u8], hasher: &impl Fn(&[u8]) -> u
         Kind::HashPack | Kind::Hash => HashRef::of(e).is_some_and(|x| x.is_empty()),
         Kind::SetPack | Kind::Set => SetRef::of(e).is_some_and(|x| x.is_empty()),
         Kind::ZSetPack | Kind::ZSet => ZSetRef::of(e).is_some_and(|x| x.is_empty()),
+        Kind::ListPack | Kind::List => ListRef::of(e).is_some_and(|x| x.is_empty()),
         Kind::Str => false,
     });
     if empty {
@@ -417,6 +463,14 @@ pub(super) fn whole_value<R>(db: u32, e: &Entry, f: impl FnOnce(Op<'_>) -> R) ->
                     for (m, sc) in z.iter() {
                         w.push(m);
                         w.push(&zset::score_bytes(sc));
+                    }
+                    w.finish()
+                }
+                Obj::List(l) => {
+                    let mut w = PackWriter::new(l.items.len() + 1, l.bytes());
+                    w.push(&l.version.to_le_bytes());
+                    for x in &l.items {
+                        w.push(x);
                     }
                     w.finish()
                 }
@@ -472,6 +526,17 @@ pub(super) fn entry_from_value(
             Ok(NewZSet::from_pairs(&items).into_entry(key, expire, lru))
         }
         3 => Err("a sorted set payload with an odd element count".into()),
+        4 if n >= 1 => {
+            let mut it = Pack(payload).iter();
+            let version = it
+                .next()
+                .and_then(|v| v.try_into().ok())
+                .map(u64::from_le_bytes)
+                .ok_or("a list payload without its version")?;
+            let elems: Vec<&[u8]> = it.collect();
+            Ok(list::new_entry(key, &elems, version, expire, lru))
+        }
+        4 => Err("a list payload without its version".into()),
         t => Err(format!("a value of unknown type {t}")),
     }
 }
@@ -577,6 +642,40 @@ impl Replay {
             t.remove(hash, key, hasher, Token(()));
             let e = NewZSet::from_pairs(&[(member, score)]).into_entry(key, 0, lru);
             t.insert_new(hash, e, hasher, Token(()));
+        }
+    }
+
+    /// LEDIT as logged: applied only to the list at version `prev` (see `list.rs`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn list_edit(
+        t: &mut Table,
+        hash: u64,
+        key: &[u8],
+        prev: u64,
+        version: u64,
+        edit: &Edit<'_>,
+        lru: u32,
+        hasher: &impl Fn(&[u8]) -> u64,
+    ) {
+        let current = t.find(hash, key).and_then(ListRef::of).map(|l| l.version());
+        if prev == 0 {
+            if current.is_some_and(|v| v >= version) {
+                return; // the snapshot holds this list or a newer one
+            }
+            let elems = match edit {
+                Edit::PushHead(v) | Edit::PushTail(v) => v.clone(),
+                _ => return,
+            };
+            t.remove(hash, key, hasher, Token(()));
+            t.insert_new(
+                hash,
+                list::new_entry(key, &elems, version, 0, lru),
+                hasher,
+                Token(()),
+            );
+        } else if current == Some(prev) {
+            t.update(hash, key, Token(()), |e| list::apply(e, edit, version));
+            drop_if_empty(t, hash, key, hasher);
         }
     }
 

@@ -132,6 +132,9 @@ impl Engine {
             } => {
                 let db = check(db)?;
                 let e = entry_from_value(key, type_code, payload, expire, i.lru_now())?;
+                if let Some(l) = super::list::ListRef::of(&e) {
+                    i.list_versions.seen(l.version());
+                }
                 i.with_key(key, |s, h| Replay::put_entry(&mut s.dbs[db], h, e, &hasher));
             }
             Op::HSet {
@@ -182,6 +185,21 @@ impl Engine {
                 let db = check(db)?;
                 i.with_key(key, |s, h| {
                     Replay::zrem(&mut s.dbs[db], h, key, member, &hasher)
+                });
+            }
+            Op::LEdit {
+                db,
+                key,
+                prev,
+                version,
+                edit,
+            } => {
+                let db = check(db)?;
+                let edit = super::list::decode(edit).ok_or("a malformed list edit")?;
+                i.list_versions.seen(version);
+                let lru = i.lru_now();
+                i.with_key(key, |s, h| {
+                    Replay::list_edit(&mut s.dbs[db], h, key, prev, version, &edit, lru, &hasher)
                 });
             }
             Op::End { .. } => {}

@@ -47,6 +47,10 @@ pub enum Kind {
     ZSetPack = 5,
     /// A sorted set as a boxed [`BigZSet`].
     ZSet = 6,
+    /// A list as a pack: its version (8 bytes), then the elements head to tail.
+    ListPack = 7,
+    /// A list as a boxed [`BigList`].
+    List = 8,
 }
 
 impl Kind {
@@ -58,13 +62,15 @@ impl Kind {
             4 => Kind::Set,
             5 => Kind::ZSetPack,
             6 => Kind::ZSet,
+            7 => Kind::ListPack,
+            8 => Kind::List,
             _ => Kind::Str,
         }
     }
 
     /// The value bytes are an owning pointer to an [`Obj`].
     pub fn boxed(self) -> bool {
-        matches!(self, Kind::Hash | Kind::Set | Kind::ZSet)
+        matches!(self, Kind::Hash | Kind::Set | Kind::ZSet | Kind::List)
     }
 
     /// The Redis type, as `TYPE` names it.
@@ -74,6 +80,7 @@ impl Kind {
             Kind::HashPack | Kind::Hash => "hash",
             Kind::SetPack | Kind::Set => "set",
             Kind::ZSetPack | Kind::ZSet => "zset",
+            Kind::ListPack | Kind::List => "list",
         }
     }
 
@@ -85,6 +92,7 @@ impl Kind {
             Kind::HashPack | Kind::Hash => 1,
             Kind::SetPack | Kind::Set => 2,
             Kind::ZSetPack | Kind::ZSet => 3,
+            Kind::ListPack | Kind::List => 4,
         }
     }
 }
@@ -95,6 +103,7 @@ pub enum Obj {
     Hash(BigHash),
     Set(BigSet),
     ZSet(BigZSet),
+    List(BigList),
 }
 
 impl Obj {
@@ -103,6 +112,7 @@ impl Obj {
             Obj::Hash(_) => Kind::Hash,
             Obj::Set(_) => Kind::Set,
             Obj::ZSet(_) => Kind::ZSet,
+            Obj::List(_) => Kind::List,
         }
     }
 
@@ -113,6 +123,7 @@ impl Obj {
                 Obj::Hash(h) => h.bytes(),
                 Obj::Set(h) => h.bytes(),
                 Obj::ZSet(z) => z.bytes(),
+                Obj::List(l) => l.bytes(),
             }
     }
 }
@@ -339,6 +350,74 @@ impl BigZSet {
             self.scores.shrink_to_fit();
         }
         true
+    }
+}
+
+/// A list too large for a pack: a ring buffer of elements, and the list's version (see
+/// `list.rs` for why lists carry one).
+#[derive(Debug, Default)]
+pub struct BigList {
+    pub items: std::collections::VecDeque<Box<[u8]>>,
+    pub version: u64,
+    elems: usize,
+}
+
+impl BigList {
+    pub fn new(version: u64) -> Self {
+        BigList {
+            version,
+            ..Default::default()
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.elems + self.items.capacity() * std::mem::size_of::<Box<[u8]>>()
+    }
+
+    pub fn push_front(&mut self, e: &[u8]) {
+        self.elems += allocated_size(e.len());
+        self.items.push_front(e.into());
+    }
+
+    pub fn push_back(&mut self, e: &[u8]) {
+        self.elems += allocated_size(e.len());
+        self.items.push_back(e.into());
+    }
+
+    pub fn insert(&mut self, i: usize, e: &[u8]) {
+        self.elems += allocated_size(e.len());
+        self.items.insert(i, e.into());
+    }
+
+    pub fn set(&mut self, i: usize, e: &[u8]) {
+        if let Some(slot) = self.items.get_mut(i) {
+            self.elems = self.elems + allocated_size(e.len()) - allocated_size(slot.len());
+            *slot = e.into();
+        }
+    }
+
+    pub fn remove(&mut self, i: usize) {
+        if let Some(old) = self.items.remove(i) {
+            self.elems -= allocated_size(old.len());
+        }
+    }
+
+    pub fn pop_front(&mut self) {
+        if let Some(old) = self.items.pop_front() {
+            self.elems -= allocated_size(old.len());
+        }
+    }
+
+    pub fn pop_back(&mut self) {
+        if let Some(old) = self.items.pop_back() {
+            self.elems -= allocated_size(old.len());
+        }
+    }
+
+    pub fn shrink(&mut self) {
+        if self.items.capacity() > 64 && self.items.len() * 4 < self.items.capacity() {
+            self.items.shrink_to_fit();
+        }
     }
 }
 

@@ -19,6 +19,8 @@
 //!        | 12 SREM    db key member           (deletes the key with its last member)
 //!        | 13 ZADD    db key member score     (score: 8 bytes, f64 little-endian)
 //!        | 14 ZREM    db key member           (deletes the key with its last member)
+//!        | 15 LEDIT   db key prev version edit   (a list edit, applied only to the list at
+//!                                             version `prev`; 0 creates; see engine/list.rs)
 //! db, lengths, times = LEB128 varints; key, value = varint length + bytes
 //! ```
 //!
@@ -31,7 +33,8 @@
 //! Every operation records a *result*, never a relative change: APPEND and INCR log the new
 //! value, EXPIRE logs an absolute time, RENAME logs DEL + SET (or VALUE), HINCRBY logs HSET
 //! of the new value. A collection's `payload` is the engine's pack encoding (a varint count,
-//! then varint-length elements; `engine/value.rs`); `type` is 1 for a hash, 2 for a set, 3 for a sorted set (member, 8-byte score pairs). Replaying a suffix of the log
+//! then varint-length elements; `engine/value.rs`); `type` is 1 for a hash, 2 for a set, 3 for a sorted set (member, 8-byte score pairs), 4 for a list (an 8-byte version, then the
+//! elements). Replaying a suffix of the log
 //! over a state that already contains some of its effects therefore ends in the same state,
 //! which is what makes a snapshot taken while writes continue (a "fuzzy" snapshot) safe to
 //! combine with the log written from the moment it started (see `persist/mod.rs`).
@@ -60,6 +63,7 @@ const OP_SADD: u8 = 11;
 const OP_SREM: u8 = 12;
 const OP_ZADD: u8 = 13;
 const OP_ZREM: u8 = 14;
+const OP_LEDIT: u8 = 15;
 
 /// One logged operation, borrowing its bytes from a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +133,13 @@ pub enum Op<'a> {
         db: u32,
         key: &'a [u8],
         member: &'a [u8],
+    },
+    LEdit {
+        db: u32,
+        key: &'a [u8],
+        prev: u64,
+        version: u64,
+        edit: &'a [u8],
     },
 }
 
@@ -229,6 +240,20 @@ impl Op<'_> {
                 put_varint(buf, db as u64);
                 put_bytes(buf, key);
                 put_bytes(buf, member);
+            }
+            Op::LEdit {
+                db,
+                key,
+                prev,
+                version,
+                edit,
+            } => {
+                buf.push(OP_LEDIT);
+                put_varint(buf, db as u64);
+                put_bytes(buf, key);
+                put_varint(buf, prev);
+                put_varint(buf, version);
+                put_bytes(buf, edit);
             }
             Op::ZAdd {
                 db,
@@ -392,6 +417,13 @@ impl<'a> OpIter<'a> {
                 key: self.bytes()?,
                 member: self.bytes()?,
                 score_bits: self.f64()?.to_bits(),
+            },
+            OP_LEDIT => Op::LEdit {
+                db: self.db()?,
+                key: self.bytes()?,
+                prev: self.varint()?,
+                version: self.varint()?,
+                edit: self.bytes()?,
             },
             OP_ZREM => Op::ZRem {
                 db: self.db()?,

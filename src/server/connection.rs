@@ -221,7 +221,20 @@ async fn run<S, IO>(
                         }
                     } else {
                         let mut reply = Reply::new(&mut wbuf, state.proto);
-                        cmd::execute(server, &mut state, &args, &mut reply).await
+                        let flow = cmd::execute(server, &mut state, &args, &mut reply).await;
+                        if let Some(b) = state.blocked.take() {
+                            // A blocking command found nothing: the replies so far leave
+                            // now, then the client waits (its further input is kept).
+                            if flush(server, io, &mut state, &mut wbuf).await.is_err() {
+                                unblock(server, &b);
+                                return;
+                            }
+                            match wait_blocked(server, io, &b, &mut side, &mut stop).await {
+                                Some(r) => wbuf.extend_from_slice(&r),
+                                None => return,
+                            }
+                        }
+                        flow
                     };
                     executed += 1;
                     if flow == Flow::Close {
@@ -279,6 +292,57 @@ async fn run<S, IO>(
             sub.set_proto(state.proto);
         }
     }
+}
+
+fn unblock<S: Store>(server: &Server<S>, b: &cmd::blocking::Blocked) {
+    b.waiter.cancel();
+    if let Some(e) = server.store.engine() {
+        e.unblock(&b.waiter);
+    }
+}
+
+/// Waits for a blocked client's reply: served, timed out, or the client gone (None: the
+/// connection ends). Input that arrives meanwhile is kept in `side`, bounded by the query
+/// buffer limit, and run after the block as Redis does.
+async fn wait_blocked<S, IO, F>(
+    server: &Server<S>,
+    io: &mut IO,
+    b: &cmd::blocking::Blocked,
+    side: &mut BytesMut,
+    stop: &mut std::pin::Pin<&mut F>,
+) -> Option<bytes::Bytes>
+where
+    S: Store,
+    IO: AsyncRead + Unpin,
+    F: std::future::Future<Output = ()>,
+{
+    let deadline = async {
+        match b.deadline {
+            Some(d) => tokio::time::sleep_until(d.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let reply = loop {
+        tokio::select! {
+            r = b.waiter.served() => break Some(r),
+            _ = &mut deadline => break Some(b.waiter.cancel().unwrap_or_else(|| b.timeout_reply.clone())),
+            n = io.read_buf(side) => {
+                let limit = server.settings.client_query_buffer_limit.load(Ordering::Relaxed);
+                match n {
+                    Ok(n) if n > 0 && (side.len() as u64) <= limit => continue,
+                    _ => {
+                        // Gone (or flooding): Redis forgets a disconnected client's block.
+                        b.waiter.cancel();
+                        break None;
+                    }
+                }
+            }
+            _ = stop.as_mut() => break None,
+        }
+    };
+    unblock(server, b);
+    reply
 }
 
 /// Writes the pending replies and empties the buffer. If they include a write command's,

@@ -151,8 +151,7 @@ fn every_type_survives_sigkill_during_log_rewrites() {
     let dir = TempDir::new("types-crash");
     // (acknowledged model, the model if the command in flight was applied)
     let state = Arc::new(Mutex::new((Model::default(), Model::default())));
-    let mut seed = 1u64;
-    for round in 0..3 {
+    for round in 0..3u64 {
         let mut s = sessiond_in(&dir, &["--appendfsync", "everysec", "--threads", "2"]);
         {
             let mut c = s.connect();
@@ -169,7 +168,7 @@ fn every_type_survives_sigkill_during_log_rewrites() {
         let acks = Arc::new(AtomicU64::new(0));
         let writer = {
             let (stop, acks, state) = (stop.clone(), acks.clone(), state.clone());
-            seed += 1;
+            let seed = round + 2;
             std::thread::spawn(move || {
                 let mut rng = fastrand::Rng::with_seed(seed);
                 let mut c = Conn::connect(port);

@@ -77,11 +77,27 @@ fn every_command_that_logs_a_change_is_flagged_write() {
             .unwrap()
     };
     let mut checked = BTreeSet::new();
-    for script in ["strings.txt", "keys.txt", "expire.txt", "connection.txt"] {
+    for script in [
+        "strings.txt",
+        "keys.txt",
+        "expire.txt",
+        "hashes.txt",
+        "floats.txt",
+        "sets.txt",
+        "zsets.txt",
+        "zset-engine.txt",
+        "lists.txt",
+        "keys-more.txt",
+        // Last: it ends with QUIT.
+        "connection.txt",
+    ] {
         for line in script_lines(script) {
             let name = String::from_utf8_lossy(&line.args[0]).to_ascii_lowercase();
             let argv: Vec<&[u8]> = line.args.iter().map(|a| a.as_slice()).collect();
             let before = changes(&mut admin);
+            if std::env::var("SHOW").is_ok() {
+                eprintln!("{script}:{}: {}", line.lineno, line.text);
+            }
             let _ = c.cmd_bytes(&argv);
             let after = changes(&mut admin);
             if after > before {

@@ -49,6 +49,11 @@ fn lists_match_redis() {
 }
 
 #[test]
+fn more_string_and_key_commands_match_redis() {
+    differential("keys-more.txt");
+}
+
+#[test]
 fn transactions_match_redis() {
     differential("multi.txt");
     differential("transactions.txt");

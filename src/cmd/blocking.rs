@@ -174,6 +174,7 @@ fn perform(
             let name = if *max { "zpopmax" } else { "zpopmin" };
             Ok(Some(pop_events(key, name, class::ZSET, gone)))
         }
+        BlockOp::Wait => Ok(None),
     }
 }
 
@@ -214,7 +215,9 @@ fn block<S: Store>(
     let mut buf = BytesMut::new();
     {
         let mut r = Reply::new(&mut buf, proto);
-        if nil_array {
+        if op == BlockOp::Wait {
+            r.int(0);
+        } else if nil_array {
             r.null_array();
         } else {
             r.null();
@@ -448,5 +451,28 @@ pub async fn bzmpop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult
             true,
         ),
     }
+    Ok(())
+}
+
+/// `WAIT numreplicas timeout`: sessiond has no replicas, so 0 at once when none is asked for
+/// (or inside a transaction), else 0 after the timeout (0: never, until the client goes), as
+/// a Redis primary without replicas answers.
+pub async fn wait<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let numreplicas = super::args::int(a[1])?;
+    let timeout = super::args::int(a[2])?;
+    if timeout < 0 {
+        return Err(CmdError::msg("ERR timeout is negative"));
+    }
+    if numreplicas <= 0 || cx.client.in_exec {
+        cx.out.int(0);
+        return Ok(());
+    }
+    block(
+        cx,
+        &[],
+        BlockOp::Wait,
+        (timeout > 0).then_some(timeout),
+        false,
+    );
     Ok(())
 }

@@ -131,3 +131,80 @@ pub async fn randomkey<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     cx.out.bulk_opt(k.as_deref());
     Ok(())
 }
+
+fn db_index<S: Store>(cx: &Ctx<'_, '_, S>, a: &[u8]) -> Result<usize, CmdError> {
+    let n = int(a)?;
+    if n < 0 || n as usize >= cx.store().databases() {
+        return Err(CmdError::msg("ERR DB index is out of range"));
+    }
+    Ok(n as usize)
+}
+
+/// `COPY source destination [DB destination-db] [REPLACE]`.
+pub async fn copy<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let mut dst_db = cx.db();
+    let mut replace = false;
+    let mut j = 3;
+    while j < a.len() {
+        if is(a[j], "replace") {
+            replace = true;
+        } else if is(a[j], "db") && j + 1 < a.len() {
+            dst_db = db_index(cx, a[j + 1])?;
+            j += 1;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        j += 1;
+    }
+    if a[1] == a[2] && dst_db == cx.db() {
+        return Err(CmdError::msg(
+            "ERR source and destination objects are the same",
+        ));
+    }
+    let e = super::hashes::engine(cx)?;
+    let done = e.copy_key(cx.db(), a[1], dst_db, a[2], replace, cx.now);
+    if done {
+        let n = &cx.server.notifier;
+        if n.wants(crate::pubsub::class::GENERIC) {
+            n.notify(crate::pubsub::class::GENERIC, "copy_to", a[2], dst_db);
+        }
+        if dst_db == cx.db() {
+            super::blocking::signal(cx, a[2]);
+        }
+    }
+    cx.out.int(done as i64);
+    Ok(())
+}
+
+/// `MOVE key db`.
+pub async fn move_key<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let to = db_index(cx, a[2])?;
+    if to == cx.db() {
+        return Err(CmdError::msg(
+            "ERR source and destination objects are the same",
+        ));
+    }
+    let e = super::hashes::engine(cx)?;
+    let done = e.move_key(cx.db(), a[1], to, cx.now);
+    if done {
+        cx.notify(crate::pubsub::class::GENERIC, "move_from", a[1]);
+        let n = &cx.server.notifier;
+        if n.wants(crate::pubsub::class::GENERIC) {
+            n.notify(crate::pubsub::class::GENERIC, "move_to", a[1], to);
+        }
+    }
+    cx.out.int(done as i64);
+    Ok(())
+}
+
+/// `TOUCH key [key …]`: how many exist (each read refreshes its LRU clock).
+pub async fn touch<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let e = super::hashes::engine(cx)?;
+    let (db, now) = (cx.db(), cx.now);
+    let n = a[1..]
+        .iter()
+        .filter(|k| e.read(db, k, now, |r| r.is_some()))
+        .count();
+    cx.out.int(n as i64);
+    Ok(())
+}

@@ -20,6 +20,7 @@ pub mod keys;
 pub mod keyspec;
 pub mod lists;
 pub mod multi;
+pub mod object;
 pub mod persistence;
 pub mod pubsub;
 pub mod script;
@@ -513,5 +514,15 @@ async fn run<S: Store>(cx: &mut Ctx<'_, '_, S>, id: CmdId, a: &[&[u8]]) -> CmdRe
         BZPopMin => blocking::bzpop(cx, a, false).await,
         BZPopMax => blocking::bzpop(cx, a, true).await,
         BZMPop => blocking::bzmpop(cx, a).await,
+        SetRange => strings::setrange(cx, a).await,
+        GetRange => strings::getrange(cx, a).await,
+        Substr => strings::getrange(cx, a).await,
+        Lcs => strings::lcs(cx, a).await,
+        Copy => keys::copy(cx, a).await,
+        Move => keys::move_key(cx, a).await,
+        Touch => keys::touch(cx, a).await,
+        Object => object::object(cx, a).await,
+        Memory => object::memory(cx, a).await,
+        Wait => blocking::wait(cx, a).await,
     }
 }

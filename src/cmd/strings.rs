@@ -307,3 +307,227 @@ pub async fn incrbyfloat<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdR
     cx.out.bulk(v.as_bytes());
     Ok(())
 }
+
+/// `SETRANGE key offset value`: zero-padded, as Redis; on the engine's typed API.
+pub async fn setrange<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let offset = int(a[2])?;
+    if offset < 0 {
+        return Err(CmdError::msg("ERR offset is out of range"));
+    }
+    let offset = offset as u64;
+    let value = a[3];
+    let max = cx
+        .server
+        .settings
+        .proto_max_bulk_len
+        .load(std::sync::atomic::Ordering::Relaxed) as u64;
+    let too_big = || CmdError::msg("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+    let e = super::hashes::engine(cx)?;
+    let (db, now) = (cx.db(), cx.now);
+    let cur = e.read(db, a[1], now, |k| match k {
+        None => Ok(None),
+        Some(k) => k
+            .string()
+            .map(|s| Some(s.len()))
+            .ok_or(StoreError::WrongType),
+    })?;
+    if value.is_empty() {
+        cx.out.int(cur.unwrap_or(0) as i64);
+        return Ok(());
+    }
+    if offset + value.len() as u64 > max {
+        return Err(too_big());
+    }
+    let len = e.write(db, a[1], now, |w| {
+        let (old, expire) = match w.get() {
+            None => (Vec::new(), 0),
+            Some(k) => (
+                k.string().ok_or(StoreError::WrongType)?.to_vec(),
+                k.expire(),
+            ),
+        };
+        let end = offset as usize + value.len();
+        let mut new = old;
+        if new.len() < end {
+            new.resize(end, 0);
+        }
+        new[offset as usize..end].copy_from_slice(value);
+        w.set_string(&new, expire);
+        Ok(new.len())
+    })?;
+    cx.notify(class::STRING, "setrange", a[1]);
+    cx.out.int(len as i64);
+    Ok(())
+}
+
+/// `GETRANGE key start end` (and `SUBSTR`).
+pub async fn getrange<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let (mut start, mut end) = (int(a[2])?, int(a[3])?);
+    let v = cx.store().get(cx.db(), a[1], cx.now).await?;
+    let Some(v) = v else {
+        cx.out.bulk(b"");
+        return Ok(());
+    };
+    let len = v.len() as i64;
+    if start < 0 && end < 0 && start > end {
+        cx.out.bulk(b"");
+        return Ok(());
+    }
+    if start < 0 {
+        start += len;
+    }
+    if end < 0 {
+        end += len;
+    }
+    start = start.max(0);
+    end = end.max(0);
+    if end >= len {
+        end = len - 1;
+    }
+    if start > end || len == 0 {
+        cx.out.bulk(b"");
+    } else {
+        cx.out.bulk(&v[start as usize..=end as usize]);
+    }
+    Ok(())
+}
+
+/// `LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]`: Redis's dynamic programme
+/// and its walk back from the end, so the matches come in Redis's order.
+pub async fn lcs<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let e = super::hashes::engine(cx)?;
+    let (db, now) = (cx.db(), cx.now);
+    let get = |k: &[u8]| {
+        e.read(db, k, now, |r| match r {
+            None => Ok(Vec::new()),
+            Some(r) => r.string().map(<[u8]>::to_vec).ok_or(()),
+        })
+    };
+    let (va, vb) = match (get(a[1]), get(a[2])) {
+        (Ok(x), Ok(y)) => (x, y),
+        _ => {
+            return Err(CmdError::msg(
+                "ERR The specified keys must contain string values",
+            ))
+        }
+    };
+    let (mut getlen, mut getidx, mut withmatchlen, mut minmatchlen) = (false, false, false, 0i64);
+    let mut j = 3;
+    while j < a.len() {
+        let more = a.len() - j - 1;
+        if is(a[j], "idx") {
+            getidx = true;
+        } else if is(a[j], "len") {
+            getlen = true;
+        } else if is(a[j], "withmatchlen") {
+            withmatchlen = true;
+        } else if is(a[j], "minmatchlen") && more > 0 {
+            minmatchlen = int(a[j + 1])?.max(0);
+            j += 1;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        j += 1;
+    }
+    if getidx && getlen {
+        return Err(CmdError::msg(
+            "ERR If you want both the length and indexes, please just use IDX.",
+        ));
+    }
+    let (alen, blen) = (va.len(), vb.len());
+    let max = cx
+        .server
+        .settings
+        .proto_max_bulk_len
+        .load(std::sync::atomic::Ordering::Relaxed) as u64;
+    if ((alen as u64 + 1) * (blen as u64 + 1)) * 4 > max {
+        return Err(CmdError::msg(
+            "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len",
+        ));
+    }
+    // table[i][j]: length of the LCS of a[..i] and b[..j].
+    let w = blen + 1;
+    let mut t = vec![0u32; (alen + 1) * w];
+    for i in 1..=alen {
+        for k in 1..=blen {
+            t[i * w + k] = if va[i - 1] == vb[k - 1] {
+                t[(i - 1) * w + k - 1] + 1
+            } else {
+                t[(i - 1) * w + k].max(t[i * w + k - 1])
+            };
+        }
+    }
+    let idx = t[alen * w + blen] as usize;
+    let mut result = vec![0u8; idx];
+    // Walk back, collecting ranges of consecutive matches (Redis's walk: a match that does
+    // not extend the current range closes it, and is not itself the start of the next).
+    // ((start, end) in a, (start, end) in b, length)
+    type Match = ((usize, usize), (usize, usize), usize);
+    let mut matches: Vec<Match> = Vec::new();
+    let (mut i, mut k, mut left) = (alen, blen, idx);
+    let (mut arange_start, mut arange_end, mut brange_start, mut brange_end) =
+        (alen, 0usize, 0usize, 0usize);
+    while i > 0 && k > 0 {
+        let mut emit = false;
+        if va[i - 1] == vb[k - 1] {
+            result[left - 1] = va[i - 1];
+            left -= 1;
+            if arange_start == alen {
+                arange_start = i - 1;
+                arange_end = i - 1;
+                brange_start = k - 1;
+                brange_end = k - 1;
+            } else if arange_start == i && brange_start == k {
+                arange_start -= 1;
+                brange_start -= 1;
+            } else {
+                emit = true;
+            }
+            if arange_start == 0 || brange_start == 0 {
+                emit = true;
+            }
+            i -= 1;
+            k -= 1;
+        } else {
+            if t[(i - 1) * w + k] > t[i * w + k - 1] {
+                i -= 1;
+            } else {
+                k -= 1;
+            }
+            if arange_start != alen {
+                emit = true;
+            }
+        }
+        if emit {
+            let mlen = arange_end - arange_start + 1;
+            if minmatchlen == 0 || mlen >= minmatchlen as usize {
+                matches.push(((arange_start, arange_end), (brange_start, brange_end), mlen));
+            }
+            arange_start = alen;
+        }
+    }
+    if getidx {
+        cx.out.map(2);
+        cx.out.bulk(b"matches");
+        cx.out.array(matches.len());
+        for ((a0, a1), (b0, b1), mlen) in &matches {
+            cx.out.array(if withmatchlen { 3 } else { 2 });
+            cx.out.array(2);
+            cx.out.int(*a0 as i64);
+            cx.out.int(*a1 as i64);
+            cx.out.array(2);
+            cx.out.int(*b0 as i64);
+            cx.out.int(*b1 as i64);
+            if withmatchlen {
+                cx.out.int(*mlen as i64);
+            }
+        }
+        cx.out.bulk(b"len");
+        cx.out.int(idx as i64);
+    } else if getlen {
+        cx.out.int(idx as i64);
+    } else {
+        cx.out.bulk(&result);
+    }
+    Ok(())
+}

@@ -188,6 +188,16 @@ pub enum CmdId {
     BZPopMin,
     BZPopMax,
     BZMPop,
+    SetRange,
+    GetRange,
+    Substr,
+    Lcs,
+    Copy,
+    Move,
+    Touch,
+    Object,
+    Memory,
+    Wait,
 }
 
 impl CmdId {
@@ -301,6 +311,16 @@ impl CmdId {
                 | BZPopMin
                 | BZPopMax
                 | BZMPop
+                | SetRange
+                | GetRange
+                | Substr
+                | Lcs
+                | Copy
+                | Move
+                | Touch
+                | Object
+                | Memory
+                | Wait
         )
     }
 }
@@ -475,6 +495,16 @@ pub const ENGINE: &[(&str, CmdId)] = {
         ("bzpopmin", BZPopMin),
         ("bzpopmax", BZPopMax),
         ("bzmpop", BZMPop),
+        ("setrange", SetRange),
+        ("getrange", GetRange),
+        ("substr", Substr),
+        ("lcs", Lcs),
+        ("copy", Copy),
+        ("move", Move),
+        ("touch", Touch),
+        ("object", Object),
+        ("memory", Memory),
+        ("wait", Wait),
     ]
 };
 

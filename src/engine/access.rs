@@ -91,6 +91,16 @@ impl<'a> KeyRef<'a> {
     pub fn expire(&self) -> i64 {
         self.0.expire()
     }
+
+    /// Bytes the key costs: its record, its collection, and its share of the bucket array.
+    pub fn footprint(&self) -> usize {
+        self.0.footprint() + std::mem::size_of::<usize>()
+    }
+
+    /// Seconds since the key was last read or written (`OBJECT IDLETIME`).
+    pub fn idle_secs(&self, lru_now: u32) -> u32 {
+        lru_now.wrapping_sub(self.0.lru()) & super::entry::LRU_MASK
+    }
 }
 
 /// Write access to one key under its shard lock; see the module docs.
@@ -246,6 +256,76 @@ impl Engine {
         i.with_key(key, |s, h| {
             f(s.read(db, h, key, now, lru, &i.hasher_fn())
                 .map(|e| KeyRef(e)))
+        })
+    }
+
+    /// Runs `f` on the live key without counting a hit or refreshing its LRU clock (OBJECT,
+    /// MEMORY USAGE: looking must not change what is looked at).
+    pub fn peek<R>(
+        &self,
+        db: Db,
+        key: &[u8],
+        now: UnixMs,
+        f: impl FnOnce(Option<KeyRef<'_>>, u32) -> R,
+    ) -> R {
+        let i = &self.inner;
+        let lru = i.lru_now();
+        i.with_key(key, |s, h| {
+            f(
+                s.live(db, h, key, now, &i.hasher_fn()).map(|e| KeyRef(e)),
+                lru,
+            )
+        })
+    }
+
+    /// `COPY src dst [DB n] [REPLACE]` (`dst_db` may be `db`): whether it copied. The copy keeps
+    /// the TTL; a collection is cloned whole and logged as one value.
+    #[allow(clippy::too_many_arguments)]
+    pub fn copy_key(
+        &self,
+        db: Db,
+        src: &[u8],
+        dst_db: Db,
+        dst: &[u8],
+        replace: bool,
+        now: UnixMs,
+    ) -> bool {
+        let i = &self.inner;
+        let hasher = i.hasher_fn();
+        self.atomically(Some(&[src, dst]), || {
+            let hs = i.hash(src);
+            let mut g = i.lock(Inner::shard_of(hs));
+            let Some(copy) = g.live(db, hs, src, now, &hasher).map(|e| e.copied(dst)) else {
+                return false;
+            };
+            drop(g);
+            let hd = i.hash(dst);
+            let mut g = i.lock(Inner::shard_of(hd));
+            let exists = g.live(dst_db, hd, dst, now, &hasher).is_some();
+            if exists && !replace {
+                return false;
+            }
+            Changes::new(i).put_entry(&mut g, dst_db, hd, copy, exists);
+            true
+        })
+    }
+
+    /// `MOVE key db`: whether it moved (not if `key` is absent or exists in `to`).
+    pub fn move_key(&self, db: Db, key: &[u8], to: Db, now: UnixMs) -> bool {
+        let i = &self.inner;
+        let hasher = i.hasher_fn();
+        i.with_key(key, |s, h| {
+            if s.live(db, h, key, now, &hasher).is_none()
+                || s.live(to, h, key, now, &hasher).is_some()
+            {
+                return false;
+            }
+            let mut changes = Changes::new(i);
+            let Some(e) = changes.take(s, db, h, key) else {
+                return false;
+            };
+            changes.put_entry(s, to, h, e, false);
+            true
         })
     }
 

@@ -31,6 +31,8 @@ pub enum BlockOp {
     },
     /// BZPOPMIN/BZPOPMAX (`count` None) and BZMPOP (`count` Some).
     ZPop { max: bool, count: Option<usize> },
+    /// WAIT for replicas: there are none, so only the timeout (or a disconnect) ends it.
+    Wait,
 }
 
 /// Where a blocked client's reply comes from.

@@ -224,6 +224,18 @@ impl Entry {
         }
     }
 
+    /// A deep copy under another key (COPY): a boxed collection is cloned.
+    pub fn copied(&self, key: &[u8]) -> Entry {
+        match self.obj() {
+            Some(obj) => Entry::boxed(key, Box::new(obj.clone()), self.expire(), self.lru()),
+            None => {
+                let mut e = Entry::new(key, self.value(), self.expire(), self.lru());
+                e.set_kind(self.kind());
+                e
+            }
+        }
+    }
+
     /// Takes the boxed collection out, leaving an empty string.
     pub fn take_obj(&mut self) -> Option<Box<Obj>> {
         let p = self.obj_ptr()?;

@@ -407,18 +407,19 @@ impl Store for Engine {
         }
         let count = filter.count.max(1);
         let mut budget = count.saturating_mul(10);
-        let mut found: Vec<Bytes> = Vec::new();
-        let type_ok = filter
-            .key_type
-            .as_deref()
-            .is_none_or(|t| t.eq_ignore_ascii_case(b"string"));
+        // Visited keys, and whether each is of the TYPE asked for.
+        let mut found: Vec<(Bytes, bool)> = Vec::new();
+        let wanted = filter.key_type.as_deref();
         while found.len() < count && budget > 0 {
             let g = i.lock(shard);
             let table = &g.dbs[db];
             for _ in 0..WALK_CHUNK {
                 tc = table.scan_bucket(tc, |e| {
                     if !e.is_expired(now) {
-                        found.push(copy(e.key()));
+                        let type_ok = wanted.is_none_or(|t| {
+                            t.eq_ignore_ascii_case(e.kind().type_name().as_bytes())
+                        });
+                        found.push((copy(e.key()), type_ok));
                     }
                 });
                 budget -= 1;
@@ -435,13 +436,17 @@ impl Store for Engine {
             }
         }
         // As in Redis, MATCH and TYPE filter what was visited; they do not extend the walk.
-        found.retain(|k| {
-            type_ok
-                && filter
-                    .pattern
-                    .as_deref()
-                    .is_none_or(|p| glob_match(p, k, false))
-        });
+        let found: Vec<Bytes> = found
+            .into_iter()
+            .filter(|(k, type_ok)| {
+                *type_ok
+                    && filter
+                        .pattern
+                        .as_deref()
+                        .is_none_or(|p| glob_match(p, k, false))
+            })
+            .map(|(k, _)| k)
+            .collect();
         let next = if shard == SHARDS {
             0
         } else {

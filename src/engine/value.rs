@@ -98,7 +98,7 @@ impl Kind {
 }
 
 /// A large collection, owned by its record through a pointer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Obj {
     Hash(BigHash),
     Set(BigSet),
@@ -133,7 +133,7 @@ const MAP_SLOT: usize = 2 * std::mem::size_of::<Box<[u8]>>() + 1;
 
 /// A hash too large for a pack. Fields are hashed with a per-process random key, as keys are:
 /// field names can come from clients too.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct BigHash {
     map: HashMap<Box<[u8]>, Box<[u8]>>,
     /// Allocator bytes of the fields and values.
@@ -204,7 +204,7 @@ impl BigHash {
 const SET_SLOT: usize = std::mem::size_of::<Box<[u8]>>() + 1;
 
 /// A set too large for a pack (members hashed with a per-process key, as fields are).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct BigSet {
     set: std::collections::HashSet<Box<[u8]>>,
     elems: usize,
@@ -285,7 +285,7 @@ impl Ord for Score {
 /// member's score in a hash map. Ranges by score or member walk the tree; a rank is counted
 /// by walking it (Redis's skiplist keeps spans for O(log n) ranks; session indexes read
 /// ranges, rarely ranks).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct BigZSet {
     order: std::collections::BTreeSet<(Score, Box<[u8]>)>,
     scores: HashMap<Box<[u8]>, f64>,
@@ -355,7 +355,7 @@ impl BigZSet {
 
 /// A list too large for a pack: a ring buffer of elements, and the list's version (see
 /// `list.rs` for why lists carry one).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct BigList {
     pub items: std::collections::VecDeque<Box<[u8]>>,
     pub version: u64,

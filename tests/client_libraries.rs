@@ -1,7 +1,8 @@
-//! Real client libraries through the gateway: redis-py, ioredis, Predis and Ruby's redis gem
-//! run their transactions (MULTI/EXEC, WATCH with retries), pipelines, hashes, pub/sub,
-//! blocking pops and Lua-backed helpers through sessiond to a redis-server, a Sentinel set
-//! and a 3-primary cluster (hash-tagged keys). Each program (tests/clients/) prints
+//! Real client libraries: redis-py, ioredis, Predis and Ruby's redis gem run their
+//! transactions (MULTI/EXEC, WATCH with retries), pipelines, hashes, pub/sub, blocking pops
+//! and Lua-backed helpers through the gateway to a redis-server, a Sentinel set and a
+//! 3-primary cluster (hash-tagged keys), and against the embedded engine (without the Lua
+//! parts until it runs Lua). Each program (tests/clients/) prints
 //! `ok <checks>` or the first failure.
 //!
 //! `scripts/test` installs them: redis-py in a venv and ioredis with npm, both under
@@ -61,7 +62,11 @@ const CLIENTS: [&str; 4] = ["redis_py.py", "ioredis.js", "predis.php", "ruby_red
 fn run_all(gw: &Proc, topology: &str) {
     let mut failures = Vec::new();
     for name in CLIENTS {
-        let out = client(name)
+        let mut cmd = client(name);
+        if topology == "embedded" {
+            cmd.env("SESSIOND_NO_LUA", "1");
+        }
+        let out = cmd
             .env("SESSIOND_ADDR", format!("127.0.0.1:{}", gw.port))
             .env("KEY_TAG", format!("{topology}-{name}"))
             .output()
@@ -76,6 +81,12 @@ fn run_all(gw: &Proc, topology: &str) {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn client_libraries_against_the_embedded_engine() {
+    let s = sessiond(&[]);
+    run_all(&s, "embedded");
 }
 
 #[test]

@@ -33,6 +33,12 @@ fn hashes_match_redis() {
     differential("hashes.txt");
 }
 
+/// Spring Session's and ASP.NET Core's command sequences.
+#[test]
+fn session_frameworks_match_redis() {
+    differential("session-frameworks.txt");
+}
+
 #[test]
 fn sets_match_redis() {
     differential("sets.txt");

@@ -1,5 +1,5 @@
-# Ruby's redis gem (Debian's ruby-redis) through the sessiond gateway: multi, watch,
-# pipelined, hashes, pub/sub and blocking pops. Prints "ok <checks>"; exits 1 on failure.
+# Ruby's redis gem (Debian's ruby-redis) through sessiond (gateway or embedded engine):
+# multi, watch, pipelined, hashes (mapped_hmset), pub/sub and blocking pops. Prints "ok <checks>"; exits 1 on failure.
 require "redis"
 
 host, port = ENV.fetch("SESSIOND_ADDR").split(":")
@@ -30,6 +30,10 @@ res = r.pipelined do |p|
   p.hgetall(k(tag, "h"))
 end
 check(res == ["1", { "f" => "v" }], "pipelined #{res.inspect}")
+
+# A session hash as Rails/Rack stores write it.
+r.mapped_hmset(k(tag, "sess"), { "user" => "alice", "csrf" => "t0k3n" })
+check(r.mapped_hmget(k(tag, "sess"), "user", "csrf") == { "user" => "alice", "csrf" => "t0k3n" }, "mapped_hmset")
 
 # WATCH, changed by another client: multi returns nil.
 r.watch(k(tag, "w"))

@@ -14,6 +14,7 @@ pub mod blocking;
 pub mod client;
 pub mod connection;
 pub mod expire;
+pub mod hash_ttl;
 pub mod hashes;
 pub mod info;
 pub mod keys;
@@ -524,5 +525,17 @@ async fn run<S: Store>(cx: &mut Ctx<'_, '_, S>, id: CmdId, a: &[&[u8]]) -> CmdRe
         Object => object::object(cx, a).await,
         Memory => object::memory(cx, a).await,
         Wait => blocking::wait(cx, a).await,
+        HExpire => hash_ttl::hexpire(cx, a, hash_ttl::Unit::Seconds, false).await,
+        HPExpire => hash_ttl::hexpire(cx, a, hash_ttl::Unit::Millis, false).await,
+        HExpireAt => hash_ttl::hexpire(cx, a, hash_ttl::Unit::Seconds, true).await,
+        HPExpireAt => hash_ttl::hexpire(cx, a, hash_ttl::Unit::Millis, true).await,
+        HTtl => hash_ttl::httl(cx, a, hash_ttl::TtlForm::Seconds).await,
+        HPTtl => hash_ttl::httl(cx, a, hash_ttl::TtlForm::Millis).await,
+        HExpireTime => hash_ttl::httl(cx, a, hash_ttl::TtlForm::UnixSeconds).await,
+        HPExpireTime => hash_ttl::httl(cx, a, hash_ttl::TtlForm::UnixMillis).await,
+        HPersist => hash_ttl::hpersist(cx, a).await,
+        HGetEx => hash_ttl::hgetex(cx, a).await,
+        HSetEx => hash_ttl::hsetex(cx, a).await,
+        HGetDel => hash_ttl::hgetdel(cx, a).await,
     }
 }

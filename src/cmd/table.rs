@@ -198,6 +198,18 @@ pub enum CmdId {
     Object,
     Memory,
     Wait,
+    HExpire,
+    HPExpire,
+    HExpireAt,
+    HPExpireAt,
+    HTtl,
+    HPTtl,
+    HExpireTime,
+    HPExpireTime,
+    HPersist,
+    HGetEx,
+    HSetEx,
+    HGetDel,
 }
 
 impl CmdId {
@@ -321,6 +333,18 @@ impl CmdId {
                 | Object
                 | Memory
                 | Wait
+                | HExpire
+                | HPExpire
+                | HExpireAt
+                | HPExpireAt
+                | HTtl
+                | HPTtl
+                | HExpireTime
+                | HPExpireTime
+                | HPersist
+                | HGetEx
+                | HSetEx
+                | HGetDel
         )
     }
 }
@@ -505,6 +529,18 @@ pub const ENGINE: &[(&str, CmdId)] = {
         ("object", Object),
         ("memory", Memory),
         ("wait", Wait),
+        ("hexpire", HExpire),
+        ("hpexpire", HPExpire),
+        ("hexpireat", HExpireAt),
+        ("hpexpireat", HPExpireAt),
+        ("httl", HTtl),
+        ("hpttl", HPTtl),
+        ("hexpiretime", HExpireTime),
+        ("hpexpiretime", HPExpireTime),
+        ("hpersist", HPersist),
+        ("hgetex", HGetEx),
+        ("hsetex", HSetEx),
+        ("hgetdel", HGetDel),
     ]
 };
 

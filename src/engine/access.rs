@@ -235,6 +235,12 @@ impl KeyWriter<'_> {
         self.changes.del(self.s, self.db, self.h, self.key)
     }
 
+    /// Sets (or with 0 removes) a hash field's absolute expiry; false if the field is absent.
+    pub fn hexpire(&mut self, field: &[u8], at: i64) -> bool {
+        self.changes
+            .hexpire(self.s, self.db, self.h, self.key, field, at)
+    }
+
     /// Removes a hash field (the key with the last one); whether it was there.
     pub fn hdel(&mut self, field: &[u8]) -> bool {
         self.changes.hdel(self.s, self.db, self.h, self.key, field)

@@ -55,6 +55,7 @@ enum Step {
     LSet(u8, u8, u8),
     LRemove(u8, u8),
     LTrim(u8, u8, u8),
+    HExpire(u8, u8, i16),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -96,6 +97,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0u8..6, 0u8..6, 0u8..5).prop_map(|(k, i, v)| Step::LSet(k, i, v)),
         1 => (0u8..6, 0u8..6).prop_map(|(k, i)| Step::LRemove(k, i)),
         1 => (0u8..6, 0u8..6, 0u8..6).prop_map(|(k, a, b)| Step::LTrim(k, a, b)),
+        2 => (0u8..6, 0u8..8, any::<i16>()).prop_map(|(k, f, t)| Step::HExpire(k, f, t)),
     ]
 }
 
@@ -413,6 +415,16 @@ fn run(steps: &[Step], dir: &std::path::Path) -> Result<(), TestCaseError> {
                         return Ok(());
                     }
                     w.list_edit(&Edit::Trim(usize::from(a), usize::from(b)));
+                    Ok(())
+                });
+            }
+            Step::HExpire(k, f, t) => {
+                // Field TTLs in the past and future of `now`, and removals (0).
+                let _ = live.write(db, &key(k), now, |w| {
+                    if w.hash()?.is_some() {
+                        let at = if t % 5 == 0 { 0 } else { now + i64::from(t) };
+                        w.hexpire(&field(f), at);
+                    }
                     Ok(())
                 });
             }

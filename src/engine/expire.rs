@@ -56,6 +56,9 @@ pub(super) fn spawn_sweeper(engine: Weak<Inner>) {
     }
 }
 
+/// Expired hash fields reclaimed per hash per sweep visit.
+const FIELDS_PER_HASH: usize = 64;
+
 /// One tick of the sweep over every table. Public to the engine for tests.
 pub(super) fn sweep_tick(inner: &Inner, now: i64) {
     inner
@@ -80,6 +83,7 @@ pub(super) fn sweep_tick(inner: &Inner, now: i64) {
                     break;
                 }
                 let mut pos = g.sweep_pos[db] % n;
+                let first = pos;
                 let batch = todo.min(CHUNK);
                 let mut expired = 0;
                 // Keys to announce as `expired` (only when someone listens for them).
@@ -103,6 +107,37 @@ pub(super) fn sweep_tick(inner: &Inner, now: i64) {
                     expired += removed as u64;
                     pos = (pos + 1) % n;
                 }
+                // Hash fields with TTLs in the buckets just visited: at most FIELDS_PER_HASH
+                // per hash per visit, so a hash with many due fields is reclaimed over
+                // several ticks rather than in one lock hold.
+                let mut due: Vec<Vec<u8>> = Vec::new();
+                let now_n = g.dbs[db].bucket_count();
+                for b in 0..batch.min(now_n) {
+                    for e in g.dbs[db].bucket((first + b) % now_n.max(1)) {
+                        if e.kind() == super::value::Kind::Hash
+                            && super::hash::HashRef::of(e)
+                                .and_then(|h| h.next_expiry())
+                                .is_some_and(|at| at <= now)
+                        {
+                            due.push(e.key().to_vec());
+                        }
+                    }
+                }
+                let mut hexpired: Vec<(Vec<u8>, bool)> = Vec::new();
+                for k in due {
+                    let h = inner.hash(&k);
+                    let (fields, gone) = super::mutate::expired_fields(
+                        &mut g.dbs[db],
+                        h,
+                        &k,
+                        now,
+                        FIELDS_PER_HASH,
+                        &hasher,
+                    );
+                    if !fields.is_empty() {
+                        hexpired.push((k, gone));
+                    }
+                }
                 g.sweep_pos[db] = pos;
                 g.expired += expired;
                 if expired > 0 {
@@ -113,6 +148,14 @@ pub(super) fn sweep_tick(inner: &Inner, now: i64) {
                 if let Some(n) = notifier {
                     for k in &gone {
                         n.notify(crate::pubsub::class::EXPIRED, "expired", k, db);
+                    }
+                }
+                if let Some(n) = inner.notifier.get() {
+                    for (k, key_gone) in &hexpired {
+                        n.notify(crate::pubsub::class::HASH, "hexpired", k, db);
+                        if *key_gone {
+                            n.notify(crate::pubsub::class::GENERIC, "del", k, db);
+                        }
                     }
                 }
                 todo -= batch;

@@ -63,6 +63,22 @@ impl<'a> HashRef<'a> {
             HashRef::Big(_) => "hashtable",
         }
     }
+
+    /// A field's expiry (unix ms), if it has one (HTTL…).
+    pub fn field_expire(&self, field: &[u8]) -> Option<i64> {
+        match self {
+            HashRef::Pack(_) => None,
+            HashRef::Big(h) => h.field_expire(field),
+        }
+    }
+
+    /// The earliest field expiry, if any field has one.
+    pub fn next_expiry(&self) -> Option<i64> {
+        match self {
+            HashRef::Pack(_) => None,
+            HashRef::Big(h) => h.next_expiry(),
+        }
+    }
 }
 
 fn pairs(mut it: PackIter<'_>) -> impl Iterator<Item = (&[u8], &[u8])> {
@@ -169,6 +185,37 @@ pub(super) fn set_field(e: &mut Entry, field: &[u8], value: &[u8]) -> bool {
         e.set_boxed(Box::new(Obj::Hash(h)));
     }
     is_new
+}
+
+/// Sets (or with 0 removes) an existing field's expiry; false if the field is absent. A pack
+/// becomes a big hash first (packs hold no field TTLs).
+pub(super) fn set_field_expire(e: &mut Entry, field: &[u8], at: i64) -> bool {
+    if e.kind() == Kind::HashPack {
+        let pack = Pack(e.value());
+        if !pairs(pack.iter()).any(|(f, _)| f == field) {
+            return false;
+        }
+        if at == 0 {
+            return true; // nothing to clear
+        }
+        let mut h = BigHash::with_capacity(pack.count() / 2);
+        for (f, v) in pairs(pack.iter()) {
+            h.set(f, v);
+        }
+        e.set_boxed(Box::new(Obj::Hash(h)));
+    }
+    match e.obj_mut() {
+        Some(Obj::Hash(h)) => h.set_field_expire(field, at),
+        _ => false,
+    }
+}
+
+/// Removes up to `max` fields expired at `now`; their names.
+pub(super) fn pop_expired(e: &mut Entry, now: i64, max: usize) -> Vec<Box<[u8]>> {
+    match e.obj_mut() {
+        Some(Obj::Hash(h)) => h.pop_expired(now, max),
+        _ => Vec::new(),
+    }
 }
 
 /// Removes `field`; whether it was there. The caller deletes the key when the hash is left

@@ -341,6 +341,26 @@ impl ShardData {
                 }
                 false
             }
+            // A hash whose earliest field expiry has passed: its expired fields go first
+            // (all of them: the command must not see one), as Redis's lazy field expiry.
+            Some(e)
+                if e.kind() == value::Kind::Hash
+                    && HashRef::of(e)
+                        .and_then(|h| h.next_expiry())
+                        .is_some_and(|at| at <= now) =>
+            {
+                let (fields, key_gone) =
+                    mutate::expired_fields(t, hash, key, now, usize::MAX, hasher);
+                if let Some(n) = &self.notifier {
+                    if !fields.is_empty() {
+                        n.notify(crate::pubsub::class::HASH, "hexpired", key, db);
+                    }
+                    if key_gone {
+                        n.notify(crate::pubsub::class::GENERIC, "del", key, db);
+                    }
+                }
+                !key_gone
+            }
             Some(_) => true,
         }
     }

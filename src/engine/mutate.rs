@@ -296,6 +296,32 @@ impl<'a> Changes<'a> {
         drop_if_empty(&mut s.dbs[db], h, key, &self.inner.hasher_fn());
     }
 
+    /// Sets (or with 0 removes) the expiry of a field of the hash at `key` (a live hash);
+    /// false if the field is absent.
+    pub fn hexpire(
+        &mut self,
+        s: &mut ShardData,
+        db: Db,
+        h: u64,
+        key: &[u8],
+        field: &[u8],
+        at: i64,
+    ) -> bool {
+        let done = s.dbs[db]
+            .update(h, key, Token(()), |e| hash::set_field_expire(e, field, at))
+            .unwrap_or(false);
+        if done {
+            touch(s, db, key);
+            self.record(Op::HPExpireAt {
+                db: db32(db),
+                key,
+                field,
+                at,
+            });
+        }
+        done
+    }
+
     /// Appends to a live key's value; the new length, or None if it is absent.
     pub fn append(
         &mut self,
@@ -442,7 +468,18 @@ pub(super) fn whole_value<R>(db: u32, e: &Entry, f: impl FnOnce(Op<'_>) -> R) ->
             expire,
         }),
         Some(obj) => {
+            let mut type_code = e.kind().type_code();
             let payload = match obj {
+                Obj::Hash(h) if h.next_expiry().is_some() => {
+                    type_code = 5;
+                    let mut w = PackWriter::new(3 * h.len(), h.bytes());
+                    for (k, v) in h.iter() {
+                        w.push(k);
+                        w.push(v);
+                        w.push(&h.field_expire(k).unwrap_or(0).to_le_bytes());
+                    }
+                    w.finish()
+                }
                 Obj::Hash(h) => {
                     let mut w = PackWriter::new(2 * h.len(), h.bytes());
                     for (k, v) in h.iter() {
@@ -478,7 +515,7 @@ pub(super) fn whole_value<R>(db: u32, e: &Entry, f: impl FnOnce(Op<'_>) -> R) ->
             f(Op::Value {
                 db,
                 key,
-                type_code: e.kind().type_code(),
+                type_code,
                 payload: &payload,
                 expire,
             })
@@ -537,8 +574,43 @@ pub(super) fn entry_from_value(
             Ok(list::new_entry(key, &elems, version, expire, lru))
         }
         4 => Err("a list payload without its version".into()),
+        5 if n % 3 == 0 => {
+            let items: Vec<&[u8]> = Pack(payload).iter().collect();
+            let mut h = super::value::BigHash::with_capacity(n / 3);
+            for t in items.chunks(3) {
+                h.set(t[0], t[1]);
+            }
+            for t in items.chunks(3) {
+                let at = t[2].try_into().map(i64::from_le_bytes).unwrap_or(0);
+                h.set_field_expire(t[0], at);
+            }
+            Ok(Entry::boxed(key, Box::new(Obj::Hash(h)), expire, lru))
+        }
+        5 => Err("a hash payload with field TTLs and a bad element count".into()),
         t => Err(format!("a value of unknown type {t}")),
     }
+}
+
+/// Drops up to `max` fields of the hash at `key` that expired at `now`, and the key with its
+/// last field. Not logged, for the reason expired keys are not: the log holds the fields'
+/// absolute expiry times. Returns the fields and whether the key went.
+pub(super) fn expired_fields(
+    t: &mut Table,
+    hash: u64,
+    key: &[u8],
+    now: i64,
+    max: usize,
+    hasher: &impl Fn(&[u8]) -> u64,
+) -> (Vec<Box<[u8]>>, bool) {
+    let gone = t
+        .update(hash, key, Token(()), |e| hash::pop_expired(e, now, max))
+        .unwrap_or_default();
+    let before = t.find(hash, key).is_some();
+    if !gone.is_empty() {
+        drop_if_empty(t, hash, key, hasher);
+    }
+    let key_gone = before && t.find(hash, key).is_none();
+    (gone, key_gone)
 }
 
 /// Drops a key found expired. Not logged: the log already holds its absolute expiry, so
@@ -642,6 +714,15 @@ impl Replay {
             t.remove(hash, key, hasher, Token(()));
             let e = NewZSet::from_pairs(&[(member, score)]).into_entry(key, 0, lru);
             t.insert_new(hash, e, hasher, Token(()));
+        }
+    }
+
+    /// HPEXPIREAT as logged (a field or hash that is not there: nothing to do).
+    pub fn hexpire(t: &mut Table, hash: u64, key: &[u8], field: &[u8], at: i64) {
+        if t.find(hash, key).and_then(HashRef::of).is_some() {
+            t.update(hash, key, Token(()), |e| {
+                hash::set_field_expire(e, field, at)
+            });
         }
     }
 

@@ -202,6 +202,12 @@ impl Engine {
                     Replay::list_edit(&mut s.dbs[db], h, key, prev, version, &edit, lru, &hasher)
                 });
             }
+            Op::HPExpireAt { db, key, field, at } => {
+                let db = check(db)?;
+                i.with_key(key, |s, h| {
+                    Replay::hexpire(&mut s.dbs[db], h, key, field, at)
+                });
+            }
             Op::End { .. } => {}
         }
         Ok(())
@@ -274,7 +280,8 @@ impl Engine {
             .sum()
     }
 
-    /// Removes every record expired at `now` (after a replay). Returns how many.
+    /// Removes every record expired at `now` (after a replay), and every expired hash field.
+    /// Returns how many records went.
     pub fn purge_expired(&self, now: i64) -> u64 {
         let i = &self.inner;
         let hasher = i.hasher_fn();
@@ -286,10 +293,35 @@ impl Engine {
                     let mut g = i.lock(s);
                     let n = g.dbs[db].bucket_count();
                     let end = (b + WALK_CHUNK).min(n);
+                    let mut fields_due = Vec::new();
                     for idx in b..end {
                         total += g.dbs[db].purge_bucket(idx, |e| e.is_expired(now)).0 as u64;
+                        fields_due.extend(
+                            g.dbs[db]
+                                .bucket(idx)
+                                .filter(|e| {
+                                    super::hash::HashRef::of(e)
+                                        .and_then(|h| h.next_expiry())
+                                        .is_some_and(|at| at <= now)
+                                })
+                                .map(|e| e.key().to_vec()),
+                        );
                     }
-                    b = end;
+                    // Expired hash fields go too (and a hash left empty).
+                    for k in fields_due {
+                        let h = i.hash(&k);
+                        let (_, gone) = super::mutate::expired_fields(
+                            &mut g.dbs[db],
+                            h,
+                            &k,
+                            now,
+                            usize::MAX,
+                            &hasher,
+                        );
+                        total += u64::from(gone);
+                    }
+                    let n = g.dbs[db].bucket_count();
+                    b = end.min(n);
                     if b >= n {
                         g.dbs[db].shrink_if_sparse(&hasher);
                         i.publish(s, &g);

@@ -138,18 +138,90 @@ pub struct BigHash {
     map: HashMap<Box<[u8]>, Box<[u8]>>,
     /// Allocator bytes of the fields and values.
     elems: usize,
+    /// Field expiry times (HEXPIRE…), once any field has one. A hash with field TTLs is
+    /// always a big hash: the pack has no room for them, and such hashes are rare.
+    ttl: Option<Box<FieldTtl>>,
 }
+
+/// Absolute expiry (unix ms) per field, and the same ordered by time, so the earliest is
+/// found at once and expired fields are reclaimed oldest first, a bounded number at a time.
+#[derive(Debug, Default, Clone)]
+struct FieldTtl {
+    at: HashMap<Box<[u8]>, i64>,
+    order: std::collections::BTreeSet<(i64, Box<[u8]>)>,
+    /// Allocator bytes of the two copies of each field name and the slots.
+    bytes: usize,
+}
+
+/// Bytes a field TTL costs: a map slot, a tree slot, and the field name twice.
+const TTL_SLOT: usize = 2 * (8 + std::mem::size_of::<Box<[u8]>>()) + 1;
 
 impl BigHash {
     pub fn with_capacity(n: usize) -> Self {
         BigHash {
             map: HashMap::with_capacity(n),
             elems: 0,
+            ttl: None,
         }
     }
 
     pub fn bytes(&self) -> usize {
-        self.elems + self.map.capacity() * MAP_SLOT
+        self.elems
+            + self.map.capacity() * MAP_SLOT
+            + self.ttl.as_ref().map_or(0, |t| t.bytes)
+    }
+
+    /// The field's expiry time (unix ms), if it has one.
+    pub fn field_expire(&self, field: &[u8]) -> Option<i64> {
+        self.ttl.as_ref()?.at.get(field).copied()
+    }
+
+    /// The earliest field expiry.
+    pub fn next_expiry(&self) -> Option<i64> {
+        self.ttl.as_ref()?.order.first().map(|(t, _)| *t)
+    }
+
+    /// Sets (or with 0 removes) an existing field's expiry; false if the field is absent.
+    pub fn set_field_expire(&mut self, field: &[u8], at: i64) -> bool {
+        if !self.map.contains_key(field) {
+            return false;
+        }
+        self.clear_field_expire(field);
+        if at != 0 {
+            let t = self.ttl.get_or_insert_with(Default::default);
+            t.at.insert(field.into(), at);
+            t.order.insert((at, field.into()));
+            t.bytes += TTL_SLOT + 2 * allocated_size(field.len());
+        }
+        true
+    }
+
+    fn clear_field_expire(&mut self, field: &[u8]) {
+        let Some(t) = self.ttl.as_mut() else { return };
+        if let Some(old) = t.at.remove(field) {
+            t.order.remove(&(old, Box::from(field)));
+            t.bytes -= TTL_SLOT + 2 * allocated_size(field.len());
+        }
+        if t.at.is_empty() {
+            self.ttl = None;
+        }
+    }
+
+    /// Removes up to `max` fields expired at `now`, oldest first; their names.
+    pub fn pop_expired(&mut self, now: i64, max: usize) -> Vec<Box<[u8]>> {
+        let mut gone = Vec::new();
+        while gone.len() < max {
+            let Some((t, f)) = self.next_expiry().and_then(|t| {
+                let (_, f) = self.ttl.as_ref()?.order.first()?;
+                (t <= now).then(|| (t, f.clone()))
+            }) else {
+                break;
+            };
+            let _ = t;
+            self.remove(&f);
+            gone.push(f);
+        }
+        gone
     }
 
     pub fn len(&self) -> usize {
@@ -172,6 +244,8 @@ impl BigHash {
     pub fn set(&mut self, field: &[u8], value: &[u8]) -> bool {
         let v: Box<[u8]> = value.into();
         self.elems += allocated_size(v.len());
+        // Setting a field's value clears its expiry, as Redis's HSET does.
+        self.clear_field_expire(field);
         match self.map.get_mut(field) {
             Some(old) => {
                 self.elems -= allocated_size(old.len());
@@ -187,6 +261,7 @@ impl BigHash {
     }
 
     pub fn remove(&mut self, field: &[u8]) -> bool {
+        self.clear_field_expire(field);
         match self.map.remove(field) {
             Some(v) => {
                 self.elems -= allocated_size(v.len()) + allocated_size(field.len());

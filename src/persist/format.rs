@@ -21,6 +21,7 @@
 //!        | 14 ZREM    db key member           (deletes the key with its last member)
 //!        | 15 LEDIT   db key prev version edit   (a list edit, applied only to the list at
 //!                                             version `prev`; 0 creates; see engine/list.rs)
+//!        | 16 HPEXPIREAT db key field at      (a hash field's absolute expiry; 0 = none)
 //! db, lengths, times = LEB128 varints; key, value = varint length + bytes
 //! ```
 //!
@@ -34,7 +35,7 @@
 //! value, EXPIRE logs an absolute time, RENAME logs DEL + SET (or VALUE), HINCRBY logs HSET
 //! of the new value. A collection's `payload` is the engine's pack encoding (a varint count,
 //! then varint-length elements; `engine/value.rs`); `type` is 1 for a hash, 2 for a set, 3 for a sorted set (member, 8-byte score pairs), 4 for a list (an 8-byte version, then the
-//! elements). Replaying a suffix of the log
+//! elements), 5 for a hash with field TTLs (field, value, 8-byte expiry triples; 0 = none). Replaying a suffix of the log
 //! over a state that already contains some of its effects therefore ends in the same state,
 //! which is what makes a snapshot taken while writes continue (a "fuzzy" snapshot) safe to
 //! combine with the log written from the moment it started (see `persist/mod.rs`).
@@ -64,6 +65,7 @@ const OP_SREM: u8 = 12;
 const OP_ZADD: u8 = 13;
 const OP_ZREM: u8 = 14;
 const OP_LEDIT: u8 = 15;
+const OP_HPEXPIREAT: u8 = 16;
 
 /// One logged operation, borrowing its bytes from a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +142,12 @@ pub enum Op<'a> {
         prev: u64,
         version: u64,
         edit: &'a [u8],
+    },
+    HPExpireAt {
+        db: u32,
+        key: &'a [u8],
+        field: &'a [u8],
+        at: i64,
     },
 }
 
@@ -240,6 +248,13 @@ impl Op<'_> {
                 put_varint(buf, db as u64);
                 put_bytes(buf, key);
                 put_bytes(buf, member);
+            }
+            Op::HPExpireAt { db, key, field, at } => {
+                buf.push(OP_HPEXPIREAT);
+                put_varint(buf, db as u64);
+                put_bytes(buf, key);
+                put_bytes(buf, field);
+                put_varint(buf, at.max(0) as u64);
             }
             Op::LEdit {
                 db,
@@ -417,6 +432,12 @@ impl<'a> OpIter<'a> {
                 key: self.bytes()?,
                 member: self.bytes()?,
                 score_bits: self.f64()?.to_bits(),
+            },
+            OP_HPEXPIREAT => Op::HPExpireAt {
+                db: self.db()?,
+                key: self.bytes()?,
+                field: self.bytes()?,
+                at: self.time()?,
             },
             OP_LEDIT => Op::LEdit {
                 db: self.db()?,

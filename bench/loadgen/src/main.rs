@@ -10,6 +10,16 @@
 //! `loadgen hashfill|hashmix HOST:PORT …`
 //!   The same with sessions stored as hashes (Spring Session, ASP.NET Core): fill writes
 //!   `HSET` with four fields; the mix is 70% HGETALL, 20% HSET of two fields, 10% PEXPIRE.
+//! `loadgen springfill HOST:PORT --keys N --value BYTES --ttl S`
+//!   Spring Session-shaped sessions for memory measurements: six fields (creation and
+//!   access times, max inactive interval, a security context of `--value` bytes, a user
+//!   name, a CSRF token) and a TTL, HSET + PEXPIRE pipelined.
+//! `loadgen sessionhash HOST:PORT …`
+//!   The hash-session mix of issue #12: 80% HGETALL, 15% HSET of two fields followed by
+//!   PEXPIRE (pipelined, one sample), 5% DEL (a logout; the next HSET recreates it).
+//! `loadgen zindex HOST:PORT …`
+//!   Sorted-set index upkeep (an expiry index per principal): 60% ZADD of a session with its
+//!   expiry time, 30% ZRANGEBYSCORE up to now LIMIT 0 10, 10% ZREM, over `--keys` indexes.
 //! `loadgen multi HOST:PORT …`
 //!   Each request is a pipelined transaction, as redis-py's `pipeline()` sends it:
 //!   MULTI, HSET, PEXPIRE, EXEC (one latency sample per transaction).
@@ -42,6 +52,8 @@ struct Args {
     pxat: u64,
     /// Sessions as hashes (`hashfill`, `hashmix`).
     hash: bool,
+    /// Spring Session-shaped hashes (`springfill`).
+    spring: bool,
     /// `pubsub`: messages to publish, and seconds to hold the subscribers before.
     messages: u64,
     hold: u64,
@@ -49,7 +61,7 @@ struct Args {
 
 fn parse_args() -> (String, Args) {
     let argv: Vec<String> = std::env::args().collect();
-    let usage = "usage: loadgen mix|fill|hashmix|hashfill|multi|block|pubsub HOST:PORT [--clients N] [--seconds S] [--keys N] [--value BYTES] [--ttl S] [--prefill 0|1] [--offset N] [--pxat UNIX_MS] [--messages N] [--hold S]";
+    let usage = "usage: loadgen mix|fill|hashmix|hashfill|springfill|sessionhash|zindex|multi|block|pubsub HOST:PORT [--clients N] [--seconds S] [--keys N] [--value BYTES] [--ttl S] [--prefill 0|1] [--offset N] [--pxat UNIX_MS] [--messages N] [--hold S]";
     if argv.len() < 3 {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -65,6 +77,7 @@ fn parse_args() -> (String, Args) {
         offset: 0,
         pxat: 0,
         hash: false,
+        spring: false,
         messages: 1000,
         hold: 0,
     };
@@ -199,7 +212,8 @@ async fn fill(a: &Args) -> u64 {
     let mut tasks = Vec::new();
     for c in 0..a.clients as u64 {
         let (addr, value, ttl) = (a.addr.clone(), value.clone(), ttl.clone());
-        let (offset, pxat, hash) = (a.offset, a.pxat, a.hash);
+        let (offset, pxat, hash, spring) = (a.offset, a.pxat, a.hash, a.spring);
+        let ttl_ms = (a.ttl * 1000).to_string();
         let (start, end) = (c * per, ((c + 1) * per).min(a.keys));
         tasks.push(tokio::spawn(async move {
             let (mut r, mut w) = connect(&addr).await;
@@ -210,7 +224,32 @@ async fn fill(a: &Args) -> u64 {
                 let batch_end = (i + 64).min(end);
                 let mut buf = Vec::new();
                 for k in i..batch_end {
-                    if hash {
+                    if spring {
+                        let csrf = format!("{:036}", offset + k);
+                        encode(
+                            &mut buf,
+                            &[
+                                b"HSET",
+                                &key(offset + k),
+                                b"creationTime",
+                                b"1700000000000",
+                                b"maxInactiveInterval",
+                                b"1800",
+                                b"lastAccessedTime",
+                                b"1700000000000",
+                                b"sessionAttr:SPRING_SECURITY_CONTEXT",
+                                &value,
+                                b"sessionAttr:user",
+                                b"alice",
+                                b"sessionAttr:csrf",
+                                csrf.as_bytes(),
+                            ],
+                        );
+                        encode(
+                            &mut buf,
+                            &[b"PEXPIRE", &key(offset + k), (ttl_ms).as_bytes()],
+                        );
+                    } else if hash {
                         encode(
                             &mut buf,
                             &[
@@ -245,7 +284,8 @@ async fn fill(a: &Args) -> u64 {
                     }
                 }
                 w.write_all(&buf).await.expect("write");
-                for _ in i..batch_end {
+                let per_key = if spring { 2 } else { 1 };
+                for _ in 0..(batch_end - i) * per_key {
                     if !read_reply(&mut r, &mut line).await.expect("reply") {
                         errors += 1;
                     }
@@ -267,6 +307,8 @@ enum Workload {
     Strings,
     Hashes,
     Multi,
+    SessionHash,
+    ZIndex,
 }
 
 async fn mix(a: &Args, workload: Workload) -> (u64, f64, Histogram<u64>, u64) {
@@ -309,6 +351,49 @@ async fn mix(a: &Args, workload: Workload) -> (u64, f64, Histogram<u64>, u64) {
                         ],
                     ),
                     Workload::Hashes => encode(&mut buf, &[b"PEXPIRE", &k, b"1800000"]),
+                    Workload::SessionHash if p < 80 => encode(&mut buf, &[b"HGETALL", &k]),
+                    Workload::SessionHash if p < 95 => {
+                        encode(
+                            &mut buf,
+                            &[
+                                b"HSET",
+                                &k,
+                                b"lastAccessedTime",
+                                now,
+                                b"sessionAttr:SPRING_SECURITY_CONTEXT",
+                                &value,
+                            ],
+                        );
+                        encode(&mut buf, &[b"PEXPIRE", &k, b"1800000"]);
+                        replies = 2;
+                    }
+                    Workload::SessionHash => encode(&mut buf, &[b"DEL", &k]),
+                    Workload::ZIndex => {
+                        let idx = format!("idx:{}", rng.u64(..keys.max(1)));
+                        let member = format!("session:{}", rng.u32(..1000));
+                        let score = (1_700_000_000_000u64 + rng.u64(..3_600_000)).to_string();
+                        if p < 60 {
+                            encode(
+                                &mut buf,
+                                &[b"ZADD", idx.as_bytes(), score.as_bytes(), member.as_bytes()],
+                            );
+                        } else if p < 90 {
+                            encode(
+                                &mut buf,
+                                &[
+                                    b"ZRANGEBYSCORE",
+                                    idx.as_bytes(),
+                                    b"-inf",
+                                    score.as_bytes(),
+                                    b"LIMIT",
+                                    b"0",
+                                    b"10",
+                                ],
+                            );
+                        } else {
+                            encode(&mut buf, &[b"ZREM", idx.as_bytes(), member.as_bytes()]);
+                        }
+                    }
                     Workload::Multi => {
                         encode(&mut buf, &[b"MULTI"]);
                         encode(&mut buf, &[b"HSET", &k, b"lastAccessedTime", now]);
@@ -451,6 +536,16 @@ fn main() {
                     errors
                 );
             }
+            "springfill" => {
+                let t0 = Instant::now();
+                let errors = fill(&Args { spring: true, ..a }).await;
+                println!(
+                    "{{\"ops\":{},\"seconds\":{:.3},\"errors\":{}}}",
+                    a.keys,
+                    t0.elapsed().as_secs_f64(),
+                    errors
+                );
+            }
             "hashfill" => {
                 let t0 = Instant::now();
                 let errors = fill(&Args { hash: true, ..a }).await;
@@ -463,15 +558,18 @@ fn main() {
             }
             "block" => block(&a).await,
             "pubsub" => pubsub(&a).await,
-            "mix" | "hashmix" | "multi" => {
+            "mix" | "hashmix" | "multi" | "sessionhash" | "zindex" => {
                 let workload = match mode.as_str() {
                     "mix" => Workload::Strings,
                     "hashmix" => Workload::Hashes,
+                    "sessionhash" => Workload::SessionHash,
+                    "zindex" => Workload::ZIndex,
                     _ => Workload::Multi,
                 };
-                if a.prefill {
+                if a.prefill && workload != Workload::ZIndex {
                     let hash = workload != Workload::Strings;
-                    let prefill = Args { clients: 8, addr: a.addr.clone(), hash, ..a };
+                    let spring = workload == Workload::SessionHash;
+                    let prefill = Args { clients: 8, addr: a.addr.clone(), hash, spring, ..a };
                     fill(&prefill).await;
                 }
                 let (ops, secs, h, errors) = mix(&a, workload).await;

@@ -166,9 +166,7 @@ impl BigHash {
     }
 
     pub fn bytes(&self) -> usize {
-        self.elems
-            + self.map.capacity() * MAP_SLOT
-            + self.ttl.as_ref().map_or(0, |t| t.bytes)
+        self.elems + self.map.capacity() * MAP_SLOT + self.ttl.as_ref().map_or(0, |t| t.bytes)
     }
 
     /// The field's expiry time (unix ms), if it has one.

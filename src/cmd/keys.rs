@@ -208,3 +208,85 @@ pub async fn touch<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult 
     cx.out.int(n as i64);
     Ok(())
 }
+
+/// `DUMP key`: the value in Redis's serialization format (`util/rdb.rs`), or nil.
+pub async fn dump<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let e = super::hashes::engine(cx)?;
+    let payload = e.read(cx.db(), a[1], cx.now, |k| k.map(|k| k.to_rdb()));
+    match payload {
+        None => cx.out.null(),
+        Some(Ok(v)) => cx.out.bulk(&crate::util::rdb::dump(&v)),
+        Some(Err(msg)) => return Err(CmdError::msg(msg)),
+    }
+    Ok(())
+}
+
+/// `RESTORE key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency]`,
+/// checks in Redis's order.
+pub async fn restore<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    let (mut replace, mut absttl) = (false, false);
+    let (mut idle, mut freq) = (None::<i64>, None::<i64>);
+    let mut j = 4;
+    while j < a.len() {
+        let more = a.len() - j - 1;
+        if is(a[j], "replace") {
+            replace = true;
+        } else if is(a[j], "absttl") {
+            absttl = true;
+        } else if is(a[j], "idletime") && more >= 1 && freq.is_none() {
+            let v = int(a[j + 1])?;
+            if v < 0 {
+                return Err(CmdError::msg("ERR Invalid IDLETIME value, must be >= 0"));
+            }
+            idle = Some(v);
+            j += 1;
+        } else if is(a[j], "freq") && more >= 1 && idle.is_none() {
+            let v = int(a[j + 1])?;
+            if !(0..=255).contains(&v) {
+                return Err(CmdError::msg(
+                    "ERR Invalid FREQ value, must be >= 0 and <= 255",
+                ));
+            }
+            freq = Some(v);
+            j += 1;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        j += 1;
+    }
+    let e = super::hashes::engine(cx)?;
+    let (db, now) = (cx.db(), cx.now);
+    if !replace && e.read(db, a[1], now, |k| k.is_some()) {
+        return Err(CmdError::msg("BUSYKEY Target key name already exists."));
+    }
+    let ttl = int(a[2])?;
+    if ttl < 0 {
+        return Err(CmdError::msg("ERR Invalid TTL value, must be >= 0"));
+    }
+    let value = crate::util::rdb::restore(a[3]).map_err(|e| CmdError::msg(e.message()))?;
+    let at = match (ttl, absttl) {
+        (0, _) => 0,
+        (t, true) => t,
+        (t, false) => t.saturating_add(now),
+    };
+    let idle = idle.map(|i| i.clamp(0, i64::from(u32::MAX)) as u32);
+    let (stored, deleted) = e.write(db, a[1], now, |w| {
+        if at != 0 && at <= now {
+            // Already expired: the key is only deleted (with REPLACE), as Redis does.
+            return Ok((false, replace && w.del()));
+        }
+        if w.store_rdb(&value, at, idle) {
+            Ok((true, false))
+        } else {
+            Err(StoreError::Other("ERR Bad data format".into()))
+        }
+    })?;
+    if stored {
+        cx.notify(crate::pubsub::class::GENERIC, "restore", a[1]);
+        super::blocking::signal(cx, a[1]);
+    } else if deleted {
+        cx.notify(crate::pubsub::class::GENERIC, "del", a[1]);
+    }
+    cx.out.ok();
+    Ok(())
+}

@@ -537,5 +537,7 @@ async fn run<S: Store>(cx: &mut Ctx<'_, '_, S>, id: CmdId, a: &[&[u8]]) -> CmdRe
         HGetEx => hash_ttl::hgetex(cx, a).await,
         HSetEx => hash_ttl::hsetex(cx, a).await,
         HGetDel => hash_ttl::hgetdel(cx, a).await,
+        Dump => keys::dump(cx, a).await,
+        Restore => keys::restore(cx, a).await,
     }
 }

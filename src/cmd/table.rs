@@ -210,6 +210,8 @@ pub enum CmdId {
     HGetEx,
     HSetEx,
     HGetDel,
+    Dump,
+    Restore,
 }
 
 impl CmdId {
@@ -345,6 +347,8 @@ impl CmdId {
                 | HGetEx
                 | HSetEx
                 | HGetDel
+                | Dump
+                | Restore
         )
     }
 }
@@ -541,6 +545,8 @@ pub const ENGINE: &[(&str, CmdId)] = {
         ("hgetex", HGetEx),
         ("hsetex", HSetEx),
         ("hgetdel", HGetDel),
+        ("dump", Dump),
+        ("restore", Restore),
     ]
 };
 

@@ -92,6 +92,34 @@ impl<'a> KeyRef<'a> {
         self.0.expire()
     }
 
+    /// The value as `DUMP` carries it; an error for what Redis 7.0's format cannot hold (a
+    /// hash with field TTLs).
+    pub fn to_rdb(&self) -> Result<crate::util::rdb::RdbValue, &'static str> {
+        use crate::util::rdb::RdbValue;
+        let own = |b: &[u8]| b.to_vec();
+        if let Some(s) = self.string() {
+            return Ok(RdbValue::Str(s.to_vec()));
+        }
+        if let Some(h) = self.hash() {
+            if h.next_expiry().is_some() {
+                return Err("ERR DUMP of a hash with field expiry is not supported (Redis 7.0's format has no field TTLs)");
+            }
+            return Ok(RdbValue::Hash(
+                h.iter().map(|(f, v)| (own(f), own(v))).collect(),
+            ));
+        }
+        if let Some(s) = self.set() {
+            return Ok(RdbValue::Set(s.iter().map(own).collect()));
+        }
+        if let Some(z) = self.zset() {
+            return Ok(RdbValue::ZSet(z.asc().map(|(m, s)| (own(m), s)).collect()));
+        }
+        if let Some(l) = self.list() {
+            return Ok(RdbValue::List(l.iter().map(own).collect()));
+        }
+        Err("ERR unknown value type")
+    }
+
     /// Bytes the key costs: its record, its collection, and its share of the bucket array.
     pub fn footprint(&self) -> usize {
         self.0.footprint() + std::mem::size_of::<usize>()
@@ -228,6 +256,61 @@ impl KeyWriter<'_> {
     pub fn list_edit(&mut self, edit: &Edit<'_>) {
         self.changes
             .list_edit(self.s, self.db, self.h, self.key, edit, self.lru)
+    }
+
+    /// Stores a value read by `RESTORE` (over whatever the key holds), with its expiry, as one
+    /// logged value; false for an empty collection (Redis refuses those as bad data).
+    pub fn store_rdb(
+        &mut self,
+        v: &crate::util::rdb::RdbValue,
+        expire: i64,
+        idle_secs: Option<u32>,
+    ) -> bool {
+        use crate::util::rdb::RdbValue;
+        let lru = match idle_secs {
+            Some(idle) => self.lru.wrapping_sub(idle) & super::entry::LRU_MASK,
+            None => self.lru,
+        };
+        let e = match v {
+            RdbValue::Str(s) => super::entry::Entry::new(self.key, s, expire, lru),
+            RdbValue::List(items) if !items.is_empty() => {
+                let refs: Vec<&[u8]> = items.iter().map(|x| &x[..]).collect();
+                let version = self.changes.next_list_version();
+                super::list::new_entry(self.key, &refs, version, expire, lru)
+            }
+            RdbValue::Set(items) if !items.is_empty() => {
+                let mut refs: Vec<&[u8]> = items.iter().map(|x| &x[..]).collect();
+                refs.sort_unstable();
+                refs.dedup();
+                NewSet::from_members(&refs).into_entry(self.key, expire, lru)
+            }
+            RdbValue::Hash(pairs) if !pairs.is_empty() => {
+                let mut seen = std::collections::HashSet::new();
+                let mut uniq: Vec<(&[u8], &[u8])> = Vec::new();
+                for (f, v) in pairs.iter().rev() {
+                    if seen.insert(&f[..]) {
+                        uniq.push((f, v));
+                    }
+                }
+                uniq.reverse();
+                super::hash::NewHash::from_pairs(uniq.len(), uniq.into_iter())
+                    .into_entry(self.key, expire, lru)
+            }
+            RdbValue::ZSet(items) if !items.is_empty() => {
+                let mut seen = std::collections::HashSet::new();
+                let mut uniq: Vec<(&[u8], f64)> = Vec::new();
+                for (m, s) in items.iter().rev() {
+                    if seen.insert(&m[..]) {
+                        uniq.push((m, *s + 0.0));
+                    }
+                }
+                NewZSet::from_pairs(&uniq).into_entry(self.key, expire, lru)
+            }
+            _ => return false,
+        };
+        let exists = self.get().is_some();
+        self.changes.put_entry(self.s, self.db, self.h, e, exists);
+        true
     }
 
     /// Deletes the key; whether it existed.

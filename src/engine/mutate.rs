@@ -84,6 +84,11 @@ impl<'a> Changes<'a> {
         });
     }
 
+    /// A new list version (a list made whole, by RESTORE).
+    pub fn next_list_version(&self) -> u64 {
+        self.inner.list_versions.next()
+    }
+
     /// Stores a whole record (RENAME, COPY, RESTORE) over whatever `key` held (`exists`: the
     /// caller found it live). Logs the whole value.
     pub fn put_entry(&mut self, s: &mut ShardData, db: Db, hash: u64, entry: Entry, exists: bool) {

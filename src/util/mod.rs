@@ -3,5 +3,6 @@
 pub mod double;
 pub mod glob;
 pub mod longdouble;
+pub mod rdb;
 pub mod secret;
 pub mod size;

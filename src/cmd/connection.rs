@@ -9,6 +9,9 @@ use crate::server::auth_guard;
 use crate::store::Store;
 
 pub fn ping<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    if cx.client.proto == Proto::Resp2 && cx.client.sub.as_ref().is_some_and(|s| s.active()) {
+        return super::pubsub::subscribed_ping(cx, a);
+    }
     match a.len() {
         1 => cx.out.simple("PONG"),
         2 => cx.out.bulk(a[1]),

@@ -151,7 +151,12 @@ fn every_type_survives_sigkill_during_log_rewrites() {
     let dir = TempDir::new("types-crash");
     // (acknowledged model, the model if the command in flight was applied)
     let state = Arc::new(Mutex::new((Model::default(), Model::default())));
-    for round in 0..3u64 {
+    // `bench/crash-soak` sets SESSIOND_CRASH_ROUNDS=20.
+    let rounds: u64 = std::env::var("SESSIOND_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    for round in 0..rounds {
         let mut s = sessiond_in(&dir, &["--appendfsync", "everysec", "--threads", "2"]);
         {
             let mut c = s.connect();

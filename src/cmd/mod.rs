@@ -30,6 +30,8 @@ pub mod server;
 pub mod sets;
 pub mod strings;
 pub mod table;
+pub mod zset_ops;
+pub mod zset_ranges;
 pub mod zsets;
 
 use std::sync::atomic::Ordering;

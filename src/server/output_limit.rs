@@ -6,8 +6,9 @@
 //! once its unwritten replies fill a small buffer, and waits for the client to read. So the
 //! limit decides when a client that does not read is *disconnected* rather than waited on:
 //! at once when the replies pending exceed `hard`, or when they stay above `soft` for
-//! `seconds`. The `normal` class applies to every client today; `pubsub` is kept for when
-//! subscriptions exist, and `replica` only so that Redis configuration files load.
+//! `seconds`. The `normal` class applies to replies; `pubsub` to the messages queued for an
+//! embedded-engine subscriber (its mailbox, `src/pubsub.rs`), which a publisher never waits
+//! on; `replica` is accepted only so that Redis configuration files load.
 
 use crate::util::size::parse_size;
 

@@ -275,8 +275,9 @@ impl<'a> Reader<'a> {
                 let clen = self.len()?;
                 let (ulen, _) = self.len_enc()?;
                 let ulen = usize::try_from(ulen).map_err(|_| RestoreError::BadFormat)?;
-                // LZF expands at most ~ (clen * 33 / 2); refuse claims beyond that.
-                if ulen > clen.saturating_mul(64) + 64 {
+                // A 3-byte LZF back reference yields at most 264 bytes (88:1); refuse claims
+                // beyond what the input can hold.
+                if ulen > clen.saturating_mul(90) + 64 {
                     return Err(RestoreError::BadFormat);
                 }
                 lzf_decompress(self.take(clen)?, ulen)
@@ -288,7 +289,8 @@ impl<'a> Reader<'a> {
 
 /// LZF decompression (the format Redis compresses long strings with).
 fn lzf_decompress(input: &[u8], out_len: usize) -> R<Vec<u8>> {
-    let mut out = Vec::with_capacity(out_len);
+    // Grown as bytes are produced: a claimed length is not trusted with an allocation.
+    let mut out = Vec::with_capacity(out_len.min(input.len().saturating_mul(4)));
     let mut i = 0;
     while i < input.len() {
         let ctrl = input[i] as usize;
@@ -559,6 +561,18 @@ mod tests {
         p[last] ^= 1;
         assert_eq!(restore(&p), Err(RestoreError::VersionOrChecksum));
         assert_eq!(restore(b"short"), Err(RestoreError::VersionOrChecksum));
+    }
+
+    #[test]
+    fn a_forged_length_is_refused_without_allocating_it() {
+        // A string "compressed" to 2 bytes claiming 1 GiB.
+        let mut p = vec![TYPE_STRING, 0xC3, 0x02, 0x80];
+        p.extend_from_slice(&(1u32 << 30).to_be_bytes());
+        p.extend_from_slice(&[0x00, b'a']);
+        p.extend_from_slice(&WRITE_VERSION.to_le_bytes());
+        let crc = crc64(&p);
+        p.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(restore(&p), Err(RestoreError::BadFormat));
     }
 
     #[test]

@@ -27,8 +27,9 @@ use crate::store::Store;
 /// A client's transaction state.
 #[derive(Debug, Default)]
 pub struct Transaction {
-    /// The queued commands, between MULTI and EXEC/DISCARD.
-    queued: Option<Vec<Vec<Bytes>>>,
+    /// The queued commands, between MULTI and EXEC/DISCARD: each one's place in the command
+    /// table and its arguments (slices of one buffer per command).
+    queued: Option<Vec<(usize, Vec<Bytes>)>>,
     /// Bytes of the queued arguments (bounded by `client-query-buffer-limit`).
     queued_bytes: u64,
     /// A command failed to queue: EXEC answers EXECABORT.
@@ -79,11 +80,16 @@ pub fn queue<S: Store>(
     args: &[&[u8]],
     out: &mut Reply<'_>,
 ) -> Option<Flow> {
-    let id = table::lookup(args[0]).and_then(|i| table::commands()[i].id);
+    let idx = table::lookup(args[0]);
+    let id = idx.and_then(|i| table::commands()[i].id);
     if runs_inside(id) {
         return None;
     }
-    let checked = super::check(server, client, args).and_then(|spec| {
+    let checked = match idx {
+        Some(i) => super::check_known(server, client, i, args),
+        None => Err(super::unknown_command_error(args)),
+    };
+    let checked = checked.and_then(|spec| {
         if spec.flags.has(Flags::NO_MULTI) || waits(spec.id) {
             Err("ERR Command not allowed inside a transaction".to_string())
         } else {
@@ -112,8 +118,22 @@ pub fn queue<S: Store>(
         }
         Ok(()) => {
             tx.queued_bytes += size;
-            if let Some(q) = tx.queued.as_mut() {
-                q.push(args.iter().map(|a| Bytes::copy_from_slice(a)).collect());
+            if let (Some(q), Some(i)) = (tx.queued.as_mut(), idx) {
+                // One allocation for all the arguments; each is a slice of it.
+                let mut buf = bytes::BytesMut::with_capacity(args.iter().map(|a| a.len()).sum());
+                for a in args {
+                    buf.extend_from_slice(a);
+                }
+                let all = buf.freeze();
+                let mut at = 0;
+                let argv = args
+                    .iter()
+                    .map(|a| {
+                        at += a.len();
+                        all.slice(at - a.len()..at)
+                    })
+                    .collect();
+                q.push((i, argv));
             }
             out.simple("QUEUED");
         }
@@ -184,19 +204,14 @@ pub async fn exec<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     }
     let argvs: Vec<Vec<&[u8]>> = queued
         .iter()
-        .map(|c| c.iter().map(|a| &a[..]).collect())
+        .map(|(_, c)| c.iter().map(|a| &a[..]).collect())
         .collect();
     // The shards to hold: every key named, or all of them.
     let mut keys: Option<Vec<&[u8]>> = Some(Vec::new());
     let mut specs = Vec::with_capacity(argvs.len());
-    for args in &argvs {
-        let Some(spec) = table::lookup(args[0]).map(|i| &table::commands()[i]) else {
-            keys = None;
-            specs.push(None);
-            continue;
-        };
-        let ks =
-            table::resolve(args).map_or_else(Vec::new, |sub| super::keyspec::keys_of(sub, args));
+    for (args, (idx, _)) in argvs.iter().zip(&queued) {
+        let spec = &table::commands()[*idx];
+        let ks = super::keyspec::keys_of(table::subcommand(spec, args).unwrap_or(spec), args);
         if ks.is_empty() && !data_free(spec.id) {
             keys = None;
         }

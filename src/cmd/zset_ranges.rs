@@ -171,8 +171,8 @@ fn parse_range(
 }
 
 /// The members a range selects, in reply order.
-fn select(z: ZSetRef<'_>, r: &RangeReq) -> Vec<(Vec<u8>, f64)> {
-    let own = |(m, s): (&[u8], f64)| (m.to_vec(), s);
+fn select<'a>(z: ZSetRef<'a>, r: &RangeReq) -> Vec<(&'a [u8], f64)> {
+    let own = |(m, s): (&'a [u8], f64)| (m, s);
     match &r.range {
         Range::Rank(start, end) => {
             let len = z.len() as i64;
@@ -285,7 +285,12 @@ pub async fn zrangestore<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdR
     let (n, existed) = e.with_keys(&a[1..3], || -> Result<(usize, bool), StoreError> {
         let items = e.read(db, a[2], now, |k| match k {
             None => Ok(Vec::new()),
-            Some(k) => k.zset_or_wrongtype().map(|z| select(z, &req)),
+            Some(k) => k.zset_or_wrongtype().map(|z| {
+                select(z, &req)
+                    .into_iter()
+                    .map(|(m, s)| (m.to_vec(), s))
+                    .collect::<Vec<_>>()
+            }),
         })?;
         store_items(e, db, a[1], now, &items)
     })?;
@@ -374,8 +379,11 @@ pub async fn zremrange<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], kind: u8)
         let Some(z) = w.zset()? else {
             return Ok((0, false));
         };
-        let victims = select(z, &req);
-        for (m, _) in &victims {
+        let victims: Vec<Vec<u8>> = select(z, &req)
+            .into_iter()
+            .map(|(m, _)| m.to_vec())
+            .collect();
+        for m in &victims {
             w.zrem(m);
         }
         Ok((victims.len(), w.get().is_none()))

@@ -43,7 +43,7 @@ pub(super) fn read_zset<S: Store, R>(
 }
 
 /// Writes members, with their scores if asked: flat in RESP2, [member, score] pairs in RESP3.
-pub(super) fn emit(out: &mut Reply<'_>, items: &[(Vec<u8>, f64)], withscores: bool) {
+pub(super) fn emit<M: AsRef<[u8]>>(out: &mut Reply<'_>, items: &[(M, f64)], withscores: bool) {
     let resp3 = out.resp3();
     out.array(if withscores && !resp3 {
         2 * items.len()
@@ -54,7 +54,7 @@ pub(super) fn emit(out: &mut Reply<'_>, items: &[(Vec<u8>, f64)], withscores: bo
         if withscores && resp3 {
             out.array(2);
         }
-        out.bulk(m);
+        out.bulk(m.as_ref());
         if withscores {
             out.double(*s);
         }

@@ -355,19 +355,20 @@ impl Ord for Score {
 }
 
 /// A sorted set too large for a pack: the order as a B-tree of (score, member), and each
-/// member's score in a hash map. Ranges by score or member walk the tree; a rank is counted
-/// by walking it (Redis's skiplist keeps spans for O(log n) ranks; session indexes read
-/// ranges, rarely ranks).
+/// member's score in a hash map. The two share each member's bytes (one reference-counted
+/// allocation), so changing a score allocates nothing. Ranges by score or member walk the
+/// tree; a rank is counted by walking it (Redis's skiplist keeps spans for O(log n) ranks;
+/// session indexes read ranges, rarely ranks).
 #[derive(Debug, Default, Clone)]
 pub struct BigZSet {
-    order: std::collections::BTreeSet<(Score, Box<[u8]>)>,
-    scores: HashMap<Box<[u8]>, f64>,
+    order: std::collections::BTreeSet<(Score, std::sync::Arc<[u8]>)>,
+    scores: HashMap<std::sync::Arc<[u8]>, f64>,
     elems: usize,
 }
 
-/// Bytes per member beyond its bytes: a B-tree slot (score and boxed slice, with node
-/// overhead) and a hash map slot.
-const ZSET_SLOT: usize = 2 * (8 + std::mem::size_of::<Box<[u8]>>()) + 8 + SET_SLOT;
+/// Bytes per member beyond its bytes: a B-tree slot (score and pointer, with node overhead)
+/// and a hash map slot.
+const ZSET_SLOT: usize = 2 * (8 + std::mem::size_of::<std::sync::Arc<[u8]>>()) + 8 + SET_SLOT;
 
 impl BigZSet {
     pub fn bytes(&self) -> usize {
@@ -393,32 +394,29 @@ impl BigZSet {
 
     /// Sets a member's score; true if the member is new.
     pub fn insert(&mut self, m: &[u8], score: f64) -> bool {
-        match self.scores.get_mut(m) {
-            Some(old) => {
-                if *old != score || old.is_sign_negative() != score.is_sign_negative() {
-                    let key: Box<[u8]> = m.into();
-                    self.order.remove(&(Score(*old), key.clone()));
-                    self.order.insert((Score(score), key));
-                    *old = score;
-                }
-                false
+        if let Some((k, &old)) = self.scores.get_key_value(m) {
+            if old != score || old.is_sign_negative() != score.is_sign_negative() {
+                let k = k.clone();
+                self.order.remove(&(Score(old), k.clone()));
+                self.order.insert((Score(score), k.clone()));
+                self.scores.insert(k, score);
             }
-            None => {
-                let key: Box<[u8]> = m.into();
-                self.elems += 2 * allocated_size(m.len());
-                self.order.insert((Score(score), key.clone()));
-                self.scores.insert(key, score);
-                true
-            }
+            return false;
         }
+        let k: std::sync::Arc<[u8]> = m.into();
+        // The Arc's two counters precede the bytes in one allocation.
+        self.elems += allocated_size(m.len() + 16);
+        self.order.insert((Score(score), k.clone()));
+        self.scores.insert(k, score);
+        true
     }
 
     pub fn remove(&mut self, m: &[u8]) -> bool {
-        let Some((key, score)) = self.scores.remove_entry(m) else {
+        let Some((k, score)) = self.scores.remove_entry(m) else {
             return false;
         };
-        self.order.remove(&(Score(score), key));
-        self.elems -= 2 * allocated_size(m.len());
+        self.order.remove(&(Score(score), k));
+        self.elems -= allocated_size(m.len() + 16);
         if self.scores.capacity() > 64 && self.scores.len() * 8 < self.scores.capacity() {
             self.scores.shrink_to_fit();
         }

@@ -16,3 +16,43 @@ pub fn is(arg: &[u8], word: &str) -> bool {
 pub fn lossy(arg: &[u8]) -> String {
     String::from_utf8_lossy(arg).into_owned()
 }
+
+/// `numkeys key … WHICH [COUNT n]` of LMPOP/BLMPOP (`LEFT|RIGHT`) and ZMPOP/BZMPOP
+/// (`MIN|MAX`), numkeys at `a[first]`: the keys, whether the second word was given, and the
+/// count (1 by default), with Redis's errors.
+pub fn mpop<'a, 'b>(
+    a: &'b [&'a [u8]],
+    first: usize,
+    words: (&str, &str),
+) -> Result<(&'b [&'a [u8]], bool, usize), CmdError> {
+    let numkeys = int(a[first])
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| CmdError::msg("ERR numkeys should be greater than 0"))?
+        as usize;
+    if numkeys > a.len() - first - 1 {
+        return Err(CmdError::Syntax);
+    }
+    let keys = &a[first + 1..first + 1 + numkeys];
+    let mut j = first + 1 + numkeys;
+    let second = match a.get(j) {
+        Some(w) if is(w, words.0) => false,
+        Some(w) if is(w, words.1) => true,
+        _ => return Err(CmdError::Syntax),
+    };
+    j += 1;
+    let mut count = None;
+    while j < a.len() {
+        if count.is_none() && is(a[j], "count") && j + 1 < a.len() {
+            let c = int(a[j + 1])
+                .ok()
+                .filter(|c| *c > 0)
+                .ok_or_else(|| CmdError::msg("ERR count should be greater than 0"))?;
+            count = Some(c as usize);
+            j += 2;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+    }
+    Ok((keys, second, count.unwrap_or(1)))
+}

@@ -500,35 +500,8 @@ pub fn parse_mpop<'a, 'b>(
     a: &'b [&'a [u8]],
     first: usize,
 ) -> Result<(&'b [&'a [u8]], End, usize), CmdError> {
-    let numkeys = int(a[first])
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| CmdError::msg("ERR numkeys should be greater than 0"))?
-        as usize;
-    if numkeys > a.len() - first - 1 {
-        return Err(CmdError::Syntax);
-    }
-    let keys = &a[first + 1..first + 1 + numkeys];
-    let mut j = first + 1 + numkeys;
-    let end = a
-        .get(j)
-        .and_then(|w| End::parse(w))
-        .ok_or(CmdError::Syntax)?;
-    j += 1;
-    let mut count = None;
-    while j < a.len() {
-        if count.is_none() && is(a[j], "count") && j + 1 < a.len() {
-            let c = int(a[j + 1])
-                .ok()
-                .filter(|c| *c > 0)
-                .ok_or_else(|| CmdError::msg("ERR count should be greater than 0"))?;
-            count = Some(c as usize);
-            j += 2;
-        } else {
-            return Err(CmdError::Syntax);
-        }
-    }
-    Ok((keys, end, count.unwrap_or(1)))
+    let (keys, right, count) = super::args::mpop(a, first, ("left", "right"))?;
+    Ok((keys, if right { End::Right } else { End::Left }, count))
 }
 
 /// The first non-empty list of `keys`, popped: (key, elements, emptied).

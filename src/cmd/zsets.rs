@@ -339,36 +339,7 @@ pub fn parse_mpop_args<'a, 'b>(
     a: &'b [&'a [u8]],
     first: usize,
 ) -> Result<(&'b [&'a [u8]], bool, usize), CmdError> {
-    let numkeys = int(a[first])
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| CmdError::msg("ERR numkeys should be greater than 0"))?
-        as usize;
-    if numkeys > a.len() - first - 1 {
-        return Err(CmdError::Syntax);
-    }
-    let keys = &a[first + 1..first + 1 + numkeys];
-    let mut j = first + 1 + numkeys;
-    let max = match a.get(j) {
-        Some(w) if is(w, "min") => false,
-        Some(w) if is(w, "max") => true,
-        _ => return Err(CmdError::Syntax),
-    };
-    j += 1;
-    let mut count = None;
-    while j < a.len() {
-        if count.is_none() && is(a[j], "count") && j + 1 < a.len() {
-            let c = int(a[j + 1])
-                .ok()
-                .filter(|c| *c > 0)
-                .ok_or_else(|| CmdError::msg("ERR count should be greater than 0"))?;
-            count = Some(c as usize);
-            j += 2;
-        } else {
-            return Err(CmdError::Syntax);
-        }
-    }
-    Ok((keys, max, count.unwrap_or(1)))
+    super::args::mpop(a, first, ("min", "max"))
 }
 
 /// `ZRANDMEMBER key [count [WITHSCORES]]`.

@@ -119,16 +119,14 @@ impl<'a> Changes<'a> {
         lru: u32,
     ) -> bool {
         touch(s, db, key);
-        let t = &mut s.dbs[db];
-        let is_new = match t.update(h, key, Token(()), |e| hash::set_field(e, field, value)) {
-            Some(n) => n,
-            None => {
-                let e = hash::new_value(field, value).into_entry(key, 0, lru);
-                t.insert_new(h, e, &self.inner.hasher_fn(), Token(()));
-                self.inner.notify(class::NEW, "new", key, db);
-                true
-            }
-        };
+        let is_new = self.upsert(
+            s,
+            db,
+            h,
+            key,
+            |e| hash::set_field(e, field, value),
+            || (hash::new_value(field, value).into_entry(key, 0, lru), true),
+        );
         self.record(Op::HSet {
             db: db32(db),
             key,
@@ -141,18 +139,53 @@ impl<'a> Changes<'a> {
     /// Removes a field of the hash at `key` (a live hash: the caller checked), and the key
     /// with its last field. Whether the field was there.
     pub fn hdel(&mut self, s: &mut ShardData, db: Db, h: u64, key: &[u8], field: &[u8]) -> bool {
-        touch(s, db, key);
+        let op = Op::HDel {
+            db: db32(db),
+            key,
+            field,
+        };
+        self.remove_elem(s, db, h, key, |e| hash::del_field(e, field), op)
+    }
+
+    /// Changes the collection at `key` in place with `change`, or, when `key` is absent,
+    /// inserts what `create` builds (a new key, announced as such). The caller logs.
+    fn upsert<R>(
+        &mut self,
+        s: &mut ShardData,
+        db: Db,
+        h: u64,
+        key: &[u8],
+        change: impl FnOnce(&mut Entry) -> R,
+        create: impl FnOnce() -> (Entry, R),
+    ) -> R {
         let t = &mut s.dbs[db];
-        let removed = t
-            .update(h, key, Token(()), |e| hash::del_field(e, field))
-            .unwrap_or(false);
+        match t.update(h, key, Token(()), change) {
+            Some(r) => r,
+            None => {
+                let (e, r) = create();
+                t.insert_new(h, e, &self.inner.hasher_fn(), Token(()));
+                self.inner.notify(class::NEW, "new", key, db);
+                r
+            }
+        }
+    }
+
+    /// Removes one element of the collection at `key` with `remove`; if it was there,
+    /// touches the watchers, logs `op` and drops a collection left empty.
+    fn remove_elem(
+        &mut self,
+        s: &mut ShardData,
+        db: Db,
+        h: u64,
+        key: &[u8],
+        remove: impl FnOnce(&mut Entry) -> bool,
+        op: Op<'_>,
+    ) -> bool {
+        let removed = s.dbs[db].update(h, key, Token(()), remove).unwrap_or(false);
         if removed {
-            self.record(Op::HDel {
-                db: db32(db),
-                key,
-                field,
-            });
-            drop_if_empty(t, h, key, &self.inner.hasher_fn());
+            touch(s, db, key);
+            self.record(op);
+            drop_if_empty(&mut s.dbs[db], h, key, &self.inner.hasher_fn());
         }
         removed
     }
@@ -169,16 +202,19 @@ impl<'a> Changes<'a> {
         member: &[u8],
         lru: u32,
     ) -> bool {
-        let t = &mut s.dbs[db];
-        let added = match t.update(h, key, Token(()), |e| set::add(e, member)) {
-            Some(a) => a,
-            None => {
-                let e = NewSet::from_members(&[member]).into_entry(key, 0, lru);
-                t.insert_new(h, e, &self.inner.hasher_fn(), Token(()));
-                self.inner.notify(class::NEW, "new", key, db);
-                true
-            }
-        };
+        let added = self.upsert(
+            s,
+            db,
+            h,
+            key,
+            |e| set::add(e, member),
+            || {
+                (
+                    NewSet::from_members(&[member]).into_entry(key, 0, lru),
+                    true,
+                )
+            },
+        );
         if added {
             touch(s, db, key);
             self.record(Op::SAdd {
@@ -192,19 +228,12 @@ impl<'a> Changes<'a> {
 
     /// Removes a member of the set at `key` (a live set), and the key with its last member.
     pub fn srem(&mut self, s: &mut ShardData, db: Db, h: u64, key: &[u8], member: &[u8]) -> bool {
-        let removed = s.dbs[db]
-            .update(h, key, Token(()), |e| set::remove(e, member))
-            .unwrap_or(false);
-        if removed {
-            touch(s, db, key);
-            self.record(Op::SRem {
-                db: db32(db),
-                key,
-                member,
-            });
-            drop_if_empty(&mut s.dbs[db], h, key, &self.inner.hasher_fn());
-        }
-        removed
+        let op = Op::SRem {
+            db: db32(db),
+            key,
+            member,
+        };
+        self.remove_elem(s, db, h, key, |e| set::remove(e, member), op)
     }
 
     /// Sets a member's score in the sorted set at `key`, creating it (no TTL) when `key` is
@@ -221,16 +250,19 @@ impl<'a> Changes<'a> {
         lru: u32,
     ) -> bool {
         touch(s, db, key);
-        let t = &mut s.dbs[db];
-        let added = match t.update(h, key, Token(()), |e| zset::add(e, member, score)) {
-            Some(a) => a,
-            None => {
-                let e = NewZSet::from_pairs(&[(member, score)]).into_entry(key, 0, lru);
-                t.insert_new(h, e, &self.inner.hasher_fn(), Token(()));
-                self.inner.notify(class::NEW, "new", key, db);
-                true
-            }
-        };
+        let added = self.upsert(
+            s,
+            db,
+            h,
+            key,
+            |e| zset::add(e, member, score),
+            || {
+                (
+                    NewZSet::from_pairs(&[(member, score)]).into_entry(key, 0, lru),
+                    true,
+                )
+            },
+        );
         self.record(Op::ZAdd {
             db: db32(db),
             key,
@@ -242,19 +274,12 @@ impl<'a> Changes<'a> {
 
     /// Removes a member of the sorted set at `key` (a live one), and the key with the last.
     pub fn zrem(&mut self, s: &mut ShardData, db: Db, h: u64, key: &[u8], member: &[u8]) -> bool {
-        let removed = s.dbs[db]
-            .update(h, key, Token(()), |e| zset::remove(e, member))
-            .unwrap_or(false);
-        if removed {
-            touch(s, db, key);
-            self.record(Op::ZRem {
-                db: db32(db),
-                key,
-                member,
-            });
-            drop_if_empty(&mut s.dbs[db], h, key, &self.inner.hasher_fn());
-        }
-        removed
+        let op = Op::ZRem {
+            db: db32(db),
+            key,
+            member,
+        };
+        self.remove_elem(s, db, h, key, |e| zset::remove(e, member), op)
     }
 
     /// Applies `edit` to the list at `key` (a live list: the caller checked), or creates the

@@ -260,13 +260,18 @@ fn a_subscriber_keeps_its_keyspace_events_across_a_failover() {
         .unwrap();
     let mut c = gw.connect();
     // Sets short-lived keys until the subscriber hears one of them expire.
+    let replica_port = replica.port;
     let mut heard = |c: &mut Conn, tag: &str| {
         let deadline = Instant::now() + Duration::from_secs(40);
         for i in 0.. {
             if Instant::now() >= deadline {
                 let mut a = Conn::connect(gw_port);
+                let mut r = Conn::connect(replica_port);
                 panic!(
-                    "no expired event for {tag}:*; gateway: {}",
+                    "no expired event for {tag}:*; replica: notify-keyspace-events {:?}, numpat {:?}, role {:?}; gateway: {}",
+                    r.cmd(&["CONFIG", "GET", "notify-keyspace-events"]),
+                    r.cmd(&["PUBSUB", "NUMPAT"]),
+                    r.cmd(&["ROLE"]),
                     a.cmd(&["INFO", "upstream"]).as_str()
                 );
             }

@@ -18,12 +18,12 @@
 //! absolute time), and start-up replay ([`Replay`]; it applies what the log says).
 
 use super::entry::Entry;
-use super::hash::{self, HashRef, NewHash};
+use super::hash::{self, HashRef};
 use super::list::{self, Edit, ListRef};
-use super::persist::db32;
+use super::persist::{db32, whole_value};
 use super::set::{self, NewSet, SetRef};
 use super::table::Table;
-use super::value::{Kind, Obj, Pack, PackWriter};
+use super::value::Kind;
 use super::watch::{touch, touch_db};
 use super::zset::{self, NewZSet, ZSetRef};
 use super::{Db, Inner, ShardData};
@@ -475,149 +475,6 @@ fn drop_if_empty(t: &mut Table, h: u64, key: &[u8], hasher: &impl Fn(&[u8]) -> u
     });
     if empty {
         t.remove(h, key, hasher, Token(()));
-    }
-}
-
-/// Calls `f` with the log record that recreates `e` whole: SET for a string, VALUE with the
-/// pack encoding for a collection (serialized on the spot for a big one). Used by the log
-/// and by snapshots.
-pub(super) fn whole_value<R>(db: u32, e: &Entry, f: impl FnOnce(Op<'_>) -> R) -> R {
-    let (key, expire) = (e.key(), e.expire());
-    match e.obj() {
-        None if e.kind() == Kind::Str => f(Op::Set {
-            db,
-            key,
-            value: e.value(),
-            expire,
-        }),
-        None => f(Op::Value {
-            db,
-            key,
-            type_code: e.kind().type_code(),
-            payload: e.value(),
-            expire,
-        }),
-        Some(obj) => {
-            let mut type_code = e.kind().type_code();
-            let payload = match obj {
-                Obj::Hash(h) if h.next_expiry().is_some() => {
-                    type_code = 5;
-                    let mut w = PackWriter::new(3 * h.len(), h.bytes());
-                    for (k, v) in h.iter() {
-                        w.push(k);
-                        w.push(v);
-                        w.push(&h.field_expire(k).unwrap_or(0).to_le_bytes());
-                    }
-                    w.finish()
-                }
-                Obj::Hash(h) => {
-                    let mut w = PackWriter::new(2 * h.len(), h.bytes());
-                    for (k, v) in h.iter() {
-                        w.push(k);
-                        w.push(v);
-                    }
-                    w.finish()
-                }
-                Obj::Set(s) => {
-                    let mut w = PackWriter::new(s.len(), s.bytes());
-                    for m in s.iter() {
-                        w.push(m);
-                    }
-                    w.finish()
-                }
-                Obj::ZSet(z) => {
-                    let mut w = PackWriter::new(2 * z.len(), z.bytes());
-                    for (m, sc) in z.iter() {
-                        w.push(m);
-                        w.push(&zset::score_bytes(sc));
-                    }
-                    w.finish()
-                }
-                Obj::List(l) => {
-                    let mut w = PackWriter::new(l.items.len() + 1, l.bytes());
-                    w.push(&l.version.to_le_bytes());
-                    for x in &l.items {
-                        w.push(x);
-                    }
-                    w.finish()
-                }
-            };
-            f(Op::Value {
-                db,
-                key,
-                type_code,
-                payload: &payload,
-                expire,
-            })
-        }
-    }
-}
-
-/// Builds the record a VALUE operation describes; an error for a type or payload this
-/// version cannot read (the frame's checksum matched, so the file is from a newer version or
-/// forged).
-pub(super) fn entry_from_value(
-    key: &[u8],
-    type_code: u8,
-    payload: &[u8],
-    expire: i64,
-    lru: u32,
-) -> Result<Entry, String> {
-    let n = Pack::parse(payload).ok_or("a malformed collection payload")?;
-    match type_code {
-        1 if n % 2 == 0 => {
-            let p = Pack(payload);
-            let mut it = p.iter();
-            let pairs = std::iter::from_fn(move || Some((it.next()?, it.next()?)));
-            // Fields are unique in what sessiond wrote; a forged duplicate keeps the last.
-            let v = NewHash::from_pairs(n / 2, pairs.collect::<Vec<_>>().into_iter());
-            Ok(v.into_entry(key, expire, lru))
-        }
-        1 => Err("a hash payload with an odd element count".into()),
-        2 => {
-            let p = Pack(payload);
-            let mut members: Vec<&[u8]> = p.iter().collect();
-            members.sort_unstable();
-            members.dedup();
-            Ok(NewSet::from_members(&members).into_entry(key, expire, lru))
-        }
-        3 if n % 2 == 0 => {
-            let mut items = zset::payload_pairs(Pack(payload));
-            if items.iter().any(|(_, s)| s.is_nan()) {
-                return Err("a sorted set payload with a NaN score".into());
-            }
-            // Members are unique in what sessiond wrote; a forged duplicate keeps the last.
-            items.reverse();
-            let mut seen = std::collections::HashSet::new();
-            items.retain(|(m, _)| seen.insert(*m));
-            Ok(NewZSet::from_pairs(&items).into_entry(key, expire, lru))
-        }
-        3 => Err("a sorted set payload with an odd element count".into()),
-        4 if n >= 1 => {
-            let mut it = Pack(payload).iter();
-            let version = it
-                .next()
-                .and_then(|v| v.try_into().ok())
-                .map(u64::from_le_bytes)
-                .ok_or("a list payload without its version")?;
-            let elems: Vec<&[u8]> = it.collect();
-            Ok(list::new_entry(key, &elems, version, expire, lru))
-        }
-        4 => Err("a list payload without its version".into()),
-        5 if n % 3 == 0 => {
-            let items: Vec<&[u8]> = Pack(payload).iter().collect();
-            let mut h = super::value::BigHash::with_capacity(n / 3);
-            for t in items.chunks(3) {
-                h.set(t[0], t[1]);
-            }
-            for t in items.chunks(3) {
-                let at = t[2].try_into().map(i64::from_le_bytes).unwrap_or(0);
-                h.set_field_expire(t[0], at);
-            }
-            Ok(Entry::boxed(key, Box::new(Obj::Hash(h)), expire, lru))
-        }
-        5 => Err("a hash payload with field TTLs and a bad element count".into()),
-        t => Err(format!("a value of unknown type {t}")),
     }
 }
 

@@ -297,30 +297,23 @@ impl GatewayClient {
         self.resubscribe(up, state, out).await
     }
 
-    async fn resubscribe(
+    /// Pins to the primary (or the first shard channel's owner) and sends every subscription.
+    async fn subscribe_again(
         &mut self,
         up: &Upstream,
         state: &ClientState,
         out: &mut BytesMut,
     ) -> Result<(), String> {
-        self.pinned = None;
-        let deadline = Instant::now() + RESUBSCRIBE_FOR;
-        loop {
-            // Where the first subscription routes: a shard channel's slot, else a channel's.
-            let key = self.sub.as_ref().and_then(|s| {
-                s.shard_channels
-                    .iter()
-                    .chain(&s.channels)
-                    .chain(&s.patterns)
-                    .next()
-                    .cloned()
-            });
-            match self.pin(up, state, key.as_deref(), out).await {
-                Ok(()) => break,
-                Err(e) if Instant::now() >= deadline => return Err(e),
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
+        // Where the first subscription routes: a shard channel's slot, else a channel's.
+        let key = self.sub.as_ref().and_then(|s| {
+            s.shard_channels
+                .iter()
+                .chain(&s.channels)
+                .chain(&s.patterns)
+                .next()
+                .cloned()
+        });
+        self.pin(up, state, key.as_deref(), out).await?;
         let Some(sub) = self.sub.as_mut() else {
             return Ok(());
         };
@@ -341,6 +334,27 @@ impl GatewayClient {
             let mut args: Vec<&[u8]> = vec![cmd];
             args.extend(names.iter().map(Vec::as_slice));
             self.send_sub(&args).await?;
+        }
+        Ok(())
+    }
+
+    async fn resubscribe(
+        &mut self,
+        up: &Upstream,
+        state: &ClientState,
+        out: &mut BytesMut,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + RESUBSCRIBE_FOR;
+        loop {
+            self.pinned = None;
+            match self.subscribe_again(up, state, out).await {
+                Ok(()) => break,
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                // A new primary can drop the connection just made: Sentinel's promotion ends
+                // with `CLIENT KILL TYPE normal`, and a connection is "normal" until its
+                // SUBSCRIBE is processed. So a failed send is retried like a failed connect.
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
         }
         tracing::info!(
             client = state.handle.id,

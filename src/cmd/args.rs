@@ -56,3 +56,22 @@ pub fn mpop<'a, 'b>(
     }
     Ok((keys, second, count.unwrap_or(1)))
 }
+
+/// Which of `len` elements HRANDFIELD, SRANDMEMBER, ZRANDMEMBER and SPOP return for `count`:
+/// with repetitions (`unique` false, a negative count), distinct ones in random order, or
+/// all of them in order when `count` covers the collection (as Redis does).
+pub fn random_picks(len: usize, count: u64, unique: bool) -> Vec<usize> {
+    if len == 0 {
+        return Vec::new();
+    }
+    if !unique {
+        return (0..count).map(|_| fastrand::usize(..len)).collect();
+    }
+    if count as usize >= len {
+        return (0..len).collect();
+    }
+    let mut idx: Vec<usize> = (0..len).collect();
+    fastrand::shuffle(&mut idx);
+    idx.truncate(count as usize);
+    idx
+}

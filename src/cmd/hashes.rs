@@ -149,14 +149,7 @@ pub async fn hdel<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
         if w.hash()?.is_none() {
             return Ok((0, false));
         }
-        let mut n = 0;
-        for f in &a[2..] {
-            if w.get().is_none() {
-                break; // the last field went, and the key with it
-            }
-            n += w.hdel(f) as i64;
-        }
-        Ok((n, w.get().is_none()))
+        Ok(w.remove_each(&a[2..], |w, m| w.hdel(m)))
     })?;
     let (n, gone) = n;
     if n > 0 {
@@ -254,16 +247,7 @@ pub async fn hrandfield<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdRe
             return;
         };
         let all: Vec<(&[u8], &[u8])> = h.iter().collect();
-        let picks: Vec<usize> = if !unique {
-            (0..count).map(|_| fastrand::usize(..all.len())).collect()
-        } else if count as usize >= all.len() {
-            (0..all.len()).collect()
-        } else {
-            let mut idx: Vec<usize> = (0..all.len()).collect();
-            fastrand::shuffle(&mut idx);
-            idx.truncate(count as usize);
-            idx
-        };
+        let picks = super::args::random_picks(all.len(), count, unique);
         let per = if with_values && !resp3 { 2 } else { 1 };
         out.array(picks.len() * per);
         for i in picks {

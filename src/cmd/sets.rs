@@ -50,14 +50,7 @@ pub async fn srem<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
         if w.set()?.is_none() {
             return Ok((0, false));
         }
-        let mut n = 0;
-        for m in &a[2..] {
-            if w.get().is_none() {
-                break;
-            }
-            n += w.srem(m) as i64;
-        }
-        Ok((n, w.get().is_none()))
+        Ok(w.remove_each(&a[2..], |w, m| w.srem(m)))
     })?;
     let (n, gone) = n;
     if n > 0 {
@@ -117,15 +110,11 @@ pub async fn spop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
             return Ok(Vec::new());
         };
         let members: Vec<Vec<u8>> = s.iter().map(<[u8]>::to_vec).collect();
-        let want = count.unwrap_or(1).min(members.len() as u64) as usize;
-        let picks: Vec<Vec<u8>> = if want == members.len() {
-            members
-        } else {
-            let mut idx: Vec<usize> = (0..members.len()).collect();
-            fastrand::shuffle(&mut idx);
-            idx.truncate(want);
-            idx.into_iter().map(|i| members[i].clone()).collect()
-        };
+        let picks: Vec<Vec<u8>> =
+            super::args::random_picks(members.len(), count.unwrap_or(1), true)
+                .into_iter()
+                .map(|i| members[i].clone())
+                .collect();
         for m in &picks {
             w.srem(m);
         }
@@ -183,16 +172,7 @@ pub async fn srandmember<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdR
             return;
         };
         let all: Vec<&[u8]> = s.iter().collect();
-        let picks: Vec<usize> = if !unique {
-            (0..count).map(|_| fastrand::usize(..all.len())).collect()
-        } else if count as usize >= all.len() {
-            (0..all.len()).collect()
-        } else {
-            let mut idx: Vec<usize> = (0..all.len()).collect();
-            fastrand::shuffle(&mut idx);
-            idx.truncate(count as usize);
-            idx
-        };
+        let picks = super::args::random_picks(all.len(), count, unique);
         out.array(picks.len());
         for i in picks {
             out.bulk(all[i]);

@@ -179,14 +179,7 @@ pub async fn zrem<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
         if w.zset()?.is_none() {
             return Ok((0, false));
         }
-        let mut n = 0;
-        for m in &a[2..] {
-            if w.get().is_none() {
-                break;
-            }
-            n += w.zrem(m) as i64;
-        }
-        Ok((n, w.get().is_none()))
+        Ok(w.remove_each(&a[2..], |w, m| w.zrem(m)))
     })?;
     if n > 0 {
         cx.notify(class::ZSET, "zrem", a[1]);
@@ -380,18 +373,10 @@ pub async fn zrandmember<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdR
             return;
         };
         let all: Vec<(Vec<u8>, f64)> = z.asc().map(|(m, s)| (m.to_vec(), s)).collect();
-        let picks: Vec<(Vec<u8>, f64)> = if !unique {
-            (0..count)
-                .map(|_| all[fastrand::usize(..all.len())].clone())
-                .collect()
-        } else if count as usize >= all.len() {
-            all
-        } else {
-            let mut idx: Vec<usize> = (0..all.len()).collect();
-            fastrand::shuffle(&mut idx);
-            idx.truncate(count as usize);
-            idx.into_iter().map(|i| all[i].clone()).collect()
-        };
+        let picks: Vec<(Vec<u8>, f64)> = super::args::random_picks(all.len(), count, unique)
+            .into_iter()
+            .map(|i| all[i].clone())
+            .collect();
         emit(out, &picks, withscores);
     })
 }

@@ -313,6 +313,23 @@ impl KeyWriter<'_> {
         true
     }
 
+    /// Removes each of `items` with `remove` (HDEL, SREM, ZREM) until the collection, and
+    /// with it the key, is gone: how many were removed, and whether the key went.
+    pub fn remove_each(
+        &mut self,
+        items: &[&[u8]],
+        mut remove: impl FnMut(&mut Self, &[u8]) -> bool,
+    ) -> (i64, bool) {
+        let mut n = 0;
+        for item in items {
+            if self.get().is_none() {
+                break;
+            }
+            n += i64::from(remove(self, item));
+        }
+        (n, self.get().is_none())
+    }
+
     /// Deletes the key; whether it existed.
     pub fn del(&mut self) -> bool {
         self.changes.del(self.s, self.db, self.h, self.key)

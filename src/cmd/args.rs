@@ -75,3 +75,36 @@ pub fn random_picks(len: usize, count: u64, unique: bool) -> Vec<usize> {
     idx.truncate(count as usize);
     idx
 }
+
+/// The `count [WITH…]` of HRANDFIELD (`WITHVALUES`) and ZRANDMEMBER (`WITHSCORES`), checked in
+/// Redis's order: (how many, distinct or not, with the values). A negative count (repetitions
+/// allowed) is bounded by `max`: Redis would build a reply of any size.
+pub fn random_count(
+    a: &[&[u8]],
+    with: &str,
+    name: &str,
+    max: u64,
+) -> Result<(u64, bool, bool), CmdError> {
+    let l = int(a[2])?;
+    if l == i64::MIN {
+        return Err(CmdError::msg(format!(
+            "ERR value is out of range, value must between -{max} and {max}",
+            max = i64::MAX
+        )));
+    }
+    let with_values = match a.len() {
+        3 => false,
+        4 if is(a[3], with) => true,
+        _ => return Err(CmdError::Syntax),
+    };
+    if with_values && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&l) {
+        return Err(CmdError::msg("ERR value is out of range"));
+    }
+    let (count, unique) = (l.unsigned_abs(), l >= 0);
+    if !unique && count > max {
+        return Err(CmdError::msg(format!(
+            "ERR {name} count is too large for one reply (at most {max} with repetitions)"
+        )));
+    }
+    Ok((count, unique, with_values))
+}

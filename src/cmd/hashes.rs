@@ -219,27 +219,8 @@ pub async fn hrandfield<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdRe
             }
         });
     }
-    let l = int(a[2])?;
-    if l == i64::MIN {
-        return Err(CmdError::msg(format!(
-            "ERR value is out of range, value must between -{max} and {max}",
-            max = i64::MAX
-        )));
-    }
-    let with_values = match a.len() {
-        3 => false,
-        4 if is(a[3], "withvalues") => true,
-        _ => return Err(CmdError::Syntax),
-    };
-    if with_values && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&l) {
-        return Err(CmdError::msg("ERR value is out of range"));
-    }
-    let (count, unique) = (l.unsigned_abs(), l >= 0);
-    if !unique && count > RANDFIELD_MAX {
-        return Err(CmdError::msg(format!(
-            "ERR HRANDFIELD count is too large for one reply (at most {RANDFIELD_MAX} with repetitions)"
-        )));
-    }
+    let (count, unique, with_values) =
+        super::args::random_count(a, "withvalues", "HRANDFIELD", RANDFIELD_MAX)?;
     let resp3 = cx.out.resp3();
     read_hash(cx, a[1], |h, out| {
         let Some(h) = h.filter(|h| !h.is_empty() && count > 0) else {

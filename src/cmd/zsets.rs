@@ -346,27 +346,8 @@ pub async fn zrandmember<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdR
             }
         });
     }
-    let l = int(a[2])?;
-    if l == i64::MIN {
-        return Err(CmdError::msg(format!(
-            "ERR value is out of range, value must between -{max} and {max}",
-            max = i64::MAX
-        )));
-    }
-    let withscores = match a.len() {
-        3 => false,
-        4 if is(a[3], "withscores") => true,
-        _ => return Err(CmdError::Syntax),
-    };
-    if withscores && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&l) {
-        return Err(CmdError::msg("ERR value is out of range"));
-    }
-    let (count, unique) = (l.unsigned_abs(), l >= 0);
-    if !unique && count > RANDOM_MAX {
-        return Err(CmdError::msg(format!(
-            "ERR ZRANDMEMBER count is too large for one reply (at most {RANDOM_MAX} with repetitions)"
-        )));
-    }
+    let (count, unique, withscores) =
+        super::args::random_count(a, "withscores", "ZRANDMEMBER", RANDOM_MAX)?;
     read_zset(cx, a[1], |z, out| {
         let Some(z) = z.filter(|z| !z.is_empty() && count > 0) else {
             out.array(0);

@@ -2,6 +2,9 @@
 //!
 //! * `GET /admin/migration`: stage, percentage, comparison counters, mismatch samples,
 //!   per-store latencies (JSON).
+//! * `GET /metrics`: everything operators graph, in the OpenMetrics text format Prometheus
+//!   scrapes (`metrics/export.rs`). Prometheus sends the token with its `authorization`
+//!   (or `bearer_token_file`) scrape setting.
 //! * `PUT /admin/migration` with `{"stage": "shadow", "percent": 5}` (either field may be
 //!   left out): both change in one step, seen by every connection's next command, and logged.
 //!
@@ -96,6 +99,26 @@ async fn status<S: Store>(State(a): State<Arc<Admin<S>>>, headers: HeaderMap) ->
     }
 }
 
+async fn metrics<S: Store>(
+    State(a): State<Arc<Admin<S>>>,
+    headers: HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !authorized(&headers, &a.token) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response();
+    }
+    let body = crate::metrics::export::gather(&a.server).encode();
+    (
+        StatusCode::OK,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::export::CONTENT_TYPE,
+        )],
+        body,
+    )
+        .into_response()
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Change {
@@ -158,6 +181,7 @@ pub async fn start<S: Store>(server: Arc<Server<S>>, cfg: &AdminConfig) -> Resul
     );
     let app = axum::Router::new()
         .route("/admin/migration", get(status::<S>).put(update::<S>))
+        .route("/metrics", get(metrics::<S>))
         .with_state(Arc::new(Admin { server, token }));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

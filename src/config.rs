@@ -101,6 +101,25 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSIOND_NOTIFY_KEYSPACE_EVENTS", value_name = "CLASSES")]
     pub notify_keyspace_events: Option<String>,
 
+    /// Commands slower than this many microseconds go to the slow log (negative: none,
+    /// 0: every command). Default 10000, as Redis.
+    #[arg(
+        long,
+        env = "SESSIOND_SLOWLOG_LOG_SLOWER_THAN",
+        value_name = "MICROS",
+        allow_negative_numbers = true
+    )]
+    pub slowlog_log_slower_than: Option<i64>,
+
+    /// Entries the slow log keeps. Default 128.
+    #[arg(long, env = "SESSIOND_SLOWLOG_MAX_LEN", value_name = "N")]
+    pub slowlog_max_len: Option<usize>,
+
+    /// The latency monitor samples events of at least this many milliseconds (0: off, the
+    /// default).
+    #[arg(long, env = "SESSIOND_LATENCY_MONITOR_THRESHOLD", value_name = "MS")]
+    pub latency_monitor_threshold: Option<u64>,
+
     /// Worker threads serving connections. Default: one less than the number of CPU cores
     /// (at least 1), leaving a core to the kernel's network work and co-located clients.
     #[arg(long, env = "SESSIOND_THREADS", value_name = "N")]
@@ -266,6 +285,9 @@ struct FileConfig {
     client_query_buffer_limit: Option<toml::Value>,
     client_output_buffer_limit: Option<String>,
     notify_keyspace_events: Option<String>,
+    slowlog_log_slower_than: Option<i64>,
+    slowlog_max_len: Option<usize>,
+    latency_monitor_threshold: Option<u64>,
     threads: Option<usize>,
     loglevel: Option<String>,
     logfile: Option<String>,
@@ -314,6 +336,9 @@ pub struct Config {
     pub client_output_buffer_limit: crate::server::output_limit::OutputLimits,
     /// `notify-keyspace-events`, validated letters.
     pub notify_keyspace_events: String,
+    pub slowlog_log_slower_than: i64,
+    pub slowlog_max_len: usize,
+    pub latency_monitor_threshold: u64,
     /// Worker threads; 0 = the default, see [`Config::effective_threads`].
     pub threads: usize,
     pub loglevel: String,
@@ -422,6 +447,9 @@ impl Default for Config {
             client_query_buffer_limit: 1024 * 1024 * 1024,
             client_output_buffer_limit: Default::default(),
             notify_keyspace_events: String::new(),
+            slowlog_log_slower_than: 10_000,
+            slowlog_max_len: 128,
+            latency_monitor_threshold: 0,
             threads: 0,
             loglevel: "notice".into(),
             logfile: None,
@@ -598,6 +626,26 @@ impl Config {
                 ));
             }
             c.notify_keyspace_events = n;
+        }
+        if let Some(n) = args
+            .slowlog_log_slower_than
+            .or(file.slowlog_log_slower_than)
+        {
+            if n < -1 {
+                return Err(format!(
+                    "slowlog-log-slower-than {n}: expected -1 (off), 0 (every command) or more microseconds"
+                ));
+            }
+            c.slowlog_log_slower_than = n;
+        }
+        if let Some(n) = args.slowlog_max_len.or(file.slowlog_max_len) {
+            c.slowlog_max_len = n;
+        }
+        if let Some(n) = args
+            .latency_monitor_threshold
+            .or(file.latency_monitor_threshold)
+        {
+            c.latency_monitor_threshold = n;
         }
         if let Some(t) = args.threads.or(file.threads) {
             if t == 0 || t > 1024 {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod ctl;
 pub mod engine;
 pub mod logging;
+pub mod metrics;
 pub mod migrate;
 pub mod persist;
 pub mod pubsub;

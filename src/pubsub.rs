@@ -22,6 +22,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -38,6 +39,13 @@ struct Queue {
     /// Since when the queue has been over the soft limit.
     over_soft_since: Option<Instant>,
     closed: bool,
+    /// The connection waiting for frames ([`Mailbox::ready`]) and the one waiting for the
+    /// mailbox to close while it writes ([`Mailbox::closed`]). Kept under the queue's own lock
+    /// so a push costs one lock and at most one wake-up: delivery to 1,000 subscribers is
+    /// 1,000 of these, and a general-purpose `Notify` (its own lock, a waiter list) measured
+    /// about a quarter of the server's user-space time in fan-out.
+    ready_waker: Option<Waker>,
+    closed_waker: Option<Waker>,
 }
 
 /// A mailbox was closed: its client passed the pubsub output limit.
@@ -49,7 +57,14 @@ pub struct Mailbox {
     pub client: u64,
     resp3: AtomicBool,
     queue: Mutex<Queue>,
-    wake: tokio::sync::Notify,
+}
+
+/// Stores `cx`'s waker in `slot` unless the same task is already there.
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
 }
 
 impl Mailbox {
@@ -57,10 +72,12 @@ impl Mailbox {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn push(&self, frame: Bytes, limit: OutputLimit) {
+    /// Queues one frame; false if the mailbox is closed (the client is not counted as a
+    /// receiver).
+    fn push(&self, frame: Bytes, limit: OutputLimit) -> bool {
         let mut q = self.lock();
         if q.closed {
-            return;
+            return false;
         }
         q.bytes += frame.len() as u64;
         q.frames.push_back(frame);
@@ -77,10 +94,12 @@ impl Mailbox {
             }
             (true, Some(t)) => t.elapsed().as_secs() >= limit.soft_seconds,
         };
+        let mut wake = [q.ready_waker.take(), None];
         if over_hard || soft_expired {
             q.closed = true;
             q.frames.clear();
             q.bytes = 0;
+            wake[1] = q.closed_waker.take();
             static LOG: crate::logging::Throttle = crate::logging::Throttle::new();
             crate::logging::throttled(
                 &LOG,
@@ -93,37 +112,41 @@ impl Mailbox {
             );
         }
         drop(q);
-        self.wake.notify_waiters();
-    }
-
-    fn is_closed(&self) -> bool {
-        self.lock().closed
+        for w in wake.into_iter().flatten() {
+            w.wake();
+        }
+        true
     }
 
     /// Resolves once the mailbox is closed for its limit: the connection stops waiting on a
     /// socket its client does not read and ends.
     pub async fn closed(&self) {
-        loop {
-            let notified = self.wake.notified();
-            if self.is_closed() {
-                return;
+        std::future::poll_fn(|cx| {
+            let mut q = self.lock();
+            if q.closed {
+                return Poll::Ready(());
             }
-            notified.await;
-        }
+            register(&mut q.closed_waker, cx);
+            Poll::Pending
+        })
+        .await
     }
 
     /// Waits until there is something to write (or the mailbox closed).
     pub async fn ready(&self) {
-        loop {
-            let notified = self.wake.notified();
-            {
-                let q = self.lock();
-                if q.closed || !q.frames.is_empty() {
-                    return;
-                }
+        std::future::poll_fn(|cx| {
+            let mut q = self.lock();
+            if q.closed || !q.frames.is_empty() {
+                return Poll::Ready(());
             }
-            notified.await;
-        }
+            register(&mut q.ready_waker, cx);
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn is_closed(&self) -> bool {
+        self.lock().closed
     }
 
     /// Moves the queued frames into `out`; Err if the mailbox was closed for its limit.
@@ -272,9 +295,8 @@ impl Hub {
         };
         let subs = if shard { &maps.shard } else { &maps.channels };
         if let Some(list) = subs.get(channel) {
-            for m in list.iter().filter(|m| !m.is_closed()) {
-                m.push(frames.get(m.resp3.load(Ordering::Relaxed)), limit);
-                n += 1;
+            for m in list {
+                n += usize::from(m.push(frames.get(m.resp3.load(Ordering::Relaxed)), limit));
             }
         }
         if !shard {
@@ -287,9 +309,8 @@ impl Hub {
                     parts: &parts,
                     enc: [None, None],
                 };
-                for m in list.iter().filter(|m| !m.is_closed()) {
-                    m.push(pf.get(m.resp3.load(Ordering::Relaxed)), limit);
-                    n += 1;
+                for m in list {
+                    n += usize::from(m.push(pf.get(m.resp3.load(Ordering::Relaxed)), limit));
                 }
             }
         }
@@ -369,7 +390,6 @@ impl Subscription {
                 client,
                 resp3: AtomicBool::new(proto == Proto::Resp3),
                 queue: Mutex::default(),
-                wake: tokio::sync::Notify::new(),
             }),
             channels: Vec::new(),
             patterns: Vec::new(),

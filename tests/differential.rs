@@ -91,6 +91,11 @@ fn connection_and_server_commands_match_redis() {
 }
 
 #[test]
+fn slowlog_and_latency_commands_match_redis() {
+    differential("slowlog-latency.txt");
+}
+
+#[test]
 fn memory_config_matches_redis() {
     differential("memory-config.txt");
 }

@@ -89,6 +89,8 @@ engine_commands! { |cx, a|
     "command" => Command, any, server::command(cx, a);
     "info" => Info, any, info::info(cx, a);
     "config" => Config, any, server::config(cx, a);
+    "slowlog" => SlowLog, any, slowlog::slowlog(cx, a);
+    "latency" => Latency, any, slowlog::latency(cx, a);
     "time" => Time, any, server::time(cx);
     "dbsize" => DbSize, any, server::dbsize(cx).await;
     "flushdb" => FlushDb, any, server::flushdb(cx, a).await;

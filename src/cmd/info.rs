@@ -23,7 +23,7 @@ pub fn info<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-fn rss_bytes() -> u64 {
+pub fn rss_bytes() -> u64 {
     // /proc/self/statm: size resident ... in pages.
     std::fs::read_to_string("/proc/self/statm")
         .ok()

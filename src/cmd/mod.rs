@@ -28,6 +28,7 @@ pub mod pubsub;
 pub mod script;
 pub mod server;
 pub mod sets;
+pub mod slowlog;
 pub mod strings;
 pub mod table;
 pub mod zset_ops;
@@ -186,6 +187,35 @@ pub fn wrong_args(name: &str) -> CmdError {
     ))
 }
 
+/// Records a command that ran: its family's metrics, and the slow log and latency monitor
+/// when it was slow enough for them (their thresholds are relaxed atomics; only a slow
+/// command takes a lock).
+fn observe<S: Store>(
+    server: &Server<S>,
+    client: &ClientState,
+    spec: &table::Spec,
+    args: &[&[u8]],
+    elapsed: std::time::Duration,
+    failed: bool,
+) {
+    let id = client.handle.id;
+    server.commands.ran(spec.family, id, elapsed, failed);
+    let micros = elapsed.as_micros() as u64;
+    if server.slowlog.is_slow(micros) && !spec.flags.has(table::Flags::SKIP_SLOWLOG) {
+        let name = client.handle.names().name;
+        let keep = slowlog::shown_args(spec, args);
+        server
+            .slowlog
+            .push(args, keep, micros, &client.handle.addr, &name);
+    }
+    let event = if spec.flags.has(table::Flags::FAST) {
+        "fast-command"
+    } else {
+        "command"
+    };
+    server.latency.sample_if_needed(event, micros / 1000);
+}
+
 /// Runs one command and writes its reply.
 pub async fn execute<S: Store>(
     server: &Server<S>,
@@ -201,6 +231,9 @@ pub async fn execute<S: Store>(
     match check(server, client, args) {
         Ok(spec) => execute_checked(server, client, spec, args, out).await,
         Err(e) => {
+            let family = table::lookup(args[0])
+                .map_or(crate::metrics::UNKNOWN, |i| table::commands()[i].family);
+            server.commands.rejected(family, client.handle.id);
             out.error(&e);
             Flow::Continue
         }
@@ -315,6 +348,7 @@ pub async fn execute_checked_at<S: Store>(
         return cx.flow;
     };
     let start = cx.out.len();
+    let began = std::time::Instant::now();
     let result = match server.store.engine() {
         // Commands on the typed API make room (or refuse with OOM) here, by their flag.
         Some(e) if id.engine_only() && spec.flags.has(table::Flags::DENYOOM) => {
@@ -325,9 +359,15 @@ pub async fn execute_checked_at<S: Store>(
         }
         _ => dispatch::run(&mut cx, id, args).await,
     };
-    if let Err(e) = result {
-        cx.out.error(&e.message());
-    }
+    let failed = match result {
+        Err(e) => {
+            cx.out.error(&e.message());
+            true
+        }
+        // A command that wrote its own error reply (EXEC's EXECABORT, a blocked pop's…).
+        Ok(()) => cx.out.buffer().get(start) == Some(&b'-'),
+    };
+    observe(server, cx.client, spec, args, began.elapsed(), failed);
     if !cx.client.in_exec && !cx.client.ready.is_empty() {
         if let Some(e) = server.store.engine() {
             let ready = std::mem::take(&mut cx.client.ready);

@@ -98,6 +98,9 @@ const PARAMS: &[&str] = &[
     "migrate-percent",
     "save",
     "notify-keyspace-events",
+    "slowlog-log-slower-than",
+    "slowlog-max-len",
+    "latency-monitor-threshold",
 ];
 
 fn param_value<S: Store>(cx: &Ctx<'_, '_, S>, name: &str) -> String {
@@ -130,6 +133,24 @@ fn param_value<S: Store>(cx: &Ctx<'_, '_, S>, name: &str) -> String {
         "client-output-buffer-limit" => st.output_limits().render(),
         "proto-max-multibulk-len" => st
             .proto_max_multibulk_len
+            .load(Ordering::Relaxed)
+            .to_string(),
+        "slowlog-log-slower-than" => cx
+            .server
+            .slowlog
+            .slower_than
+            .load(Ordering::Relaxed)
+            .to_string(),
+        "slowlog-max-len" => cx
+            .server
+            .slowlog
+            .max_len
+            .load(Ordering::Relaxed)
+            .to_string(),
+        "latency-monitor-threshold" => cx
+            .server
+            .latency
+            .threshold_ms
             .load(Ordering::Relaxed)
             .to_string(),
         "loglevel" => cfg.loglevel.clone(),
@@ -235,6 +256,23 @@ enum Change {
     ProtectedMode(bool),
     AppendFsync(crate::persist::Fsync),
     NotifyKeyspaceEvents(u32),
+    SlowlogSlowerThan(i64),
+    SlowlogMaxLen(usize),
+    LatencyThreshold(u64),
+}
+
+/// A Redis "long long" setting from `min` up (Redis's bounds and error texts).
+fn long_in(v: &str, min: i64) -> Result<i64, String> {
+    let n = v
+        .parse::<i64>()
+        .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+    if n < min {
+        return Err(format!(
+            "argument must be between {min} and {} inclusive",
+            i64::MAX
+        ));
+    }
+    Ok(n)
 }
 
 fn prepare<S: Store>(cx: &Ctx<'_, '_, S>, name: &str, value: &str) -> Result<Change, String> {
@@ -309,6 +347,9 @@ fn prepare<S: Store>(cx: &Ctx<'_, '_, S>, name: &str, value: &str) -> Result<Cha
             crate::pubsub::parse_flags(value.as_bytes())
                 .ok_or("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")?,
         ),
+        "slowlog-log-slower-than" => Change::SlowlogSlowerThan(long_in(value, -1)?),
+        "slowlog-max-len" => Change::SlowlogMaxLen(long_in(value, 0)? as usize),
+        "latency-monitor-threshold" => Change::LatencyThreshold(long_in(value, 0)? as u64),
         _ => return Err("can't set immutable config".into()),
     })
 }
@@ -336,6 +377,9 @@ fn apply<S: Store>(cx: &Ctx<'_, '_, S>, change: Change) {
         }
         Change::ProtoMaxMultibulkLen(n) => st.proto_max_multibulk_len.store(n, Ordering::Relaxed),
         Change::ProtectedMode(b) => st.protected_mode.store(b, Ordering::Relaxed),
+        Change::SlowlogSlowerThan(n) => cx.server.slowlog.slower_than.store(n, Ordering::Relaxed),
+        Change::SlowlogMaxLen(n) => cx.server.slowlog.set_max_len(n),
+        Change::LatencyThreshold(n) => cx.server.latency.threshold_ms.store(n, Ordering::Relaxed),
         Change::AppendFsync(p) => {
             if let Some(j) = cx.server.persist.as_ref().and_then(|p| p.journal()) {
                 j.set_policy(p);

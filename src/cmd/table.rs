@@ -133,6 +133,8 @@ pub struct Spec {
     /// Redis's command tips (`request_policy:all_shards`, `nondeterministic_output`…).
     pub tips: Vec<&'static str>,
     pub group: &'static str,
+    /// `group` as an index into [`crate::metrics::FAMILIES`] (the metrics' label).
+    pub family: usize,
     pub since: &'static str,
     pub summary: &'static str,
     /// Indexes of its subcommands in [`commands`].
@@ -214,6 +216,7 @@ fn parse_row(line: &'static str, newer: bool) -> Result<Spec, String> {
         key_specs,
         tips: items(tips).collect(),
         group,
+        family: crate::metrics::family_of(group),
         since,
         summary,
         subcommands: Vec::new(),

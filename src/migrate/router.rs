@@ -333,6 +333,68 @@ impl<O: Store, N: Store> MigrationControl for Router<O, N> {
         Router::set_setting(self, s)
     }
 
+    fn metrics(&self, f: &mut crate::metrics::export::Families) {
+        let s = Router::setting(self);
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        for stage in super::stage::Stage::ALL {
+            f.gauge(
+                "migration_stage",
+                "1 for the migration's current stage (one series per stage).",
+                &[("stage", stage.name())],
+                if stage == s.stage { 1.0 } else { 0.0 },
+            );
+        }
+        f.gauge(
+            "migration_percent",
+            "Share of sessions the current stage applies to, in percent.",
+            &[],
+            s.percent(),
+        );
+        let c = &self.stats.compare;
+        for (result, v) in [
+            ("match", &c.matched),
+            ("mismatch", &c.mismatched),
+            ("missing_in_new", &c.missing_in_new),
+            ("missing_in_old", &c.missing_in_old),
+            ("error", &c.errors),
+        ] {
+            f.counter(
+                "migration_comparisons",
+                "Shadow reads compared, by result.",
+                &[("result", result)],
+                n(v),
+            );
+        }
+        f.counter(
+            "migration_fallback_reads",
+            "Reads served by the old store because the new one lacked the session.",
+            &[],
+            n(&self.stats.fallback_reads),
+        );
+        f.counter(
+            "migration_copied_forward",
+            "Sessions copied forward to the new store on read.",
+            &[],
+            n(&self.stats.copied_forward),
+        );
+        f.counter(
+            "migration_secondary_write_errors",
+            "Writes to the store not serving the stage that failed.",
+            &[],
+            n(&self.stats.secondary_write_errors),
+        );
+        for (side, l) in [("old", self.old.latency()), ("new", self.new.latency())] {
+            if let Some(l) = l {
+                f.histogram(
+                    "migration_store_duration_seconds",
+                    "Time one call to each side of the migration takes.",
+                    &[("store", side)],
+                    l.histogram(),
+                );
+            }
+        }
+    }
+
     fn status(&self) -> serde_json::Value {
         let s = Router::setting(self);
         let c = &self.stats.compare;

@@ -21,12 +21,30 @@ pub struct Latency {
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
+    /// The calls in Prometheus's buckets (`/metrics`; not in the admin API's JSON).
+    #[serde(skip)]
+    pub buckets: [u64; crate::metrics::histogram::BUCKETS],
+    #[serde(skip)]
+    pub sum_ns: u64,
+}
+
+impl Latency {
+    /// The bucket counts as a histogram snapshot.
+    pub fn histogram(&self) -> crate::metrics::histogram::Snapshot {
+        crate::metrics::histogram::Snapshot {
+            counts: self.buckets,
+            count: self.buckets.iter().sum(),
+            sum_seconds: self.sum_ns as f64 / 1e9,
+        }
+    }
 }
 
 /// A store whose calls are timed.
 pub struct Timed<S> {
     pub inner: S,
     hist: Mutex<Histogram<u64>>,
+    /// The same calls in Prometheus's fixed buckets (`/metrics`), without a lock.
+    buckets: crate::metrics::Histogram,
 }
 
 impl<S> Timed<S> {
@@ -37,21 +55,27 @@ impl<S> Timed<S> {
         Timed {
             inner,
             hist: Mutex::new(hist),
+            buckets: Default::default(),
         }
     }
 
     async fn timed<T>(&self, f: impl std::future::Future<Output = T>) -> T {
         let t = Instant::now();
         let r = f.await;
-        let us = t.elapsed().as_micros() as u64;
+        let elapsed = t.elapsed();
+        self.buckets.record(0, elapsed);
+        let us = elapsed.as_micros() as u64;
         let mut h = self.hist.lock().unwrap_or_else(|p| p.into_inner());
         let _ = h.record(us.clamp(1, 60_000_000));
         r
     }
 
     pub fn latency(&self) -> Latency {
+        let b = self.buckets.snapshot();
         let h = self.hist.lock().unwrap_or_else(|p| p.into_inner());
         Latency {
+            buckets: b.counts,
+            sum_ns: (b.sum_seconds * 1e9) as u64,
             count: h.len(),
             p50_us: h.value_at_quantile(0.5),
             p99_us: h.value_at_quantile(0.99),

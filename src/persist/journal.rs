@@ -132,6 +132,8 @@ pub struct Journal {
     frames: AtomicU64,
     /// fsyncs done since start (INFO).
     pub fsyncs: AtomicU64,
+    /// How long each fsync took (`/metrics`).
+    pub fsync_latency: crate::metrics::Histogram,
     pub last_fsync_ms: AtomicU64,
     /// Connected clients: a round never waits for more writers than there are.
     clients: AtomicUsize,
@@ -218,6 +220,7 @@ impl Journal {
             sync_wake: Condvar::new(),
             frames: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
+            fsync_latency: Default::default(),
             last_fsync_ms: AtomicU64::new(0),
             clients: AtomicUsize::new(0),
             window,
@@ -461,6 +464,7 @@ impl Journal {
         match file.sync_data() {
             Ok(()) => {
                 self.fsyncs.fetch_add(1, Ordering::Relaxed);
+                self.fsync_latency.record(0, t.elapsed());
                 self.last_fsync_ms
                     .store(t.elapsed().as_millis() as u64, Ordering::Relaxed);
                 self.synced.send_if_modified(|s| {

@@ -91,6 +91,15 @@ struct Stats {
     next_auto_rewrite_ms: AtomicI64,
 }
 
+/// The persistence state `/metrics` reports.
+pub struct PersistMetrics {
+    /// Writes are refused (MISCONF): the log cannot be written.
+    pub write_error: bool,
+    pub rewriting: bool,
+    pub rewrites: u64,
+    pub last_save_unix: i64,
+}
+
 pub struct Persistence {
     cfg: PersistConfig,
     engine: Engine,
@@ -368,6 +377,16 @@ impl Persistence {
 
     pub fn last_save_unix(&self) -> i64 {
         self.stats.last_save_unix.load(Ordering::Relaxed)
+    }
+
+    /// What `/metrics` reports (`metrics/export.rs`).
+    pub fn metrics(&self) -> PersistMetrics {
+        PersistMetrics {
+            write_error: self.write_error().is_some(),
+            rewriting: self.rewrite_in_progress(),
+            rewrites: self.stats.saves.load(Ordering::Relaxed),
+            last_save_unix: self.last_save_unix(),
+        }
     }
 
     /// The `INFO persistence` section's fields.

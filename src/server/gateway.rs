@@ -418,7 +418,11 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
                 _ => keys.first().copied(),
             };
             match gw.fwd.push(up, state.db, resp3, read_only, key, args).await {
-                Ok(()) => None,
+                Ok(()) => {
+                    let family = spec.map_or(crate::metrics::UNKNOWN, |s| s.family);
+                    server.commands.forwarded(family, state.handle.id);
+                    None
+                }
                 Err(e) => {
                     gw.drain(up, wbuf).await;
                     Reply::new(wbuf, state.proto).error(&e);
@@ -439,6 +443,8 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
             Some(Flow::Continue)
         }
         Action::Refuse(msg) => {
+            let family = spec.map_or(crate::metrics::UNKNOWN, |s| s.family);
+            server.commands.rejected(family, state.handle.id);
             gw.drain(up, wbuf).await;
             Reply::new(wbuf, state.proto).error(msg);
             Some(Flow::Continue)

@@ -82,6 +82,10 @@ pub struct Server<S: Store> {
     /// Subscriptions and keyspace notifications (embedded engine; `pubsub.rs`).
     pub pubsub: Arc<crate::pubsub::Hub>,
     pub notifier: crate::pubsub::Notifier,
+    /// Per-family command counts and latencies (`metrics/`).
+    pub commands: crate::metrics::CommandMetrics,
+    pub slowlog: crate::metrics::slowlog::SlowLog,
+    pub latency: crate::metrics::latency::LatencyMonitor,
 }
 
 impl<S: Store> Server<S> {
@@ -100,6 +104,12 @@ impl<S: Store> Server<S> {
             e.set_notifier(notifier.clone());
         }
         Server {
+            commands: Default::default(),
+            slowlog: crate::metrics::slowlog::SlowLog::new(
+                config.slowlog_log_slower_than,
+                config.slowlog_max_len,
+            ),
+            latency: crate::metrics::latency::LatencyMonitor::new(config.latency_monitor_threshold),
             store,
             pubsub,
             notifier,

@@ -182,6 +182,8 @@ pub trait MigrationControl: Send + Sync {
     fn set_setting(&self, s: crate::migrate::stage::Setting);
     /// Everything the admin API reports about the migration.
     fn status(&self) -> serde_json::Value;
+    /// Adds the migration's families to a `/metrics` scrape.
+    fn metrics(&self, f: &mut crate::metrics::export::Families);
 }
 
 /// Everything a command may ask of the data. See the module docs for the contract.

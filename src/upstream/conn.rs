@@ -17,13 +17,14 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics::Histogram;
 use crate::resp::value::{decode, FrameScanner, Value};
 
 /// The largest reply bulk accepted from an upstream (Redis's own `proto-max-bulk-len`).
@@ -112,8 +113,14 @@ impl Conn {
     }
 
     /// Connects, authenticates and selects the database, each step within `timeout`.
-    pub async fn open(addr: &str, hs: &Handshake, timeout: Duration) -> Result<Conn, String> {
-        Ok(Conn::start(connect(addr, hs, timeout).await?))
+    /// `latency` receives the time from writing each request to reading its last reply.
+    pub async fn open(
+        addr: &str,
+        hs: &Handshake,
+        timeout: Duration,
+        latency: Arc<Histogram>,
+    ) -> Result<Conn, String> {
+        Ok(Conn::start(connect(addr, hs, timeout).await?, latency))
     }
 }
 
@@ -162,7 +169,7 @@ pub async fn connect(addr: &str, hs: &Handshake, timeout: Duration) -> Result<Tc
 }
 
 impl Conn {
-    fn start(stream: TcpStream) -> Conn {
+    fn start(stream: TcpStream, latency: Arc<Histogram>) -> Conn {
         let (rd, wr) = stream.into_split();
         let (queue, rx) = mpsc::unbounded_channel();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
@@ -170,7 +177,13 @@ impl Conn {
         let in_flight = Arc::new(AtomicU64::new(0));
         let writes = Arc::new(AtomicU64::new(0));
         let requests = Arc::new(AtomicU64::new(0));
-        let reader = tokio::spawn(read_loop(rd, in_rx, alive.clone(), in_flight.clone()));
+        let reader = tokio::spawn(read_loop(
+            rd,
+            in_rx,
+            alive.clone(),
+            in_flight.clone(),
+            latency,
+        ));
         tokio::spawn(write_loop(
             wr,
             rx,
@@ -212,6 +225,7 @@ pub async fn read_values(stream: &mut TcpStream, n: usize) -> std::io::Result<Ve
 
 struct InFlight {
     count: usize,
+    sent: Instant,
     reply: oneshot::Sender<Replies>,
 }
 
@@ -230,6 +244,7 @@ async fn write_loop(
             break;
         }
         buf.clear();
+        let sent = Instant::now();
         writes.fetch_add(1, Ordering::Relaxed);
         requests.fetch_add(batch.len() as u64, Ordering::Relaxed);
         for r in batch.drain(..) {
@@ -239,6 +254,7 @@ async fn write_loop(
             buf.extend_from_slice(&r.bytes);
             let _ = in_flight.send(InFlight {
                 count: r.count,
+                sent,
                 reply: r.reply,
             });
         }
@@ -259,6 +275,7 @@ async fn read_loop(
     mut in_flight: mpsc::UnboundedReceiver<InFlight>,
     alive: Arc<AtomicBool>,
     counter: Arc<AtomicU64>,
+    latency: Arc<Histogram>,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut scanner = FrameScanner::default();
@@ -297,6 +314,7 @@ async fn read_loop(
             };
             let replies = buf.split_to(len).freeze();
             counter.fetch_sub(1, Ordering::Relaxed);
+            latency.record(0, req.sent.elapsed());
             let _ = req.reply.send(replies);
         }
         if head.is_none() && !buf.is_empty() {

@@ -36,6 +36,7 @@ pub mod forward;
 pub mod node;
 pub mod pinned;
 pub mod policy;
+mod report;
 pub mod sentinel;
 mod store;
 pub mod url;
@@ -509,60 +510,6 @@ impl Upstream {
         let mut v = vec![(r.primary.clone(), "master")];
         v.extend(r.replicas.iter().map(|n| (n.clone(), "replica")));
         v
-    }
-
-    /// `INFO upstream`.
-    pub fn info(&self) -> String {
-        let mode = match &self.opts.url.topology {
-            Topology::Single(_) => "single",
-            Topology::Sentinel { .. } => "sentinel",
-            Topology::Cluster(_) => "cluster",
-        };
-        let mut s = format!(
-            "# Upstream\r\nupstream_mode:{mode}\r\nupstream_url:{}\r\nupstream_timeout_ms:{}\r\nupstream_connections_per_pool:{}\r\nupstream_read_from_replica:{}\r\nupstream_primary_switches:{}\r\nupstream_last_switch:{}\r\n",
-            self.opts.url,
-            self.opts.timeout.as_millis(),
-            self.opts.connections,
-            self.opts.read_from_replica.name(),
-            self.shared.switches.load(Ordering::Relaxed),
-            self.shared
-                .last_switch
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
-        if self.is_cluster() {
-            s.push_str(&format!(
-                "upstream_cluster_moved:{}\r\nupstream_cluster_ask:{}\r\n",
-                self.shared.moved.load(Ordering::Relaxed),
-                self.shared.asked.load(Ordering::Relaxed)
-            ));
-        }
-        let nodes = self.nodes();
-        s.push_str(&format!(
-            "upstream_pinned_max:{}\r\nupstream_pinned_in_use:{}\r\nupstream_pinned_opened:{}\r\nupstream_pinned_reused:{}\r\nupstream_pinned_refused:{}\r\n",
-            self.opts.pinned_max,
-            self.pinned.in_use(),
-            self.pinned.opened.load(Ordering::Relaxed),
-            self.pinned.reused.load(Ordering::Relaxed),
-            self.pinned.refused.load(Ordering::Relaxed),
-        ));
-        s.push_str(&format!("upstream_nodes:{}\r\n", nodes.len()));
-        for (i, (n, role)) in nodes.iter().enumerate() {
-            let (conns, in_flight, batch) = n.usage();
-            let st = &n.stats;
-            s.push_str(&format!(
-                "upstream_node{i}:addr={},role={role},health={},conns={conns},in_flight={in_flight},requests_per_write={batch:.2},requests={},errors={},timeouts={},ejections={},connects={},last_error={}\r\n",
-                n.addr,
-                if n.is_healthy() { "up" } else { "down" },
-                st.requests.load(Ordering::Relaxed),
-                st.errors.load(Ordering::Relaxed),
-                st.timeouts.load(Ordering::Relaxed),
-                st.ejections.load(Ordering::Relaxed),
-                st.connects.load(Ordering::Relaxed),
-                n.last_error().replace(['\r', '\n', ','], " "),
-            ));
-        }
-        s
     }
 
     /// Sends one command for a `Store` method, routed by its first argument, and decodes

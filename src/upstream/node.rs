@@ -31,6 +31,8 @@ pub struct NodeStats {
     pub timeouts: AtomicU64,
     pub ejections: AtomicU64,
     pub connects: AtomicU64,
+    /// Request round trips on the multiplexed connections (`/metrics`).
+    pub latency: Arc<crate::metrics::Histogram>,
 }
 
 pub struct Node {
@@ -111,7 +113,14 @@ impl Node {
             resp3: key % 2 == 1,
         };
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
-        match Conn::open(&self.addr, &hs, self.opts.connect_timeout).await {
+        match Conn::open(
+            &self.addr,
+            &hs,
+            self.opts.connect_timeout,
+            self.stats.latency.clone(),
+        )
+        .await
+        {
             Ok(c) => {
                 let c = Arc::new(c);
                 *slot = Some(c.clone());
@@ -220,7 +229,15 @@ impl Node {
                 db: 0,
                 resp3: false,
             };
-            *conn = Some(Conn::open(&self.addr, &hs, self.opts.connect_timeout).await?);
+            *conn = Some(
+                Conn::open(
+                    &self.addr,
+                    &hs,
+                    self.opts.connect_timeout,
+                    self.stats.latency.clone(),
+                )
+                .await?,
+            );
         }
         let Some(c) = conn.as_ref() else {
             return Err("no connection".into());

@@ -5,6 +5,9 @@
 //! * `GET /metrics`: everything operators graph, in the OpenMetrics text format Prometheus
 //!   scrapes (`metrics/export.rs`). Prometheus sends the token with its `authorization`
 //!   (or `bearer_token_file`) scrape setting.
+//! * `POST /admin/reload`: re-read the configuration file (as SIGHUP); the report of what
+//!   was applied, what needs a restart, what a flag overrides (`server/reload.rs`), or 400
+//!   with the error when the file is invalid (nothing changed then).
 //! * `PUT /admin/migration` with `{"stage": "shadow", "percent": 5}` (either field may be
 //!   left out): both change in one step, seen by every connection's next command, and logged.
 //!
@@ -119,11 +122,32 @@ async fn metrics<S: Store>(
         .into_response()
 }
 
+async fn reload<S: Store>(State(a): State<Arc<Admin<S>>>, headers: HeaderMap) -> Reply {
+    if !authorized(&headers, &a.token) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    let server = a.server.clone();
+    let r = tokio::task::spawn_blocking(move || crate::server::reload::reload(&server)).await;
+    match r {
+        Ok(Ok(report)) => {
+            tracing::info!("configuration reloaded: {}", report.summary());
+            (StatusCode::OK, Json(json!(report)))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!("configuration reload refused, running configuration kept: {e}");
+            error(StatusCode::BAD_REQUEST, &e)
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Change {
     stage: Option<String>,
     percent: Option<f64>,
+    /// The guarded ramp's bounds (`errors=1%,p99=20ms,window=30s`), or `off`.
+    guard: Option<String>,
 }
 
 async fn update<S: Store>(
@@ -161,7 +185,35 @@ async fn update<S: Store>(
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
-    m.set_setting(setting);
+    let guard = match change.guard.as_deref() {
+        None => None,
+        Some("off") => Some(None),
+        Some(g) => match crate::migrate::guard::GuardConfig::parse(g) {
+            Ok(g) => Some(Some(g)),
+            Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+        },
+    };
+    let who = crate::audit::token_id(&a.token);
+    if change.stage.is_some() || change.percent.is_some() {
+        m.set_setting(setting);
+        a.server.audit.record(
+            &who,
+            "migration",
+            &format!("{} {}%", current.stage, current.percent()),
+            &format!("{} {}%", setting.stage, setting.percent()),
+            "",
+        );
+    }
+    if let Some(g) = guard {
+        let render = |g: Option<crate::migrate::guard::GuardConfig>| {
+            g.map_or_else(|| "off".to_string(), |g| g.render())
+        };
+        let before = render(m.guard());
+        m.set_guard(g);
+        a.server
+            .audit
+            .record(&who, "migration guard", &before, &render(g), "");
+    }
     (StatusCode::OK, Json(m.status()))
 }
 
@@ -182,6 +234,7 @@ pub async fn start<S: Store>(server: Arc<Server<S>>, cfg: &AdminConfig) -> Resul
     let app = axum::Router::new()
         .route("/admin/migration", get(status::<S>).put(update::<S>))
         .route("/metrics", get(metrics::<S>))
+        .route("/admin/reload", axum::routing::post(reload::<S>))
         .with_state(Arc::new(Admin { server, token }));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

@@ -19,7 +19,10 @@ use crate::persist::{Fsync, PersistConfig};
 use crate::util::size::parse_size;
 
 /// Options of `sessiond serve`. All optional here so that the config file can fill gaps.
-#[derive(Args, Debug, Default, Clone)]
+/// (Serialized by their file keys to tell a reload which settings a flag or the
+/// environment fixes.)
+#[derive(Args, Debug, Default, Clone, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct ServeArgs {
     /// TOML configuration file; its keys are the long option names (e.g. `maxmemory-policy`).
     #[arg(long, env = "SESSIOND_CONFIG", value_name = "FILE")]
@@ -258,6 +261,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSIOND_MIGRATE_PERCENT", value_name = "PERCENT")]
     pub migrate_percent: Option<f64>,
 
+    /// The guarded ramp: step the stage back by itself when the store serving it degrades,
+    /// e.g. `errors=1%,p99=20ms,window=30s` (either bound; window 1-60 s, default 30 s).
+    /// Never steps forward. Default off.
+    #[arg(long, env = "SESSIOND_MIGRATE_GUARD", value_name = "BOUNDS")]
+    pub migrate_guard: Option<String>,
+
     /// What clients put before the session id. Default PHPREDIS_SESSION:
     #[arg(long, env = "SESSIOND_MIGRATE_CLIENT_PREFIX", value_name = "PREFIX")]
     pub migrate_client_prefix: Option<String>,
@@ -314,6 +323,7 @@ struct FileConfig {
     migrate_to: Option<String>,
     migrate_stage: Option<String>,
     migrate_percent: Option<f64>,
+    migrate_guard: Option<String>,
     migrate_client_prefix: Option<String>,
     migrate_legacy_prefix: Option<String>,
 }
@@ -344,6 +354,9 @@ pub struct Config {
     pub loglevel: String,
     pub logfile: Option<String>,
     pub config_file: Option<PathBuf>,
+    /// The flags and environment the server started with (a reload resolves the file
+    /// again under them).
+    pub args: ServeArgs,
     pub dir: PathBuf,
     pub appendonly: bool,
     pub appendfsync: Fsync,
@@ -428,6 +441,7 @@ pub struct MigrationConfig {
     pub to: StoreUrl,
     pub setting: Setting,
     pub keys: KeyMap,
+    pub guard: Option<crate::migrate::guard::GuardConfig>,
 }
 
 impl Default for Config {
@@ -454,6 +468,7 @@ impl Default for Config {
             loglevel: "notice".into(),
             logfile: None,
             config_file: None,
+            args: ServeArgs::default(),
             dir: PathBuf::from("sessiond-data"),
             appendonly: true,
             appendfsync: Fsync::EverySec,
@@ -531,6 +546,7 @@ impl Config {
         let whole_file = file.clone();
         let mut c = Config {
             config_file: args.config.clone(),
+            args: args.clone(),
             ..Config::default()
         };
         let listen: Vec<String> = if !args.listen.is_empty() {
@@ -778,12 +794,17 @@ impl Config {
                 {
                     keys.legacy_prefix = p.into_bytes();
                 }
+                let guard = match args.migrate_guard.clone().or(file.migrate_guard.clone()) {
+                    Some(g) if g != "off" => Some(crate::migrate::guard::GuardConfig::parse(&g)?),
+                    _ => None,
+                };
                 c.migration = Some(MigrationConfig {
                     from,
                     to,
                     setting: Setting::new(stage, percent)
                         .map_err(|e| format!("migrate-percent: {e}"))?,
                     keys,
+                    guard,
                 });
             }
             _ => return Err("--migrate-from and --migrate-to go together".into()),

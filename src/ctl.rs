@@ -3,6 +3,7 @@
 //! ```text
 //! sessiond ctl migration status
 //! sessiond ctl migration set --stage shadow --percent 5
+//! sessiond ctl reload
 //! ```
 //!
 //! The token comes from `--token`, `SESSIOND_ADMIN_TOKEN`, or the `admin.token` file a
@@ -91,6 +92,55 @@ pub fn set(t: &Target, stage: Option<&str>, percent: Option<f64>) -> Result<Valu
         .header("Authorization", &format!("Bearer {token}"))
         .send_json(Value::Object(body));
     answer(r, &t.url())
+}
+
+/// `ctl reload`: the server re-reads its configuration file.
+pub fn reload(t: &Target) -> Result<Value, String> {
+    let token = t.token()?;
+    let url = format!("http://{}/admin/reload", t.admin);
+    let r = agent()
+        .post(&url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .send_empty();
+    answer(r, &url)
+}
+
+/// A reload's report, one line per kind of outcome.
+pub fn describe_reload(v: &Value) -> String {
+    let list = |k: &str| -> Vec<String> {
+        v.get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|x| match x.as_array() {
+                        Some(t) => format!(
+                            "{} {} -> {}",
+                            t.first().and_then(Value::as_str).unwrap_or("?"),
+                            t.get(1).map(|x| x.to_string()).unwrap_or_default(),
+                            t.get(2).map(|x| x.to_string()).unwrap_or_default()
+                        ),
+                        None => x.as_str().unwrap_or("?").to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for (key, title) in [
+        ("applied", "applied"),
+        ("restart_needed", "needs a restart"),
+        ("overridden", "overridden by a flag or environment variable"),
+        ("removed", "removed from the file (running value kept)"),
+    ] {
+        let items = list(key);
+        if !items.is_empty() {
+            out.push(format!("{title}: {}", items.join(", ")));
+        }
+    }
+    if out.is_empty() {
+        out.push("reloaded: nothing changed".into());
+    }
+    out.join("\n")
 }
 
 /// A short human summary of a status.

@@ -6,6 +6,7 @@
 //! `docs/ARCHITECTURE.md`.
 
 pub mod admin;
+pub mod audit;
 pub mod clock;
 pub mod cmd;
 pub mod config;

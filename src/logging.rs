@@ -8,9 +8,14 @@
 //! slowed anything down.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, Registry};
 
 use crate::config::Config;
 
@@ -21,13 +26,51 @@ pub fn dropped() -> usize {
     DROPPED.get().map_or(0, |c| c.dropped_lines())
 }
 
+/// Redis's log levels, in order, and the `tracing` level each maps to.
+const LEVELS: [(&str, LevelFilter); 4] = [
+    ("debug", LevelFilter::DEBUG),
+    ("verbose", LevelFilter::DEBUG),
+    ("notice", LevelFilter::INFO),
+    ("warning", LevelFilter::WARN),
+];
+
+/// The running level (an index into [`LEVELS`]) and the handle that changes the filter, so
+/// `CONFIG SET loglevel` and a reload take effect at once, without a restart.
+static LEVEL: AtomicU8 = AtomicU8::new(2);
+static FILTER: OnceLock<reload::Handle<LevelFilter, Registry>> = OnceLock::new();
+
+fn level_index(name: &str) -> Option<usize> {
+    LEVELS.iter().position(|(n, _)| *n == name)
+}
+
+/// The running log level, by its Redis name.
+pub fn level() -> &'static str {
+    LEVELS[usize::from(LEVEL.load(Ordering::Relaxed)).min(LEVELS.len() - 1)].0
+}
+
+/// Whether `name` is a log level (`CONFIG SET` checks before it applies anything).
+pub fn is_level(name: &str) -> bool {
+    level_index(name).is_some()
+}
+
+/// Changes the log level of the running process.
+pub fn set_level(name: &str) -> Result<(), String> {
+    let i = level_index(name)
+        .ok_or("argument(s) must be one of the following: debug, verbose, notice, warning")?;
+    if let Some(h) = FILTER.get() {
+        h.reload(LEVELS[i].1)
+            .map_err(|e| format!("cannot change the log level: {e}"))?;
+    }
+    LEVEL.store(i as u8, Ordering::Relaxed);
+    Ok(())
+}
+
 /// Installs the global subscriber. Keep the guard alive: dropping it flushes the queue.
 pub fn init(cfg: &Config) -> WorkerGuard {
-    let level = match cfg.loglevel.as_str() {
-        "debug" | "verbose" => tracing::Level::DEBUG,
-        "warning" => tracing::Level::WARN,
-        _ => tracing::Level::INFO,
-    };
+    let index = level_index(&cfg.loglevel).unwrap_or(2);
+    LEVEL.store(index as u8, Ordering::Relaxed);
+    let (filter, handle) = reload::Layer::new(LEVELS[index].1);
+    let _ = FILTER.set(handle);
     let builder = || {
         NonBlockingBuilder::default()
             .lossy(true)
@@ -51,13 +94,12 @@ pub fn init(cfg: &Config) -> WorkerGuard {
         None => builder().finish(std::io::stderr()),
     };
     let _ = DROPPED.set(writer.error_counter());
-    tracing_subscriber::fmt()
-        .with_max_level(level)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         // Colour only for a person at a terminal: a file or a pipe gets plain text.
         .with_ansi(cfg.logfile.is_none() && std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    tracing_subscriber::registry().with(filter).with(fmt).init();
     guard
 }
 

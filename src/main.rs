@@ -19,6 +19,13 @@ enum CtlCommand {
     /// The migration's stage, percentage and comparison counters.
     #[command(subcommand)]
     Migration(MigrationCommand),
+    /// Re-read the configuration file: apply what can change live, report the rest (as
+    /// SIGHUP does). An invalid file is refused and the running configuration kept.
+    Reload {
+        /// Print the full JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -163,9 +170,31 @@ fn main() -> std::process::ExitCode {
             admin,
             token,
             dir,
-            command: CtlCommand::Migration(m),
+            command,
         } => {
             let t = sessiond::ctl::Target { admin, token, dir };
+            let m = match command {
+                CtlCommand::Migration(m) => m,
+                CtlCommand::Reload { json } => {
+                    return match sessiond::ctl::reload(&t) {
+                        Ok(v) => {
+                            println!(
+                                "{}",
+                                if json {
+                                    v.to_string()
+                                } else {
+                                    sessiond::ctl::describe_reload(&v)
+                                }
+                            );
+                            std::process::ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprintln!("sessiond ctl: {e}");
+                            std::process::ExitCode::from(1)
+                        }
+                    };
+                }
+            };
             let r = match m {
                 MigrationCommand::Status { json } => sessiond::ctl::status(&t).map(|v| {
                     if json {

@@ -160,11 +160,14 @@ async fn run_migration(config: Config, m: MigrationConfig) -> Result<(), String>
     let (old_kind, new_kind) = (old.kind(), new.kind());
     let mut router = Router::new(Timed::new(old), Timed::new(new), m.keys, m.setting);
     (router.old_kind, router.new_kind) = (old_kind, new_kind);
+    *router.guard.get_mut().unwrap_or_else(|p| p.into_inner()) = m.guard;
     let mut server = Server::new(router, config.clone());
     server.persist = persist.clone();
     let server = Arc::new(server);
     let cron = persist.clone().map(persistence_cron);
+    let guard = tokio::spawn(guard_loop(server.clone()));
     serve_until_shutdown(&server, &describe).await?;
+    guard.abort();
     if let Some(c) = cron {
         c.abort();
     }
@@ -173,6 +176,51 @@ async fn run_migration(config: Config, m: MigrationConfig) -> Result<(), String>
     }
     tracing::info!("sessiond stopped");
     Ok(())
+}
+
+/// The guarded ramp (`migrate/guard.rs`): once a second, judge the store serving the
+/// current stage over the guard's window and step back one stage if it crossed a bound.
+/// Any change of the setting (an operator's or the guard's own) starts a new window.
+async fn guard_loop<A: Store, B: Store>(server: Arc<Server<Router<Timed<A>, Timed<B>>>>) {
+    use crate::migrate::guard::{judge, serving_side, step_back, Verdict};
+    use crate::migrate::stage::Side;
+    let router = &server.store;
+    let mut last = router.setting();
+    let mut since = crate::clock::now_ms();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let now = crate::clock::now_ms();
+        let s = router.setting();
+        let guard = *router.guard.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(cfg) = guard.filter(|_| s == last) else {
+            (last, since) = (s, now);
+            continue;
+        };
+        if now - since < cfg.window.as_millis() as i64 {
+            continue;
+        }
+        let (side, name) = serving_side(s.stage);
+        let secs = cfg.window.as_secs();
+        let w = match side {
+            Side::Old => router.old.window(secs, since),
+            Side::New => router.new.window(secs, since),
+        };
+        if let Verdict::StepBack(why) = judge(&cfg, name, &w) {
+            if let Some(back) = step_back(s) {
+                router.set_setting(back);
+                tracing::warn!("migration guard: stepping back to {}: {why}", back.stage);
+                server.audit.record(
+                    "guard",
+                    "migration",
+                    &format!("{} {}%", s.stage, s.percent()),
+                    &format!("{} {}%", back.stage, back.percent()),
+                    &why,
+                );
+                (last, since) = (back, now);
+            }
+        }
+    }
 }
 
 /// The embedded engine with its persistence.
@@ -250,7 +298,27 @@ async fn serve_until_shutdown<S: Store>(
         })
     };
 
+    // SIGHUP: re-read the configuration file (`server/reload.rs`).
+    let hup = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                tracing::warn!("cannot handle SIGHUP: reload with `sessiond ctl reload`");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                let s = server.clone();
+                // Reading and checking the file is blocking work: not on a worker thread.
+                let _ =
+                    tokio::task::spawn_blocking(move || crate::server::reload::reload_and_log(&s))
+                        .await;
+            }
+        })
+    };
+
     wait_for_shutdown(server).await;
+    hup.abort();
     auth_log.abort();
     server.auth_failures.flush(true);
     tracing::info!("shutting down");

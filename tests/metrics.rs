@@ -354,3 +354,43 @@ fn slow_commands_are_logged_without_keys_or_values() {
     assert!(!hist.is_empty());
     assert!(matches!(c.cmd(&["LATENCY", "RESET"]), Value::Int(n) if n >= 1));
 }
+
+/// Every metric the Grafana dashboard in docs/ queries is one sessiond serves (in one mode
+/// or another): a renamed metric cannot leave a dashboard panel silently empty.
+#[test]
+fn the_grafana_dashboard_queries_metrics_that_exist() {
+    let r = redis_server(&[]);
+    let url = format!("redis://127.0.0.1:{}", r.port);
+    let mut names = std::collections::HashSet::new();
+    let modes: [&[&str]; 3] = [
+        &["--appendonly", "yes", "--appendfsync", "always"],
+        &["--upstream", &url],
+        &["--migrate-from", &url, "--migrate-to", "embedded"],
+    ];
+    for extra in modes {
+        let (s, admin) = with_admin(extra);
+        let mut c = s.connect();
+        c.cmd(&["SET", "PHPREDIS_SESSION:k", "v"]);
+        c.cmd(&["GET", "PHPREDIS_SESSION:k"]);
+        for (n, _, _) in scrape(&admin).samples {
+            names.insert(n);
+        }
+    }
+    let dash = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/grafana-dashboard.json"),
+    )
+    .expect("docs/grafana-dashboard.json");
+    let mut queried = 0;
+    for (i, _) in dash.match_indices("sessiond_") {
+        let name: String = dash[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        queried += 1;
+        assert!(
+            names.contains(&name),
+            "the dashboard queries {name}, which no scrape served"
+        );
+    }
+    assert!(queried > 20, "{queried} queries found");
+}

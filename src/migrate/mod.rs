@@ -7,6 +7,7 @@
 pub mod any;
 pub mod backfill;
 pub mod files;
+pub mod guard;
 pub mod keymap;
 pub mod router;
 pub mod sql;

@@ -98,6 +98,8 @@ pub struct Router<O: Store, N: Store> {
     /// Names of the two stores, for status reports.
     pub old_kind: &'static str,
     pub new_kind: &'static str,
+    /// The guarded ramp's bounds (`guard.rs`), changeable live; `None`: off.
+    pub guard: Mutex<Option<super::guard::GuardConfig>>,
 }
 
 fn pack(s: Setting) -> u32 {
@@ -141,6 +143,7 @@ impl<O: Store, N: Store> Router<O, N> {
             stats: MigrationStats::default(),
             old_kind: "old",
             new_kind: "new",
+            guard: Mutex::new(None),
         }
     }
 
@@ -333,6 +336,14 @@ impl<O: Store, N: Store> MigrationControl for Router<O, N> {
         Router::set_setting(self, s)
     }
 
+    fn guard(&self) -> Option<super::guard::GuardConfig> {
+        *self.guard.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_guard(&self, g: Option<super::guard::GuardConfig>) {
+        *self.guard.lock().unwrap_or_else(|p| p.into_inner()) = g;
+    }
+
     fn metrics(&self, f: &mut crate::metrics::export::Families) {
         let s = Router::setting(self);
         let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -403,6 +414,7 @@ impl<O: Store, N: Store> MigrationControl for Router<O, N> {
             "stage": s.stage.name(),
             "percent": s.percent(),
             "previous_stage": s.stage.previous().name(),
+            "guard": MigrationControl::guard(self).map(|g| g.render()),
             "stores": { "old": self.old_kind, "new": self.new_kind },
             "compare": {
                 "match": n(&c.matched),

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 
 use crate::store::{
-    Db, ExpireCondition, KeyType, ScanFilter, SetOptions, SetOutcome, Store, StoreResult,
-    StoreStats, Ttl, TtlChange, UnixMs,
+    Db, ExpireCondition, KeyType, ScanFilter, SetOptions, SetOutcome, Store, StoreError,
+    StoreResult, StoreStats, Ttl, TtlChange, UnixMs,
 };
 
 /// A latency summary in microseconds.
@@ -39,10 +39,50 @@ impl Latency {
     }
 }
 
+/// One store's calls over recent seconds: what the guarded ramp (`guard.rs`) judges.
+#[derive(Debug, Clone, Default)]
+pub struct WindowStats {
+    pub calls: u64,
+    /// Calls the store could not answer (see [`Outcome`]).
+    pub failures: u64,
+    pub latency: crate::metrics::histogram::Snapshot,
+    /// The seconds covered.
+    pub seconds: u64,
+}
+
+/// Per-second cells of a ring covering the last [`RING`] seconds.
+#[derive(Clone, Copy)]
+struct Second {
+    sec: i64,
+    calls: u64,
+    failures: u64,
+    counts: [u64; crate::metrics::histogram::BUCKETS],
+}
+
+const RING: usize = 64;
+
+/// Whether a call's outcome says the store failed: it could not answer (a lost
+/// connection, a timeout, out of memory). A client's own error (`WRONGTYPE`, not an
+/// integer…) is an answer, not a failure.
+pub trait Outcome {
+    fn failed(&self) -> bool;
+}
+
+impl<T> Outcome for StoreResult<T> {
+    fn failed(&self) -> bool {
+        match self {
+            Err(StoreError::OutOfMemory) => true,
+            Err(StoreError::Other(m)) => !m.starts_with("WRONGTYPE"),
+            _ => false,
+        }
+    }
+}
+
 /// A store whose calls are timed.
 pub struct Timed<S> {
     pub inner: S,
     hist: Mutex<Histogram<u64>>,
+    ring: Mutex<[Second; RING]>,
     /// The same calls in Prometheus's fixed buckets (`/metrics`), without a lock.
     buckets: crate::metrics::Histogram,
 }
@@ -55,15 +95,62 @@ impl<S> Timed<S> {
         Timed {
             inner,
             hist: Mutex::new(hist),
+            ring: Mutex::new(
+                [Second {
+                    sec: -1,
+                    calls: 0,
+                    failures: 0,
+                    counts: [0; crate::metrics::histogram::BUCKETS],
+                }; RING],
+            ),
             buckets: Default::default(),
         }
     }
 
-    async fn timed<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+    /// The calls of the last `seconds` whole seconds that started at or after `since_ms`
+    /// (the current, partial second is included).
+    pub fn window(&self, seconds: u64, since_ms: i64) -> WindowStats {
+        let now = crate::clock::now_ms() / 1000;
+        let first = (now - seconds.min(RING as u64 - 1) as i64 + 1).max((since_ms + 999) / 1000);
+        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let mut w = WindowStats {
+            seconds: (now - first + 1).max(0) as u64,
+            ..WindowStats::default()
+        };
+        for c in ring.iter().filter(|c| c.sec >= first && c.sec <= now) {
+            w.calls += c.calls;
+            w.failures += c.failures;
+            for (t, n) in w.latency.counts.iter_mut().zip(c.counts) {
+                *t += n;
+            }
+        }
+        w.latency.count = w.calls;
+        w
+    }
+
+    async fn timed<T: Outcome>(&self, f: impl std::future::Future<Output = T>) -> T {
         let t = Instant::now();
         let r = f.await;
         let elapsed = t.elapsed();
         self.buckets.record(0, elapsed);
+        {
+            let sec = crate::clock::now_ms() / 1000;
+            let bucket = crate::metrics::histogram::BOUNDS_US
+                .partition_point(|&b| b < elapsed.as_micros() as u64);
+            let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+            let c = &mut ring[sec.rem_euclid(RING as i64) as usize];
+            if c.sec != sec {
+                *c = Second {
+                    sec,
+                    calls: 0,
+                    failures: 0,
+                    counts: [0; crate::metrics::histogram::BUCKETS],
+                };
+            }
+            c.calls += 1;
+            c.failures += u64::from(r.failed());
+            c.counts[bucket] += 1;
+        }
         let us = elapsed.as_micros() as u64;
         let mut h = self.hist.lock().unwrap_or_else(|p| p.into_inner());
         let _ = h.record(us.clamp(1, 60_000_000));

@@ -7,7 +7,9 @@ pub mod connection;
 pub mod fd_limit;
 pub mod gateway;
 pub mod listener;
+pub mod live;
 pub mod output_limit;
+pub mod reload;
 pub mod settings;
 pub mod subscriber;
 pub mod transaction;
@@ -86,6 +88,10 @@ pub struct Server<S: Store> {
     pub commands: crate::metrics::CommandMetrics,
     pub slowlog: crate::metrics::slowlog::SlowLog,
     pub latency: crate::metrics::latency::LatencyMonitor,
+    /// The configuration file as last loaded (`reload.rs`).
+    pub reloader: reload::Reloader,
+    /// Changes operators (and the migration guard) make, with who and why (`audit.rs`).
+    pub audit: crate::audit::Audit,
 }
 
 impl<S: Store> Server<S> {
@@ -105,6 +111,8 @@ impl<S: Store> Server<S> {
         }
         Server {
             commands: Default::default(),
+            reloader: reload::Reloader::new(&config),
+            audit: crate::audit::Audit::new(Some(&config.dir)),
             slowlog: crate::metrics::slowlog::SlowLog::new(
                 config.slowlog_log_slower_than,
                 config.slowlog_max_len,

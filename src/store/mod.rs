@@ -184,6 +184,9 @@ pub trait MigrationControl: Send + Sync {
     fn status(&self) -> serde_json::Value;
     /// Adds the migration's families to a `/metrics` scrape.
     fn metrics(&self, f: &mut crate::metrics::export::Families);
+    /// The guarded ramp's bounds (`None`: off).
+    fn guard(&self) -> Option<crate::migrate::guard::GuardConfig>;
+    fn set_guard(&self, g: Option<crate::migrate::guard::GuardConfig>);
 }
 
 /// Everything a command may ask of the data. See the module docs for the contract.

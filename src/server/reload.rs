@@ -1,0 +1,226 @@
+//! Live reload of the configuration file (`SIGHUP`, `sessiond ctl reload`, `POST
+//! /admin/reload`): change settings without a restart and without dropping a connection.
+//!
+//! The file is read and **validated whole with the start-up rules** first (`Config::resolve`
+//! over the same flags and environment): an invalid file is refused, with the error naming
+//! the file, the key or the line, and the running configuration is kept. Then every key
+//! whose value differs from the file last loaded is sorted into:
+//!
+//! * **applied**: a setting that can change live ([`live::SETTABLE`]); all of them are
+//!   prepared (parsed and checked) before any is applied, then applied together, exactly as
+//!   one `CONFIG SET` with every changed setting would be;
+//! * **overridden**: also given by a flag or an environment variable, which take precedence
+//!   over the file at start and still do;
+//! * **restart needed**: a setting that cannot change in a running process (listen
+//!   addresses, the data directory, the upstream URL…);
+//! * **removed**: a key no longer in the file keeps its running value until a restart
+//!   (a removed key has no value to apply; its default is what a restart gives).
+//!
+//! Connections are never touched: a reload changes shared settings that every connection
+//! reads at its next command.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use super::live;
+use super::Server;
+use crate::store::Store;
+
+/// What one reload did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Report {
+    /// (setting, old value, new value).
+    pub applied: Vec<(String, String, String)>,
+    pub restart_needed: Vec<String>,
+    pub overridden: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl Report {
+    /// One line for the log.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if self.applied.is_empty() {
+            parts.push("nothing changed live".to_string());
+        } else {
+            let a: Vec<String> = self
+                .applied
+                .iter()
+                .map(|(n, from, to)| {
+                    if n == "requirepass" {
+                        format!("{n} changed")
+                    } else {
+                        format!("{n} {from:?} -> {to:?}")
+                    }
+                })
+                .collect();
+            parts.push(format!("applied: {}", a.join(", ")));
+        }
+        if !self.restart_needed.is_empty() {
+            parts.push(format!(
+                "need a restart: {}",
+                self.restart_needed.join(", ")
+            ));
+        }
+        if !self.overridden.is_empty() {
+            parts.push(format!(
+                "overridden by a flag or environment variable: {}",
+                self.overridden.join(", ")
+            ));
+        }
+        if !self.removed.is_empty() {
+            parts.push(format!(
+                "removed from the file, running value kept until a restart: {}",
+                self.removed.join(", ")
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
+/// The file as last loaded (at start or by a reload), to tell which keys changed.
+#[derive(Default)]
+pub struct Reloader {
+    last: Mutex<toml::Table>,
+    /// One reload at a time (a SIGHUP and a `ctl reload` at once).
+    running: Mutex<()>,
+}
+
+impl Reloader {
+    /// Remembers the file the server started with (already validated by then).
+    pub fn new(config: &crate::config::Config) -> Reloader {
+        let table = config
+            .config_file
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+            .unwrap_or_default();
+        Reloader {
+            last: Mutex::new(table),
+            running: Mutex::new(()),
+        }
+    }
+}
+
+/// A TOML value as `CONFIG SET` takes it.
+fn as_setting(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Boolean(b) => if *b { "yes" } else { "no" }.to_string(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The settings given by a flag or an environment variable (clap folds both into the
+/// arguments), by their file key.
+fn set_by_flags(args: &crate::config::ServeArgs) -> HashSet<String> {
+    match serde_json::to_value(args) {
+        Ok(serde_json::Value::Object(m)) => m
+            .into_iter()
+            .filter(|(k, v)| {
+                k != "config" && !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty())
+            })
+            .map(|(k, _)| k)
+            .collect(),
+        _ => HashSet::new(),
+    }
+}
+
+/// Re-reads the configuration file and applies what changed (see the module docs).
+pub fn reload<S: Store>(server: &Server<S>) -> Result<Report, String> {
+    let _one = server
+        .reloader
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let path = server.config.config_file.as_ref().ok_or(
+        "no configuration file to reload: sessiond was started without --config".to_string(),
+    )?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+    // Every key and value, and their combinations, as at start.
+    crate::config::Config::resolve(&server.config.args)?;
+
+    let flags = set_by_flags(&server.config.args);
+    let mut last = server
+        .reloader
+        .last
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let mut names: Vec<&String> = table.keys().chain(last.keys()).collect();
+    names.sort();
+    names.dedup();
+    let mut report = Report::default();
+    let mut changes = Vec::new();
+    let mut migration: Vec<(String, String)> = Vec::new();
+    for name in names {
+        let (old, new) = (last.get(name), table.get(name));
+        if old == new {
+            continue;
+        }
+        let Some(new) = new else {
+            report.removed.push(name.clone());
+            continue;
+        };
+        if flags.contains(name) {
+            report.overridden.push(name.clone());
+            continue;
+        }
+        let value = as_setting(new);
+        if name == "migrate-stage" || name == "migrate-percent" {
+            migration.push((name.clone(), value));
+        } else if live::SETTABLE.contains(&name.as_str()) {
+            let change = live::prepare(server, name, &value)
+                .map_err(|e| format!("config file {}: {name}: {e}", path.display()))?;
+            changes.push((name.clone(), live::get(server, name), value, change));
+        } else {
+            report.restart_needed.push(name.clone());
+        }
+    }
+    let stage = if migration.is_empty() {
+        None
+    } else {
+        let pairs: Vec<&[u8]> = migration
+            .iter()
+            .flat_map(|(n, v)| [n.as_bytes(), v.as_bytes()])
+            .collect();
+        live::migration_change(server, &pairs)
+            .map_err(|(name, e)| format!("config file {}: {name}: {e}", path.display()))?
+    };
+    for (name, from, to, change) in changes {
+        live::apply(server, change);
+        report.applied.push((name, from, to));
+    }
+    if let (Some(s), Some(m)) = (stage, server.store.migration()) {
+        let before = m.setting();
+        m.set_setting(s);
+        server.audit.record(
+            "reload",
+            "migration",
+            &format!("{} {}%", before.stage, before.percent()),
+            &format!("{} {}%", s.stage, s.percent()),
+            "configuration file",
+        );
+        for (name, value) in migration {
+            let from = match name.as_str() {
+                "migrate-stage" => before.stage.name().to_string(),
+                _ => before.percent().to_string(),
+            };
+            report.applied.push((name, from, value));
+        }
+    }
+    *last = table;
+    Ok(report)
+}
+
+/// Runs a reload and logs its outcome (the `SIGHUP` path, which has no one to reply to).
+pub fn reload_and_log<S: Store>(server: &Server<S>) {
+    match reload(server) {
+        Ok(r) => tracing::info!("configuration reloaded: {}", r.summary()),
+        Err(e) => tracing::warn!("configuration reload refused, running configuration kept: {e}"),
+    }
+}

@@ -1,0 +1,163 @@
+//! Live reload of the configuration file: SIGHUP and `sessiond ctl reload` under load.
+
+mod support;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::{sessiond, sessiond_bin, Conn, TempDir, Value};
+
+const TOKEN: &str = "reload-test-token";
+
+fn ctl(admin: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(sessiond_bin())
+        .args(["ctl", "--admin", admin, "--token", TOKEN])
+        .args(args)
+        .output()
+        .expect("run sessiond ctl");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn config_get(c: &mut Conn, name: &str) -> String {
+    match c.cmd(&["CONFIG", "GET", name]) {
+        Value::Array(v) if v.len() == 2 => v[1].as_str(),
+        other => panic!("CONFIG GET {name}: {other:?}"),
+    }
+}
+
+/// Polls until `name` reads `want` (a SIGHUP is handled asynchronously).
+fn wait_for(c: &mut Conn, name: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = config_get(c, name);
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} is {got:?}, never became {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sighup_and_ctl_reload_apply_live_settings_without_dropping_connections() {
+    let dir = TempDir::new("reload");
+    let file = dir.path("sessiond.toml");
+    std::fs::write(
+        &file,
+        "slowlog-max-len = 128\nloglevel = \"notice\"\nmaxclients = 1000\ndatabases = 16\n",
+    )
+    .expect("write config");
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let file_arg = file.to_string_lossy().into_owned();
+    let s = sessiond(&[
+        "--config",
+        &file_arg,
+        "--maxclients",
+        "500",
+        "--admin-listen",
+        &admin,
+        "--admin-token",
+        TOKEN,
+    ]);
+
+    // Load on four connections for the whole test: none may fail or be dropped.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (stop, ops) = (stop.clone(), ops.clone());
+            let mut c = s.connect();
+            std::thread::spawn(move || {
+                let key = format!("session:{w}");
+                while !stop.load(Ordering::Relaxed) {
+                    assert_eq!(
+                        c.cmd(&["SET", &key, "v", "EX", "60"]),
+                        Value::Simple("OK".into())
+                    );
+                    assert_eq!(c.cmd(&["GET", &key]), Value::bulk("v"));
+                    ops.fetch_add(2, Ordering::Relaxed);
+                }
+                c
+            })
+        })
+        .collect();
+
+    let mut c = s.connect();
+    assert_eq!(config_get(&mut c, "slowlog-max-len"), "128");
+    std::fs::write(
+        &file,
+        "slowlog-max-len = 7\nloglevel = \"warning\"\nlatency-monitor-threshold = 5\n\
+         notify-keyspace-events = \"Ex\"\nmaxclients = 100\ndatabases = 4\n",
+    )
+    .expect("rewrite config");
+    s.signal("HUP");
+    wait_for(&mut c, "slowlog-max-len", "7");
+    assert_eq!(config_get(&mut c, "loglevel"), "warning");
+    assert_eq!(config_get(&mut c, "latency-monitor-threshold"), "5");
+    assert_eq!(config_get(&mut c, "notify-keyspace-events"), "xE");
+    // The flag still wins over the file, as at start; databases needs a restart.
+    assert_eq!(config_get(&mut c, "maxclients"), "500");
+    assert_eq!(config_get(&mut c, "databases"), "16");
+
+    // ctl reload reports what it did: the file as just loaded, a new change, the rest.
+    std::fs::write(
+        &file,
+        "slowlog-max-len = 9\nloglevel = \"warning\"\nlatency-monitor-threshold = 5\n\
+         notify-keyspace-events = \"Ex\"\nmaxclients = 200\ndatabases = 8\n",
+    )
+    .expect("rewrite config");
+    let (ok, text) = ctl(&admin, &["reload", "--json"]);
+    assert!(ok, "{text}");
+    let v: serde_json::Value = serde_json::from_str(text.trim()).expect("JSON report");
+    assert_eq!(
+        v["applied"],
+        serde_json::json!([["slowlog-max-len", "7", "9"]]),
+        "{text}"
+    );
+    assert_eq!(v["overridden"], serde_json::json!(["maxclients"]), "{text}");
+    assert_eq!(
+        v["restart_needed"],
+        serde_json::json!(["databases"]),
+        "{text}"
+    );
+    assert_eq!(config_get(&mut c, "slowlog-max-len"), "9");
+
+    // An invalid file is refused whole, saying where, and nothing changes.
+    std::fs::write(
+        &file,
+        "slowlog-max-len = 3\nmaxmemory-policy = \"sometimes\"\n",
+    )
+    .expect("rewrite config");
+    let (ok, text) = ctl(&admin, &["reload"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("400") && text.contains("maxmemory-policy"),
+        "{text}"
+    );
+    std::fs::write(&file, "slowlog-max-len = [oops\n").expect("rewrite config");
+    let (ok, text) = ctl(&admin, &["reload"]);
+    assert!(!ok && text.contains("line 1"), "{text}");
+    assert_eq!(config_get(&mut c, "slowlog-max-len"), "9");
+
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let mut conn = w.join().expect("a load connection failed");
+        assert_eq!(conn.cmd(&["PING"]), Value::Simple("PONG".into()));
+    }
+    assert!(ops.load(Ordering::Relaxed) > 0);
+}
+
+#[test]
+fn reload_without_a_config_file_is_refused() {
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let _s = sessiond(&["--admin-listen", &admin, "--admin-token", TOKEN]);
+    let (ok, text) = ctl(&admin, &["reload"]);
+    assert!(!ok && text.contains("without --config"), "{text}");
+}

@@ -11,7 +11,10 @@
 //! * `PUT /admin/migration` with `{"stage": "shadow", "percent": 5}` (either field may be
 //!   left out): both change in one step, seen by every connection's next command, and logged.
 //!
-//! Every request needs `Authorization: Bearer <token>`, compared in constant time. The token
+//! The operator's console (`/console/`, `console/`) is served by the same listener; it logs
+//! in with the same token and keeps a cookie session.
+//!
+//! Every API request needs `Authorization: Bearer <token>`, compared in constant time. The token
 //! is `--admin-token`; without one, sessiond makes a random one (from the OS CSPRNG) and writes it to
 //! `<dir>/admin.token` (mode 0600, replacing whatever was there, never through a symlink), where `sessiond ctl` on the same host finds it. A
 //! non-loopback admin address needs an explicit token, as a non-loopback data address needs a
@@ -37,6 +40,8 @@ use crate::store::Store;
 pub struct AdminConfig {
     pub listen: SocketAddr,
     pub token: Option<String>,
+    /// `--console-show-values`.
+    pub show_values: bool,
 }
 
 /// The file a generated token is written to.
@@ -71,12 +76,17 @@ struct Admin<S: Store> {
 }
 
 fn authorized(headers: &HeaderMap, token: &str) -> bool {
-    use subtle::ConstantTimeEq;
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
+    token_matches(given, token)
+}
+
+/// Compares a given token with the admin token in constant time.
+pub fn token_matches(given: &str, token: &str) -> bool {
+    use subtle::ConstantTimeEq;
     // Digests, so that the comparison does not leak the length either.
     let a = sha1_smol::Sha1::from(given).digest().bytes();
     let b = sha1_smol::Sha1::from(token).digest().bytes();
@@ -158,46 +168,48 @@ async fn update<S: Store>(
     if !authorized(&headers, &a.token) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
-    let Some(m) = a.server.store.migration() else {
-        return error(
+    match change_migration(&a.server, &crate::audit::token_id(&a.token), &body) {
+        Ok(v) => (StatusCode::OK, Json(v)),
+        Err((code, e)) => error(code, &e),
+    }
+}
+
+/// A change of the migration's stage, percentage and/or guard (`{"stage": "shadow",
+/// "percent": 5, "guard": "errors=1%,window=30s"}`, each optional), as the admin API and the
+/// console make it: all checked before anything changes, then applied and audited as `who`.
+/// Returns the new status.
+pub fn change_migration<S: Store>(
+    server: &Server<S>,
+    who: &str,
+    body: &[u8],
+) -> Result<Value, (StatusCode, String)> {
+    let bad = |e: String| (StatusCode::BAD_REQUEST, e);
+    let Some(m) = server.store.migration() else {
+        return Err((
             StatusCode::CONFLICT,
-            "not migrating (start with --migrate-from and --migrate-to)",
-        );
+            "not migrating (start with --migrate-from and --migrate-to)".into(),
+        ));
     };
-    let change: Change = match serde_json::from_slice(&body) {
-        Ok(c) => c,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad JSON: {e}")),
-    };
+    let change: Change = serde_json::from_slice(body).map_err(|e| bad(format!("bad JSON: {e}")))?;
     let current = m.setting();
     let stage = match &change.stage {
-        Some(s) => match Stage::parse(s) {
-            Some(st) => st,
-            None => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "stage must be off, dualwrite, shadow, live, rampdown or complete",
-                )
-            }
-        },
+        Some(s) => Stage::parse(s).ok_or_else(|| {
+            bad("stage must be off, dualwrite, shadow, live, rampdown or complete".into())
+        })?,
         None => current.stage,
     };
-    let setting = match Setting::new(stage, change.percent.unwrap_or(current.percent())) {
-        Ok(s) => s,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
-    };
+    let setting = Setting::new(stage, change.percent.unwrap_or(current.percent())).map_err(bad)?;
     let guard = match change.guard.as_deref() {
         None => None,
         Some("off") => Some(None),
-        Some(g) => match crate::migrate::guard::GuardConfig::parse(g) {
-            Ok(g) => Some(Some(g)),
-            Err(e) => return error(StatusCode::BAD_REQUEST, &e),
-        },
+        Some(g) => Some(Some(
+            crate::migrate::guard::GuardConfig::parse(g).map_err(bad)?,
+        )),
     };
-    let who = crate::audit::token_id(&a.token);
     if change.stage.is_some() || change.percent.is_some() {
         m.set_setting(setting);
-        a.server.audit.record(
-            &who,
+        server.audit.record(
+            who,
             "migration",
             &format!("{} {}%", current.stage, current.percent()),
             &format!("{} {}%", setting.stage, setting.percent()),
@@ -210,11 +222,11 @@ async fn update<S: Store>(
         };
         let before = render(m.guard());
         m.set_guard(g);
-        a.server
+        server
             .audit
-            .record(&who, "migration guard", &before, &render(g), "");
+            .record(who, "migration guard", &before, &render(g), "");
     }
-    (StatusCode::OK, Json(m.status()))
+    Ok(m.status())
 }
 
 /// Binds the admin listener (before the data listeners, so a bad address fails start-up)
@@ -235,7 +247,13 @@ pub async fn start<S: Store>(server: Arc<Server<S>>, cfg: &AdminConfig) -> Resul
         .route("/admin/migration", get(status::<S>).put(update::<S>))
         .route("/metrics", get(metrics::<S>))
         .route("/admin/reload", axum::routing::post(reload::<S>))
-        .with_state(Arc::new(Admin { server, token }));
+        .with_state(Arc::new(Admin {
+            server: server.clone(),
+            token: token.clone(),
+        }))
+        .merge(crate::console::routes(Arc::new(
+            crate::console::Console::new(server, token, cfg.show_values),
+        )));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("admin API stopped: {e}");

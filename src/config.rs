@@ -244,6 +244,11 @@ pub struct ServeArgs {
     )]
     pub admin_token: Option<String>,
 
+    /// Let the console's session lookup show values (`yes`/`no`). Default no: the console
+    /// shows a session's type, TTL, size and store, never its data.
+    #[arg(long, env = "SESSIOND_CONSOLE_SHOW_VALUES", value_name = "YES|NO")]
+    pub console_show_values: Option<String>,
+
     /// Migration: the store sessions are moving from: `embedded` or a Redis URL (as for
     /// --upstream). With --migrate-to, sessiond serves through the migration router.
     #[arg(long, env = "SESSIOND_MIGRATE_FROM", value_name = "URL")]
@@ -319,6 +324,7 @@ struct FileConfig {
     upstream_refresh_interval_ms: Option<u64>,
     admin_listen: Option<String>,
     admin_token: Option<String>,
+    console_show_values: Option<String>,
     migrate_from: Option<String>,
     migrate_to: Option<String>,
     migrate_stage: Option<String>,
@@ -725,6 +731,14 @@ impl Config {
             let listen: SocketAddr = a
                 .parse()
                 .map_err(|_| format!("--admin-listen '{a}': expected HOST:PORT"))?;
+            let show_values = match args
+                .console_show_values
+                .clone()
+                .or(file.console_show_values.clone())
+            {
+                Some(v) => parse_yes_no(&v).map_err(|e| format!("console-show-values: {e}"))?,
+                None => false,
+            };
             c.admin = Some(crate::admin::AdminConfig {
                 listen,
                 token: args
@@ -732,6 +746,7 @@ impl Config {
                     .clone()
                     .or(file.admin_token.clone())
                     .filter(|t| !t.is_empty()),
+                show_values,
             });
         }
         let migrate_from = args.migrate_from.clone().or(file.migrate_from.clone());

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod clock;
 pub mod cmd;
 pub mod config;
+pub mod console;
 pub mod ctl;
 pub mod engine;
 pub mod logging;

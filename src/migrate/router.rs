@@ -336,6 +336,13 @@ impl<O: Store, N: Store> MigrationControl for Router<O, N> {
         Router::set_setting(self, s)
     }
 
+    fn serving(&self, key: &[u8]) -> &'static str {
+        match self.plan(key).serve {
+            Side::Old => "old",
+            Side::New => "new",
+        }
+    }
+
     fn guard(&self) -> Option<super::guard::GuardConfig> {
         *self.guard.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -184,6 +184,8 @@ pub trait MigrationControl: Send + Sync {
     fn status(&self) -> serde_json::Value;
     /// Adds the migration's families to a `/metrics` scrape.
     fn metrics(&self, f: &mut crate::metrics::export::Families);
+    /// Which store (`old`/`new`) serves this key's session in the current setting.
+    fn serving(&self, key: &[u8]) -> &'static str;
     /// The guarded ramp's bounds (`None`: off).
     fn guard(&self) -> Option<crate::migrate::guard::GuardConfig>;
     fn set_guard(&self, g: Option<crate::migrate::guard::GuardConfig>);

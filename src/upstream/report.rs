@@ -63,6 +63,44 @@ impl Upstream {
         s
     }
 
+    /// The topology for the console: mode, nodes (address, role, health, counters, last
+    /// error) and the primary switches seen.
+    pub fn console_view(&self) -> serde_json::Value {
+        let sh = &self.shared;
+        let mode = match &self.opts.url.topology {
+            Topology::Single(_) => "single",
+            Topology::Sentinel { .. } => "sentinel",
+            Topology::Cluster(_) => "cluster",
+        };
+        let nodes: Vec<serde_json::Value> = self
+            .nodes()
+            .into_iter()
+            .map(|(n, role)| {
+                let st = &n.stats;
+                let lat = st.latency.snapshot();
+                serde_json::json!({
+                    "addr": n.addr,
+                    "role": role,
+                    "healthy": n.is_healthy(),
+                    "requests": st.requests.load(Ordering::Relaxed),
+                    "errors": st.errors.load(Ordering::Relaxed),
+                    "timeouts": st.timeouts.load(Ordering::Relaxed),
+                    "ejections": st.ejections.load(Ordering::Relaxed),
+                    "p99_us": lat.quantile_us(0.99),
+                    "last_error": n.last_error(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "gateway": true,
+            "mode": mode,
+            "url": self.opts.url.to_string(),
+            "primary_switches": sh.switches.load(Ordering::Relaxed),
+            "last_switch": sh.last_switch.lock().unwrap_or_else(|p| p.into_inner()).to_string(),
+            "nodes": nodes,
+        })
+    }
+
     /// Adds the upstream's families to a `/metrics` scrape.
     pub fn metrics(&self, f: &mut Families) {
         let sh = &self.shared;

@@ -876,7 +876,7 @@ fn upstream_options(
         }
     };
     if let Some(v) = args.upstream_timeout_ms.or(file.upstream_timeout_ms) {
-        o.timeout = positive(v, "upstream-timeout-ms")?;
+        o.set_timeout(positive(v, "upstream-timeout-ms")?);
     }
     if let Some(v) = args
         .upstream_connect_timeout_ms

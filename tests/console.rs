@@ -216,3 +216,67 @@ fn console_login_sets_a_strict_cookie_and_changes_need_the_csrf_token() {
     );
     assert!(head.contains("x-frame-options: deny"), "{head}");
 }
+
+/// The upstream page's data in gateway mode: the node, its role and health, and a
+/// timeline that records an ejection when the node dies.
+#[test]
+fn the_console_shows_the_upstream_topology_and_its_timeline() {
+    let mut r = redis_server(&[]);
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let _s = sessiond(&[
+        "--upstream",
+        &format!("redis://127.0.0.1:{}", r.port),
+        "--upstream-health-interval-ms",
+        "100",
+        "--admin-listen",
+        &admin,
+        "--admin-token",
+        TOKEN,
+    ]);
+    let body = format!("{{\"token\":\"{TOKEN}\"}}");
+    let (_, head, _) = http(
+        &admin,
+        &format!(
+            "POST /console/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    let cookie = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .and_then(|l| l.split_once(':'))
+        .and_then(|(_, v)| v.trim().split(';').next())
+        .expect("cookie")
+        .to_string();
+    let upstream = || {
+        let (status, _, body) = http(
+            &admin,
+            &format!("GET /console/api/upstream HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: {cookie}\r\n\r\n"),
+        );
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(body.trim()).expect("JSON")
+    };
+    let v = upstream();
+    let node = format!("127.0.0.1:{}", r.port);
+    assert_eq!(v["nodes"][0]["addr"], node.as_str(), "{v}");
+    assert_eq!(v["nodes"][0]["role"], "master");
+    assert_eq!(v["nodes"][0]["healthy"], true);
+    r.kill();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let v = upstream();
+        let ejected = v["timeline"].as_array().is_some_and(|t| {
+            t.iter()
+                .any(|e| e["event"].as_str().is_some_and(|e| e.contains("ejected")))
+        });
+        if ejected {
+            assert_eq!(v["nodes"][0]["healthy"], false, "{v}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ejection in the timeline: {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -161,3 +161,66 @@ fn reload_without_a_config_file_is_refused() {
     let (ok, text) = ctl(&admin, &["reload"]);
     assert!(!ok && text.contains("without --config"), "{text}");
 }
+
+/// Gateway and migration settings change live too: the upstream timeout the running
+/// upstream uses, and the migration guard.
+#[test]
+fn reload_changes_the_upstream_timeout_and_the_migration_guard() {
+    let r = support::redis_server(&[]);
+    let url = format!("redis://127.0.0.1:{}", r.port);
+    let dir = TempDir::new("reload-gw");
+    let file = dir.path("sessiond.toml");
+    std::fs::write(&file, "upstream-timeout-ms = 1000\n").expect("write config");
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let file_arg = file.to_string_lossy().into_owned();
+    let gw = sessiond(&[
+        "--config",
+        &file_arg,
+        "--upstream",
+        &url,
+        "--admin-listen",
+        &admin,
+        "--admin-token",
+        TOKEN,
+    ]);
+    let mut c = gw.connect();
+    assert_eq!(config_get(&mut c, "upstream-timeout-ms"), "1000");
+    std::fs::write(&file, "upstream-timeout-ms = 250\n").expect("rewrite config");
+    let (ok, text) = ctl(&admin, &["reload"]);
+    assert!(ok && text.contains("upstream-timeout-ms"), "{text}");
+    assert_eq!(config_get(&mut c, "upstream-timeout-ms"), "250");
+    // The running upstream uses it (INFO reads the upstream's own options).
+    let info = c.cmd(&["INFO", "upstream"]).as_str();
+    assert!(info.contains("upstream_timeout_ms:250"), "{info}");
+    drop(gw);
+
+    let file2 = dir.path("migrate.toml");
+    std::fs::write(&file2, "migrate-stage = \"dualwrite\"\n").expect("write config");
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let file_arg = file2.to_string_lossy().into_owned();
+    let m = sessiond(&[
+        "--config",
+        &file_arg,
+        "--migrate-from",
+        &url,
+        "--migrate-to",
+        "embedded",
+        "--admin-listen",
+        &admin,
+        "--admin-token",
+        TOKEN,
+    ]);
+    let mut c = m.connect();
+    assert_eq!(config_get(&mut c, "migrate-guard"), "off");
+    std::fs::write(
+        &file2,
+        "migrate-stage = \"shadow\"\nmigrate-percent = 25\nmigrate-guard = \"errors=2%,window=10s\"\n",
+    )
+    .expect("rewrite config");
+    m.signal("HUP");
+    wait_for(&mut c, "migrate-stage", "shadow");
+    assert_eq!(config_get(&mut c, "migrate-percent"), "25");
+    wait_for(&mut c, "migrate-guard", "errors=2%,window=10s");
+    let audit = std::fs::read_to_string(m.dir.0.join("audit.log")).expect("audit.log");
+    assert!(audit.contains("\"who\":\"reload\""), "{audit}");
+}

@@ -127,7 +127,7 @@ pub fn config<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
             let mut changes = Vec::with_capacity(a.len() / 2);
             for pair in a[2..].chunks_exact(2) {
                 let name = lossy(pair[0]).to_ascii_lowercase();
-                if name.starts_with("migrate-") {
+                if name == "migrate-stage" || name == "migrate-percent" {
                     continue;
                 }
                 let change = live::prepare(cx.server, &name, &lossy(pair[1])).map_err(|e| {
@@ -138,7 +138,8 @@ pub fn config<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
                 changes.push((name, change, pair[1]));
             }
             for (name, change, value) in changes {
-                live::apply(cx.server, change);
+                let h = &cx.client.handle;
+                live::apply(cx.server, change, &format!("client {} {}", h.id, h.addr));
                 static LOG: crate::logging::Throttle = crate::logging::Throttle::new();
                 if name != "requirepass" {
                     if let Some(n) = LOG.allow() {

@@ -37,7 +37,11 @@ async fn overview<S: Store>(State(c): C<S>, headers: HeaderMap) -> Response {
         return r.into_response();
     }
     let srv = &c.server;
-    let lat = srv.commands.all_latency();
+    // A gateway runs few commands itself: its latency is the upstream round trips.
+    let (lat, latency_source) = match srv.store.gateway() {
+        Some(up) => (up.request_latency(), "upstream round trips"),
+        None => (srv.commands.all_latency(), "commands run here"),
+    };
     let calls: u64 = (0..FAMILIES.len()).map(|f| srv.commands.calls(f)).sum();
     let errors: u64 = (0..FAMILIES.len()).map(|f| srv.commands.errors(f)).sum();
     let st = srv.store.stats(crate::clock::now_ms());
@@ -57,6 +61,7 @@ async fn overview<S: Store>(State(c): C<S>, headers: HeaderMap) -> Response {
         "errors": errors,
         "latency_bounds_us": BOUNDS_US,
         "latency_counts": lat.counts,
+        "latency_source": latency_source,
         "connected_clients": srv.clients.count(),
         "blocked_clients": srv.store.engine().map_or(0, |e| e.blocked_clients()),
         "keys": keys,

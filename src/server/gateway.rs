@@ -169,7 +169,7 @@ impl GatewayClient {
     pub async fn drain(&mut self, up: &Upstream, out: &mut BytesMut) {
         self.fwd.drain(up, out).await;
         if let Some(p) = self.pinned.as_mut() {
-            p.drain(out, Some(up.opts.timeout)).await;
+            p.drain(out, Some(up.opts.timeout())).await;
             if !p.moved.is_empty() && matches!(self.tx, Tx::Multi { .. }) {
                 self.tx_moved = true;
             }

@@ -46,6 +46,8 @@ pub const PARAMS: &[&str] = &[
     "group-commit-window-us",
     "migrate-stage",
     "migrate-percent",
+    "migrate-guard",
+    "upstream-timeout-ms",
     "save",
     "notify-keyspace-events",
     "slowlog-log-slower-than",
@@ -126,6 +128,15 @@ pub fn get<S: Store>(server: &Server<S>, name: &str) -> String {
             .migration()
             .map(|m| m.setting().percent().to_string())
             .unwrap_or_default(),
+        "migrate-guard" => server
+            .store
+            .migration()
+            .map(|m| m.guard().map_or_else(|| "off".to_string(), |g| g.render()))
+            .unwrap_or_default(),
+        "upstream-timeout-ms" => upstream_options(server)
+            .first()
+            .map(|o| o.timeout().as_millis().to_string())
+            .unwrap_or_default(),
         "save" => String::new(),
         "notify-keyspace-events" => {
             crate::pubsub::flags_to_string(server.pubsub.notify_flags.load(Ordering::Relaxed))
@@ -186,6 +197,8 @@ pub fn migration_change<S: Store>(
 /// into one of these before any is applied, so a bad value changes nothing (Redis 7).
 pub enum Change {
     LogLevel(String),
+    MigrateGuard(Option<crate::migrate::guard::GuardConfig>),
+    UpstreamTimeout(std::time::Duration),
     RequirePass(String),
     MaxMemory(u64),
     MaxMemoryPolicy(String),
@@ -237,7 +250,25 @@ pub const SETTABLE: &[&str] = &[
     "slowlog-max-len",
     "latency-monitor-threshold",
     "loglevel",
+    "migrate-guard",
+    "upstream-timeout-ms",
 ];
+
+/// The upstream options of every Redis the server talks to (the gateway's, or a
+/// migration's Redis stores). Clones of one `Options` share their live settings.
+fn upstream_options<S: Store>(server: &Server<S>) -> Vec<&crate::upstream::Options> {
+    use crate::config::StoreUrl;
+    let cfg = &server.config;
+    let mut v: Vec<&crate::upstream::Options> = cfg.upstream.iter().collect();
+    if let Some(m) = &cfg.migration {
+        for side in [&m.from, &m.to] {
+            if let StoreUrl::Redis(o) = side {
+                v.push(o);
+            }
+        }
+    }
+    v
+}
 
 pub fn prepare<S: Store>(server: &Server<S>, name: &str, value: &str) -> Result<Change, String> {
     let st = &server.settings;
@@ -317,6 +348,25 @@ pub fn prepare<S: Store>(server: &Server<S>, name: &str, value: &str) -> Result<
             }
             Change::LogLevel(value.to_string())
         }
+        "migrate-guard" => {
+            if server.store.migration().is_none() {
+                return Err("not migrating (start with --migrate-from and --migrate-to)".into());
+            }
+            Change::MigrateGuard(match value {
+                "off" | "" => None,
+                g => Some(crate::migrate::guard::GuardConfig::parse(g)?),
+            })
+        }
+        "upstream-timeout-ms" => {
+            if upstream_options(server).is_empty() {
+                return Err("no upstream Redis in this mode".into());
+            }
+            let n = num(value)?;
+            if n == 0 {
+                return Err("argument must be at least 1".into());
+            }
+            Change::UpstreamTimeout(std::time::Duration::from_millis(n))
+        }
         "slowlog-log-slower-than" => Change::SlowlogSlowerThan(long_in(value, -1)?),
         "slowlog-max-len" => Change::SlowlogMaxLen(long_in(value, 0)? as usize),
         "latency-monitor-threshold" => Change::LatencyThreshold(long_in(value, 0)? as u64),
@@ -324,7 +374,9 @@ pub fn prepare<S: Store>(server: &Server<S>, name: &str, value: &str) -> Result<
     })
 }
 
-pub fn apply<S: Store>(server: &Server<S>, change: Change) {
+/// Applies a prepared change; `who` is written to the audit log for changes to the
+/// migration.
+pub fn apply<S: Store>(server: &Server<S>, change: Change, who: &str) {
     let st = &server.settings;
     match change {
         Change::RequirePass(p) => st.set_requirepass(Some(p)),
@@ -347,6 +399,23 @@ pub fn apply<S: Store>(server: &Server<S>, change: Change) {
         }
         Change::ProtoMaxMultibulkLen(n) => st.proto_max_multibulk_len.store(n, Ordering::Relaxed),
         Change::ProtectedMode(b) => st.protected_mode.store(b, Ordering::Relaxed),
+        Change::MigrateGuard(g) => {
+            if let Some(m) = server.store.migration() {
+                let render = |g: Option<crate::migrate::guard::GuardConfig>| {
+                    g.map_or_else(|| "off".to_string(), |g| g.render())
+                };
+                let before = render(m.guard());
+                m.set_guard(g);
+                server
+                    .audit
+                    .record(who, "migration guard", &before, &render(g), "");
+            }
+        }
+        Change::UpstreamTimeout(d) => {
+            for o in upstream_options(server) {
+                o.set_timeout(d);
+            }
+        }
         Change::LogLevel(l) => {
             if let Err(e) = crate::logging::set_level(&l) {
                 tracing::warn!("{e}");

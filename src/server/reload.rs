@@ -192,7 +192,7 @@ pub fn reload<S: Store>(server: &Server<S>) -> Result<Report, String> {
             .map_err(|(name, e)| format!("config file {}: {name}: {e}", path.display()))?
     };
     for (name, from, to, change) in changes {
-        live::apply(server, change);
+        live::apply(server, change, "reload");
         report.applied.push((name, from, to));
     }
     if let (Some(s), Some(m)) = (stage, server.store.migration()) {

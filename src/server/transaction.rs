@@ -170,7 +170,7 @@ pub(super) async fn in_multi<S: Store>(
                 held.push(args.iter().map(|a| a.to_vec()).collect());
                 gw.fwd.drain(up, wbuf).await;
                 if let Some(p) = gw.pinned.as_mut() {
-                    p.drain(wbuf, Some(up.opts.timeout)).await;
+                    p.drain(wbuf, Some(up.opts.timeout())).await;
                 }
                 wbuf.extend_from_slice(b"+QUEUED\r\n");
                 return Flow::Continue;

@@ -32,12 +32,14 @@ impl Upstream {
                     Err(e) => Err(e),
                     Ok(conn) => {
                         node.stats.requests.fetch_add(1, Ordering::Relaxed);
-                        match tokio::time::timeout(self.opts.timeout, conn.send(req.clone(), 1))
+                        match tokio::time::timeout(self.opts.timeout(), conn.send(req.clone(), 1))
                             .await
                         {
                             Ok(Ok(b)) => Ok(b),
                             Ok(Err(_)) => Err(forward::lost_message(&node.addr)),
-                            Err(_) => Err(forward::timeout_message(&node.addr, self.opts.timeout)),
+                            Err(_) => {
+                                Err(forward::timeout_message(&node.addr, self.opts.timeout()))
+                            }
                         }
                     }
                 },

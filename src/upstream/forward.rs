@@ -256,7 +256,7 @@ impl ClientForwarder {
             node: o.node,
             pool: o.pool,
             count: o.count,
-            deadline: Instant::now() + up.opts.timeout,
+            deadline: Instant::now() + up.opts.timeout(),
             outcome,
             conn,
             retry: o.read_only.then(|| bytes.clone()),
@@ -387,7 +387,7 @@ impl ClientForwarder {
             let replies = match tokio::time::timeout_at(deadline, conn.send(req, count)).await {
                 Ok(Ok(b)) => b,
                 Ok(Err(_)) => return Err(lost_message(&node.addr)),
-                Err(_) => return Err(timeout_message(&node.addr, up.opts.timeout)),
+                Err(_) => return Err(timeout_message(&node.addr, up.opts.timeout())),
             };
             let reply = if count == 2 {
                 let mut sc = FrameScanner::default();
@@ -422,7 +422,7 @@ impl ClientForwarder {
                             .stats
                             .timeouts
                             .fetch_add(s.count as u64, Ordering::Relaxed);
-                        return Err((timeout_message(&s.node.addr, up.opts.timeout), s.count));
+                        return Err((timeout_message(&s.node.addr, up.opts.timeout()), s.count));
                     }
                     Ok(Err(_)) => {
                         // Make sure nobody sends on it again before its reader notices.

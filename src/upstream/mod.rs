@@ -99,8 +99,13 @@ pub struct Options {
     /// The most dedicated (pinned) connections at once, over all nodes.
     pub pinned_max: usize,
     pub connect_timeout: Duration,
-    /// How long a client waits for an upstream reply before it gets an error.
-    pub timeout: Duration,
+    /// How long a client waits for an upstream reply before it gets an error, in ms; see
+    /// [`Options::timeout`]. Shared by every clone, so a reload changes it for the running
+    /// upstream.
+    timeout_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// What happened to the topology, newest last: primary switches, ejections, recoveries
+    /// (the console's timeline). Shared by every clone, as the nodes hold one.
+    pub timeline: Arc<Mutex<std::collections::VecDeque<(i64, String)>>>,
     pub health_interval: Duration,
     /// Failed health checks in a row before a node is ejected.
     pub failure_limit: u32,
@@ -113,6 +118,25 @@ pub struct Options {
 }
 
 impl Options {
+    /// How long a client waits for an upstream reply before it gets an error (live).
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Adds an event to the topology timeline (the last 100 are kept).
+    pub fn note(&self, event: String) {
+        let mut t = self.timeline.lock().unwrap_or_else(|p| p.into_inner());
+        if t.len() == 100 {
+            t.pop_front();
+        }
+        t.push_back((crate::clock::now_ms(), event));
+    }
+
+    pub fn set_timeout(&self, d: Duration) {
+        self.timeout_ms
+            .store(d.as_millis().max(1) as u64, Ordering::Relaxed);
+    }
+
     pub fn new(url: UpstreamUrl, databases: usize) -> Options {
         Options {
             user: url.user.clone(),
@@ -122,7 +146,8 @@ impl Options {
             connections: 2,
             pinned_max: 1000,
             connect_timeout: Duration::from_millis(1000),
-            timeout: Duration::from_millis(1000),
+            timeout_ms: Arc::new(std::sync::atomic::AtomicU64::new(1000)),
+            timeline: Arc::default(),
             health_interval: node::HEALTH_INTERVAL,
             failure_limit: 3,
             read_from_replica: ReadFrom::Never,
@@ -224,6 +249,10 @@ impl Shared {
                 crate::clock::now_ms()
             );
             tracing::warn!("upstream primary switched: {msg}");
+            self.opts.note(format!(
+                "primary switched: {} -> {primary}",
+                current.primary.addr
+            ));
             *self.last_switch.lock().unwrap_or_else(|p| p.into_inner()) = msg;
         }
         *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(routes);
@@ -559,7 +588,7 @@ impl Upstream {
             .ok_or_else(|| Retry::No("ERR DB index is out of range".into()))?;
         let conn = node.conn(key, slot).await.map_err(Retry::Lost)?;
         node.stats.requests.fetch_add(1, Ordering::Relaxed);
-        match tokio::time::timeout(self.opts.timeout, conn.send(req, count)).await {
+        match tokio::time::timeout(self.opts.timeout(), conn.send(req, count)).await {
             Ok(Ok(bytes)) => {
                 let mut at = 0;
                 loop {
@@ -579,7 +608,7 @@ impl Upstream {
                 node.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                 Err(Retry::No(forward::timeout_message(
                     &node.addr,
-                    self.opts.timeout,
+                    self.opts.timeout(),
                 )))
             }
         }

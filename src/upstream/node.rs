@@ -142,6 +142,7 @@ impl Node {
         if self.healthy.swap(false, Ordering::AcqRel) {
             self.stats.ejections.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("upstream {} ejected: {why}", self.addr);
+            self.opts.note(format!("{} ejected: {why}", self.addr));
             self.close_all();
         }
     }
@@ -199,6 +200,7 @@ impl Node {
                     failures = 0;
                     if !self.healthy.swap(true, Ordering::AcqRel) {
                         tracing::warn!("upstream {} is back", self.addr);
+                        self.opts.note(format!("{} is back", self.addr));
                         self.set_error("");
                     }
                 }
@@ -214,6 +216,10 @@ impl Node {
                             "upstream {} ejected after {failures} failed health checks: {e}",
                             self.addr
                         );
+                        self.opts.note(format!(
+                            "{} ejected after {failures} failed health checks: {e}",
+                            self.addr
+                        ));
                         self.close_all();
                     }
                 }
@@ -245,10 +251,10 @@ impl Node {
         let mut req = BytesMut::new();
         encode(&mut req, &[b"PING"]);
         let rx = c.send(req.freeze(), 1);
-        match tokio::time::timeout(self.opts.timeout, rx).await {
+        match tokio::time::timeout(self.opts.timeout(), rx).await {
             Err(_) => Err(format!(
                 "PING timed out after {} ms",
-                self.opts.timeout.as_millis()
+                self.opts.timeout().as_millis()
             )),
             Ok(Err(_)) => Err("connection lost".into()),
             Ok(Ok(bytes)) => match decode(&bytes, 1024) {

@@ -19,7 +19,7 @@ impl Upstream {
         let mut s = format!(
             "# Upstream\r\nupstream_mode:{mode}\r\nupstream_url:{}\r\nupstream_timeout_ms:{}\r\nupstream_connections_per_pool:{}\r\nupstream_read_from_replica:{}\r\nupstream_primary_switches:{}\r\nupstream_last_switch:{}\r\n",
             self.opts.url,
-            self.opts.timeout.as_millis(),
+            self.opts.timeout().as_millis(),
             self.opts.connections,
             self.opts.read_from_replica.name(),
             self.shared.switches.load(Ordering::Relaxed),
@@ -98,7 +98,24 @@ impl Upstream {
             "primary_switches": sh.switches.load(Ordering::Relaxed),
             "last_switch": sh.last_switch.lock().unwrap_or_else(|p| p.into_inner()).to_string(),
             "nodes": nodes,
+            "timeline": self.opts.timeline.lock().unwrap_or_else(|p| p.into_inner())
+                .iter().rev().map(|(at, e)| serde_json::json!({ "at_ms": at, "event": e }))
+                .collect::<Vec<_>>(),
         })
+    }
+
+    /// Every node's request round trips, summed (the console's latency in gateway mode).
+    pub fn request_latency(&self) -> crate::metrics::histogram::Snapshot {
+        let mut total = crate::metrics::histogram::Snapshot::default();
+        for (n, _) in self.nodes() {
+            let s = n.stats.latency.snapshot();
+            for (t, c) in total.counts.iter_mut().zip(s.counts) {
+                *t += c;
+            }
+            total.count += s.count;
+            total.sum_seconds += s.sum_seconds;
+        }
+        total
     }
 
     /// Adds the upstream's families to a `/metrics` scrape.

@@ -108,6 +108,7 @@ function chart(canvas, series) {
 async function tickDashboard() {
   const o = await api("GET", "/console/api/overview");
   $("mode").textContent = o.mode + " · v" + o.version;
+  $("lat-source").textContent = o.latency_source;
   const now = performance.now() / 1000;
   if (last) {
     const dt = Math.max(0.001, now - last.t);
@@ -205,10 +206,11 @@ async function tickMigration() {
 
 async function tickUpstream() {
   const u = await api("GET", "/console/api/upstream");
-  if (!u.gateway) { $("up-summary").textContent = "Not a gateway: start sessiond with --upstream."; $("upstream").replaceChildren(); return; }
+  if (!u.gateway) { $("up-summary").textContent = "Not a gateway: start sessiond with --upstream."; $("upstream").replaceChildren(); $("up-timeline").replaceChildren(); return; }
   $("up-summary").textContent = u.mode + " " + u.url + " · primary switches seen: " + u.primary_switches + (u.last_switch ? " · last: " + u.last_switch : "");
   table($("upstream"), ["node", "role", "health", "requests", "errors", "timeouts", "ejections", "p99", "last error"],
     u.nodes.map((n) => { const s = document.createElement("span"); s.className = n.healthy ? "up" : "down"; s.textContent = n.healthy ? "up" : "down"; return [n.addr, n.role, s, n.requests, n.errors, n.timeouts, n.ejections, us(n.p99_us), n.last_error]; }));
+  table($("up-timeline"), ["when", "event"], u.timeline.map((e) => [new Date(e.at_ms).toLocaleString(), e.event]));
 }
 
 async function tickPersistence() {

@@ -224,3 +224,48 @@ fn reload_changes_the_upstream_timeout_and_the_migration_guard() {
     let audit = std::fs::read_to_string(m.dir.0.join("audit.log")).expect("audit.log");
     assert!(audit.contains("\"who\":\"reload\""), "{audit}");
 }
+
+/// A reload with a new single-node upstream URL: the same client connection's next write
+/// goes to the new server.
+#[test]
+fn reload_points_the_gateway_at_a_new_server() {
+    let a = support::redis_server(&[]);
+    let b = support::redis_server(&[]);
+    let dir = TempDir::new("reload-url");
+    let file = dir.path("sessiond.toml");
+    std::fs::write(
+        &file,
+        format!("upstream = \"redis://127.0.0.1:{}\"\n", a.port),
+    )
+    .expect("write config");
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let file_arg = file.to_string_lossy().into_owned();
+    let gw = sessiond(&[
+        "--config",
+        &file_arg,
+        "--admin-listen",
+        &admin,
+        "--admin-token",
+        TOKEN,
+    ]);
+    let mut c = gw.connect();
+    assert_eq!(c.cmd(&["SET", "k1", "a"]), Value::Simple("OK".into()));
+    std::fs::write(
+        &file,
+        format!("upstream = \"redis://127.0.0.1:{}\"\n", b.port),
+    )
+    .expect("rewrite config");
+    let (ok, text) = ctl(&admin, &["reload", "--json"]);
+    assert!(ok, "{text}");
+    let v: serde_json::Value = serde_json::from_str(text.trim()).expect("JSON report");
+    assert_eq!(v["applied"][0][0], "upstream", "{text}");
+    assert_eq!(c.cmd(&["SET", "k2", "b"]), Value::Simple("OK".into()));
+    assert_eq!(b.connect().cmd(&["GET", "k2"]), Value::bulk("b"));
+    assert_eq!(a.connect().cmd(&["GET", "k2"]), Value::Null);
+    assert_eq!(a.connect().cmd(&["GET", "k1"]), Value::bulk("a"));
+    // A different kind of URL needs a restart, and says so.
+    std::fs::write(&file, "upstream = \"redis+cluster://127.0.0.1:1\"\n").expect("rewrite");
+    let (ok, text) = ctl(&admin, &["reload", "--json"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("restart needed"), "{text}");
+}

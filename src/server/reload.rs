@@ -12,7 +12,9 @@
 //! * **overridden**: also given by a flag or an environment variable, which take precedence
 //!   over the file at start and still do;
 //! * **restart needed**: a setting that cannot change in a running process (listen
-//!   addresses, the data directory, the upstream URL…);
+//!   addresses, the data directory, a different kind of upstream URL…). The gateway's
+//!   `upstream` URL may change its addresses live (a new server, sentinel set or cluster
+//!   seed list: `upstream/retarget.rs`);
 //! * **removed**: a key no longer in the file keeps its running value until a restart
 //!   (a removed key has no value to apply; its default is what a restart gives).
 //!
@@ -157,6 +159,7 @@ pub fn reload<S: Store>(server: &Server<S>) -> Result<Report, String> {
     let mut report = Report::default();
     let mut changes = Vec::new();
     let mut migration: Vec<(String, String)> = Vec::new();
+    let mut retarget = None;
     for name in names {
         let (old, new) = (last.get(name), table.get(name));
         if old == new {
@@ -171,7 +174,11 @@ pub fn reload<S: Store>(server: &Server<S>) -> Result<Report, String> {
             continue;
         }
         let value = as_setting(new);
-        if name == "migrate-stage" || name == "migrate-percent" {
+        if name == "upstream" && server.store.gateway().is_some() {
+            let url = crate::upstream::url::UpstreamUrl::parse(&value)
+                .map_err(|e| format!("config file {}: upstream: {e}", path.display()))?;
+            retarget = Some(url);
+        } else if name == "migrate-stage" || name == "migrate-percent" {
             migration.push((name.clone(), value));
         } else if live::SETTABLE.contains(&name.as_str()) {
             let change = live::prepare(server, name, &value)
@@ -211,6 +218,17 @@ pub fn reload<S: Store>(server: &Server<S>) -> Result<Report, String> {
                 _ => before.percent().to_string(),
             };
             report.applied.push((name, from, value));
+        }
+    }
+    if let (Some(url), Some(up)) = (retarget, server.store.gateway()) {
+        // Runs on a blocking thread (SIGHUP and the admin API both call reload there).
+        let before = up.url().to_string();
+        match tokio::runtime::Handle::current().block_on(up.retarget(&url)) {
+            Ok(true) => report
+                .applied
+                .push(("upstream".into(), before, url.to_string())),
+            Ok(false) => {}
+            Err(e) => report.restart_needed.push(format!("upstream ({e})")),
         }
     }
     *last = table;

@@ -37,6 +37,7 @@ pub mod node;
 pub mod pinned;
 pub mod policy;
 mod report;
+mod retarget;
 pub mod sentinel;
 mod store;
 pub mod url;
@@ -180,6 +181,9 @@ impl Routes {
 /// Topology state shared with the tasks that follow it.
 struct Shared {
     opts: Arc<Options>,
+    /// The URL the upstream follows now: `opts.url` until a reload points it elsewhere
+    /// (`retarget.rs`): the sentinels asked and the cluster seeds are read from here.
+    target: RwLock<UpstreamUrl>,
     routes: RwLock<Arc<Routes>>,
     /// Every node ever routed to, by address: a replica promoted to primary keeps its
     /// connections, health and counters.
@@ -211,6 +215,21 @@ impl Shared {
     fn node(&self, addr: &str) -> Arc<Node> {
         let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
         node_at(&mut nodes, addr, &self.opts)
+    }
+
+    fn target(&self) -> UpstreamUrl {
+        self.target
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The sentinels to ask now (none unless the URL is a Sentinel one).
+    fn sentinels(&self) -> Vec<String> {
+        match self.target().topology {
+            Topology::Sentinel { sentinels, .. } => sentinels,
+            _ => Vec::new(),
+        }
     }
 
     fn routes(&self) -> Arc<Routes> {
@@ -435,6 +454,7 @@ impl Upstream {
                 .collect(),
         );
         let shared = Arc::new(Shared {
+            target: RwLock::new(opts.url.clone()),
             opts: opts.clone(),
             routes: RwLock::new(Arc::new(routes)),
             nodes: Mutex::new(nodes),
@@ -727,7 +747,7 @@ fn follow_cluster(shared: &Arc<Shared>) {
                 .iter()
                 .map(|n| n.addr.clone())
                 .collect();
-            let seeds = match &shared.opts.url.topology {
+            let seeds = match &shared.target().topology {
                 Topology::Cluster(seeds) => seeds.clone(),
                 _ => Vec::new(),
             };
@@ -750,11 +770,28 @@ fn follow_cluster(shared: &Arc<Shared>) {
 /// Follows `+switch-master` on every sentinel and re-asks the topology every refresh
 /// interval, for the lifetime of the process.
 fn follow_sentinels(shared: &Arc<Shared>, sentinels: Vec<String>, master: String) {
-    for s in sentinels.clone() {
+    for s in sentinels {
+        follow_sentinel(shared, s, master.clone());
+    }
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(shared.opts.refresh_interval).await;
+            let sentinels = shared.sentinels();
+            match sentinel::discover(&sentinels, &master, shared.opts.connect_timeout).await {
+                Ok(v) => shared.set_view(&v.primary, &v.replicas),
+                Err(e) => tracing::warn!("sentinel refresh: {e}"),
+            }
+        }
+    });
+}
+
+/// Follows `+switch-master` on one sentinel while it is in the current set.
+fn follow_sentinel(shared: &Arc<Shared>, s: String, master: String) {
+    {
         let shared = shared.clone();
-        let master = master.clone();
         tokio::spawn(async move {
-            loop {
+            while shared.sentinels().contains(&s) {
                 let sh = shared.clone();
                 let r = sentinel::follow(&s, &master, shared.opts.connect_timeout, |primary| {
                     let replicas: Vec<String> = sh
@@ -773,14 +810,4 @@ fn follow_sentinels(shared: &Arc<Shared>, sentinels: Vec<String>, master: String
             }
         });
     }
-    let shared = shared.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(shared.opts.refresh_interval).await;
-            match sentinel::discover(&sentinels, &master, shared.opts.connect_timeout).await {
-                Ok(v) => shared.set_view(&v.primary, &v.replicas),
-                Err(e) => tracing::warn!("sentinel refresh: {e}"),
-            }
-        }
-    });
 }

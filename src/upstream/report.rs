@@ -11,14 +11,14 @@ use crate::metrics::export::Families;
 impl Upstream {
     /// `INFO upstream`.
     pub fn info(&self) -> String {
-        let mode = match &self.opts.url.topology {
+        let mode = match &self.url().topology {
             Topology::Single(_) => "single",
             Topology::Sentinel { .. } => "sentinel",
             Topology::Cluster(_) => "cluster",
         };
         let mut s = format!(
             "# Upstream\r\nupstream_mode:{mode}\r\nupstream_url:{}\r\nupstream_timeout_ms:{}\r\nupstream_connections_per_pool:{}\r\nupstream_read_from_replica:{}\r\nupstream_primary_switches:{}\r\nupstream_last_switch:{}\r\n",
-            self.opts.url,
+            self.url(),
             self.opts.timeout().as_millis(),
             self.opts.connections,
             self.opts.read_from_replica.name(),
@@ -67,7 +67,7 @@ impl Upstream {
     /// error) and the primary switches seen.
     pub fn console_view(&self) -> serde_json::Value {
         let sh = &self.shared;
-        let mode = match &self.opts.url.topology {
+        let mode = match &self.url().topology {
             Topology::Single(_) => "single",
             Topology::Sentinel { .. } => "sentinel",
             Topology::Cluster(_) => "cluster",
@@ -94,7 +94,7 @@ impl Upstream {
         serde_json::json!({
             "gateway": true,
             "mode": mode,
-            "url": self.opts.url.to_string(),
+            "url": self.url().to_string(),
             "primary_switches": sh.switches.load(Ordering::Relaxed),
             "last_switch": sh.last_switch.lock().unwrap_or_else(|p| p.into_inner()).to_string(),
             "nodes": nodes,

@@ -222,6 +222,21 @@ fn gateway_metrics_report_upstream_nodes() {
     );
     assert!(m.must("sessiond_commands_total", &[("family", "string")]) >= 5.0);
     assert_eq!(m.must("sessiond_upstream_primary_switches_total", &[]), 0.0);
+    // An error the upstream answers a forwarded command with is counted on its node.
+    let errors = m.must(
+        "sessiond_upstream_node_error_replies_total",
+        &[("node", &node)],
+    );
+    c.cmd(&["SET", "notanumber", "x"]);
+    assert!(matches!(c.cmd(&["INCR", "notanumber"]), Value::Error(_)));
+    let m = scrape(&admin);
+    assert_eq!(
+        m.must(
+            "sessiond_upstream_node_error_replies_total",
+            &[("node", &node)]
+        ) - errors,
+        1.0
+    );
 }
 
 #[test]

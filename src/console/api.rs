@@ -43,7 +43,10 @@ async fn overview<S: Store>(State(c): C<S>, headers: HeaderMap) -> Response {
         None => (srv.commands.all_latency(), "commands run here"),
     };
     let calls: u64 = (0..FAMILIES.len()).map(|f| srv.commands.calls(f)).sum();
-    let errors: u64 = (0..FAMILIES.len()).map(|f| srv.commands.errors(f)).sum();
+    let errors: u64 = (0..FAMILIES.len())
+        .map(|f| srv.commands.errors(f))
+        .sum::<u64>()
+        + srv.store.gateway().map_or(0, |up| up.error_replies());
     let st = srv.store.stats(crate::clock::now_ms());
     let keys: u64 = st.keyspace.iter().map(|k| k.1).sum();
     let mode = if srv.store.migration().is_some() {

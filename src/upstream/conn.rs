@@ -113,14 +113,15 @@ impl Conn {
     }
 
     /// Connects, authenticates and selects the database, each step within `timeout`.
-    /// `latency` receives the time from writing each request to reading its last reply.
+    /// `wire` receives the time from writing each request to reading its last reply, and
+    /// counts the error replies.
     pub async fn open(
         addr: &str,
         hs: &Handshake,
         timeout: Duration,
-        latency: Arc<Histogram>,
+        wire: Arc<WireStats>,
     ) -> Result<Conn, String> {
-        Ok(Conn::start(connect(addr, hs, timeout).await?, latency))
+        Ok(Conn::start(connect(addr, hs, timeout).await?, wire))
     }
 }
 
@@ -169,7 +170,7 @@ pub async fn connect(addr: &str, hs: &Handshake, timeout: Duration) -> Result<Tc
 }
 
 impl Conn {
-    fn start(stream: TcpStream, latency: Arc<Histogram>) -> Conn {
+    fn start(stream: TcpStream, wire: Arc<WireStats>) -> Conn {
         let (rd, wr) = stream.into_split();
         let (queue, rx) = mpsc::unbounded_channel();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
@@ -177,13 +178,7 @@ impl Conn {
         let in_flight = Arc::new(AtomicU64::new(0));
         let writes = Arc::new(AtomicU64::new(0));
         let requests = Arc::new(AtomicU64::new(0));
-        let reader = tokio::spawn(read_loop(
-            rd,
-            in_rx,
-            alive.clone(),
-            in_flight.clone(),
-            latency,
-        ));
+        let reader = tokio::spawn(read_loop(rd, in_rx, alive.clone(), in_flight.clone(), wire));
         tokio::spawn(write_loop(
             wr,
             rx,
@@ -221,6 +216,15 @@ pub async fn read_values(stream: &mut TcpStream, n: usize) -> std::io::Result<Ve
         }
     }
     Ok(out)
+}
+
+/// What a node's multiplexed connections measure on the wire (`/metrics`, the console).
+#[derive(Default)]
+pub struct WireStats {
+    /// From writing a request to reading its last reply.
+    pub latency: Histogram,
+    /// Top-level error replies (`-ERR …`, `-WRONGTYPE …`, RESP3 blob errors).
+    pub error_replies: AtomicU64,
 }
 
 struct InFlight {
@@ -275,7 +279,7 @@ async fn read_loop(
     mut in_flight: mpsc::UnboundedReceiver<InFlight>,
     alive: Arc<AtomicBool>,
     counter: Arc<AtomicU64>,
-    latency: Arc<Histogram>,
+    wire: Arc<WireStats>,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut scanner = FrameScanner::default();
@@ -295,6 +299,10 @@ async fn read_loop(
             while *found < req.count {
                 match scanner.next_frame(&buf[*len..], MAX_REPLY_BULK) {
                     Ok(Some(n)) => {
+                        // `-` and RESP3's `!`: the upstream answered with an error.
+                        if matches!(buf[*len], b'-' | b'!') {
+                            wire.error_replies.fetch_add(1, Ordering::Relaxed);
+                        }
                         *len += n;
                         *found += 1;
                     }
@@ -314,7 +322,7 @@ async fn read_loop(
             };
             let replies = buf.split_to(len).freeze();
             counter.fetch_sub(1, Ordering::Relaxed);
-            latency.record(0, req.sent.elapsed());
+            wire.latency.record(0, req.sent.elapsed());
             let _ = req.reply.send(replies);
         }
         if head.is_none() && !buf.is_empty() {

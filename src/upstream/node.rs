@@ -31,8 +31,8 @@ pub struct NodeStats {
     pub timeouts: AtomicU64,
     pub ejections: AtomicU64,
     pub connects: AtomicU64,
-    /// Request round trips on the multiplexed connections (`/metrics`).
-    pub latency: Arc<crate::metrics::Histogram>,
+    /// Request round trips and error replies on the multiplexed connections (`/metrics`).
+    pub wire: Arc<super::conn::WireStats>,
 }
 
 pub struct Node {
@@ -117,7 +117,7 @@ impl Node {
             &self.addr,
             &hs,
             self.opts.connect_timeout,
-            self.stats.latency.clone(),
+            self.stats.wire.clone(),
         )
         .await
         {
@@ -240,7 +240,7 @@ impl Node {
                     &self.addr,
                     &hs,
                     self.opts.connect_timeout,
-                    self.stats.latency.clone(),
+                    self.stats.wire.clone(),
                 )
                 .await?,
             );

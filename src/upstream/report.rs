@@ -77,7 +77,7 @@ impl Upstream {
             .into_iter()
             .map(|(n, role)| {
                 let st = &n.stats;
-                let lat = st.latency.snapshot();
+                let lat = st.wire.latency.snapshot();
                 serde_json::json!({
                     "addr": n.addr,
                     "role": role,
@@ -87,6 +87,7 @@ impl Upstream {
                     "timeouts": st.timeouts.load(Ordering::Relaxed),
                     "ejections": st.ejections.load(Ordering::Relaxed),
                     "p99_us": lat.quantile_us(0.99),
+                    "error_replies": st.wire.error_replies.load(Ordering::Relaxed),
                     "last_error": n.last_error(),
                 })
             })
@@ -108,7 +109,7 @@ impl Upstream {
     pub fn request_latency(&self) -> crate::metrics::histogram::Snapshot {
         let mut total = crate::metrics::histogram::Snapshot::default();
         for (n, _) in self.nodes() {
-            let s = n.stats.latency.snapshot();
+            let s = n.stats.wire.latency.snapshot();
             for (t, c) in total.counts.iter_mut().zip(s.counts) {
                 *t += c;
             }
@@ -116,6 +117,14 @@ impl Upstream {
             total.sum_seconds += s.sum_seconds;
         }
         total
+    }
+
+    /// Error replies from every node (the console's errors/s in gateway mode).
+    pub fn error_replies(&self) -> u64 {
+        self.nodes()
+            .iter()
+            .map(|(n, _)| n.stats.wire.error_replies.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Adds the upstream's families to a `/metrics` scrape.
@@ -216,7 +225,13 @@ impl Upstream {
                 "upstream_node_request_duration_seconds",
                 "Round trip of one request (a batch of pipelined commands) on a multiplexed connection.",
                 l,
-                st.latency.snapshot(),
+                st.wire.latency.snapshot(),
+            );
+            f.counter(
+                "upstream_node_error_replies",
+                "Error replies the node sent (MOVED/ASK redirections included).",
+                l,
+                st.wire.error_replies.load(Ordering::Relaxed),
             );
         }
     }

@@ -459,3 +459,73 @@ fn a_shard_channel_subscriber_follows_its_slot_to_the_new_owner() {
         Value::Array(vec![Value::bulk("{sc}news"), Value::Int(1)])
     );
 }
+
+/// A reload gives the gateway a new seed list: when the cluster it knew is gone, it finds
+/// the new one through the new seeds, on the same client connection.
+#[test]
+fn a_reload_with_new_seeds_moves_the_gateway_to_another_cluster() {
+    let mut old = cluster();
+    let new = cluster();
+    let dir = support::TempDir::new("cluster-reload");
+    let file = dir.path("sessiond.toml");
+    let seeds = |nodes: &[Proc]| {
+        nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    std::fs::write(
+        &file,
+        format!("upstream = \"redis+cluster://{}\"\n", seeds(&old[..1])),
+    )
+    .expect("write config");
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let file_arg = file.to_string_lossy().into_owned();
+    let gw = sessiond(&[
+        "--config",
+        &file_arg,
+        "--admin-listen",
+        &admin,
+        "--admin-token",
+        "t",
+        "--upstream-refresh-interval-ms",
+        "200",
+    ]);
+    let mut c = gw.connect();
+    assert_eq!(c.cmd(&["SET", "before", "1"]), ok());
+
+    std::fs::write(
+        &file,
+        format!("upstream = \"redis+cluster://{}\"\n", seeds(&new)),
+    )
+    .expect("rewrite config");
+    let out = std::process::Command::new(support::sessiond_bin())
+        .args(["ctl", "--admin", &admin, "--token", "t", "reload"])
+        .output()
+        .expect("ctl reload");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains("upstream"), "{text}");
+
+    for n in old.iter_mut() {
+        n.kill();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while c.cmd(&["SET", "after", "2"]) != ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway never found the new cluster"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let on_new: i64 = new
+        .iter()
+        .map(|n| match n.connect().cmd(&["DBSIZE"]) {
+            Value::Int(k) => k,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(on_new, 1, "the write is on the new cluster");
+    assert_eq!(c.cmd(&["GET", "after"]), Value::bulk("2"));
+}

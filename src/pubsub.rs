@@ -20,6 +20,7 @@
 //! held, and it is never held while waiting.
 
 use std::collections::{HashMap, VecDeque};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll, Waker};
@@ -46,6 +47,9 @@ struct Queue {
     /// about a quarter of the server's user-space time in fan-out.
     ready_waker: Option<Waker>,
     closed_waker: Option<Waker>,
+    /// The subscriber's socket while its connection is parked with nothing of its own to
+    /// write (see [`Mailbox::parked`]): a publisher then writes a frame straight to it.
+    direct: Option<RawFd>,
 }
 
 /// A mailbox was closed: its client passed the pubsub output limit.
@@ -78,6 +82,30 @@ impl Mailbox {
         let mut q = self.lock();
         if q.closed {
             return false;
+        }
+        let mut frame = frame;
+        if let (Some(fd), true) = (q.direct, q.frames.is_empty()) {
+            // SAFETY: `fd` is the subscriber's open socket: its connection set it under this
+            // lock while parked and clears it under this lock before it writes or closes
+            // anything (`Parked`'s poll and drop), so the descriptor cannot be closed or
+            // reused while it is here. A non-blocking send of a buffer we own.
+            let n = unsafe {
+                libc::send(
+                    fd,
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n == frame.len() as isize {
+                return true;
+            }
+            // The socket took part or nothing (full, or failing): the connection takes over
+            // from the first byte not sent, in order.
+            q.direct = None;
+            if n > 0 {
+                frame = frame.slice(n as usize..);
+            }
         }
         q.bytes += frame.len() as u64;
         q.frames.push_back(frame);
@@ -132,6 +160,18 @@ impl Mailbox {
         .await
     }
 
+    /// Waits, like [`ready`](Self::ready), with the connection's socket lent to publishers
+    /// (`fd`, if the socket allows it) for as long as the wait lasts: an idle subscriber's
+    /// message costs the publisher one `send` and no wake-up of the subscriber's task, as
+    /// Redis writes from its event loop. The loan ends when the wait ends, completed or
+    /// dropped (the connection then writes again itself, and closes only after that).
+    pub fn parked(self: &Arc<Self>, fd: Option<RawFd>) -> Parked {
+        Parked {
+            mailbox: self.clone(),
+            fd,
+        }
+    }
+
     /// Waits until there is something to write (or the mailbox closed).
     pub async fn ready(&self) {
         std::future::poll_fn(|cx| {
@@ -161,6 +201,33 @@ impl Mailbox {
         q.bytes = 0;
         q.over_soft_since = None;
         Ok(())
+    }
+}
+
+/// See [`Mailbox::parked`].
+pub struct Parked {
+    mailbox: Arc<Mailbox>,
+    fd: Option<RawFd>,
+}
+
+impl std::future::Future for Parked {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut q = self.mailbox.lock();
+        if q.closed || !q.frames.is_empty() {
+            q.direct = None;
+            return Poll::Ready(());
+        }
+        q.direct = self.fd;
+        register(&mut q.ready_waker, cx);
+        Poll::Pending
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.mailbox.lock().direct = None;
     }
 }
 

@@ -221,3 +221,83 @@ fn a_subscriber_that_does_not_read_is_cut_off_and_the_publisher_never_waits() {
     }
     assert!(closed, "the slow subscriber's connection was closed");
 }
+
+/// Publishers write to an idle subscriber's socket themselves; when the socket takes only
+/// part of a message, the subscriber's connection writes the rest, and its own replies
+/// never land inside a message. Large messages (past the socket buffer) read slowly, with
+/// PINGs in between, on RESP2 and RESP3: every message arrives whole, in order.
+#[test]
+fn messages_stay_whole_and_ordered_when_the_socket_fills() {
+    let s = sessiond(&[]);
+    for resp3 in [false, true] {
+        let mut sub = s.connect();
+        if resp3 {
+            assert!(matches!(sub.cmd(&["HELLO", "3"]), Value::Map(_)));
+        }
+        sub.send_raw(&encode(&[b"SUBSCRIBE", b"big"]));
+        sub.read().expect("subscribe confirmation");
+        let mut publisher = s.connect();
+        let sizes: Vec<usize> = (0..40).map(|i| 1 + (i * 37_003) % 400_000).collect();
+        let sent = std::thread::spawn({
+            let sizes = sizes.clone();
+            move || {
+                for (i, n) in sizes.iter().enumerate() {
+                    let body = vec![b'a' + (i % 26) as u8; *n];
+                    assert_eq!(
+                        publisher.cmd_bytes(&[b"PUBLISH", b"big", &body]),
+                        Value::Int(1)
+                    );
+                }
+            }
+        });
+        let mut pongs = 0;
+        for (i, n) in sizes.iter().enumerate() {
+            if i % 5 == 0 {
+                // A command between messages: its reply comes after whole frames only.
+                sub.send_raw(&encode(&[b"PING", b"between"]));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+            loop {
+                let v = sub.read().expect("frame");
+                let parts = match v {
+                    Value::Array(p) | Value::Set(p) => p,
+                    Value::Bulk(b) if b == b"between" => {
+                        pongs += 1;
+                        continue;
+                    }
+                    other => panic!("unexpected frame {other:?}"),
+                };
+                if parts.len() == 2 && parts[0].as_str() == "pong" {
+                    pongs += 1;
+                    continue;
+                }
+                assert_eq!(parts[0].as_str(), "message");
+                let body = parts[2].as_bytes().expect("message body");
+                assert_eq!(body.len(), *n, "message {i} has the wrong length");
+                assert!(
+                    body.iter().all(|&b| b == b'a' + (i % 26) as u8),
+                    "message {i}"
+                );
+                break;
+            }
+        }
+        sent.join().expect("publisher");
+        while pongs < 8 {
+            let v = sub.read().expect("pong");
+            assert!(
+                matches!(&v, Value::Array(p) | Value::Set(p) if p[0].as_str() == "pong")
+                    || v == Value::bulk("between"),
+                "{v:?}"
+            );
+            pongs += 1;
+        }
+        assert_eq!(
+            sub.cmd(&["PING"]),
+            if resp3 {
+                Value::Simple("PONG".into())
+            } else {
+                Value::Array(vec![Value::bulk("pong"), Value::bulk("")])
+            }
+        );
+    }
+}

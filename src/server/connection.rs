@@ -31,6 +31,7 @@ pub async fn serve_connection<S, IO>(
     mut io: IO,
     addr: String,
     laddr: String,
+    direct_fd: Option<std::os::fd::RawFd>,
 ) where
     S: Store,
     IO: AsyncRead + AsyncWrite + Unpin + Send,
@@ -55,7 +56,7 @@ pub async fn serve_connection<S, IO>(
         return;
     };
     let id = handle.id;
-    run(&server, &mut io, &handle, authenticated, local).await;
+    run(&server, &mut io, &handle, authenticated, local, direct_fd).await;
     let _ = io.shutdown().await;
     server.clients.unregister(id);
 }
@@ -66,6 +67,10 @@ async fn run<S, IO>(
     handle: &Arc<ClientHandle>,
     authenticated: bool,
     local: bool,
+    // The socket's descriptor when bytes may be written to it behind `io`'s back (plain
+    // TCP and unix sockets, never TLS): an idle subscriber's messages then go straight
+    // from the publisher to the socket (`pubsub.rs`).
+    direct_fd: Option<std::os::fd::RawFd>,
 ) where
     S: Store,
     IO: AsyncRead + AsyncWrite + Unpin + Send,
@@ -122,7 +127,9 @@ async fn run<S, IO>(
                     gw.pubsub_read(up, &state, &mut wbuf).await
                 }
                 (None, _, Some(m)) => {
-                    m.ready().await;
+                    // Nothing of ours is waiting to be written (the batch was flushed),
+                    // so publishers may write to the socket while this waits.
+                    m.parked(direct_fd).await;
                     m.drain_into(&mut wbuf)
                         .map_err(|_| "pubsub output limit".to_string())
                 }
@@ -133,7 +140,15 @@ async fn run<S, IO>(
             r = read => match r {
                 None => return, // idle timeout, as Redis's `timeout`
                 Some(Ok(0)) | Some(Err(_)) => return,
-                Some(Ok(n)) => n,
+                Some(Ok(n)) => {
+                    // Publishers stopped writing directly when the wait ended; what they
+                    // queued since (the rest of a frame the socket took only part of
+                    // included) goes before any reply.
+                    if let Some(m) = &mailbox {
+                        let _ = m.drain_into(&mut wbuf);
+                    }
+                    n
+                }
             },
             p = pushed => {
                 if p.is_err() {

@@ -51,8 +51,10 @@ pub async fn accept_tcp<S: Store>(server: Arc<Server<S>>, listener: TcpListener)
                 let _ = sock.set_nodelay(true);
                 let server = server.clone();
                 let laddr = laddr.clone();
+                // Plain TCP: a publisher may write to this socket directly (pubsub.rs).
+                let fd = Some(std::os::fd::AsRawFd::as_raw_fd(&sock));
                 tokio::spawn(async move {
-                    serve_connection(server, sock, peer.to_string(), laddr).await;
+                    serve_connection(server, sock, peer.to_string(), laddr, fd).await;
                 });
             }
             Err(e) => {
@@ -78,8 +80,9 @@ pub async fn accept_unix<S: Store>(server: Arc<Server<S>>, listener: UnixListene
             Ok((sock, _)) => {
                 let server = server.clone();
                 let path = path.clone();
+                let fd = Some(std::os::fd::AsRawFd::as_raw_fd(&sock));
                 tokio::spawn(async move {
-                    serve_connection(server, sock, format!("{path}:0"), path).await;
+                    serve_connection(server, sock, format!("{path}:0"), path, fd).await;
                 });
             }
             Err(e) => {

@@ -282,6 +282,12 @@ fn messages_stay_whole_and_ordered_when_the_socket_fills() {
             }
         }
         sent.join().expect("publisher");
+        // Bytes publishers wrote themselves count as output, as in Redis.
+        let mut info = s.connect();
+        let out: u64 = info_field(&mut info, "stats", "total_net_output_bytes")
+            .parse()
+            .expect("total_net_output_bytes");
+        assert!(out >= sizes.iter().sum::<usize>() as u64, "{out}");
         while pongs < 8 {
             let v = sub.read().expect("pong");
             assert!(

@@ -127,7 +127,7 @@ pub fn render<S: Store>(cx: &Ctx<'_, '_, S>, want: impl Fn(&str) -> bool) -> Str
             s.connections_received.get(),
             s.commands_processed.get(),
             s.net_input_bytes.get(),
-            s.net_output_bytes.get(),
+            s.net_output_bytes.get() + srv.pubsub.direct_bytes.load(Ordering::Relaxed),
             s.rejected_connections.get(),
             st.expired_keys,
             st.evicted_keys,

@@ -170,6 +170,10 @@ pub fn config<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
             s.rejected_connections.reset();
             s.net_input_bytes.reset();
             s.net_output_bytes.reset();
+            cx.server
+                .pubsub
+                .direct_bytes
+                .store(0, std::sync::atomic::Ordering::Relaxed);
             cx.out.ok();
         }
         "rewrite" => {

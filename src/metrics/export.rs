@@ -240,7 +240,7 @@ fn clients<S: Store>(server: &Server<S>, f: &mut Families) {
         "net_output_bytes",
         "Bytes written to clients.",
         &[],
-        st.net_output_bytes.get(),
+        st.net_output_bytes.get() + server.pubsub.direct_bytes.load(Ordering::Relaxed),
     );
     f.gauge(
         "uptime_seconds",

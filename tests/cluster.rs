@@ -8,6 +8,7 @@ mod support;
 
 use std::collections::HashSet;
 
+use support::reloadable::Reloadable;
 use support::{sessiond, Conn, Proc, Value};
 
 fn ok() -> Value {
@@ -466,8 +467,6 @@ fn a_shard_channel_subscriber_follows_its_slot_to_the_new_owner() {
 fn a_reload_with_new_seeds_moves_the_gateway_to_another_cluster() {
     let mut old = cluster();
     let new = cluster();
-    let dir = support::TempDir::new("cluster-reload");
-    let file = dir.path("sessiond.toml");
     let seeds = |nodes: &[Proc]| {
         nodes
             .iter()
@@ -475,38 +474,14 @@ fn a_reload_with_new_seeds_moves_the_gateway_to_another_cluster() {
             .collect::<Vec<_>>()
             .join(",")
     };
-    std::fs::write(
-        &file,
-        format!("upstream = \"redis+cluster://{}\"\n", seeds(&old[..1])),
-    )
-    .expect("write config");
-    let admin = format!("127.0.0.1:{}", support::free_port());
-    let file_arg = file.to_string_lossy().into_owned();
-    let gw = sessiond(&[
-        "--config",
-        &file_arg,
-        "--admin-listen",
-        &admin,
-        "--admin-token",
-        "t",
-        "--upstream-refresh-interval-ms",
-        "200",
-    ]);
-    let mut c = gw.connect();
+    let url = |nodes: &[Proc]| format!("upstream = \"redis+cluster://{}\"\n", seeds(nodes));
+    let gw = Reloadable::start(&url(&old[..1]), &["--upstream-refresh-interval-ms", "200"]);
+    let mut c = gw.proc.connect();
     assert_eq!(c.cmd(&["SET", "before", "1"]), ok());
 
-    std::fs::write(
-        &file,
-        format!("upstream = \"redis+cluster://{}\"\n", seeds(&new)),
-    )
-    .expect("rewrite config");
-    let out = std::process::Command::new(support::sessiond_bin())
-        .args(["ctl", "--admin", &admin, "--token", "t", "reload"])
-        .output()
-        .expect("ctl reload");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && text.contains("upstream"), "{text}");
+    gw.rewrite(&url(&new));
+    let (ok_, text) = gw.reload(&[]);
+    assert!(ok_ && text.contains("upstream"), "{text}");
 
     for n in old.iter_mut() {
         n.kill();

@@ -2,25 +2,12 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{sessiond, sessiond_bin, Conn, TempDir, Value};
-
-const TOKEN: &str = "reload-test-token";
-
-fn ctl(admin: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(sessiond_bin())
-        .args(["ctl", "--admin", admin, "--token", TOKEN])
-        .args(args)
-        .output()
-        .expect("run sessiond ctl");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
+use support::reloadable::{ctl, Reloadable, TOKEN};
+use support::{sessiond, Conn, Value};
 
 fn config_get(c: &mut Conn, name: &str) -> String {
     match c.cmd(&["CONFIG", "GET", name]) {
@@ -47,25 +34,11 @@ fn wait_for(c: &mut Conn, name: &str, want: &str) {
 
 #[test]
 fn sighup_and_ctl_reload_apply_live_settings_without_dropping_connections() {
-    let dir = TempDir::new("reload");
-    let file = dir.path("sessiond.toml");
-    std::fs::write(
-        &file,
+    let s = Reloadable::start(
         "slowlog-max-len = 128\nloglevel = \"notice\"\nmaxclients = 1000\ndatabases = 16\n",
-    )
-    .expect("write config");
-    let admin = format!("127.0.0.1:{}", support::free_port());
-    let file_arg = file.to_string_lossy().into_owned();
-    let s = sessiond(&[
-        "--config",
-        &file_arg,
-        "--maxclients",
-        "500",
-        "--admin-listen",
-        &admin,
-        "--admin-token",
-        TOKEN,
-    ]);
+        &["--maxclients", "500"],
+    );
+    let admin = s.admin.clone();
 
     // Load on four connections for the whole test: none may fail or be dropped.
     let stop = Arc::new(AtomicBool::new(false));
@@ -73,7 +46,7 @@ fn sighup_and_ctl_reload_apply_live_settings_without_dropping_connections() {
     let workers: Vec<_> = (0..4)
         .map(|w| {
             let (stop, ops) = (stop.clone(), ops.clone());
-            let mut c = s.connect();
+            let mut c = s.proc.connect();
             std::thread::spawn(move || {
                 let key = format!("session:{w}");
                 while !stop.load(Ordering::Relaxed) {
@@ -89,15 +62,13 @@ fn sighup_and_ctl_reload_apply_live_settings_without_dropping_connections() {
         })
         .collect();
 
-    let mut c = s.connect();
+    let mut c = s.proc.connect();
     assert_eq!(config_get(&mut c, "slowlog-max-len"), "128");
-    std::fs::write(
-        &file,
+    s.rewrite(
         "slowlog-max-len = 7\nloglevel = \"warning\"\nlatency-monitor-threshold = 5\n\
          notify-keyspace-events = \"Ex\"\nmaxclients = 100\ndatabases = 4\n",
-    )
-    .expect("rewrite config");
-    s.signal("HUP");
+    );
+    s.proc.signal("HUP");
     wait_for(&mut c, "slowlog-max-len", "7");
     assert_eq!(config_get(&mut c, "loglevel"), "warning");
     assert_eq!(config_get(&mut c, "latency-monitor-threshold"), "5");
@@ -107,12 +78,10 @@ fn sighup_and_ctl_reload_apply_live_settings_without_dropping_connections() {
     assert_eq!(config_get(&mut c, "databases"), "16");
 
     // ctl reload reports what it did: the file as just loaded, a new change, the rest.
-    std::fs::write(
-        &file,
+    s.rewrite(
         "slowlog-max-len = 9\nloglevel = \"warning\"\nlatency-monitor-threshold = 5\n\
          notify-keyspace-events = \"Ex\"\nmaxclients = 200\ndatabases = 8\n",
-    )
-    .expect("rewrite config");
+    );
     let (ok, text) = ctl(&admin, &["reload", "--json"]);
     assert!(ok, "{text}");
     let v: serde_json::Value = serde_json::from_str(text.trim()).expect("JSON report");
@@ -130,18 +99,14 @@ fn sighup_and_ctl_reload_apply_live_settings_without_dropping_connections() {
     assert_eq!(config_get(&mut c, "slowlog-max-len"), "9");
 
     // An invalid file is refused whole, saying where, and nothing changes.
-    std::fs::write(
-        &file,
-        "slowlog-max-len = 3\nmaxmemory-policy = \"sometimes\"\n",
-    )
-    .expect("rewrite config");
+    s.rewrite("slowlog-max-len = 3\nmaxmemory-policy = \"sometimes\"\n");
     let (ok, text) = ctl(&admin, &["reload"]);
     assert!(!ok, "{text}");
     assert!(
         text.contains("400") && text.contains("maxmemory-policy"),
         "{text}"
     );
-    std::fs::write(&file, "slowlog-max-len = [oops\n").expect("rewrite config");
+    s.rewrite("slowlog-max-len = [oops\n");
     let (ok, text) = ctl(&admin, &["reload"]);
     assert!(!ok && text.contains("line 1"), "{text}");
     assert_eq!(config_get(&mut c, "slowlog-max-len"), "9");
@@ -168,25 +133,11 @@ fn reload_without_a_config_file_is_refused() {
 fn reload_changes_the_upstream_timeout_and_the_migration_guard() {
     let r = support::redis_server(&[]);
     let url = format!("redis://127.0.0.1:{}", r.port);
-    let dir = TempDir::new("reload-gw");
-    let file = dir.path("sessiond.toml");
-    std::fs::write(&file, "upstream-timeout-ms = 1000\n").expect("write config");
-    let admin = format!("127.0.0.1:{}", support::free_port());
-    let file_arg = file.to_string_lossy().into_owned();
-    let gw = sessiond(&[
-        "--config",
-        &file_arg,
-        "--upstream",
-        &url,
-        "--admin-listen",
-        &admin,
-        "--admin-token",
-        TOKEN,
-    ]);
-    let mut c = gw.connect();
+    let gw = Reloadable::start("upstream-timeout-ms = 1000\n", &["--upstream", &url]);
+    let mut c = gw.proc.connect();
     assert_eq!(config_get(&mut c, "upstream-timeout-ms"), "1000");
-    std::fs::write(&file, "upstream-timeout-ms = 250\n").expect("rewrite config");
-    let (ok, text) = ctl(&admin, &["reload"]);
+    gw.rewrite("upstream-timeout-ms = 250\n");
+    let (ok, text) = gw.reload(&[]);
     assert!(ok && text.contains("upstream-timeout-ms"), "{text}");
     assert_eq!(config_get(&mut c, "upstream-timeout-ms"), "250");
     // The running upstream uses it (INFO reads the upstream's own options).
@@ -194,34 +145,20 @@ fn reload_changes_the_upstream_timeout_and_the_migration_guard() {
     assert!(info.contains("upstream_timeout_ms:250"), "{info}");
     drop(gw);
 
-    let file2 = dir.path("migrate.toml");
-    std::fs::write(&file2, "migrate-stage = \"dualwrite\"\n").expect("write config");
-    let admin = format!("127.0.0.1:{}", support::free_port());
-    let file_arg = file2.to_string_lossy().into_owned();
-    let m = sessiond(&[
-        "--config",
-        &file_arg,
-        "--migrate-from",
-        &url,
-        "--migrate-to",
-        "embedded",
-        "--admin-listen",
-        &admin,
-        "--admin-token",
-        TOKEN,
-    ]);
-    let mut c = m.connect();
+    let m = Reloadable::start(
+        "migrate-stage = \"dualwrite\"\n",
+        &["--migrate-from", &url, "--migrate-to", "embedded"],
+    );
+    let mut c = m.proc.connect();
     assert_eq!(config_get(&mut c, "migrate-guard"), "off");
-    std::fs::write(
-        &file2,
+    m.rewrite(
         "migrate-stage = \"shadow\"\nmigrate-percent = 25\nmigrate-guard = \"errors=2%,window=10s\"\n",
-    )
-    .expect("rewrite config");
-    m.signal("HUP");
+    );
+    m.proc.signal("HUP");
     wait_for(&mut c, "migrate-stage", "shadow");
     assert_eq!(config_get(&mut c, "migrate-percent"), "25");
     wait_for(&mut c, "migrate-guard", "errors=2%,window=10s");
-    let audit = std::fs::read_to_string(m.dir.0.join("audit.log")).expect("audit.log");
+    let audit = std::fs::read_to_string(m.proc.dir.0.join("audit.log")).expect("audit.log");
     assert!(audit.contains("\"who\":\"reload\""), "{audit}");
 }
 
@@ -231,31 +168,14 @@ fn reload_changes_the_upstream_timeout_and_the_migration_guard() {
 fn reload_points_the_gateway_at_a_new_server() {
     let a = support::redis_server(&[]);
     let b = support::redis_server(&[]);
-    let dir = TempDir::new("reload-url");
-    let file = dir.path("sessiond.toml");
-    std::fs::write(
-        &file,
-        format!("upstream = \"redis://127.0.0.1:{}\"\n", a.port),
-    )
-    .expect("write config");
-    let admin = format!("127.0.0.1:{}", support::free_port());
-    let file_arg = file.to_string_lossy().into_owned();
-    let gw = sessiond(&[
-        "--config",
-        &file_arg,
-        "--admin-listen",
-        &admin,
-        "--admin-token",
-        TOKEN,
-    ]);
-    let mut c = gw.connect();
+    let gw = Reloadable::start(
+        &format!("upstream = \"redis://127.0.0.1:{}\"\n", a.port),
+        &[],
+    );
+    let mut c = gw.proc.connect();
     assert_eq!(c.cmd(&["SET", "k1", "a"]), Value::Simple("OK".into()));
-    std::fs::write(
-        &file,
-        format!("upstream = \"redis://127.0.0.1:{}\"\n", b.port),
-    )
-    .expect("rewrite config");
-    let (ok, text) = ctl(&admin, &["reload", "--json"]);
+    gw.rewrite(&format!("upstream = \"redis://127.0.0.1:{}\"\n", b.port));
+    let (ok, text) = gw.reload(&["--json"]);
     assert!(ok, "{text}");
     let v: serde_json::Value = serde_json::from_str(text.trim()).expect("JSON report");
     assert_eq!(v["applied"][0][0], "upstream", "{text}");
@@ -264,8 +184,8 @@ fn reload_points_the_gateway_at_a_new_server() {
     assert_eq!(a.connect().cmd(&["GET", "k2"]), Value::Null);
     assert_eq!(a.connect().cmd(&["GET", "k1"]), Value::bulk("a"));
     // A different kind of URL needs a restart, and says so.
-    std::fs::write(&file, "upstream = \"redis+cluster://127.0.0.1:1\"\n").expect("rewrite");
-    let (ok, text) = ctl(&admin, &["reload", "--json"]);
+    gw.rewrite("upstream = \"redis+cluster://127.0.0.1:1\"\n");
+    let (ok, text) = gw.reload(&["--json"]);
     assert!(ok, "{text}");
     assert!(text.contains("restart needed"), "{text}");
 }

@@ -5,8 +5,9 @@ mod support;
 
 use std::time::Duration;
 
+use support::reloadable::Reloadable;
 use support::sentinel::{field, poll, sentinel_set, MASTER};
-use support::{redis_server, sessiond, Value};
+use support::{redis_server, Value};
 
 /// A reload points the gateway at a new sentinel set: the old set's only sentinel is
 /// killed, a failover is asked of the new set, and the gateway follows it there.
@@ -26,37 +27,17 @@ fn a_reload_moves_the_gateway_to_a_new_sentinel_set() {
                 .join(",")
         )
     };
-    let dir = support::TempDir::new("sentinel-reload");
-    let file = dir.path("sessiond.toml");
-    std::fs::write(
-        &file,
-        format!("upstream = \"{}\"\n", url_of(&[sentinels[0].port])),
-    )
-    .expect("write config");
-    let admin = format!("127.0.0.1:{}", support::free_port());
-    let file_arg = file.to_string_lossy().into_owned();
-    let gw = sessiond(&[
-        "--config",
-        &file_arg,
-        "--admin-listen",
-        &admin,
-        "--admin-token",
-        "t",
-        "--upstream-refresh-interval-ms",
-        "200",
-    ]);
-    let mut c = gw.connect();
+    let gw = Reloadable::start(
+        &format!("upstream = \"{}\"\n", url_of(&[sentinels[0].port])),
+        &["--upstream-refresh-interval-ms", "200"],
+    );
+    let mut c = gw.proc.connect();
     assert_eq!(c.cmd(&["SET", "before", "1"]), Value::Simple("OK".into()));
 
     let new_set = url_of(&[sentinels[1].port, sentinels[2].port]);
-    std::fs::write(&file, format!("upstream = \"{new_set}\"\n")).expect("rewrite config");
-    let out = std::process::Command::new(support::sessiond_bin())
-        .args(["ctl", "--admin", &admin, "--token", "t", "reload"])
-        .output()
-        .expect("ctl reload");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && text.contains("upstream"), "{text}");
+    gw.rewrite(&format!("upstream = \"{new_set}\"\n"));
+    let (ok, text) = gw.reload(&[]);
+    assert!(ok && text.contains("upstream"), "{text}");
     assert!(field(&mut c, "upstream", "upstream_url").contains(&sentinels[1].port.to_string()));
 
     // The old set goes away; the new one promotes the replica.

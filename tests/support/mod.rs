@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod reloadable;
 pub mod sentinel;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -305,8 +305,10 @@ impl<'a> Changes<'a> {
                 prev
             }
             None => {
+                // Only a push creates a list, and a push of nothing creates nothing (no
+                // command sends one; Redis never keeps an empty list).
                 let elems = match edit {
-                    Edit::PushHead(v) | Edit::PushTail(v) => v.clone(),
+                    Edit::PushHead(v) | Edit::PushTail(v) if !v.is_empty() => v.clone(),
                     _ => return,
                 };
                 let e = list::new_entry(key, &elems, version, 0, lru);
@@ -631,7 +633,7 @@ impl Replay {
                 return; // the snapshot holds this list or a newer one
             }
             let elems = match edit {
-                Edit::PushHead(v) | Edit::PushTail(v) => v.clone(),
+                Edit::PushHead(v) | Edit::PushTail(v) if !v.is_empty() => v.clone(),
                 _ => return,
             };
             t.remove(hash, key, hasher, Token(()));

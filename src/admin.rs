@@ -217,14 +217,8 @@ pub fn change_migration<S: Store>(
         );
     }
     if let Some(g) = guard {
-        let render = |g: Option<crate::migrate::guard::GuardConfig>| {
-            g.map_or_else(|| "off".to_string(), |g| g.render())
-        };
-        let before = render(m.guard());
-        m.set_guard(g);
-        server
-            .audit
-            .record(who, "migration guard", &before, &render(g), "");
+        // The same change as CONFIG SET migrate-guard, audited there.
+        crate::server::live::apply(server, crate::server::live::Change::MigrateGuard(g), who);
     }
     Ok(m.status())
 }

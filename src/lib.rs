@@ -9,6 +9,7 @@ pub mod admin;
 pub mod audit;
 pub mod clock;
 pub mod cmd;
+pub mod script;
 pub mod config;
 pub mod console;
 pub mod ctl;

@@ -96,8 +96,13 @@ engine_commands! { |cx, a|
     "flushdb" => FlushDb, any, server::flushdb(cx, a).await;
     "flushall" => FlushAll, any, server::flushall(cx, a).await;
     "swapdb" => SwapDb, any, server::swapdb(cx, a).await;
-    "eval" => Eval, any, script::eval(cx, a, false).await;
-    "evalsha" => EvalSha, any, script::eval(cx, a, true).await;
+    "eval" => Eval, any, script::eval(cx, a, false, false).await;
+    "evalsha" => EvalSha, any, script::eval(cx, a, true, false).await;
+    "eval_ro" => EvalRo, any, script::eval(cx, a, false, true).await;
+    "evalsha_ro" => EvalShaRo, any, script::eval(cx, a, true, true).await;
+    "fcall" => FCall, any, function::fcall(cx, a, false).await;
+    "fcall_ro" => FCallRo, any, function::fcall(cx, a, true).await;
+    "function" => Function, any, function::function(cx, a);
     "script" => Script, any, script::script(cx, a);
     "save" => Save, any, persistence::save(cx).await;
     "bgsave" => BgSave, any, persistence::bgsave(cx, a);

@@ -15,6 +15,7 @@ pub mod client;
 pub mod connection;
 pub mod dispatch;
 pub mod expire;
+pub mod function;
 pub mod hash_ttl;
 pub mod hashes;
 pub mod info;
@@ -35,7 +36,10 @@ pub mod zset_ops;
 pub mod zset_ranges;
 pub mod zsets;
 
+use std::future::Future;
+use std::pin::pin;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
 use std::sync::Arc;
 
 use crate::resp::reply::Proto;
@@ -385,4 +389,13 @@ pub async fn execute_checked_at<S: Store>(
         buf.unsplit(reply);
     }
     cx.flow
+}
+
+/// Polls a future once: the engine's operations complete without waiting.
+pub(crate) fn run_now<F: Future>(f: F) -> Option<F::Output> {
+    let mut f = pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    }
 }

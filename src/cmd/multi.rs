@@ -10,10 +10,6 @@
 //! changes are one log frame, and the watches are checked inside it, so nothing can change a
 //! watched key between the check and the run.
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
-
 use bytes::Bytes;
 
 use super::hashes::engine;
@@ -183,11 +179,20 @@ pub fn unwatch<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
 }
 
 /// Commands that touch no shard data, so a block holding only its keys' shards may run
-/// them. Any other keyless command makes the block hold every shard.
-fn data_free(id: Option<CmdId>) -> bool {
+/// them (PUBLISH names a channel, not a key). Any other keyless command makes the block
+/// hold every shard; a script holding only its keys may not run it.
+pub(crate) fn data_free(id: Option<CmdId>) -> bool {
     matches!(
         id,
-        Some(CmdId::Ping | CmdId::Echo | CmdId::Time | CmdId::Select | CmdId::Command)
+        Some(
+            CmdId::Ping
+                | CmdId::Echo
+                | CmdId::Time
+                | CmdId::Select
+                | CmdId::Command
+                | CmdId::Publish
+                | CmdId::SPublish
+        )
     )
 }
 
@@ -240,7 +245,7 @@ pub async fn exec<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
                 continue;
             };
             let fut = execute_checked_at(server, client, spec, args, out, now);
-            if run_now(fut).is_none() {
+            if super::run_now(fut).is_none() {
                 // Not reachable: commands that can wait are refused when queued.
                 out.error("ERR command could not run inside the transaction");
             }
@@ -254,13 +259,4 @@ pub async fn exec<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
         cx.out.null_array();
     }
     Ok(())
-}
-
-/// Polls a future once: the engine's operations complete without waiting.
-fn run_now<F: Future>(f: F) -> Option<F::Output> {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => Some(v),
-        Poll::Pending => None,
-    }
 }

@@ -1,103 +1,27 @@
-//! EVAL/EVALSHA/SCRIPT for the session scripts that real session handlers send.
+//! EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT (Redis's `eval.c`).
 //!
-//! sessiond does not embed Lua (see docs/ARCHITECTURE.md, "Scripts"). Session handlers use
-//! a handful of fixed scripts; the one that matters is the lock release of phpredis (and
-//! Laravel, Symfony Lock, Redlock clients):
+//! The interpreter, its sandbox and how a script holds its keys are in `src/script/`; this
+//! file parses the commands and gives Redis's replies and errors.
 //!
-//! ```lua
-//! if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end
-//! ```
-//!
-//! A script is recognised by its *normalised* text (whitespace removed, quotes unified,
-//! lower-cased), so formatting variants of the same script are accepted, and executed natively
-//! and atomically by the store ([`Store::del_if_equal`]). Script caching behaves as Redis's:
-//! `EVALSHA` of a script never loaded answers `NOSCRIPT`, so clients that fall back to `EVAL`
-//! (phpredis does) take the same path as against Redis. Anything else is refused with a clear
-//! error instead of being run wrongly.
+//! With the migration router as the store (no embedded engine of its own), scripts cannot
+//! run atomically across the two stores; only the lock release every session handler
+//! sends is supported there, recognised by its text and run as the store's
+//! compare-and-delete (`Store::del_if_equal`), which the router routes by stage.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use super::args::{int, is, lossy};
 use super::{CmdError, CmdResult, Ctx};
+use crate::script::run::{self, Kill, Target};
+use crate::script::{parse_sha, vm, Script};
 use crate::store::Store;
 
-/// Scripts sessiond can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Known {
-    /// `GET KEYS[1] == ARGV[1]` then `DEL KEYS[1]`: 1 if deleted, else 0.
-    DeleteIfEqual,
-}
-
-const KNOWN: &[(&str, Known)] = &[(
-    r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end"#,
-    Known::DeleteIfEqual,
-)];
-
-fn normalise(script: &[u8]) -> Vec<u8> {
-    let mut v: Vec<u8> = script
-        .iter()
-        .filter(|c| !c.is_ascii_whitespace())
-        .map(|&c| {
-            if c == b'\'' {
-                b'"'
-            } else {
-                c.to_ascii_lowercase()
-            }
-        })
-        .collect();
-    while v.last() == Some(&b';') {
-        v.pop();
-    }
-    v
-}
-
-fn recognise(script: &[u8]) -> Option<Known> {
-    let n = normalise(script);
-    KNOWN
-        .iter()
-        .find(|(text, _)| normalise(text.as_bytes()) == n)
-        .map(|(_, k)| *k)
-}
-
-pub fn sha1_hex(script: &[u8]) -> String {
-    sha1_smol::Sha1::from(script).digest().to_string()
-}
-
-/// SHA1 → recognised script, for scripts loaded by EVAL or SCRIPT LOAD (as Redis's cache).
-#[derive(Default)]
-pub struct ScriptCache {
-    loaded: Mutex<HashMap<String, Known>>,
-}
-
-impl ScriptCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Known>> {
-        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn add(&self, sha: String, k: Known) {
-        self.lock().insert(sha, k);
-    }
-
-    fn get(&self, sha: &str) -> Option<Known> {
-        self.lock().get(sha).copied()
-    }
-
-    fn flush(&self) {
-        self.lock().clear();
-    }
-}
-
-fn unsupported() -> CmdError {
-    CmdError::msg(
-        "ERR sessiond does not run arbitrary Lua: only the recognised session scripts (lock release: \
-         if redis.call(\"get\",KEYS[1]) == ARGV[1] then return redis.call(\"del\",KEYS[1]) else return 0 end) are supported",
-    )
-}
-
-/// `EVAL script numkeys key... arg...` / `EVALSHA sha1 numkeys key... arg...`.
-pub async fn eval<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], by_sha: bool) -> CmdResult {
-    let numkeys = int(a[2])?;
+/// `numkeys` of EVAL/FCALL: the keys and the arguments after them.
+pub fn split_keys<'a>(
+    a: &'a [&'a [u8]],
+    bad_number: &str,
+) -> Result<(&'a [&'a [u8]], &'a [&'a [u8]]), CmdError> {
+    let numkeys = int(a[2]).map_err(|_| CmdError::msg(bad_number))?;
     if numkeys > (a.len() - 3) as i64 {
         return Err(CmdError::msg(
             "ERR Number of keys can't be greater than number of args",
@@ -106,54 +30,84 @@ pub async fn eval<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], by_sha: bool) 
     if numkeys < 0 {
         return Err(CmdError::msg("ERR Number of keys can't be negative"));
     }
-    let known = if by_sha {
-        let sha = lossy(a[1]).to_ascii_lowercase();
-        cx.server
-            .scripts
-            .get(&sha)
-            .ok_or_else(|| CmdError::msg("NOSCRIPT No matching script. Please use EVAL."))?
-    } else {
-        let k = recognise(a[1]).ok_or_else(unsupported)?;
-        cx.server.scripts.add(sha1_hex(a[1]), k);
-        k
-    };
-    let keys = &a[3..3 + numkeys as usize];
-    let argv = &a[3 + numkeys as usize..];
-    match known {
-        Known::DeleteIfEqual => {
-            let (Some(key), Some(expected)) = (keys.first(), argv.first()) else {
-                return Err(CmdError::msg(
-                    "ERR the lock-release script needs 1 key and 1 argument",
-                ));
-            };
-            let deleted = cx
-                .store()
-                .del_if_equal(cx.db(), key, expected, cx.now)
-                .await?;
-            cx.out.int(deleted as i64);
-        }
-    }
-    Ok(())
+    let n = numkeys as usize;
+    Ok((&a[3..3 + n], &a[3 + n..]))
 }
 
-/// `SCRIPT LOAD|EXISTS|FLUSH|HELP`.
+fn noscript() -> CmdError {
+    CmdError::msg("NOSCRIPT No matching script. Please use EVAL.")
+}
+
+/// `EVAL script numkeys key... arg...` and its `SHA`/`_RO` forms.
+pub async fn eval<S: Store>(
+    cx: &mut Ctx<'_, '_, S>,
+    a: &[&[u8]],
+    by_sha: bool,
+    read_only: bool,
+) -> CmdResult {
+    let (keys, argv) = split_keys(a, "ERR value is not an integer or out of range")?;
+    let script: Arc<Script> = if by_sha {
+        let sha = parse_sha(a[1]).ok_or_else(noscript)?;
+        cx.server.scripts.get(&sha).ok_or_else(noscript)?
+    } else {
+        cx.server.scripts.add(a[1]).map_err(CmdError::Msg)?
+    };
+    if cx.server.store.engine().is_none() {
+        return native::eval(cx, &script, keys, argv).await;
+    }
+    if read_only && script.flags.declared && !script.flags.no_writes {
+        return Err(CmdError::msg(
+            "ERR Can not execute a script with write flag using *_ro command.",
+        ));
+    }
+    run::run(
+        cx,
+        Target::Eval(&script),
+        script.flags,
+        keys,
+        argv,
+        read_only,
+        a,
+    )
+}
+
+const HELP: &[&str] = &[
+    "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "EXISTS <sha1> [<sha1> ...]",
+    "    Return information about the existence of the scripts in the script cache.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Flush the Lua scripts cache. Very dangerous on replicas.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the scripts cache.",
+    "    * SYNC: Synchronously flush the scripts cache.",
+    "KILL",
+    "    Kill the currently executing Lua script.",
+    "LOAD <script>",
+    "    Load a script into the scripts cache without executing it.",
+    "HELP",
+    "    Print this help.",
+];
+
+/// `SCRIPT LOAD|EXISTS|FLUSH|KILL|HELP`.
 pub fn script<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let sub = lossy(a[1]).to_ascii_lowercase();
+    let scripts = &cx.server.scripts;
     match sub.as_str() {
         "load" if a.len() == 3 => {
-            let k = recognise(a[2]).ok_or_else(unsupported)?;
-            let sha = sha1_hex(a[2]);
-            cx.server.scripts.add(sha.clone(), k);
-            cx.out.bulk(sha.as_bytes());
+            let s = scripts.add(a[2]).map_err(CmdError::Msg)?;
+            if cx.server.store.engine().is_some() {
+                // Redis compiles on load: a script that does not compile is refused now.
+                vm::with(scripts, |vm| vm.script(&s.sha, &s.body).map(|_| ()))
+                    .map_err(CmdError::Msg)?
+                    .map_err(CmdError::Msg)?;
+            }
+            cx.out.bulk(&s.sha);
         }
         "exists" if a.len() >= 3 => {
             cx.out.array(a.len() - 2);
             for sha in &a[2..] {
-                let present = cx
-                    .server
-                    .scripts
-                    .get(&lossy(sha).to_ascii_lowercase())
-                    .is_some();
+                let present = parse_sha(sha).is_some_and(|s| scripts.get(&s).is_some());
                 cx.out.int(present as i64);
             }
         }
@@ -163,10 +117,33 @@ pub fn script<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
                     "ERR SCRIPT FLUSH only support SYNC|ASYNC option",
                 ));
             }
-            cx.server.scripts.flush();
+            scripts.flush();
             cx.out.ok();
         }
-        "load" | "exists" | "flush" => {
+        "kill" if a.len() == 2 => match scripts.busy.kill(false) {
+            Kill::Killed => cx.out.ok(),
+            Kill::NotBusy => {
+                return Err(CmdError::msg("NOTBUSY No scripts in execution right now."))
+            }
+            Kill::WrongKind => {
+                return Err(CmdError::msg(
+                    "NOTBUSY No scripts in execution right now.",
+                ))
+            }
+            Kill::Unkillable => return Err(CmdError::msg(UNKILLABLE)),
+        },
+        "help" if a.len() == 2 => {
+            cx.out.array(HELP.len());
+            for l in HELP {
+                cx.out.simple(l);
+            }
+        }
+        "debug" if a.len() == 3 => {
+            return Err(CmdError::msg(
+                "ERR SCRIPT DEBUG is not supported by sessiond (Lua debugging needs a server that runs one script at a time)",
+            ));
+        }
+        "load" | "exists" | "flush" | "kill" | "help" | "debug" => {
             return Err(CmdError::msg(format!(
                 "ERR wrong number of arguments for 'script|{sub}' command"
             )));
@@ -181,17 +158,78 @@ pub fn script<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
+pub const UNKILLABLE: &str = "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.";
+
+/// The lock-release script, run natively where no interpreter can run it atomically (the
+/// migration router).
+mod native {
     use super::*;
 
-    #[test]
-    fn phpredis_lock_release_is_recognised_with_its_sha() {
-        let s = KNOWN[0].0.as_bytes();
-        assert_eq!(sha1_hex(s), "b70c2384248f88e6b75b9f89241a180f856ad852");
-        assert_eq!(recognise(s), Some(Known::DeleteIfEqual));
-        let symfony = b"if redis.call('GET', KEYS[1]) == ARGV[1] then\n  return redis.call('DEL', KEYS[1])\nelse\n  return 0\nend";
-        assert_eq!(recognise(symfony), Some(Known::DeleteIfEqual));
-        assert_eq!(recognise(b"return redis.call('flushall')"), None);
+    /// `GET KEYS[1] == ARGV[1]` then `DEL KEYS[1]`: phpredis's (and Laravel's, Symfony
+    /// Lock's, Redlock's) lock release.
+    const LOCK_RELEASE: &str = r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end"#;
+
+    /// Whitespace removed, quotes unified, lower-cased: formatting variants of one script
+    /// compare equal.
+    fn normalise(script: &[u8]) -> Vec<u8> {
+        let mut v: Vec<u8> = script
+            .iter()
+            .filter(|c| !c.is_ascii_whitespace())
+            .map(|&c| {
+                if c == b'\'' {
+                    b'"'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect();
+        while v.last() == Some(&b';') {
+            v.pop();
+        }
+        v
+    }
+
+    pub fn is_lock_release(body: &[u8]) -> bool {
+        normalise(body) == normalise(LOCK_RELEASE.as_bytes())
+    }
+
+    pub async fn eval<S: Store>(
+        cx: &mut Ctx<'_, '_, S>,
+        script: &Script,
+        keys: &[&[u8]],
+        argv: &[&[u8]],
+    ) -> CmdResult {
+        if !is_lock_release(&script.body) {
+            return Err(CmdError::msg(
+                "ERR in migration mode sessiond runs only the lock-release script (if redis.call(\"get\",KEYS[1]) == ARGV[1] then return redis.call(\"del\",KEYS[1]) else return 0 end): other scripts cannot run atomically across two stores (see the README)",
+            ));
+        }
+        let (Some(key), Some(expected)) = (keys.first(), argv.first()) else {
+            return Err(CmdError::msg(
+                "ERR the lock-release script needs 1 key and 1 argument",
+            ));
+        };
+        let deleted = cx
+            .store()
+            .del_if_equal(cx.db(), key, expected, cx.now)
+            .await?;
+        cx.out.int(deleted as i64);
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn phpredis_lock_release_is_recognised_with_its_sha() {
+            let s = super::LOCK_RELEASE.as_bytes();
+            assert_eq!(
+                &crate::script::sha1_hex(s)[..],
+                b"b70c2384248f88e6b75b9f89241a180f856ad852"
+            );
+            assert!(super::is_lock_release(s));
+            let symfony = b"if redis.call('GET', KEYS[1]) == ARGV[1] then\n  return redis.call('DEL', KEYS[1])\nelse\n  return 0\nend";
+            assert!(super::is_lock_release(symfony));
+            assert!(!super::is_lock_release(b"return redis.call('flushall')"));
+        }
     }
 }

@@ -163,6 +163,68 @@ impl<'a> Reply<'a> {
         }
     }
 
+    /// A status reply from bytes a client chose (a script's `{ok=…}`): CR and LF become
+    /// spaces, as in [`Reply::error`].
+    pub fn simple_bytes(&mut self, s: &[u8]) {
+        let clean: Vec<u8> = s
+            .iter()
+            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+            .collect();
+        self.line(b'+', &clean);
+    }
+
+    /// An error reply from bytes a client chose (a script's `{err=…}`), cleaned as
+    /// [`Reply::error`].
+    pub fn error_bytes(&mut self, msg: &[u8]) {
+        let clean: Vec<u8> = msg
+            .iter()
+            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+            .collect();
+        self.line(b'-', &clean);
+    }
+
+    /// A boolean: `#t`/`#f` in RESP3, `:1`/`:0` in RESP2 (Redis's `addReplyBool`).
+    pub fn boolean(&mut self, b: bool) {
+        match (self.proto, b) {
+            (Proto::Resp3, true) => self.out.put_slice(b"#t\r\n"),
+            (Proto::Resp3, false) => self.out.put_slice(b"#f\r\n"),
+            (Proto::Resp2, true) => self.out.put_slice(b":1\r\n"),
+            (Proto::Resp2, false) => self.out.put_slice(b":0\r\n"),
+        }
+    }
+
+    /// A big number: `(digits` in RESP3, a bulk string in RESP2.
+    pub fn big_number(&mut self, digits: &[u8]) {
+        match self.proto {
+            Proto::Resp2 => self.bulk(digits),
+            Proto::Resp3 => {
+                let clean: Vec<u8> = digits
+                    .iter()
+                    .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+                    .collect();
+                self.line(b'(', &clean);
+            }
+        }
+    }
+
+    /// A verbatim string with its three-letter format (`=len\r\nfmt:...`) in RESP3, a bulk
+    /// string in RESP2.
+    pub fn verbatim_as(&mut self, format: &[u8; 3], text: &[u8]) {
+        match self.proto {
+            Proto::Resp2 => self.bulk(text),
+            Proto::Resp3 => {
+                let mut b = itoa::Buffer::new();
+                self.out.put_u8(b'=');
+                self.out.put_slice(b.format(text.len() + 4).as_bytes());
+                self.out.put_slice(b"\r\n");
+                self.out.put_slice(format);
+                self.out.put_u8(b':');
+                self.out.put_slice(text);
+                self.out.put_slice(b"\r\n");
+            }
+        }
+    }
+
     /// A verbatim string (`=len\r\ntxt:...`) in RESP3, a bulk string in RESP2.
     pub fn verbatim(&mut self, text: &[u8]) {
         match self.proto {

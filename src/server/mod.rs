@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cmd::script::ScriptCache;
 use crate::config::Config;
 use crate::persist::Persistence;
 use crate::store::Store;
@@ -71,7 +70,7 @@ pub struct Server<S: Store> {
     pub settings: Settings,
     pub clients: ClientRegistry,
     pub stats: ServerStats,
-    pub scripts: ScriptCache,
+    pub scripts: crate::script::Scripts,
     pub started: Instant,
     pub run_id: String,
     /// Set by `SHUTDOWN` or a signal; listeners stop accepting.
@@ -125,7 +124,7 @@ impl<S: Store> Server<S> {
             config,
             clients: ClientRegistry::default(),
             stats: ServerStats::default(),
-            scripts: ScriptCache::default(),
+            scripts: crate::script::Scripts::default(),
             started: Instant::now(),
             run_id,
             shutting_down: AtomicBool::new(false),

@@ -50,6 +50,13 @@ pub fn parse(s: &[u8]) -> Option<f64> {
 
 /// `printf("%.17g", d)`, with `inf`/`-inf` as Redis writes them.
 pub fn fmt_g17(d: f64) -> String {
+    fmt_g(d, 17)
+}
+
+/// `printf("%.<precision>g", d)` (1 ≤ precision ≤ 17), with `inf`/`-inf`/`nan` (Lua's
+/// `tostring` and cjson use 14).
+pub fn fmt_g(d: f64, precision: usize) -> String {
+    let precision = precision.clamp(1, 17);
     if d.is_infinite() {
         return if d > 0.0 { "inf" } else { "-inf" }.into();
     }
@@ -59,8 +66,8 @@ pub fn fmt_g17(d: f64) -> String {
     if d == 0.0 {
         return if d.is_sign_negative() { "-0" } else { "0" }.into();
     }
-    // 17 significant digits, correctly rounded, as d.dddddddddddddddde±x.
-    let e = format!("{d:.16e}");
+    // `precision` significant digits, correctly rounded, as d.ddde±x.
+    let e = format!("{d:.*e}", precision - 1);
     let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let neg = mant.starts_with('-');
@@ -69,7 +76,7 @@ pub fn fmt_g17(d: f64) -> String {
     if neg {
         out.push('-');
     }
-    if !(-4..17).contains(&exp) {
+    if !(-4..precision as i32).contains(&exp) {
         let (first, rest) = digits.split_at(1);
         let rest = rest.trim_end_matches('0');
         out.push_str(first);

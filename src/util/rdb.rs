@@ -424,6 +424,50 @@ fn score_text(b: &[u8]) -> R<f64> {
 }
 
 /// Checks a `RESTORE` payload's version and checksum and reads its value.
+/// RDB's opcode for a function library (its code, as FUNCTION DUMP writes it).
+const OPCODE_FUNCTION2: u8 = 245;
+
+/// FUNCTION DUMP's payload: each library's code under the function opcode, then the
+/// version and CRC-64 footer every DUMP payload has.
+pub fn dump_functions(codes: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for code in codes {
+        out.push(OPCODE_FUNCTION2);
+        put_str(&mut out, code);
+    }
+    out.extend_from_slice(&WRITE_VERSION.to_le_bytes());
+    let crc = crc64(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// The libraries' code in a FUNCTION DUMP payload (Redis's own payloads included: their
+/// long strings are LZF-compressed).
+pub fn restore_functions(payload: &[u8]) -> Result<Vec<Vec<u8>>, RestoreError> {
+    if payload.len() < 10 {
+        return Err(RestoreError::VersionOrChecksum);
+    }
+    let (body, footer) = payload.split_at(payload.len() - 10);
+    let version = u16::from_le_bytes([footer[0], footer[1]]);
+    let crc = u64::from_le_bytes(
+        footer[2..10]
+            .try_into()
+            .map_err(|_| RestoreError::VersionOrChecksum)?,
+    );
+    if version > READ_VERSION || crc64(&payload[..payload.len() - 8]) != crc {
+        return Err(RestoreError::VersionOrChecksum);
+    }
+    let mut r = Reader { p: body };
+    let mut codes = Vec::new();
+    while !r.p.is_empty() {
+        if r.byte()? != OPCODE_FUNCTION2 {
+            return Err(RestoreError::BadFormat);
+        }
+        codes.push(r.string()?);
+    }
+    Ok(codes)
+}
+
 pub fn restore(payload: &[u8]) -> Result<RdbValue, RestoreError> {
     if payload.len() < 10 {
         return Err(RestoreError::VersionOrChecksum);

@@ -123,6 +123,23 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSIOND_LATENCY_MONITOR_THRESHOLD", value_name = "MS")]
     pub latency_monitor_threshold: Option<u64>,
 
+    /// A script running longer than this many milliseconds makes other clients' commands
+    /// answer -BUSY and can be stopped with SCRIPT KILL (Redis's `busy-reply-threshold`,
+    /// formerly `lua-time-limit`). Default 5000.
+    #[arg(long, env = "SESSIOND_BUSY_REPLY_THRESHOLD", value_name = "MS")]
+    pub busy_reply_threshold: Option<u64>,
+
+    /// `yes`: every script may touch keys it did not declare in KEYS, and so runs under every
+    /// shard lock (serially, as on Redis). Default `no`: a script holds only its declared keys'
+    /// shards, and touching another key is an error (see the README, "Scripts").
+    #[arg(long, env = "SESSIOND_LUA_ALLOW_UNDECLARED_KEYS", value_name = "yes|no")]
+    pub lua_allow_undeclared_keys: Option<String>,
+
+    /// Memory one worker thread's Lua interpreter may use (`256mb` by default); a script
+    /// past it fails with "not enough memory".
+    #[arg(long, env = "SESSIOND_LUA_MEMORY_LIMIT", value_name = "BYTES")]
+    pub lua_memory_limit: Option<String>,
+
     /// Worker threads serving connections. Default: one less than the number of CPU cores
     /// (at least 1), leaving a core to the kernel's network work and co-located clients.
     #[arg(long, env = "SESSIOND_THREADS", value_name = "N")]
@@ -302,6 +319,9 @@ struct FileConfig {
     slowlog_log_slower_than: Option<i64>,
     slowlog_max_len: Option<usize>,
     latency_monitor_threshold: Option<u64>,
+    busy_reply_threshold: Option<u64>,
+    lua_allow_undeclared_keys: Option<toml::Value>,
+    lua_memory_limit: Option<toml::Value>,
     threads: Option<usize>,
     loglevel: Option<String>,
     logfile: Option<String>,
@@ -355,6 +375,10 @@ pub struct Config {
     pub slowlog_log_slower_than: i64,
     pub slowlog_max_len: usize,
     pub latency_monitor_threshold: u64,
+    /// `busy-reply-threshold`, ms.
+    pub busy_reply_threshold: u64,
+    pub lua_allow_undeclared_keys: bool,
+    pub lua_memory_limit: u64,
     /// Worker threads; 0 = the default, see [`Config::effective_threads`].
     pub threads: usize,
     pub loglevel: String,
@@ -470,6 +494,9 @@ impl Default for Config {
             slowlog_log_slower_than: 10_000,
             slowlog_max_len: 128,
             latency_monitor_threshold: 0,
+            busy_reply_threshold: crate::script::run::DEFAULT_BUSY_MS,
+            lua_allow_undeclared_keys: false,
+            lua_memory_limit: crate::script::vm::DEFAULT_MEMORY_LIMIT,
             threads: 0,
             loglevel: "notice".into(),
             logfile: None,
@@ -668,6 +695,21 @@ impl Config {
             .or(file.latency_monitor_threshold)
         {
             c.latency_monitor_threshold = n;
+        }
+        if let Some(n) = args.busy_reply_threshold.or(file.busy_reply_threshold) {
+            c.busy_reply_threshold = n;
+        }
+        if let Some(v) = &args.lua_allow_undeclared_keys {
+            c.lua_allow_undeclared_keys =
+                parse_yes_no(v).map_err(|e| format!("--lua-allow-undeclared-keys: {e}"))?;
+        } else if let Some(v) = &file.lua_allow_undeclared_keys {
+            c.lua_allow_undeclared_keys = toml_bool(v, "lua-allow-undeclared-keys")?;
+        }
+        if let Some(v) = &args.lua_memory_limit {
+            c.lua_memory_limit = crate::util::size::parse_size(v)
+                .map_err(|e| format!("--lua-memory-limit {v}: {e}"))?;
+        } else if let Some(v) = &file.lua_memory_limit {
+            c.lua_memory_limit = toml_size(v, "lua-memory-limit")?;
         }
         if let Some(t) = args.threads.or(file.threads) {
             if t == 0 || t > 1024 {

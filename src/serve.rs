@@ -17,7 +17,9 @@ use crate::migrate::router::Router;
 use crate::migrate::sql::SqlStore;
 use crate::migrate::timed::Timed;
 use crate::persist::Persistence;
-use crate::server::listener::{accept_tcp, accept_unix, bind_tcp, check_protected_mode};
+use crate::server::listener::{
+    accept_tcp, accept_unix, bind_tcp, check_protected_mode, dup_fd, Dup,
+};
 use crate::server::Server;
 use crate::store::Store;
 use crate::upstream::{Options as UpstreamOptions, Upstream};
@@ -269,6 +271,10 @@ async fn serve_until_shutdown<S: Store>(
         crate::admin::start(server.clone(), a).await?;
     }
     let mut tasks = Vec::new();
+    // Copies of the listening sockets for a busy script's rescue acceptor (one worker only).
+    let single = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::CurrentThread;
+    let mut dups = Vec::new();
     for addr in &config.listen {
         let l = bind_tcp(*addr)
             .await
@@ -277,6 +283,11 @@ async fn serve_until_shutdown<S: Store>(
             "listening on {}",
             l.local_addr().map(|a| a.to_string()).unwrap_or_default()
         );
+        if single {
+            if let Ok(fd) = dup_fd(&l) {
+                dups.push(Dup::Tcp(std::net::TcpListener::from(fd)));
+            }
+        }
         tasks.push(tokio::spawn(accept_tcp(server.clone(), l)));
     }
     if let Some(path) = &config.unixsocket {
@@ -284,7 +295,18 @@ async fn serve_until_shutdown<S: Store>(
         let l = UnixListener::bind(path)
             .map_err(|e| format!("cannot listen on unix socket {path}: {e}"))?;
         tracing::info!("listening on unix socket {path}");
+        if single {
+            if let Ok(fd) = dup_fd(&l) {
+                dups.push(Dup::Unix(
+                    std::os::unix::net::UnixListener::from(fd),
+                    path.clone(),
+                ));
+            }
+        }
         tasks.push(tokio::spawn(accept_unix(server.clone(), l, path.clone())));
+    }
+    if single {
+        crate::server::listener::install_rescue(server, dups);
     }
     tracing::info!("{ready}");
     let auth_log = {

@@ -309,6 +309,13 @@ pub fn check_known<S: Store>(
             spec.name
         ));
     }
+    if server.scripts.busy.any() {
+        // A script runs past busy-reply-threshold: only what Redis allows then.
+        let eff = table::subcommand(spec, args).unwrap_or(spec);
+        if let Some(busy) = server.scripts.busy.refuse(spec.flags.union(eff.flags)) {
+            return Err(busy);
+        }
+    }
     client.handle.last_cmd.store(idx, Ordering::Relaxed);
     if table::is_write(spec) {
         if let Some(e) = server.persist.as_ref().and_then(|p| p.write_error()) {

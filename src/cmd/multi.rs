@@ -217,7 +217,9 @@ pub async fn exec<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     for (args, (idx, _)) in argvs.iter().zip(&queued) {
         let spec = &table::commands()[*idx];
         let ks = super::keyspec::keys_of(table::subcommand(spec, args).unwrap_or(spec), args);
-        if ks.is_empty() && !data_free(spec.id) {
+        if (ks.is_empty() && !data_free(spec.id))
+            || super::script::reaches_beyond_keys(cx.server, spec.id, args)
+        {
             keys = None;
         }
         if let Some(all) = keys.as_mut() {

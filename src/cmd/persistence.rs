@@ -90,6 +90,26 @@ pub async fn shutdown<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResu
     if save && nosave {
         return Err(CmdError::Syntax);
     }
+    if cx.server.scripts.busy.any() {
+        // A script runs past busy-reply-threshold and holds its shards. Only NOSAVE ends
+        // it, as in Redis: what completed is made durable, the script's own changes (its log
+        // frame is appended only when it ends) are lost, all of them.
+        if !nosave {
+            return Err(CmdError::msg(
+                "ERR a script is running past busy-reply-threshold: use SCRIPT KILL (or FUNCTION KILL), or SHUTDOWN NOSAVE, which ends the server without the script's writes",
+            ));
+        }
+        if let Some(p) = cx.server.persist.clone() {
+            if let Err(e) = blocking(move || p.shutdown(false, true)).await {
+                tracing::error!("SHUTDOWN NOSAVE during a busy script: {e}");
+            }
+        }
+        tracing::warn!(
+            "SHUTDOWN NOSAVE by client {} while a script was busy: exiting",
+            cx.client.handle.id
+        );
+        std::process::exit(0);
+    }
     if let Some(p) = cx.server.persist.clone() {
         if let Err(e) = blocking(move || p.shutdown(save, nosave)).await {
             tracing::error!("SHUTDOWN refused: {e}");

@@ -34,6 +34,29 @@ pub fn split_keys<'a>(
     Ok((&a[3..3 + n], &a[3 + n..]))
 }
 
+/// Whether a queued EVAL/EVALSHA/FCALL (and `_RO`) may touch keys it does not declare, so
+/// that the EXEC running it must hold every shard.
+pub fn reaches_beyond_keys<S: Store>(
+    server: &crate::server::Server<S>,
+    id: Option<super::table::CmdId>,
+    args: &[&[u8]],
+) -> bool {
+    use super::table::CmdId;
+    let scripts = &server.scripts;
+    let flags = match id {
+        Some(CmdId::Eval | CmdId::EvalRo) => crate::script::shebang::parse(args[1]).ok(),
+        Some(CmdId::EvalSha | CmdId::EvalShaRo) => {
+            parse_sha(args[1]).and_then(|s| scripts.get(&s)).map(|s| s.flags)
+        }
+        Some(CmdId::FCall | CmdId::FCallRo) => scripts
+            .libraries()
+            .function(&lossy(args[1]))
+            .map(|(f, _)| f),
+        _ => return false,
+    };
+    flags.is_some_and(|f| run::needs_every_shard(scripts, f))
+}
+
 fn noscript() -> CmdError {
     CmdError::msg("NOSCRIPT No matching script. Please use EVAL.")
 }

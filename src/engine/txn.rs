@@ -8,7 +8,9 @@
 //! [`Engine::atomically`] takes the shards of the block's keys (computed by the caller from
 //! the command table's key specs; every shard when a command's reach is not known from its
 //! keys) in index order, as every multi-key command does, so it cannot deadlock with them.
-//! While it runs, a thread-local points at those guards and at the block's open log frame:
+//! While it runs, a thread-local points at those guards and at the block's log frame (encoded
+//! in a buffer of its own and appended to the log when the block ends, so a long block, a
+//! script, does not hold up writers on other shards):
 //! `Inner::lock` hands out the held shard instead of locking it again, and
 //! `Changes::record` appends to the block's frame instead of opening its own. The operations
 //! themselves are unchanged, so a command behaves inside `EXEC` exactly as outside.
@@ -29,7 +31,7 @@ use std::sync::MutexGuard;
 
 use super::{Engine, Inner, ShardData, SHARDS};
 use crate::persist::format::Op;
-use crate::persist::journal::FrameWriter;
+use crate::persist::journal::DetachedFrame;
 
 /// A shard's data, locked for this operation or held by the running block.
 pub(crate) enum ShardGuard<'a> {
@@ -60,7 +62,8 @@ impl DerefMut for ShardGuard<'_> {
 struct Block<'a> {
     inner: *const Inner,
     shards: [*mut ShardData; SHARDS],
-    frame: RefCell<Option<FrameWriter<'a>>>,
+    frame: RefCell<Option<DetachedFrame>>,
+    _life: std::marker::PhantomData<&'a ()>,
 }
 
 thread_local! {
@@ -100,13 +103,10 @@ pub(super) fn active(inner: &Inner) -> bool {
 /// frame of its own).
 pub(super) fn record(inner: &Inner, op: &Op<'_>) -> bool {
     current(inner, |b| {
-        let Some(j) = inner.journal.get() else {
+        if inner.journal.get().is_none() {
             return;
-        };
-        let mut f = b.frame.borrow_mut();
-        // SAFETY (lifetime): the journal lives in `inner`, which outlives the block.
-        f.get_or_insert_with(|| unsafe { std::mem::transmute(j.begin_frame()) })
-            .push(op);
+        }
+        b.frame.borrow_mut().get_or_insert_with(DetachedFrame::default).push(op);
     })
     .is_some()
 }
@@ -146,14 +146,17 @@ impl Engine {
             inner: i,
             shards,
             frame: RefCell::new(None),
+            _life: std::marker::PhantomData,
         };
         let r = {
             BLOCK.with(|c| c.set(&block as *const Block<'_> as *const ()));
             let _reset = Reset;
             f()
         };
-        // The frame closes while the shards are still held, as for any command.
-        drop(block.frame.into_inner());
+        // The frame is appended while the shards are still held, as for any command.
+        if let (Some(frame), Some(j)) = (block.frame.into_inner(), i.journal.get()) {
+            j.append_frame(frame);
+        }
         for (s, g) in &guards {
             i.publish(*s, g);
         }

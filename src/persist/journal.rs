@@ -141,6 +141,25 @@ pub struct Journal {
     window: Duration,
 }
 
+/// A frame encoded in a buffer of its own, appended whole by [`Journal::append_frame`].
+pub struct DetachedFrame {
+    buf: Vec<u8>,
+}
+
+impl Default for DetachedFrame {
+    fn default() -> Self {
+        let mut buf = Vec::new();
+        begin_frame(&mut buf);
+        DetachedFrame { buf }
+    }
+}
+
+impl DetachedFrame {
+    pub fn push(&mut self, op: &Op<'_>) {
+        op.encode(&mut self.buf);
+    }
+}
+
 /// One command's frame being written (see [`Journal::begin_frame`]).
 pub struct FrameWriter<'a> {
     journal: &'a Journal,
@@ -261,6 +280,23 @@ impl Journal {
             pending,
             start,
         }
+    }
+
+    /// Appends a frame encoded elsewhere ([`DetachedFrame`]): a block that runs for a while
+    /// (a script, EXEC) encodes its changes without holding the log's buffer, so writers on
+    /// other shards are not held up by it, and appends the frame when it ends (still under
+    /// its shard locks, so the log orders it before any later change of the same keys).
+    pub fn append_frame(&self, frame: DetachedFrame) {
+        let mut buf = frame.buf;
+        if buf.len() == FRAME_HEADER {
+            return;
+        }
+        end_frame(&mut buf, 0);
+        let mut pending = lock(&self.pending);
+        pending.buf.extend_from_slice(&buf);
+        pending.end += buf.len() as u64;
+        self.appended.store(pending.end, Ordering::Release);
+        self.frames.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a client connection for group commit, until the guard is dropped.

@@ -126,6 +126,19 @@ impl Default for Scripts {
 }
 
 impl Scripts {
+    /// The registry with the configured limits.
+    pub fn new(config: &crate::config::Config) -> Scripts {
+        let s = Scripts::default();
+        s.busy
+            .threshold_ms
+            .store(config.busy_reply_threshold, Ordering::Relaxed);
+        s.allow_undeclared
+            .store(config.lua_allow_undeclared_keys, Ordering::Relaxed);
+        s.memory_limit
+            .store(config.lua_memory_limit, Ordering::Relaxed);
+        s
+    }
+
     /// Adds `body` to the cache (EVAL, SCRIPT LOAD) after checking its shebang; returns it.
     pub fn add(&self, body: &[u8]) -> Result<Arc<Script>, String> {
         let sha = sha1_hex(body);

@@ -194,7 +194,8 @@ redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 
 redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
 redis.REDIS_VERSION = rt.version
 redis.REDIS_VERSION_NUM = rt.version_num
-G.redis = protect(redis)
+local redis_p = protect(redis)
+G.redis = redis_p
 
 -- Where an error happened: the innermost frame of the script itself (not this chunk's
 -- wrappers, not a C function).
@@ -240,13 +241,28 @@ local function compile(src, name)
   return f
 end
 
--- Runs a FUNCTION library's code with `redis.register_function` available; it is taken
--- away again when the code returns, so functions cannot register others when called.
+-- While a library's code runs, `redis` offers only what Redis 7 offers then: registering
+-- functions, logging, the constants. The functions it registers see the whole `redis`
+-- when they are called (they read the global at call time).
+local loading = {
+  log = redis.log,
+  LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
+  REDIS_VERSION = rt.version, REDIS_VERSION_NUM = rt.version_num,
+}
+raw_setmetatable(loading, {
+  __index = function(_, k)
+    raw_error("Script attempted to access nonexistent global variable '" .. raw_tostring(k) .. "'", 2)
+  end,
+})
+local loading_p = protect(loading)
+
 local function load_library(f, register)
   raw_setfenv(f, P)
-  raw_rawset(redis, 'register_function', register)
+  loading.register_function = register
+  G.redis = loading_p
   local ok, e = raw_xpcall(f, handler)
-  raw_rawset(redis, 'register_function', nil)
+  G.redis = redis_p
+  loading.register_function = nil
   return ok, e
 end
 

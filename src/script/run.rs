@@ -66,7 +66,13 @@ pub struct Busy {
     slow: Mutex<Vec<Arc<RunState>>>,
     count: AtomicUsize,
     pub threshold_ms: AtomicU64,
+    /// Started when a script turns busy on the current-thread runtime
+    /// (`server/listener.rs`, `install_rescue`); one at a time.
+    rescue: Mutex<Option<Rescue>>,
+    rescuing: AtomicBool,
 }
+
+type Rescue = Box<dyn Fn() + Send + Sync>;
 
 impl Default for Busy {
     fn default() -> Self {
@@ -74,6 +80,8 @@ impl Default for Busy {
             slow: Mutex::new(Vec::new()),
             count: AtomicUsize::new(0),
             threshold_ms: AtomicU64::new(DEFAULT_BUSY_MS),
+            rescue: Mutex::new(None),
+            rescuing: AtomicBool::new(false),
         }
     }
 }
@@ -89,6 +97,11 @@ pub enum Kill {
 }
 
 impl Busy {
+    /// Whether any script runs past the threshold (one relaxed load: every command asks).
+    pub fn any(&self) -> bool {
+        self.count.load(Ordering::Relaxed) > 0
+    }
+
     /// The `-BUSY` error for a command other clients send now, if a script is busy.
     pub fn refuse(&self, flags: Flags) -> Option<String> {
         if self.count.load(Ordering::Relaxed) == 0 || flags.has(Flags::ALLOW_BUSY) {
@@ -133,6 +146,25 @@ impl Busy {
         let slow = self.slow.lock().unwrap_or_else(|p| p.into_inner());
         slow.first()
             .map(|s| (s.clone(), s.started.elapsed().as_millis() as u64))
+    }
+
+    pub fn set_rescue(&self, f: Rescue) {
+        *self.rescue.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
+    }
+
+    pub fn rescue_ended(&self) {
+        self.rescuing.store(false, Ordering::Release);
+    }
+
+    /// Starts the rescue acceptor if one is installed and none runs.
+    fn rescue(&self) {
+        if self.rescuing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match self.rescue.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(f) => f(),
+            None => self.rescuing.store(false, Ordering::Release),
+        }
     }
 
     fn enter(&self, s: &Arc<RunState>) {
@@ -188,21 +220,29 @@ unsafe extern "C-unwind" fn hook(l: *mut mlua::ffi::lua_State, _ar: *mut mlua::f
     {
         w.state.busy.store(true, Ordering::Relaxed);
         // SAFETY: the registry outlives the script (it belongs to the server).
-        unsafe { &*w.busy }.enter(&w.state);
-        hand_off_worker();
+        let busy = unsafe { &*w.busy };
+        busy.enter(&w.state);
+        if !hand_off_worker() {
+            busy.rescue();
+        }
     }
 }
 
 /// Lets the other connections of this worker thread be served while the script runs on:
-/// on the multi-thread runtime the worker's queue moves to a new thread. On the
-/// current-thread runtime (one worker) there is no other thread to move to; see the
-/// README's "Scripts" section for what that means.
-fn hand_off_worker() {
+/// on the multi-thread runtime the worker's queue moves to a new thread (true). On the
+/// current-thread runtime there is no other worker (false): the caller starts the rescue
+/// acceptor instead (`server/listener.rs`).
+fn hand_off_worker() -> bool {
     if let Ok(h) = tokio::runtime::Handle::try_current() {
         if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-            tokio::task::block_in_place(|| {});
+            // block_in_place gives this worker's queue to a new thread, and takes it back
+            // when the closure returns if that thread has not taken it yet: the pause lets
+            // it do so. This thread then finishes the script outside the worker pool.
+            tokio::task::block_in_place(|| std::thread::sleep(std::time::Duration::from_millis(20)));
+            return true;
         }
     }
+    false
 }
 
 /// Installs the count hook on a new interpreter.

@@ -93,3 +93,130 @@ pub async fn accept_unix<S: Store>(server: Arc<Server<S>>, listener: UnixListene
         }
     }
 }
+
+/// Copies of the listening sockets, for the rescue acceptor (see [`install_rescue`]).
+pub enum Dup {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener, String),
+}
+
+/// A second descriptor for a listening socket (both accept from the same queue).
+pub fn dup_fd<T: std::os::fd::AsRawFd>(l: &T) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsFd, BorrowedFd};
+    // SAFETY: the descriptor is valid for as long as `l` lives, which spans this call.
+    let fd = unsafe { BorrowedFd::borrow_raw(l.as_raw_fd()) };
+    fd.as_fd().try_clone_to_owned()
+}
+
+/// On the current-thread runtime (one worker), a script past `busy-reply-threshold` holds
+/// the only thread that runs connections. Redis would still answer `-BUSY` and take SCRIPT
+/// KILL; here the busy hook starts a thread with a runtime of its own that accepts *new*
+/// connections on copies of the listening sockets and serves them (they get `-BUSY`, or run
+/// SCRIPT KILL, FUNCTION KILL, SHUTDOWN NOSAVE) until no script is busy, then finishes the
+/// connections it took and ends. Connections accepted before stay queued on the busy worker
+/// until the script ends. The multi-thread runtime needs none of this: its busy worker hands
+/// its queue to a new thread (`script/run.rs`).
+pub fn install_rescue<S: Store>(server: &Arc<Server<S>>, dups: Vec<Dup>) {
+    let weak = Arc::downgrade(server);
+    let dups = Arc::new(std::sync::Mutex::new(dups));
+    server.scripts.busy.set_rescue(Box::new(move || {
+        let Some(server) = weak.upgrade() else {
+            return;
+        };
+        let copies: Vec<Dup> = {
+            let dups = dups.lock().unwrap_or_else(|p| p.into_inner());
+            dups.iter()
+                .filter_map(|d| match d {
+                    Dup::Tcp(l) => l.try_clone().ok().map(Dup::Tcp),
+                    Dup::Unix(l, p) => l.try_clone().ok().map(|l| Dup::Unix(l, p.clone())),
+                })
+                .collect()
+        };
+        let spawned = std::thread::Builder::new()
+            .name("sessiond-busy".into())
+            .spawn(move || rescue(server, copies));
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the busy-script acceptor: {e}");
+        }
+    }));
+}
+
+fn rescue<S: Store>(server: Arc<Server<S>>, dups: Vec<Dup>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::warn!("cannot start the busy-script acceptor: {e}");
+            return;
+        }
+    };
+    tracing::warn!("a script is busy: accepting new connections on a second thread meanwhile");
+    let owner = server.clone();
+    rt.block_on(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        let mut loops = tokio::task::JoinSet::new();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for d in dups {
+            let tx = tx.clone();
+            let server = server.clone();
+            match d {
+                Dup::Tcp(l) => {
+                    let _ = l.set_nonblocking(true);
+                    let Ok(l) = TcpListener::from_std(l) else { continue };
+                    let laddr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                    loops.spawn(async move {
+                        while server.scripts.busy.any() {
+                            let accepted = tokio::select! {
+                                r = l.accept() => r,
+                                _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => continue,
+                            };
+                            if let Ok((sock, peer)) = accepted {
+                                let _ = sock.set_nodelay(true);
+                                let fd = Some(std::os::fd::AsRawFd::as_raw_fd(&sock));
+                                let server = server.clone();
+                                let laddr = laddr.clone();
+                                let _ = tx.send(Box::pin(async move {
+                                    serve_connection(server, sock, peer.to_string(), laddr, fd).await
+                                })
+                                    as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
+                            }
+                        }
+                    });
+                }
+                Dup::Unix(l, path) => {
+                    let _ = l.set_nonblocking(true);
+                    let Ok(l) = UnixListener::from_std(l) else { continue };
+                    loops.spawn(async move {
+                        while server.scripts.busy.any() {
+                            let accepted = tokio::select! {
+                                r = l.accept() => r,
+                                _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => continue,
+                            };
+                            if let Ok((sock, _)) = accepted {
+                                let fd = Some(std::os::fd::AsRawFd::as_raw_fd(&sock));
+                                let server = server.clone();
+                                let path = path.clone();
+                                let _ = tx.send(Box::pin(async move {
+                                    serve_connection(server, sock, format!("{path}:0"), path, fd).await
+                                })
+                                    as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
+                            }
+                        }
+                    });
+                }
+            }
+        }
+        drop(tx);
+        loop {
+            tokio::select! {
+                Some(c) = rx.recv() => { conns.spawn(c); }
+                Some(_) = loops.join_next() => {}
+                Some(_) = conns.join_next() => {}
+                else => break,
+            }
+        }
+    });
+    owner.scripts.busy.rescue_ended();
+}

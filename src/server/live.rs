@@ -53,6 +53,10 @@ pub const PARAMS: &[&str] = &[
     "slowlog-log-slower-than",
     "slowlog-max-len",
     "latency-monitor-threshold",
+    "busy-reply-threshold",
+    "lua-time-limit",
+    "lua-allow-undeclared-keys",
+    "lua-memory-limit",
 ];
 
 pub fn get<S: Store>(server: &Server<S>, name: &str) -> String {
@@ -96,6 +100,18 @@ pub fn get<S: Store>(server: &Server<S>, name: &str) -> String {
         "latency-monitor-threshold" => server
             .latency
             .threshold_ms
+            .load(Ordering::Relaxed)
+            .to_string(),
+        "busy-reply-threshold" | "lua-time-limit" => server
+            .scripts
+            .busy
+            .threshold_ms
+            .load(Ordering::Relaxed)
+            .to_string(),
+        "lua-allow-undeclared-keys" => yn(server.scripts.allow_undeclared.load(Ordering::Relaxed)),
+        "lua-memory-limit" => server
+            .scripts
+            .memory_limit
             .load(Ordering::Relaxed)
             .to_string(),
         "loglevel" => crate::logging::level().to_string(),
@@ -214,6 +230,9 @@ pub enum Change {
     SlowlogSlowerThan(i64),
     SlowlogMaxLen(usize),
     LatencyThreshold(u64),
+    BusyThreshold(u64),
+    LuaUndeclared(bool),
+    LuaMemory(u64),
 }
 
 /// A Redis "long long" setting from `min` up (Redis's bounds and error texts).
@@ -249,6 +268,10 @@ pub const SETTABLE: &[&str] = &[
     "slowlog-log-slower-than",
     "slowlog-max-len",
     "latency-monitor-threshold",
+    "busy-reply-threshold",
+    "lua-time-limit",
+    "lua-allow-undeclared-keys",
+    "lua-memory-limit",
     "loglevel",
     "migrate-guard",
     "upstream-timeout-ms",
@@ -370,6 +393,15 @@ pub fn prepare<S: Store>(server: &Server<S>, name: &str, value: &str) -> Result<
         "slowlog-log-slower-than" => Change::SlowlogSlowerThan(long_in(value, -1)?),
         "slowlog-max-len" => Change::SlowlogMaxLen(long_in(value, 0)? as usize),
         "latency-monitor-threshold" => Change::LatencyThreshold(long_in(value, 0)? as u64),
+        "busy-reply-threshold" | "lua-time-limit" => Change::BusyThreshold(long_in(value, 0)? as u64),
+        "lua-allow-undeclared-keys" => Change::LuaUndeclared(crate::config::parse_yes_no(value)?),
+        "lua-memory-limit" => {
+            let v = memory(value)?;
+            if v < 1024 * 1024 {
+                return Err("argument must be at least 1mb".into());
+            }
+            Change::LuaMemory(v)
+        }
         _ => return Err("can't set immutable config".into()),
     })
 }
@@ -424,6 +456,9 @@ pub fn apply<S: Store>(server: &Server<S>, change: Change, who: &str) {
         Change::SlowlogSlowerThan(n) => server.slowlog.slower_than.store(n, Ordering::Relaxed),
         Change::SlowlogMaxLen(n) => server.slowlog.set_max_len(n),
         Change::LatencyThreshold(n) => server.latency.threshold_ms.store(n, Ordering::Relaxed),
+        Change::BusyThreshold(n) => server.scripts.busy.threshold_ms.store(n, Ordering::Relaxed),
+        Change::LuaUndeclared(b) => server.scripts.allow_undeclared.store(b, Ordering::Relaxed),
+        Change::LuaMemory(n) => server.scripts.memory_limit.store(n, Ordering::Relaxed),
         Change::AppendFsync(p) => {
             if let Some(j) = server.persist.as_ref().and_then(|p| p.journal()) {
                 j.set_policy(p);

@@ -108,6 +108,7 @@ impl<S: Store> Server<S> {
         if let Some(e) = store.engine() {
             e.set_notifier(notifier.clone());
         }
+        let scripts = crate::script::Scripts::new(&config);
         Server {
             commands: Default::default(),
             reloader: reload::Reloader::new(&config),
@@ -124,7 +125,7 @@ impl<S: Store> Server<S> {
             config,
             clients: ClientRegistry::default(),
             stats: ServerStats::default(),
-            scripts: crate::script::Scripts::default(),
+            scripts,
             started: Instant::now(),
             run_id,
             shutting_down: AtomicBool::new(false),

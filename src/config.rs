@@ -132,7 +132,11 @@ pub struct ServeArgs {
     /// `yes`: every script may touch keys it did not declare in KEYS, and so runs under every
     /// shard lock (serially, as on Redis). Default `no`: a script holds only its declared keys'
     /// shards, and touching another key is an error (see the README, "Scripts").
-    #[arg(long, env = "SESSIOND_LUA_ALLOW_UNDECLARED_KEYS", value_name = "yes|no")]
+    #[arg(
+        long,
+        env = "SESSIOND_LUA_ALLOW_UNDECLARED_KEYS",
+        value_name = "yes|no"
+    )]
     pub lua_allow_undeclared_keys: Option<String>,
 
     /// Memory one worker thread's Lua interpreter may use (`256mb` by default); a script

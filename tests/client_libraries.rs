@@ -1,8 +1,9 @@
 //! Real client libraries: redis-py, ioredis, Predis and Ruby's redis gem run their
 //! transactions (MULTI/EXEC, WATCH with retries), pipelines, hashes, pub/sub, blocking pops
-//! and Lua-backed helpers through the gateway to a redis-server, a Sentinel set and a
-//! 3-primary cluster (hash-tagged keys), and against the embedded engine (without the Lua
-//! parts until it runs Lua). Each program (tests/clients/) prints
+//! and Lua scripts (redis-py's `Lock`, ioredis `defineCommand`, Predis `ScriptCommand`, a
+//! Redisson-style renewal, ASP.NET Core's session script, a rate limiter, a job queue)
+//! through the gateway to a redis-server, a Sentinel set and a 3-primary cluster
+//! (hash-tagged keys), and against the embedded engine. Each program (tests/clients/) prints
 //! `ok <checks>` or the first failure.
 //!
 //! `scripts/test` installs them: redis-py in a venv and ioredis with npm, both under
@@ -63,9 +64,6 @@ fn run_all(gw: &Proc, topology: &str) {
     let mut failures = Vec::new();
     for name in CLIENTS {
         let mut cmd = client(name);
-        if topology == "embedded" {
-            cmd.env("SESSIOND_NO_LUA", "1");
-        }
         let out = cmd
             .env("SESSIOND_ADDR", format!("127.0.0.1:{}", gw.port))
             .env("KEY_TAG", format!("{topology}-{name}"))

@@ -263,17 +263,16 @@ fn restore<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
         Append,
         Replace,
     }
-    let policy = match a.get(3) {
-        None => Policy::Append,
-        Some(p) if is(p, "flush") => Policy::Flush,
-        Some(p) if is(p, "append") => Policy::Append,
-        Some(p) if is(p, "replace") => Policy::Replace,
-        Some(_) => {
-            return Err(CmdError::msg(
+    let policy =
+        match a.get(3) {
+            None => Policy::Append,
+            Some(p) if is(p, "flush") => Policy::Flush,
+            Some(p) if is(p, "append") => Policy::Append,
+            Some(p) if is(p, "replace") => Policy::Replace,
+            Some(_) => return Err(CmdError::msg(
                 "ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.",
-            ))
-        }
-    };
+            )),
+        };
     let codes = crate::util::rdb::restore_functions(a[2])
         .map_err(|_| CmdError::msg("ERR payload version or checksum are wrong"))?;
     let scripts = &cx.server.scripts;
@@ -288,9 +287,7 @@ fn restore<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
         let current = scripts.libraries();
         if policy != Policy::Flush {
             for l in current.libs.values() {
-                staged
-                    .insert(l.clone(), false)
-                    .map_err(CmdError::Msg)?;
+                staged.insert(l.clone(), false).map_err(CmdError::Msg)?;
             }
         }
     }

@@ -39,8 +39,8 @@ pub mod zsets;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll, Waker};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use crate::resp::reply::Proto;
 use crate::resp::Reply;

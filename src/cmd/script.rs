@@ -16,11 +16,11 @@ use crate::script::run::{self, Kill, Target};
 use crate::script::{parse_sha, vm, Script};
 use crate::store::Store;
 
+/// A command's keys and the arguments after them.
+pub type KeysAndArgs<'a> = (&'a [&'a [u8]], &'a [&'a [u8]]);
+
 /// `numkeys` of EVAL/FCALL: the keys and the arguments after them.
-pub fn split_keys<'a>(
-    a: &'a [&'a [u8]],
-    bad_number: &str,
-) -> Result<(&'a [&'a [u8]], &'a [&'a [u8]]), CmdError> {
+pub fn split_keys<'a>(a: &'a [&'a [u8]], bad_number: &str) -> Result<KeysAndArgs<'a>, CmdError> {
     let numkeys = int(a[2]).map_err(|_| CmdError::msg(bad_number))?;
     if numkeys > (a.len() - 3) as i64 {
         return Err(CmdError::msg(
@@ -45,9 +45,9 @@ pub fn reaches_beyond_keys<S: Store>(
     let scripts = &server.scripts;
     let flags = match id {
         Some(CmdId::Eval | CmdId::EvalRo) => crate::script::shebang::parse(args[1]).ok(),
-        Some(CmdId::EvalSha | CmdId::EvalShaRo) => {
-            parse_sha(args[1]).and_then(|s| scripts.get(&s)).map(|s| s.flags)
-        }
+        Some(CmdId::EvalSha | CmdId::EvalShaRo) => parse_sha(args[1])
+            .and_then(|s| scripts.get(&s))
+            .map(|s| s.flags),
         Some(CmdId::FCall | CmdId::FCallRo) => scripts
             .libraries()
             .function(&lossy(args[1]))
@@ -149,9 +149,7 @@ pub fn script<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
                 return Err(CmdError::msg("NOTBUSY No scripts in execution right now."))
             }
             Kill::WrongKind => {
-                return Err(CmdError::msg(
-                    "NOTBUSY No scripts in execution right now.",
-                ))
+                return Err(CmdError::msg("NOTBUSY No scripts in execution right now."))
             }
             Kill::Unkillable => return Err(CmdError::msg(UNKILLABLE)),
         },

@@ -106,7 +106,10 @@ pub(super) fn record(inner: &Inner, op: &Op<'_>) -> bool {
         if inner.journal.get().is_none() {
             return;
         }
-        b.frame.borrow_mut().get_or_insert_with(DetachedFrame::default).push(op);
+        b.frame
+            .borrow_mut()
+            .get_or_insert_with(DetachedFrame::default)
+            .push(op);
     })
     .is_some()
 }

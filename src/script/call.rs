@@ -47,7 +47,7 @@ pub fn with_host<R>(host: &mut dyn Host, f: impl FnOnce() -> R) -> (R, bool) {
         resp3: false,
         scratch: BytesMut::new(),
     };
-    let p = &mut cur as *mut Current<'_> as *mut Current<'static>;
+    let p = std::ptr::from_mut(&mut cur).cast::<Current<'static>>();
     let prev = CURRENT.with(|c| c.replace(Some(p)));
     struct Restore(Option<*mut Current<'static>>);
     impl Drop for Restore {

@@ -176,7 +176,7 @@ fn field(lua: &Lua, name: &str, v: Value) -> mlua::Result<Value> {
 /// Truncates a Lua number to an integer reply as Redis's C cast does on x86-64: values out
 /// of range (and NaN) become i64::MIN.
 pub fn truncate(f: f64) -> i64 {
-    if f >= -9_223_372_036_854_775_808.0 && f < 9_223_372_036_854_775_808.0 {
+    if (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f) {
         f as i64
     } else {
         i64::MIN

@@ -139,7 +139,9 @@ fn register(_lua: &Lua, into: Registered, args: mlua::MultiValue) -> mlua::Resul
                 let (k, v) = pair?;
                 let key = match &k {
                     Value::String(s) => s.to_string_lossy().to_string(),
-                    _ => return fail("ERR named argument key given to redis.register_function is not a string"),
+                    _ => return fail(
+                        "ERR named argument key given to redis.register_function is not a string",
+                    ),
                 };
                 match (key.as_str(), v) {
                     ("function_name", Value::String(s)) => name = Some(s.to_string_lossy().to_string()),
@@ -172,7 +174,12 @@ fn register(_lua: &Lua, into: Registered, args: mlua::MultiValue) -> mlua::Resul
             let Value::Function(f) = cb else {
                 return fail("ERR second argument to redis.register_function must be a function");
             };
-            (n.to_string_lossy().to_string(), f.clone(), ScriptFlags::default(), None)
+            (
+                n.to_string_lossy().to_string(),
+                f.clone(),
+                ScriptFlags::default(),
+                None,
+            )
         }
         [_, _] => return fail("ERR first argument to redis.register_function must be a string"),
         _ => return fail("ERR wrong number of arguments to redis.register_function"),
@@ -233,7 +240,9 @@ fn run_library(vm: &vm::Vm, code: &[u8]) -> Result<Vec<(FunctionInfo, Function)>
 /// mlua wraps errors raised from Rust callbacks as "runtime error: …" (and may add a
 /// traceback); the client gets Redis's text.
 fn clean(msg: &str) -> String {
-    let m = msg.strip_prefix("ERR runtime error: ").map(|m| m.to_string());
+    let m = msg
+        .strip_prefix("ERR runtime error: ")
+        .map(|m| m.to_string());
     let m = m.unwrap_or_else(|| msg.to_string());
     m.lines().next().unwrap_or("").to_string()
 }
@@ -265,7 +274,11 @@ pub fn load(scripts: &Scripts, code: &[u8], replace: bool) -> Result<String, Str
 
 /// Makes sure this thread's interpreter has the functions of `lib`.
 pub fn ensure_loaded(vm: &mut vm::Vm, lib: &Library) -> Result<(), String> {
-    if lib.functions.iter().all(|f| vm.functions.contains_key(&f.name)) {
+    if lib
+        .functions
+        .iter()
+        .all(|f| vm.functions.contains_key(&f.name))
+    {
         return Ok(());
     }
     for (info, f) in run_library(vm, &lib.code)? {

@@ -161,7 +161,12 @@ impl Busy {
         if self.rescuing.swap(true, Ordering::AcqRel) {
             return;
         }
-        match self.rescue.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        match self
+            .rescue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             Some(f) => f(),
             None => self.rescuing.store(false, Ordering::Release),
         }
@@ -238,7 +243,9 @@ fn hand_off_worker() -> bool {
             // block_in_place gives this worker's queue to a new thread, and takes it back
             // when the closure returns if that thread has not taken it yet: the pause lets
             // it do so. This thread then finishes the script outside the worker pool.
-            tokio::task::block_in_place(|| std::thread::sleep(std::time::Duration::from_millis(20)));
+            tokio::task::block_in_place(|| {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            });
             return true;
         }
     }

@@ -76,18 +76,18 @@ pub fn with<R>(scripts: &Scripts, f: impl FnOnce(&mut Vm) -> R) -> Result<R, Str
 
 impl Vm {
     fn new(scripts: &Scripts) -> mlua::Result<Vm> {
-        let std = StdLib::TABLE
-            | StdLib::STRING
-            | StdLib::MATH
-            | StdLib::OS
-            | StdLib::DEBUG;
+        let std = StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::OS | StdLib::DEBUG;
         // SAFETY: `debug` is needed by the prelude only (to find the line of an error); the
         // prelude keeps `debug.getinfo` in a local and scripts never see the library.
         let lua = unsafe { Lua::unsafe_new_with(std, LuaOptions::default()) };
         let rt = super::call::runtime_table(&lua)?;
         let libs = libs::all(&lua)?;
-        let (run_eval, run_function, compile, load_library): (Function, Function, Function, Function) =
-            lua.load(PRELUDE).set_name("=sessiond").call((rt, libs))?;
+        let (run_eval, run_function, compile, load_library): (
+            Function,
+            Function,
+            Function,
+            Function,
+        ) = lua.load(PRELUDE).set_name("=sessiond").call((rt, libs))?;
         let limit = scripts
             .memory_limit
             .load(std::sync::atomic::Ordering::Relaxed);
@@ -113,9 +113,9 @@ impl Vm {
         if let Some(f) = self.compiled.get(sha) {
             return Ok(f.clone());
         }
-        let f = self.compile_chunk(body, "@user_script").map_err(|e| {
-            format!("ERR Error compiling script (new function): {e}")
-        })?;
+        let f = self
+            .compile_chunk(body, "@user_script")
+            .map_err(|e| format!("ERR Error compiling script (new function): {e}"))?;
         self.compiled.insert(*sha, f.clone());
         Ok(f)
     }
@@ -125,10 +125,8 @@ impl Vm {
     pub fn compile_chunk(&self, body: &[u8], name: &str) -> Result<Function, String> {
         let src = super::shebang::lua_source(body);
         let src = self.lua.create_string(&*src).map_err(|e| e.to_string())?;
-        let (f, err): (Option<Function>, Option<mlua::LuaString>) = self
-            .compile
-            .call((src, name))
-            .map_err(|e| e.to_string())?;
+        let (f, err): (Option<Function>, Option<mlua::LuaString>) =
+            self.compile.call((src, name)).map_err(|e| e.to_string())?;
         match f {
             Some(f) => Ok(f),
             None => Err(err

@@ -393,7 +393,9 @@ pub fn prepare<S: Store>(server: &Server<S>, name: &str, value: &str) -> Result<
         "slowlog-log-slower-than" => Change::SlowlogSlowerThan(long_in(value, -1)?),
         "slowlog-max-len" => Change::SlowlogMaxLen(long_in(value, 0)? as usize),
         "latency-monitor-threshold" => Change::LatencyThreshold(long_in(value, 0)? as u64),
-        "busy-reply-threshold" | "lua-time-limit" => Change::BusyThreshold(long_in(value, 0)? as u64),
+        "busy-reply-threshold" | "lua-time-limit" => {
+            Change::BusyThreshold(long_in(value, 0)? as u64)
+        }
         "lua-allow-undeclared-keys" => Change::LuaUndeclared(crate::config::parse_yes_no(value)?),
         "lua-memory-limit" => {
             let v = memory(value)?;

@@ -50,15 +50,29 @@ function check(cond, what) {
   res = await r.blpop(k("q"), 5);
   check(JSON.stringify(res) === JSON.stringify([k("q"), "job"]), `blpop ${JSON.stringify(res)}`);
 
-  // A custom command: EVALSHA, with EVAL on NOSCRIPT (not on the embedded engine until it
-  // runs Lua: SESSIOND_NO_LUA).
-  if (!process.env.SESSIOND_NO_LUA) {
-    r.defineCommand("getset2", {
-      numberOfKeys: 1,
-      lua: "local v = redis.call('GET', KEYS[1]); redis.call('SET', KEYS[1], ARGV[1]); return v",
-    });
-    check((await r.getset2(k("a"), "2")) === "1", "custom command");
-    check((await r.get(k("a"))) === "2", "custom command wrote");
+  // A custom command: EVALSHA, with EVAL on NOSCRIPT.
+  r.defineCommand("getset2", {
+    numberOfKeys: 1,
+    lua: "local v = redis.call('GET', KEYS[1]); redis.call('SET', KEYS[1], ARGV[1]); return v",
+  });
+  check((await r.getset2(k("a"), "2")) === "1", "custom command");
+  check((await r.get(k("a"))) === "2", "custom command wrote");
+  // Custom commands in a pipeline and in a transaction, and one that returns a table.
+  r.defineCommand("pair", {
+    numberOfKeys: 2,
+    lua: "return {redis.call('INCR', KEYS[1]), redis.call('INCRBY', KEYS[2], ARGV[1])}",
+  });
+  res = await r.pipeline().pair(k("p1"), k("p2"), 5).pair(k("p1"), k("p2"), 5).exec();
+  check(JSON.stringify(res) === JSON.stringify([[null, [1, 5]], [null, [2, 10]]]), `pipelined custom ${JSON.stringify(res)}`);
+  res = await r.multi().pair(k("p1"), k("p2"), 1).get(k("p1")).exec();
+  check(JSON.stringify(res) === JSON.stringify([[null, [3, 11]], [null, "3"]]), `custom in multi ${JSON.stringify(res)}`);
+  // A script error reaches the caller as a ReplyError naming the script.
+  r.defineCommand("broken", { numberOfKeys: 0, lua: "return redis.call('NOSUCH')" });
+  try {
+    await r.broken();
+    check(false, "broken script must fail");
+  } catch (e) {
+    check(/Unknown Redis command called from script/.test(e.message), `script error ${e.message}`);
   }
 
   r.disconnect();

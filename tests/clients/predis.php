@@ -58,4 +58,21 @@ $res = $r->pipeline(function ($p) {
 });
 check($res[0] === '1' && $res[1] === ['f' => 'v'], 'pipeline ' . json_encode($res));
 
+// A ScriptCommand: Predis sends EVALSHA, and EVAL when the server answers NOSCRIPT.
+class ReleaseLock extends Predis\Command\ScriptCommand
+{
+    public function getKeysCount() { return 1; }
+    public function getScript()
+    {
+        return "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+    }
+}
+$r->getProfile()->defineCommand('releaselock', 'ReleaseLock');
+$r->set(k('lock'), 'token-1');
+check($r->releaselock(k('lock'), 'someone-else') === 0, 'foreign release refused');
+check($r->get(k('lock')) === 'token-1', 'lock kept');
+check($r->releaselock(k('lock'), 'token-1') === 1, 'own release');
+check($r->exists(k('lock')) === 0, 'lock released');
+check($r->eval("return {KEYS[1], ARGV[1], 3}", 1, k('x'), 'y') === [k('x'), 'y', 3], 'eval table');
+
 echo "ok $checks\n";

@@ -94,13 +94,77 @@ threading.Timer(0.2, lambda: new().rpush(k("q"), "job")).start()
 check(r.blpop(k("q"), timeout=5) == (k("q"), "job"), "blpop")
 check(r.blpop(k("q"), timeout=0.1) is None, "blpop timeout")
 
-# Locks run Lua scripts (EVALSHA, loaded on NOSCRIPT): not on the embedded engine until it
-# runs Lua (SESSIOND_NO_LUA).
-if not os.environ.get("SESSIOND_NO_LUA"):
-    lock = r.lock(k("lock"), timeout=5)
-    check(lock.acquire(blocking=False), "lock acquired")
-    check(not new().lock(k("lock"), timeout=5).acquire(blocking=False), "lock held")
-    lock.release()
-    check(new().lock(k("lock"), timeout=5).acquire(blocking=False), "lock free again")
+# Locks run Lua scripts (EVALSHA, loaded on NOSCRIPT): acquire, extend, reacquire, release;
+# a lock someone else holds cannot be released or extended.
+lock = r.lock(k("lock"), timeout=5)
+check(lock.acquire(blocking=False), "lock acquired")
+other = new().lock(k("lock"), timeout=5)
+check(not other.acquire(blocking=False), "lock held")
+check(lock.extend(10), "lock extended")
+check(9000 < r.pttl(k("lock")) <= 15000, "extended ttl %r" % r.pttl(k("lock")))
+check(lock.reacquire(), "lock reacquired")
+check(4000 < r.pttl(k("lock")) <= 5000, "reacquired ttl %r" % r.pttl(k("lock")))
+# A client whose token is not the holder's (redis-py clears its token on release, so it is
+# set before each attempt).
+other.local.token = b"not-the-owner"
+try:
+    other.extend(10)
+    check(False, "extending someone else's lock must fail")
+except redis.exceptions.LockNotOwnedError:
+    check(True, "")
+other.local.token = b"not-the-owner"
+try:
+    other.release()
+    check(False, "releasing someone else's lock must fail")
+except redis.exceptions.LockNotOwnedError:
+    check(True, "")
+check(r.exists(k("lock")) == 1, "a foreign release left the lock")
+lock.release()
+check(r.exists(k("lock")) == 0, "released")
+check(new().lock(k("lock"), timeout=5).acquire(blocking=False), "lock free again")
+
+# Redisson-style: renew every lock key given in KEYS (pexpire in a loop over KEYS).
+for name in ("r1", "r2", "r3"):
+    r.set(k(name), "owner")
+renew = r.register_script(
+    "local n = 0 for i, key in ipairs(KEYS) do "
+    "if redis.call('get', key) == ARGV[1] then redis.call('pexpire', key, ARGV[2]) n = n + 1 end end "
+    "return n"
+)
+check(renew(keys=[k("r1"), k("r2"), k("r3")], args=["owner", 30000]) == 3, "renewed 3")
+check(all(0 < r.pttl(k(n)) <= 30000 for n in ("r1", "r2", "r3")), "renewed ttls")
+
+# ASP.NET Core's RedisCache (.NET 8 and earlier) stores a session with this script.
+aspnet = r.register_script(
+    "redis.call('HSET', KEYS[1], 'absexp', ARGV[1], 'sldexp', ARGV[2], 'data', ARGV[4])\n"
+    "if ARGV[3] ~= '-1' then\n  redis.call('EXPIRE', KEYS[1], ARGV[3])\nend\nreturn 1"
+)
+check(aspnet(keys=[k("sess")], args=["-1", "1200000000", "1200", "payload"]) == 1, "aspnet set")
+check(r.hgetall(k("sess")) == {"absexp": "-1", "sldexp": "1200000000", "data": "payload"}, "aspnet hash")
+check(0 < r.ttl(k("sess")) <= 1200, "aspnet ttl")
+
+# A fixed-window rate limiter: INCR, EXPIRE on the first hit.
+limiter = r.register_script(
+    "local n = redis.call('INCR', KEYS[1]) "
+    "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
+    "if n > tonumber(ARGV[2]) then return 0 end return 1"
+)
+r.delete(k("rate"))
+allowed = sum(limiter(keys=[k("rate")], args=[60, 5]) for _ in range(8))
+check(allowed == 5, "rate limiter allowed %d" % allowed)
+check(0 < r.ttl(k("rate")) <= 60, "rate window")
+
+# A job queue: move a job from waiting to active and record it, all keys declared.
+r.delete(k("wait"), k("active"), k("jobs"))
+r.rpush(k("wait"), "job1", "job2")
+take = r.register_script(
+    "local id = redis.call('RPOPLPUSH', KEYS[1], KEYS[2]) "
+    "if not id then return false end "
+    "redis.call('HSET', KEYS[3], id, ARGV[1]) return id"
+)
+check(take(keys=[k("wait"), k("active"), k("jobs")], args=["worker-1"]) == "job2", "job taken")
+check(r.lrange(k("active"), 0, -1) == ["job2"] and r.hget(k("jobs"), "job2") == "worker-1", "job recorded")
+check(take(keys=[k("wait"), k("active"), k("jobs")], args=["worker-1"]) == "job1", "second job")
+check(take(keys=[k("wait"), k("active"), k("jobs")], args=["worker-1"]) is None, "queue empty")
 
 print("ok", checks)

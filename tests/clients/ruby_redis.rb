@@ -67,4 +67,16 @@ check(received == "hello", "message #{received.inspect}")
 Thread.new { sleep 0.2; client(host, port).rpush(k(tag, "q"), "job") }
 check(r.blpop(k(tag, "q"), timeout: 5) == [k(tag, "q"), "job"], "blpop")
 
+# Scripts: EVAL, EVALSHA of a loaded script, and an error raised from Lua.
+sha = r.script(:load, "return redis.call('INCRBY', KEYS[1], ARGV[1])")
+r.del(k(tag, "counter"))
+check(r.evalsha(sha, keys: [k(tag, "counter")], argv: [5]) == 5, "evalsha")
+check(r.eval("return {KEYS[1], tonumber(ARGV[1]) * 2}", keys: [k(tag, "x")], argv: [21]) == [k(tag, "x"), 42], "eval")
+begin
+  r.eval("return redis.error_reply('MY failure')")
+  check(false, "error_reply must raise")
+rescue Redis::CommandError => e
+  check(e.message == "MY failure", "error_reply #{e.message}")
+end
+
 puts "ok #{$checks}"

@@ -45,9 +45,18 @@ pub fn table(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set("tobit", lua.create_function(|_, v: Value| tobit(&v))?)?;
     t.set("bnot", lua.create_function(|_, v: Value| Ok(!tobit(&v)?))?)?;
-    t.set("band", lua.create_function(|_, a: Variadic<Value>| fold(a, |x, y| x & y))?)?;
-    t.set("bor", lua.create_function(|_, a: Variadic<Value>| fold(a, |x, y| x | y))?)?;
-    t.set("bxor", lua.create_function(|_, a: Variadic<Value>| fold(a, |x, y| x ^ y))?)?;
+    t.set(
+        "band",
+        lua.create_function(|_, a: Variadic<Value>| fold(a, |x, y| x & y))?,
+    )?;
+    t.set(
+        "bor",
+        lua.create_function(|_, a: Variadic<Value>| fold(a, |x, y| x | y))?,
+    )?;
+    t.set(
+        "bxor",
+        lua.create_function(|_, a: Variadic<Value>| fold(a, |x, y| x ^ y))?,
+    )?;
     let shift = |f: fn(u32, u32) -> u32| {
         move |_: &Lua, (x, n): (Value, Value)| -> mlua::Result<i32> {
             Ok(f(tobit(&x)? as u32, (tobit(&n)? & 31) as u32) as i32)
@@ -55,10 +64,16 @@ pub fn table(lua: &Lua) -> mlua::Result<Table> {
     };
     t.set("lshift", lua.create_function(shift(|x, n| x << n))?)?;
     t.set("rshift", lua.create_function(shift(|x, n| x >> n))?)?;
-    t.set("arshift", lua.create_function(shift(|x, n| ((x as i32) >> n) as u32))?)?;
+    t.set(
+        "arshift",
+        lua.create_function(shift(|x, n| ((x as i32) >> n) as u32))?,
+    )?;
     t.set("rol", lua.create_function(shift(|x, n| x.rotate_left(n)))?)?;
     t.set("ror", lua.create_function(shift(|x, n| x.rotate_right(n)))?)?;
-    t.set("bswap", lua.create_function(|_, v: Value| Ok(tobit(&v)?.swap_bytes()))?)?;
+    t.set(
+        "bswap",
+        lua.create_function(|_, v: Value| Ok(tobit(&v)?.swap_bytes()))?,
+    )?;
     t.set(
         "tohex",
         lua.create_function(|_, (v, n): (Value, Option<Value>)| {
@@ -69,7 +84,11 @@ pub fn table(lua: &Lua) -> mlua::Result<Table> {
             };
             let upper = n < 0;
             let width = n.unsigned_abs().min(8) as usize;
-            let masked = if width >= 8 { x } else { x & ((1u32 << (4 * width)) - 1) };
+            let masked = if width >= 8 {
+                x
+            } else {
+                x & ((1u32 << (4 * width)) - 1)
+            };
             let s = if upper {
                 format!("{masked:0width$X}")
             } else {

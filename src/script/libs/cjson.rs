@@ -240,7 +240,10 @@ impl Parser<'_> {
             b'-' | b'0'..=b'9' => {
                 let start = self.at;
                 while self.at < self.s.len()
-                    && matches!(self.s[self.at], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                    && matches!(
+                        self.s[self.at],
+                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+                    )
                 {
                     self.at += 1;
                 }
@@ -303,7 +306,10 @@ impl Parser<'_> {
     }
 
     fn hex4(&mut self) -> mlua::Result<u32> {
-        let h = self.s.get(self.at..self.at + 4).and_then(|h| std::str::from_utf8(h).ok());
+        let h = self
+            .s
+            .get(self.at..self.at + 4)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match h.and_then(|h| u32::from_str_radix(h, 16).ok()) {
             Some(v) => {
                 self.at += 4;

@@ -48,7 +48,7 @@ fn pack_int(out: &mut Vec<u8>, i: i64) {
 }
 
 fn pack_number(out: &mut Vec<u8>, f: f64) {
-    if f.fract() == 0.0 && f.is_finite() && f >= -9.2e18 && f <= 9.2e18 {
+    if f.fract() == 0.0 && (-9.2e18..=9.2e18).contains(&f) {
         pack_int(out, f as i64);
     } else if (f as f32) as f64 == f || f.is_nan() {
         out.push(0xca);
@@ -85,7 +85,8 @@ fn pack(out: &mut Vec<u8>, v: &Value, level: usize) -> mlua::Result<()> {
             out.extend_from_slice(&b);
         }
         Value::Table(t) if level < MAX_NESTING => {
-            let pairs: Vec<(Value, Value)> = t.pairs::<Value, Value>().collect::<mlua::Result<_>>()?;
+            let pairs: Vec<(Value, Value)> =
+                t.pairs::<Value, Value>().collect::<mlua::Result<_>>()?;
             let n = pairs.len();
             let is_array = pairs.iter().all(|(k, _)| match k {
                 Value::Integer(i) => *i >= 1 && (*i as usize) <= n,
@@ -118,7 +119,10 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn take(&mut self, n: usize) -> mlua::Result<&[u8]> {
-        let end = self.at.checked_add(n).ok_or_else(|| err("Missing bytes in input."))?;
+        let end = self
+            .at
+            .checked_add(n)
+            .ok_or_else(|| err("Missing bytes in input."))?;
         let b = self
             .s
             .get(self.at..end)
@@ -261,20 +265,28 @@ pub fn table(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "unpack_one",
         lua.create_function(|lua, (s, offset): (mlua::LuaString, Option<i64>)| {
-            unpack(lua, &s.as_bytes(), 1, offset.unwrap_or(0).max(0) as usize, true)
-        })?,
-    )?;
-    t.set(
-        "unpack_limit",
-        lua.create_function(|lua, (s, limit, offset): (mlua::LuaString, i64, Option<i64>)| {
             unpack(
                 lua,
                 &s.as_bytes(),
-                limit.max(0) as usize,
+                1,
                 offset.unwrap_or(0).max(0) as usize,
                 true,
             )
         })?,
+    )?;
+    t.set(
+        "unpack_limit",
+        lua.create_function(
+            |lua, (s, limit, offset): (mlua::LuaString, i64, Option<i64>)| {
+                unpack(
+                    lua,
+                    &s.as_bytes(),
+                    limit.max(0) as usize,
+                    offset.unwrap_or(0).max(0) as usize,
+                    true,
+                )
+            },
+        )?,
     )?;
     t.set("_NAME", "cmsgpack")?;
     t.set("_VERSION", "lua-cmsgpack 0.4.0")?;

@@ -94,7 +94,11 @@ fn number(v: Option<&Value>, i: usize) -> mlua::Result<f64> {
             .to_str()
             .ok()
             .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| err(format!("bad argument #{i} to 'pack' (number expected, got string)"))),
+            .ok_or_else(|| {
+                err(format!(
+                    "bad argument #{i} to 'pack' (number expected, got string)"
+                ))
+            }),
         other => Err(err(format!(
             "bad argument #{i} to 'pack' (number expected, got {})",
             other.map_or("no value", |v| v.type_name())
@@ -112,7 +116,10 @@ fn put_int(out: &mut Vec<u8>, v: i128, size: usize, little: bool) {
 }
 
 fn pack(lua: &Lua, fmt: &[u8], args: &[Value]) -> mlua::Result<mlua::LuaString> {
-    let mut st = State { little: true, align: 1 };
+    let mut st = State {
+        little: true,
+        align: 1,
+    };
     let mut out = Vec::new();
     let mut arg = 0;
     for (c, n) in items(fmt)? {
@@ -132,23 +139,33 @@ fn pack(lua: &Lua, fmt: &[u8], args: &[Value]) -> mlua::Result<mlua::LuaString> 
             b'f' => {
                 arg += 1;
                 let f = number(args.get(arg - 1), arg + 1)? as f32;
-                let b = if st.little { f.to_le_bytes() } else { f.to_be_bytes() };
+                let b = if st.little {
+                    f.to_le_bytes()
+                } else {
+                    f.to_be_bytes()
+                };
                 out.extend_from_slice(&b);
             }
             b'd' => {
                 arg += 1;
                 let f = number(args.get(arg - 1), arg + 1)?;
-                let b = if st.little { f.to_le_bytes() } else { f.to_be_bytes() };
+                let b = if st.little {
+                    f.to_le_bytes()
+                } else {
+                    f.to_be_bytes()
+                };
                 out.extend_from_slice(&b);
             }
             b'c' | b's' => {
                 arg += 1;
                 let s = match args.get(arg - 1) {
                     Some(Value::String(s)) => s.as_bytes().to_vec(),
-                    Some(v @ (Value::Integer(_) | Value::Number(_))) => match lua.coerce_string(v.clone())? {
-                        Some(s) => s.as_bytes().to_vec(),
-                        None => Vec::new(),
-                    },
+                    Some(v @ (Value::Integer(_) | Value::Number(_))) => {
+                        match lua.coerce_string(v.clone())? {
+                            Some(s) => s.as_bytes().to_vec(),
+                            None => Vec::new(),
+                        }
+                    }
                     _ => {
                         return Err(err(format!(
                             "bad argument #{} to 'pack' (string expected)",
@@ -160,9 +177,18 @@ fn pack(lua: &Lua, fmt: &[u8], args: &[Value]) -> mlua::Result<mlua::LuaString> 
                     out.extend_from_slice(&s);
                     out.push(0);
                 } else {
-                    let want = if n == usize::MAX { 1 } else if n == 0 { s.len() } else { n };
+                    let want = if n == usize::MAX {
+                        1
+                    } else if n == 0 {
+                        s.len()
+                    } else {
+                        n
+                    };
                     if s.len() < want {
-                        return Err(err(format!("bad argument #{} to 'pack' (string too short)", arg + 1)));
+                        return Err(err(format!(
+                            "bad argument #{} to 'pack' (string too short)",
+                            arg + 1
+                        )));
                     }
                     out.extend_from_slice(&s[..want]);
                 }
@@ -174,7 +200,10 @@ fn pack(lua: &Lua, fmt: &[u8], args: &[Value]) -> mlua::Result<mlua::LuaString> 
 }
 
 fn unpack(lua: &Lua, fmt: &[u8], data: &[u8], pos: usize) -> mlua::Result<MultiValue> {
-    let mut st = State { little: true, align: 1 };
+    let mut st = State {
+        little: true,
+        align: 1,
+    };
     let mut at = pos;
     let mut out = MultiValue::new();
     let mut last: Option<usize> = None;
@@ -208,20 +237,37 @@ fn unpack(lua: &Lua, fmt: &[u8], data: &[u8], pos: usize) -> mlua::Result<MultiV
                 at += size;
             }
             b'f' => {
-                let b: [u8; 4] = data.get(at..at + 4).ok_or_else(short)?.try_into().map_err(|_| short())?;
-                let f = if st.little { f32::from_le_bytes(b) } else { f32::from_be_bytes(b) };
+                let b: [u8; 4] = data
+                    .get(at..at + 4)
+                    .ok_or_else(short)?
+                    .try_into()
+                    .map_err(|_| short())?;
+                let f = if st.little {
+                    f32::from_le_bytes(b)
+                } else {
+                    f32::from_be_bytes(b)
+                };
                 out.push_back(Value::Number(f as f64));
                 at += 4;
             }
             b'd' => {
-                let b: [u8; 8] = data.get(at..at + 8).ok_or_else(short)?.try_into().map_err(|_| short())?;
-                let f = if st.little { f64::from_le_bytes(b) } else { f64::from_be_bytes(b) };
+                let b: [u8; 8] = data
+                    .get(at..at + 8)
+                    .ok_or_else(short)?
+                    .try_into()
+                    .map_err(|_| short())?;
+                let f = if st.little {
+                    f64::from_le_bytes(b)
+                } else {
+                    f64::from_be_bytes(b)
+                };
                 out.push_back(Value::Number(f));
                 at += 8;
             }
             b'c' => {
                 let len = if n == 0 {
-                    last.take().ok_or_else(|| err("format 'c0' needs a previous size"))?
+                    last.take()
+                        .ok_or_else(|| err("format 'c0' needs a previous size"))?
                 } else if n == usize::MAX {
                     1
                 } else {
@@ -233,7 +279,10 @@ fn unpack(lua: &Lua, fmt: &[u8], data: &[u8], pos: usize) -> mlua::Result<MultiV
             }
             b's' => {
                 let rest = data.get(at..).ok_or_else(short)?;
-                let end = rest.iter().position(|&b| b == 0).ok_or_else(|| err("unfinished string in data"))?;
+                let end = rest
+                    .iter()
+                    .position(|&b| b == 0)
+                    .ok_or_else(|| err("unfinished string in data"))?;
                 out.push_back(Value::String(lua.create_string(&rest[..end])?));
                 at += end + 1;
             }
@@ -255,18 +304,25 @@ pub fn table(lua: &Lua) -> mlua::Result<Table> {
     )?;
     t.set(
         "unpack",
-        lua.create_function(|lua, (fmt, data, pos): (mlua::LuaString, mlua::LuaString, Option<i64>)| {
-            let start = pos.unwrap_or(1);
-            if start < 1 {
-                return Err(err("bad argument #3 to 'unpack' (offset must be 1 or greater)"));
-            }
-            unpack(lua, &fmt.as_bytes(), &data.as_bytes(), start as usize - 1)
-        })?,
+        lua.create_function(
+            |lua, (fmt, data, pos): (mlua::LuaString, mlua::LuaString, Option<i64>)| {
+                let start = pos.unwrap_or(1);
+                if start < 1 {
+                    return Err(err(
+                        "bad argument #3 to 'unpack' (offset must be 1 or greater)",
+                    ));
+                }
+                unpack(lua, &fmt.as_bytes(), &data.as_bytes(), start as usize - 1)
+            },
+        )?,
     )?;
     t.set(
         "size",
         lua.create_function(|_, fmt: mlua::LuaString| {
-            let mut st = State { little: true, align: 1 };
+            let mut st = State {
+                little: true,
+                align: 1,
+            };
             let mut at = 0usize;
             for (c, n) in items(&fmt.as_bytes())? {
                 if control(c, n, &mut st)? {

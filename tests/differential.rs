@@ -39,6 +39,13 @@ fn session_frameworks_match_redis() {
     differential("session-frameworks.txt");
 }
 
+/// Lua: EVAL/EVALSHA/FCALL, conversions, errors, helpers, flags, libraries, sandbox.
+#[test]
+fn lua_scripts_match_redis() {
+    differential("lua.txt");
+    differential("scripting.txt");
+}
+
 #[test]
 fn sets_match_redis() {
     differential("sets.txt");

@@ -71,6 +71,7 @@ fn every_command_family_through_gateway_matches_redis() {
         "bitmaps.txt",
         "geo.txt",
         "scripting.txt",
+        "lua.txt",
         "transactions.txt",
         "session-frameworks.txt",
     ] {

@@ -274,7 +274,7 @@ fn restore<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
             )),
         };
     let codes = crate::util::rdb::restore_functions(a[2])
-        .map_err(|_| CmdError::msg("ERR payload version or checksum are wrong"))?;
+        .map_err(|e| CmdError::msg(e.message()))?;
     let scripts = &cx.server.scripts;
     // Validate every library first (compiling and running its code), then apply at once.
     let mut loaded = Vec::new();

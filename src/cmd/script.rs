@@ -96,6 +96,8 @@ pub async fn eval<S: Store>(
 
 const HELP: &[&str] = &[
     "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DEBUG (YES|SYNC|NO)",
+    "    Set the debug mode for subsequent scripts executed.",
     "EXISTS <sha1> [<sha1> ...]",
     "    Return information about the existence of the scripts in the script cache.",
     "FLUSH [ASYNC|SYNC]",
@@ -109,7 +111,7 @@ const HELP: &[&str] = &[
     "LOAD <script>",
     "    Load a script into the scripts cache without executing it.",
     "HELP",
-    "    Print this help.",
+    "    Prints this help.",
 ];
 
 /// `SCRIPT LOAD|EXISTS|FLUSH|KILL|HELP`.

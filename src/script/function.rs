@@ -124,10 +124,14 @@ type Registered = Rc<RefCell<Vec<(FunctionInfo, Function)>>>;
 
 /// `redis.register_function(name, callback)` or `redis.register_function{function_name=…,
 /// callback=…, flags={…}, description=…}`.
-fn register(_lua: &Lua, into: Registered, args: mlua::MultiValue) -> mlua::Result<()> {
-    // Raised from Rust, the error reaches the client as "ERR Error registering
-    // functions: <msg>", as Redis words it.
-    let fail = |msg: &str| -> mlua::Result<()> { Err(mlua::Error::runtime(msg.to_string())) };
+fn register(lua: &Lua, into: Registered, args: mlua::MultiValue) -> mlua::Result<(bool, Value)> {
+    // `(false, {err=…})`: the prelude's `raising` wrapper raises it, and the client gets
+    // "ERR Error registering functions: <msg>", as Redis words it.
+    let fail = |msg: &str| -> mlua::Result<(bool, Value)> {
+        let t = lua.create_table()?;
+        t.raw_set("err", msg)?;
+        Ok((false, Value::Table(t)))
+    };
     let args: Vec<Value> = args.into_iter().collect();
     let (name, callback, flags, description) = match args.as_slice() {
         [Value::Table(t)] => {
@@ -189,7 +193,7 @@ fn register(_lua: &Lua, into: Registered, args: mlua::MultiValue) -> mlua::Resul
     }
     let mut reg = into.borrow_mut();
     if reg.iter().any(|(f, _)| f.name == name) {
-        return fail(&format!("ERR Function {name} already exists"));
+        return fail("ERR Function already exists in the library");
     }
     reg.push((
         FunctionInfo {
@@ -202,7 +206,7 @@ fn register(_lua: &Lua, into: Registered, args: mlua::MultiValue) -> mlua::Resul
         },
         callback,
     ));
-    Ok(())
+    Ok((true, Value::Nil))
 }
 
 /// Runs a library's code on this thread's interpreter; returns what it registered.

@@ -168,7 +168,7 @@ end)
 redis.log = raising(function(level, ...)
   local n = raw_select('#', ...)
   if n == 0 then return false, { err = 'ERR redis.log() requires two arguments or more.' } end
-  if raw_type(level) ~= 'number' then return false, { err = 'ERR First argument must be a number' } end
+  if raw_type(level) ~= 'number' then return false, { err = 'ERR First argument must be a number (log level).' } end
   if level < 0 or level > 3 then return false, { err = 'ERR Invalid debug level.' } end
   local parts = {}
   for i = 1, n do parts[i] = raw_tostring((raw_select(i, ...))) end
@@ -209,11 +209,28 @@ local function where()
   end
 end
 
+local find, sub = string.find, string.sub
+
+-- An error raised by a Rust function (the libraries): its text without mlua's prefix and
+-- traceback, placed at the script's line as luaL_error places a C library's errors.
+local function rust_error(e, i)
+  local text = raw_tostring(e)
+  if sub(text, 1, 15) == 'runtime error: ' then text = sub(text, 16) end
+  local cut = find(text, '\nstack traceback:', 1, true)
+  if cut then text = sub(text, 1, cut - 1) end
+  if i and i.currentline and i.currentline > 0 then
+    return i.short_src .. ':' .. i.currentline .. ': ' .. text
+  end
+  return text
+end
+
 local function handler(e)
   local i = where()
   local msg
   if raw_type(e) == 'table' and raw_rawget(e, 'err') ~= nil then
     msg = raw_tostring(raw_rawget(e, 'err'))
+  elseif raw_type(e) == 'userdata' then
+    msg = 'ERR ' .. rust_error(e, i)
   else
     msg = 'ERR ' .. raw_tostring(e)
   end
@@ -258,7 +275,7 @@ local loading_p = protect(loading)
 
 local function load_library(f, register)
   raw_setfenv(f, P)
-  loading.register_function = register
+  loading.register_function = raising(register)
   G.redis = loading_p
   local ok, e = raw_xpcall(f, handler)
   G.redis = redis_p

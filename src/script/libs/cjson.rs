@@ -143,9 +143,24 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
+    /// Lua CJSON's wording: the token found where another was expected.
     fn fail<T>(&self, what: &str) -> mlua::Result<T> {
+        let found = match self.s.get(self.at) {
+            None => "T_END",
+            Some(b'{') => "T_OBJ_BEGIN",
+            Some(b'}') => "T_OBJ_END",
+            Some(b'[') => "T_ARR_BEGIN",
+            Some(b']') => "T_ARR_END",
+            Some(b'"') => "T_STRING",
+            Some(b'-' | b'0'..=b'9') => "T_NUMBER",
+            Some(b't' | b'f') => "T_BOOLEAN",
+            Some(b'n') => "T_NULL",
+            Some(b':') => "T_COLON",
+            Some(b',') => "T_COMMA",
+            Some(_) => "invalid token",
+        };
         Err(err(format!(
-            "Expected {what} but found invalid token at character {}",
+            "Expected {what} but found {found} at character {}",
             self.at + 1
         )))
     }

@@ -230,6 +230,10 @@ async fn run_embedded(config: Config) -> Result<(), String> {
     let (engine, persist) = open_embedded(&config)?;
     let mut server = Server::new(engine, config.clone());
     server.persist = Some(persist.clone());
+    let libraries = crate::script::persist::load(&server.scripts, &config.dir)?;
+    if libraries > 0 {
+        tracing::info!("loaded {libraries} function libraries");
+    }
     let server = Arc::new(server);
     let cron = persistence_cron(persist.clone());
     let ready = format!(

@@ -108,7 +108,7 @@ pub fn function<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
                 _ => return Err(wrong("load")),
             };
             let name = function::load(scripts, code, replace).map_err(CmdError::Msg)?;
-            cx.client.wrote = true;
+            save(cx)?;
             cx.out.bulk(name.as_bytes());
         }
         "delete" if a.len() == 3 => {
@@ -117,6 +117,7 @@ pub fn function<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
                 return Err(CmdError::msg("ERR Library not found"));
             }
             scripts.bump();
+            save(cx)?;
             cx.out.ok();
         }
         "flush" if a.len() <= 3 => {
@@ -127,6 +128,7 @@ pub fn function<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
             }
             scripts.libraries_mut().clear();
             scripts.bump();
+            save(cx)?;
             cx.out.ok();
         }
         "list" => list(cx, &a[2..])?,
@@ -191,6 +193,19 @@ pub fn function<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
         }
     }
     Ok(())
+}
+
+/// Saves the libraries after a change (with the embedded engine's persistence).
+fn save<S: Store>(cx: &Ctx<'_, '_, S>) -> CmdResult {
+    if cx.server.persist.is_none() {
+        return Ok(());
+    }
+    crate::script::persist::save(&cx.server.scripts, &cx.server.config.dir).map_err(|e| {
+        tracing::warn!("cannot save the function libraries: {e}");
+        CmdError::msg(format!(
+            "ERR the libraries changed in memory but could not be saved ({e}); they will be lost on restart"
+        ))
+    })
 }
 
 fn wrong(sub: &str) -> CmdError {
@@ -273,8 +288,8 @@ fn restore<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
                 "ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.",
             )),
         };
-    let codes = crate::util::rdb::restore_functions(a[2])
-        .map_err(|e| CmdError::msg(e.message()))?;
+    let codes =
+        crate::util::rdb::restore_functions(a[2]).map_err(|e| CmdError::msg(e.message()))?;
     let scripts = &cx.server.scripts;
     // Validate every library first (compiling and running its code), then apply at once.
     let mut loaded = Vec::new();
@@ -299,7 +314,7 @@ fn restore<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     }
     *scripts.libraries_mut() = staged;
     scripts.bump();
-    cx.client.wrote = true;
+    save(cx)?;
     cx.out.ok();
     Ok(())
 }

@@ -43,6 +43,7 @@ pub mod call;
 pub mod convert;
 pub mod function;
 pub mod libs;
+pub mod persist;
 pub mod run;
 pub mod shebang;
 pub mod vm;

@@ -156,9 +156,14 @@ impl Busy {
         self.rescuing.store(false, Ordering::Release);
     }
 
+    /// Marks the rescue acceptor as running; false if one already is.
+    pub fn claim_rescue(&self) -> bool {
+        !self.rescuing.swap(true, Ordering::AcqRel)
+    }
+
     /// Starts the rescue acceptor if one is installed and none runs.
     fn rescue(&self) {
-        if self.rescuing.swap(true, Ordering::AcqRel) {
+        if !self.claim_rescue() {
             return;
         }
         match self
@@ -193,8 +198,13 @@ impl Busy {
 struct Watch {
     state: Arc<RunState>,
     busy: *const Busy,
-    threshold_ms: u64,
+    /// Times the worker was handed off (see [`HAND_OFF_MS`]).
+    handoffs: Cell<u32>,
 }
+
+/// A script running this long (ms) gives its worker's other connections to another thread
+/// (multi-thread runtime). Scripts of sessions take microseconds; this is for the rest.
+pub const HAND_OFF_MS: u64 = 10;
 
 thread_local! {
     static WATCH: Cell<*const Watch> = const { Cell::new(std::ptr::null()) };
@@ -220,12 +230,19 @@ unsafe extern "C-unwind" fn hook(l: *mut mlua::ffi::lua_State, _ar: *mut mlua::f
             mlua::ffi::lua_error(l);
         }
     }
-    if !w.state.busy.load(Ordering::Relaxed)
-        && w.state.started.elapsed().as_millis() as u64 >= w.threshold_ms
+    // SAFETY: the registry outlives the script (it belongs to the server).
+    let busy = unsafe { &*w.busy };
+    let elapsed = w.state.started.elapsed().as_millis() as u64;
+    if elapsed >= HAND_OFF_MS && w.handoffs.get() < 3 {
+        // A long script: the other connections of this worker (and the I/O driver it may
+        // be the one to poll) move to another thread, so they are not stalled behind it.
+        w.handoffs.set(w.handoffs.get() + 1);
+        hand_off_worker();
+    }
+    // The threshold is read live, so CONFIG SET applies to scripts already running.
+    if !w.state.busy.load(Ordering::Relaxed) && elapsed >= busy.threshold_ms.load(Ordering::Relaxed)
     {
         w.state.busy.store(true, Ordering::Relaxed);
-        // SAFETY: the registry outlives the script (it belongs to the server).
-        let busy = unsafe { &*w.busy };
         busy.enter(&w.state);
         if !hand_off_worker() {
             busy.rescue();
@@ -436,7 +453,7 @@ pub fn run<S: Store>(
     let watch = Watch {
         state: state.clone(),
         busy: &scripts.busy,
-        threshold_ms: scripts.busy.threshold_ms.load(Ordering::Relaxed),
+        handoffs: Cell::new(0),
     };
     scripts.runs.fetch_add(1, Ordering::Relaxed);
     let out = &mut *cx.out;

@@ -149,74 +149,103 @@ fn rescue<S: Store>(server: Arc<Server<S>>, dups: Vec<Dup>) {
         Ok(rt) => rt,
         Err(e) => {
             tracing::warn!("cannot start the busy-script acceptor: {e}");
+            server.scripts.busy.rescue_ended();
             return;
         }
     };
     tracing::warn!("a script is busy: accepting new connections on a second thread meanwhile");
-    let owner = server.clone();
-    rt.block_on(async move {
-        let mut conns = tokio::task::JoinSet::new();
-        let mut loops = tokio::task::JoinSet::new();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tick = std::time::Duration::from_millis(50);
+    let mut listeners = Vec::new();
+    rt.block_on(async {
         for d in dups {
-            let tx = tx.clone();
-            let server = server.clone();
             match d {
                 Dup::Tcp(l) => {
                     let _ = l.set_nonblocking(true);
-                    let Ok(l) = TcpListener::from_std(l) else { continue };
-                    let laddr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-                    loops.spawn(async move {
-                        while server.scripts.busy.any() {
-                            let accepted = tokio::select! {
-                                r = l.accept() => r,
-                                _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => continue,
-                            };
-                            if let Ok((sock, peer)) = accepted {
-                                let _ = sock.set_nodelay(true);
-                                let fd = Some(std::os::fd::AsRawFd::as_raw_fd(&sock));
-                                let server = server.clone();
-                                let laddr = laddr.clone();
-                                let _ = tx.send(Box::pin(async move {
-                                    serve_connection(server, sock, peer.to_string(), laddr, fd).await
-                                })
-                                    as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
-                            }
-                        }
-                    });
+                    if let Ok(l) = TcpListener::from_std(l) {
+                        listeners.push(Either::Tcp(l));
+                    }
                 }
                 Dup::Unix(l, path) => {
                     let _ = l.set_nonblocking(true);
-                    let Ok(l) = UnixListener::from_std(l) else { continue };
-                    loops.spawn(async move {
-                        while server.scripts.busy.any() {
-                            let accepted = tokio::select! {
-                                r = l.accept() => r,
-                                _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => continue,
-                            };
-                            if let Ok((sock, _)) = accepted {
-                                let fd = Some(std::os::fd::AsRawFd::as_raw_fd(&sock));
-                                let server = server.clone();
-                                let path = path.clone();
-                                let _ = tx.send(Box::pin(async move {
-                                    serve_connection(server, sock, format!("{path}:0"), path, fd).await
-                                })
-                                    as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
-                            }
-                        }
-                    });
+                    if let Ok(l) = UnixListener::from_std(l) {
+                        listeners.push(Either::Unix(l, path));
+                    }
                 }
             }
         }
-        drop(tx);
-        loop {
-            tokio::select! {
-                Some(c) = rx.recv() => { conns.spawn(c); }
-                Some(_) = loops.join_next() => {}
-                Some(_) = conns.join_next() => {}
-                else => break,
+    });
+    loop {
+        // Accept while a script is busy; serve what was accepted until it closes.
+        rt.block_on(async {
+            loop {
+                let busy = server.scripts.busy.any();
+                if !busy && live.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                if !busy {
+                    tokio::time::sleep(tick).await;
+                    continue;
+                }
+                for l in &listeners {
+                    let accepted =
+                        tokio::time::timeout(tick / listeners.len().max(1) as u32, l.accept())
+                            .await;
+                    let Ok(Some((conn, peer, laddr))) = accepted else {
+                        continue;
+                    };
+                    let server = server.clone();
+                    let live = live.clone();
+                    live.fetch_add(1, Ordering::AcqRel);
+                    tokio::spawn(async move {
+                        match conn {
+                            Conn::Tcp(sock) => {
+                                let _ = sock.set_nodelay(true);
+                                let fd = Some(std::os::fd::AsRawFd::as_raw_fd(&sock));
+                                serve_connection(server, sock, peer, laddr, fd).await
+                            }
+                            Conn::Unix(sock) => {
+                                let fd = Some(std::os::fd::AsRawFd::as_raw_fd(&sock));
+                                serve_connection(server, sock, peer, laddr, fd).await
+                            }
+                        }
+                        live.fetch_sub(1, Ordering::AcqRel);
+                    });
+                }
+            }
+        });
+        server.scripts.busy.rescue_ended();
+        // A script that turned busy while this thread was leaving found it still running:
+        // keep going for it (unless another acceptor has started since).
+        if !server.scripts.busy.any() || !server.scripts.busy.claim_rescue() {
+            break;
+        }
+    }
+}
+
+enum Either {
+    Tcp(TcpListener),
+    Unix(UnixListener, String),
+}
+
+enum Conn {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Either {
+    /// One accepted connection: it, its peer's address, the listener's address.
+    async fn accept(&self) -> Option<(Conn, String, String)> {
+        match self {
+            Either::Tcp(l) => {
+                let (sock, peer) = l.accept().await.ok()?;
+                let laddr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                Some((Conn::Tcp(sock), peer.to_string(), laddr))
+            }
+            Either::Unix(l, path) => {
+                let (sock, _) = l.accept().await.ok()?;
+                Some((Conn::Unix(sock), format!("{path}:0"), path.clone()))
             }
         }
-    });
-    owner.scripts.busy.rescue_ended();
+    }
 }

@@ -23,6 +23,13 @@
 //! `loadgen multi HOST:PORT …`
 //!   Each request is a pipelined transaction, as redis-py's `pipeline()` sends it:
 //!   MULTI, HSET, PEXPIRE, EXEC (one latency sample per transaction).
+//! `loadgen lockscript HOST:PORT …`
+//!   A lock cycle per request, pipelined: `SET lock token PX 30000`, then the lock release
+//!   script by EVALSHA (the compare-and-delete phpredis, Laravel and Redlock send), over
+//!   `--keys` locks chosen uniformly (1: one hot lock).
+//! `loadgen ratelimit HOST:PORT …`
+//!   A fixed-window rate limiter by EVALSHA (INCR, EXPIRE on the first hit, compare with the
+//!   limit) over `--keys` counters chosen uniformly.
 //! `loadgen block HOST:PORT --clients N --seconds S`
 //!   N connections blocked in BLPOP on empty lists, held for S seconds (prints when ready).
 //! `loadgen pubsub HOST:PORT --clients N --messages M`
@@ -61,7 +68,7 @@ struct Args {
 
 fn parse_args() -> (String, Args) {
     let argv: Vec<String> = std::env::args().collect();
-    let usage = "usage: loadgen mix|fill|hashmix|hashfill|springfill|sessionhash|zindex|multi|block|pubsub HOST:PORT [--clients N] [--seconds S] [--keys N] [--value BYTES] [--ttl S] [--prefill 0|1] [--offset N] [--pxat UNIX_MS] [--messages N] [--hold S]";
+    let usage = "usage: loadgen mix|fill|hashmix|hashfill|springfill|sessionhash|zindex|multi|lockscript|ratelimit|block|pubsub HOST:PORT [--clients N] [--seconds S] [--keys N] [--value BYTES] [--ttl S] [--prefill 0|1] [--offset N] [--pxat UNIX_MS] [--messages N] [--hold S]";
     if argv.len() < 3 {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -309,6 +316,15 @@ enum Workload {
     Multi,
     SessionHash,
     ZIndex,
+    LockScript,
+    RateLimit,
+}
+
+const LOCK_RELEASE: &str = "if redis.call(\"get\",KEYS[1]) == ARGV[1] then return redis.call(\"del\",KEYS[1]) else return 0 end";
+const RATE_LIMIT: &str = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end if n > tonumber(ARGV[2]) then return 0 end return 1";
+
+fn sha1_hex(s: &str) -> String {
+    sha1_smol::Sha1::from(s).digest().to_string()
 }
 
 async fn mix(a: &Args, workload: Workload) -> (u64, f64, Histogram<u64>, u64) {
@@ -325,9 +341,28 @@ async fn mix(a: &Args, workload: Workload) -> (u64, f64, Histogram<u64>, u64) {
             let mut buf = Vec::new();
             let (mut ops, mut errors) = (0u64, 0u64);
             let mut rng = fastrand::Rng::new();
+            // Scripts are loaded once per connection, then called by EVALSHA.
+            let script = match workload {
+                Workload::LockScript => Some(LOCK_RELEASE),
+                Workload::RateLimit => Some(RATE_LIMIT),
+                _ => None,
+            };
+            if let Some(text) = script {
+                encode(&mut buf, &[b"SCRIPT", b"LOAD", text.as_bytes()]);
+                w.write_all(&buf).await.expect("write");
+                if !read_reply(&mut r, &mut line).await.expect("reply") {
+                    errors += 1;
+                }
+            }
+            let sha = script.map(sha1_hex).unwrap_or_default();
+            let token = format!("token-{}", rng.u64(..));
             while Instant::now() < deadline {
                 let u = rng.f64();
-                let k = key(((keys as f64) * u * u * u) as u64);
+                let k = if script.is_some() {
+                    format!("lock:{}", rng.u64(..keys.max(1))).into_bytes()
+                } else {
+                    key(((keys as f64) * u * u * u) as u64)
+                };
                 buf.clear();
                 let p = rng.u32(..100);
                 let now = b"1700000001000";
@@ -393,6 +428,14 @@ async fn mix(a: &Args, workload: Workload) -> (u64, f64, Histogram<u64>, u64) {
                         } else {
                             encode(&mut buf, &[b"ZREM", idx.as_bytes(), member.as_bytes()]);
                         }
+                    }
+                    Workload::LockScript => {
+                        encode(&mut buf, &[b"SET", &k, token.as_bytes(), b"PX", b"30000"]);
+                        encode(&mut buf, &[b"EVALSHA", sha.as_bytes(), b"1", &k, token.as_bytes()]);
+                        replies = 2;
+                    }
+                    Workload::RateLimit => {
+                        encode(&mut buf, &[b"EVALSHA", sha.as_bytes(), b"1", &k, b"60", b"1000000000"]);
                     }
                     Workload::Multi => {
                         encode(&mut buf, &[b"MULTI"]);
@@ -558,15 +601,19 @@ fn main() {
             }
             "block" => block(&a).await,
             "pubsub" => pubsub(&a).await,
-            "mix" | "hashmix" | "multi" | "sessionhash" | "zindex" => {
+            "mix" | "hashmix" | "multi" | "sessionhash" | "zindex" | "lockscript" | "ratelimit" => {
                 let workload = match mode.as_str() {
                     "mix" => Workload::Strings,
                     "hashmix" => Workload::Hashes,
                     "sessionhash" => Workload::SessionHash,
                     "zindex" => Workload::ZIndex,
+                    "lockscript" => Workload::LockScript,
+                    "ratelimit" => Workload::RateLimit,
                     _ => Workload::Multi,
                 };
-                if a.prefill && workload != Workload::ZIndex {
+                if a.prefill
+                    && !matches!(workload, Workload::ZIndex | Workload::LockScript | Workload::RateLimit)
+                {
                     let hash = workload != Workload::Strings;
                     let spring = workload == Workload::SessionHash;
                     let prefill = Args { clients: 8, addr: a.addr.clone(), hash, spring, ..a };

@@ -140,10 +140,11 @@ pub fn function<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
                 Some((s, ms)) => {
                     cx.out.map(3);
                     cx.out.bulk(b"name");
-                    cx.out.bulk(s.name.as_bytes());
+                    cx.out.bulk(s.name().as_bytes());
                     cx.out.bulk(b"command");
-                    cx.out.array(s.command.len());
-                    for c in &s.command {
+                    let command = s.command.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    cx.out.array(command.len());
+                    for c in &command {
                         cx.out.bulk(c.as_bytes());
                     }
                     cx.out.bulk(b"duration_ms");

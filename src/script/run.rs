@@ -54,11 +54,28 @@ pub struct RunState {
     wrote: AtomicBool,
     kill: AtomicBool,
     busy: AtomicBool,
-    /// The function's name, or the script's SHA1.
-    pub name: String,
+    /// The script's SHA1 or the function's name.
+    label: Label,
     pub function: bool,
-    /// The command that started it, for FUNCTION STATS.
-    pub command: Vec<String>,
+    /// The command that started it, for FUNCTION STATS: filled in when the script turns
+    /// busy (nothing is copied for the scripts that do not).
+    pub command: Mutex<Vec<String>>,
+}
+
+#[derive(Debug)]
+enum Label {
+    Sha(super::Sha),
+    Function(String),
+}
+
+impl RunState {
+    /// The script's SHA1 or the function's name, as errors and FUNCTION STATS show it.
+    pub fn name(&self) -> &str {
+        match &self.label {
+            Label::Sha(s) => std::str::from_utf8(s).unwrap_or(""),
+            Label::Function(f) => f,
+        }
+    }
 }
 
 /// Scripts running past the threshold: what `-BUSY`, SCRIPT KILL and FUNCTION STATS read.
@@ -198,6 +215,8 @@ impl Busy {
 struct Watch {
     state: Arc<RunState>,
     busy: *const Busy,
+    /// The command's arguments, copied into the state if the script turns busy.
+    command: *const [&'static [u8]],
     /// Times the worker was handed off (see [`HAND_OFF_MS`]).
     handoffs: Cell<u32>,
 }
@@ -243,6 +262,13 @@ unsafe extern "C-unwind" fn hook(l: *mut mlua::ffi::lua_State, _ar: *mut mlua::f
     if !w.state.busy.load(Ordering::Relaxed) && elapsed >= busy.threshold_ms.load(Ordering::Relaxed)
     {
         w.state.busy.store(true, Ordering::Relaxed);
+        // SAFETY: the arguments live as long as the running command (see `run`).
+        let args = unsafe { &*w.command };
+        *w.state.command.lock().unwrap_or_else(|p| p.into_inner()) = args
+            .iter()
+            .take(8)
+            .map(|a| String::from_utf8_lossy(&a[..a.len().min(64)]).into_owned())
+            .collect();
         busy.enter(&w.state);
         if !hand_off_worker() {
             busy.rescue();
@@ -421,22 +447,18 @@ pub fn run<S: Store>(
     };
     let scripts = &cx.server.scripts;
     let all_shards = needs_every_shard(scripts, flags);
-    let (name, function) = match &target {
-        Target::Eval(s) => (String::from_utf8_lossy(&s.sha).into_owned(), false),
-        Target::Function(n, _) => (n.to_string(), true),
+    let (label, function) = match &target {
+        Target::Eval(s) => (Label::Sha(s.sha), false),
+        Target::Function(n, _) => (Label::Function(n.to_string()), true),
     };
     let state = Arc::new(RunState {
         started: Instant::now(),
         wrote: AtomicBool::new(false),
         kill: AtomicBool::new(false),
         busy: AtomicBool::new(false),
-        name,
+        label,
         function,
-        command: command
-            .iter()
-            .take(8)
-            .map(|a| String::from_utf8_lossy(&a[..a.len().min(64)]).into_owned())
-            .collect(),
+        command: Mutex::new(Vec::new()),
     });
     let mut client = ClientState::new(cx.client.handle.clone(), true, cx.client.local);
     client.db = cx.client.db;
@@ -450,9 +472,12 @@ pub fn run<S: Store>(
         now: cx.now,
         state: &state,
     };
+    // SAFETY (lifetime): `command` outlives the script, and `watch` with it.
+    let command_ptr: *const [&'static [u8]] = unsafe { std::mem::transmute(command) };
     let watch = Watch {
         state: state.clone(),
         busy: &scripts.busy,
+        command: command_ptr,
         handoffs: Cell::new(0),
     };
     scripts.runs.fetch_add(1, Ordering::Relaxed);
@@ -532,12 +557,12 @@ fn error_text(e: &Value, state: &RunState) -> String {
     let msg = string_at(t, 1).unwrap_or_else(|| "ERR unknown error".into());
     match (string_at(t, 2), t.raw_get::<Value>(3)) {
         (Some(source), Ok(Value::Integer(line))) => {
-            format!("{msg} script: {}, on {source}:{line}.", state.name)
+            format!("{msg} script: {}, on {source}:{line}.", state.name())
         }
         (Some(source), Ok(Value::Number(line))) => {
-            format!("{msg} script: {}, on {source}:{line}.", state.name)
+            format!("{msg} script: {}, on {source}:{line}.", state.name())
         }
-        _ => format!("{msg} script: {}", state.name),
+        _ => format!("{msg} script: {}", state.name()),
     }
 }
 

@@ -6,7 +6,8 @@
 //! the command's function through one `match`: static dispatch, no boxing.
 //!
 //! Files group commands as Redis's sources do: `strings`, `keys`, `expire`, `connection`,
-//! `client`, `server` (INFO, CONFIG, COMMAND…), `script` (the recognised session scripts),
+//! `client`, `server` (INFO, CONFIG, COMMAND…), `script` and `function` (Lua; the interpreter
+//! is `src/script/`),
 //! `hashes`.
 
 pub mod args;

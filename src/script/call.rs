@@ -1,5 +1,5 @@
-//! `redis.call` and `redis.pcall`: a script's commands, and the Rust functions the sandbox
-//! (`prelude.lua`) builds the `redis` table from.
+//! The Rust functions the sandbox (`prelude.lua`) builds the `redis` table from, and the
+//! running script's context that `redis.call`/`redis.pcall` (`fast.rs`) reach.
 //!
 //! The running script's context is a thread-local set by [`super::run`] for the duration of
 //! the script (scripts run synchronously on one thread, so it can be nothing else). It
@@ -11,8 +11,6 @@ use std::cell::Cell;
 
 use bytes::BytesMut;
 use mlua::{Lua, Table, Value, Variadic};
-
-use super::convert;
 
 /// What runs a script's commands (the engine's implementation is in `run.rs`).
 pub trait Host {
@@ -33,7 +31,8 @@ pub struct Current<'a> {
     pub host: &'a mut dyn Host,
     /// `redis.setresp(3)` was called.
     pub resp3: bool,
-    scratch: BytesMut,
+    /// The reply of the script's last command (`fast.rs` reads it into Lua).
+    pub scratch: BytesMut,
 }
 
 thread_local! {
@@ -59,6 +58,16 @@ pub fn with_host<R>(host: &mut dyn Host, f: impl FnOnce() -> R) -> (R, bool) {
     let r = f();
     drop(restore);
     (r, cur.resp3)
+}
+
+/// Runs `f` with the running script's context, if a script runs on this thread.
+pub fn with_current<R>(f: impl FnOnce(&mut Current<'_>) -> R) -> Option<R> {
+    current(f)
+}
+
+/// Whether the running script asked for RESP3 (`redis.setresp(3)`).
+pub fn script_resp3() -> bool {
+    current(|c| c.resp3).unwrap_or(false)
 }
 
 fn current<R>(f: impl FnOnce(&mut Current<'_>) -> R) -> Option<R> {
@@ -91,47 +100,6 @@ fn arguments(lua: &Lua, args: Variadic<Value>) -> Result<Vec<mlua::LuaString>, &
         out.push(s);
     }
     Ok(out)
-}
-
-/// `redis.call`/`redis.pcall`: `(true, reply)` or `(false, {err=…})`; the prelude raises the
-/// error for `call`.
-fn call(lua: &Lua, args: Variadic<Value>) -> mlua::Result<(bool, Value)> {
-    if args.is_empty() {
-        return Ok((
-            false,
-            err_table(
-                lua,
-                "ERR Please specify at least one argument for this redis lib call",
-            )?,
-        ));
-    }
-    let strings = match arguments(lua, args) {
-        Ok(s) => s,
-        Err(e) => return Ok((false, err_table(lua, e)?)),
-    };
-    let bytes: Vec<_> = strings.iter().map(|s| s.as_bytes()).collect();
-    let argv: Vec<&[u8]> = bytes.iter().map(|b| &b[..]).collect();
-    let outcome = current(|cur| {
-        let mut scratch = std::mem::take(&mut cur.scratch);
-        scratch.clear();
-        let r = cur.host.call(&argv, cur.resp3, &mut scratch);
-        (r, scratch)
-    });
-    let Some((result, scratch)) = outcome else {
-        return Ok((
-            false,
-            err_table(lua, "ERR redis.call is not available while a library loads")?,
-        ));
-    };
-    let reply = match result {
-        Err(e) => (false, err_table(lua, &e)?),
-        Ok(()) => {
-            let (is_error, v) = convert::to_lua(lua, &scratch)?;
-            (!is_error, v)
-        }
-    };
-    current(|cur| cur.scratch = scratch);
-    Ok(reply)
 }
 
 fn acl_check(lua: &Lua, args: Variadic<Value>) -> mlua::Result<(bool, Value)> {
@@ -190,7 +158,13 @@ pub fn runtime_table(lua: &Lua) -> mlua::Result<Table> {
     let rt = lua.create_table()?;
     // SAFETY: `make_raising` follows the Lua C API's rules (see above).
     rt.set("raising", unsafe { lua.create_c_function(make_raising)? })?;
-    rt.set("call", lua.create_function(call)?)?;
+    // SAFETY: the fast paths follow the Lua C API's rules (`fast.rs`).
+    rt.set("call_c", unsafe {
+        lua.create_c_function(super::fast::redis_call)?
+    })?;
+    rt.set("pcall_c", unsafe {
+        lua.create_c_function(super::fast::redis_pcall)?
+    })?;
     rt.set("acl_check", lua.create_function(acl_check)?)?;
     rt.set(
         "killed",

@@ -41,6 +41,7 @@
 
 pub mod call;
 pub mod convert;
+pub mod fast;
 pub mod function;
 pub mod libs;
 pub mod persist;

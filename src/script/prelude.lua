@@ -19,7 +19,7 @@ local raw_next, raw_pairs, raw_ipairs = next, pairs, ipairs
 local raw_loadstring, raw_setfenv = loadstring, setfenv
 local raw_resume = coroutine.resume
 local byte, concat = string.byte, table.concat
-local rt_call, rt_killed = rt.call, rt.killed
+local rt_killed = rt.killed
 -- raising(f): a C function calling f, which returns (ok, value); it returns the value, or
 -- raises it as the error. Being C, it keeps the script's own frame on the stack even in
 -- `return redis.call(...)` (a Lua wrapper would be a tail call, and the error would no
@@ -138,11 +138,8 @@ G.coroutine = protect(co)
 
 -- The redis table.
 local redis = {}
-redis.call = raising(rt_call)
-redis.pcall = function(...)
-  local _, v = rt_call(...)
-  return v
-end
+redis.call = rt.call_c
+redis.pcall = rt.pcall_c
 local function reply_text(...)
   if raw_select('#', ...) ~= 1 or raw_type((...)) ~= 'string' then
     return nil

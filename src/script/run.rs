@@ -28,11 +28,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::BytesMut;
-use mlua::{Lua, Table, Value};
+use mlua::Lua;
 
 use super::call::{self, Host};
 use super::function::Library;
-use super::{convert, vm, Script, ScriptFlags, Scripts};
+use super::{fast, vm, Script, ScriptFlags, Scripts};
 use crate::cmd::table::{self, Flags};
 use crate::cmd::{keyspec, ClientState, CmdError, CmdResult, Ctx};
 use crate::resp::reply::Proto;
@@ -485,17 +485,14 @@ pub fn run<S: Store>(
     let scope = if all_shards { None } else { Some(keys) };
     let result = engine.atomically(scope, || {
         vm::with(scripts, |vm| {
-            let (r, resp3) = call::with_host(&mut host, || {
-                watching(&watch, || invoke(vm, &target, keys, args))
+            let (r, _) = call::with_host(&mut host, || {
+                watching(&watch, || invoke(vm, &target, keys, args, out))
             });
             match r {
-                Ok((true, v)) => {
-                    convert::write_reply(&v, out, resp3);
-                    Ok(())
-                }
-                Ok((false, e)) => {
+                Ok(fast::Outcome::Replied) => Ok(()),
+                Ok(fast::Outcome::Failed(msg, place)) => {
                     vm.collect();
-                    Err(error_text(&e, &state))
+                    Err(error_text(&msg, place, &state))
                 }
                 Err(e) => {
                     vm.collect();
@@ -518,20 +515,18 @@ pub fn run<S: Store>(
     }
 }
 
-/// Calls the compiled script or function; `(ok, value)` as the prelude's runner returns.
+/// Calls the compiled script or function, writing its reply.
 fn invoke(
     vm: &mut vm::Vm,
     target: &Target<'_>,
     keys: &[&[u8]],
     args: &[&[u8]],
-) -> Result<(bool, Value), String> {
-    let lua_err = |e: mlua::Error| format!("ERR {e}");
+    out: &mut Reply<'_>,
+) -> Result<fast::Outcome, String> {
     match target {
         Target::Eval(script) => {
             let f = vm.script(&script.sha, &script.body)?;
-            let k = vm.strings(keys).map_err(lua_err)?;
-            let a = vm.strings(args).map_err(lua_err)?;
-            vm.run_eval.call((f, k, a)).map_err(lua_err)
+            fast::run(&vm.lua, &vm.run_eval, &f, keys, args, out)
         }
         Target::Function(name, lib) => {
             super::function::ensure_loaded(vm, lib)?;
@@ -540,35 +535,21 @@ fn invoke(
                 .get(*name)
                 .cloned()
                 .ok_or_else(|| "ERR Function not found".to_string())?;
-            let k = vm.strings(keys).map_err(lua_err)?;
-            let a = vm.strings(args).map_err(lua_err)?;
-            vm.run_function.call((f, k, a)).map_err(lua_err)
+            fast::run(&vm.lua, &vm.run_function, &f, keys, args, out)
         }
     }
 }
 
 /// Redis's text for a script that failed: the error, then where (`script: <sha or
 /// function>, on @user_script:<line>.`).
-fn error_text(e: &Value, state: &RunState) -> String {
-    let Value::Table(t) = e else {
-        // Errors the handler did not see (out of memory).
-        return format!("ERR {}", vm::describe(e));
-    };
-    let msg = string_at(t, 1).unwrap_or_else(|| "ERR unknown error".into());
-    match (string_at(t, 2), t.raw_get::<Value>(3)) {
-        (Some(source), Ok(Value::Integer(line))) => {
-            format!("{msg} script: {}, on {source}:{line}.", state.name())
-        }
-        (Some(source), Ok(Value::Number(line))) => {
-            format!("{msg} script: {}, on {source}:{line}.", state.name())
-        }
-        _ => format!("{msg} script: {}", state.name()),
-    }
-}
-
-fn string_at(t: &Table, i: i64) -> Option<String> {
-    match t.raw_get::<Value>(i) {
-        Ok(Value::String(s)) => Some(s.to_string_lossy().to_string()),
-        _ => None,
+fn error_text(msg: &[u8], place: Option<(Vec<u8>, i64)>, state: &RunState) -> String {
+    let msg = String::from_utf8_lossy(msg);
+    match place {
+        Some((source, line)) => format!(
+            "{msg} script: {}, on {}:{line}.",
+            state.name(),
+            String::from_utf8_lossy(&source)
+        ),
+        None => format!("{msg} script: {}", state.name()),
     }
 }

@@ -431,11 +431,17 @@ async fn mix(a: &Args, workload: Workload) -> (u64, f64, Histogram<u64>, u64) {
                     }
                     Workload::LockScript => {
                         encode(&mut buf, &[b"SET", &k, token.as_bytes(), b"PX", b"30000"]);
-                        encode(&mut buf, &[b"EVALSHA", sha.as_bytes(), b"1", &k, token.as_bytes()]);
+                        encode(
+                            &mut buf,
+                            &[b"EVALSHA", sha.as_bytes(), b"1", &k, token.as_bytes()],
+                        );
                         replies = 2;
                     }
                     Workload::RateLimit => {
-                        encode(&mut buf, &[b"EVALSHA", sha.as_bytes(), b"1", &k, b"60", b"1000000000"]);
+                        encode(
+                            &mut buf,
+                            &[b"EVALSHA", sha.as_bytes(), b"1", &k, b"60", b"1000000000"],
+                        );
                     }
                     Workload::Multi => {
                         encode(&mut buf, &[b"MULTI"]);

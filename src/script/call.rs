@@ -37,14 +37,18 @@ pub struct Current<'a> {
 
 thread_local! {
     static CURRENT: Cell<Option<*mut Current<'static>>> = const { Cell::new(None) };
+    static SCRATCH: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
 }
 
 /// Runs `f` with `host` as the running script's host on this thread.
 pub fn with_host<R>(host: &mut dyn Host, f: impl FnOnce() -> R) -> (R, bool) {
+    // The scratch buffer is the thread's, kept between scripts (one allocation per thread,
+    // not per script); a huge reply's buffer is not kept.
+    let scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
     let mut cur = Current {
         host,
         resp3: false,
-        scratch: BytesMut::new(),
+        scratch,
     };
     let p = std::ptr::from_mut(&mut cur).cast::<Current<'static>>();
     let prev = CURRENT.with(|c| c.replace(Some(p)));
@@ -57,6 +61,11 @@ pub fn with_host<R>(host: &mut dyn Host, f: impl FnOnce() -> R) -> (R, bool) {
     let restore = Restore(prev);
     let r = f();
     drop(restore);
+    let mut scratch = std::mem::take(&mut cur.scratch);
+    if scratch.capacity() <= 64 * 1024 {
+        scratch.clear();
+        SCRATCH.with(|s| *s.borrow_mut() = scratch);
+    }
     (r, cur.resp3)
 }
 

@@ -525,8 +525,8 @@ fn invoke(
 ) -> Result<fast::Outcome, String> {
     match target {
         Target::Eval(script) => {
-            let f = vm.script(&script.sha, &script.body)?;
-            fast::run(&vm.lua, &vm.run_eval, &f, keys, args, out)
+            let (lua, runner, f) = vm.eval_parts(&script.sha, &script.body)?;
+            fast::run(lua, runner, f, keys, args, out)
         }
         Target::Function(name, lib) => {
             super::function::ensure_loaded(vm, lib)?;

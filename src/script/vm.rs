@@ -109,15 +109,30 @@ impl Vm {
 
     /// The compiled function of a cached script, compiling it on first use. The error is
     /// Redis's text for a script that does not compile.
-    pub fn script(&mut self, sha: &Sha, body: &[u8]) -> Result<Function, String> {
-        if let Some(f) = self.compiled.get(sha) {
-            return Ok(f.clone());
+    pub fn script(&mut self, sha: &Sha, body: &[u8]) -> Result<&Function, String> {
+        if !self.compiled.contains_key(sha) {
+            let f = self
+                .compile_chunk(body, "@user_script")
+                .map_err(|e| format!("ERR Error compiling script (new function): {e}"))?;
+            self.compiled.insert(*sha, f);
         }
+        self.compiled
+            .get(sha)
+            .ok_or_else(|| "ERR Error compiling script".to_string())
+    }
+
+    /// The interpreter, the runner and a cached script's function, to call it with.
+    pub fn eval_parts(
+        &mut self,
+        sha: &Sha,
+        body: &[u8],
+    ) -> Result<(&Lua, &Function, &Function), String> {
+        self.script(sha, body)?;
         let f = self
-            .compile_chunk(body, "@user_script")
-            .map_err(|e| format!("ERR Error compiling script (new function): {e}"))?;
-        self.compiled.insert(*sha, f.clone());
-        Ok(f)
+            .compiled
+            .get(sha)
+            .ok_or_else(|| "ERR Error compiling script".to_string())?;
+        Ok((&self.lua, &self.run_eval, f))
     }
 
     /// Compiles Lua source (a shebang line is kept as a comment) in the scripts'

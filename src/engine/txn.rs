@@ -133,17 +133,29 @@ impl Engine {
         if active(i) {
             return f();
         }
-        let mut idx: Vec<usize> = match keys {
-            Some(keys) => keys.iter().map(|k| Inner::shard_of(i.hash(k))).collect(),
-            None => (0..SHARDS).collect(),
-        };
-        idx.sort_unstable();
-        idx.dedup();
-        let mut guards: Vec<(usize, MutexGuard<'_, ShardData>)> =
-            idx.iter().map(|&s| (s, i.lock_mutex(s))).collect();
+        // Which shards, in index order, without allocating (a bit per shard).
+        let mut wanted: u64 = 0;
+        match keys {
+            Some(keys) => {
+                for k in keys {
+                    wanted |= 1 << Inner::shard_of(i.hash(k));
+                }
+            }
+            None => wanted = u64::MAX,
+        }
+        const _: () = assert!(SHARDS == 64, "one bit per shard");
+        let mut guards: [Option<MutexGuard<'_, ShardData>>; SHARDS] = std::array::from_fn(|_| None);
+        let mut rest = wanted;
+        while rest != 0 {
+            let s = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            guards[s] = Some(i.lock_mutex(s));
+        }
         let mut shards = [std::ptr::null_mut(); SHARDS];
-        for (s, g) in guards.iter_mut() {
-            shards[*s] = &mut **g as *mut ShardData;
+        for (s, g) in guards.iter_mut().enumerate() {
+            if let Some(g) = g {
+                shards[s] = &mut **g as *mut ShardData;
+            }
         }
         let block = Block {
             inner: i,
@@ -160,8 +172,10 @@ impl Engine {
         if let (Some(frame), Some(j)) = (block.frame.into_inner(), i.journal.get()) {
             j.append_frame(frame);
         }
-        for (s, g) in &guards {
-            i.publish(*s, g);
+        for (s, g) in guards.iter().enumerate() {
+            if let Some(g) = g {
+                i.publish(s, g);
+            }
         }
         drop(guards);
         r

@@ -27,7 +27,7 @@ pub struct Vm {
     pub run_function: Function,
     compile: Function,
     pub load_library: Function,
-    compiled: HashMap<Sha, Function>,
+    compiled: super::ShaMap<Function>,
     /// Functions of FUNCTION libraries, by function name.
     pub functions: HashMap<String, Function>,
     /// The registry this state's functions came from, and its epoch then.
@@ -99,7 +99,7 @@ impl Vm {
             run_function,
             compile,
             load_library,
-            compiled: HashMap::new(),
+            compiled: super::ShaMap::default(),
             functions: HashMap::new(),
             owner: scripts.id(),
             epoch: scripts.epoch(),

@@ -113,6 +113,9 @@ pub struct Script {
     pub sha: Sha,
     pub body: Bytes,
     pub flags: ScriptFlags,
+    /// The lock release every session handler sends, recognised by its text: the engine
+    /// runs it natively, with the interpreted script's replies (`cmd/script.rs`, `native`).
+    pub lock_release: bool,
 }
 
 /// The server's scripts: the EVAL/SCRIPT LOAD cache, the state of the script running now
@@ -179,6 +182,7 @@ impl Scripts {
             sha,
             body: Bytes::copy_from_slice(body),
             flags,
+            lock_release: crate::cmd::script::is_native_lock_release(body),
         });
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
         Ok(cache.entry(sha).or_insert(script).clone())

@@ -26,7 +26,8 @@
 //! `loadgen lockscript HOST:PORT …`
 //!   A lock cycle per request, pipelined: `SET lock token PX 30000`, then the lock release
 //!   script by EVALSHA (the compare-and-delete phpredis, Laravel and Redlock send), over
-//!   `--keys` locks chosen uniformly (1: one hot lock).
+//!   `--keys` locks chosen uniformly (1: one hot lock). `lockscript-lua`: the same cycle with
+//!   a release script of the same meaning but another text (sessiond interprets it).
 //! `loadgen ratelimit HOST:PORT …`
 //!   A fixed-window rate limiter by EVALSHA (INCR, EXPIRE on the first hit, compare with the
 //!   limit) over `--keys` counters chosen uniformly.
@@ -68,7 +69,7 @@ struct Args {
 
 fn parse_args() -> (String, Args) {
     let argv: Vec<String> = std::env::args().collect();
-    let usage = "usage: loadgen mix|fill|hashmix|hashfill|springfill|sessionhash|zindex|multi|lockscript|ratelimit|block|pubsub HOST:PORT [--clients N] [--seconds S] [--keys N] [--value BYTES] [--ttl S] [--prefill 0|1] [--offset N] [--pxat UNIX_MS] [--messages N] [--hold S]";
+    let usage = "usage: loadgen mix|fill|hashmix|hashfill|springfill|sessionhash|zindex|multi|lockscript|lockscript-lua|ratelimit|block|pubsub HOST:PORT [--clients N] [--seconds S] [--keys N] [--value BYTES] [--ttl S] [--prefill 0|1] [--offset N] [--pxat UNIX_MS] [--messages N] [--hold S]";
     if argv.len() < 3 {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -317,10 +318,13 @@ enum Workload {
     SessionHash,
     ZIndex,
     LockScript,
+    /// The same lock cycle with a release script sessiond does not recognise (interpreted).
+    LockScriptLua,
     RateLimit,
 }
 
 const LOCK_RELEASE: &str = "if redis.call(\"get\",KEYS[1]) == ARGV[1] then return redis.call(\"del\",KEYS[1]) else return 0 end";
+const LOCK_RELEASE_OTHER: &str = "local token = redis.call('get', KEYS[1]) if token == ARGV[1] then return redis.call('del', KEYS[1]) end return 0";
 const RATE_LIMIT: &str = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end if n > tonumber(ARGV[2]) then return 0 end return 1";
 
 fn sha1_hex(s: &str) -> String {
@@ -344,6 +348,7 @@ async fn mix(a: &Args, workload: Workload) -> (u64, f64, Histogram<u64>, u64) {
             // Scripts are loaded once per connection, then called by EVALSHA.
             let script = match workload {
                 Workload::LockScript => Some(LOCK_RELEASE),
+                Workload::LockScriptLua => Some(LOCK_RELEASE_OTHER),
                 Workload::RateLimit => Some(RATE_LIMIT),
                 _ => None,
             };
@@ -429,7 +434,7 @@ async fn mix(a: &Args, workload: Workload) -> (u64, f64, Histogram<u64>, u64) {
                             encode(&mut buf, &[b"ZREM", idx.as_bytes(), member.as_bytes()]);
                         }
                     }
-                    Workload::LockScript => {
+                    Workload::LockScript | Workload::LockScriptLua => {
                         encode(&mut buf, &[b"SET", &k, token.as_bytes(), b"PX", b"30000"]);
                         encode(
                             &mut buf,
@@ -607,18 +612,25 @@ fn main() {
             }
             "block" => block(&a).await,
             "pubsub" => pubsub(&a).await,
-            "mix" | "hashmix" | "multi" | "sessionhash" | "zindex" | "lockscript" | "ratelimit" => {
+            "mix" | "hashmix" | "multi" | "sessionhash" | "zindex" | "lockscript" | "lockscript-lua" | "ratelimit" => {
                 let workload = match mode.as_str() {
                     "mix" => Workload::Strings,
                     "hashmix" => Workload::Hashes,
                     "sessionhash" => Workload::SessionHash,
                     "zindex" => Workload::ZIndex,
                     "lockscript" => Workload::LockScript,
+                    "lockscript-lua" => Workload::LockScriptLua,
                     "ratelimit" => Workload::RateLimit,
                     _ => Workload::Multi,
                 };
                 if a.prefill
-                    && !matches!(workload, Workload::ZIndex | Workload::LockScript | Workload::RateLimit)
+                    && !matches!(
+                        workload,
+                        Workload::ZIndex
+                            | Workload::LockScript
+                            | Workload::LockScriptLua
+                            | Workload::RateLimit
+                    )
                 {
                     let hash = workload != Workload::Strings;
                     let spring = workload == Workload::SessionHash;

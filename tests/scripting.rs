@@ -433,3 +433,47 @@ fn function_libraries_survive_a_restart_and_move_to_and_from_redis() {
         Value::Error(e) if e.contains("already exists")
     ));
 }
+
+/// In migration mode a script runs only when one store serves and takes every session's
+/// writes, and that store is the embedded engine; in stages that write both stores it gets
+/// an error saying so. The lock release runs in every stage (the router's compare-and-delete).
+#[test]
+fn in_migration_mode_scripts_run_only_on_the_one_store_that_serves() {
+    let old = redis_server(&[]);
+    let url = format!("redis://127.0.0.1:{}", old.port);
+    let s = sessiond(&[
+        "--migrate-from",
+        &url,
+        "--migrate-to",
+        "embedded",
+        "--migrate-stage",
+        "complete",
+    ]);
+    let mut c = s.connect();
+    let incr = "return redis.call('INCRBY', KEYS[1], ARGV[1])";
+    assert_eq!(eval(&mut c, incr, &["PHPREDIS_SESSION:n"], &["2"]), Value::Int(2));
+    assert_eq!(c.cmd(&["GET", "PHPREDIS_SESSION:n"]), Value::bulk("2"));
+    let release = "if redis.call(\"get\",KEYS[1]) == ARGV[1] then return redis.call(\"del\",KEYS[1]) else return 0 end";
+    for (stage, percent) in [("live", "100"), ("complete", "50"), ("dualwrite", "100")] {
+        assert_eq!(
+            c.cmd(&["CONFIG", "SET", "migrate-stage", stage, "migrate-percent", percent]),
+            Value::Simple("OK".into())
+        );
+        match eval(&mut c, incr, &["PHPREDIS_SESSION:n"], &["1"]) {
+            Value::Error(e) => assert!(e.contains("writes both stores"), "{stage}: {e}"),
+            v => panic!("{stage}: {v:?}"),
+        }
+        c.cmd(&["SET", "PHPREDIS_SESSION:lock", "me"]);
+        assert_eq!(
+            eval(&mut c, release, &["PHPREDIS_SESSION:lock"], &["me"]),
+            Value::Int(1),
+            "{stage}: the lock release runs"
+        );
+    }
+    // `off`: the old store (a Redis) serves alone; it is not the engine.
+    c.cmd(&["CONFIG", "SET", "migrate-stage", "off", "migrate-percent", "100"]);
+    match eval(&mut c, incr, &["PHPREDIS_SESSION:n"], &["1"]) {
+        Value::Error(e) => assert!(e.contains("the old store (redis)"), "{e}"),
+        v => panic!("{v:?}"),
+    }
+}

@@ -75,7 +75,9 @@ pub async fn eval<S: Store>(
     } else {
         cx.server.scripts.add(a[1]).map_err(CmdError::Msg)?
     };
-    if cx.server.store.engine().is_none() {
+    if cx.server.store.engine().is_none() && native::is_lock_release(&script.body) {
+        // The migration router runs the lock release as its compare-and-delete, routed by
+        // stage like any write; other scripts run only in stages with one store (`run`).
         return native::eval(cx, &script, keys, argv).await;
     }
     if script.lock_release && !read_only && keys.len() == 1 && !argv.is_empty() {
@@ -124,12 +126,10 @@ pub fn script<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     match sub.as_str() {
         "load" if a.len() == 3 => {
             let s = scripts.add(a[2]).map_err(CmdError::Msg)?;
-            if cx.server.store.engine().is_some() {
-                // Redis compiles on load: a script that does not compile is refused now.
-                vm::with(scripts, |vm| vm.script(&s.sha, &s.body).map(|_| ()))
-                    .map_err(CmdError::Msg)?
-                    .map_err(CmdError::Msg)?;
-            }
+            // Redis compiles on load: a script that does not compile is refused now.
+            vm::with(scripts, |vm| vm.script(&s.sha, &s.body).map(|_| ()))
+                .map_err(CmdError::Msg)?
+                .map_err(CmdError::Msg)?;
             cx.out.bulk(&s.sha);
         }
         "exists" if a.len() >= 3 => {

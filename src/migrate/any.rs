@@ -211,4 +211,11 @@ impl Store for AnyStore {
     fn info_sections(&self) -> Vec<(&'static str, String)> {
         each!(self, |s| s.info_sections())
     }
+
+    fn engine(&self) -> Option<&Engine> {
+        match self {
+            AnyStore::Embedded(e) => Some(e),
+            _ => None,
+        }
+    }
 }

@@ -351,6 +351,27 @@ impl<O: Store, N: Store> MigrationControl for Router<O, N> {
         *self.guard.lock().unwrap_or_else(|p| p.into_inner()) = g;
     }
 
+    fn script_engine(&self) -> Result<&crate::engine::Engine, String> {
+        let s = Router::setting(self);
+        let (side, store) = match s.stage {
+            Stage::Off => ("old", self.old.engine()),
+            Stage::Complete if s.basis_points >= 10_000 => ("new", self.new.engine()),
+            _ => {
+                return Err(format!(
+                    "ERR scripts do not run in migration stage {} at {}%: it writes both stores, and a script cannot run atomically on two (only the lock release runs; see the README)",
+                    s.stage,
+                    s.percent()
+                ))
+            }
+        };
+        store.ok_or_else(|| {
+            let kind = if side == "old" { self.old_kind } else { self.new_kind };
+            format!(
+                "ERR scripts run in migration mode only when the store that serves every session is the embedded engine; here it is the {side} store ({kind})"
+            )
+        })
+    }
+
     fn metrics(&self, f: &mut crate::metrics::export::Families) {
         let s = Router::setting(self);
         let n = |a: &AtomicU64| a.load(Ordering::Relaxed);

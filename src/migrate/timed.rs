@@ -351,6 +351,10 @@ impl<S: Store> Store for Timed<S> {
         None
     }
 
+    fn engine(&self) -> Option<&crate::engine::Engine> {
+        self.inner.engine()
+    }
+
     fn latency(&self) -> Option<Latency> {
         Some(Timed::latency(self))
     }

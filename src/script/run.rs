@@ -440,13 +440,17 @@ pub fn run<S: Store>(
     read_only: bool,
     command: &[&[u8]],
 ) -> CmdResult {
-    let Some(engine) = cx.server.store.engine() else {
-        return Err(CmdError::msg(
-            "ERR scripts run only on the embedded engine (in migration mode only the lock-release script is supported; see the README)",
-        ));
-    };
     let scripts = &cx.server.scripts;
-    let all_shards = needs_every_shard(scripts, flags);
+    // In migration mode, the engine that serves every session in the current stage; the
+    // router maps key names on the way to it, so the script holds every shard.
+    let (engine, migrating) = match (cx.server.store.engine(), cx.server.store.migration()) {
+        (Some(e), _) => (e, false),
+        (None, Some(m)) => (m.script_engine().map_err(CmdError::Msg)?, true),
+        (None, None) => {
+            return Err(CmdError::msg("ERR scripts run only on the embedded engine"));
+        }
+    };
+    let all_shards = migrating || needs_every_shard(scripts, flags);
     let (label, function) = match &target {
         Target::Eval(s) => (Label::Sha(s.sha), false),
         Target::Function(n, _) => (Label::Function(n.to_string()), true),

@@ -189,6 +189,10 @@ pub trait MigrationControl: Send + Sync {
     /// The guarded ramp's bounds (`None`: off).
     fn guard(&self) -> Option<crate::migrate::guard::GuardConfig>;
     fn set_guard(&self, g: Option<crate::migrate::guard::GuardConfig>);
+    /// The engine a script runs on in the current setting: the one store every session is
+    /// served from and written to (`off`: the old store; `complete` at 100%: the new one),
+    /// if that store is the embedded engine. Otherwise Redis's error text saying why.
+    fn script_engine(&self) -> Result<&crate::engine::Engine, String>;
 }
 
 /// Everything a command may ask of the data. See the module docs for the contract.

@@ -451,12 +451,22 @@ fn in_migration_mode_scripts_run_only_on_the_one_store_that_serves() {
     ]);
     let mut c = s.connect();
     let incr = "return redis.call('INCRBY', KEYS[1], ARGV[1])";
-    assert_eq!(eval(&mut c, incr, &["PHPREDIS_SESSION:n"], &["2"]), Value::Int(2));
+    assert_eq!(
+        eval(&mut c, incr, &["PHPREDIS_SESSION:n"], &["2"]),
+        Value::Int(2)
+    );
     assert_eq!(c.cmd(&["GET", "PHPREDIS_SESSION:n"]), Value::bulk("2"));
     let release = "if redis.call(\"get\",KEYS[1]) == ARGV[1] then return redis.call(\"del\",KEYS[1]) else return 0 end";
     for (stage, percent) in [("live", "100"), ("complete", "50"), ("dualwrite", "100")] {
         assert_eq!(
-            c.cmd(&["CONFIG", "SET", "migrate-stage", stage, "migrate-percent", percent]),
+            c.cmd(&[
+                "CONFIG",
+                "SET",
+                "migrate-stage",
+                stage,
+                "migrate-percent",
+                percent
+            ]),
             Value::Simple("OK".into())
         );
         match eval(&mut c, incr, &["PHPREDIS_SESSION:n"], &["1"]) {
@@ -471,7 +481,14 @@ fn in_migration_mode_scripts_run_only_on_the_one_store_that_serves() {
         );
     }
     // `off`: the old store (a Redis) serves alone; it is not the engine.
-    c.cmd(&["CONFIG", "SET", "migrate-stage", "off", "migrate-percent", "100"]);
+    c.cmd(&[
+        "CONFIG",
+        "SET",
+        "migrate-stage",
+        "off",
+        "migrate-percent",
+        "100",
+    ]);
     match eval(&mut c, incr, &["PHPREDIS_SESSION:n"], &["1"]) {
         Value::Error(e) => assert!(e.contains("the old store (redis)"), "{e}"),
         v => panic!("{v:?}"),

@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Instant;
 
-use support::{redis_server, sessiond, sessiond_in, Conn, TempDir, Value, DEADLINE};
+use support::{info_field, redis_server, sessiond, sessiond_in, Conn, TempDir, Value, DEADLINE};
 
 fn eval(c: &mut Conn, script: &str, keys: &[&str], args: &[&str]) -> Value {
     let n = keys.len().to_string();
@@ -395,6 +395,13 @@ fn function_libraries_survive_a_restart_and_move_to_and_from_redis() {
     assert_eq!(
         c.cmd(&["FCALL", "touch", "1", "k", "after-restart"]),
         Value::bulk("after-restart")
+    );
+    assert_eq!(info_field(&mut c, "memory", "number_of_libraries"), "1");
+    assert_eq!(info_field(&mut c, "memory", "number_of_functions"), "1");
+    c.cmd(&["SCRIPT", "LOAD", "return 1"]);
+    assert_eq!(
+        info_field(&mut c, "memory", "number_of_cached_scripts"),
+        "1"
     );
     // sessiond's FUNCTION DUMP restores into redis-server, and Redis's into sessiond.
     let r = redis_server(&[]);

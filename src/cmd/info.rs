@@ -105,6 +105,13 @@ pub fn render<S: Store>(cx: &Ctx<'_, '_, S>, want: impl Fn(&str) -> bool) -> Str
             st.evicted_keys,
             st.expired_keys,
         );
+        // Scripts: the EVAL cache and the FUNCTION libraries (as Redis 7 reports them).
+        let (cached, cached_bytes) = cx.server.scripts.cached();
+        let (libraries, functions) = cx.server.scripts.libraries().counts();
+        let _ = write!(
+            o,
+            "used_memory_scripts_eval:{cached_bytes}\r\nnumber_of_cached_scripts:{cached}\r\nnumber_of_functions:{functions}\r\nnumber_of_libraries:{libraries}\r\n",
+        );
         sections.push(std::mem::take(&mut o));
     }
     if want("persistence") {

@@ -144,18 +144,31 @@ impl Engine {
             None => wanted = u64::MAX,
         }
         const _: () = assert!(SHARDS == 64, "one bit per shard");
-        let mut guards: [Option<MutexGuard<'_, ShardData>>; SHARDS] = std::array::from_fn(|_| None);
+        // The guards, in index order: inline for the usual few shards (a script or EXEC on
+        // a session's keys), on the heap for more.
+        type Guard<'g> = (usize, MutexGuard<'g, ShardData>);
+        let mut few: [Option<Guard<'_>>; 4] = [const { None }; 4];
+        let mut many: Vec<Guard<'_>> = Vec::new();
+        let count = wanted.count_ones() as usize;
+        if count > few.len() {
+            many.reserve_exact(count);
+        }
         let mut rest = wanted;
+        let mut n = 0;
         while rest != 0 {
             let s = rest.trailing_zeros() as usize;
             rest &= rest - 1;
-            guards[s] = Some(i.lock_mutex(s));
+            let g = (s, i.lock_mutex(s));
+            if count <= few.len() {
+                few[n] = Some(g);
+                n += 1;
+            } else {
+                many.push(g);
+            }
         }
         let mut shards = [std::ptr::null_mut(); SHARDS];
-        for (s, g) in guards.iter_mut().enumerate() {
-            if let Some(g) = g {
-                shards[s] = &mut **g as *mut ShardData;
-            }
+        for (s, g) in few.iter_mut().flatten().chain(many.iter_mut()) {
+            shards[*s] = &mut **g as *mut ShardData;
         }
         let block = Block {
             inner: i,
@@ -172,12 +185,11 @@ impl Engine {
         if let (Some(frame), Some(j)) = (block.frame.into_inner(), i.journal.get()) {
             j.append_frame(frame);
         }
-        for (s, g) in guards.iter().enumerate() {
-            if let Some(g) = g {
-                i.publish(s, g);
-            }
+        for (s, g) in few.iter().flatten().chain(many.iter()) {
+            i.publish(*s, g);
         }
-        drop(guards);
+        drop(few);
+        drop(many);
         r
     }
 }

@@ -216,34 +216,45 @@ unsafe fn run_command(l: *mut ffi::lua_State) -> Ran {
             numbers.push(crate::util::double::fmt_g(v, 14).into_bytes());
         }
     }
-    let mut argv: Vec<&[u8]> = Vec::with_capacity(n.max(0) as usize);
+    // The arguments: inline for the usual few, on the heap for more.
+    let mut inline: [&[u8]; 8] = [&[]; 8];
+    let mut heap: Vec<&[u8]> = Vec::new();
+    let small = n <= inline.len() as c_int;
+    let mut count = 0;
     let mut next_number = 0;
     for i in 1..=n {
-        match unsafe { ffi::lua_type(l, i) } {
+        let arg: &[u8] = match unsafe { ffi::lua_type(l, i) } {
             ffi::LUA_TSTRING => {
                 let mut len = 0usize;
                 // SAFETY: a string's bytes stay valid while it is on the stack (all of
                 // this call).
                 let p = unsafe { ffi::lua_tolstring(l, i, &mut len) } as *const u8;
-                argv.push(unsafe { std::slice::from_raw_parts(p, len) });
+                unsafe { std::slice::from_raw_parts(p, len) }
             }
             ffi::LUA_TNUMBER => {
-                argv.push(&numbers[next_number]);
                 next_number += 1;
+                &numbers[next_number - 1]
             }
             _ => {
                 refused = Some("ERR Lua redis lib command arguments must be strings or integers");
                 break;
             }
+        };
+        if small {
+            inline[count] = arg;
+        } else {
+            heap.push(arg);
         }
+        count += 1;
     }
+    let argv: &[&[u8]] = if small { &inline[..count] } else { &heap };
     let ran = call::with_current(|cur| {
         let scratch = &mut cur.scratch;
         scratch.clear();
         let result = match refused {
             Some(e) => Err(e.to_string()),
             None => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                cur.host.call(&argv, cur.resp3, scratch)
+                cur.host.call(argv, cur.resp3, scratch)
             }))
             .unwrap_or_else(|_| Err("ERR the command failed inside the server".into())),
         };
@@ -458,36 +469,62 @@ pub enum Outcome {
     Failed(Vec<u8>, Option<(Vec<u8>, i64)>),
 }
 
-/// Calls `runner(f, KEYS, ARGV)` (the prelude's `run_eval` or `run_function`) and writes
-/// the script's reply into `out`, in one protected call.
+/// A compiled script or function and what it is called with.
+pub struct Call<'a> {
+    pub lua: &'a mlua::Lua,
+    /// The prelude's message handler.
+    pub handler: &'a mlua::Function,
+    /// The globals' backing table (KEYS and ARGV go there for EVAL).
+    pub globals: &'a mlua::Table,
+    pub f: &'a mlua::Function,
+    /// A FUNCTION (called with `keys, args`), not an EVAL body (which reads KEYS, ARGV).
+    pub function: bool,
+}
+
+/// Calls the script with the prelude's handler as `lua_pcall`'s message handler and writes
+/// its reply into `out`, all in one protected call.
 pub fn run(
-    lua: &mlua::Lua,
-    runner: &mlua::Function,
-    f: &mlua::Function,
+    call: &Call<'_>,
     keys: &[&[u8]],
     args: &[&[u8]],
     out: &mut Reply<'_>,
 ) -> Result<Outcome, String> {
     let mut outcome = Outcome::Replied;
+    let function = call.function;
     let result = {
         let outcome = &mut outcome;
         // SAFETY: the closure follows the rule in the module docs: while it calls functions
         // that may raise, it holds only plain values (and `&mut` to values owned outside).
         unsafe {
-            lua.exec_raw::<()>((runner, f), |l| {
-                ffi::lua_checkstack(l, 8);
-                push_strings(l, keys);
-                push_strings(l, args);
-                ffi::lua_call(l, 3, 2);
-                let resp3 = call::script_resp3();
-                if ffi::lua_toboolean(l, -2) != 0 {
+            call.lua
+                .exec_raw::<()>((call.handler, call.globals, call.f), |l| {
+                    // Stack: 1 handler, 2 globals, 3 the function.
+                    ffi::lua_checkstack(l, 8);
+                    let nargs = if function {
+                        ffi::lua_pushvalue(l, 3);
+                        push_strings(l, keys);
+                        push_strings(l, args);
+                        2
+                    } else {
+                        ffi::lua_pushstring(l, c"KEYS".as_ptr());
+                        push_strings(l, keys);
+                        ffi::lua_rawset(l, 2);
+                        ffi::lua_pushstring(l, c"ARGV".as_ptr());
+                        push_strings(l, args);
+                        ffi::lua_rawset(l, 2);
+                        ffi::lua_pushvalue(l, 3);
+                        0
+                    };
+                    let status = ffi::lua_pcall(l, nargs, 1, 1);
                     let top = ffi::lua_gettop(l);
-                    write_value(l, top, out, resp3, 0);
-                } else {
-                    *outcome = failed(l);
-                }
-                ffi::lua_settop(l, 0);
-            })
+                    if status == 0 {
+                        let resp3 = call::script_resp3();
+                        write_value(l, top, out, resp3, 0);
+                    } else {
+                        *outcome = failed(l);
+                    }
+                    ffi::lua_settop(l, 0);
+                })
         }
     };
     result.map_err(|e| format!("ERR {e}"))?;

@@ -235,18 +235,9 @@ local function handler(e)
   return { msg }
 end
 
-local function run_eval(f, keys, argv)
-  raw_rawset(G, 'KEYS', keys)
-  raw_rawset(G, 'ARGV', argv)
-  return raw_xpcall(f, handler)
-end
-
-local cur_f, cur_keys, cur_args
-local function trampoline() return cur_f(cur_keys, cur_args) end
-local function run_function(f, keys, args)
-  cur_f, cur_keys, cur_args = f, keys, args
-  return raw_xpcall(trampoline, handler)
-end
+-- Scripts are called from Rust (`src/script/fast.rs`) with `handler` as the message
+-- handler of a plain `lua_pcall`: an EVAL body with KEYS and ARGV set in `G`, a function
+-- with `(keys, args)`.
 
 local function compile(src, name)
   local f, e = raw_loadstring(src, name)
@@ -280,4 +271,4 @@ local function load_library(f, register)
   return ok, e
 end
 
-return run_eval, run_function, compile, load_library
+return handler, G, compile, load_library

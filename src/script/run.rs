@@ -529,17 +529,13 @@ fn invoke(
 ) -> Result<fast::Outcome, String> {
     match target {
         Target::Eval(script) => {
-            let (lua, runner, f) = vm.eval_parts(&script.sha, &script.body)?;
-            fast::run(lua, runner, f, keys, args, out)
+            let call = vm.eval_parts(&script.sha, &script.body)?;
+            fast::run(&call, keys, args, out)
         }
         Target::Function(name, lib) => {
             super::function::ensure_loaded(vm, lib)?;
-            let f = vm
-                .functions
-                .get(*name)
-                .cloned()
-                .ok_or_else(|| "ERR Function not found".to_string())?;
-            fast::run(&vm.lua, &vm.run_function, &f, keys, args, out)
+            let call = vm.function_parts(name)?;
+            fast::run(&call, keys, args, out)
         }
     }
 }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value};
 
-use super::{libs, Scripts, Sha};
+use super::{fast, libs, Scripts, Sha};
 
 /// Bytes one thread's Lua state may hold unless `lua-memory-limit` says otherwise: a
 /// script that builds an unbounded table gets "not enough memory", not the machine's RAM.
@@ -23,8 +23,10 @@ const PRELUDE: &str = include_str!("prelude.lua");
 /// A thread's interpreter.
 pub struct Vm {
     pub lua: Lua,
-    pub run_eval: Function,
-    pub run_function: Function,
+    /// The prelude's message handler (finds where an error happened).
+    pub handler: Function,
+    /// The globals scripts read through their read-only view (KEYS and ARGV are set here).
+    pub globals: Table,
     compile: Function,
     pub load_library: Function,
     compiled: super::ShaMap<Function>,
@@ -82,12 +84,8 @@ impl Vm {
         let lua = unsafe { Lua::unsafe_new_with(std, LuaOptions::default()) };
         let rt = super::call::runtime_table(&lua)?;
         let libs = libs::all(&lua)?;
-        let (run_eval, run_function, compile, load_library): (
-            Function,
-            Function,
-            Function,
-            Function,
-        ) = lua.load(PRELUDE).set_name("=sessiond").call((rt, libs))?;
+        let (handler, globals, compile, load_library): (Function, Table, Function, Function) =
+            lua.load(PRELUDE).set_name("=sessiond").call((rt, libs))?;
         let limit = scripts
             .memory_limit
             .load(std::sync::atomic::Ordering::Relaxed);
@@ -95,8 +93,8 @@ impl Vm {
         super::run::install_hook(&lua);
         Ok(Vm {
             lua,
-            run_eval,
-            run_function,
+            handler,
+            globals,
             compile,
             load_library,
             compiled: super::ShaMap::default(),
@@ -121,18 +119,36 @@ impl Vm {
             .ok_or_else(|| "ERR Error compiling script".to_string())
     }
 
-    /// The interpreter, the runner and a cached script's function, to call it with.
-    pub fn eval_parts(
-        &mut self,
-        sha: &Sha,
-        body: &[u8],
-    ) -> Result<(&Lua, &Function, &Function), String> {
+    /// What `fast::run` calls a cached script with: the interpreter, the handler, the
+    /// globals and the script's function.
+    pub fn eval_parts(&mut self, sha: &Sha, body: &[u8]) -> Result<fast::Call<'_>, String> {
         self.script(sha, body)?;
         let f = self
             .compiled
             .get(sha)
             .ok_or_else(|| "ERR Error compiling script".to_string())?;
-        Ok((&self.lua, &self.run_eval, f))
+        Ok(fast::Call {
+            lua: &self.lua,
+            handler: &self.handler,
+            globals: &self.globals,
+            f,
+            function: false,
+        })
+    }
+
+    /// The same for a FUNCTION library's function (already loaded on this thread).
+    pub fn function_parts(&self, name: &str) -> Result<fast::Call<'_>, String> {
+        let f = self
+            .functions
+            .get(name)
+            .ok_or_else(|| "ERR Function not found".to_string())?;
+        Ok(fast::Call {
+            lua: &self.lua,
+            handler: &self.handler,
+            globals: &self.globals,
+            f,
+            function: true,
+        })
     }
 
     /// Compiles Lua source (a shebang line is kept as a comment) in the scripts'

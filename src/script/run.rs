@@ -12,15 +12,17 @@
 //! caller's database (Redis 7). What the caller must learn afterwards is handed back: that
 //! a write ran (its reply waits for the log) and which keys got data for blocked clients.
 //!
-//! **Time.** A count hook runs every [`HOOK_EVERY`] Lua instructions. Past
+//! **Time.** A count hook runs every [`HOOK_EVERY`] Lua instructions. After
+//! [`HAND_OFF_MS`] a script on the multi-thread runtime hands its worker's other connections
+//! (and the I/O driver it may be the one to poll) to a new thread
+//! (`tokio::task::block_in_place`), so they are answered while the script runs on. Past
 //! `busy-reply-threshold` the script is registered as busy: every other client's commands
-//! get `-BUSY` (except those Redis allows: SCRIPT KILL, FUNCTION KILL, SHUTDOWN NOSAVE…),
-//! and the worker thread hands its other connections to a new thread
-//! (`tokio::task::block_in_place`), so they are answered while the script runs on. A
-//! script that has not written can then be killed: the hook raises an error the script
-//! cannot catch (the prelude's pcall wrappers re-raise it). One that has written is
-//! `UNKILLABLE`, as in Redis: its writes are not undone, so only `SHUTDOWN NOSAVE` (which
-//! exits without letting the open log frame reach the disk) ends it.
+//! get `-BUSY` (except those Redis allows: SCRIPT KILL, FUNCTION KILL, SHUTDOWN NOSAVE…); on
+//! the current-thread runtime a rescue thread then accepts new connections
+//! (`server/listener.rs`). A script that has not written can be killed: the hook raises an
+//! error the script cannot catch (the prelude's pcall wrappers re-raise it). One that has
+//! written is `UNKILLABLE`, as in Redis: its writes are not undone, so only `SHUTDOWN
+//! NOSAVE` (which exits before the script's log frame is appended) ends it.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

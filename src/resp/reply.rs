@@ -14,6 +14,13 @@ pub enum Proto {
     Resp3,
 }
 
+/// `s` with CR and LF replaced by spaces, so a line reply can never break the framing.
+fn one_line(s: &[u8]) -> Vec<u8> {
+    s.iter()
+        .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+        .collect()
+}
+
 /// Appends replies to an output buffer.
 pub struct Reply<'a> {
     out: &'a mut BytesMut,
@@ -75,11 +82,7 @@ impl<'a> Reply<'a> {
     /// Error reply; `msg` starts with the error code (`ERR`, `WRONGTYPE`…). CR/LF are replaced
     /// by spaces so a message can never break the framing.
     pub fn error(&mut self, msg: &str) {
-        let clean: Vec<u8> = msg
-            .bytes()
-            .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b })
-            .collect();
-        self.line(b'-', &clean);
+        self.line(b'-', &one_line(msg.as_bytes()));
     }
 
     pub fn int(&mut self, n: i64) {
@@ -166,21 +169,13 @@ impl<'a> Reply<'a> {
     /// A status reply from bytes a client chose (a script's `{ok=…}`): CR and LF become
     /// spaces, as in [`Reply::error`].
     pub fn simple_bytes(&mut self, s: &[u8]) {
-        let clean: Vec<u8> = s
-            .iter()
-            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
-            .collect();
-        self.line(b'+', &clean);
+        self.line(b'+', &one_line(s));
     }
 
     /// An error reply from bytes a client chose (a script's `{err=…}`), cleaned as
     /// [`Reply::error`].
     pub fn error_bytes(&mut self, msg: &[u8]) {
-        let clean: Vec<u8> = msg
-            .iter()
-            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
-            .collect();
-        self.line(b'-', &clean);
+        self.line(b'-', &one_line(msg));
     }
 
     /// A boolean: `#t`/`#f` in RESP3, `:1`/`:0` in RESP2 (Redis's `addReplyBool`).
@@ -198,11 +193,7 @@ impl<'a> Reply<'a> {
         match self.proto {
             Proto::Resp2 => self.bulk(digits),
             Proto::Resp3 => {
-                let clean: Vec<u8> = digits
-                    .iter()
-                    .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
-                    .collect();
-                self.line(b'(', &clean);
+                self.line(b'(', &one_line(digits));
             }
         }
     }
@@ -227,17 +218,7 @@ impl<'a> Reply<'a> {
 
     /// A verbatim string (`=len\r\ntxt:...`) in RESP3, a bulk string in RESP2.
     pub fn verbatim(&mut self, text: &[u8]) {
-        match self.proto {
-            Proto::Resp2 => self.bulk(text),
-            Proto::Resp3 => {
-                let mut b = itoa::Buffer::new();
-                self.out.put_u8(b'=');
-                self.out.put_slice(b.format(text.len() + 4).as_bytes());
-                self.out.put_slice(b"\r\ntxt:");
-                self.out.put_slice(text);
-                self.out.put_slice(b"\r\n");
-            }
-        }
+        self.verbatim_as(b"txt", text)
     }
 }
 

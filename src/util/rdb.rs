@@ -441,9 +441,8 @@ pub fn dump_functions(codes: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-/// The libraries' code in a FUNCTION DUMP payload (Redis's own payloads included: their
-/// long strings are LZF-compressed).
-pub fn restore_functions(payload: &[u8]) -> Result<Vec<Vec<u8>>, RestoreError> {
+/// A DUMP payload's body, once its footer (RDB version, CRC-64) checks out.
+fn checked_body(payload: &[u8]) -> Result<&[u8], RestoreError> {
     if payload.len() < 10 {
         return Err(RestoreError::VersionOrChecksum);
     }
@@ -457,7 +456,15 @@ pub fn restore_functions(payload: &[u8]) -> Result<Vec<Vec<u8>>, RestoreError> {
     if version > READ_VERSION || crc64(&payload[..payload.len() - 8]) != crc {
         return Err(RestoreError::VersionOrChecksum);
     }
-    let mut r = Reader { p: body };
+    Ok(body)
+}
+
+/// The libraries' code in a FUNCTION DUMP payload (Redis's own payloads included: their
+/// long strings are LZF-compressed).
+pub fn restore_functions(payload: &[u8]) -> Result<Vec<Vec<u8>>, RestoreError> {
+    let mut r = Reader {
+        p: checked_body(payload)?,
+    };
     let mut codes = Vec::new();
     while !r.p.is_empty() {
         if r.byte()? != OPCODE_FUNCTION2 {
@@ -469,20 +476,9 @@ pub fn restore_functions(payload: &[u8]) -> Result<Vec<Vec<u8>>, RestoreError> {
 }
 
 pub fn restore(payload: &[u8]) -> Result<RdbValue, RestoreError> {
-    if payload.len() < 10 {
-        return Err(RestoreError::VersionOrChecksum);
-    }
-    let (body, footer) = payload.split_at(payload.len() - 10);
-    let version = u16::from_le_bytes([footer[0], footer[1]]);
-    let crc = u64::from_le_bytes(
-        footer[2..10]
-            .try_into()
-            .map_err(|_| RestoreError::VersionOrChecksum)?,
-    );
-    if version > READ_VERSION || crc64(&payload[..payload.len() - 8]) != crc {
-        return Err(RestoreError::VersionOrChecksum);
-    }
-    let mut r = Reader { p: body };
+    let mut r = Reader {
+        p: checked_body(payload)?,
+    };
     let t = r.byte()?;
     let v = match t {
         TYPE_STRING => RdbValue::Str(r.string()?),

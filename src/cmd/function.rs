@@ -180,10 +180,7 @@ pub fn function<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
             restore(cx, a)?;
         }
         "help" if a.len() == 2 => {
-            cx.out.array(HELP.len());
-            for l in HELP {
-                cx.out.simple(l);
-            }
+            cx.out.help(HELP);
         }
         "delete" | "flush" | "stats" | "kill" | "dump" | "restore" | "help" => {
             return Err(wrong(&sub));

@@ -28,10 +28,7 @@ const OBJECT_HELP: &[&str] = &[
 pub async fn object<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let sub = a[1];
     if is(sub, "help") && a.len() == 2 {
-        cx.out.array(OBJECT_HELP.len());
-        for l in OBJECT_HELP {
-            cx.out.simple(l);
-        }
+        cx.out.help(OBJECT_HELP);
         return Ok(());
     }
     let known = ["encoding", "freq", "idletime", "refcount"];

@@ -90,10 +90,7 @@ pub fn pubsub<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let hub = &cx.server.pubsub;
     let sub = a[1];
     if is(sub, "help") && a.len() == 2 {
-        cx.out.array(HELP.len());
-        for l in HELP {
-            cx.out.simple(l);
-        }
+        cx.out.help(HELP);
     } else if (is(sub, "channels") || is(sub, "shardchannels")) && a.len() <= 3 {
         let mut list = hub.channels(a.get(2).copied(), is(sub, "shardchannels"));
         list.sort();

@@ -159,10 +159,7 @@ pub fn script<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
             Kill::Unkillable => return Err(CmdError::msg(UNKILLABLE)),
         },
         "help" if a.len() == 2 => {
-            cx.out.array(HELP.len());
-            for l in HELP {
-                cx.out.simple(l);
-            }
+            cx.out.help(HELP);
         }
         "debug" if a.len() == 3 => {
             return Err(CmdError::msg(

@@ -59,19 +59,12 @@ fn sub_spec(parent: &str, a: &[&[u8]]) -> Result<&'static table::Spec, CmdError>
     Ok(sub)
 }
 
-fn help<S: Store>(cx: &mut Ctx<'_, '_, S>, lines: &[&str]) {
-    cx.out.array(lines.len());
-    for l in lines {
-        cx.out.simple(l);
-    }
-}
-
 /// `SLOWLOG GET [count] | LEN | RESET | HELP`.
 pub fn slowlog<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let sub = sub_spec("slowlog", a)?;
     let log = &cx.server.slowlog;
     match sub.sub_name() {
-        "help" => help(cx, SLOWLOG_HELP),
+        "help" => cx.out.help(SLOWLOG_HELP),
         "len" => cx.out.int(log.len() as i64),
         "reset" => {
             log.reset();
@@ -128,7 +121,7 @@ pub fn latency<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let sub = sub_spec("latency", a)?;
     let mon = &cx.server.latency;
     match sub.sub_name() {
-        "help" => help(cx, LATENCY_HELP),
+        "help" => cx.out.help(LATENCY_HELP),
         "latest" => {
             let latest = mon.latest();
             cx.out.array(latest.len());

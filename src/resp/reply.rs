@@ -75,6 +75,14 @@ impl<'a> Reply<'a> {
         self.line(b'+', s.as_bytes());
     }
 
+    /// A `HELP` subcommand's reply: one status line per line of text.
+    pub fn help(&mut self, lines: &[&str]) {
+        self.array(lines.len());
+        for l in lines {
+            self.simple(l);
+        }
+    }
+
     pub fn ok(&mut self) {
         self.out.put_slice(b"+OK\r\n");
     }

@@ -11,6 +11,8 @@ use tokio::net::UnixListener;
 use crate::config::{Config, MigrationConfig, StoreUrl};
 use crate::engine::{Engine, EngineConfig};
 use crate::migrate::any::AnyStore;
+use crate::migrate::command::CommandStore;
+use crate::migrate::embedded::EmbeddedSide;
 use crate::migrate::files::FilesStore;
 use crate::migrate::keymap::KeyMap;
 use crate::migrate::router::Router;
@@ -102,7 +104,14 @@ pub async fn open_store(
     Ok(match side {
         StoreUrl::Embedded => {
             let (engine, p) = open_embedded(config)?;
-            (AnyStore::Embedded(engine), Some(p))
+            // Its own command server, for the commands the router runs as commands
+            // (`migrate/embedded.rs`).
+            let mut server = Server::new(engine, config.clone());
+            server.persist = Some(p.clone());
+            (
+                AnyStore::Embedded(Box::new(EmbeddedSide::new(server))),
+                Some(p),
+            )
         }
         StoreUrl::Redis(o) => (
             AnyStore::Redis(Box::new(Upstream::start((**o).clone()).await?)),
@@ -165,6 +174,12 @@ async fn run_migration(config: Config, m: MigrationConfig) -> Result<(), String>
     *router.guard.get_mut().unwrap_or_else(|p| p.into_inner()) = m.guard;
     let mut server = Server::new(router, config.clone());
     server.persist = persist.clone();
+    if let Some(hub) = server.store.embedded_hub() {
+        // One pub/sub hub for the process: the embedded side's keyspace events reach the
+        // clients subscribed here.
+        server.notifier = crate::pubsub::Notifier(hub.clone());
+        server.pubsub = hub;
+    }
     let server = Arc::new(server);
     let cron = persist.clone().map(persistence_cron);
     let guard = tokio::spawn(guard_loop(server.clone()));
@@ -183,7 +198,9 @@ async fn run_migration(config: Config, m: MigrationConfig) -> Result<(), String>
 /// The guarded ramp (`migrate/guard.rs`): once a second, judge the store serving the
 /// current stage over the guard's window and step back one stage if it crossed a bound.
 /// Any change of the setting (an operator's or the guard's own) starts a new window.
-async fn guard_loop<A: Store, B: Store>(server: Arc<Server<Router<Timed<A>, Timed<B>>>>) {
+async fn guard_loop<A: Store + CommandStore, B: Store + CommandStore>(
+    server: Arc<Server<Router<Timed<A>, Timed<B>>>>,
+) {
     use crate::migrate::guard::{judge, serving_side, step_back, Verdict};
     use crate::migrate::stage::Side;
     let router = &server.store;

@@ -206,6 +206,20 @@ pub fn keys_of<'a>(spec: &Spec, args: &[&'a [u8]]) -> Vec<&'a [u8]> {
     pos.into_iter().map(|i| args[i]).collect()
 }
 
+/// The keys of a command with whether each may be changed (its spec is not `RO`): the keys
+/// a migration must bring to the same state in both stores after the command.
+pub fn keys_with_access<'a>(spec: &Spec, args: &[&'a [u8]]) -> Vec<(&'a [u8], bool)> {
+    let mut out = Vec::new();
+    let mut pos = Vec::new();
+    for ks in &spec.key_specs {
+        pos.clear();
+        ks.positions(args, &mut pos);
+        let writes = !ks.flags.contains(&"RO");
+        out.extend(pos.iter().map(|&i| (args[i], writes)));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

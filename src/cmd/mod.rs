@@ -198,7 +198,7 @@ pub fn wrong_args(name: &str) -> CmdError {
 fn observe<S: Store>(
     server: &Server<S>,
     client: &ClientState,
-    spec: &table::Spec,
+    spec: &'static table::Spec,
     args: &[&[u8]],
     elapsed: std::time::Duration,
     failed: bool,
@@ -269,8 +269,13 @@ pub fn check_known<S: Store>(
     let spec = &table::commands()[idx];
     let implemented = match spec.id {
         None => false,
-        // Typed commands need the engine itself (the migration router does not offer them).
-        Some(id) => !id.engine_only() || server.store.engine().is_some(),
+        // Typed commands need the engine itself, or a migration router that routes them
+        // as commands (`migrate/typed.rs`).
+        Some(id) => {
+            !id.engine_only()
+                || server.store.engine().is_some()
+                || server.store.migration().is_some()
+        }
     };
     if !implemented && server.store.gateway().is_none() {
         // In the table (the gateway forwards it) but not implemented by this store.
@@ -331,7 +336,7 @@ pub fn check_known<S: Store>(
 pub async fn execute_checked<S: Store>(
     server: &Server<S>,
     client: &mut ClientState,
-    spec: &table::Spec,
+    spec: &'static table::Spec,
     args: &[&[u8]],
     out: &mut Reply<'_>,
 ) -> Flow {
@@ -343,7 +348,7 @@ pub async fn execute_checked<S: Store>(
 pub async fn execute_checked_at<S: Store>(
     server: &Server<S>,
     client: &mut ClientState,
-    spec: &table::Spec,
+    spec: &'static table::Spec,
     args: &[&[u8]],
     out: &mut Reply<'_>,
     now: i64,
@@ -369,6 +374,10 @@ pub async fn execute_checked_at<S: Store>(
                 Err(err) => Err(err.into()),
             }
         }
+        None if id.engine_only() => match server.store.migration() {
+            Some(m) => migrated(&mut cx, m, spec, args).await,
+            None => dispatch::run(&mut cx, id, args).await,
+        },
         _ => dispatch::run(&mut cx, id, args).await,
     };
     let failed = match result {
@@ -397,6 +406,39 @@ pub async fn execute_checked_at<S: Store>(
         buf.unsplit(reply);
     }
     cx.flow
+}
+
+/// A typed command during a migration: routed between the two stores as a command
+/// (`migrate/typed.rs`), its reply frame copied to the client.
+async fn migrated<S: Store>(
+    cx: &mut Ctx<'_, '_, S>,
+    m: &dyn crate::store::MigrationControl,
+    spec: &'static table::Spec,
+    args: &[&[u8]],
+) -> CmdResult {
+    let eff = table::subcommand(spec, args).unwrap_or(spec);
+    if let Some(e) = crate::migrate::typed::refusal(eff, args) {
+        return Err(CmdError::Msg(e));
+    }
+    if let Err(why) = m.commands_supported() {
+        let name = spec.name;
+        return Err(CmdError::Msg(format!(
+            "ERR '{name}' needs a Redis-protocol store on both sides of the migration, and {why}"
+        )));
+    }
+    let req = crate::migrate::typed::Request {
+        client: &cx.client.handle,
+        db: cx.client.db,
+        args,
+        spec: eff,
+        resp3: cx.client.proto == Proto::Resp3,
+    };
+    let (frame, wrote) = m.command(req).await?;
+    if wrote {
+        cx.client.wrote = true;
+    }
+    cx.out.buffer().extend_from_slice(&frame);
+    Ok(())
 }
 
 /// Polls a future once: the engine's operations complete without waiting.

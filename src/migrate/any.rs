@@ -13,7 +13,7 @@ use crate::store::{
 use crate::upstream::Upstream;
 
 pub enum AnyStore {
-    Embedded(Engine),
+    Embedded(Box<super::embedded::EmbeddedSide>),
     Redis(Box<Upstream>),
     Files(FilesStore),
     Sql(Box<SqlStore>),
@@ -33,7 +33,10 @@ impl AnyStore {
 macro_rules! each {
     ($self:ident, |$s:ident| $e:expr) => {
         match $self {
-            AnyStore::Embedded($s) => $e,
+            AnyStore::Embedded(side) => {
+                let $s = side.engine();
+                $e
+            }
             AnyStore::Redis($s) => $e,
             AnyStore::Files($s) => $e,
             AnyStore::Sql($s) => $e,
@@ -214,7 +217,7 @@ impl Store for AnyStore {
 
     fn engine(&self) -> Option<&Engine> {
         match self {
-            AnyStore::Embedded(e) => Some(e),
+            AnyStore::Embedded(e) => Some(e.engine()),
             _ => None,
         }
     }

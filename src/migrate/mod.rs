@@ -6,6 +6,8 @@
 
 pub mod any;
 pub mod backfill;
+pub mod command;
+pub mod embedded;
 pub mod files;
 pub mod guard;
 pub mod keymap;
@@ -13,6 +15,7 @@ pub mod router;
 pub mod sql;
 pub mod stage;
 pub mod timed;
+pub mod typed;
 
 #[cfg(test)]
 mod tests;

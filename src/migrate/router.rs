@@ -24,6 +24,7 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
+use super::command::CommandStore;
 use super::keymap::KeyMap;
 use super::stage::{bucket, Plan, Setting, Side, Stage};
 use crate::store::{
@@ -60,6 +61,8 @@ pub struct MigrationStats {
     pub secondary_write_errors: AtomicU64,
     pub fallback_reads: AtomicU64,
     pub copied_forward: AtomicU64,
+    /// Shadow comparisons of typed commands, by command family (`typed.rs`).
+    pub by_family: super::typed::FamilyCompare,
     samples: Mutex<VecDeque<Sample>>,
 }
 
@@ -73,7 +76,7 @@ impl MigrationStats {
             .collect()
     }
 
-    fn sample(&self, op: &'static str, kind: &'static str, id: &[u8]) {
+    pub(super) fn sample(&self, op: &'static str, kind: &'static str, id: &[u8]) {
         let mut s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         if s.len() == SAMPLES {
             s.pop_front();
@@ -100,6 +103,10 @@ pub struct Router<O: Store, N: Store> {
     pub new_kind: &'static str,
     /// The guarded ramp's bounds (`guard.rs`), changeable live; `None`: off.
     pub guard: Mutex<Option<super::guard::GuardConfig>>,
+    /// Orders typed writes and their mirrors per key (`typed.rs`).
+    pub(super) locks: super::typed::KeyLocks,
+    /// Who the router's own copies are sent as.
+    pub(super) internal: std::sync::Arc<crate::server::clients::ClientHandle>,
 }
 
 fn pack(s: Setting) -> u32 {
@@ -133,6 +140,26 @@ fn remaining(t: Ttl) -> Option<TtlChange> {
     }
 }
 
+impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
+    /// Makes sure the new store has `key` before an operation that looks at its current
+    /// value runs there (fallback stages): a copy of any type between Redis-protocol
+    /// stores (`typed.rs`), a read that copies a string session forward otherwise.
+    async fn forward(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<()> {
+        if self.old.speaks_redis().is_ok() && self.new.speaks_redis().is_ok() {
+            self.copy_forward_typed((&self.internal, db), key)
+                .await
+                .map(|_| ())
+        } else {
+            self.get(db, key, now).await.map(|_| ())
+        }
+    }
+
+    /// The embedded side's pub/sub hub, if a side is the embedded engine.
+    pub fn embedded_hub(&self) -> Option<std::sync::Arc<crate::pubsub::Hub>> {
+        self.old.hub().or_else(|| self.new.hub())
+    }
+}
+
 impl<O: Store, N: Store> Router<O, N> {
     pub fn new(old: O, new: N, keys: KeyMap, setting: Setting) -> Self {
         Router {
@@ -144,6 +171,8 @@ impl<O: Store, N: Store> Router<O, N> {
             old_kind: "old",
             new_kind: "new",
             guard: Mutex::new(None),
+            locks: Default::default(),
+            internal: crate::server::clients::ClientHandle::internal("migration-router"),
         }
     }
 
@@ -185,7 +214,7 @@ impl<O: Store, N: Store> Router<O, N> {
             self.stats.samples().len(),
             latency_line("old", self.old.latency()),
             latency_line("new", self.new.latency()),
-        )
+        ) + &self.stats.by_family.info()
     }
 
     fn plan(&self, key: &[u8]) -> Plan {
@@ -327,7 +356,7 @@ fn other(s: Side) -> Side {
     }
 }
 
-impl<O: Store, N: Store> MigrationControl for Router<O, N> {
+impl<O: Store + CommandStore, N: Store + CommandStore> MigrationControl for Router<O, N> {
     fn setting(&self) -> Setting {
         Router::setting(self)
     }
@@ -349,6 +378,24 @@ impl<O: Store, N: Store> MigrationControl for Router<O, N> {
 
     fn set_guard(&self, g: Option<super::guard::GuardConfig>) {
         *self.guard.lock().unwrap_or_else(|p| p.into_inner()) = g;
+    }
+
+    fn commands_supported(&self) -> Result<(), String> {
+        self.old
+            .speaks_redis()
+            .map_err(|e| format!("the old store: {e}"))?;
+        self.new
+            .speaks_redis()
+            .map_err(|e| format!("the new store: {e}"))
+    }
+
+    fn command<'a>(
+        &'a self,
+        req: super::typed::Request<'a>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = StoreResult<super::command::Frame>> + Send + 'a>,
+    > {
+        Box::pin(Router::command(self, req))
     }
 
     fn script_engine(&self) -> Result<&crate::engine::Engine, String> {
@@ -465,7 +512,7 @@ impl<O: Store, N: Store> MigrationControl for Router<O, N> {
     }
 }
 
-impl<O: Store, N: Store> Store for Router<O, N> {
+impl<O: Store + CommandStore, N: Store + CommandStore> Store for Router<O, N> {
     async fn get(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<Option<Bytes>> {
         let p = self.plan(key);
         let id = self.keys.session_id(key);
@@ -520,7 +567,7 @@ impl<O: Store, N: Store> Store for Router<O, N> {
         // change the TTL on both.
         let p = self.plan(key);
         if p.fall_back {
-            self.get(db, key, now).await?;
+            self.forward(db, key, now).await?;
         }
         let v = on!(self, p.serve, |s| s.get_ex(db, key, ttl, now).await)?;
         if p.write_both && v.is_some() && ttl != TtlChange::Keep {
@@ -573,7 +620,7 @@ impl<O: Store, N: Store> Store for Router<O, N> {
             && (opts.condition != SetCondition::Always || opts.get || opts.ttl == TtlChange::Keep)
         {
             // NX/XX/GET/KEEPTTL look at the current value: bring it forward first.
-            self.get(db, key, now).await?;
+            self.forward(db, key, now).await?;
         }
         let out = on!(self, p.serve, |s| s.set(db, key, value, opts, now).await)?;
         if p.write_both && out.written {
@@ -606,7 +653,7 @@ impl<O: Store, N: Store> Store for Router<O, N> {
             let p = self.plan(pairs.first().map_or(&b""[..], |(k, _)| *k));
             if p.fall_back {
                 for (k, _) in pairs {
-                    self.get(db, k, now).await?;
+                    self.forward(db, k, now).await?;
                 }
             }
             let ok = on!(self, p.serve, |s| s.mset(db, pairs, true, now).await)?;
@@ -627,7 +674,7 @@ impl<O: Store, N: Store> Store for Router<O, N> {
     async fn append(&self, db: Db, key: &[u8], value: &[u8], now: UnixMs) -> StoreResult<u64> {
         let p = self.plan(key);
         if p.fall_back {
-            self.get(db, key, now).await?;
+            self.forward(db, key, now).await?;
         }
         let n = on!(self, p.serve, |s| s.append(db, key, value, now).await)?;
         if p.write_both {
@@ -643,7 +690,7 @@ impl<O: Store, N: Store> Store for Router<O, N> {
     async fn incr_by(&self, db: Db, key: &[u8], delta: i64, now: UnixMs) -> StoreResult<i64> {
         let p = self.plan(key);
         if p.fall_back {
-            self.get(db, key, now).await?;
+            self.forward(db, key, now).await?;
         }
         let n = on!(self, p.serve, |s| s.incr_by(db, key, delta, now).await)?;
         if p.write_both {
@@ -679,7 +726,7 @@ impl<O: Store, N: Store> Store for Router<O, N> {
     ) -> StoreResult<bool> {
         let p = self.plan(key);
         if p.fall_back {
-            self.get(db, key, now).await?;
+            self.forward(db, key, now).await?;
         }
         let deleted = on!(self, p.serve, |s| s
             .del_if_equal(db, key, expected, now)
@@ -723,7 +770,7 @@ impl<O: Store, N: Store> Store for Router<O, N> {
     ) -> StoreResult<bool> {
         let p = self.plan(src);
         if p.fall_back {
-            self.get(db, src, now).await?;
+            self.forward(db, src, now).await?;
         }
         let done = on!(self, p.serve, |s| s
             .rename(db, src, dst, only_if_absent, now)
@@ -750,7 +797,7 @@ impl<O: Store, N: Store> Store for Router<O, N> {
     ) -> StoreResult<bool> {
         let p = self.plan(key);
         if p.fall_back {
-            self.get(db, key, now).await?;
+            self.forward(db, key, now).await?;
         }
         let done = on!(self, p.serve, |s| s.expire_at(db, key, at, cond, now).await)?;
         if done && p.write_both {
@@ -765,7 +812,7 @@ impl<O: Store, N: Store> Store for Router<O, N> {
     async fn persist(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<bool> {
         let p = self.plan(key);
         if p.fall_back {
-            self.get(db, key, now).await?;
+            self.forward(db, key, now).await?;
         }
         let done = on!(self, p.serve, |s| s.persist(db, key, now).await)?;
         if done && p.write_both {

@@ -128,7 +128,7 @@ impl<S> Timed<S> {
         w
     }
 
-    async fn timed<T: Outcome>(&self, f: impl std::future::Future<Output = T>) -> T {
+    pub(super) async fn timed<T: Outcome>(&self, f: impl std::future::Future<Output = T>) -> T {
         let t = Instant::now();
         let r = f.await;
         let elapsed = t.elapsed();

@@ -50,6 +50,27 @@ impl ClientHandle {
         self.kill.notified().await;
     }
 
+    /// A handle for commands sessiond sends itself (the migration router's copies), never
+    /// registered: CLIENT LIST does not show it.
+    pub fn internal(name: &str) -> Arc<ClientHandle> {
+        Arc::new(ClientHandle {
+            id: 0,
+            addr: "internal".into(),
+            laddr: String::new(),
+            created_ms: 0,
+            last_ms: AtomicI64::new(0),
+            db: AtomicUsize::new(0),
+            resp: AtomicU8::new(2),
+            last_cmd: AtomicUsize::new(usize::MAX),
+            names: Mutex::new(ClientNames {
+                name: name.into(),
+                ..ClientNames::default()
+            }),
+            killed: AtomicBool::new(false),
+            kill: Notify::new(),
+        })
+    }
+
     pub fn names(&self) -> ClientNames {
         self.names.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }

@@ -193,6 +193,21 @@ pub trait MigrationControl: Send + Sync {
     /// served from and written to (`off`: the old store; `complete` at 100%: the new one),
     /// if that store is the embedded engine. Otherwise Redis's error text saying why.
     fn script_engine(&self) -> Result<&crate::engine::Engine, String>;
+    /// `Err` with the reason when a side holds strings only (SQL, PHP files): then the
+    /// commands on other types are refused, naming that store.
+    fn commands_supported(&self) -> Result<(), String>;
+    /// Routes one command on a type other than string between the two stores
+    /// (`migrate/typed.rs`) and returns its reply frame.
+    fn command<'a>(
+        &'a self,
+        req: crate::migrate::typed::Request<'a>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = StoreResult<crate::migrate::command::Frame>>
+                + Send
+                + 'a,
+        >,
+    >;
 }
 
 /// Everything a command may ask of the data. See the module docs for the contract.

@@ -49,7 +49,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::resp::value::{decode, Value};
+use crate::resp::value::{decode, FrameScanner, Value};
 use crate::store::{Db, StoreError, StoreResult};
 use conn::{encode, MAX_REPLY_BULK};
 use node::Node;
@@ -603,8 +603,26 @@ impl Upstream {
         count: usize,
         slot: u64,
     ) -> Result<Value, Retry> {
+        let frame = self.frame_on(node, db, req, count, slot, false).await?;
+        match decode(&frame, MAX_REPLY_BULK) {
+            Ok(Some((v, _))) => Ok(v),
+            _ => Err(Retry::No("ERR malformed reply from upstream".into())),
+        }
+    }
+
+    /// One attempt on one node: the last of `count` reply frames as it came, in the
+    /// protocol asked for (`resp3` picks the connection pool).
+    async fn frame_on(
+        &self,
+        node: &Arc<Node>,
+        db: Db,
+        req: Bytes,
+        count: usize,
+        slot: u64,
+        resp3: bool,
+    ) -> Result<Bytes, Retry> {
         let key = node
-            .pool_key(db, false)
+            .pool_key(db, resp3)
             .ok_or_else(|| Retry::No("ERR DB index is out of range".into()))?;
         let conn = node.conn(key, slot).await.map_err(Retry::Lost)?;
         node.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -612,9 +630,10 @@ impl Upstream {
             Ok(Ok(bytes)) => {
                 let mut at = 0;
                 loop {
-                    match decode(&bytes[at..], MAX_REPLY_BULK) {
-                        Ok(Some((v, n))) if at + n >= bytes.len() => return Ok(v),
-                        Ok(Some((_, n))) => at += n,
+                    let mut scan = FrameScanner::default();
+                    match scan.next_frame(&bytes[at..], MAX_REPLY_BULK) {
+                        Ok(Some(n)) if at + n >= bytes.len() => return Ok(bytes.slice(at..)),
+                        Ok(Some(n)) => at += n,
                         _ => return Err(Retry::No("ERR malformed reply from upstream".into())),
                     }
                 }
@@ -626,12 +645,74 @@ impl Upstream {
             }
             Err(_) => {
                 node.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                Err(Retry::No(forward::timeout_message(
+                conn.kill();
+                Err(Retry::Lost(forward::timeout_message(
                     &node.addr,
                     self.opts.timeout(),
                 )))
             }
         }
+    }
+
+    /// Sends one command routed by `key` and returns its reply frame as Redis wrote it
+    /// (errors included), in RESP3 when `resp3`: the migration router's typed commands,
+    /// whose replies go to the client unchanged. Reads whose connection failed are retried;
+    /// cluster redirections are followed.
+    pub async fn call_frame(
+        &self,
+        db: Db,
+        key: Option<&[u8]>,
+        args: &[&[u8]],
+        write: bool,
+        resp3: bool,
+    ) -> StoreResult<Bytes> {
+        let mut req = BytesMut::new();
+        encode(&mut req, args);
+        let req = req.freeze();
+        let attempts = if write { 1 } else { 3 };
+        let mut last = StoreError::Other("ERR upstream unavailable".into());
+        'attempt: for _ in 0..attempts {
+            let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
+            let node = self.route(key, write, slot);
+            let mut frame = match self.frame_on(&node, db, req.clone(), 1, slot, resp3).await {
+                Ok(f) => f,
+                Err(Retry::Lost(e)) => {
+                    last = StoreError::Other(e);
+                    continue;
+                }
+                Err(Retry::No(e)) => return Err(StoreError::Other(e)),
+            };
+            for _ in 0..5 {
+                let Some(r) = cluster::redirect(&frame) else {
+                    return Ok(frame);
+                };
+                let (node, req, count) = match r {
+                    cluster::Redirect::Moved(s, addr) => {
+                        self.moved(s, &addr);
+                        (self.node(&addr), req.clone(), 1)
+                    }
+                    cluster::Redirect::Ask(_, addr) => {
+                        self.asked();
+                        let mut b = BytesMut::new();
+                        encode(&mut b, &[b"ASKING"]);
+                        b.extend_from_slice(&req);
+                        (self.node(&addr), b.freeze(), 2)
+                    }
+                };
+                frame = match self.frame_on(&node, db, req, count, slot, resp3).await {
+                    Ok(f) => f,
+                    Err(Retry::Lost(e)) => {
+                        last = StoreError::Other(e);
+                        continue 'attempt;
+                    }
+                    Err(Retry::No(e)) => return Err(StoreError::Other(e)),
+                };
+            }
+            return Err(StoreError::Other(
+                "ERR too many cluster redirections".into(),
+            ));
+        }
+        Err(last)
     }
 
     /// Follows `-MOVED`/`-ASK` replies (cluster), then turns error replies into errors.

@@ -1,0 +1,533 @@
+//! Every Redis type through a migration: hashes, sets, sorted sets, lists and the string
+//! commands the `Store` trait does not name, between two Redis-protocol stores (the embedded
+//! engine, a Redis server, Sentinel, Cluster).
+//!
+//! The string sessions of the first phase go through the router's semantic methods
+//! (`router.rs`), which also serve the legacy stores. Everything else is routed here as a
+//! *command*, by its key specification and its read/write flag (the command table), and run
+//! on a side with [`CommandStore::command`], whose reply frame goes to the client unchanged.
+//!
+//! **Which store.** The command's first key decides the stage, as a session's id does for
+//! strings. A ramp only ever holds two neighbouring stages, and the only neighbours that
+//! serve from different stores are `shadow` and `live`, where both stores are written on
+//! every change: running a multi-key command on the first key's store therefore sees every
+//! key's latest value, once keys that were never copied forward are (below).
+//!
+//! **Writes: mirror the result, not the command.** A write runs on the authoritative store
+//! first; its reply is the client's. Replaying it on the other store would be wrong for every
+//! write that is not idempotent (HINCRBY, LPUSH, SPOP, ZINCRBY…) or that depends on what the
+//! other store holds. Instead each key the command may change (its key spec is not `RO`) is
+//! copied whole from the authoritative store to the other: `DUMP` and `PEXPIRETIME` there,
+//! then `RESTORE … REPLACE ABSTTL` (or `DEL` when the key is gone). After every acknowledged
+//! write both stores hold the same value, type and absolute expiry. Writes through this
+//! router to one key are serialised by a striped lock held from the write to the end of its
+//! mirror, so two clients' mirrors cannot land in the other store out of order. The cost is
+//! three more calls per written key (DUMP and PEXPIRETIME run concurrently): BENCHMARKS has
+//! the figures.
+//!
+//! **Nobody is logged out.** Where the new store serves and the stage falls back (`live`,
+//! `rampdown`), a key missing there is copied forward from the old store before a write
+//! touches it (a partial hash must never be created and then mirrored over the whole one), and
+//! before a read whose reply says "nothing" is trusted: the read runs first, and only a reply
+//! with no data in it (nil, an empty or all-nil array, a zero count) costs the existence
+//! check. The copy is `RESTORE` *without* `REPLACE`: a key written meanwhile is never
+//! overwritten by its older self.
+//!
+//! **Shadow reads** (`shadow`, `live`) run on both stores at once and compare the frames,
+//! as sets of elements for commands whose output order Redis does not define (SMEMBERS,
+//! HGETALL…), not at all for random ones (SRANDMEMBER, SPOP) or DUMP (two servers encode
+//! the same value differently). Results are counted per command family, with samples.
+//!
+//! What does not go through here: blocking commands, pub/sub, MULTI/EXEC and scripts during a
+//! migration (their own rules, README "Migration"), and MOVE/COPY … DB (two databases).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::command::{Call, CommandStore, Frame};
+use super::router::Router;
+use super::stage::Side;
+use crate::cmd::table::{self, Flags, Spec};
+use crate::resp::value::{decode, Value};
+use crate::server::clients::ClientHandle;
+use crate::store::{Db, Store, StoreError, StoreResult};
+
+/// Stripes of the per-key write lock.
+const STRIPES: usize = 1024;
+
+/// The striped lock that orders writes and their mirrors per key.
+pub struct KeyLocks {
+    stripes: Box<[tokio::sync::Mutex<()>]>,
+}
+
+impl Default for KeyLocks {
+    fn default() -> Self {
+        KeyLocks {
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+}
+
+impl KeyLocks {
+    /// Locks the stripes of `keys`, in index order (no deadlock between two commands).
+    async fn lock(&self, keys: &[&[u8]]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        let mut idx: Vec<usize> = keys
+            .iter()
+            .map(|k| crc32fast::hash(k) as usize % STRIPES)
+            .collect();
+        idx.sort_unstable();
+        idx.dedup();
+        let mut guards = Vec::with_capacity(idx.len());
+        for i in idx {
+            guards.push(self.stripes[i].lock().await);
+        }
+        guards
+    }
+}
+
+/// Shadow comparisons of typed commands by command family: matched, differed.
+pub struct FamilyCompare {
+    pub counts: [[AtomicU64; 2]; crate::metrics::FAMILIES.len()],
+}
+
+impl Default for FamilyCompare {
+    fn default() -> Self {
+        FamilyCompare {
+            counts: std::array::from_fn(|_| [AtomicU64::new(0), AtomicU64::new(0)]),
+        }
+    }
+}
+
+/// Who a copy's commands are sent as, and in which database.
+pub(super) type At<'a> = (&'a Arc<ClientHandle>, Db);
+
+impl FamilyCompare {
+    /// `INFO migration` lines, one per family with comparisons.
+    pub fn info(&self) -> String {
+        let mut out = String::new();
+        for (name, [m, d]) in crate::metrics::FAMILIES.iter().zip(&self.counts) {
+            let (m, d) = (m.load(Ordering::Relaxed), d.load(Ordering::Relaxed));
+            if m + d > 0 {
+                out.push_str(&format!("compare_family_{name}:match={m},differ={d}\r\n"));
+            }
+        }
+        out
+    }
+}
+
+/// One command for the router: `spec` is the effective entry (a subcommand's own).
+pub struct Request<'a> {
+    pub client: &'a Arc<ClientHandle>,
+    pub db: Db,
+    pub args: &'a [&'a [u8]],
+    pub spec: &'static Spec,
+    pub resp3: bool,
+}
+
+/// Why a command is not routed here, as the client's error; `None` when it is.
+pub fn refusal(spec: &Spec, args: &[&[u8]]) -> Option<String> {
+    let name = spec.name.split('|').next().unwrap_or(spec.name);
+    let why = if spec.flags.has(Flags::BLOCKING) || name == "wait" {
+        "it would wait on a store"
+    } else if spec.flags.has(Flags::PUBSUB) {
+        "pub/sub is not routed between two stores"
+    } else if spec.group == "transactions" {
+        "transactions are not routed between two stores"
+    } else if name == "move"
+        || (name == "copy" && args.iter().any(|a| a.eq_ignore_ascii_case(b"db")))
+    {
+        "it spans two databases"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "ERR '{name}' is not available during a migration: {why} (README, Migration)"
+    ))
+}
+
+fn other(s: Side) -> Side {
+    match s {
+        Side::Old => Side::New,
+        Side::New => Side::Old,
+    }
+}
+
+fn is_error(f: &[u8]) -> bool {
+    f.first() == Some(&b'-') || f.first() == Some(&b'!')
+}
+
+/// Whether a reply holds no data: nil, zero, an empty aggregate, or one of only those. Such
+/// a reply from a store that may lack the key is checked against the old store.
+fn holds_nothing(f: &[u8]) -> bool {
+    match f.first() {
+        Some(b'_') => true,
+        Some(b'$') => f.starts_with(b"$-1\r\n"),
+        Some(b':') => f.starts_with(b":0\r\n"),
+        Some(b'*' | b'%' | b'~') => match decode(f, u64::MAX) {
+            Ok(Some((v, _))) => nothing(&v),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn nothing(v: &Value) -> bool {
+    match v {
+        Value::Nil => true,
+        Value::Int(0) => true,
+        Value::Array(items) => items.iter().all(nothing),
+        _ => false,
+    }
+}
+
+/// A frame as compared: its elements sorted when Redis leaves their order undefined (map
+/// entries kept as pairs).
+fn canonical(f: &[u8], unordered: bool) -> Option<Vec<Vec<u8>>> {
+    if !unordered {
+        return Some(vec![f.to_vec()]);
+    }
+    let Ok(Some((v, _))) = decode(f, u64::MAX) else {
+        return None;
+    };
+    let mut items: Vec<Vec<u8>> = match v {
+        Value::Array(items) => items.into_iter().map(|i| format!("{i:?}").into()).collect(),
+        v => vec![format!("{v:?}").into()],
+    };
+    items.sort_unstable();
+    Some(items)
+}
+
+fn int_reply(f: &[u8]) -> Option<i64> {
+    match decode(f, u64::MAX) {
+        Ok(Some((Value::Int(i), _))) => Some(i),
+        _ => None,
+    }
+}
+
+impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
+    /// Runs `call` on one side.
+    async fn on(&self, side: Side, call: Call<'_>) -> StoreResult<Frame> {
+        match side {
+            Side::Old => self.old.command(call).await,
+            Side::New => self.new.command(call).await,
+        }
+    }
+
+    /// A small command of the router's own (EXISTS, DUMP, RESTORE…) on one side.
+    async fn own(&self, side: Side, at: At<'_>, args: &[&[u8]], write: bool) -> StoreResult<Bytes> {
+        let call = Call {
+            client: at.0,
+            db: at.1,
+            key: args.get(1).copied(),
+            args,
+            write,
+            resp3: false,
+        };
+        let (f, _) = self.on(side, call).await?;
+        if is_error(&f) {
+            return Err(StoreError::Other(
+                String::from_utf8_lossy(f.get(1..f.len().saturating_sub(2)).unwrap_or(b""))
+                    .into_owned(),
+            ));
+        }
+        Ok(f)
+    }
+
+    /// The key's whole value and absolute expiry on `side`: `None` when it has no key.
+    async fn snapshot(
+        &self,
+        side: Side,
+        at: At<'_>,
+        key: &[u8],
+    ) -> StoreResult<Option<(Bytes, i64)>> {
+        let dump_args: [&[u8]; 2] = [b"DUMP", key];
+        let at_args: [&[u8]; 2] = [b"PEXPIRETIME", key];
+        let (dump, when) = tokio::join!(
+            self.own(side, at, &dump_args, false),
+            self.own(side, at, &at_args, false)
+        );
+        let payload = match decode(&dump?, u64::MAX) {
+            Ok(Some((Value::Bulk(b), _))) => b,
+            Ok(Some((Value::Nil, _))) => return Ok(None),
+            _ => return Err(StoreError::Other("ERR unexpected DUMP reply".into())),
+        };
+        let when = int_reply(&when?)
+            .ok_or_else(|| StoreError::Other("ERR unexpected PEXPIRETIME reply".into()))?;
+        if when == -2 {
+            // Gone between the two calls (it expired): nothing to copy.
+            return Ok(None);
+        }
+        Ok(Some((payload, when.max(0))))
+    }
+
+    /// Brings `key` on the non-authoritative side to what `from` holds.
+    pub(super) async fn mirror_typed(&self, from: Side, at: At<'_>, key: &[u8]) -> StoreResult<()> {
+        let to = other(from);
+        match self.snapshot(from, at, key).await? {
+            None => self.own(to, at, &[b"DEL", key], true).await.map(|_| ()),
+            Some((payload, when)) => {
+                let when = when.to_string();
+                self.own(
+                    to,
+                    at,
+                    &[
+                        b"RESTORE",
+                        key,
+                        when.as_bytes(),
+                        &payload,
+                        b"REPLACE",
+                        b"ABSTTL",
+                    ],
+                    true,
+                )
+                .await
+                .map(|_| ())
+            }
+        }
+    }
+
+    /// Copies `key` from the old store to the new one if the new one lacks it, never over a
+    /// value written there meanwhile. Returns whether it copied.
+    pub(super) async fn copy_forward_typed(&self, at: At<'_>, key: &[u8]) -> StoreResult<bool> {
+        let exists = self.own(Side::New, at, &[b"EXISTS", key], false).await?;
+        if int_reply(&exists) != Some(0) {
+            return Ok(false);
+        }
+        let Some((payload, when)) = self.snapshot(Side::Old, at, key).await? else {
+            return Ok(false);
+        };
+        self.stats.fallback_reads.fetch_add(1, Ordering::Relaxed);
+        let when = when.to_string();
+        let r = self
+            .own(
+                Side::New,
+                at,
+                &[b"RESTORE", key, when.as_bytes(), &payload, b"ABSTTL"],
+                true,
+            )
+            .await;
+        match r {
+            Ok(_) => {
+                self.stats.copied_forward.fetch_add(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            // Written meanwhile: the newer value stays.
+            Err(StoreError::Other(m)) if m.starts_with("BUSYKEY") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Copies forward every key that may be missing in the new store; whether any was.
+    async fn bring_forward(&self, at: At<'_>, keys: &[&[u8]]) -> bool {
+        let mut copied = false;
+        for k in keys {
+            match self.copy_forward_typed(at, k).await {
+                Ok(c) => copied |= c,
+                Err(_) => {
+                    self.stats
+                        .secondary_write_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        copied
+    }
+
+    /// Routes one typed command (see the module comment) and returns its reply frame.
+    pub async fn command<'a>(&self, req: Request<'a>) -> StoreResult<Frame> {
+        let spec = req.spec;
+        let keys = crate::cmd::keyspec::keys_with_access(spec, req.args);
+        let write = table::is_write(spec);
+        let call = |key: Option<&'a [u8]>| Call {
+            client: req.client,
+            db: req.db,
+            key,
+            args: req.args,
+            write,
+            resp3: req.resp3,
+        };
+        let Some(&(first, _)) = keys.first() else {
+            if write {
+                return Err(StoreError::Other(format!(
+                    "ERR '{}' changes no key it names, so the migration router cannot mirror it",
+                    spec.name
+                )));
+            }
+            return self.on(self.serving_side(), call(None)).await;
+        };
+        let setting = self.setting();
+        let plan = setting.stage_for(self.keys.session_id(first)).plan();
+        // Keys that may exist only in the old store while the new one serves.
+        let lagging: Vec<&[u8]> = if plan.serve == Side::New {
+            keys.iter()
+                .filter(|(k, _)| {
+                    let p = setting.stage_for(self.keys.session_id(k)).plan();
+                    p.fall_back || p.serve == Side::Old
+                })
+                .map(|(k, _)| *k)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if write {
+            let write_both = keys
+                .iter()
+                .any(|(k, _)| setting.stage_for(self.keys.session_id(k)).plan().write_both);
+            let all: Vec<&[u8]> = keys.iter().map(|(k, _)| *k).collect();
+            let _held = self.locks.lock(&all).await;
+            self.bring_forward((req.client, req.db), &lagging).await;
+            let out = self.on(plan.serve, call(Some(first))).await?;
+            if write_both && !is_error(&out.0) {
+                let mut seen: Vec<&[u8]> = Vec::new();
+                for (k, changes) in &keys {
+                    if *changes && !seen.contains(k) {
+                        seen.push(k);
+                        if self
+                            .mirror_typed(plan.serve, (req.client, req.db), k)
+                            .await
+                            .is_err()
+                        {
+                            self.stats
+                                .secondary_write_errors
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            return Ok(out);
+        }
+        let compare = plan.compare
+            && !spec.has_tip("nondeterministic_output")
+            && !spec.name.eq_ignore_ascii_case("dump");
+        let mut out = if compare {
+            let (served, shadow) = tokio::join!(
+                self.on(plan.serve, call(Some(first))),
+                self.on(other(plan.serve), call(Some(first)))
+            );
+            let (old, new) = match plan.serve {
+                Side::Old => (&served, &shadow),
+                Side::New => (&shadow, &served),
+            };
+            self.compared_frames(spec, first, old, new);
+            served?
+        } else {
+            self.on(plan.serve, call(Some(first))).await?
+        };
+        if !lagging.is_empty()
+            && holds_nothing(&out.0)
+            && self.bring_forward((req.client, req.db), &lagging).await
+        {
+            out = self.on(plan.serve, call(Some(first))).await?;
+        }
+        Ok(out)
+    }
+
+    /// The store keyless commands read from.
+    fn serving_side(&self) -> Side {
+        let s = self.setting();
+        s.stage.plan().serve
+    }
+
+    fn compared_frames(
+        &self,
+        spec: &Spec,
+        key: &[u8],
+        old: &StoreResult<Frame>,
+        new: &StoreResult<Frame>,
+    ) {
+        let c = &self.stats.compare;
+        let family = &self.stats.by_family.counts[spec.family.min(crate::metrics::UNKNOWN)];
+        let unordered = spec.has_tip("nondeterministic_output_order");
+        let kind = match (old, new) {
+            (Ok((a, _)), Ok((b, _))) => {
+                if canonical(a, unordered) == canonical(b, unordered) {
+                    c.matched.fetch_add(1, Ordering::Relaxed);
+                    family[0].fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                match (holds_nothing(a), holds_nothing(b)) {
+                    (false, true) => {
+                        c.missing_in_new.fetch_add(1, Ordering::Relaxed);
+                        "missing-in-new"
+                    }
+                    (true, false) => {
+                        c.missing_in_old.fetch_add(1, Ordering::Relaxed);
+                        "missing-in-old"
+                    }
+                    _ => {
+                        c.mismatched.fetch_add(1, Ordering::Relaxed);
+                        "mismatch"
+                    }
+                }
+            }
+            _ => {
+                c.errors.fetch_add(1, Ordering::Relaxed);
+                "error"
+            }
+        };
+        family[1].fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .sample(spec.name, kind, self.keys.session_id(key));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_replies() {
+        for f in [
+            &b"$-1\r\n"[..],
+            b"_\r\n",
+            b":0\r\n",
+            b"*0\r\n",
+            b"*-1\r\n",
+            b"*2\r\n$-1\r\n$-1\r\n",
+            b"*2\r\n:0\r\n:0\r\n",
+            b"%0\r\n",
+        ] {
+            assert!(holds_nothing(f), "{}", String::from_utf8_lossy(f));
+        }
+        for f in [
+            &b"$0\r\n\r\n"[..],
+            b"$1\r\nx\r\n",
+            b":1\r\n",
+            b"+OK\r\n",
+            b"*2\r\n$-1\r\n$1\r\nx\r\n",
+            b"*1\r\n:1\r\n",
+            b"-WRONGTYPE x\r\n",
+        ] {
+            assert!(!holds_nothing(f), "{}", String::from_utf8_lossy(f));
+        }
+    }
+
+    #[test]
+    fn unordered_replies_compare_as_sets() {
+        let a = b"*2\r\n$1\r\na\r\n$1\r\nb\r\n";
+        let b = b"*2\r\n$1\r\nb\r\n$1\r\na\r\n";
+        assert_eq!(canonical(a, true), canonical(b, true));
+        assert_ne!(canonical(a, false), canonical(b, false));
+    }
+
+    #[test]
+    fn refusals() {
+        let t = |args: &[&str]| {
+            let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+            let i = table::lookup(a[0]).expect("known");
+            let spec =
+                table::subcommand(&table::commands()[i], &a).unwrap_or(&table::commands()[i]);
+            refusal(spec, &a)
+        };
+        assert!(t(&["blpop", "k", "0"]).is_some());
+        assert!(t(&["subscribe", "c"]).is_some());
+        assert!(t(&["multi"]).is_some());
+        assert!(t(&["move", "k", "1"]).is_some());
+        assert!(t(&["copy", "a", "b", "DB", "1"]).is_some());
+        assert!(t(&["copy", "a", "b"]).is_none());
+        assert!(t(&["hset", "k", "f", "v"]).is_none());
+        assert!(t(&["zadd", "k", "1", "m"]).is_none());
+    }
+}

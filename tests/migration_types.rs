@@ -1,0 +1,452 @@
+//! Migrations carry every type, live (issue #15): string sessions, Spring-shaped hash
+//! sessions and per-user set indexes move between Redis-protocol stores while clients read
+//! and write them through sessiond. 5,000 keys exist before the start; the stages are stepped
+//! from `off` to `complete` with percentage ramps and a rollback of two stages in the middle
+//! (CONFIG SET, live). Asserted: no read of a live session ever misses or differs (no
+//! logouts), and at the end every key has exactly the type and value the clients left it
+//! with, and its TTL (no lost writes). Three moves: redis-server to the embedded engine, the
+//! embedded engine to redis-server, and redis-server to a 3-master Redis Cluster.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{encode, redis_server, sessiond, Conn, Proc, Value};
+
+/// Preloaded: 2,000 string sessions, 2,000 hash sessions, 1,000 set indexes.
+const STRINGS: usize = 2000;
+const HASHES: usize = 2000;
+const SETS: usize = 1000;
+const CLIENTS: usize = 4;
+/// Keys of each type each client owns (the rest are only migrated).
+const OWNED: usize = 25;
+
+fn str_key(i: usize) -> String {
+    format!("sess:{i}")
+}
+
+fn hash_key(i: usize) -> String {
+    format!("spring:session:sessions:{i:06}")
+}
+
+fn set_key(u: usize) -> String {
+    format!("spring:session:index:user:{u}")
+}
+
+/// What one key must hold.
+#[derive(Debug, Clone, PartialEq)]
+enum Want {
+    None,
+    Str(String),
+    Hash(BTreeMap<String, String>),
+    Set(BTreeSet<String>),
+}
+
+fn preloaded() -> HashMap<String, Want> {
+    let mut m = HashMap::new();
+    for i in 0..STRINGS {
+        m.insert(str_key(i), Want::Str(format!("legacy-{i}")));
+    }
+    for i in 0..HASHES {
+        m.insert(hash_key(i), Want::Hash(spring(i, 1)));
+    }
+    for u in 0..SETS {
+        let members = (0..HASHES)
+            .filter(|i| i % SETS == u)
+            .map(|i| format!("{i:06}"))
+            .collect();
+        m.insert(set_key(u), Want::Set(members));
+    }
+    m
+}
+
+/// A Spring Session hash: what `RedisIndexedSessionRepository` writes.
+fn spring(i: usize, accessed: u64) -> BTreeMap<String, String> {
+    [
+        ("creationTime", "1700000000000".to_string()),
+        ("lastAccessedTime", accessed.to_string()),
+        ("maxInactiveInterval", "1800".to_string()),
+        ("sessionAttr:user", format!("user{}", i % SETS)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Sends every command, then reads every reply (one round trip per batch).
+fn pipeline(c: &mut Conn, cmds: &[Vec<String>]) {
+    for chunk in cmds.chunks(500) {
+        let mut buf = Vec::new();
+        for cmd in chunk {
+            let args: Vec<&[u8]> = cmd.iter().map(|s| s.as_bytes()).collect();
+            buf.extend(encode(&args));
+        }
+        c.send_raw(&buf);
+        for cmd in chunk {
+            let r = c.read().expect("reply");
+            assert!(!matches!(r, Value::Error(_)), "{cmd:?}: {r:?}");
+        }
+    }
+}
+
+fn preload(c: &mut Conn) {
+    let mut cmds = Vec::new();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    for (k, w) in preloaded() {
+        match w {
+            Want::Str(v) => cmds.push(s(&["SETEX", &k, "3600", &v])),
+            Want::Hash(h) => {
+                let mut cmd = s(&["HSET", &k]);
+                for (f, v) in h {
+                    cmd.push(f);
+                    cmd.push(v);
+                }
+                cmds.push(cmd);
+                cmds.push(s(&["EXPIRE", &k, "3600"]));
+            }
+            Want::Set(m) => {
+                let mut cmd = s(&["SADD", &k]);
+                cmd.extend(m);
+                cmds.push(cmd);
+            }
+            Want::None => {}
+        }
+    }
+    pipeline(c, &cmds);
+}
+
+/// Reads a key the way its type is read; `Want::None` when missing.
+fn read(c: &mut Conn, key: &str, like: &Want) -> Want {
+    let items = |v: Value| -> Vec<String> {
+        match v {
+            Value::Array(items) => items.into_iter().map(|i| i.as_str()).collect(),
+            other => panic!("{key}: {other:?}"),
+        }
+    };
+    match like {
+        Want::Str(_) => match c.cmd(&["GET", key]) {
+            Value::Null => Want::None,
+            v => Want::Str(v.as_str()),
+        },
+        Want::Hash(_) => {
+            let flat = items(c.cmd(&["HGETALL", key]));
+            if flat.is_empty() {
+                return Want::None;
+            }
+            Want::Hash(
+                flat.chunks(2)
+                    .map(|p| (p[0].clone(), p[1].clone()))
+                    .collect(),
+            )
+        }
+        Want::Set(_) => {
+            let m: BTreeSet<String> = items(c.cmd(&["SMEMBERS", key])).into_iter().collect();
+            if m.is_empty() {
+                Want::None
+            } else {
+                Want::Set(m)
+            }
+        }
+        Want::None => Want::None,
+    }
+}
+
+/// How each key of a type reads (the type is kept when a key is deleted).
+fn kind_of(key: &str) -> Want {
+    if key.starts_with("sess:") {
+        Want::Str(String::new())
+    } else if key.starts_with("spring:session:sessions:") {
+        Want::Hash(BTreeMap::new())
+    } else {
+        Want::Set(BTreeSet::new())
+    }
+}
+
+/// One client's loop over the keys it owns, so it knows what each must hold.
+fn client(
+    port: u16,
+    me: usize,
+    stop: Arc<AtomicBool>,
+    ops: Arc<AtomicU64>,
+    logouts: Arc<Mutex<Vec<String>>>,
+) -> HashMap<String, Want> {
+    let mut c = Conn::connect(port);
+    let all = preloaded();
+    let range = me * OWNED..(me + 1) * OWNED;
+    let mut want: HashMap<String, Want> = range
+        .clone()
+        .flat_map(|i| [str_key(i), hash_key(i), set_key(i)])
+        .map(|k| {
+            let w = all[&k].clone();
+            (k, w)
+        })
+        .collect();
+    let mut rng = fastrand::Rng::with_seed(me as u64 + 15);
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let i = range.start + rng.usize(..OWNED);
+        let op = rng.u8(..100);
+        let key = match op {
+            0..=54 | 97..=99 => hash_key(i),
+            55..=77 => set_key(i),
+            _ => str_key(i),
+        };
+        let w = want[&key].clone();
+        match op {
+            // Reads: the session must be exactly what this client left.
+            0..=29 | 55..=69 | 78..=89 => {
+                let got = read(&mut c, &key, &kind_of(&key));
+                if got != w {
+                    logouts
+                        .lock()
+                        .expect("lock")
+                        .push(format!("{key}: got {got:?}, want {w:?}"));
+                }
+            }
+            // A request touches the hash session (Spring: HSET, then PEXPIRE).
+            30..=44 => {
+                let mut h = match w {
+                    Want::Hash(h) => h,
+                    _ => spring(i, 0),
+                };
+                h.insert("lastAccessedTime".into(), n.to_string());
+                let mut cmd = vec!["HSET".to_string(), key.clone()];
+                for (f, v) in &h {
+                    cmd.push(f.clone());
+                    cmd.push(v.clone());
+                }
+                let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+                assert!(matches!(c.cmd(&args), Value::Int(_)), "HSET {key}");
+                assert_eq!(c.cmd(&["PEXPIRE", &key, "1800000"]), Value::Int(1));
+                want.insert(key, Want::Hash(h));
+            }
+            // Not idempotent: replaying it on the second store would count twice.
+            45..=49 => {
+                let mut h = match w {
+                    Want::Hash(h) => h,
+                    _ => BTreeMap::new(),
+                };
+                let hits = h.get("hits").map_or(0, |v| v.parse::<i64>().unwrap_or(0)) + 1;
+                assert_eq!(c.cmd(&["HINCRBY", &key, "hits", "1"]), Value::Int(hits));
+                if hits == 1 {
+                    // A session created by this write gets its lifetime, as Spring's would.
+                    assert_eq!(c.cmd(&["PEXPIRE", &key, "1800000"]), Value::Int(1));
+                }
+                h.insert("hits".into(), hits.to_string());
+                want.insert(key, Want::Hash(h));
+            }
+            50..=54 => {
+                c.cmd(&["DEL", &key]);
+                want.insert(key, Want::None);
+            }
+            97..=99 => {
+                if let Want::Hash(mut h) = w {
+                    c.cmd(&["HDEL", &key, "sessionAttr:user"]);
+                    h.remove("sessionAttr:user");
+                    let w = if h.is_empty() {
+                        Want::None
+                    } else {
+                        Want::Hash(h)
+                    };
+                    want.insert(key, w);
+                }
+            }
+            70..=77 => {
+                let mut m = match w {
+                    Want::Set(m) => m,
+                    _ => BTreeSet::new(),
+                };
+                let member = format!("m{}", rng.u8(..4));
+                if rng.bool() {
+                    c.cmd(&["SADD", &key, &member]);
+                    m.insert(member);
+                } else {
+                    c.cmd(&["SREM", &key, &member]);
+                    m.remove(&member);
+                }
+                let w = if m.is_empty() {
+                    Want::None
+                } else {
+                    Want::Set(m)
+                };
+                want.insert(key, w);
+            }
+            _ => {
+                let v = format!("v{me}-{n}");
+                assert_eq!(
+                    c.cmd(&["SETEX", &key, "3600", &v]),
+                    Value::Simple("OK".into())
+                );
+                want.insert(key, Want::Str(v));
+            }
+        }
+        ops.fetch_add(1, Ordering::Relaxed);
+    }
+    want
+}
+
+/// Steps the stages under load and checks no logouts, no lost writes, every type and TTL.
+fn migrate_under_load(s: &Proc) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let logouts = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|me| {
+            let (stop, ops, logouts) = (stop.clone(), ops.clone(), logouts.clone());
+            let port = s.port;
+            std::thread::spawn(move || client(port, me, stop, ops, logouts))
+        })
+        .collect();
+    let mut admin = s.connect();
+    let mut step = |stage: &str, percent: &str| {
+        assert_eq!(
+            admin.cmd(&[
+                "CONFIG",
+                "SET",
+                "migrate-stage",
+                stage,
+                "migrate-percent",
+                percent
+            ]),
+            Value::Simple("OK".into())
+        );
+        let from = ops.load(Ordering::Relaxed);
+        let deadline = Instant::now() + support::DEADLINE;
+        while ops.load(Ordering::Relaxed) < from + 400 {
+            assert!(
+                Instant::now() < deadline,
+                "clients stalled at {stage} {percent}%"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    step("dualwrite", "1");
+    step("dualwrite", "100");
+    step("shadow", "1");
+    step("shadow", "100");
+    step("live", "1");
+    step("live", "50");
+    step("live", "100");
+    step("rampdown", "100");
+    // Roll back two stages, then forward again.
+    step("shadow", "100");
+    step("live", "100");
+    step("rampdown", "100");
+    // Every key read once in rampdown is copied forward, whatever its type.
+    let mut sweep = s.connect();
+    for k in preloaded().keys() {
+        read(&mut sweep, k, &kind_of(k));
+    }
+    step("complete", "100");
+    stop.store(true, Ordering::Relaxed);
+    let mut want = preloaded();
+    for t in clients {
+        want.extend(t.join().expect("client"));
+    }
+    let logouts = logouts.lock().expect("lock");
+    assert!(
+        logouts.is_empty(),
+        "{} reads saw the wrong session, e.g. {:?}",
+        logouts.len(),
+        &logouts[..logouts.len().min(3)]
+    );
+    // In `complete` sessiond reads only the new store: every key is there as left.
+    let mut c = s.connect();
+    let mut wrong = Vec::new();
+    for (k, w) in &want {
+        let got = read(&mut c, k, &kind_of(k));
+        if &got != w {
+            wrong.push(format!("{k}: got {got:?}, want {w:?}"));
+            continue;
+        }
+        let ttl = c.cmd(&["TTL", k]);
+        let ok = match (w, &ttl) {
+            (Want::None, Value::Int(-2)) => true,
+            (Want::Set(_), Value::Int(-1)) => true,
+            (Want::Str(_) | Want::Hash(_), Value::Int(t)) => (1..=3600).contains(t),
+            _ => false,
+        };
+        if !ok {
+            wrong.push(format!("{k}: TTL {ttl:?} for {w:?}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} keys differ at the end, e.g. {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(3)]
+    );
+    let info = c.cmd(&["INFO", "migration"]).as_str();
+    let field = |name: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(field("secondary_write_errors"), 0, "{info}");
+    assert!(field("compare_match") > 0, "{info}");
+    assert!(field("copied_forward") > 0, "{info}");
+    // Typed reads were compared, and counted by family.
+    assert!(info.contains("compare_family_hash:match="), "{info}");
+    assert!(info.contains("compare_family_set:match="), "{info}");
+}
+
+#[test]
+fn every_type_from_redis_to_embedded() {
+    let old = redis_server(&[]);
+    preload(&mut old.connect());
+    let url = format!("redis://127.0.0.1:{}", old.port);
+    let s = sessiond(&["--migrate-from", &url, "--migrate-to", "embedded"]);
+    migrate_under_load(&s);
+}
+
+#[test]
+fn every_type_from_embedded_to_redis() {
+    let new = redis_server(&[]);
+    let url = format!("redis://127.0.0.1:{}", new.port);
+    let s = sessiond(&["--migrate-from", "embedded", "--migrate-to", &url]);
+    // Stage off: the keys go to the old store, the embedded engine, only.
+    preload(&mut s.connect());
+    assert_eq!(new.connect().cmd(&["DBSIZE"]), Value::Int(0));
+    migrate_under_load(&s);
+}
+
+#[test]
+fn every_type_from_redis_to_a_cluster() {
+    let old = redis_server(&[]);
+    preload(&mut old.connect());
+    let nodes = support::redis_cluster();
+    let from = format!("redis://127.0.0.1:{}", old.port);
+    let to = format!("redis+cluster://127.0.0.1:{}", nodes[0].port);
+    let s = sessiond(&["--migrate-from", &from, "--migrate-to", &to]);
+    migrate_under_load(&s);
+    // The keys really are spread over the three primaries.
+    for n in &nodes {
+        let keys = n.connect().cmd(&["DBSIZE"]);
+        assert!(matches!(keys, Value::Int(k) if k > 1000), "{keys:?}");
+    }
+}
+
+/// A legacy store holds strings only: any other type is refused with an error that names
+/// it, and nothing is written.
+#[test]
+fn legacy_stores_refuse_other_types_by_name() {
+    let dir = support::TempDir::new("php-files");
+    let files = format!("files://{}", dir.0.display());
+    let s = sessiond(&["--migrate-from", &files, "--migrate-to", "embedded"]);
+    let mut c = s.connect();
+    let r = c.cmd(&["HSET", "PHPREDIS_SESSION:x", "f", "v"]);
+    let Value::Error(e) = r else { panic!("{r:?}") };
+    assert!(e.contains("php-files"), "{e}");
+    assert!(e.contains("'hset'"), "{e}");
+    assert_eq!(c.cmd(&["EXISTS", "PHPREDIS_SESSION:x"]), Value::Int(0));
+    // Strings still work.
+    assert_eq!(
+        c.cmd(&["SET", "PHPREDIS_SESSION:x", "v"]),
+        Value::Simple("OK".into())
+    );
+}

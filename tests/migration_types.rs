@@ -450,3 +450,219 @@ fn legacy_stores_refuse_other_types_by_name() {
         Value::Simple("OK".into())
     );
 }
+
+fn migrate_cmd(args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(support::sessiond_bin());
+    c.arg("migrate").args(args);
+    c
+}
+
+/// Sorted sets and lists too, for the backfill.
+fn more_types(c: &mut Conn) -> usize {
+    let mut cmds = Vec::new();
+    for i in 0..200 {
+        let k = format!("zset:{i}");
+        cmds.push(vec![
+            "ZADD".into(),
+            k.clone(),
+            "1.5".into(),
+            "a".into(),
+            i.to_string(),
+            "b".into(),
+        ]);
+        cmds.push(vec!["PEXPIRE".into(), k, "3600000".into()]);
+        cmds.push(vec![
+            "RPUSH".into(),
+            format!("list:{i}"),
+            "x".into(),
+            "y".into(),
+            i.to_string(),
+        ]);
+    }
+    pipeline(c, &cmds);
+    400
+}
+
+/// What a key holds on a server, compared across two: type, elements, absolute expiry.
+fn dump_view(c: &mut Conn, key: &str) -> (Value, Value, Value) {
+    let kind = c.cmd(&["TYPE", key]);
+    let content = match kind.as_str().as_str() {
+        "string" => c.cmd(&["GET", key]),
+        "hash" => match c.cmd(&["HGETALL", key]) {
+            Value::Array(items) => {
+                let mut pairs: Vec<String> = items
+                    .chunks(2)
+                    .map(|p| format!("{}={}", p[0].as_str(), p[1].as_str()))
+                    .collect();
+                pairs.sort();
+                Value::Array(pairs.iter().map(|p| Value::bulk(p)).collect())
+            }
+            v => v,
+        },
+        "set" => match c.cmd(&["SMEMBERS", key]) {
+            Value::Array(mut items) => {
+                items.sort_by_key(|v| v.as_str());
+                Value::Array(items)
+            }
+            v => v,
+        },
+        "zset" => c.cmd(&["ZRANGE", key, "0", "-1", "WITHSCORES"]),
+        "list" => c.cmd(&["LRANGE", key, "0", "-1"]),
+        _ => Value::Null,
+    };
+    (kind, content, c.cmd(&["PEXPIRETIME", key]))
+}
+
+/// Backfill of every type from redis-server to redis-server: rate-limited, killed half-way
+/// and resumed from its checkpoint, never overwriting a key written to the target
+/// meanwhile, every key's type, elements and absolute expiry carried; then verify is clean
+/// while a router writes and deletes keys in both stores.
+#[test]
+fn backfill_every_type_resumes_and_verify_is_clean_under_traffic() {
+    let old = redis_server(&[]);
+    let new = redis_server(&[]);
+    let mut o = old.connect();
+    preload(&mut o);
+    let total = STRINGS + HASHES + SETS + more_types(&mut o);
+    // Written to the new store by the router meanwhile: newer than the old store's copy.
+    let mut n = new.connect();
+    let newer = hash_key(7);
+    assert_eq!(
+        n.cmd(&["HSET", &newer, "lastAccessedTime", "99"]),
+        Value::Int(1)
+    );
+
+    let dir = support::TempDir::new("backfill-types");
+    let checkpoint = dir.path("backfill.json");
+    let cp = checkpoint.to_string_lossy().into_owned();
+    let from = format!("redis://127.0.0.1:{}", old.port);
+    let to = format!("redis://127.0.0.1:{}", new.port);
+    let base = [
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--batch",
+        "100",
+        "--checkpoint",
+        &cp,
+        "--quiet",
+    ];
+    let mut first = migrate_cmd(&["backfill"])
+        .args(base)
+        .args(["--rate", "2000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("backfill");
+    let seen = |path: &std::path::Path| -> u64 {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["seen"].as_u64())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + support::DEADLINE;
+    while seen(&checkpoint) < 1000 {
+        assert!(Instant::now() < deadline, "backfill made no progress");
+        assert!(
+            first.try_wait().expect("wait").is_none(),
+            "backfill ended before it was interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = first.kill();
+    let _ = first.wait();
+    assert!(seen(&checkpoint) < total as u64, "interrupted too late");
+
+    let out = migrate_cmd(&["backfill"])
+        .args(base)
+        .args(["--rate", "0"])
+        .output()
+        .expect("backfill");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains(&format!("{total} sessions seen")),
+        "{report}"
+    );
+    // Resumed: only the batch cut short by the kill (and the newer key) was already there.
+    let kept: u64 = report
+        .split(" already there")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("kept count in the report");
+    assert!((1..=1 + 100).contains(&kept), "{report}");
+    assert_eq!(n.cmd(&["DBSIZE"]), Value::Int(total as i64));
+    assert_eq!(
+        n.cmd(&["HGETALL", &newer]),
+        Value::Array(vec![Value::bulk("lastAccessedTime"), Value::bulk("99")]),
+        "a key written meanwhile is never overwritten"
+    );
+    for k in [
+        str_key(3),
+        hash_key(1999),
+        set_key(5),
+        "zset:17".to_string(),
+        "list:42".to_string(),
+    ] {
+        let (a, b) = (dump_view(&mut o, &k), dump_view(&mut n, &k));
+        assert_eq!(a, b, "{k}");
+        assert!(!matches!(a.0.as_str().as_str(), "none"), "{k}");
+    }
+
+    // verify, while a router in dualwrite changes and deletes keys in both stores: clean.
+    assert_eq!(o.cmd(&["DEL", &newer]), Value::Int(1));
+    assert_eq!(n.cmd(&["DEL", &newer]), Value::Int(1));
+    let s = sessiond(&[
+        "--migrate-from",
+        &from,
+        "--migrate-to",
+        &to,
+        "--migrate-stage",
+        "dualwrite",
+    ]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(AtomicU64::new(0));
+    let traffic = {
+        let (stop, writes, port) = (stop.clone(), writes.clone(), s.port);
+        std::thread::spawn(move || {
+            let mut c = Conn::connect(port);
+            let mut rng = fastrand::Rng::with_seed(3);
+            while !stop.load(Ordering::Relaxed) {
+                let i = rng.usize(..HASHES);
+                match rng.u8(..4) {
+                    0 => c.cmd(&["DEL", &hash_key(i)]),
+                    1 => c.cmd(&["SADD", &set_key(i % SETS), "new"]),
+                    2 => c.cmd(&["DEL", &str_key(i)]),
+                    _ => c.cmd(&["HINCRBY", &hash_key(i), "hits", "1"]),
+                };
+                writes.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let deadline = Instant::now() + support::DEADLINE;
+    while writes.load(Ordering::Relaxed) < 100 {
+        assert!(Instant::now() < deadline, "no traffic");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let before = writes.load(Ordering::Relaxed);
+    let out = migrate_cmd(&["verify", "--from", &from, "--to", &to])
+        .output()
+        .expect("verify");
+    let during = writes.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    traffic.join().expect("traffic");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("0 missing, 0 with another value, 0 with a TTL"),
+        "{report}"
+    );
+    assert!(during > 0, "verify ran while traffic ran");
+}

@@ -9,7 +9,16 @@
 //! interrupted run started again with the same `--checkpoint` continues where it stopped.
 //!
 //! **Verify** walks the source the same way and reports sessions missing in the target,
-//! values that differ, and TTLs that differ by more than a tolerance.
+//! values that differ, and TTLs that differ by more than a tolerance. A difference is read
+//! again on both sides (after a short pause, so a write the router is still mirroring lands)
+//! before it is reported, and a key gone from the source meanwhile is no difference: live
+//! traffic during a verify does not produce false reports.
+//!
+//! **Every type** between Redis-protocol stores (the embedded engine, Redis, Sentinel,
+//! Cluster): the copy is `DUMP`/`PEXPIRETIME` then `RESTORE … ABSTTL` without `REPLACE`
+//! (`copy.rs`), so hashes, sets, sorted sets and lists travel with their absolute expiry and
+//! a key written meanwhile answers `BUSYKEY` and is kept; verify compares type, elements and
+//! expiry. Legacy stores (SQL, files) hold strings, copied with `SET … NX`.
 //!
 //! The walk: keyset pagination (`WHERE id > last ORDER BY id`) for a SQL table, the sorted
 //! directory listing for session files, `SCAN` for Redis and the embedded engine.
@@ -21,7 +30,15 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::any::AnyStore;
+use super::command::CommandStore;
+use super::copy;
+use crate::server::clients::ClientHandle;
 use crate::store::{ScanFilter, SetCondition, SetOptions, Store, Ttl, TtlChange};
+
+/// Whether both stores carry every type (then copies are `DUMP`/`RESTORE`).
+fn typed(from: &AnyStore, to: &AnyStore) -> bool {
+    from.speaks_redis().is_ok() && to.speaks_redis().is_ok()
+}
 
 /// Where a walk is.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,14 +221,21 @@ pub async fn backfill(
     bar.set_position(p.seen);
     let started = Instant::now();
     let seen_at_start = p.seen;
+    let typed = typed(from, to);
+    let me = ClientHandle::internal("migrate-backfill");
     while p.cursor != Cursor::Done {
         let now = crate::clock::now_ms();
         let (items, next) = page(from, &p.cursor, o.batch.max(1), now).await?;
         // Up to CONCURRENCY sessions in flight: a copy is a few round trips, mostly waiting.
         for chunk in items.chunks(CONCURRENCY) {
-            let outcomes =
-                futures_util::future::join_all(chunk.iter().map(|it| copy_one(from, to, it, now)))
-                    .await;
+            let outcomes = futures_util::future::join_all(chunk.iter().map(|it| async {
+                if typed && it.known.is_none() {
+                    copy_typed(from, to, &me, &it.key, now).await
+                } else {
+                    copy_one(from, to, it, now).await
+                }
+            }))
+            .await;
             for o in outcomes {
                 p.seen += 1;
                 match o {
@@ -253,6 +277,29 @@ enum Copy {
     Kept,
     Gone,
     Error,
+}
+
+/// A key of any type, with its absolute expiry, unless the target has it.
+async fn copy_typed(
+    from: &AnyStore,
+    to: &AnyStore,
+    me: &std::sync::Arc<ClientHandle>,
+    key: &[u8],
+    now: i64,
+) -> Copy {
+    let (payload, when) = match copy::dump(from, (me, 0), key).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return Copy::Gone,
+        Err(_) => return Copy::Error,
+    };
+    if when != 0 && when <= now {
+        return Copy::Gone;
+    }
+    match copy::restore(to, (me, 0), key, &payload, when, false).await {
+        Ok(copy::Restored::Written) => Copy::Copied,
+        Ok(copy::Restored::Busy) => Copy::Kept,
+        Err(_) => Copy::Error,
+    }
 }
 
 async fn copy_one(from: &AnyStore, to: &AnyStore, it: &Item, now: i64) -> Copy {
@@ -308,57 +355,136 @@ pub async fn verify(
     ttl_tolerance_ms: i64,
 ) -> Result<Differences, String> {
     let mut d = Differences::default();
+    let typed = typed(from, to);
+    let me = ClientHandle::internal("migrate-verify");
     let mut cursor = Cursor::Start;
     while cursor != Cursor::Done {
         let now = crate::clock::now_ms();
         let (items, next) = page(from, &cursor, 500, now).await?;
+        // First pass: keys that look different.
+        let mut suspects = Vec::new();
         for it in &items {
-            let k = &it.key[..];
-            let (v, t) = match &it.known {
-                Some((v, t)) => (v.clone(), *t),
-                None => match from.get_with_ttl(0, k, now).await {
-                    Ok(Some(vt)) => vt,
-                    _ => continue, // expired since listing
-                },
+            let found = if typed && it.known.is_none() {
+                compare_typed(from, to, &me, &it.key, ttl_tolerance_ms).await
+            } else {
+                compare_one(from, to, it, now, ttl_tolerance_ms).await
             };
-            if t == Ttl::Missing {
-                continue; // expired since listing
+            match found {
+                Found::Gone => {}
+                Found::Same => d.checked += 1,
+                Found::Differs(_) => suspects.push(it),
             }
-            d.checked += 1;
-            let kind = match (to.get(0, k, now).await, to.ttl(0, k, now).await) {
-                (Ok(None), _) => {
-                    d.missing += 1;
-                    "missing"
-                }
-                (Ok(Some(w)), _) if w != v => {
-                    d.value += 1;
-                    "value"
-                }
-                (Ok(Some(_)), Ok(u)) => {
-                    let diff = match (t, u) {
-                        (Ttl::At(a), Ttl::At(b)) => (a - b).abs() > ttl_tolerance_ms,
-                        (a, b) => a != b,
-                    };
-                    if !diff {
+        }
+        if !suspects.is_empty() {
+            // Second look, once writes in flight (a mirror between the two stores) landed.
+            tokio::time::sleep(RECHECK_AFTER).await;
+            let now = crate::clock::now_ms();
+            for it in suspects {
+                let fresh = Item {
+                    key: it.key.clone(),
+                    known: None,
+                };
+                // A legacy source's listing carried the value: read it again too.
+                let found = if typed {
+                    compare_typed(from, to, &me, &it.key, ttl_tolerance_ms).await
+                } else {
+                    compare_one(from, to, &fresh, now, ttl_tolerance_ms).await
+                };
+                let kind = match found {
+                    Found::Gone => continue,
+                    Found::Same => {
+                        d.checked += 1;
                         continue;
                     }
-                    d.ttl += 1;
-                    "ttl"
+                    Found::Differs(kind) => kind,
+                };
+                d.checked += 1;
+                match kind {
+                    "missing" => d.missing += 1,
+                    "value" => d.value += 1,
+                    "ttl" => d.ttl += 1,
+                    _ => d.errors += 1,
                 }
-                _ => {
-                    d.errors += 1;
-                    "error"
+                if d.samples.len() < 10 {
+                    let k = &it.key[..];
+                    d.samples.push(format!(
+                        "{kind} {:04}-{:08x}",
+                        super::stage::bucket(k),
+                        crc32fast::hash(k)
+                    ));
                 }
-            };
-            if d.samples.len() < 10 {
-                d.samples.push(format!(
-                    "{kind} {:04}-{:08x}",
-                    super::stage::bucket(k),
-                    crc32fast::hash(k)
-                ));
             }
         }
         cursor = next;
     }
     Ok(d)
+}
+
+/// How long a suspected difference is left before it is read again.
+const RECHECK_AFTER: Duration = Duration::from_millis(200);
+
+enum Found {
+    /// Not in the source (any more): nothing to compare.
+    Gone,
+    Same,
+    Differs(&'static str),
+}
+
+async fn compare_typed(
+    from: &AnyStore,
+    to: &AnyStore,
+    me: &std::sync::Arc<ClientHandle>,
+    key: &[u8],
+    tolerance: i64,
+) -> Found {
+    let (a, b) = tokio::join!(
+        copy::content(from, (me, 0), key),
+        copy::content(to, (me, 0), key)
+    );
+    match (a, b) {
+        (Ok(None), _) => Found::Gone,
+        (Ok(Some(_)), Ok(None)) => Found::Differs("missing"),
+        (Ok(Some(a)), Ok(Some(b))) => {
+            if a.kind != b.kind || a.items != b.items {
+                Found::Differs("value")
+            } else if (a.expire_at == 0) != (b.expire_at == 0)
+                || (a.expire_at - b.expire_at).abs() > tolerance
+            {
+                Found::Differs("ttl")
+            } else {
+                Found::Same
+            }
+        }
+        _ => Found::Differs("error"),
+    }
+}
+
+async fn compare_one(from: &AnyStore, to: &AnyStore, it: &Item, now: i64, tolerance: i64) -> Found {
+    let k = &it.key[..];
+    let (v, t) = match &it.known {
+        Some((v, t)) => (v.clone(), *t),
+        None => match from.get_with_ttl(0, k, now).await {
+            Ok(Some(vt)) => vt,
+            _ => return Found::Gone,
+        },
+    };
+    if t == Ttl::Missing {
+        return Found::Gone;
+    }
+    match (to.get(0, k, now).await, to.ttl(0, k, now).await) {
+        (Ok(None), _) => Found::Differs("missing"),
+        (Ok(Some(w)), _) if w != v => Found::Differs("value"),
+        (Ok(Some(_)), Ok(u)) => {
+            let diff = match (t, u) {
+                (Ttl::At(a), Ttl::At(b)) => (a - b).abs() > tolerance,
+                (a, b) => a != b,
+            };
+            if diff {
+                Found::Differs("ttl")
+            } else {
+                Found::Same
+            }
+        }
+        _ => Found::Differs("error"),
+    }
 }

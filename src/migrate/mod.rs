@@ -7,6 +7,7 @@
 pub mod any;
 pub mod backfill;
 pub mod command;
+pub mod copy;
 pub mod embedded;
 pub mod files;
 pub mod guard;

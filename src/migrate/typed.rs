@@ -44,9 +44,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::command::{Call, CommandStore, Frame};
+use super::copy::{self, At};
 use super::router::Router;
 use super::stage::Side;
 use crate::cmd::table::{self, Flags, Spec};
@@ -99,9 +98,6 @@ impl Default for FamilyCompare {
         }
     }
 }
-
-/// Who a copy's commands are sent as, and in which database.
-pub(super) type At<'a> = (&'a Arc<ClientHandle>, Db);
 
 impl FamilyCompare {
     /// `INFO migration` lines, one per family with comparisons.
@@ -199,13 +195,6 @@ fn canonical(f: &[u8], unordered: bool) -> Option<Vec<Vec<u8>>> {
     Some(items)
 }
 
-fn int_reply(f: &[u8]) -> Option<i64> {
-    match decode(f, u64::MAX) {
-        Ok(Some((Value::Int(i), _))) => Some(i),
-        _ => None,
-    }
-}
-
 impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
     /// Runs `call` on one side.
     async fn on(&self, side: Side, call: Call<'_>) -> StoreResult<Frame> {
@@ -215,107 +204,42 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
         }
     }
 
-    /// A small command of the router's own (EXISTS, DUMP, RESTORE…) on one side.
-    async fn own(&self, side: Side, at: At<'_>, args: &[&[u8]], write: bool) -> StoreResult<Bytes> {
-        let call = Call {
-            client: at.0,
-            db: at.1,
-            key: args.get(1).copied(),
-            args,
-            write,
-            resp3: false,
-        };
-        let (f, _) = self.on(side, call).await?;
-        if is_error(&f) {
-            return Err(StoreError::Other(
-                String::from_utf8_lossy(f.get(1..f.len().saturating_sub(2)).unwrap_or(b""))
-                    .into_owned(),
-            ));
-        }
-        Ok(f)
-    }
-
-    /// The key's whole value and absolute expiry on `side`: `None` when it has no key.
-    async fn snapshot(
-        &self,
-        side: Side,
-        at: At<'_>,
-        key: &[u8],
-    ) -> StoreResult<Option<(Bytes, i64)>> {
-        let dump_args: [&[u8]; 2] = [b"DUMP", key];
-        let at_args: [&[u8]; 2] = [b"PEXPIRETIME", key];
-        let (dump, when) = tokio::join!(
-            self.own(side, at, &dump_args, false),
-            self.own(side, at, &at_args, false)
-        );
-        let payload = match decode(&dump?, u64::MAX) {
-            Ok(Some((Value::Bulk(b), _))) => b,
-            Ok(Some((Value::Nil, _))) => return Ok(None),
-            _ => return Err(StoreError::Other("ERR unexpected DUMP reply".into())),
-        };
-        let when = int_reply(&when?)
-            .ok_or_else(|| StoreError::Other("ERR unexpected PEXPIRETIME reply".into()))?;
-        if when == -2 {
-            // Gone between the two calls (it expired): nothing to copy.
-            return Ok(None);
-        }
-        Ok(Some((payload, when.max(0))))
-    }
-
     /// Brings `key` on the non-authoritative side to what `from` holds.
     pub(super) async fn mirror_typed(&self, from: Side, at: At<'_>, key: &[u8]) -> StoreResult<()> {
-        let to = other(from);
-        match self.snapshot(from, at, key).await? {
-            None => self.own(to, at, &[b"DEL", key], true).await.map(|_| ()),
-            Some((payload, when)) => {
-                let when = when.to_string();
-                self.own(
-                    to,
-                    at,
-                    &[
-                        b"RESTORE",
-                        key,
-                        when.as_bytes(),
-                        &payload,
-                        b"REPLACE",
-                        b"ABSTTL",
-                    ],
-                    true,
-                )
+        let snapshot = match from {
+            Side::Old => copy::dump(&self.old, at, key).await?,
+            Side::New => copy::dump(&self.new, at, key).await?,
+        };
+        let del: [&[u8]; 2] = [b"DEL", key];
+        match (snapshot, other(from)) {
+            (None, Side::Old) => copy::own(&self.old, at, &del, true).await.map(|_| ()),
+            (None, Side::New) => copy::own(&self.new, at, &del, true).await.map(|_| ()),
+            (Some((p, when)), Side::Old) => copy::restore(&self.old, at, key, &p, when, true)
                 .await
-                .map(|_| ())
-            }
+                .map(|_| ()),
+            (Some((p, when)), Side::New) => copy::restore(&self.new, at, key, &p, when, true)
+                .await
+                .map(|_| ()),
         }
     }
 
     /// Copies `key` from the old store to the new one if the new one lacks it, never over a
     /// value written there meanwhile. Returns whether it copied.
     pub(super) async fn copy_forward_typed(&self, at: At<'_>, key: &[u8]) -> StoreResult<bool> {
-        let exists = self.own(Side::New, at, &[b"EXISTS", key], false).await?;
-        if int_reply(&exists) != Some(0) {
+        if copy::exists(&self.new, at, key).await? {
             return Ok(false);
         }
-        let Some((payload, when)) = self.snapshot(Side::Old, at, key).await? else {
+        let Some((payload, when)) = copy::dump(&self.old, at, key).await? else {
             return Ok(false);
         };
         self.stats.fallback_reads.fetch_add(1, Ordering::Relaxed);
-        let when = when.to_string();
-        let r = self
-            .own(
-                Side::New,
-                at,
-                &[b"RESTORE", key, when.as_bytes(), &payload, b"ABSTTL"],
-                true,
-            )
-            .await;
-        match r {
-            Ok(_) => {
+        match copy::restore(&self.new, at, key, &payload, when, false).await? {
+            copy::Restored::Written => {
                 self.stats.copied_forward.fetch_add(1, Ordering::Relaxed);
                 Ok(true)
             }
             // Written meanwhile: the newer value stays.
-            Err(StoreError::Other(m)) if m.starts_with("BUSYKEY") => Ok(false),
-            Err(e) => Err(e),
+            copy::Restored::Busy => Ok(false),
         }
     }
 

@@ -5,7 +5,8 @@
 //! (CONFIG SET, live). Asserted: no read of a live session ever misses or differs (no
 //! logouts), and at the end every key has exactly the type and value the clients left it
 //! with, and its TTL (no lost writes). Three moves: redis-server to the embedded engine, the
-//! embedded engine to redis-server, and redis-server to a 3-master Redis Cluster.
+//! embedded engine to redis-server, and redis-server to a 3-master Redis Cluster. Some of the
+//! writes are MULTI/EXEC transactions.
 
 mod support;
 
@@ -231,11 +232,22 @@ fn client(
                     _ => BTreeMap::new(),
                 };
                 let hits = h.get("hits").map_or(0, |v| v.parse::<i64>().unwrap_or(0)) + 1;
-                assert_eq!(c.cmd(&["HINCRBY", &key, "hits", "1"]), Value::Int(hits));
-                if hits == 1 {
-                    // A session created by this write gets its lifetime, as Spring's would.
-                    assert_eq!(c.cmd(&["PEXPIRE", &key, "1800000"]), Value::Int(1));
-                }
+                // In a transaction (redis-py, Predis and ioredis send MULTI/EXEC): run as one
+                // on the authoritative store, its keys mirrored after.
+                assert_eq!(c.cmd(&["MULTI"]), Value::Simple("OK".into()));
+                assert_eq!(
+                    c.cmd(&["HINCRBY", &key, "hits", "1"]),
+                    Value::Simple("QUEUED".into())
+                );
+                assert_eq!(
+                    c.cmd(&["PEXPIRE", &key, "1800000"]),
+                    Value::Simple("QUEUED".into())
+                );
+                assert_eq!(
+                    c.cmd(&["EXEC"]),
+                    Value::Array(vec![Value::Int(hits), Value::Int(1)]),
+                    "MULTI/EXEC on {key}"
+                );
                 h.insert("hits".into(), hits.to_string());
                 want.insert(key, Want::Hash(h));
             }
@@ -665,4 +677,69 @@ fn backfill_every_type_resumes_and_verify_is_clean_under_traffic() {
         "{report}"
     );
     assert!(during > 0, "verify ran while traffic ran");
+}
+
+/// MULTI/EXEC during a migration: the queue runs as one transaction on the store written
+/// first, and the keys it changed are then the same in the other store; what cannot be
+/// routed (WATCH, a keyless command, a blocking one) is refused with an error that says why.
+#[test]
+fn transactions_run_on_the_authoritative_store_and_are_mirrored() {
+    let old = redis_server(&[]);
+    let new = redis_server(&[]);
+    let s = sessiond(&[
+        "--migrate-from",
+        &format!("redis://127.0.0.1:{}", old.port),
+        "--migrate-to",
+        &format!("redis://127.0.0.1:{}", new.port),
+        "--migrate-stage",
+        "dualwrite",
+    ]);
+    let (mut c, mut o, mut n) = (s.connect(), old.connect(), new.connect());
+    let queued = Value::Simple("QUEUED".into());
+    for (stage, serving) in [("dualwrite", "old"), ("live", "new")] {
+        assert_eq!(
+            c.cmd(&["CONFIG", "SET", "migrate-stage", stage]),
+            Value::Simple("OK".into())
+        );
+        assert_eq!(c.cmd(&["MULTI"]), Value::Simple("OK".into()));
+        assert_eq!(c.cmd(&["HINCRBY", "cart:1", "items", "2"]), queued);
+        assert_eq!(c.cmd(&["RPUSH", "log:1", stage]), queued);
+        assert_eq!(c.cmd(&["PEXPIRE", "cart:1", "600000"]), queued);
+        let Value::Array(r) = c.cmd(&["EXEC"]) else {
+            panic!("EXEC")
+        };
+        assert_eq!(r[2], Value::Int(1), "{stage}: {r:?}");
+        for k in ["cart:1", "log:1"] {
+            assert_eq!(
+                dump_view(&mut o, k),
+                dump_view(&mut n, k),
+                "{stage}: {k} differs after a transaction served by {serving}"
+            );
+        }
+    }
+    assert_eq!(
+        n.cmd(&["HGET", "cart:1", "items"]),
+        Value::bulk("4"),
+        "the increments ran once each"
+    );
+    let Value::Error(e) = c.cmd(&["WATCH", "cart:1"]) else {
+        panic!("WATCH")
+    };
+    assert!(
+        e.contains("'watch' is not available during a migration"),
+        "{e}"
+    );
+    for refused in [&["KEYS", "*"][..], &["BLPOP", "log:1", "1"]] {
+        assert_eq!(c.cmd(&["MULTI"]), Value::Simple("OK".into()));
+        assert_eq!(c.cmd(refused), queued);
+        let Value::Error(e) = c.cmd(&["EXEC"]) else {
+            panic!("EXEC {refused:?}")
+        };
+        assert!(e.starts_with("EXECABORT"), "{e}");
+    }
+    // DISCARD forgets the queue.
+    assert_eq!(c.cmd(&["MULTI"]), Value::Simple("OK".into()));
+    assert_eq!(c.cmd(&["DEL", "cart:1"]), queued);
+    assert_eq!(c.cmd(&["DISCARD"]), Value::Simple("OK".into()));
+    assert_eq!(n.cmd(&["EXISTS", "cart:1"]), Value::Int(1));
 }

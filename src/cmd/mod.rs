@@ -426,6 +426,17 @@ async fn migrated<S: Store>(
             "ERR '{name}' needs a Redis-protocol store on both sides of the migration, and {why}"
         )));
     }
+    match spec.id {
+        // The queue is kept here, as in the embedded mode; EXEC hands it to the router.
+        Some(CmdId::Multi) => return multi::begin(cx),
+        Some(CmdId::Discard) => return multi::discard(cx),
+        Some(CmdId::Unwatch) => {
+            cx.out.ok();
+            return Ok(());
+        }
+        Some(CmdId::Exec) => return multi::exec_migrating(cx, m).await,
+        _ => {}
+    }
     let req = crate::migrate::typed::Request {
         client: &cx.client.handle,
         db: cx.client.db,

@@ -139,6 +139,11 @@ pub fn queue<S: Store>(
 
 pub fn multi<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     engine(cx)?;
+    begin(cx)
+}
+
+/// MULTI's work once the store is known to run transactions.
+pub fn begin<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     if cx.client.tx.in_multi() {
         return Err(CmdError::msg("ERR MULTI calls can not be nested"));
     }
@@ -194,6 +199,52 @@ pub(crate) fn data_free(id: Option<CmdId>) -> bool {
                 | CmdId::SPublish
         )
     )
+}
+
+/// EXEC during a migration: the queue goes to the router (`migrate/typed.rs`), which runs
+/// it as one MULTI/EXEC on the authoritative store and mirrors the keys it changed.
+pub async fn exec_migrating<S: Store>(
+    cx: &mut Ctx<'_, '_, S>,
+    m: &dyn crate::store::MigrationControl,
+) -> CmdResult {
+    let Some(queued) = cx.client.tx.queued.take() else {
+        return Err(CmdError::msg("ERR EXEC without MULTI"));
+    };
+    let aborted = cx.client.tx.aborted;
+    cx.client.tx.reset();
+    if aborted {
+        return Err(CmdError::msg(
+            "EXECABORT Transaction discarded because of previous errors.",
+        ));
+    }
+    let argvs: Vec<Vec<&[u8]>> = queued
+        .iter()
+        .map(|(_, c)| c.iter().map(|a| &a[..]).collect())
+        .collect();
+    for args in &argvs {
+        let spec = table::lookup(args[0]).map(|i| &table::commands()[i]);
+        if let Some(spec) = spec {
+            let eff = table::subcommand(spec, args).unwrap_or(spec);
+            if let Some(e) = crate::migrate::typed::refusal(eff, args) {
+                return Err(CmdError::Msg(format!(
+                    "EXECABORT Transaction discarded: {}",
+                    e.trim_start_matches("ERR ")
+                )));
+            }
+        }
+    }
+    let req = crate::migrate::typed::Transaction {
+        client: &cx.client.handle,
+        db: cx.client.db,
+        commands: &argvs,
+        resp3: cx.client.proto == crate::resp::reply::Proto::Resp3,
+    };
+    let (frame, wrote) = m.transaction(req).await?;
+    if wrote {
+        cx.client.wrote = true;
+    }
+    cx.out.buffer().extend_from_slice(&frame);
+    Ok(())
 }
 
 pub async fn exec<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {

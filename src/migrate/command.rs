@@ -37,6 +37,12 @@ pub trait CommandStore: Send + Sync {
     /// `Err` with the reason when this store holds strings only.
     fn speaks_redis(&self) -> Result<(), String>;
     fn command(&self, call: Call<'_>) -> impl Future<Output = StoreResult<Frame>> + Send;
+    /// Runs `commands` back to back as one client (a `MULTI … EXEC` block): the last reply.
+    fn block(
+        &self,
+        call: Call<'_>,
+        commands: &[&[&[u8]]],
+    ) -> impl Future<Output = StoreResult<Frame>> + Send;
     /// The embedded engine's pub/sub hub, for the process to share.
     fn hub(&self) -> Option<Arc<crate::pubsub::Hub>>;
 }
@@ -68,6 +74,22 @@ impl CommandStore for AnyStore {
         }
     }
 
+    async fn block(&self, call: Call<'_>, commands: &[&[&[u8]]]) -> StoreResult<Frame> {
+        match self {
+            AnyStore::Embedded(side) => side
+                .call_block(call.client, call.db, commands, call.resp3)
+                .map_err(StoreError::Other),
+            AnyStore::Redis(up) => up
+                .call_block(call.db, call.key, commands, call.resp3)
+                .await
+                .map(|f| (f, false)),
+            AnyStore::Files(_) | AnyStore::Sql(_) => Err(StoreError::Other(format!(
+                "ERR the {} store holds string sessions only",
+                self.kind()
+            ))),
+        }
+    }
+
     fn hub(&self) -> Option<Arc<crate::pubsub::Hub>> {
         match self {
             AnyStore::Embedded(side) => Some(side.server.pubsub.clone()),
@@ -85,6 +107,10 @@ impl<S: CommandStore> CommandStore for Timed<S> {
         self.timed(self.inner.command(call)).await
     }
 
+    async fn block(&self, call: Call<'_>, commands: &[&[&[u8]]]) -> StoreResult<Frame> {
+        self.timed(self.inner.block(call, commands)).await
+    }
+
     fn hub(&self) -> Option<Arc<crate::pubsub::Hub>> {
         self.inner.hub()
     }
@@ -98,6 +124,12 @@ impl CommandStore for crate::engine::Engine {
     }
 
     async fn command(&self, _call: Call<'_>) -> StoreResult<Frame> {
+        Err(StoreError::Other(
+            "ERR a bare engine runs no commands".into(),
+        ))
+    }
+
+    async fn block(&self, _call: Call<'_>, _commands: &[&[&[u8]]]) -> StoreResult<Frame> {
         Err(StoreError::Other(
             "ERR a bare engine runs no commands".into(),
         ))

@@ -72,4 +72,39 @@ impl EmbeddedSide {
             )),
         }
     }
+
+    /// Runs `commands` as one client in order (a `MULTI … EXEC` block) and returns the last
+    /// reply frame and whether any of them wrote.
+    pub fn call_block(
+        &self,
+        handle: &Arc<ClientHandle>,
+        db: usize,
+        commands: &[&[&[u8]]],
+        resp3: bool,
+    ) -> Result<(Bytes, bool), String> {
+        let mut client = ClientState::new(handle.clone(), true, true);
+        client.db = db;
+        client.proto = if resp3 { Proto::Resp3 } else { Proto::Resp2 };
+        let mut buf = BytesMut::new();
+        let mut wrote = false;
+        for args in commands {
+            // Only the last reply is kept.
+            buf.clear();
+            if let Some(idx) = table::lookup(args[0]) {
+                let spec = &table::commands()[idx];
+                if table::is_write(table::subcommand(spec, args).unwrap_or(spec)) {
+                    if let Some(e) = self.server.persist.as_ref().and_then(|p| p.write_error()) {
+                        return Err(format!("MISCONF {e}"));
+                    }
+                    wrote = true;
+                }
+            }
+            let mut out = Reply::new(&mut buf, client.proto);
+            let fut = crate::cmd::execute(&self.server, &mut client, args, &mut out);
+            if crate::cmd::run_now(fut).is_none() {
+                return Err("ERR a command of the transaction would wait".into());
+            }
+        }
+        Ok((buf.freeze(), wrote))
+    }
 }

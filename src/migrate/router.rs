@@ -398,6 +398,15 @@ impl<O: Store + CommandStore, N: Store + CommandStore> MigrationControl for Rout
         Box::pin(Router::command(self, req))
     }
 
+    fn transaction<'a>(
+        &'a self,
+        req: super::typed::Transaction<'a>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = StoreResult<super::command::Frame>> + Send + 'a>,
+    > {
+        Box::pin(Router::transaction(self, req))
+    }
+
     fn script_engine(&self) -> Result<&crate::engine::Engine, String> {
         let s = Router::setting(self);
         let (side, store) = match s.stage {

@@ -122,6 +122,27 @@ pub struct Request<'a> {
     pub resp3: bool,
 }
 
+/// A transaction's queue at `EXEC`.
+pub struct Transaction<'a> {
+    pub client: &'a Arc<ClientHandle>,
+    pub db: Db,
+    pub commands: &'a [Vec<&'a [u8]>],
+    pub resp3: bool,
+}
+
+/// Where a command runs (see [`Router::route`]).
+struct Route<'k> {
+    plan: super::stage::Plan,
+    write_both: bool,
+    lagging: Vec<&'k [u8]>,
+}
+
+/// Whether a command may change its keys: its write flag, or a script that may write (the
+/// table does not flag EVAL and FCALL as writes; their `_RO` forms cannot write).
+fn writes(spec: &Spec) -> bool {
+    table::is_write(spec) || matches!(spec.name, "eval" | "evalsha" | "fcall")
+}
+
 /// Why a command is not routed here, as the client's error; `None` when it is.
 pub fn refusal(spec: &Spec, args: &[&[u8]]) -> Option<String> {
     let name = spec.name.split('|').next().unwrap_or(spec.name);
@@ -129,8 +150,8 @@ pub fn refusal(spec: &Spec, args: &[&[u8]]) -> Option<String> {
         "it would wait on a store"
     } else if spec.flags.has(Flags::PUBSUB) {
         "pub/sub is not routed between two stores"
-    } else if spec.group == "transactions" {
-        "transactions are not routed between two stores"
+    } else if name == "watch" {
+        "WATCH would have to watch two stores (MULTI/EXEC itself runs, see README)"
     } else if name == "move"
         || (name == "copy" && args.iter().any(|a| a.eq_ignore_ascii_case(b"db")))
     {
@@ -243,6 +264,107 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
         }
     }
 
+    /// Where a command (or transaction) naming `keys` runs: its first key's plan, whether
+    /// any key's stage writes both stores, and the keys that may still be only in the old
+    /// store while the new one serves.
+    fn route<'k>(&self, keys: &[(&'k [u8], bool)]) -> Route<'k> {
+        let setting = self.setting();
+        let plan_of = |k: &[u8]| setting.stage_for(self.keys.session_id(k)).plan();
+        let plan = plan_of(keys.first().map_or(&b""[..], |(k, _)| *k));
+        let lagging = if plan.serve == Side::New {
+            keys.iter()
+                .filter(|(k, _)| {
+                    let p = plan_of(k);
+                    p.fall_back || p.serve == Side::Old
+                })
+                .map(|(k, _)| *k)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Route {
+            plan,
+            write_both: keys.iter().any(|(k, _)| plan_of(k).write_both),
+            lagging,
+        }
+    }
+
+    /// Mirrors each key (once) from `from` to the other store; failures are counted.
+    async fn mirror_all(&self, from: Side, at: At<'_>, keys: &[&[u8]]) {
+        let mut seen: Vec<&[u8]> = Vec::new();
+        for k in keys {
+            if seen.contains(k) {
+                continue;
+            }
+            seen.push(k);
+            if self.mirror_typed(from, at, k).await.is_err() {
+                self.stats
+                    .secondary_write_errors
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// `EXEC` of a transaction queued during a migration: the queue runs as one `MULTI …
+    /// EXEC` on the store its first key's stage writes first (atomic there), under the
+    /// keys' locks, after copying forward keys the new store may lack; then every key a
+    /// queued write may have changed is mirrored to the other store. The reply is that
+    /// store's `EXEC` reply.
+    pub async fn transaction(&self, req: Transaction<'_>) -> StoreResult<Frame> {
+        let mut keys: Vec<(&[u8], bool)> = Vec::new();
+        let mut any_write = false;
+        for args in req.commands {
+            let Some(spec) = table::lookup(args[0]).map(|i| &table::commands()[i]) else {
+                continue;
+            };
+            let eff = table::subcommand(spec, args).unwrap_or(spec);
+            let ks = crate::cmd::keyspec::keys_with_access(eff, args);
+            let w = writes(eff);
+            if ks.is_empty() && !crate::cmd::multi::data_free(spec.id) {
+                return Err(StoreError::Other(format!(
+                    "EXECABORT Transaction discarded: during a migration a transaction runs only commands that name their keys, and '{}' does not",
+                    eff.name
+                )));
+            }
+            any_write |= w;
+            keys.extend(ks.into_iter().map(|(k, c)| (k, c && w)));
+        }
+        let mut block: Vec<&[&[u8]]> = Vec::with_capacity(req.commands.len() + 2);
+        block.push(&[b"MULTI"]);
+        block.extend(req.commands.iter().map(|c| c.as_slice()));
+        block.push(&[b"EXEC"]);
+        let first = keys.first().map(|(k, _)| *k);
+        let call = Call {
+            client: req.client,
+            db: req.db,
+            key: first,
+            args: &[],
+            write: any_write,
+            resp3: req.resp3,
+        };
+        let route = self.route(&keys);
+        let serve = if first.is_some() {
+            route.plan.serve
+        } else {
+            self.serving_side()
+        };
+        let all: Vec<&[u8]> = keys.iter().map(|(k, _)| *k).collect();
+        let _held = self.locks.lock(&all).await;
+        self.bring_forward((req.client, req.db), &route.lagging)
+            .await;
+        let out = match serve {
+            Side::Old => self.old.block(call, &block).await?,
+            Side::New => self.new.block(call, &block).await?,
+        };
+        // `*-1`/`_`: not run (nothing changed); an error: discarded.
+        let ran = out.0.first() == Some(&b'*') && !out.0.starts_with(b"*-1");
+        if ran && any_write && route.write_both {
+            let changed: Vec<&[u8]> = keys.iter().filter(|(_, c)| *c).map(|(k, _)| *k).collect();
+            self.mirror_all(serve, (req.client, req.db), &changed).await;
+        }
+        Ok(out)
+    }
+
     /// Copies forward every key that may be missing in the new store; whether any was.
     async fn bring_forward(&self, at: At<'_>, keys: &[&[u8]]) -> bool {
         let mut copied = false;
@@ -263,7 +385,7 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
     pub async fn command<'a>(&self, req: Request<'a>) -> StoreResult<Frame> {
         let spec = req.spec;
         let keys = crate::cmd::keyspec::keys_with_access(spec, req.args);
-        let write = table::is_write(spec);
+        let write = writes(spec);
         let call = |key: Option<&'a [u8]>| Call {
             client: req.client,
             db: req.db,
@@ -281,44 +403,18 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
             }
             return self.on(self.serving_side(), call(None)).await;
         };
-        let setting = self.setting();
-        let plan = setting.stage_for(self.keys.session_id(first)).plan();
-        // Keys that may exist only in the old store while the new one serves.
-        let lagging: Vec<&[u8]> = if plan.serve == Side::New {
-            keys.iter()
-                .filter(|(k, _)| {
-                    let p = setting.stage_for(self.keys.session_id(k)).plan();
-                    p.fall_back || p.serve == Side::Old
-                })
-                .map(|(k, _)| *k)
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let route = self.route(&keys);
+        let plan = route.plan;
+        let lagging = route.lagging;
         if write {
-            let write_both = keys
-                .iter()
-                .any(|(k, _)| setting.stage_for(self.keys.session_id(k)).plan().write_both);
+            let changed: Vec<&[u8]> = keys.iter().filter(|(_, c)| *c).map(|(k, _)| *k).collect();
             let all: Vec<&[u8]> = keys.iter().map(|(k, _)| *k).collect();
             let _held = self.locks.lock(&all).await;
             self.bring_forward((req.client, req.db), &lagging).await;
             let out = self.on(plan.serve, call(Some(first))).await?;
-            if write_both && !is_error(&out.0) {
-                let mut seen: Vec<&[u8]> = Vec::new();
-                for (k, changes) in &keys {
-                    if *changes && !seen.contains(k) {
-                        seen.push(k);
-                        if self
-                            .mirror_typed(plan.serve, (req.client, req.db), k)
-                            .await
-                            .is_err()
-                        {
-                            self.stats
-                                .secondary_write_errors
-                                .fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
+            if route.write_both && !is_error(&out.0) {
+                self.mirror_all(plan.serve, (req.client, req.db), &changed)
+                    .await;
             }
             return Ok(out);
         }
@@ -447,7 +543,8 @@ mod tests {
         };
         assert!(t(&["blpop", "k", "0"]).is_some());
         assert!(t(&["subscribe", "c"]).is_some());
-        assert!(t(&["multi"]).is_some());
+        assert!(t(&["watch", "k"]).is_some());
+        assert!(t(&["multi"]).is_none());
         assert!(t(&["move", "k", "1"]).is_some());
         assert!(t(&["copy", "a", "b", "DB", "1"]).is_some());
         assert!(t(&["copy", "a", "b"]).is_none());

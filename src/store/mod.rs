@@ -196,6 +196,17 @@ pub trait MigrationControl: Send + Sync {
     /// `Err` with the reason when a side holds strings only (SQL, PHP files): then the
     /// commands on other types are refused, naming that store.
     fn commands_supported(&self) -> Result<(), String>;
+    /// Runs a transaction's queue at EXEC (`migrate/typed.rs`): its EXEC reply frame.
+    fn transaction<'a>(
+        &'a self,
+        req: crate::migrate::typed::Transaction<'a>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = StoreResult<crate::migrate::command::Frame>>
+                + Send
+                + 'a,
+        >,
+    >;
     /// Routes one command on a type other than string between the two stores
     /// (`migrate/typed.rs`) and returns its reply frame.
     fn command<'a>(

@@ -654,6 +654,37 @@ impl Upstream {
         }
     }
 
+    /// Sends `commands` back to back on one connection of the node serving `key` (a
+    /// `MULTI … EXEC` block, which Redis runs atomically) and returns the last reply frame.
+    /// Nothing is retried or redirected: a transaction that met a moved slot fails with
+    /// Redis's own `EXECABORT`, which the client sees.
+    pub async fn call_block(
+        &self,
+        db: Db,
+        key: Option<&[u8]>,
+        commands: &[&[&[u8]]],
+        resp3: bool,
+    ) -> StoreResult<Bytes> {
+        let mut req = BytesMut::new();
+        for c in commands {
+            encode(&mut req, c);
+        }
+        let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
+        let node = self.route(key, true, slot);
+        match self
+            .frame_on(&node, db, req.freeze(), commands.len(), slot, resp3)
+            .await
+        {
+            Ok(f) => {
+                if cluster::may_redirect(&f) {
+                    self.request_refresh();
+                }
+                Ok(f)
+            }
+            Err(Retry::Lost(e) | Retry::No(e)) => Err(StoreError::Other(e)),
+        }
+    }
+
     /// Sends one command routed by `key` and returns its reply frame as Redis wrote it
     /// (errors included), in RESP3 when `resp3`: the migration router's typed commands,
     /// whose replies go to the client unchanged. Reads whose connection failed are retried;

@@ -108,6 +108,10 @@ pub async fn open_store(
             // (`migrate/embedded.rs`).
             let mut server = Server::new(engine, config.clone());
             server.persist = Some(p.clone());
+            let libraries = crate::script::persist::load(&server.scripts, &config.dir)?;
+            if libraries > 0 {
+                tracing::info!("loaded {libraries} function libraries");
+            }
             (
                 AnyStore::Embedded(Box::new(EmbeddedSide::new(server))),
                 Some(p),

@@ -441,11 +441,12 @@ fn function_libraries_survive_a_restart_and_move_to_and_from_redis() {
     ));
 }
 
-/// In migration mode a script runs only when one store serves and takes every session's
-/// writes, and that store is the embedded engine; in stages that write both stores it gets
-/// an error saying so. The lock release runs in every stage (the router's compare-and-delete).
+/// In migration mode between Redis-protocol stores a script runs in every stage, on the
+/// store its first key's stage writes first, and its declared keys are then mirrored to the
+/// other store; functions are loaded into both. The lock release runs in every stage (the
+/// router's compare-and-delete). A script that declares no key cannot be mirrored: refused.
 #[test]
-fn in_migration_mode_scripts_run_only_on_the_one_store_that_serves() {
+fn in_migration_mode_scripts_run_on_the_authoritative_store_and_are_mirrored() {
     let old = redis_server(&[]);
     let url = format!("redis://127.0.0.1:{}", old.port);
     let s = sessiond(&[
@@ -457,14 +458,22 @@ fn in_migration_mode_scripts_run_only_on_the_one_store_that_serves() {
         "complete",
     ]);
     let mut c = s.connect();
-    let incr = "return redis.call('INCRBY', KEYS[1], ARGV[1])";
-    assert_eq!(
-        eval(&mut c, incr, &["PHPREDIS_SESSION:n"], &["2"]),
-        Value::Int(2)
-    );
+    let mut o = old.connect();
+    let incr = "redis.call('SADD', KEYS[2], ARGV[1]) return redis.call('INCRBY', KEYS[1], ARGV[1])";
+    let keys = ["PHPREDIS_SESSION:n", "PHPREDIS_SESSION:seen"];
+    assert_eq!(eval(&mut c, incr, &keys, &["2"]), Value::Int(2));
     assert_eq!(c.cmd(&["GET", "PHPREDIS_SESSION:n"]), Value::bulk("2"));
+    // `complete`: the old store is not written.
+    assert_eq!(o.cmd(&["EXISTS", "PHPREDIS_SESSION:n"]), Value::Int(0));
     let release = "if redis.call(\"get\",KEYS[1]) == ARGV[1] then return redis.call(\"del\",KEYS[1]) else return 0 end";
-    for (stage, percent) in [("live", "100"), ("complete", "50"), ("dualwrite", "100")] {
+    let mut n = 2;
+    for (stage, percent) in [
+        ("live", "100"),
+        ("rampdown", "100"),
+        ("complete", "50"),
+        ("dualwrite", "100"),
+        ("off", "100"),
+    ] {
         assert_eq!(
             c.cmd(&[
                 "CONFIG",
@@ -476,9 +485,20 @@ fn in_migration_mode_scripts_run_only_on_the_one_store_that_serves() {
             ]),
             Value::Simple("OK".into())
         );
-        match eval(&mut c, incr, &["PHPREDIS_SESSION:n"], &["1"]) {
-            Value::Error(e) => assert!(e.contains("writes both stores"), "{stage}: {e}"),
-            v => panic!("{stage}: {v:?}"),
+        n += 1;
+        assert_eq!(
+            eval(&mut c, incr, &keys, &["1"]),
+            Value::Int(n),
+            "{stage}: the script ran once, on the store written first"
+        );
+        // Every stage but complete writes the old store: the script's keys are there too.
+        if stage != "complete" {
+            assert_eq!(
+                o.cmd(&["GET", keys[0]]),
+                Value::bulk(&n.to_string()),
+                "{stage}"
+            );
+            assert_eq!(o.cmd(&["SCARD", keys[1]]), Value::Int(2), "{stage}");
         }
         c.cmd(&["SET", "PHPREDIS_SESSION:lock", "me"]);
         assert_eq!(
@@ -487,17 +507,45 @@ fn in_migration_mode_scripts_run_only_on_the_one_store_that_serves() {
             "{stage}: the lock release runs"
         );
     }
-    // `off`: the old store (a Redis) serves alone; it is not the engine.
+    // EVALSHA of a script the router has seen runs too (sent with its body).
+    let Value::Bulk(sha) = c.cmd(&["SCRIPT", "LOAD", incr]) else {
+        panic!("SCRIPT LOAD")
+    };
+    let sha = String::from_utf8_lossy(&sha).into_owned();
+    assert_eq!(
+        c.cmd(&["EVALSHA", &sha, "2", keys[0], keys[1], "1"]),
+        Value::Int(n + 1)
+    );
+    // Functions: loaded into both stores, called on the one written first, mirrored.
     c.cmd(&[
         "CONFIG",
         "SET",
         "migrate-stage",
-        "off",
+        "live",
         "migrate-percent",
         "100",
     ]);
-    match eval(&mut c, incr, &["PHPREDIS_SESSION:n"], &["1"]) {
-        Value::Error(e) => assert!(e.contains("the old store (redis)"), "{e}"),
+    let lib = "#!lua name=counters\nredis.register_function('bump', function(keys, args) return redis.call('HINCRBY', keys[1], 'n', 1) end)";
+    assert_eq!(c.cmd(&["FUNCTION", "LOAD", lib]), Value::bulk("counters"));
+    assert!(
+        o.cmd(&["FUNCTION", "LIST"]).as_str().contains("counters"),
+        "the old store has the library too"
+    );
+    assert_eq!(
+        c.cmd(&["FCALL", "bump", "1", "PHPREDIS_SESSION:h"]),
+        Value::Int(1)
+    );
+    assert_eq!(
+        c.cmd(&["FCALL", "bump", "1", "PHPREDIS_SESSION:h"]),
+        Value::Int(2)
+    );
+    assert_eq!(
+        o.cmd(&["HGET", "PHPREDIS_SESSION:h", "n"]),
+        Value::bulk("2")
+    );
+    // A script that names no key: nothing to mirror, so it is refused, saying why.
+    match eval(&mut c, "return redis.call('SET', 'x', 1)", &[], &[]) {
+        Value::Error(e) => assert!(e.contains("changes no key it names"), "{e}"),
         v => panic!("{v:?}"),
     }
 }

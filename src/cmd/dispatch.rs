@@ -102,7 +102,7 @@ engine_commands! { |cx, a|
     "evalsha_ro" => EvalShaRo, any, script::eval(cx, a, true, true).await;
     "fcall" => FCall, any, function::fcall(cx, a, false).await;
     "fcall_ro" => FCallRo, any, function::fcall(cx, a, true).await;
-    "function" => Function, any, function::function(cx, a);
+    "function" => Function, any, function::function(cx, a).await;
     "script" => Script, any, script::script(cx, a);
     "save" => Save, any, persistence::save(cx).await;
     "bgsave" => BgSave, any, persistence::bgsave(cx, a);

@@ -23,6 +23,11 @@ fn engine_only<S: Store>(cx: &Ctx<'_, '_, S>) -> CmdResult {
 /// `FCALL function numkeys key... arg...` and `FCALL_RO`.
 pub async fn fcall<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], read_only: bool) -> CmdResult {
     engine_only(cx)?;
+    // Between two Redis-protocol stores: on the store the first key's stage writes first,
+    // which has the library (FUNCTION LOAD goes to both), declared keys mirrored.
+    if let Some(r) = super::route_migrating(cx, a, false).await {
+        return r;
+    }
     let (keys, argv) = split_keys(a, "ERR Bad number of keys provided")?;
     let name = lossy(a[1]).to_string();
     let (flags, lib) = {
@@ -92,8 +97,16 @@ const HELP: &[&str] = &[
 ];
 
 /// `FUNCTION LOAD|DELETE|LIST|FLUSH|DUMP|RESTORE|STATS|KILL|HELP`.
-pub fn function<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn function<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let sub = lossy(a[1]).to_ascii_lowercase();
+    // Between two Redis-protocol stores the libraries live in the stores: changes go to
+    // both, questions to the serving one.
+    let changes = matches!(sub.as_str(), "load" | "delete" | "flush" | "restore");
+    if sub != "help" {
+        if let Some(r) = super::route_migrating(cx, a, changes).await {
+            return r;
+        }
+    }
     let scripts = &cx.server.scripts;
     match sub.as_str() {
         "load" => {

@@ -452,6 +452,46 @@ async fn migrated<S: Store>(
     Ok(())
 }
 
+/// During a migration between Redis-protocol stores, routes `args` (a script or function
+/// command) as a command on the store its first key's stage writes first, its declared keys
+/// mirrored after (`migrate/typed.rs`). `None` when not migrating between such stores: the
+/// caller runs the command itself.
+pub(crate) async fn route_migrating<S: Store>(
+    cx: &mut Ctx<'_, '_, S>,
+    args: &[&[u8]],
+    everywhere: bool,
+) -> Option<CmdResult> {
+    if cx.server.store.engine().is_some() {
+        return None;
+    }
+    let m = cx.server.store.migration()?;
+    m.commands_supported().ok()?;
+    let spec = table::lookup(args[0]).map(|i| &table::commands()[i])?;
+    let eff = table::subcommand(spec, args).unwrap_or(spec);
+    let req = crate::migrate::typed::Request {
+        client: &cx.client.handle,
+        db: cx.client.db,
+        args,
+        spec: eff,
+        resp3: cx.client.proto == Proto::Resp3,
+    };
+    let r = if everywhere {
+        m.everywhere(req).await
+    } else {
+        m.command(req).await
+    };
+    Some(match r {
+        Ok((frame, wrote)) => {
+            if wrote {
+                cx.client.wrote = true;
+            }
+            cx.out.buffer().extend_from_slice(&frame);
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    })
+}
+
 /// Polls a future once: the engine's operations complete without waiting.
 pub(crate) fn run_now<F: Future>(f: F) -> Option<F::Output> {
     let mut f = pin!(f);

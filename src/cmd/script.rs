@@ -77,8 +77,22 @@ pub async fn eval<S: Store>(
     };
     if cx.server.store.engine().is_none() && native::is_lock_release(&script.body) {
         // The migration router runs the lock release as its compare-and-delete, routed by
-        // stage like any write; other scripts run only in stages with one store (`run`).
+        // stage like any write.
         return native::eval(cx, &script, keys, argv).await;
+    }
+    if cx.server.store.engine().is_none() {
+        // Between two Redis-protocol stores, a script runs on the store its first key's
+        // stage writes first, and its declared keys are mirrored (`migrate/typed.rs`). It
+        // is sent as EVAL with its body, so neither store needs it cached.
+        let name: &[u8] = if read_only { b"EVAL_RO" } else { b"EVAL" };
+        let mut sent: Vec<&[u8]> = Vec::with_capacity(a.len());
+        sent.push(name);
+        sent.push(&script.body);
+        sent.extend_from_slice(&a[2..]);
+        if let Some(r) = super::route_migrating(cx, &sent, false).await {
+            return r;
+        }
+        // Otherwise (a legacy store): only in stages with one store (`run`).
     }
     if script.lock_release && !read_only && keys.len() == 1 && !argv.is_empty() {
         return native::lock_release(cx, &script, keys[0], argv[0]);

@@ -398,6 +398,15 @@ impl<O: Store + CommandStore, N: Store + CommandStore> MigrationControl for Rout
         Box::pin(Router::command(self, req))
     }
 
+    fn everywhere<'a>(
+        &'a self,
+        req: super::typed::Request<'a>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = StoreResult<super::command::Frame>> + Send + 'a>,
+    > {
+        Box::pin(Router::everywhere(self, req))
+    }
+
     fn transaction<'a>(
         &'a self,
         req: super::typed::Transaction<'a>,

@@ -305,6 +305,31 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
         }
     }
 
+    /// A keyless change to the stores' scripts (FUNCTION LOAD, DELETE, FLUSH, RESTORE): on
+    /// the serving store, then on the other, so a function runs wherever its keys' stage
+    /// sends it. The serving store's reply is the client's; the other's failure is counted.
+    pub async fn everywhere(&self, req: Request<'_>) -> StoreResult<Frame> {
+        let call = Call {
+            client: req.client,
+            db: req.db,
+            key: None,
+            args: req.args,
+            write: true,
+            resp3: req.resp3,
+        };
+        let serve = self.serving_side();
+        let out = self.on(serve, call).await?;
+        if !is_error(&out.0) {
+            let r = self.on(other(serve), call).await;
+            if !matches!(&r, Ok((f, _)) if !is_error(f)) {
+                self.stats
+                    .secondary_write_errors
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(out)
+    }
+
     /// `EXEC` of a transaction queued during a migration: the queue runs as one `MULTI …
     /// EXEC` on the store its first key's stage writes first (atomic there), under the
     /// keys' locks, after copying forward keys the new store may lack; then every key a

@@ -196,6 +196,18 @@ pub trait MigrationControl: Send + Sync {
     /// `Err` with the reason when a side holds strings only (SQL, PHP files): then the
     /// commands on other types are refused, naming that store.
     fn commands_supported(&self) -> Result<(), String>;
+    /// Runs a keyless command that changes a store's scripts (FUNCTION LOAD, DELETE…) on
+    /// both stores: the serving store's reply.
+    fn everywhere<'a>(
+        &'a self,
+        req: crate::migrate::typed::Request<'a>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = StoreResult<crate::migrate::command::Frame>>
+                + Send
+                + 'a,
+        >,
+    >;
     /// Runs a transaction's queue at EXEC (`migrate/typed.rs`): its EXEC reply frame.
     fn transaction<'a>(
         &'a self,

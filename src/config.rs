@@ -293,6 +293,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSIOND_MIGRATE_GUARD", value_name = "BOUNDS")]
     pub migrate_guard: Option<String>,
 
+    /// Share of reads compared in the shadow and live stages, 0-100 (the others read only
+    /// the serving store). Default 100.
+    #[arg(long, env = "SESSIOND_MIGRATE_SHADOW_SAMPLE", value_name = "PERCENT")]
+    pub migrate_shadow_sample: Option<f64>,
+
     /// What clients put before the session id. Default PHPREDIS_SESSION:
     #[arg(long, env = "SESSIOND_MIGRATE_CLIENT_PREFIX", value_name = "PREFIX")]
     pub migrate_client_prefix: Option<String>,
@@ -354,6 +359,7 @@ struct FileConfig {
     migrate_stage: Option<String>,
     migrate_percent: Option<f64>,
     migrate_guard: Option<String>,
+    migrate_shadow_sample: Option<f64>,
     migrate_client_prefix: Option<String>,
     migrate_legacy_prefix: Option<String>,
 }
@@ -476,6 +482,8 @@ pub struct MigrationConfig {
     pub setting: Setting,
     pub keys: KeyMap,
     pub guard: Option<crate::migrate::guard::GuardConfig>,
+    /// Share of shadow reads compared, in hundredths of a percent.
+    pub shadow_sample: u32,
 }
 
 impl Default for Config {
@@ -859,6 +867,12 @@ impl Config {
                     Some(g) if g != "off" => Some(crate::migrate::guard::GuardConfig::parse(&g)?),
                     _ => None,
                 };
+                let sample = args
+                    .migrate_shadow_sample
+                    .or(file.migrate_shadow_sample)
+                    .unwrap_or(100.0);
+                let shadow_sample = crate::migrate::router::sample_basis_points(sample)
+                    .map_err(|e| format!("migrate-shadow-sample: {e}"))?;
                 c.migration = Some(MigrationConfig {
                     from,
                     to,
@@ -866,6 +880,7 @@ impl Config {
                         .map_err(|e| format!("migrate-percent: {e}"))?,
                     keys,
                     guard,
+                    shadow_sample,
                 });
             }
             _ => return Err("--migrate-from and --migrate-to go together".into()),

@@ -176,6 +176,7 @@ async fn run_migration(config: Config, m: MigrationConfig) -> Result<(), String>
     let mut router = Router::new(Timed::new(old), Timed::new(new), m.keys, m.setting);
     (router.old_kind, router.new_kind) = (old_kind, new_kind);
     *router.guard.get_mut().unwrap_or_else(|p| p.into_inner()) = m.guard;
+    router.shadow_sample = std::sync::atomic::AtomicU32::new(m.shadow_sample);
     let mut server = Server::new(router, config.clone());
     server.persist = persist.clone();
     if let Some(hub) = server.store.embedded_hub() {

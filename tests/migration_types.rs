@@ -743,3 +743,51 @@ fn transactions_run_on_the_authoritative_store_and_are_mirrored() {
     assert_eq!(c.cmd(&["DISCARD"]), Value::Simple("OK".into()));
     assert_eq!(n.cmd(&["EXISTS", "cart:1"]), Value::Int(1));
 }
+
+/// `migrate-shadow-sample`: the share of reads compared in shadow and live, live.
+#[test]
+fn shadow_sample_sets_the_share_of_compared_reads() {
+    let old = redis_server(&[]);
+    let s = sessiond(&[
+        "--migrate-from",
+        &format!("redis://127.0.0.1:{}", old.port),
+        "--migrate-to",
+        "embedded",
+        "--migrate-stage",
+        "shadow",
+        "--migrate-shadow-sample",
+        "0",
+    ]);
+    let mut c = s.connect();
+    let compared = |c: &mut Conn| -> u64 {
+        let info = c.cmd(&["INFO", "migration"]).as_str();
+        info.lines()
+            .find_map(|l| l.strip_prefix("compare_match:"))
+            .and_then(|v| v.parse().ok())
+            .expect("compare_match")
+    };
+    assert_eq!(
+        c.cmd(&["CONFIG", "GET", "migrate-shadow-sample"]),
+        Value::Array(vec![Value::bulk("migrate-shadow-sample"), Value::bulk("0")])
+    );
+    c.cmd(&["HSET", "h", "f", "v"]);
+    c.cmd(&["SET", "k", "v"]);
+    for _ in 0..50 {
+        assert_eq!(c.cmd(&["HGET", "h", "f"]), Value::bulk("v"));
+        assert_eq!(c.cmd(&["GET", "k"]), Value::bulk("v"));
+    }
+    assert_eq!(compared(&mut c), 0, "nothing compared at 0%");
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "migrate-shadow-sample", "100"]),
+        Value::Simple("OK".into())
+    );
+    for _ in 0..50 {
+        c.cmd(&["HGET", "h", "f"]);
+        c.cmd(&["GET", "k"]);
+    }
+    assert_eq!(compared(&mut c), 100, "every read compared at 100%");
+    assert!(matches!(
+        c.cmd(&["CONFIG", "SET", "migrate-shadow-sample", "101"]),
+        Value::Error(_)
+    ));
+}

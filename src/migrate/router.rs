@@ -105,8 +105,18 @@ pub struct Router<O: Store, N: Store> {
     pub guard: Mutex<Option<super::guard::GuardConfig>>,
     /// Orders typed writes and their mirrors per key (`typed.rs`).
     pub(super) locks: super::typed::KeyLocks,
+    /// Share of shadow reads compared, in hundredths of a percent (`migrate-shadow-sample`).
+    pub shadow_sample: AtomicU32,
     /// Who the router's own copies are sent as.
     pub(super) internal: std::sync::Arc<crate::server::clients::ClientHandle>,
+}
+
+/// `migrate-shadow-sample` as hundredths of a percent.
+pub fn sample_basis_points(percent: f64) -> Result<u32, String> {
+    if !(0.0..=100.0).contains(&percent) || percent.is_nan() {
+        return Err(format!("{percent}: expected 0 to 100"));
+    }
+    Ok((percent * 100.0).round() as u32)
 }
 
 fn pack(s: Setting) -> u32 {
@@ -172,6 +182,7 @@ impl<O: Store, N: Store> Router<O, N> {
             new_kind: "new",
             guard: Mutex::new(None),
             locks: Default::default(),
+            shadow_sample: AtomicU32::new(10_000),
             internal: crate::server::clients::ClientHandle::internal("migration-router"),
         }
     }
@@ -218,7 +229,15 @@ impl<O: Store, N: Store> Router<O, N> {
     }
 
     fn plan(&self, key: &[u8]) -> Plan {
-        self.setting().stage_for(self.keys.session_id(key)).plan()
+        let mut p = self.setting().stage_for(self.keys.session_id(key)).plan();
+        p.compare &= self.sampled();
+        p
+    }
+
+    /// Whether this read is one of the compared share (`migrate-shadow-sample`).
+    pub(super) fn sampled(&self) -> bool {
+        let bp = self.shadow_sample.load(Ordering::Relaxed);
+        bp >= 10_000 || fastrand::u32(..10_000) < bp
     }
 
     /// What keyspace-wide commands (DBSIZE, SCAN, FLUSHALL…) do: the current stage's plan,
@@ -378,6 +397,15 @@ impl<O: Store + CommandStore, N: Store + CommandStore> MigrationControl for Rout
 
     fn set_guard(&self, g: Option<super::guard::GuardConfig>) {
         *self.guard.lock().unwrap_or_else(|p| p.into_inner()) = g;
+    }
+
+    fn shadow_sample(&self) -> u32 {
+        self.shadow_sample.load(Ordering::Relaxed)
+    }
+
+    fn set_shadow_sample(&self, basis_points: u32) {
+        self.shadow_sample
+            .store(basis_points.min(10_000), Ordering::Relaxed);
     }
 
     fn commands_supported(&self) -> Result<(), String> {

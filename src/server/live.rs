@@ -47,6 +47,7 @@ pub const PARAMS: &[&str] = &[
     "migrate-stage",
     "migrate-percent",
     "migrate-guard",
+    "migrate-shadow-sample",
     "upstream-timeout-ms",
     "save",
     "notify-keyspace-events",
@@ -149,6 +150,11 @@ pub fn get<S: Store>(server: &Server<S>, name: &str) -> String {
             .migration()
             .map(|m| m.guard().map_or_else(|| "off".to_string(), |g| g.render()))
             .unwrap_or_default(),
+        "migrate-shadow-sample" => server
+            .store
+            .migration()
+            .map(|m| (m.shadow_sample() as f64 / 100.0).to_string())
+            .unwrap_or_default(),
         "upstream-timeout-ms" => upstream_options(server)
             .first()
             .map(|o| o.timeout().as_millis().to_string())
@@ -214,6 +220,7 @@ pub fn migration_change<S: Store>(
 pub enum Change {
     LogLevel(String),
     MigrateGuard(Option<crate::migrate::guard::GuardConfig>),
+    MigrateShadowSample(u32),
     UpstreamTimeout(std::time::Duration),
     RequirePass(String),
     MaxMemory(u64),
@@ -274,6 +281,7 @@ pub const SETTABLE: &[&str] = &[
     "lua-memory-limit",
     "loglevel",
     "migrate-guard",
+    "migrate-shadow-sample",
     "upstream-timeout-ms",
 ];
 
@@ -380,6 +388,15 @@ pub fn prepare<S: Store>(server: &Server<S>, name: &str, value: &str) -> Result<
                 g => Some(crate::migrate::guard::GuardConfig::parse(g)?),
             })
         }
+        "migrate-shadow-sample" => {
+            if server.store.migration().is_none() {
+                return Err("not migrating (start with --migrate-from and --migrate-to)".into());
+            }
+            let p = value
+                .parse::<f64>()
+                .map_err(|_| "argument couldn't be parsed into a number".to_string())?;
+            Change::MigrateShadowSample(crate::migrate::router::sample_basis_points(p)?)
+        }
         "upstream-timeout-ms" => {
             if upstream_options(server).is_empty() {
                 return Err("no upstream Redis in this mode".into());
@@ -443,6 +460,16 @@ pub fn apply<S: Store>(server: &Server<S>, change: Change, who: &str) {
                 server
                     .audit
                     .record(who, "migration guard", &before, &render(g), "");
+            }
+        }
+        Change::MigrateShadowSample(bp) => {
+            if let Some(m) = server.store.migration() {
+                let before = format!("{}%", m.shadow_sample() as f64 / 100.0);
+                m.set_shadow_sample(bp);
+                let after = format!("{}%", bp as f64 / 100.0);
+                server
+                    .audit
+                    .record(who, "migration shadow sample", &before, &after, "");
             }
         }
         Change::UpstreamTimeout(d) => {

@@ -189,6 +189,9 @@ pub trait MigrationControl: Send + Sync {
     /// The guarded ramp's bounds (`None`: off).
     fn guard(&self) -> Option<crate::migrate::guard::GuardConfig>;
     fn set_guard(&self, g: Option<crate::migrate::guard::GuardConfig>);
+    /// Share of shadow reads compared, in hundredths of a percent.
+    fn shadow_sample(&self) -> u32;
+    fn set_shadow_sample(&self, basis_points: u32);
     /// The engine a script runs on in the current setting: the one store every session is
     /// served from and written to (`off`: the old store; `complete` at 100%: the new one),
     /// if that store is the embedded engine. Otherwise Redis's error text saying why.

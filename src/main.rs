@@ -295,6 +295,7 @@ async fn migrate(m: MigrateCommand) -> Result<std::process::ExitCode, String> {
             quiet,
         } => {
             let (from, to, persist) = open_sides(&sides).await?;
+            let from = std::sync::Arc::new(from);
             let started = std::time::Instant::now();
             let o = backfill::BackfillOptions {
                 rate,

@@ -198,7 +198,7 @@ pub struct BackfillOptions {
 
 /// Copies every unexpired session of `from` missing in `to`.
 pub async fn backfill(
-    from: &AnyStore,
+    from: &std::sync::Arc<AnyStore>,
     to: &AnyStore,
     o: &BackfillOptions,
 ) -> Result<Progress, String> {
@@ -223,27 +223,76 @@ pub async fn backfill(
     let seen_at_start = p.seen;
     let typed = typed(from, to);
     let me = ClientHandle::internal("migrate-backfill");
-    while p.cursor != Cursor::Done {
-        let now = crate::clock::now_ms();
-        let (items, next) = page(from, &p.cursor, o.batch.max(1), now).await?;
-        // Up to CONCURRENCY sessions in flight: a copy is a few round trips, mostly waiting.
-        for chunk in items.chunks(CONCURRENCY) {
-            let outcomes = futures_util::future::join_all(chunk.iter().map(|it| async {
-                if typed && it.known.is_none() {
-                    copy_typed(from, to, &me, &it.key, now).await
-                } else {
-                    copy_one(from, to, it, now).await
-                }
-            }))
-            .await;
-            for o in outcomes {
+    if typed {
+        // Between Redis-protocol stores: pages in two pipelined round trips each, the next
+        // page read while this one is written (`copy.rs` has the copy itself).
+        let mut now = crate::clock::now_ms();
+        let (mut items, mut next) = page(from, &p.cursor, o.batch.max(1), now).await?;
+        let mut reads = read_page(from, &me, &items).await;
+        while !items.is_empty() || p.cursor != Cursor::Done {
+            // On another worker thread: writing into the embedded engine keeps this one busy.
+            let ahead = {
+                let (from, me, next, batch) =
+                    (from.clone(), me.clone(), next.clone(), o.batch.max(1));
+                tokio::spawn(async move {
+                    let now = crate::clock::now_ms();
+                    let (items, after) = page(&from, &next, batch, now).await?;
+                    let reads = read_page(&from, &me, &items).await;
+                    Ok::<_, String>((items, after, reads, now))
+                })
+            };
+            let outcomes = write_page(to, &me, &items, reads, now).await;
+            for c in outcomes {
                 p.seen += 1;
-                match o {
+                match c {
                     Copy::Copied => p.copied += 1,
                     Copy::Kept => p.kept += 1,
                     Copy::Gone => p.gone += 1,
                     Copy::Error => p.errors += 1,
                 }
+            }
+            // Everything before `next` is copied: that is the checkpoint.
+            p.cursor = next;
+            if let Some(path) = &o.checkpoint {
+                save(path, &p)?;
+            }
+            bar.set_position(p.seen);
+            pace(o.rate, p.seen - seen_at_start, started).await;
+            if p.cursor == Cursor::Done {
+                ahead.abort();
+                break;
+            }
+            (items, next, reads, now) = ahead.await.map_err(|e| e.to_string())??;
+        }
+        bar.finish();
+        p.this_run = p.seen - seen_at_start;
+        return Ok(p);
+    }
+    while p.cursor != Cursor::Done {
+        let now = crate::clock::now_ms();
+        let (items, next) = page(from, &p.cursor, o.batch.max(1), now).await?;
+        // Up to CONCURRENCY sessions in flight, a new one starting as soon as one ends: a
+        // copy is a few round trips, mostly waiting, and the multiplexed connections
+        // pipeline what is in flight.
+        use futures_util::StreamExt;
+        let mut outcomes = futures_util::stream::iter(items.iter().map(|it| {
+            let me = &me;
+            async move {
+                if typed && it.known.is_none() {
+                    copy_typed(from, to, me, &it.key, now).await
+                } else {
+                    copy_one(from, to, it, now).await
+                }
+            }
+        }))
+        .buffer_unordered(CONCURRENCY);
+        while let Some(o) = outcomes.next().await {
+            p.seen += 1;
+            match o {
+                Copy::Copied => p.copied += 1,
+                Copy::Kept => p.kept += 1,
+                Copy::Gone => p.gone += 1,
+                Copy::Error => p.errors += 1,
             }
         }
         p.cursor = next;
@@ -255,22 +304,120 @@ pub async fn backfill(
             "copied {} kept {} gone {} errors {}",
             p.copied, p.kept, p.gone, p.errors
         ));
-        if o.rate > 0 {
-            // Pace: the sessions done in this run may not be ahead of rate × elapsed.
-            let due = Duration::from_secs_f64((p.seen - seen_at_start) as f64 / o.rate as f64);
-            let elapsed = started.elapsed();
-            if due > elapsed {
-                tokio::time::sleep(due - elapsed).await;
-            }
-        }
+        pace(o.rate, p.seen - seen_at_start, started).await;
     }
     bar.finish();
     p.this_run = p.seen - seen_at_start;
     Ok(p)
 }
 
+/// Pace: the sessions done in this run may not be ahead of rate × elapsed.
+async fn pace(rate: u64, done: u64, started: Instant) {
+    if rate > 0 {
+        let due = Duration::from_secs_f64(done as f64 / rate as f64);
+        let elapsed = started.elapsed();
+        if due > elapsed {
+            tokio::time::sleep(due - elapsed).await;
+        }
+    }
+}
+
+/// What the source said of one key of a page.
+enum Read {
+    Live(Bytes, i64),
+    Gone,
+    Error,
+}
+
+/// `DUMP` and `PEXPIRETIME` of a whole page in one pipelined request to the source.
+async fn read_page(
+    from: &AnyStore,
+    me: &std::sync::Arc<ClientHandle>,
+    items: &[Item],
+) -> Vec<Read> {
+    use crate::resp::value::{decode, Value};
+    if items.is_empty() {
+        return Vec::new();
+    }
+    let reads: Vec<Vec<&[u8]>> = items
+        .iter()
+        .flat_map(|it| {
+            [
+                vec![&b"DUMP"[..], &it.key[..]],
+                vec![&b"PEXPIRETIME"[..], &it.key[..]],
+            ]
+        })
+        .collect();
+    let Ok(frames) = from.pipeline(me, 0, &reads).await else {
+        return items.iter().map(|_| Read::Error).collect();
+    };
+    frames
+        .chunks(2)
+        .map(
+            |pair| match (decode(&pair[0], u64::MAX), decode(&pair[1], u64::MAX)) {
+                (Ok(Some((Value::Nil, _))), _) | (_, Ok(Some((Value::Int(-2), _)))) => Read::Gone,
+                (Ok(Some((Value::Bulk(b), _))), Ok(Some((Value::Int(at), _)))) => {
+                    Read::Live(b, at.max(0))
+                }
+                _ => Read::Error,
+            },
+        )
+        .collect()
+}
+
+/// One `RESTORE … ABSTTL` per live key of a page (no `REPLACE`: a key already in the target
+/// is kept) in one pipelined request to the target (per node in a cluster).
+async fn write_page(
+    to: &AnyStore,
+    me: &std::sync::Arc<ClientHandle>,
+    items: &[Item],
+    reads: Vec<Read>,
+    now: i64,
+) -> Vec<Copy> {
+    let mut out: Vec<Copy> = Vec::with_capacity(items.len());
+    let mut restores: Vec<(usize, Vec<u8>, Bytes)> = Vec::new();
+    for (i, r) in reads.into_iter().enumerate() {
+        out.push(match r {
+            Read::Live(_, at) if at > 0 && at <= now => Copy::Gone,
+            Read::Live(payload, at) => {
+                restores.push((i, at.to_string().into_bytes(), payload));
+                Copy::Error
+            }
+            Read::Gone => Copy::Gone,
+            Read::Error => Copy::Error,
+        });
+    }
+    if restores.is_empty() {
+        return out;
+    }
+    let writes: Vec<Vec<&[u8]>> = restores
+        .iter()
+        .map(|(i, at, payload)| {
+            vec![
+                &b"RESTORE"[..],
+                &items[*i].key[..],
+                &at[..],
+                &payload[..],
+                &b"ABSTTL"[..],
+            ]
+        })
+        .collect();
+    if let Ok(frames) = to.pipeline(me, 0, &writes).await {
+        for ((i, _, _), f) in restores.iter().zip(frames) {
+            out[*i] = if f.starts_with(b"+") {
+                Copy::Copied
+            } else if f.starts_with(b"-BUSYKEY") {
+                Copy::Kept
+            } else {
+                Copy::Error
+            };
+        }
+    }
+    out
+}
+
 /// Sessions copied at the same time.
-const CONCURRENCY: usize = 64;
+const CONCURRENCY: usize = 256;
 
 enum Copy {
     Copied,

@@ -43,6 +43,14 @@ pub trait CommandStore: Send + Sync {
         call: Call<'_>,
         commands: &[&[&[u8]]],
     ) -> impl Future<Output = StoreResult<Frame>> + Send;
+    /// Independent commands in as few round trips as the store allows (bulk copies): every
+    /// reply frame, in order.
+    fn pipeline(
+        &self,
+        client: &Arc<ClientHandle>,
+        db: Db,
+        commands: &[Vec<&[u8]>],
+    ) -> impl Future<Output = StoreResult<Vec<Bytes>>> + Send;
     /// The embedded engine's pub/sub hub, for the process to share.
     fn hub(&self) -> Option<Arc<crate::pubsub::Hub>>;
 }
@@ -90,6 +98,29 @@ impl CommandStore for AnyStore {
         }
     }
 
+    async fn pipeline(
+        &self,
+        client: &Arc<ClientHandle>,
+        db: Db,
+        commands: &[Vec<&[u8]>],
+    ) -> StoreResult<Vec<Bytes>> {
+        match self {
+            AnyStore::Embedded(side) => commands
+                .iter()
+                .map(|c| {
+                    side.call(client, db, c, false)
+                        .map(|(f, _)| f)
+                        .map_err(StoreError::Other)
+                })
+                .collect(),
+            AnyStore::Redis(up) => up.pipeline(db, commands).await,
+            AnyStore::Files(_) | AnyStore::Sql(_) => Err(StoreError::Other(format!(
+                "ERR the {} store holds string sessions only",
+                self.kind()
+            ))),
+        }
+    }
+
     fn hub(&self) -> Option<Arc<crate::pubsub::Hub>> {
         match self {
             AnyStore::Embedded(side) => Some(side.server.pubsub.clone()),
@@ -111,6 +142,15 @@ impl<S: CommandStore> CommandStore for Timed<S> {
         self.timed(self.inner.block(call, commands)).await
     }
 
+    async fn pipeline(
+        &self,
+        client: &Arc<ClientHandle>,
+        db: Db,
+        commands: &[Vec<&[u8]>],
+    ) -> StoreResult<Vec<Bytes>> {
+        self.timed(self.inner.pipeline(client, db, commands)).await
+    }
+
     fn hub(&self) -> Option<Arc<crate::pubsub::Hub>> {
         self.inner.hub()
     }
@@ -130,6 +170,17 @@ impl CommandStore for crate::engine::Engine {
     }
 
     async fn block(&self, _call: Call<'_>, _commands: &[&[&[u8]]]) -> StoreResult<Frame> {
+        Err(StoreError::Other(
+            "ERR a bare engine runs no commands".into(),
+        ))
+    }
+
+    async fn pipeline(
+        &self,
+        _client: &Arc<ClientHandle>,
+        _db: Db,
+        _commands: &[Vec<&[u8]>],
+    ) -> StoreResult<Vec<Bytes>> {
         Err(StoreError::Other(
             "ERR a bare engine runs no commands".into(),
         ))

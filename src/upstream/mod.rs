@@ -654,6 +654,92 @@ impl Upstream {
         }
     }
 
+    /// Sends many independent commands with as few round trips as the topology allows: one
+    /// request per node, grouped by each command's key (`args[1]`), the nodes at once. The
+    /// replies come back in the commands' order. A command whose slot moved meanwhile is
+    /// sent again on its own, its redirection followed. For bulk copies (`migrate
+    /// backfill`), where one round trip per key would bound the rate.
+    pub async fn pipeline(&self, db: Db, commands: &[Vec<&[u8]>]) -> StoreResult<Vec<Bytes>> {
+        let keys: Vec<&[u8]> = commands
+            .iter()
+            .map(|c| c.get(1).copied().unwrap_or(b""))
+            .collect();
+        let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
+        let groups = self.by_node(&keys);
+        let sends = groups.iter().map(|(node, idx)| {
+            let mut req = BytesMut::new();
+            for &i in idx {
+                encode(&mut req, &commands[i]);
+            }
+            self.frames_on(node, db, req.freeze(), idx.len(), slot)
+        });
+        let replies = futures_util::future::join_all(sends).await;
+        let mut out = vec![Bytes::new(); commands.len()];
+        for ((_, idx), frames) in groups.iter().zip(replies) {
+            let frames = frames.map_err(|(Retry::Lost(e) | Retry::No(e))| StoreError::Other(e))?;
+            for (&i, f) in idx.iter().zip(frames) {
+                out[i] = f;
+            }
+        }
+        for (i, f) in out.iter_mut().enumerate() {
+            if cluster::redirect(f).is_some() {
+                *f = self
+                    .call_frame(db, Some(keys[i]), &commands[i], true, false)
+                    .await?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// One request of `count` commands on one node: every reply frame, in order.
+    async fn frames_on(
+        &self,
+        node: &Arc<Node>,
+        db: Db,
+        req: Bytes,
+        count: usize,
+        slot: u64,
+    ) -> Result<Vec<Bytes>, Retry> {
+        let key = node
+            .pool_key(db, false)
+            .ok_or_else(|| Retry::No("ERR DB index is out of range".into()))?;
+        let conn = node.conn(key, slot).await.map_err(Retry::Lost)?;
+        node.stats.requests.fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout(self.opts.timeout(), conn.send(req, count)).await {
+            Ok(Ok(bytes)) => {
+                let mut frames = Vec::with_capacity(count);
+                let mut at = 0;
+                while at < bytes.len() {
+                    let mut scan = FrameScanner::default();
+                    match scan.next_frame(&bytes[at..], MAX_REPLY_BULK) {
+                        Ok(Some(n)) => {
+                            frames.push(bytes.slice(at..at + n));
+                            at += n;
+                        }
+                        _ => return Err(Retry::No("ERR malformed reply from upstream".into())),
+                    }
+                }
+                if frames.len() != count {
+                    return Err(Retry::No("ERR malformed reply from upstream".into()));
+                }
+                Ok(frames)
+            }
+            Ok(Err(_)) => {
+                node.stats.errors.fetch_add(1, Ordering::Relaxed);
+                conn.kill();
+                Err(Retry::Lost(forward::lost_message(&node.addr)))
+            }
+            Err(_) => {
+                node.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                conn.kill();
+                Err(Retry::Lost(forward::timeout_message(
+                    &node.addr,
+                    self.opts.timeout(),
+                )))
+            }
+        }
+    }
+
     /// Sends `commands` back to back on one connection of the node serving `key` (a
     /// `MULTI … EXEC` block, which Redis runs atomically) and returns the last reply frame.
     /// Nothing is retried or redirected: a transaction that met a moved slot fails with

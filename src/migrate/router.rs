@@ -266,9 +266,12 @@ impl<O: Store, N: Store> Router<O, N> {
         new: &StoreResult<Option<Bytes>>,
     ) {
         let c = &self.stats.compare;
+        // The string path compares GET-shaped reads: the `string` family.
+        let family = &self.stats.by_family.counts[0];
         let kind = match (old, new) {
             (Ok(a), Ok(b)) if a == b => {
                 c.matched.fetch_add(1, Ordering::Relaxed);
+                family[0].fetch_add(1, Ordering::Relaxed);
                 return;
             }
             (Ok(Some(_)), Ok(None)) => {
@@ -288,6 +291,7 @@ impl<O: Store, N: Store> Router<O, N> {
                 "error"
             }
         };
+        family[1].fetch_add(1, Ordering::Relaxed);
         self.stats.sample(op, kind, id);
     }
 
@@ -496,6 +500,22 @@ impl<O: Store + CommandStore, N: Store + CommandStore> MigrationControl for Rout
                 &[("result", result)],
                 n(v),
             );
+        }
+        for (family, [m, d]) in crate::metrics::FAMILIES
+            .iter()
+            .zip(&self.stats.by_family.counts)
+        {
+            let (m, d) = (n(m), n(d));
+            if m + d > 0 {
+                for (result, v) in [("match", m), ("differ", d)] {
+                    f.counter(
+                        "migration_family_comparisons",
+                        "Shadow reads compared, by command family and result.",
+                        &[("family", family), ("result", result)],
+                        v,
+                    );
+                }
+            }
         }
         f.counter(
             "migration_fallback_reads",

@@ -250,6 +250,8 @@ fn migration_metrics_report_stage_comparisons_and_store_latency() {
         "embedded",
         "--migrate-stage",
         "shadow",
+        "--migrate-shadow-sample",
+        "100",
     ]);
     let mut c = s.connect();
     assert_eq!(

@@ -80,7 +80,14 @@ fn client(
 fn redis_to_embedded_through_every_stage_with_a_rollback() {
     let old = redis_server(&[]);
     let url = format!("redis://127.0.0.1:{}", old.port);
-    let s = sessiond(&["--migrate-from", &url, "--migrate-to", "embedded"]);
+    let s = sessiond(&[
+        "--migrate-from",
+        &url,
+        "--migrate-to",
+        "embedded",
+        "--migrate-shadow-sample",
+        "100",
+    ]);
     // The legacy sessions, written to the old store before the migration starts.
     let mut o = old.connect();
     for c in 0..CLIENTS {
@@ -216,6 +223,8 @@ fn admin_api_and_ctl_control_the_migration() {
         "embedded",
         "--migrate-stage",
         "dualwrite",
+        "--migrate-shadow-sample",
+        "100",
         "--admin-listen",
         &admin,
     ]);
@@ -465,7 +474,14 @@ fn mariadb_and_memcached_to_redis_through_every_stage() {
         db.port
     );
     let to = format!("redis://127.0.0.1:{}", new.port);
-    let s = sessiond(&["--migrate-from", &from, "--migrate-to", &to]);
+    let s = sessiond(&[
+        "--migrate-from",
+        &from,
+        "--migrate-to",
+        &to,
+        "--migrate-shadow-sample",
+        "100",
+    ]);
     migrate_under_load(&s);
     // The cache in front of the table served reads (read-through filled it).
     assert!(memcached_stat(mc_port, "get_hits") > 0);

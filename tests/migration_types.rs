@@ -24,6 +24,8 @@ const SETS: usize = 1000;
 const CLIENTS: usize = 4;
 /// Keys of each type each client owns (the rest are only migrated).
 const OWNED: usize = 25;
+/// Every shadow read compared (the default compares a sample), so the counts are exact.
+const SAMPLE: &str = "--migrate-shadow-sample";
 
 fn str_key(i: usize) -> String {
     format!("sess:{i}")
@@ -412,7 +414,14 @@ fn every_type_from_redis_to_embedded() {
     let old = redis_server(&[]);
     preload(&mut old.connect());
     let url = format!("redis://127.0.0.1:{}", old.port);
-    let s = sessiond(&["--migrate-from", &url, "--migrate-to", "embedded"]);
+    let s = sessiond(&[
+        "--migrate-from",
+        &url,
+        "--migrate-to",
+        "embedded",
+        SAMPLE,
+        "100",
+    ]);
     migrate_under_load(&s);
 }
 
@@ -420,7 +429,14 @@ fn every_type_from_redis_to_embedded() {
 fn every_type_from_embedded_to_redis() {
     let new = redis_server(&[]);
     let url = format!("redis://127.0.0.1:{}", new.port);
-    let s = sessiond(&["--migrate-from", "embedded", "--migrate-to", &url]);
+    let s = sessiond(&[
+        "--migrate-from",
+        "embedded",
+        "--migrate-to",
+        &url,
+        SAMPLE,
+        "100",
+    ]);
     // Stage off: the keys go to the old store, the embedded engine, only.
     preload(&mut s.connect());
     assert_eq!(new.connect().cmd(&["DBSIZE"]), Value::Int(0));
@@ -434,7 +450,7 @@ fn every_type_from_redis_to_a_cluster() {
     let nodes = support::redis_cluster();
     let from = format!("redis://127.0.0.1:{}", old.port);
     let to = format!("redis+cluster://127.0.0.1:{}", nodes[0].port);
-    let s = sessiond(&["--migrate-from", &from, "--migrate-to", &to]);
+    let s = sessiond(&["--migrate-from", &from, "--migrate-to", &to, SAMPLE, "100"]);
     migrate_under_load(&s);
     // The keys really are spread over the three primaries.
     for n in &nodes {
@@ -790,4 +806,87 @@ fn shadow_sample_sets_the_share_of_compared_reads() {
         c.cmd(&["CONFIG", "SET", "migrate-shadow-sample", "101"]),
         Value::Error(_)
     ));
+}
+
+/// Hash field TTLs travel: Redis 7.0's DUMP format (the one the engine writes) has none, so
+/// a hash with field TTLs is copied field by field, each with its expiry. Shown between two
+/// engines (another sessiond as the old store, through `redis://`): copy-forward, the mirror
+/// of a write, and backfill.
+#[test]
+fn hash_field_ttls_travel_with_the_hash() {
+    let old = sessiond(&[]);
+    let mut o = old.connect();
+    assert_eq!(
+        o.cmd(&["HSET", "sess:f", "a", "1", "b", "2"]),
+        Value::Int(2)
+    );
+    assert_eq!(
+        o.cmd(&["HPEXPIRE", "sess:f", "600000", "FIELDS", "1", "a"]),
+        Value::Array(vec![Value::Int(1)])
+    );
+    assert_eq!(o.cmd(&["EXPIRE", "sess:f", "3600"]), Value::Int(1));
+    let times = |c: &mut Conn, fields: &[&str]| -> Value {
+        let n = fields.len().to_string();
+        let mut args = vec!["HPEXPIRETIME", "sess:f", "FIELDS", n.as_str()];
+        args.extend_from_slice(fields);
+        c.cmd(&args)
+    };
+    let url = format!("redis://127.0.0.1:{}", old.port);
+    let s = sessiond(&[
+        "--migrate-from",
+        &url,
+        "--migrate-to",
+        "embedded",
+        "--migrate-stage",
+        "rampdown",
+    ]);
+    let mut c = s.connect();
+    // Copy-forward on a read in rampdown.
+    let Value::Array(all) = c.cmd(&["HGETALL", "sess:f"]) else {
+        panic!("HGETALL")
+    };
+    assert_eq!(all.len(), 4);
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "migrate-stage", "complete"]),
+        Value::Simple("OK".into())
+    );
+    assert_eq!(times(&mut c, &["a", "b"]), times(&mut o, &["a", "b"]));
+    assert!(matches!(times(&mut c, &["a"]), Value::Array(t) if t[0] != Value::Int(-1)));
+    assert_eq!(
+        c.cmd(&["PEXPIRETIME", "sess:f"]),
+        o.cmd(&["PEXPIRETIME", "sess:f"])
+    );
+    // The mirror of a write (live: the engine first, then the old store).
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "migrate-stage", "live"]),
+        Value::Simple("OK".into())
+    );
+    assert_eq!(c.cmd(&["HSET", "sess:f", "c", "3"]), Value::Int(1));
+    assert_eq!(
+        c.cmd(&["HPEXPIRE", "sess:f", "900000", "FIELDS", "1", "c"]),
+        Value::Array(vec![Value::Int(1)])
+    );
+    assert_eq!(o.cmd(&["HGET", "sess:f", "c"]), Value::bulk("3"));
+    assert_eq!(
+        times(&mut o, &["a", "b", "c"]),
+        times(&mut c, &["a", "b", "c"])
+    );
+    let info = c.cmd(&["INFO", "migration"]).as_str();
+    assert!(info.contains("secondary_write_errors:0"), "{info}");
+    // Backfill into a third engine.
+    let target = sessiond(&[]);
+    let out = std::process::Command::new(support::sessiond_bin())
+        .args(["migrate", "backfill", "--from", &url, "--to"])
+        .arg(format!("redis://127.0.0.1:{}", target.port))
+        .arg("--quiet")
+        .output()
+        .expect("backfill");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("0 errors"), "{report}");
+    let mut t = target.connect();
+    assert_eq!(
+        times(&mut t, &["a", "b", "c"]),
+        times(&mut o, &["a", "b", "c"])
+    );
 }

@@ -437,7 +437,7 @@ async fn migrated<S: Store>(
         Some(CmdId::Exec) => return multi::exec_migrating(cx, m).await,
         _ => {}
     }
-    let req = crate::migrate::typed::Request {
+    let req = crate::store::CommandRequest {
         client: &cx.client.handle,
         db: cx.client.db,
         args,
@@ -468,7 +468,7 @@ pub(crate) async fn route_migrating<S: Store>(
     m.commands_supported().ok()?;
     let spec = table::lookup(args[0]).map(|i| &table::commands()[i])?;
     let eff = table::subcommand(spec, args).unwrap_or(spec);
-    let req = crate::migrate::typed::Request {
+    let req = crate::store::CommandRequest {
         client: &cx.client.handle,
         db: cx.client.db,
         args,

@@ -233,7 +233,7 @@ pub async fn exec_migrating<S: Store>(
             }
         }
     }
-    let req = crate::migrate::typed::Transaction {
+    let req = crate::store::TransactionRequest {
         client: &cx.client.handle,
         db: cx.client.db,
         commands: &argvs,

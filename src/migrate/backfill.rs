@@ -221,9 +221,8 @@ pub async fn backfill(
     bar.set_position(p.seen);
     let started = Instant::now();
     let seen_at_start = p.seen;
-    let typed = typed(from, to);
     let me = ClientHandle::internal("migrate-backfill");
-    if typed {
+    if typed(from, to) {
         // Between Redis-protocol stores: pages in two pipelined round trips each, the next
         // page read while this one is written (`copy.rs` has the copy itself).
         let mut now = crate::clock::now_ms();
@@ -241,7 +240,14 @@ pub async fn backfill(
                     Ok::<_, String>((items, after, reads, now))
                 })
             };
-            let outcomes = write_page(to, &me, &items, reads, now).await;
+            let mut outcomes = write_page(to, &me, &items, reads, now).await;
+            // What the pipelined copy could not do (a hash with field TTLs, whose payload
+            // one side cannot read or write) is copied key by key.
+            for (c, it) in outcomes.iter_mut().zip(&items) {
+                if matches!(c, Copy::Error) {
+                    *c = copy_typed(from, to, &me, &it.key).await;
+                }
+            }
             for c in outcomes {
                 p.seen += 1;
                 match c {
@@ -275,17 +281,9 @@ pub async fn backfill(
         // copy is a few round trips, mostly waiting, and the multiplexed connections
         // pipeline what is in flight.
         use futures_util::StreamExt;
-        let mut outcomes = futures_util::stream::iter(items.iter().map(|it| {
-            let me = &me;
-            async move {
-                if typed && it.known.is_none() {
-                    copy_typed(from, to, me, &it.key, now).await
-                } else {
-                    copy_one(from, to, it, now).await
-                }
-            }
-        }))
-        .buffer_unordered(CONCURRENCY);
+        let mut outcomes =
+            futures_util::stream::iter(items.iter().map(|it| copy_one(from, to, it, now)))
+                .buffer_unordered(CONCURRENCY);
         while let Some(o) = outcomes.next().await {
             p.seen += 1;
             match o {
@@ -432,19 +430,11 @@ async fn copy_typed(
     to: &AnyStore,
     me: &std::sync::Arc<ClientHandle>,
     key: &[u8],
-    now: i64,
 ) -> Copy {
-    let (payload, when) = match copy::dump(from, (me, 0), key).await {
-        Ok(Some(d)) => d,
-        Ok(None) => return Copy::Gone,
-        Err(_) => return Copy::Error,
-    };
-    if when != 0 && when <= now {
-        return Copy::Gone;
-    }
-    match copy::restore(to, (me, 0), key, &payload, when, false).await {
-        Ok(copy::Restored::Written) => Copy::Copied,
-        Ok(copy::Restored::Busy) => Copy::Kept,
+    match copy::copy_key(from, to, (me, 0), key, false).await {
+        Ok(copy::Copied::Written) => Copy::Copied,
+        Ok(copy::Copied::Busy) => Copy::Kept,
+        Ok(copy::Copied::Missing) => Copy::Gone,
         Err(_) => Copy::Error,
     }
 }

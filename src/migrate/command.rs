@@ -28,9 +28,7 @@ pub struct Call<'a> {
     pub resp3: bool,
 }
 
-/// The reply frame and whether the command wrote to the embedded engine (the connection
-/// then waits for the log as it does for its own writes).
-pub type Frame = (Bytes, bool);
+pub use crate::store::Frame;
 
 /// A store that runs Redis commands (every method forwards: no defaults to fall back on).
 pub trait CommandStore: Send + Sync {

@@ -113,6 +113,139 @@ pub async fn restore<S: CommandStore>(
     }
 }
 
+/// A key as copied: Redis's serialization, or, for a hash with field TTLs (which Redis 7.0's
+/// format, the one the engine writes, cannot carry), its fields with their expiry times.
+pub enum Snapshot {
+    Payload(Bytes),
+    /// (field, value, expiry in unix ms or 0).
+    Fields(Vec<(Bytes, Bytes, i64)>),
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copied {
+    Written,
+    /// The target had the key (a copy without `replace`): it stays.
+    Busy,
+    /// The source has no such key.
+    Missing,
+}
+
+/// Copies `key` from `from` to `to` with its absolute expiry, whatever its type: `DUMP` and
+/// `RESTORE`, or field by field for a hash with field TTLs (the engine refuses to `DUMP`
+/// one; a Redis 7.4 payload of one is refused by the engine's `RESTORE`). Without `replace`
+/// a key already in `to` is kept.
+pub async fn copy_key<A: CommandStore, B: CommandStore>(
+    from: &A,
+    to: &B,
+    at: At<'_>,
+    key: &[u8],
+    replace: bool,
+) -> StoreResult<Copied> {
+    let dumped = match dump(from, at, key).await {
+        Err(StoreError::Other(m)) if m.contains("field expiry") => None,
+        other => Some(other?),
+    };
+    if let Some(dumped) = dumped {
+        let Some((payload, when)) = dumped else {
+            return Ok(Copied::Missing);
+        };
+        match restore(to, at, key, &payload, when, replace).await {
+            Ok(Restored::Written) => return Ok(Copied::Written),
+            Ok(Restored::Busy) => return Ok(Copied::Busy),
+            Err(StoreError::Other(m)) if m.contains("Bad data format") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let Some((fields, when)) = hash_fields(from, at, key).await? else {
+        return Ok(Copied::Missing);
+    };
+    write_fields(to, at, key, &fields, when, replace).await
+}
+
+/// A hash's fields with their expiry times, and the key's; `None` if missing.
+#[allow(clippy::type_complexity)]
+pub async fn hash_fields<S: CommandStore>(
+    s: &S,
+    at: At<'_>,
+    key: &[u8],
+) -> StoreResult<Option<(Vec<(Bytes, Bytes, i64)>, i64)>> {
+    let Value::Array(flat) = own(s, at, &[b"HGETALL", key], false).await? else {
+        return Err(StoreError::Other("ERR unexpected HGETALL reply".into()));
+    };
+    if flat.is_empty() {
+        return Ok(None);
+    }
+    let mut pairs = Vec::with_capacity(flat.len() / 2);
+    let mut it = flat.into_iter();
+    while let (Some(Value::Bulk(f)), Some(Value::Bulk(v))) = (it.next(), it.next()) {
+        pairs.push((f, v));
+    }
+    let count = pairs.len().to_string();
+    let mut args: Vec<&[u8]> = vec![b"HPEXPIRETIME", key, b"FIELDS", count.as_bytes()];
+    args.extend(pairs.iter().map(|(f, _)| &f[..]));
+    let times = match own(s, at, &args, false).await? {
+        Value::Array(t) => t,
+        v => {
+            return Err(StoreError::Other(format!(
+                "ERR unexpected HPEXPIRETIME reply: {v:?}"
+            )))
+        }
+    };
+    let when = int(
+        own(s, at, &[b"PEXPIRETIME", key], false).await,
+        "PEXPIRETIME",
+    )?;
+    let fields = pairs
+        .into_iter()
+        .zip(times)
+        .map(|((f, v), t)| (f, v, t.int().unwrap_or(0).max(0)))
+        .collect();
+    Ok(Some((fields, when.max(0))))
+}
+
+/// Writes a hash field by field with each field's expiry, atomically (one script on the
+/// target, which must know HPEXPIREAT: the engine, Redis 7.4 and later).
+const WRITE_FIELDS: &str = "\
+local replace = ARGV[1] == '1'
+if not replace and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[1])
+local n = (#ARGV - 2) / 3
+for i = 0, n - 1 do
+  local f, v, t = ARGV[3 + 3 * i], ARGV[4 + 3 * i], ARGV[5 + 3 * i]
+  redis.call('HSET', KEYS[1], f, v)
+  if t ~= '0' then redis.call('HPEXPIREAT', KEYS[1], t, 'FIELDS', 1, f) end
+end
+if ARGV[2] ~= '0' then redis.call('PEXPIREAT', KEYS[1], ARGV[2]) end
+return 1";
+
+async fn write_fields<S: CommandStore>(
+    s: &S,
+    at: At<'_>,
+    key: &[u8],
+    fields: &[(Bytes, Bytes, i64)],
+    when: i64,
+    replace: bool,
+) -> StoreResult<Copied> {
+    let times: Vec<String> = fields.iter().map(|(_, _, t)| t.to_string()).collect();
+    let when = when.to_string();
+    let mut args: Vec<&[u8]> = vec![
+        b"EVAL",
+        WRITE_FIELDS.as_bytes(),
+        b"1",
+        key,
+        if replace { b"1" } else { b"0" },
+        when.as_bytes(),
+    ];
+    for ((f, v, _), t) in fields.iter().zip(&times) {
+        args.extend([&f[..], &v[..], t.as_bytes()]);
+    }
+    match own(s, at, &args, true).await? {
+        Value::Int(1) => Ok(Copied::Written),
+        _ => Ok(Copied::Busy),
+    }
+}
+
 /// Whether `s` has `key`.
 pub async fn exists<S: CommandStore>(s: &S, at: At<'_>, key: &[u8]) -> StoreResult<bool> {
     Ok(int(own(s, at, &[b"EXISTS", key], false).await, "EXISTS")? > 0)

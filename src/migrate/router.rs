@@ -182,7 +182,7 @@ impl<O: Store, N: Store> Router<O, N> {
             new_kind: "new",
             guard: Mutex::new(None),
             locks: Default::default(),
-            shadow_sample: AtomicU32::new(10_000),
+            shadow_sample: AtomicU32::new((crate::config::DEFAULT_SHADOW_SAMPLE * 100.0) as u32),
             internal: crate::server::clients::ClientHandle::internal("migration-router"),
         }
     }

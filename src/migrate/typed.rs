@@ -42,7 +42,6 @@
 //! migration (their own rules, README "Migration"), and MOVE/COPY … DB (two databases).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use super::command::{Call, CommandStore, Frame};
 use super::copy::{self, At};
@@ -50,8 +49,7 @@ use super::router::Router;
 use super::stage::Side;
 use crate::cmd::table::{self, Flags, Spec};
 use crate::resp::value::{decode, Value};
-use crate::server::clients::ClientHandle;
-use crate::store::{Db, Store, StoreError, StoreResult};
+use crate::store::{Store, StoreError, StoreResult};
 
 /// Stripes of the per-key write lock.
 const STRIPES: usize = 1024;
@@ -113,22 +111,7 @@ impl FamilyCompare {
     }
 }
 
-/// One command for the router: `spec` is the effective entry (a subcommand's own).
-pub struct Request<'a> {
-    pub client: &'a Arc<ClientHandle>,
-    pub db: Db,
-    pub args: &'a [&'a [u8]],
-    pub spec: &'static Spec,
-    pub resp3: bool,
-}
-
-/// A transaction's queue at `EXEC`.
-pub struct Transaction<'a> {
-    pub client: &'a Arc<ClientHandle>,
-    pub db: Db,
-    pub commands: &'a [Vec<&'a [u8]>],
-    pub resp3: bool,
-}
+pub use crate::store::{CommandRequest as Request, TransactionRequest as Transaction};
 
 /// Where a command runs (see [`Router::route`]).
 struct Route<'k> {
@@ -227,21 +210,18 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
 
     /// Brings `key` on the non-authoritative side to what `from` holds.
     pub(super) async fn mirror_typed(&self, from: Side, at: At<'_>, key: &[u8]) -> StoreResult<()> {
-        let snapshot = match from {
-            Side::Old => copy::dump(&self.old, at, key).await?,
-            Side::New => copy::dump(&self.new, at, key).await?,
+        let copied = match from {
+            Side::Old => copy::copy_key(&self.old, &self.new, at, key, true).await?,
+            Side::New => copy::copy_key(&self.new, &self.old, at, key, true).await?,
         };
-        let del: [&[u8]; 2] = [b"DEL", key];
-        match (snapshot, other(from)) {
-            (None, Side::Old) => copy::own(&self.old, at, &del, true).await.map(|_| ()),
-            (None, Side::New) => copy::own(&self.new, at, &del, true).await.map(|_| ()),
-            (Some((p, when)), Side::Old) => copy::restore(&self.old, at, key, &p, when, true)
-                .await
-                .map(|_| ()),
-            (Some((p, when)), Side::New) => copy::restore(&self.new, at, key, &p, when, true)
-                .await
-                .map(|_| ()),
+        if copied == copy::Copied::Missing {
+            let del: [&[u8]; 2] = [b"DEL", key];
+            match other(from) {
+                Side::Old => copy::own(&self.old, at, &del, true).await?,
+                Side::New => copy::own(&self.new, at, &del, true).await?,
+            };
         }
+        Ok(())
     }
 
     /// Copies `key` from the old store to the new one if the new one lacks it, never over a
@@ -255,17 +235,27 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
         if present? {
             return Ok(false);
         }
-        let Some((payload, when)) = dumped? else {
-            return Ok(false);
+        let copied = match dumped {
+            Ok(None) => return Ok(false),
+            Ok(Some((payload, when))) => {
+                match copy::restore(&self.new, at, key, &payload, when, false).await {
+                    Ok(copy::Restored::Written) => copy::Copied::Written,
+                    Ok(copy::Restored::Busy) => copy::Copied::Busy,
+                    // A format the new store does not read (a hash with field TTLs): field
+                    // by field.
+                    Err(_) => copy::copy_key(&self.old, &self.new, at, key, false).await?,
+                }
+            }
+            Err(_) => copy::copy_key(&self.old, &self.new, at, key, false).await?,
         };
         self.stats.fallback_reads.fetch_add(1, Ordering::Relaxed);
-        match copy::restore(&self.new, at, key, &payload, when, false).await? {
-            copy::Restored::Written => {
+        match copied {
+            copy::Copied::Written => {
                 self.stats.copied_forward.fetch_add(1, Ordering::Relaxed);
                 Ok(true)
             }
             // Written meanwhile: the newer value stays.
-            copy::Restored::Busy => Ok(false),
+            copy::Copied::Busy | copy::Copied::Missing => Ok(false),
         }
     }
 

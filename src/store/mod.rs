@@ -176,6 +176,28 @@ pub struct StoreStats {
     pub keyspace: Vec<(Db, u64, u64, u64)>,
 }
 
+/// A command's reply frame as a store wrote it, and whether it wrote to the embedded engine
+/// (the connection then waits for the log as for its own writes).
+pub type Frame = (Bytes, bool);
+
+/// One command the migration router routes as a whole (`migrate/typed.rs`): `spec` is the
+/// effective table entry (a subcommand's own).
+pub struct CommandRequest<'a> {
+    pub client: &'a std::sync::Arc<crate::server::clients::ClientHandle>,
+    pub db: Db,
+    pub args: &'a [&'a [u8]],
+    pub spec: &'static crate::cmd::table::Spec,
+    pub resp3: bool,
+}
+
+/// A transaction's queue at `EXEC`, for the migration router.
+pub struct TransactionRequest<'a> {
+    pub client: &'a std::sync::Arc<crate::server::clients::ClientHandle>,
+    pub db: Db,
+    pub commands: &'a [Vec<&'a [u8]>],
+    pub resp3: bool,
+}
+
 /// Live control of a migration: read and change the stage and percentage.
 pub trait MigrationControl: Send + Sync {
     fn setting(&self) -> crate::migrate::stage::Setting;
@@ -203,37 +225,19 @@ pub trait MigrationControl: Send + Sync {
     /// both stores: the serving store's reply.
     fn everywhere<'a>(
         &'a self,
-        req: crate::migrate::typed::Request<'a>,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = StoreResult<crate::migrate::command::Frame>>
-                + Send
-                + 'a,
-        >,
-    >;
+        req: CommandRequest<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<Frame>> + Send + 'a>>;
     /// Runs a transaction's queue at EXEC (`migrate/typed.rs`): its EXEC reply frame.
     fn transaction<'a>(
         &'a self,
-        req: crate::migrate::typed::Transaction<'a>,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = StoreResult<crate::migrate::command::Frame>>
-                + Send
-                + 'a,
-        >,
-    >;
+        req: TransactionRequest<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<Frame>> + Send + 'a>>;
     /// Routes one command on a type other than string between the two stores
     /// (`migrate/typed.rs`) and returns its reply frame.
     fn command<'a>(
         &'a self,
-        req: crate::migrate::typed::Request<'a>,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = StoreResult<crate::migrate::command::Frame>>
-                + Send
-                + 'a,
-        >,
-    >;
+        req: CommandRequest<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<Frame>> + Send + 'a>>;
 }
 
 /// Everything a command may ask of the data. See the module docs for the contract.

@@ -711,6 +711,14 @@ fn transactions_run_on_the_authoritative_store_and_are_mirrored() {
         "dualwrite",
     ]);
     let (mut c, mut o, mut n) = (s.connect(), old.connect(), new.connect());
+    // Shadow reads are sampled at 10% unless set (the benchmark's choice).
+    assert_eq!(
+        c.cmd(&["CONFIG", "GET", "migrate-shadow-sample"]),
+        Value::Array(vec![
+            Value::bulk("migrate-shadow-sample"),
+            Value::bulk("10")
+        ])
+    );
     let queued = Value::Simple("QUEUED".into());
     for (stage, serving) in [("dualwrite", "old"), ("live", "new")] {
         assert_eq!(

@@ -63,10 +63,19 @@ pub async fn dump<S: CommandStore>(
     at: At<'_>,
     key: &[u8],
 ) -> StoreResult<Option<(Bytes, i64)>> {
-    let dump_args: [&[u8]; 2] = [b"DUMP", key];
-    let when_args: [&[u8]; 2] = [b"PEXPIRETIME", key];
-    let (payload, when) =
-        tokio::join!(own(s, at, &dump_args, false), own(s, at, &when_args, false));
+    // One request for both (one write, one wake-up on a Redis connection).
+    let frames = s
+        .pipeline(at.0, at.1, &[vec![b"DUMP", key], vec![b"PEXPIRETIME", key]])
+        .await?;
+    let decoded = |f: &Bytes| match decode(f, u64::MAX) {
+        Ok(Some((Value::Error(e), _))) => Err(StoreError::Other(e)),
+        Ok(Some((v, _))) => Ok(v),
+        _ => Err(StoreError::Other("ERR malformed reply".into())),
+    };
+    let (payload, when) = match &frames[..] {
+        [p, w] => (decoded(p), decoded(w)),
+        _ => return Err(StoreError::Other("ERR malformed reply".into())),
+    };
     let payload = match payload? {
         Value::Bulk(b) => b,
         Value::Nil => return Ok(None),

@@ -151,6 +151,57 @@ fn remaining(t: Ttl) -> Option<TtlChange> {
 }
 
 impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
+    /// GET, routed by stage. `locked`: the caller holds the key's write lock (a write that
+    /// brings the key forward first).
+    async fn get_inner(
+        &self,
+        db: Db,
+        key: &[u8],
+        now: UnixMs,
+        locked: bool,
+    ) -> StoreResult<Option<Bytes>> {
+        let p = self.plan(key);
+        let id = self.keys.session_id(key);
+        match (p.serve, p.compare) {
+            (Side::Old, false) => self.old.get(db, key, now).await,
+            (Side::Old, true) => {
+                let (o, n) = tokio::join!(self.old.get(db, key, now), self.new.get(db, key, now));
+                self.compared("get", id, &o, &n);
+                o
+            }
+            (Side::New, compare) => {
+                let (n, o) = if compare {
+                    let (n, o) =
+                        tokio::join!(self.new.get(db, key, now), self.old.get(db, key, now));
+                    self.compared("get", id, &o, &n);
+                    (n, Some(o))
+                } else {
+                    (self.new.get(db, key, now).await, None)
+                };
+                match n {
+                    Ok(Some(v)) => Ok(Some(v)),
+                    n if p.fall_back => {
+                        let o = match o {
+                            Some(o) => o,
+                            None => self.old.get(db, key, now).await,
+                        };
+                        if let Ok(Some(_)) = &o {
+                            self.stats.fallback_reads.fetch_add(1, Ordering::Relaxed);
+                            if n.is_ok() {
+                                self.copy_forward(db, key, now, locked).await;
+                            }
+                        }
+                        match (o, n) {
+                            (Ok(Some(v)), _) => Ok(Some(v)),
+                            (_, n) => n,
+                        }
+                    }
+                    n => n,
+                }
+            }
+        }
+    }
+
     /// Makes sure the new store has `key` before an operation that looks at its current
     /// value runs there (fallback stages): a copy of any type between Redis-protocol
     /// stores (`typed.rs`), a read that copies a string session forward otherwise.
@@ -160,7 +211,7 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
                 .await
                 .map(|_| ())
         } else {
-            self.get(db, key, now).await.map(|_| ())
+            self.get_inner(db, key, now, true).await.map(|_| ())
         }
     }
 
@@ -296,9 +347,17 @@ impl<O: Store, N: Store> Router<O, N> {
     }
 
     /// Copies a session found only in the old store into the new one, with the TTL it has
-    /// left there, unless the new store got a value meanwhile.
-    async fn copy_forward(&self, db: Db, key: &[u8], value: &[u8], now: UnixMs) {
-        let Ok(t) = self.old.ttl(db, key, now).await else {
+    /// left there, unless the new store got a value meanwhile. Under the key's write lock
+    /// (taken here unless the caller holds it), and from a fresh read of the old store: a
+    /// write that deleted the session from both stores since it was read must not see it
+    /// copied back.
+    async fn copy_forward(&self, db: Db, key: &[u8], now: UnixMs, locked: bool) {
+        let _held = if locked {
+            None
+        } else {
+            Some(self.locks.lock(&[key]).await)
+        };
+        let Ok(Some((value, t))) = self.old.get_with_ttl(db, key, now).await else {
             return;
         };
         let Some(ttl) = remaining(t) else { return };
@@ -307,7 +366,7 @@ impl<O: Store, N: Store> Router<O, N> {
             condition: SetCondition::IfAbsent,
             get: false,
         };
-        let r = self.new.set(db, key, value, opts, now).await;
+        let r = self.new.set(db, key, &value, opts, now).await;
         if matches!(r, Ok(SetOutcome { written: true, .. })) {
             self.stats.copied_forward.fetch_add(1, Ordering::Relaxed);
         }
@@ -580,46 +639,7 @@ impl<O: Store + CommandStore, N: Store + CommandStore> MigrationControl for Rout
 
 impl<O: Store + CommandStore, N: Store + CommandStore> Store for Router<O, N> {
     async fn get(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<Option<Bytes>> {
-        let p = self.plan(key);
-        let id = self.keys.session_id(key);
-        match (p.serve, p.compare) {
-            (Side::Old, false) => self.old.get(db, key, now).await,
-            (Side::Old, true) => {
-                let (o, n) = tokio::join!(self.old.get(db, key, now), self.new.get(db, key, now));
-                self.compared("get", id, &o, &n);
-                o
-            }
-            (Side::New, compare) => {
-                let (n, o) = if compare {
-                    let (n, o) =
-                        tokio::join!(self.new.get(db, key, now), self.old.get(db, key, now));
-                    self.compared("get", id, &o, &n);
-                    (n, Some(o))
-                } else {
-                    (self.new.get(db, key, now).await, None)
-                };
-                match n {
-                    Ok(Some(v)) => Ok(Some(v)),
-                    n if p.fall_back => {
-                        let o = match o {
-                            Some(o) => o,
-                            None => self.old.get(db, key, now).await,
-                        };
-                        if let Ok(Some(v)) = &o {
-                            self.stats.fallback_reads.fetch_add(1, Ordering::Relaxed);
-                            if n.is_ok() {
-                                self.copy_forward(db, key, v, now).await;
-                            }
-                        }
-                        match (o, n) {
-                            (Ok(Some(v)), _) => Ok(Some(v)),
-                            (_, n) => n,
-                        }
-                    }
-                    n => n,
-                }
-            }
-        }
+        self.get_inner(db, key, now, false).await
     }
 
     async fn get_ex(
@@ -629,6 +649,8 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Store for Router<O, N> {
         ttl: TtlChange,
         now: UnixMs,
     ) -> StoreResult<Option<Bytes>> {
+        // Ordered against copies and mirrors of the same key (`typed.rs`).
+        let _held = self.locks.lock(&[key]).await;
         // Make sure the served store has the session (fallback copies it forward), then
         // change the TTL on both.
         let p = self.plan(key);
@@ -650,9 +672,11 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Store for Router<O, N> {
     }
 
     async fn get_del(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<Option<Bytes>> {
+        // Ordered against copies and mirrors of the same key (`typed.rs`).
+        let _held = self.locks.lock(&[key]).await;
         let p = self.plan(key);
         let v = if p.fall_back {
-            let v = self.get(db, key, now).await?;
+            let v = self.get_inner(db, key, now, true).await?;
             on!(self, p.serve, |s| s.del(db, &[key], now).await)?;
             v
         } else {
@@ -681,6 +705,8 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Store for Router<O, N> {
         opts: SetOptions,
         now: UnixMs,
     ) -> StoreResult<SetOutcome> {
+        // Ordered against copies and mirrors of the same key (`typed.rs`).
+        let _held = self.locks.lock(&[key]).await;
         let p = self.plan(key);
         if p.fall_back
             && (opts.condition != SetCondition::Always || opts.get || opts.ttl == TtlChange::Keep)
@@ -715,6 +741,8 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Store for Router<O, N> {
         now: UnixMs,
     ) -> StoreResult<bool> {
         if only_if_none_exist {
+            let keys: Vec<&[u8]> = pairs.iter().map(|(k, _)| *k).collect();
+            let _held = self.locks.lock(&keys).await;
             // All-or-nothing needs one store to decide: the one serving the first key.
             let p = self.plan(pairs.first().map_or(&b""[..], |(k, _)| *k));
             if p.fall_back {
@@ -738,6 +766,8 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Store for Router<O, N> {
     }
 
     async fn append(&self, db: Db, key: &[u8], value: &[u8], now: UnixMs) -> StoreResult<u64> {
+        // Ordered against copies and mirrors of the same key (`typed.rs`).
+        let _held = self.locks.lock(&[key]).await;
         let p = self.plan(key);
         if p.fall_back {
             self.forward(db, key, now).await?;
@@ -754,6 +784,8 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Store for Router<O, N> {
     }
 
     async fn incr_by(&self, db: Db, key: &[u8], delta: i64, now: UnixMs) -> StoreResult<i64> {
+        // Ordered against copies and mirrors of the same key (`typed.rs`).
+        let _held = self.locks.lock(&[key]).await;
         let p = self.plan(key);
         if p.fall_back {
             self.forward(db, key, now).await?;
@@ -766,6 +798,8 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Store for Router<O, N> {
     }
 
     async fn del(&self, db: Db, keys: &[&[u8]], now: UnixMs) -> StoreResult<u64> {
+        // Ordered against copies and mirrors of the same key (`typed.rs`).
+        let _held = self.locks.lock(keys).await;
         let mut n = 0;
         for k in keys {
             let p = self.plan(k);
@@ -790,6 +824,8 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Store for Router<O, N> {
         expected: &[u8],
         now: UnixMs,
     ) -> StoreResult<bool> {
+        // Ordered against copies and mirrors of the same key (`typed.rs`).
+        let _held = self.locks.lock(&[key]).await;
         let p = self.plan(key);
         if p.fall_back {
             self.forward(db, key, now).await?;
@@ -834,6 +870,8 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Store for Router<O, N> {
         only_if_absent: bool,
         now: UnixMs,
     ) -> StoreResult<bool> {
+        // Ordered against copies and mirrors of the same key (`typed.rs`).
+        let _held = self.locks.lock(&[src, dst]).await;
         let p = self.plan(src);
         if p.fall_back {
             self.forward(db, src, now).await?;
@@ -861,6 +899,8 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Store for Router<O, N> {
         cond: ExpireCondition,
         now: UnixMs,
     ) -> StoreResult<bool> {
+        // Ordered against copies and mirrors of the same key (`typed.rs`).
+        let _held = self.locks.lock(&[key]).await;
         let p = self.plan(key);
         if p.fall_back {
             self.forward(db, key, now).await?;
@@ -876,6 +916,8 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Store for Router<O, N> {
     }
 
     async fn persist(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<bool> {
+        // Ordered against copies and mirrors of the same key (`typed.rs`).
+        let _held = self.locks.lock(&[key]).await;
         let p = self.plan(key);
         if p.fall_back {
             self.forward(db, key, now).await?;

@@ -20,8 +20,10 @@
 //! copied whole from the authoritative store to the other: `DUMP` and `PEXPIRETIME` there,
 //! then `RESTORE … REPLACE ABSTTL` (or `DEL` when the key is gone). After every acknowledged
 //! write both stores hold the same value, type and absolute expiry. Writes through this
-//! router to one key are serialised by a striped lock held from the write to the end of its
-//! mirror, so two clients' mirrors cannot land in the other store out of order. The cost is
+//! router to one key (string ones too) are serialised by a striped lock held from the write
+//! to the end of its mirror, so two clients' mirrors cannot land in the other store out of
+//! order; a read that copies a key forward takes the same lock, so it cannot bring back a key
+//! a write is deleting from both stores. The cost is
 //! three more calls per written key (DUMP and PEXPIRETIME run concurrently): BENCHMARKS has
 //! the figures.
 //!
@@ -69,7 +71,7 @@ impl Default for KeyLocks {
 
 impl KeyLocks {
     /// Locks the stripes of `keys`, in index order (no deadlock between two commands).
-    async fn lock(&self, keys: &[&[u8]]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+    pub(super) async fn lock(&self, keys: &[&[u8]]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
         let mut idx: Vec<usize> = keys
             .iter()
             .map(|k| crc32fast::hash(k) as usize % STRIPES)
@@ -370,7 +372,7 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
         };
         let all: Vec<&[u8]> = keys.iter().map(|(k, _)| *k).collect();
         let _held = self.locks.lock(&all).await;
-        self.bring_forward((req.client, req.db), &route.lagging)
+        self.bring_forward((req.client, req.db), &route.lagging, true)
             .await;
         let out = match serve {
             Side::Old => self.old.block(call, &block).await?,
@@ -386,7 +388,14 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
     }
 
     /// Copies forward every key that may be missing in the new store; whether any was.
-    async fn bring_forward(&self, at: At<'_>, keys: &[&[u8]]) -> bool {
+    /// `locked`: the caller holds the keys' write locks (a write); a read takes them here, so
+    /// a copy cannot bring back a key a write is deleting from both stores.
+    async fn bring_forward(&self, at: At<'_>, keys: &[&[u8]], locked: bool) -> bool {
+        let _held = if locked {
+            None
+        } else {
+            Some(self.locks.lock(keys).await)
+        };
         let mut copied = false;
         for k in keys {
             match self.copy_forward_typed(at, k).await {
@@ -430,7 +439,8 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
             let changed: Vec<&[u8]> = keys.iter().filter(|(_, c)| *c).map(|(k, _)| *k).collect();
             let all: Vec<&[u8]> = keys.iter().map(|(k, _)| *k).collect();
             let _held = self.locks.lock(&all).await;
-            self.bring_forward((req.client, req.db), &lagging).await;
+            self.bring_forward((req.client, req.db), &lagging, true)
+                .await;
             let out = self.on(plan.serve, call(Some(first))).await?;
             if route.write_both && !is_error(&out.0) {
                 self.mirror_all(plan.serve, (req.client, req.db), &changed)
@@ -463,7 +473,9 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
         if !lagging.is_empty()
             && !old_empty
             && holds_nothing(&out.0)
-            && self.bring_forward((req.client, req.db), &lagging).await
+            && self
+                .bring_forward((req.client, req.db), &lagging, false)
+                .await
         {
             out = self.on(plan.serve, call(Some(first))).await?;
         }

@@ -543,6 +543,28 @@ fn in_migration_mode_scripts_run_on_the_authoritative_store_and_are_mirrored() {
         o.cmd(&["HGET", "PHPREDIS_SESSION:h", "n"]),
         Value::bulk("2")
     );
+    // The scripting settings changed live reach the embedded side, where this script runs.
+    c.cmd(&[
+        "CONFIG",
+        "SET",
+        "migrate-stage",
+        "complete",
+        "migrate-percent",
+        "100",
+    ]);
+    let undeclared = "return redis.call('GET', 'PHPREDIS_SESSION:elsewhere')";
+    match eval(&mut c, undeclared, &["PHPREDIS_SESSION:x"], &[]) {
+        Value::Error(e) => assert!(e.contains("did not declare"), "{e}"),
+        v => panic!("{v:?}"),
+    }
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "lua-allow-undeclared-keys", "yes"]),
+        Value::Simple("OK".into())
+    );
+    assert_eq!(
+        eval(&mut c, undeclared, &["PHPREDIS_SESSION:x"], &[]),
+        Value::Null
+    );
     // A script that names no key: nothing to mirror, so it is refused, saying why.
     match eval(&mut c, "return redis.call('SET', 'x', 1)", &[], &[]) {
         Value::Error(e) => assert!(e.contains("changes no key it names"), "{e}"),

@@ -51,6 +51,8 @@ pub trait CommandStore: Send + Sync {
     ) -> impl Future<Output = StoreResult<Vec<Bytes>>> + Send;
     /// The embedded engine's pub/sub hub, for the process to share.
     fn hub(&self) -> Option<Arc<crate::pubsub::Hub>>;
+    /// The embedded engine's script registry, whose live settings follow the server's.
+    fn scripts(&self) -> Option<&crate::script::Scripts>;
 }
 
 impl CommandStore for AnyStore {
@@ -125,6 +127,13 @@ impl CommandStore for AnyStore {
             _ => None,
         }
     }
+
+    fn scripts(&self) -> Option<&crate::script::Scripts> {
+        match self {
+            AnyStore::Embedded(side) => Some(&side.server.scripts),
+            _ => None,
+        }
+    }
 }
 
 impl<S: CommandStore> CommandStore for Timed<S> {
@@ -151,6 +160,10 @@ impl<S: CommandStore> CommandStore for Timed<S> {
 
     fn hub(&self) -> Option<Arc<crate::pubsub::Hub>> {
         self.inner.hub()
+    }
+
+    fn scripts(&self) -> Option<&crate::script::Scripts> {
+        self.inner.scripts()
     }
 }
 
@@ -185,6 +198,10 @@ impl CommandStore for crate::engine::Engine {
     }
 
     fn hub(&self) -> Option<Arc<crate::pubsub::Hub>> {
+        None
+    }
+
+    fn scripts(&self) -> Option<&crate::script::Scripts> {
         None
     }
 }

@@ -466,6 +466,10 @@ impl<O: Store + CommandStore, N: Store + CommandStore> MigrationControl for Rout
         self.shadow_sample.load(Ordering::Relaxed)
     }
 
+    fn embedded_scripts(&self) -> Option<&crate::script::Scripts> {
+        self.old.scripts().or_else(|| self.new.scripts())
+    }
+
     fn set_shadow_sample(&self, basis_points: u32) {
         self.shadow_sample
             .store(basis_points.min(10_000), Ordering::Relaxed);

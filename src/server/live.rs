@@ -301,6 +301,16 @@ fn upstream_options<S: Store>(server: &Server<S>) -> Vec<&crate::upstream::Optio
     v
 }
 
+/// The script registries a scripting setting applies to: the server's, and in migration mode
+/// the embedded side's (scripts routed there run under its registry).
+fn scripts_of<S: Store>(server: &Server<S>) -> Vec<&crate::script::Scripts> {
+    let mut v = vec![&server.scripts];
+    if let Some(inner) = server.store.migration().and_then(|m| m.embedded_scripts()) {
+        v.push(inner);
+    }
+    v
+}
+
 pub fn prepare<S: Store>(server: &Server<S>, name: &str, value: &str) -> Result<Change, String> {
     let st = &server.settings;
     let num = |v: &str| {
@@ -485,9 +495,21 @@ pub fn apply<S: Store>(server: &Server<S>, change: Change, who: &str) {
         Change::SlowlogSlowerThan(n) => server.slowlog.slower_than.store(n, Ordering::Relaxed),
         Change::SlowlogMaxLen(n) => server.slowlog.set_max_len(n),
         Change::LatencyThreshold(n) => server.latency.threshold_ms.store(n, Ordering::Relaxed),
-        Change::BusyThreshold(n) => server.scripts.busy.threshold_ms.store(n, Ordering::Relaxed),
-        Change::LuaUndeclared(b) => server.scripts.allow_undeclared.store(b, Ordering::Relaxed),
-        Change::LuaMemory(n) => server.scripts.memory_limit.store(n, Ordering::Relaxed),
+        Change::BusyThreshold(n) => {
+            for s in scripts_of(server) {
+                s.busy.threshold_ms.store(n, Ordering::Relaxed);
+            }
+        }
+        Change::LuaUndeclared(b) => {
+            for s in scripts_of(server) {
+                s.allow_undeclared.store(b, Ordering::Relaxed);
+            }
+        }
+        Change::LuaMemory(n) => {
+            for s in scripts_of(server) {
+                s.memory_limit.store(n, Ordering::Relaxed);
+            }
+        }
         Change::AppendFsync(p) => {
             if let Some(j) = server.persist.as_ref().and_then(|p| p.journal()) {
                 j.set_policy(p);

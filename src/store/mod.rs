@@ -213,6 +213,9 @@ pub trait MigrationControl: Send + Sync {
     fn set_guard(&self, g: Option<crate::migrate::guard::GuardConfig>);
     /// Share of shadow reads compared, in hundredths of a percent.
     fn shadow_sample(&self) -> u32;
+    /// The embedded side's script registry (scripts routed to it run there), so the
+    /// scripting settings changed live reach it too.
+    fn embedded_scripts(&self) -> Option<&crate::script::Scripts>;
     fn set_shadow_sample(&self, basis_points: u32);
     /// The engine a script runs on in the current setting: the one store every session is
     /// served from and written to (`off`: the old store; `complete` at 100%: the new one),

@@ -610,9 +610,10 @@ impl Upstream {
         }
     }
 
-    /// One attempt on one node: the last of `count` reply frames as it came, in the
-    /// protocol asked for (`resp3` picks the connection pool).
-    async fn frame_on(
+    /// One attempt on one node: the bytes of all `count` replies, in the protocol asked for
+    /// (`resp3` picks the connection pool). A lost connection or a timeout kills the
+    /// connection and is worth a retry.
+    async fn send_on(
         &self,
         node: &Arc<Node>,
         db: Db,
@@ -627,17 +628,7 @@ impl Upstream {
         let conn = node.conn(key, slot).await.map_err(Retry::Lost)?;
         node.stats.requests.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout(self.opts.timeout(), conn.send(req, count)).await {
-            Ok(Ok(bytes)) => {
-                let mut at = 0;
-                loop {
-                    let mut scan = FrameScanner::default();
-                    match scan.next_frame(&bytes[at..], MAX_REPLY_BULK) {
-                        Ok(Some(n)) if at + n >= bytes.len() => return Ok(bytes.slice(at..)),
-                        Ok(Some(n)) => at += n,
-                        _ => return Err(Retry::No("ERR malformed reply from upstream".into())),
-                    }
-                }
-            }
+            Ok(Ok(bytes)) => Ok(bytes),
             Ok(Err(_)) => {
                 node.stats.errors.fetch_add(1, Ordering::Relaxed);
                 conn.kill();
@@ -650,6 +641,28 @@ impl Upstream {
                     &node.addr,
                     self.opts.timeout(),
                 )))
+            }
+        }
+    }
+
+    /// One attempt on one node: the last of `count` reply frames as it came.
+    async fn frame_on(
+        &self,
+        node: &Arc<Node>,
+        db: Db,
+        req: Bytes,
+        count: usize,
+        slot: u64,
+        resp3: bool,
+    ) -> Result<Bytes, Retry> {
+        let bytes = self.send_on(node, db, req, count, slot, resp3).await?;
+        let mut at = 0;
+        loop {
+            let mut scan = FrameScanner::default();
+            match scan.next_frame(&bytes[at..], MAX_REPLY_BULK) {
+                Ok(Some(n)) if at + n >= bytes.len() => return Ok(bytes.slice(at..)),
+                Ok(Some(n)) => at += n,
+                _ => return Err(Retry::No("ERR malformed reply from upstream".into())),
             }
         }
     }
@@ -700,44 +713,24 @@ impl Upstream {
         count: usize,
         slot: u64,
     ) -> Result<Vec<Bytes>, Retry> {
-        let key = node
-            .pool_key(db, false)
-            .ok_or_else(|| Retry::No("ERR DB index is out of range".into()))?;
-        let conn = node.conn(key, slot).await.map_err(Retry::Lost)?;
-        node.stats.requests.fetch_add(1, Ordering::Relaxed);
-        match tokio::time::timeout(self.opts.timeout(), conn.send(req, count)).await {
-            Ok(Ok(bytes)) => {
-                let mut frames = Vec::with_capacity(count);
-                let mut at = 0;
-                while at < bytes.len() {
-                    let mut scan = FrameScanner::default();
-                    match scan.next_frame(&bytes[at..], MAX_REPLY_BULK) {
-                        Ok(Some(n)) => {
-                            frames.push(bytes.slice(at..at + n));
-                            at += n;
-                        }
-                        _ => return Err(Retry::No("ERR malformed reply from upstream".into())),
-                    }
+        let bytes = self.send_on(node, db, req, count, slot, false).await?;
+        let malformed = || Retry::No("ERR malformed reply from upstream".into());
+        let mut frames = Vec::with_capacity(count);
+        let mut at = 0;
+        while at < bytes.len() {
+            let mut scan = FrameScanner::default();
+            match scan.next_frame(&bytes[at..], MAX_REPLY_BULK) {
+                Ok(Some(n)) => {
+                    frames.push(bytes.slice(at..at + n));
+                    at += n;
                 }
-                if frames.len() != count {
-                    return Err(Retry::No("ERR malformed reply from upstream".into()));
-                }
-                Ok(frames)
-            }
-            Ok(Err(_)) => {
-                node.stats.errors.fetch_add(1, Ordering::Relaxed);
-                conn.kill();
-                Err(Retry::Lost(forward::lost_message(&node.addr)))
-            }
-            Err(_) => {
-                node.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                conn.kill();
-                Err(Retry::Lost(forward::timeout_message(
-                    &node.addr,
-                    self.opts.timeout(),
-                )))
+                _ => return Err(malformed()),
             }
         }
+        if frames.len() != count {
+            return Err(malformed());
+        }
+        Ok(frames)
     }
 
     /// Sends `commands` back to back on one connection of the node serving `key` (a

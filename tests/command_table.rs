@@ -6,17 +6,17 @@
 //! `COMMAND DOCS` of the installed redis-server, both ways.
 //!
 //! Commands newer than the oracle (Redis 7.2, Valkey 8) are kept apart in
-//! `src/cmd/commands-newer.tsv`; the test only requires that none of them exists in the
-//! oracle (then it belongs in the main file).
+//! `src/cmd/commands-newer.tsv`: none of them may exist in the oracle (then it belongs in the
+//! main file), and each must equal the row of Redis 8 (`scripts/redis8`).
 //!
-//! To regenerate the main file after upgrading the oracle:
+//! To regenerate both files after upgrading an oracle:
 //! `SESSIOND_WRITE_COMMANDS=1 cargo test --test command_table`.
 
 mod support;
 
 use std::collections::BTreeMap;
 
-use support::{redis_server, Conn, Value};
+use support::{redis8_server, redis_server, Conn, Value};
 
 /// `[k, v, k, v…]` (RESP2) or a map (RESP3) as pairs with string keys.
 fn pairs(v: &Value) -> Vec<(String, Value)> {
@@ -215,6 +215,41 @@ fn command_table_equals_a_live_redis_servers_command_output() {
     for name in rows_of(&std::fs::read_to_string(newer).unwrap()).keys() {
         if live.contains_key(name) {
             problems.push(format!("{name} is in the oracle: move it to {TABLE}"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The rows of commands newer than the main oracle equal Redis 8's own (`scripts/redis8`),
+/// every one that Redis 8 has.
+#[test]
+fn newer_commands_equal_redis_8s_command_output() {
+    let redis = redis8_server(&[]);
+    let live = oracle(&mut redis.connect());
+    let newer = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(NEWER);
+    let text = std::fs::read_to_string(&newer).unwrap();
+    let ours = rows_of(&text);
+    assert!(!ours.is_empty());
+    if std::env::var_os("SESSIOND_WRITE_COMMANDS").is_some() {
+        let mut out: String = text
+            .lines()
+            .filter(|l| l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for (name, mine) in &ours {
+            out.push_str(live.get(name).unwrap_or(mine));
+            out.push('\n');
+        }
+        std::fs::write(&newer, out).unwrap();
+    }
+    let mut problems = Vec::new();
+    for (name, mine) in &ours {
+        match live.get(name) {
+            None => problems.push(format!("not in Redis 8: {name}")),
+            Some(line) if line != mine => {
+                problems.push(format!("differs:\n  ours:    {mine}\n  redis 8: {line}"))
+            }
+            Some(_) => {}
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -7,10 +7,13 @@
 
 mod support;
 
-use support::{redis_server, run_script, sessiond, Value};
+use support::{redis8_server, redis_server, run_script, sessiond, Value};
 
 fn differential(script: &str) {
-    let r = redis_server(&[]);
+    compare_with(redis_server(&[]), script);
+}
+
+fn compare_with(r: support::Proc, script: &str) {
     let s = sessiond(&[]);
     let mut rc = r.connect();
     let mut sc = s.connect();
@@ -44,6 +47,13 @@ fn session_frameworks_match_redis() {
 fn lua_scripts_match_redis() {
     differential("lua.txt");
     differential("scripting.txt");
+}
+
+/// Hash field expiry (Redis 7.4 and 8.0 commands), against Redis 8: Debian 12's redis-server
+/// has none of them.
+#[test]
+fn hash_field_ttls_match_redis_8() {
+    compare_with(redis8_server(&[]), "hash-ttl-8.txt");
 }
 
 #[test]

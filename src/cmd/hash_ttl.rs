@@ -3,40 +3,103 @@
 //!
 //! A field's expiry is an absolute time in the engine (`BigHash`), logged as such; expired
 //! fields are removed before any command sees the hash (lazy) and by the sweeper, a bounded
-//! number per hash per visit (`engine/expire.rs`), each announced as `hexpired`. The oracle of
-//! the differential tests (redis-server 7.0) has none of these commands; their replies follow
-//! Redis's documentation and are checked in `tests/engine_hash_ttl.rs`.
+//! number per hash per visit (`engine/expire.rs`), each announced as `hexpired`.
+//!
+//! Replies are compared byte for byte with Redis 8 (`tests/scripts/hash-ttl-8.txt`, run by
+//! `tests/differential.rs` against the server `scripts/redis8` fetches), including what is
+//! easy to get wrong:
+//! - the key is looked up before the arguments are read, so a key of another type answers
+//!   WRONGTYPE even to a malformed command (HSETEX alone parses first);
+//! - each command has its own text for a bad field count;
+//! - expiry times are bounded to 2^46 - 1 ms, a negative one has its own error, and a time
+//!   already passed (0 included) deletes the field;
+//! - seconds are rounded up (HTTL, HEXPIRETIME), unlike a key's TTL, which is rounded;
+//! - a field named twice is handled twice, in order (the second HGETDEL finds it gone).
 
 use super::args::{int, is};
 use super::hashes::engine;
-use super::{CmdError, CmdResult, Ctx};
+use super::{wrong_args, CmdError, CmdResult, Ctx};
 use crate::pubsub::class;
 use crate::store::{Store, StoreError};
 
+/// The latest field expiry Redis accepts (unix ms): 2^46 - 1.
+const MAX_FIELD_EXPIRE: i64 = (1 << 46) - 1;
+
+const NUMFIELDS_MISMATCH: &str = "ERR The `numfields` parameter must match the number of arguments";
+const FIELDS_MISSING: &str =
+    "ERR Mandatory argument FIELDS is missing or not at the right position";
+
+/// How a command words a field count that is not a positive integer.
+#[derive(Clone, Copy)]
+enum CountError {
+    /// HEXPIRE and its kin.
+    Expire,
+    /// HTTL and its kin, HPERSIST, HGETEX, HGETDEL.
+    Plain,
+}
+
 /// `FIELDS numfields field …` starting at `a[i]`: the fields.
-fn fields<'a, 'b>(a: &'b [&'a [u8]], i: usize) -> Result<&'b [&'a [u8]], CmdError> {
+fn fields<'a, 'b>(
+    a: &'b [&'a [u8]],
+    i: usize,
+    style: CountError,
+) -> Result<&'b [&'a [u8]], CmdError> {
     if a.get(i).is_none_or(|w| !is(w, "fields")) {
-        return Err(CmdError::msg(
-            "ERR Mandatory argument FIELDS is missing or not at the right position",
-        ));
+        return Err(CmdError::msg(FIELDS_MISSING));
     }
     let n = a
         .get(i + 1)
-        .map(|n| int(n))
-        .transpose()?
-        .ok_or(CmdError::Syntax)?;
-    if n <= 0 {
-        return Err(CmdError::msg(
-            "ERR Parameter `numFields` should be greater than 0",
-        ));
-    }
+        .and_then(|n| int(n).ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            CmdError::msg(match style {
+                CountError::Expire => "ERR Parameter `numFields` should be greater than 0",
+                CountError::Plain => "ERR Number of fields must be a positive integer",
+            })
+        })?;
     let rest = &a[i + 2..];
-    if rest.len() != n as usize {
-        return Err(CmdError::msg(
-            "ERR The `numfields` parameter must match the number of arguments",
-        ));
+    if rest.len() as i64 != n {
+        return Err(CmdError::msg(NUMFIELDS_MISMATCH));
     }
     Ok(rest)
+}
+
+/// A malformed command's error, unless the key holds another type: Redis looks the key up
+/// before it reads the arguments, so that answers WRONGTYPE first. Only on the error path,
+/// so a well-formed command pays no second lookup.
+fn type_first<S: Store>(cx: &Ctx<'_, '_, S>, key: &[u8], err: CmdError) -> CmdError {
+    let Ok(e) = engine(cx) else { return err };
+    let checked = e.read(cx.client.db, key, cx.now, |k| match k {
+        Some(k) => k.hash_or_wrongtype().map(|_| ()),
+        None => Ok(()),
+    });
+    match checked {
+        Err(wrongtype) => wrongtype.into(),
+        Ok(()) => err,
+    }
+}
+
+/// An expiry time argument: `n` in `ms_per` units, from now unless `absolute`, as unix ms.
+fn expire_time(
+    arg: &[u8],
+    ms_per: i64,
+    absolute: bool,
+    now: i64,
+    name: &str,
+) -> Result<i64, CmdError> {
+    let n = int(arg)?;
+    if n < 0 {
+        return Err(CmdError::msg("ERR invalid expire time, must be >= 0"));
+    }
+    let invalid = || CmdError::msg(format!("ERR invalid expire time in '{name}' command"));
+    let mut at = n.checked_mul(ms_per).ok_or_else(invalid)?;
+    if !absolute {
+        at = at.checked_add(now).ok_or_else(invalid)?;
+    }
+    if at > MAX_FIELD_EXPIRE {
+        return Err(invalid());
+    }
+    Ok(at)
 }
 
 /// How a command's time argument is read.
@@ -60,28 +123,20 @@ pub async fn hexpire<S: Store>(
         (Unit::Seconds, true) => "hexpireat",
         (Unit::Millis, true) => "hpexpireat",
     };
-    let invalid = || CmdError::msg(format!("ERR invalid expire time in '{name}' command"));
-    let mut when = int(a[2])?;
-    if when < 0 {
-        return Err(invalid());
-    }
-    if matches!(unit, Unit::Seconds) {
-        when = when.checked_mul(1000).ok_or_else(invalid)?;
-    }
-    if !absolute {
-        when = when.checked_add(cx.now).ok_or_else(invalid)?;
-    }
-    // Redis bounds field expiry times to 2^48 ms.
-    if when > (1i64 << 48) {
-        return Err(invalid());
-    }
-    let (cond, at_fields) = match a.get(3) {
-        Some(w) if is(w, "nx") || is(w, "xx") || is(w, "gt") || is(w, "lt") => {
-            (Some(w.to_ascii_lowercase()), 4)
-        }
-        _ => (None, 3),
+    let ms_per = match unit {
+        Unit::Seconds => 1000,
+        Unit::Millis => 1,
     };
-    let fs = fields(a, at_fields)?;
+    let parsed = expire_time(a[2], ms_per, absolute, cx.now, name).and_then(|when| {
+        let (cond, at_fields) = match a.get(3) {
+            Some(w) if is(w, "nx") || is(w, "xx") || is(w, "gt") || is(w, "lt") => {
+                (Some(w.to_ascii_lowercase()), 4)
+            }
+            _ => (None, 3),
+        };
+        Ok((when, cond, fields(a, at_fields, CountError::Expire)?))
+    });
+    let (when, cond, fs) = parsed.map_err(|e| type_first(cx, a[1], e))?;
     let e = engine(cx)?;
     let now = cx.now;
     let (results, gone) = e.write(cx.db(), a[1], now, |w| {
@@ -146,9 +201,9 @@ pub enum TtlForm {
 }
 
 /// `HTTL|HPTTL|HEXPIRETIME|HPEXPIRETIME key FIELDS n field …`: per field -2 (no such field),
-/// -1 (no expiry), or the time.
+/// -1 (no expiry), or the time; seconds rounded up, as Redis does for fields.
 pub async fn httl<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], form: TtlForm) -> CmdResult {
-    let fs = fields(a, 2)?;
+    let fs = fields(a, 2, CountError::Plain).map_err(|e| type_first(cx, a[1], e))?;
     let e = engine(cx)?;
     let now = cx.now;
     let out = &mut *cx.out;
@@ -166,9 +221,9 @@ pub async fn httl<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], form: TtlForm)
                     Some(at) => {
                         let left = (at - now).max(0);
                         match form {
-                            TtlForm::Seconds => (left + 500) / 1000,
+                            TtlForm::Seconds => (left + 999) / 1000,
                             TtlForm::Millis => left,
-                            TtlForm::UnixSeconds => at / 1000,
+                            TtlForm::UnixSeconds => (at + 999) / 1000,
                             TtlForm::UnixMillis => at,
                         }
                     }
@@ -183,7 +238,7 @@ pub async fn httl<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], form: TtlForm)
 
 /// `HPERSIST key FIELDS n field …`: per field -2 (no such field), -1 (no expiry), 1 (removed).
 pub async fn hpersist<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
-    let fs = fields(a, 2)?;
+    let fs = fields(a, 2, CountError::Plain).map_err(|e| type_first(cx, a[1], e))?;
     let e = engine(cx)?;
     let results = e.write(cx.db(), a[1], cx.now, |w| {
         if w.hash()?.is_none() {
@@ -213,71 +268,80 @@ pub async fn hpersist<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResu
     Ok(())
 }
 
-/// An expiry option of HGETEX/HSETEX: an absolute time, PERSIST (0), or KEEPTTL (None).
-fn expiry_option<S: Store>(
-    cx: &Ctx<'_, '_, S>,
+/// What HGETEX or HSETEX does to the fields' expiry.
+#[derive(Clone, Copy)]
+enum Expiry {
+    /// Expire at this unix ms time; one already passed (0 included) deletes the field.
+    At(i64),
+    /// HGETEX's PERSIST: remove it.
+    Persist,
+    /// HSETEX's KEEPTTL: keep each field's.
+    KeepTtl,
+}
+
+/// The expiry option at `a[i]` (`EX s|PX ms|EXAT t|PXAT t`, and PERSIST for HGETEX or
+/// KEEPTTL for HSETEX): how many arguments it took and what it asks; None if `a[i]` is not one.
+fn expiry_option(
     a: &[&[u8]],
     i: usize,
+    now: i64,
     name: &str,
-) -> Result<Option<(usize, Option<i64>)>, CmdError> {
+) -> Result<Option<(usize, Expiry)>, CmdError> {
     let Some(w) = a.get(i) else { return Ok(None) };
-    let invalid = || CmdError::msg(format!("ERR invalid expire time in '{name}' command"));
-    let timed = |ms_per: i64, absolute: bool| -> Result<i64, CmdError> {
-        let n = int(a.get(i + 1).ok_or(CmdError::Syntax)?)?;
-        if n <= 0 {
-            return Err(invalid());
-        }
-        let mut at = n.checked_mul(ms_per).ok_or_else(invalid)?;
-        if !absolute {
-            at = at.checked_add(cx.now).ok_or_else(invalid)?;
-        }
-        Ok(at)
+    let timed = |ms_per: i64, absolute: bool| -> Result<(usize, Expiry), CmdError> {
+        let n = a.get(i + 1).ok_or_else(|| wrong_args(name))?;
+        Ok((2, Expiry::At(expire_time(n, ms_per, absolute, now, name)?)))
     };
     Ok(Some(if is(w, "ex") {
-        (2, Some(timed(1000, false)?))
+        timed(1000, false)?
     } else if is(w, "px") {
-        (2, Some(timed(1, false)?))
+        timed(1, false)?
     } else if is(w, "exat") {
-        (2, Some(timed(1000, true)?))
+        timed(1000, true)?
     } else if is(w, "pxat") {
-        (2, Some(timed(1, true)?))
+        timed(1, true)?
     } else if is(w, "persist") && name == "hgetex" {
-        (1, Some(0))
+        (1, Expiry::Persist)
     } else if is(w, "keepttl") && name == "hsetex" {
-        (1, None)
+        (1, Expiry::KeepTtl)
     } else {
         return Ok(None);
     }))
 }
 
 /// `HGETEX key [EX s|PX ms|EXAT t|PXAT t|PERSIST] FIELDS n field …`: the values, after
-/// setting (or removing) the fields' expiry; a time already passed deletes them.
+/// setting (or removing) the fields' expiry; a time already passed deletes them. Fields are
+/// handled in order, so one named twice after it expired reads as nil.
 pub async fn hgetex<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
-    let (skip, ttl) = match expiry_option(cx, a, 2, "hgetex")? {
-        Some((n, t)) => (n, t),
-        None => (0, None),
-    };
-    let fs = fields(a, 2 + skip)?;
-    let e = engine(cx)?;
     let now = cx.now;
+    let parsed = expiry_option(a, 2, now, "hgetex").and_then(|opt| {
+        let (skip, ttl) = opt.map_or((0, None), |(n, t)| (n, Some(t)));
+        // Too few arguments left for FIELDS n field: an arity error.
+        if 2 + skip + 1 >= a.len() {
+            return Err(wrong_args("hgetex"));
+        }
+        Ok((ttl, fields(a, 2 + skip, CountError::Plain)?))
+    });
+    let (ttl, fs) = parsed.map_err(|e| type_first(cx, a[1], e))?;
+    let e = engine(cx)?;
     let (values, changed, gone) = e.write(cx.db(), a[1], now, |w| {
-        let Some(h) = w.hash()? else {
-            return Ok((vec![None; fs.len()], false, false));
-        };
-        let values: Vec<Option<Vec<u8>>> =
-            fs.iter().map(|f| h.get(f).map(<[u8]>::to_vec)).collect();
+        let mut values: Vec<Option<Vec<u8>>> = Vec::with_capacity(fs.len());
         let mut changed = false;
-        if let Some(at) = ttl {
-            for (f, v) in fs.iter().zip(&values) {
-                if v.is_none() || w.get().is_none() {
-                    continue;
-                }
-                if at != 0 && at <= now {
-                    changed |= w.hdel(f);
-                } else {
-                    changed |= w.hexpire(f, at);
+        for f in fs {
+            let (v, had_ttl) = match w.hash()? {
+                None => (None, false),
+                Some(h) => (h.get(f).map(<[u8]>::to_vec), h.field_expire(f).is_some()),
+            };
+            if v.is_some() {
+                match ttl {
+                    None | Some(Expiry::KeepTtl) => {}
+                    Some(Expiry::At(at)) if at <= now => changed |= w.hdel(f),
+                    Some(Expiry::At(at)) => changed |= w.hexpire(f, at),
+                    Some(Expiry::Persist) if had_ttl => changed |= w.hexpire(f, 0),
+                    Some(Expiry::Persist) => {}
                 }
             }
+            values.push(v);
         }
         Ok((values, changed, w.get().is_none()))
     })?;
@@ -285,8 +349,8 @@ pub async fn hgetex<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult
         cx.notify(
             class::HASH,
             match ttl {
-                Some(0) => "hpersist",
-                Some(at) if at <= now => "hexpired",
+                Some(Expiry::Persist) => "hpersist",
+                Some(Expiry::At(at)) if at <= now => "hexpired",
                 _ => "hexpire",
             },
             a[1],
@@ -302,52 +366,89 @@ pub async fn hgetex<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult
     Ok(())
 }
 
+/// HSETEX's arguments, read before the key is looked up (unlike the other commands here).
+struct HsetexArgs<'b, 'a> {
+    /// FNX (true) or FXX (false).
+    only: Option<bool>,
+    ttl: Option<Expiry>,
+    /// Field, value pairs.
+    pairs: &'b [&'a [u8]],
+}
+
+fn hsetex_args<'a, 'b>(a: &'b [&'a [u8]], now: i64) -> Result<HsetexArgs<'b, 'a>, CmdError> {
+    let mut i = 2;
+    let mut only = None;
+    let mut ttl = None;
+    while let Some(w) = a.get(i) {
+        if is(w, "fields") {
+            break;
+        }
+        if is(w, "fnx") || is(w, "fxx") {
+            if only.is_some() {
+                return Err(CmdError::msg(
+                    "ERR Only one of FXX or FNX arguments can be specified",
+                ));
+            }
+            only = Some(is(w, "fnx"));
+            i += 1;
+            continue;
+        }
+        match expiry_option(a, i, now, "hsetex")? {
+            Some(_) if ttl.is_some() => {
+                return Err(CmdError::msg(
+                    "ERR Only one of EX, PX, EXAT, PXAT or KEEPTTL arguments can be specified",
+                ))
+            }
+            Some((n, t)) => {
+                ttl = Some(t);
+                i += n;
+            }
+            None => {
+                return Err(CmdError::msg(format!(
+                    "ERR unknown argument: {}",
+                    String::from_utf8_lossy(w)
+                )))
+            }
+        }
+    }
+    if a.get(i).is_none() {
+        return Err(CmdError::msg(FIELDS_MISSING));
+    }
+    let n = a
+        .get(i + 1)
+        .ok_or_else(|| wrong_args("hsetex"))
+        .and_then(|n| {
+            int(n)
+                .ok()
+                .filter(|n| (1..=i64::from(i32::MAX)).contains(n))
+                .ok_or_else(|| CmdError::msg("ERR invalid number of fields"))
+        })?;
+    let rest = &a[i + 2..];
+    if rest.len() as i64 != 2 * n {
+        return Err(wrong_args("hsetex"));
+    }
+    Ok(HsetexArgs {
+        only,
+        ttl,
+        pairs: rest,
+    })
+}
+
 /// `HSETEX key [FNX|FXX] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL] FIELDS n field value …`: 1 if
 /// the fields were set, 0 if FNX/FXX stopped it. Without KEEPTTL the fields' old expiry goes.
 pub async fn hsetex<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
-    let mut i = 2;
-    let mut only = None;
-    let mut ttl: Option<Option<i64>> = None; // None: no option (clear); Some(None): KEEPTTL
-    loop {
-        match a.get(i) {
-            Some(w) if only.is_none() && (is(w, "fnx") || is(w, "fxx")) => {
-                only = Some(is(w, "fnx"));
-                i += 1;
-            }
-            _ => match expiry_option(cx, a, i, "hsetex")? {
-                Some((n, t)) if ttl.is_none() => {
-                    ttl = Some(t);
-                    i += n;
-                }
-                _ => break,
-            },
-        }
-    }
-    if a.get(i).is_none_or(|w| !is(w, "fields")) {
-        return Err(CmdError::msg(
-            "ERR Mandatory argument FIELDS is missing or not at the right position",
-        ));
-    }
-    let n = int(a.get(i + 1).ok_or(CmdError::Syntax)?)?;
-    if n <= 0 {
-        return Err(CmdError::msg(
-            "ERR Parameter `numFields` should be greater than 0",
-        ));
-    }
-    let rest = &a[i + 2..];
-    if rest.len() != 2 * n as usize {
-        return Err(CmdError::msg(
-            "ERR The `numfields` parameter must match the number of arguments",
-        ));
-    }
-    let e = engine(cx)?;
     let now = cx.now;
+    let HsetexArgs {
+        only,
+        ttl,
+        pairs: rest,
+    } = hsetex_args(a, now)?;
+    let e = engine(cx)?;
     let set = e.write(cx.db(), a[1], now, |w| {
         let h = w.hash()?;
-        let existing: Vec<Option<i64>> = rest
+        let existing: Vec<Option<Option<i64>>> = rest
             .chunks_exact(2)
-            .map(|fv| h.and_then(|h| h.get(fv[0]).map(|_| h.field_expire(fv[0]).unwrap_or(0))))
-            .map(|x| x.map(|t| t.max(0)))
+            .map(|fv| h.and_then(|h| h.get(fv[0]).map(|_| h.field_expire(fv[0]))))
             .collect();
         let present = existing.iter().filter(|x| x.is_some()).count();
         match only {
@@ -356,27 +457,28 @@ pub async fn hsetex<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult
             _ => {}
         }
         for (fv, old) in rest.chunks_exact(2).zip(&existing) {
+            // HSET clears the field's expiry; what the option asks comes after.
             w.hset(fv[0], fv[1]);
             match ttl {
-                Some(Some(at)) if at <= now => {
+                Some(Expiry::At(at)) if at <= now => {
                     w.hdel(fv[0]);
                 }
-                Some(Some(at)) => {
+                Some(Expiry::At(at)) => {
                     w.hexpire(fv[0], at);
                 }
-                Some(None) => {
-                    if let Some(t) = old.filter(|t| *t > 0) {
-                        w.hexpire(fv[0], t);
+                Some(Expiry::KeepTtl) => {
+                    if let Some(Some(t)) = old {
+                        w.hexpire(fv[0], *t);
                     }
                 }
-                None => {}
+                None | Some(Expiry::Persist) => {}
             }
         }
         Ok(true)
     })?;
     if set {
         cx.notify(class::HASH, "hset", a[1]);
-        if matches!(ttl, Some(Some(_))) {
+        if matches!(ttl, Some(Expiry::At(_))) {
             cx.notify(class::HASH, "hexpire", a[1]);
         }
     }
@@ -384,20 +486,19 @@ pub async fn hsetex<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult
     Ok(())
 }
 
-/// `HGETDEL key FIELDS n field …`: the values, and the fields deleted.
+/// `HGETDEL key FIELDS n field …`: the values, and the fields deleted, in order (a field
+/// named twice reads as nil the second time).
 pub async fn hgetdel<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
-    let fs = fields(a, 2)?;
+    let fs = fields(a, 2, CountError::Plain).map_err(|e| type_first(cx, a[1], e))?;
     let e = engine(cx)?;
     let (values, gone) = e.write(cx.db(), a[1], cx.now, |w| {
-        let Some(h) = w.hash()? else {
-            return Ok((vec![None; fs.len()], false));
-        };
-        let values: Vec<Option<Vec<u8>>> =
-            fs.iter().map(|f| h.get(f).map(<[u8]>::to_vec)).collect();
-        for (f, v) in fs.iter().zip(&values) {
-            if v.is_some() && w.get().is_some() {
+        let mut values: Vec<Option<Vec<u8>>> = Vec::with_capacity(fs.len());
+        for f in fs {
+            let v = w.hash()?.and_then(|h| h.get(f).map(<[u8]>::to_vec));
+            if v.is_some() {
                 w.hdel(f);
             }
+            values.push(v);
         }
         Ok((values, w.get().is_none()))
     })?;

@@ -162,6 +162,14 @@ pub async fn hdel<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
+/// Puts back the expiry a field had before an increment rewrote it: HSET clears a field's
+/// expiry, HINCRBY and HINCRBYFLOAT keep it (as Redis 7.4 and later do).
+fn keep_field_expiry(w: &mut crate::engine::KeyWriter<'_>, field: &[u8], at: Option<i64>) {
+    if let Some(at) = at {
+        w.hexpire(field, at);
+    }
+}
+
 /// `HINCRBY key field increment`.
 pub async fn hincrby<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let incr = int(a[3])?;
@@ -173,7 +181,9 @@ pub async fn hincrby<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResul
                 .ok_or_else(|| StoreError::Other("ERR hash value is not an integer".into()))?,
         };
         let new = cur.checked_add(incr).ok_or(StoreError::Overflow)?;
+        let keep = w.hash()?.and_then(|h| h.field_expire(a[2]));
         w.hset(a[2], itoa::Buffer::new().format(new).as_bytes());
+        keep_field_expiry(w, a[2], keep);
         Ok(new)
     })?;
     cx.notify(class::HASH, "hincrby", a[1]);
@@ -200,7 +210,9 @@ pub async fn hincrbyfloat<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> Cmd
             StoreError::Other("ERR increment would produce NaN or Infinity".into())
         })?;
         let text = new.to_human();
+        let keep = w.hash()?.and_then(|h| h.field_expire(a[2]));
         w.hset(a[2], text.as_bytes());
+        keep_field_expiry(w, a[2], keep);
         Ok(text)
     })?;
     cx.notify(class::HASH, "hincrbyfloat", a[1]);

@@ -230,6 +230,27 @@ pub fn redis_server(extra: &[&str]) -> Proc {
     })
 }
 
+/// The Redis 8 that `scripts/redis8` unpacks under target/redis8 (Debian 13's build, run by
+/// its own loader): the oracle for commands newer than Debian 12's redis-server 7.0.
+pub fn redis8_bin() -> String {
+    let bin =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/redis8/bin/redis-server");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the README's test command (scripts/test), which fetches it with scripts/redis8",
+        bin.display()
+    );
+    bin.to_string_lossy().into_owned()
+}
+
+/// A throwaway Redis 8 (see [`redis8_bin`]).
+pub fn redis8_server(extra: &[&str]) -> Proc {
+    let bin = redis8_bin();
+    start("redis-server", "redis8", |port, dir| {
+        redis_command(&bin, port, dir, extra)
+    })
+}
+
 /// redis-server on a given port (one chosen earlier, e.g. for a gateway started first).
 pub fn redis_server_on(port: u16, extra: &[&str]) -> Proc {
     let bin = require("redis-server");

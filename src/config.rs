@@ -51,6 +51,15 @@ pub struct ServeArgs {
     )]
     pub requirepass: Option<String>,
 
+    /// ACL users file, in Redis's format (`user <name> <rules…>` per line): loaded at start,
+    /// re-read by ACL LOAD, written by ACL SAVE (as Redis's `aclfile`).
+    #[arg(long, env = "SESSIOND_ACLFILE", value_name = "PATH")]
+    pub aclfile: Option<String>,
+
+    /// Entries ACL LOG keeps (refused commands, failed AUTHs). Default 128.
+    #[arg(long, env = "SESSIOND_ACLLOG_MAX_LEN", value_name = "N")]
+    pub acllog_max_len: Option<usize>,
+
     /// Memory limit for stored sessions: bytes, or with a unit (`512mb`, `2gb`; `k`=1000,
     /// `kb`=1024 as in Redis). 0 means no limit. Default 0.
     #[arg(long, env = "SESSIOND_MAXMEMORY", value_name = "BYTES")]
@@ -314,6 +323,8 @@ struct FileConfig {
     listen: Option<Vec<String>>,
     unixsocket: Option<String>,
     requirepass: Option<String>,
+    aclfile: Option<String>,
+    acllog_max_len: Option<usize>,
     maxmemory: Option<toml::Value>,
     maxmemory_policy: Option<String>,
     databases: Option<usize>,
@@ -384,6 +395,9 @@ pub struct Config {
     pub notify_keyspace_events: String,
     pub slowlog_log_slower_than: i64,
     pub slowlog_max_len: usize,
+    /// `aclfile` (none: users live in memory only).
+    pub aclfile: Option<std::path::PathBuf>,
+    pub acllog_max_len: usize,
     pub latency_monitor_threshold: u64,
     /// `busy-reply-threshold`, ms.
     pub busy_reply_threshold: u64,
@@ -510,6 +524,8 @@ impl Default for Config {
             notify_keyspace_events: String::new(),
             slowlog_log_slower_than: 10_000,
             slowlog_max_len: 128,
+            aclfile: None,
+            acllog_max_len: crate::acl::log::DEFAULT_MAX_LEN,
             latency_monitor_threshold: 0,
             busy_reply_threshold: crate::script::run::DEFAULT_BUSY_MS,
             lua_allow_undeclared_keys: false,
@@ -706,6 +722,15 @@ impl Config {
         }
         if let Some(n) = args.slowlog_max_len.or(file.slowlog_max_len) {
             c.slowlog_max_len = n;
+        }
+        c.aclfile = args
+            .aclfile
+            .clone()
+            .or(file.aclfile)
+            .filter(|s| !s.is_empty())
+            .map(std::path::PathBuf::from);
+        if let Some(n) = args.acllog_max_len.or(file.acllog_max_len) {
+            c.acllog_max_len = n;
         }
         if let Some(n) = args
             .latency_monitor_threshold

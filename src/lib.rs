@@ -5,6 +5,7 @@
 //! [`engine`] or a Redis [`upstream`] (gateway mode; later also the migration router). See
 //! `docs/ARCHITECTURE.md`.
 
+pub mod acl;
 pub mod admin;
 pub mod audit;
 pub mod clock;

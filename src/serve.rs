@@ -293,6 +293,12 @@ async fn serve_until_shutdown<S: Store>(
     ready: &str,
 ) -> Result<(), String> {
     let config = &server.config;
+    // The ACL file's users, before any client can connect; a bad line stops the start.
+    server
+        .settings
+        .acl
+        .load_file_at_start(config.requirepass.as_deref())
+        .map_err(|e| e.trim_start_matches("ERR ").to_string())?;
     if let Some(a) = &config.admin {
         crate::admin::start(server.clone(), a).await?;
     }

@@ -56,6 +56,13 @@ fn hash_field_ttls_match_redis_8() {
     compare_with(redis8_server(&[]), "hash-ttl-8.txt");
 }
 
+/// ACL users: SETUSER rules and their errors, GETUSER, DRYRUN, AUTH as a limited user and
+/// the NOPERM texts it gets, scripts run as their caller, ACL LOG.
+#[test]
+fn acl_matches_redis() {
+    differential("acl.txt");
+}
+
 #[test]
 fn sets_match_redis() {
     differential("sets.txt");

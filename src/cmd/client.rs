@@ -151,8 +151,19 @@ pub fn client<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
 
 /// One line of CLIENT LIST, with Redis's field names (fields sessiond has no notion of are 0).
 fn client_line<S: Store>(cx: &Ctx<'_, '_, S>, h: &ClientHandle) -> String {
-    let now = cx.now;
+    let mut line = client_info(h, cx.now);
+    line.push('\n');
+    line
+}
+
+/// A client described as CLIENT LIST does (without the newline; `ACL LOG`'s client-info).
+pub fn client_info(h: &ClientHandle, now: i64) -> String {
     let names = h.names();
+    let user = if names.user.is_empty() {
+        "default"
+    } else {
+        names.user.as_str()
+    };
     let cmd = match h.last_cmd.load(Ordering::Relaxed) {
         usize::MAX => "NULL".to_string(),
         i => super::table::commands()
@@ -161,7 +172,7 @@ fn client_line<S: Store>(cx: &Ctx<'_, '_, S>, h: &ClientHandle) -> String {
             .to_string(),
     };
     format!(
-        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
         h.id,
         h.addr,
         h.laddr,
@@ -170,6 +181,7 @@ fn client_line<S: Store>(cx: &Ctx<'_, '_, S>, h: &ClientHandle) -> String {
         (now - h.last_ms.load(Ordering::Relaxed)).max(0) / 1000,
         h.db.load(Ordering::Relaxed),
         cmd,
+        user,
         h.resp.load(Ordering::Relaxed),
         names.lib_name,
         names.lib_ver,
@@ -196,7 +208,7 @@ fn kill<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     if !a.len().is_multiple_of(2) {
         return Err(CmdError::Syntax);
     }
-    let (mut id, mut addr, mut laddr, mut skipme) = (None, None, None, true);
+    let (mut id, mut addr, mut laddr, mut user, mut skipme) = (None, None, None, None, true);
     for pair in a[2..].chunks_exact(2) {
         let v = pair[1];
         if is(pair[0], "id") {
@@ -219,9 +231,14 @@ fn kill<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
             } else {
                 return Err(CmdError::Syntax);
             };
-        } else if is(pair[0], "type") || is(pair[0], "user") || is(pair[0], "maxage") {
-            // Accepted for compatibility; every sessiond client is a normal client of
-            // the default user.
+        } else if is(pair[0], "user") {
+            let name = lossy(v);
+            if cx.server.settings.acl.user(&name).is_none() {
+                return Err(CmdError::msg(format!("ERR No such user '{name}'")));
+            }
+            user = Some(name);
+        } else if is(pair[0], "type") || is(pair[0], "maxage") {
+            // Accepted for compatibility; every sessiond client is a normal client.
         } else {
             return Err(CmdError::Syntax);
         }
@@ -231,6 +248,7 @@ fn kill<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
         if id.is_some_and(|i| i != h.id)
             || addr.as_ref().is_some_and(|x| *x != h.addr)
             || laddr.as_ref().is_some_and(|x| *x != h.laddr)
+            || user.as_ref().is_some_and(|u| *u != h.user_name())
             || (skipme && h.id == me)
         {
             continue;

@@ -27,14 +27,25 @@ pub fn echo<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
 
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
-/// Checks a user/password pair as Redis's ACL does for the single `default` user. A failure
-/// is answered late, and the connection closed after too many (`server/auth_guard.rs`).
+/// Logs the connection in as `user` if `pass` is its password and the user is enabled. A
+/// failure is logged in `ACL LOG` (reason `auth`), answered late, and the connection closed
+/// after too many (`server/auth_guard.rs`).
 async fn authenticate<S: Store>(cx: &mut Ctx<'_, '_, S>, user: &[u8], pass: &[u8]) -> CmdResult {
-    let settings = &cx.server.settings;
-    if user == b"default" && settings.check_password(pass) {
-        cx.client.authenticated = true;
+    let acl = &cx.server.settings.acl;
+    if let Some(u) = acl.authenticate(user, pass) {
+        cx.client.log_in(u);
+        cx.client.acl_version = 0;
         return Ok(());
     }
+    let now = crate::clock::now_ms();
+    acl.log.add(
+        "auth",
+        "toplevel",
+        "auth".into(),
+        lossy(user),
+        super::client::client_info(&cx.client.handle, now),
+        now,
+    );
     cx.client.auth_failures += 1;
     cx.server.auth_failures.record(&cx.client.handle.addr);
     tokio::time::sleep(auth_guard::failure_delay(cx.client.auth_failures)).await;
@@ -49,7 +60,7 @@ pub async fn auth<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
         return Err(CmdError::Syntax);
     }
     if a.len() == 2 {
-        if cx.server.settings.requirepass().is_none() {
+        if cx.server.settings.acl.default_user().nopass {
             return Err(CmdError::msg(
                 "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
             ));
@@ -167,7 +178,12 @@ pub fn reset<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     cx.client.handle.db.store(0, Ordering::Relaxed);
     cx.client.proto = Proto::Resp2;
     cx.client.authenticated = cx.server.settings.open_to(cx.client.local) == Ok(true);
-    cx.client.handle.update_names(|n| n.name.clear());
+    cx.client.user = cx.server.settings.acl.default_user();
+    cx.client.acl_version = 0;
+    cx.client.handle.update_names(|n| {
+        n.name.clear();
+        n.user.clear();
+    });
     cx.out.simple("RESET");
     Ok(())
 }

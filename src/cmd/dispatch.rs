@@ -90,6 +90,7 @@ engine_commands! { |cx, a|
     "info" => Info, any, info::info(cx, a);
     "config" => Config, any, server::config(cx, a);
     "slowlog" => SlowLog, any, slowlog::slowlog(cx, a);
+    "acl" => Acl, any, acl::acl(cx, a);
     "latency" => Latency, any, slowlog::latency(cx, a);
     "time" => Time, any, server::time(cx);
     "dbsize" => DbSize, any, server::dbsize(cx).await;

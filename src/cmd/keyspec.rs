@@ -122,7 +122,7 @@ impl KeySpec {
 
     /// Appends the argument indexes of this spec's keys in `args` (name at 0). A spec that
     /// does not apply (keyword absent, index past the end) adds nothing.
-    fn positions(&self, args: &[&[u8]], out: &mut Vec<usize>) {
+    pub fn positions(&self, args: &[&[u8]], out: &mut Vec<usize>) {
         let argc = args.len();
         let start = match &self.begin {
             Begin::Index(i) if *i < argc => *i,

@@ -10,6 +10,7 @@
 //! is `src/script/`),
 //! `hashes`.
 
+pub mod acl;
 pub mod args;
 pub mod blocking;
 pub mod client;
@@ -73,10 +74,18 @@ pub struct ClientState {
     pub in_exec: bool,
     /// Set by a blocking command that found nothing: the connection waits on it.
     pub blocked: Option<blocking::Blocked>,
+    /// The ACL user, as of the ACL version `acl_version` (see `acl/mod.rs`).
+    pub user: Arc<crate::acl::User>,
+    pub acl_version: u64,
 }
 
 impl ClientState {
-    pub fn new(handle: Arc<ClientHandle>, authenticated: bool, local: bool) -> Self {
+    pub fn new(
+        handle: Arc<ClientHandle>,
+        authenticated: bool,
+        local: bool,
+        user: Arc<crate::acl::User>,
+    ) -> Self {
         ClientState {
             db: 0,
             proto: Proto::Resp2,
@@ -90,7 +99,17 @@ impl ClientState {
             ready: Vec::new(),
             in_exec: false,
             blocked: None,
+            user,
+            acl_version: 0,
         }
+    }
+
+    /// Logs in as `user` (AUTH, HELLO … AUTH).
+    pub fn log_in(&mut self, user: Arc<crate::acl::User>) {
+        self.authenticated = true;
+        let name = user.name.clone();
+        self.handle.update_names(|n| n.user = name);
+        self.user = user;
     }
 }
 
@@ -293,6 +312,13 @@ pub fn check_known<S: Store>(
             Err(denied) => return Err(denied.into()),
         }
     }
+    // As Redis's `c->cmd`, set before the ACL check, so ACL LOG's client-info names it.
+    client.handle.last_cmd.store(idx, Ordering::Relaxed);
+    if !spec.flags.has(table::Flags::NO_AUTH) {
+        if let Err(denied) = acl_check(server, client, spec, args, "toplevel") {
+            return Err(denied.error());
+        }
+    }
     if client.proto == Proto::Resp2
         && client.sub.as_ref().is_some_and(|s| s.active())
         && !matches!(
@@ -322,7 +348,6 @@ pub fn check_known<S: Store>(
             return Err(busy);
         }
     }
-    client.handle.last_cmd.store(idx, Ordering::Relaxed);
     if table::is_write(spec) {
         if let Some(e) = server.persist.as_ref().and_then(|p| p.write_error()) {
             return Err(format!("MISCONF {e}"));
@@ -330,6 +355,48 @@ pub fn check_known<S: Store>(
         client.wrote = true;
     }
     Ok(spec)
+}
+
+/// The client's user with the ACL's current rules: a change since its last command (ACL
+/// SETUSER, DELUSER, LOAD, requirepass) applies from this command on. A deleted user's
+/// connection is being closed; until then it may run nothing.
+pub fn current_user<S: Store>(server: &Server<S>, client: &mut ClientState) {
+    let acl = &server.settings.acl;
+    let v = acl.version();
+    if v != client.acl_version {
+        client.acl_version = v;
+        client.user = acl
+            .user(&client.user.name)
+            .unwrap_or_else(|| Arc::new(crate::acl::User::new(&client.user.name)));
+    }
+}
+
+/// Checks a command (`spec` the top-level row) against the client's user, logging a refusal
+/// in `ACL LOG` with `context` (`toplevel`, `multi`, `lua`).
+pub fn acl_check<S: Store>(
+    server: &Server<S>,
+    client: &mut ClientState,
+    spec: &'static table::Spec,
+    args: &[&[u8]],
+    context: &'static str,
+) -> Result<(), crate::acl::Denied> {
+    current_user(server, client);
+    if client.user.unrestricted() {
+        return Ok(());
+    }
+    let eff = table::subcommand(spec, args).unwrap_or(spec);
+    crate::acl::user::check(&client.user, eff, args).inspect_err(|denied| {
+        let (reason, object) = denied.reason();
+        let now = crate::clock::now_ms();
+        server.settings.acl.log.add(
+            reason,
+            context,
+            object,
+            client.user.name.clone(),
+            client::client_info(&client.handle, now),
+            now,
+        );
+    })
 }
 
 /// Runs a command that passed [`check`].

@@ -43,7 +43,7 @@ const LATENCY_HELP: &[&str] = &[
 
 /// The subcommand's table entry, with Redis's errors for an unknown one and a wrong count
 /// of arguments (checked against the subcommand's own arity, as Redis's lookup does).
-fn sub_spec(parent: &str, a: &[&[u8]]) -> Result<&'static table::Spec, CmdError> {
+pub(super) fn sub_spec(parent: &str, a: &[&[u8]]) -> Result<&'static table::Spec, CmdError> {
     let unknown = || {
         CmdError::msg(format!(
             "ERR unknown subcommand '{}'. Try {} HELP.",

@@ -50,7 +50,12 @@ impl EmbeddedSide {
         if !table::arity_ok(spec.arity, args.len()) {
             return Err(crate::cmd::wrong_args(spec.name).message());
         }
-        let mut client = ClientState::new(handle.clone(), true, true);
+        let mut client = ClientState::new(
+            handle.clone(),
+            true,
+            true,
+            Arc::new(crate::acl::User::default_user()),
+        );
         client.db = db;
         client.proto = if resp3 { Proto::Resp3 } else { Proto::Resp2 };
         let wrote = table::is_write(table::subcommand(spec, args).unwrap_or(spec));
@@ -82,7 +87,12 @@ impl EmbeddedSide {
         commands: &[&[&[u8]]],
         resp3: bool,
     ) -> Result<(Bytes, bool), String> {
-        let mut client = ClientState::new(handle.clone(), true, true);
+        let mut client = ClientState::new(
+            handle.clone(),
+            true,
+            true,
+            Arc::new(crate::acl::User::default_user()),
+        );
         client.db = db;
         client.proto = if resp3 { Proto::Resp3 } else { Proto::Resp2 };
         let mut buf = BytesMut::new();

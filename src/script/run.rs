@@ -369,6 +369,10 @@ impl<S: Store> Host for EngineHost<'_, S> {
         if spec.flags.has(Flags::NOSCRIPT) || eff.flags.has(Flags::NOSCRIPT) {
             return Err("ERR This Redis command is not allowed from script".into());
         }
+        if let Err(denied) = crate::cmd::acl_check(self.server, &mut self.client, spec, args, "lua")
+        {
+            return Err(denied.script_error());
+        }
         let write = table::is_write(eff);
         if write {
             if self.read_only {
@@ -415,10 +419,13 @@ impl<S: Store> Host for EngineHost<'_, S> {
     }
 
     fn acl_check(&mut self, args: &[&[u8]]) -> Result<bool, String> {
-        match table::lookup(args[0]) {
-            Some(_) => Ok(true),
-            None => Err("ERR Invalid command passed to redis.acl_check_cmd()".into()),
-        }
+        let Some(idx) = table::lookup(args[0]) else {
+            return Err("ERR Invalid command passed to redis.acl_check_cmd()".into());
+        };
+        let spec = &table::commands()[idx];
+        crate::cmd::current_user(self.server, &mut self.client);
+        let eff = table::subcommand(spec, args).unwrap_or(spec);
+        Ok(crate::acl::user::check(&self.client.user, eff, args).is_ok())
     }
 
     fn killed(&self) -> bool {
@@ -466,7 +473,13 @@ pub fn run<S: Store>(
         function,
         command: Mutex::new(Vec::new()),
     });
-    let mut client = ClientState::new(cx.client.handle.clone(), true, cx.client.local);
+    let mut client = ClientState::new(
+        cx.client.handle.clone(),
+        true,
+        cx.client.local,
+        cx.client.user.clone(),
+    );
+    client.acl_version = cx.client.acl_version;
     client.db = cx.client.db;
     client.in_exec = true;
     let mut host = EngineHost {

@@ -28,6 +28,8 @@ pub struct ClientHandle {
 #[derive(Default, Clone)]
 pub struct ClientNames {
     pub name: String,
+    /// The ACL user the connection is authenticated as (empty: `default`).
+    pub user: String,
     pub lib_name: String,
     pub lib_ver: String,
 }
@@ -73,6 +75,16 @@ impl ClientHandle {
 
     pub fn names(&self) -> ClientNames {
         self.names.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The ACL user the connection is authenticated as.
+    pub fn user_name(&self) -> String {
+        let n = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        if n.user.is_empty() {
+            "default".into()
+        } else {
+            n.user.clone()
+        }
     }
 
     pub fn update_names(&self, f: impl FnOnce(&mut ClientNames)) {

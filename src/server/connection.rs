@@ -75,7 +75,12 @@ async fn run<S, IO>(
     S: Store,
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let mut state = ClientState::new(handle.clone(), authenticated, local);
+    let mut state = ClientState::new(
+        handle.clone(),
+        authenticated,
+        local,
+        server.settings.acl.default_user(),
+    );
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut parser = RequestParser::new();

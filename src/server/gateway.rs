@@ -264,7 +264,7 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
     let checked = match table::lookup(args[0]) {
         // A command sessiond does not know (a newer server's, a module's): forwarded as it
         // is once the client is authenticated; in a cluster, routed by its first argument.
-        None => match auth_only(server, state) {
+        None => match auth_only(server, state, args[0]) {
             Ok(()) => None,
             Err(e) => Some(Err(e)),
         },
@@ -465,19 +465,38 @@ pub(super) fn push(gw: &mut GatewayClient, args: &[&[u8]], fix: Fix) {
     }
 }
 
-/// The client's authentication, for a command not in the table.
-fn auth_only<S: Store>(server: &Server<S>, state: &mut ClientState) -> Result<(), String> {
-    if state.authenticated {
+/// The client's authentication and ACL, for a command not in the table (a newer server's,
+/// a module's): forwarded only for a user allowed every command, since sessiond cannot tell
+/// which category or keys it has.
+fn auth_only<S: Store>(
+    server: &Server<S>,
+    state: &mut ClientState,
+    name: &[u8],
+) -> Result<(), String> {
+    if !state.authenticated {
+        match server.settings.open_to(state.local) {
+            Ok(true) => state.authenticated = true,
+            Ok(false) => return Err("NOAUTH Authentication required.".into()),
+            Err(denied) => return Err(denied.into()),
+        }
+    }
+    cmd::current_user(server, state);
+    if state.user.unrestricted() {
         return Ok(());
     }
-    match server.settings.open_to(state.local) {
-        Ok(true) => {
-            state.authenticated = true;
-            Ok(())
-        }
-        Ok(false) => Err("NOAUTH Authentication required.".into()),
-        Err(denied) => Err(denied.into()),
-    }
+    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+    let now = crate::clock::now_ms();
+    server.settings.acl.log.add(
+        "command",
+        "toplevel",
+        name.clone(),
+        state.user.name.clone(),
+        cmd::client::client_info(&state.handle, now),
+        now,
+    );
+    Err(format!(
+        "NOPERM this user has no permissions to run the '{name}' command"
+    ))
 }
 
 /// Runs a command with sessiond's own code, after the replies before it.

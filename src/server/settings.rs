@@ -1,5 +1,6 @@
 //! Settings that `CONFIG SET` can change while the server runs. Read on the hot path with
-//! relaxed atomics; the password behind a lock (read at AUTH and connect only).
+//! relaxed atomics; the password behind a lock (read at AUTH and connect only). The ACL
+//! users live here too (`acl`): `requirepass` is the default user's password.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::RwLock;
@@ -9,6 +10,7 @@ use crate::resp::Limits;
 
 pub struct Settings {
     requirepass: RwLock<Option<String>>,
+    pub acl: crate::acl::Acl,
     pub timeout_secs: AtomicU64,
     pub maxclients: AtomicUsize,
     pub proto_max_bulk_len: AtomicI64,
@@ -26,6 +28,11 @@ impl Settings {
     pub fn new(cfg: &crate::config::Config) -> Self {
         Settings {
             requirepass: RwLock::new(cfg.requirepass.clone().filter(|p| !p.is_empty())),
+            acl: {
+                let acl = crate::acl::Acl::new(cfg.requirepass.as_deref(), cfg.aclfile.clone());
+                acl.log.set_max_len(cfg.acllog_max_len);
+                acl
+            },
             timeout_secs: AtomicU64::new(cfg.timeout),
             maxclients: AtomicUsize::new(cfg.maxclients),
             proto_max_bulk_len: AtomicI64::new(cfg.proto_max_bulk_len as i64),
@@ -46,8 +53,11 @@ impl Settings {
             .clone()
     }
 
+    /// Sets `requirepass`, which is the default user's password (as in Redis).
     pub fn set_requirepass(&self, pw: Option<String>) {
-        *self.requirepass.write().unwrap_or_else(|p| p.into_inner()) = pw.filter(|p| !p.is_empty());
+        let pw = pw.filter(|p| !p.is_empty());
+        self.acl.set_requirepass(pw.as_deref());
+        *self.requirepass.write().unwrap_or_else(|p| p.into_inner()) = pw;
     }
 
     /// `client-output-buffer-limit` for normal clients (read at each flush of replies).
@@ -74,17 +84,13 @@ impl Settings {
             .store(l.normal.soft_seconds, Ordering::Relaxed);
     }
 
-    /// What a client that has not authenticated may do now: `Ok(true)` use the server
-    /// (no password is set and protected mode allows it), `Ok(false)` authenticate first,
-    /// `Err(DENIED)` nothing (protected mode: no password and not a local client).
+    /// What a client that has not authenticated may do now: `Ok(true)` use the server as
+    /// `default` (the default user is on without a password, and protected mode allows
+    /// it), `Ok(false)` authenticate first, `Err(DENIED)` nothing (protected mode: the
+    /// default user has no password and the client is not local).
     pub fn open_to(&self, local: bool) -> Result<bool, &'static str> {
-        let no_password = self
-            .requirepass
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none();
         match (
-            no_password,
+            self.acl.default_is_open(),
             local || !self.protected_mode.load(Ordering::Relaxed),
         ) {
             (false, _) => Ok(false),
@@ -97,20 +103,6 @@ impl Settings {
         Limits {
             max_bulk_len: self.proto_max_bulk_len.load(Ordering::Relaxed),
             max_multibulk_len: self.proto_max_multibulk_len.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Constant-time password check, so response timing leaks nothing about the password.
-    pub fn check_password(&self, given: &[u8]) -> bool {
-        use subtle::ConstantTimeEq;
-        match self.requirepass() {
-            None => true,
-            Some(pw) => {
-                // Compare fixed-size digests so the length does not leak through timing either.
-                let a = sha1_smol::Sha1::from(pw.as_bytes()).digest().bytes();
-                let b = sha1_smol::Sha1::from(given).digest().bytes();
-                a.ct_eq(&b).into()
-            }
         }
     }
 }

@@ -111,9 +111,12 @@ fn decide(spec: &Spec, cluster: bool) -> Option<Action> {
             Action::Refuse(SERVER_SIDE)
         }
         // Whole families, every subcommand.
-        _ if matches!(name.split('|').next(), Some("cluster" | "acl" | "module")) => {
+        _ if matches!(name.split('|').next(), Some("cluster" | "module")) => {
             Action::Refuse(SERVER_SIDE)
         }
+        // sessiond's own users: it authenticates the gateway's clients itself, and talks to
+        // the upstream with its own credentials.
+        _ if name.starts_with("acl|") => Action::Local,
         "config|set" | "config|get" | "xread" | "xreadgroup" => return None,
         _ if name.starts_with("client|") || name.starts_with("config|") => Action::Local,
         "subscribe" | "psubscribe" | "ssubscribe" => Action::Subscribe,
@@ -185,7 +188,7 @@ mod tests {
         assert_eq!(act(&["CLIENT", "ID"], false), Action::Local);
         assert_eq!(act(&["MONITOR"], false), Action::Refuse(SERVER_SIDE));
         assert_eq!(act(&["CLUSTER", "INFO"], true), Action::Refuse(SERVER_SIDE));
-        assert_eq!(act(&["ACL", "WHOAMI"], false), Action::Refuse(SERVER_SIDE));
+        assert_eq!(act(&["ACL", "WHOAMI"], false), Action::Local);
         assert_eq!(act(&["MODULE", "LIST"], false), Action::Refuse(SERVER_SIDE));
         assert_eq!(
             act(&["SCRIPT", "LOAD", "return 1"], true),

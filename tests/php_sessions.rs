@@ -432,3 +432,66 @@ fn php_session_files_migrate_to_the_embedded_engine() {
     let info = admin.cmd(&["INFO", "migration"]).as_str();
     assert!(info.contains("secondary_write_errors:0"), "{info}");
 }
+
+/// Sessions as an ACL user limited to the session keys (`~PHPREDIS_SESSION:* +@read
+/// +@write`), logged in by phpredis with `auth[]=user&auth[]=password`: writes, reads,
+/// regenerate and destroy work; the same user cannot read another key, and a wrong password
+/// makes PHP fail.
+#[test]
+fn sessions_as_a_limited_acl_user() {
+    let s = sessiond(&["--requirepass", "adminpw"]);
+    let mut admin = s.connect();
+    assert_eq!(admin.cmd(&["AUTH", "adminpw"]), Value::Simple("OK".into()));
+    assert_eq!(
+        admin.cmd(&[
+            "ACL",
+            "SETUSER",
+            "app",
+            "on",
+            ">apppw",
+            "~PHPREDIS_SESSION:*",
+            "+@read",
+            "+@write",
+        ]),
+        Value::Simple("OK".into())
+    );
+    let path = format!("{}?auth[]=app&auth[]=apppw", tcp(&s));
+    assert_eq!(run(&mut php(&path, &[], &["write", "acl1", "bob"])), "ok");
+    assert_eq!(
+        run(&mut php(&path, &[], &["read", "acl1"])),
+        r#"{"user":"bob","n":1}"#
+    );
+    let new_id = run(&mut php(&path, &[], &["regenerate", "acl1"]));
+    assert_eq!(admin.cmd(&["EXISTS", &key("acl1")]), Value::Int(0));
+    assert_eq!(admin.cmd(&["EXISTS", &key(&new_id)]), Value::Int(1));
+    assert_eq!(
+        run(&mut php(&path, &[], &["destroy", &new_id])),
+        "destroyed"
+    );
+    assert_eq!(admin.cmd(&["EXISTS", &key(&new_id)]), Value::Int(0));
+    // The session user sees only session keys.
+    admin.cmd(&["SET", "secret", "x"]);
+    let mut app = s.connect();
+    assert_eq!(
+        app.cmd(&["AUTH", "app", "apppw"]),
+        Value::Simple("OK".into())
+    );
+    assert_eq!(
+        app.cmd(&["GET", "secret"]),
+        Value::Error(
+            "NOPERM this user has no permissions to access one of the keys used as arguments"
+                .into()
+        )
+    );
+    // A wrong password: PHP cannot open the session (phpredis warns, the write fails).
+    let bad = format!("{}?auth[]=app&auth[]=wrong", tcp(&s));
+    let out = php(&bad, &[], &["write", "acl2", "eve"])
+        .output()
+        .expect("run php");
+    assert!(
+        !out.stderr.is_empty() || !out.status.success(),
+        "a wrong password must fail: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(admin.cmd(&["EXISTS", &key("acl2")]), Value::Int(0));
+}

@@ -585,6 +585,16 @@ impl Denied {
         }
     }
 
+    /// The error a queued command gets at EXEC when the user's rules changed since MULTI.
+    pub fn changed_since_queued(&self) -> String {
+        let reason = match self {
+            Denied::Command(_) => "no permission to execute the command or subcommand",
+            Denied::Key(_) => "no permission to touch the specified keys",
+            Denied::Channel(_) => "no permission to access one of the channels used as arguments",
+        };
+        format!("NOPERM ACLs rules changed between the moment the transaction was accumulated and the EXEC call. This command is no longer allowed for the following reason: {reason}")
+    }
+
     /// The error a script's `redis.call` raises.
     pub fn script_error(&self) -> String {
         match self {
@@ -661,7 +671,8 @@ fn variable_needs(name: &str, args: &[&[u8]]) -> Option<u8> {
 /// Checks a command against a user, in Redis's order: the command, its keys, its channels.
 /// `spec` is the subcommand's row for a container command.
 pub fn check(user: &User, spec: &Spec, args: &[&[u8]]) -> Result<(), Denied> {
-    if user.unrestricted() {
+    // AUTH, HELLO, QUIT, RESET…: every user may run them, as in Redis.
+    if user.unrestricted() || spec.flags.has(table::Flags::NO_AUTH) {
         return Ok(());
     }
     if !user.may_run(spec, args) {

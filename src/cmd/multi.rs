@@ -231,6 +231,15 @@ pub async fn exec_migrating<S: Store>(
                     e.trim_start_matches("ERR ")
                 )));
             }
+            // The user's rules changed since the command was queued: the transaction runs
+            // on the store as one block, so it is refused whole (the engine refuses only
+            // that command, as Redis).
+            if let Err(denied) = super::acl_check(cx.server, cx.client, spec, args, "multi") {
+                return Err(CmdError::Msg(format!(
+                    "EXECABORT Transaction discarded because of: {}",
+                    denied.changed_since_queued()
+                )));
+            }
         }
     }
     let req = crate::store::TransactionRequest {
@@ -297,6 +306,12 @@ pub async fn exec<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
                 out.error(&super::unknown_command_error(args));
                 continue;
             };
+            // Permissions were checked when the command was queued; checked again here in
+            // case the user's rules changed since (as Redis does).
+            if let Err(denied) = super::acl_check(server, client, spec, args, "multi") {
+                out.error(&denied.changed_since_queued());
+                continue;
+            }
             let fut = execute_checked_at(server, client, spec, args, out, now);
             if super::run_now(fut).is_none() {
                 // Not reachable: commands that can wait are refused when queued.

@@ -53,6 +53,8 @@ pub const PARAMS: &[&str] = &[
     "notify-keyspace-events",
     "slowlog-log-slower-than",
     "slowlog-max-len",
+    "acllog-max-len",
+    "aclfile",
     "latency-monitor-threshold",
     "busy-reply-threshold",
     "lua-time-limit",
@@ -98,6 +100,12 @@ pub fn get<S: Store>(server: &Server<S>, name: &str) -> String {
             .load(Ordering::Relaxed)
             .to_string(),
         "slowlog-max-len" => server.slowlog.max_len.load(Ordering::Relaxed).to_string(),
+        "acllog-max-len" => st.acl.log.max_len.load(Ordering::Relaxed).to_string(),
+        "aclfile" => cfg
+            .aclfile
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
         "latency-monitor-threshold" => server
             .latency
             .threshold_ms
@@ -236,6 +244,7 @@ pub enum Change {
     NotifyKeyspaceEvents(u32),
     SlowlogSlowerThan(i64),
     SlowlogMaxLen(usize),
+    AcllogMaxLen(usize),
     LatencyThreshold(u64),
     BusyThreshold(u64),
     LuaUndeclared(bool),
@@ -274,6 +283,7 @@ pub const SETTABLE: &[&str] = &[
     "notify-keyspace-events",
     "slowlog-log-slower-than",
     "slowlog-max-len",
+    "acllog-max-len",
     "latency-monitor-threshold",
     "busy-reply-threshold",
     "lua-time-limit",
@@ -419,6 +429,7 @@ pub fn prepare<S: Store>(server: &Server<S>, name: &str, value: &str) -> Result<
         }
         "slowlog-log-slower-than" => Change::SlowlogSlowerThan(long_in(value, -1)?),
         "slowlog-max-len" => Change::SlowlogMaxLen(long_in(value, 0)? as usize),
+        "acllog-max-len" => Change::AcllogMaxLen(long_in(value, 0)? as usize),
         "latency-monitor-threshold" => Change::LatencyThreshold(long_in(value, 0)? as u64),
         "busy-reply-threshold" | "lua-time-limit" => {
             Change::BusyThreshold(long_in(value, 0)? as u64)
@@ -494,6 +505,7 @@ pub fn apply<S: Store>(server: &Server<S>, change: Change, who: &str) {
         }
         Change::SlowlogSlowerThan(n) => server.slowlog.slower_than.store(n, Ordering::Relaxed),
         Change::SlowlogMaxLen(n) => server.slowlog.set_max_len(n),
+        Change::AcllogMaxLen(n) => server.settings.acl.log.set_max_len(n),
         Change::LatencyThreshold(n) => server.latency.threshold_ms.store(n, Ordering::Relaxed),
         Change::BusyThreshold(n) => {
             for s in scripts_of(server) {

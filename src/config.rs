@@ -56,6 +56,48 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSIOND_ACLFILE", value_name = "PATH")]
     pub aclfile: Option<String>,
 
+    /// Also accept TLS connections on this port, on the addresses of --listen (as Redis's
+    /// `tls-port`). Needs --tls-cert-file and --tls-key-file.
+    #[arg(long, env = "SESSIOND_TLS_PORT", value_name = "PORT")]
+    pub tls_port: Option<u16>,
+
+    /// The server's certificate chain (PEM), re-read on SIGHUP.
+    #[arg(long, env = "SESSIOND_TLS_CERT_FILE", value_name = "PATH")]
+    pub tls_cert_file: Option<String>,
+
+    /// The server's private key (PEM), re-read on SIGHUP.
+    #[arg(long, env = "SESSIOND_TLS_KEY_FILE", value_name = "PATH")]
+    pub tls_key_file: Option<String>,
+
+    /// CA certificates (PEM) client certificates are checked against.
+    #[arg(long, env = "SESSIOND_TLS_CA_CERT_FILE", value_name = "PATH")]
+    pub tls_ca_cert_file: Option<String>,
+
+    /// Whether clients must present a certificate: yes (default, as Redis), optional, no.
+    #[arg(
+        long,
+        env = "SESSIOND_TLS_AUTH_CLIENTS",
+        value_name = "yes|no|optional"
+    )]
+    pub tls_auth_clients: Option<String>,
+
+    /// TLS versions to accept, space separated: `TLSv1.2 TLSv1.3` (the default).
+    #[arg(long, env = "SESSIOND_TLS_PROTOCOLS", value_name = "LIST")]
+    pub tls_protocols: Option<String>,
+
+    /// TLS 1.3 cipher suites, OpenSSL's names, colon separated (default: all rustls offers).
+    #[arg(long, env = "SESSIOND_TLS_CIPHERSUITES", value_name = "LIST")]
+    pub tls_ciphersuites: Option<String>,
+
+    /// TLS 1.2 cipher suites, OpenSSL's names, colon separated (default: all rustls offers).
+    #[arg(long, env = "SESSIOND_TLS_CIPHERS", value_name = "LIST")]
+    pub tls_ciphers: Option<String>,
+
+    /// `CN`: a client certificate's Common Name logs the connection in as that ACL user;
+    /// `off` (default): it does not.
+    #[arg(long, env = "SESSIOND_TLS_AUTH_CLIENTS_USER", value_name = "off|CN")]
+    pub tls_auth_clients_user: Option<String>,
+
     /// Entries ACL LOG keeps (refused commands, failed AUTHs). Default 128.
     #[arg(long, env = "SESSIOND_ACLLOG_MAX_LEN", value_name = "N")]
     pub acllog_max_len: Option<usize>,
@@ -325,6 +367,15 @@ struct FileConfig {
     requirepass: Option<String>,
     aclfile: Option<String>,
     acllog_max_len: Option<usize>,
+    tls_port: Option<u16>,
+    tls_cert_file: Option<String>,
+    tls_key_file: Option<String>,
+    tls_ca_cert_file: Option<String>,
+    tls_auth_clients: Option<String>,
+    tls_protocols: Option<String>,
+    tls_ciphersuites: Option<String>,
+    tls_ciphers: Option<String>,
+    tls_auth_clients_user: Option<String>,
     maxmemory: Option<toml::Value>,
     maxmemory_policy: Option<String>,
     databases: Option<usize>,
@@ -398,6 +449,8 @@ pub struct Config {
     /// `aclfile` (none: users live in memory only).
     pub aclfile: Option<std::path::PathBuf>,
     pub acllog_max_len: usize,
+    /// The TLS listener's settings, if `tls-port` is set.
+    pub tls: Option<crate::tls::TlsOptions>,
     pub latency_monitor_threshold: u64,
     /// `busy-reply-threshold`, ms.
     pub busy_reply_threshold: u64,
@@ -526,6 +579,7 @@ impl Default for Config {
             slowlog_max_len: 128,
             aclfile: None,
             acllog_max_len: crate::acl::log::DEFAULT_MAX_LEN,
+            tls: None,
             latency_monitor_threshold: 0,
             busy_reply_threshold: crate::script::run::DEFAULT_BUSY_MS,
             lua_allow_undeclared_keys: false,
@@ -732,6 +786,7 @@ impl Config {
         if let Some(n) = args.acllog_max_len.or(file.acllog_max_len) {
             c.acllog_max_len = n;
         }
+        c.tls = tls_options(args, &whole_file)?;
         if let Some(n) = args
             .latency_monitor_threshold
             .or(file.latency_monitor_threshold)
@@ -1008,6 +1063,61 @@ fn upstream_options(
         o.refresh_interval = positive(v, "upstream-refresh-interval-ms")?;
     }
     Ok(o)
+}
+
+/// The TLS listener's settings from flags and file; an error for a TLS setting without
+/// `tls-port` or a port without its certificate and key.
+fn tls_options(
+    args: &ServeArgs,
+    file: &FileConfig,
+) -> Result<Option<crate::tls::TlsOptions>, String> {
+    let pick =
+        |a: &Option<String>, f: &Option<String>| a.clone().or(f.clone()).filter(|s| !s.is_empty());
+    let cert = pick(&args.tls_cert_file, &file.tls_cert_file);
+    let key = pick(&args.tls_key_file, &file.tls_key_file);
+    let Some(port) = args.tls_port.or(file.tls_port).filter(|p| *p != 0) else {
+        if cert.is_some() || key.is_some() {
+            return Err("tls-cert-file/tls-key-file are set but tls-port is not".into());
+        }
+        return Ok(None);
+    };
+    let (Some(cert), Some(key)) = (cert, key) else {
+        return Err("tls-port needs tls-cert-file and tls-key-file".into());
+    };
+    let auth_clients = match pick(&args.tls_auth_clients, &file.tls_auth_clients) {
+        Some(s) => crate::tls::AuthClients::parse(&s)?,
+        None => crate::tls::AuthClients::Yes,
+    };
+    let user_from_cn = match pick(&args.tls_auth_clients_user, &file.tls_auth_clients_user)
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("off") => false,
+        Some("cn") => true,
+        Some(other) => return Err(format!("tls-auth-clients-user {other}: expected off or CN")),
+    };
+    let list = |v: Option<String>, sep: char| -> Vec<String> {
+        v.map(|s| {
+            s.split(sep)
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    Ok(Some(crate::tls::TlsOptions {
+        port,
+        cert_file: cert.into(),
+        key_file: key.into(),
+        ca_cert_file: pick(&args.tls_ca_cert_file, &file.tls_ca_cert_file).map(Into::into),
+        auth_clients,
+        protocols: list(pick(&args.tls_protocols, &file.tls_protocols), ' '),
+        ciphersuites: list(pick(&args.tls_ciphersuites, &file.tls_ciphersuites), ':'),
+        ciphers: list(pick(&args.tls_ciphers, &file.tls_ciphers), ':'),
+        user_from_cn,
+    }))
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub mod script;
 pub mod serve;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod upstream;
 pub mod util;
 

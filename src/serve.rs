@@ -322,6 +322,27 @@ async fn serve_until_shutdown<S: Store>(
         }
         tasks.push(tokio::spawn(accept_tcp(server.clone(), l)));
     }
+    if let Some(opts) = &config.tls {
+        let tls = Arc::new(crate::tls::TlsServer::new(opts.clone())?);
+        let _ = server.tls.set(tls.clone());
+        let mut ips: Vec<std::net::IpAddr> = config.listen.iter().map(|a| a.ip()).collect();
+        ips.dedup();
+        for ip in ips {
+            let addr = std::net::SocketAddr::new(ip, opts.port);
+            let l = bind_tcp(addr)
+                .await
+                .map_err(|e| format!("cannot listen (TLS) on {addr}: {e}"))?;
+            tracing::info!(
+                "listening (TLS) on {}",
+                l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+            );
+            tasks.push(tokio::spawn(crate::server::listener::accept_tls(
+                server.clone(),
+                l,
+                tls.clone(),
+            )));
+        }
+    }
     if let Some(path) = &config.unixsocket {
         let _ = std::fs::remove_file(path);
         let l = UnixListener::bind(path)

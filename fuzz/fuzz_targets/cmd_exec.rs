@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     else {
         return;
     };
-    let mut state = ClientState::new(handle, true, true);
+    let mut state = ClientState::new(handle, true, true, server.settings.acl.default_user());
     let mut parser = RequestParser::new();
     let limits = Limits {
         max_bulk_len: 1 << 16,

@@ -32,13 +32,16 @@ pub async fn serve_connection<S, IO>(
     addr: String,
     laddr: String,
     direct_fd: Option<std::os::fd::RawFd>,
+    tls: Option<crate::tls::TlsPeer>,
 ) where
     S: Store,
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let now = crate::clock::now_ms();
     server.stats.connections_received.add(0, 1);
-    let local = super::auth_guard::is_local(&addr);
+    // A client that proved itself with a certificate counts as local for protected mode
+    // (as in Redis, a TLS listener with tls-auth-clients yes is authenticated).
+    let local = super::auth_guard::is_local(&addr) || tls.as_ref().is_some_and(|t| t.verified);
     let authenticated = match server.settings.open_to(local) {
         Ok(open) => open,
         Err(denied) => {
@@ -56,7 +59,21 @@ pub async fn serve_connection<S, IO>(
         return;
     };
     let id = handle.id;
-    run(&server, &mut io, &handle, authenticated, local, direct_fd).await;
+    // tls-auth-clients-user CN: the certificate names the ACL user.
+    let cert_user = tls
+        .and_then(|t| t.cert_user)
+        .and_then(|name| server.settings.acl.user(&name))
+        .filter(|u| u.enabled);
+    run(
+        &server,
+        &mut io,
+        &handle,
+        authenticated,
+        local,
+        direct_fd,
+        cert_user,
+    )
+    .await;
     let _ = io.shutdown().await;
     server.clients.unregister(id);
 }
@@ -71,6 +88,7 @@ async fn run<S, IO>(
     // TCP and unix sockets, never TLS): an idle subscriber's messages then go straight
     // from the publisher to the socket (`pubsub.rs`).
     direct_fd: Option<std::os::fd::RawFd>,
+    cert_user: Option<Arc<crate::acl::User>>,
 ) where
     S: Store,
     IO: AsyncRead + AsyncWrite + Unpin + Send,
@@ -81,6 +99,9 @@ async fn run<S, IO>(
         local,
         server.settings.acl.default_user(),
     );
+    if let Some(u) = cert_user {
+        state.log_in(u);
+    }
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut parser = RequestParser::new();

@@ -54,7 +54,7 @@ pub async fn accept_tcp<S: Store>(server: Arc<Server<S>>, listener: TcpListener)
                 // Plain TCP: a publisher may write to this socket directly (pubsub.rs).
                 let fd = Some(std::os::fd::AsRawFd::as_raw_fd(&sock));
                 tokio::spawn(async move {
-                    serve_connection(server, sock, peer.to_string(), laddr, fd).await;
+                    serve_connection(server, sock, peer.to_string(), laddr, fd, None).await;
                 });
             }
             Err(e) => {
@@ -64,6 +64,97 @@ pub async fn accept_tcp<S: Store>(server: Arc<Server<S>>, listener: TcpListener)
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// How long a TLS client may take to finish its handshake (a slow or silent one holds no
+/// client slot, but does hold a task and a socket until then).
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// TLS handshakes in progress, bounded by `maxclients`: a flood of unfinished handshakes
+/// cannot grow without limit.
+static HANDSHAKES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The TLS listener: each connection gets the acceptor configured now (a certificate
+/// reloaded since applies to new connections only), then is served like any other.
+pub async fn accept_tls<S: Store>(
+    server: Arc<Server<S>>,
+    listener: TcpListener,
+    tls: Arc<crate::tls::TlsServer>,
+) {
+    let laddr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    loop {
+        if server.shutting_down.load(Ordering::SeqCst) {
+            return;
+        }
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = server.shutdown.notified() => return,
+        };
+        let (sock, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                static LOG: crate::logging::Throttle = crate::logging::Throttle::new();
+                crate::logging::throttled(&LOG, format_args!("accept failed: {e}"));
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let max = server.settings.maxclients.load(Ordering::Relaxed);
+        if HANDSHAKES.fetch_add(1, Ordering::AcqRel) >= max {
+            HANDSHAKES.fetch_sub(1, Ordering::AcqRel);
+            server.stats.rejected_connections.add(0, 1);
+            continue;
+        }
+        let _ = sock.set_nodelay(true);
+        let server = server.clone();
+        let laddr = laddr.clone();
+        let acceptor = tls.acceptor();
+        let verified = tls.clients_authenticated();
+        let user_from_cn = tls.options.user_from_cn;
+        tokio::spawn(async move {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await;
+            HANDSHAKES.fetch_sub(1, Ordering::AcqRel);
+            let stream = match handshake {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    static LOG: crate::logging::Throttle = crate::logging::Throttle::new();
+                    crate::logging::throttled(
+                        &LOG,
+                        format_args!("TLS handshake with {peer} failed: {e}"),
+                    );
+                    return;
+                }
+                Err(_) => return,
+            };
+            let cert_user = if user_from_cn {
+                stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| crate::tls::cert::common_name(c))
+            } else {
+                None
+            };
+            let peer_info = crate::tls::TlsPeer {
+                verified,
+                cert_user,
+            };
+            // Never a direct descriptor: bytes must go through the TLS session.
+            serve_connection(
+                server,
+                stream,
+                peer.to_string(),
+                laddr,
+                None,
+                Some(peer_info),
+            )
+            .await;
+        });
     }
 }
 
@@ -82,7 +173,7 @@ pub async fn accept_unix<S: Store>(server: Arc<Server<S>>, listener: UnixListene
                 let path = path.clone();
                 let fd = Some(std::os::fd::AsRawFd::as_raw_fd(&sock));
                 tokio::spawn(async move {
-                    serve_connection(server, sock, format!("{path}:0"), path, fd).await;
+                    serve_connection(server, sock, format!("{path}:0"), path, fd, None).await;
                 });
             }
             Err(e) => {
@@ -202,11 +293,11 @@ fn rescue<S: Store>(server: Arc<Server<S>>, dups: Vec<Dup>) {
                             Conn::Tcp(sock) => {
                                 let _ = sock.set_nodelay(true);
                                 let fd = Some(std::os::fd::AsRawFd::as_raw_fd(&sock));
-                                serve_connection(server, sock, peer, laddr, fd).await
+                                serve_connection(server, sock, peer, laddr, fd, None).await
                             }
                             Conn::Unix(sock) => {
                                 let fd = Some(std::os::fd::AsRawFd::as_raw_fd(&sock));
-                                serve_connection(server, sock, peer, laddr, fd).await
+                                serve_connection(server, sock, peer, laddr, fd, None).await
                             }
                         }
                         live.fetch_sub(1, Ordering::AcqRel);

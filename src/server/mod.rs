@@ -76,6 +76,8 @@ pub struct Server<S: Store> {
     /// Set by `SHUTDOWN` or a signal; listeners stop accepting.
     pub shutting_down: AtomicBool,
     pub shutdown: tokio::sync::Notify,
+    /// The TLS listener's certificates and settings, once it is bound (reloaded on SIGHUP).
+    pub tls: std::sync::OnceLock<Arc<crate::tls::TlsServer>>,
     /// The embedded engine's persistence (none for stores that persist elsewhere).
     pub persist: Option<Arc<Persistence>>,
     /// Failed AUTHs by address, for the log.
@@ -131,6 +133,7 @@ impl<S: Store> Server<S> {
             shutting_down: AtomicBool::new(false),
             shutdown: tokio::sync::Notify::new(),
             persist: None,
+            tls: std::sync::OnceLock::new(),
             auth_failures: Default::default(),
         }
     }

@@ -236,7 +236,18 @@ pub fn reload<S: Store>(server: &Server<S>) -> Result<Report, String> {
 }
 
 /// Runs a reload and logs its outcome (the `SIGHUP` path, which has no one to reply to).
+/// SIGHUP also re-reads the TLS certificate, key and CA files (for new connections; open
+/// ones keep their session), with or without a configuration file.
 pub fn reload_and_log<S: Store>(server: &Server<S>) {
+    if let Some(tls) = server.tls.get() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("TLS certificates reloaded"),
+            Err(e) => tracing::warn!("TLS reload refused, certificates kept: {e}"),
+        }
+        if server.config.config_file.is_none() {
+            return;
+        }
+    }
     match reload(server) {
         Ok(r) => tracing::info!("configuration reloaded: {}", r.summary()),
         Err(e) => tracing::warn!("configuration reload refused, running configuration kept: {e}"),

@@ -1,0 +1,272 @@
+//! TLS for clients (issue #16): real clients (redis-cli --tls, Python's ssl module, redis-py
+//! with ssl=True) against sessiond's TLS port; plain TCP to that port gets nothing; client
+//! certificates that are expired, from another CA or missing are refused; a certificate
+//! reloaded on SIGHUP reaches new connections while an open one keeps working; a client
+//! certificate's Common Name can name the ACL user; protocol versions are enforced.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::certs::Certs;
+use support::{free_port, sessiond, Proc, DEADLINE};
+
+/// sessiond with a TLS port (auth-clients as given) next to its plain one.
+fn tls_sessiond(c: &Certs, extra: &[&str]) -> (Proc, u16) {
+    let port = free_port();
+    let p = port.to_string();
+    let (cert, key, ca) = (c.arg("server.crt"), c.arg("server.key"), c.arg("ca.crt"));
+    let mut args = vec![
+        "--tls-port",
+        &p,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca,
+    ];
+    args.extend_from_slice(extra);
+    let s = sessiond(&args);
+    wait_listening(port);
+    (s, port)
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + DEADLINE;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "TLS port {port} not listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// redis-cli over TLS with a client certificate (`None`: none); its stdout, or Err with
+/// what it printed when it failed.
+fn cli(c: &Certs, port: u16, client: Option<&str>, args: &[&str]) -> Result<String, String> {
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["--tls", "--cacert", &c.arg("ca.crt"), "-h", "127.0.0.1"])
+        .args(["-p", &port.to_string()]);
+    if let Some(name) = client {
+        cmd.args(["--cert", &c.arg(&format!("{name}.crt"))])
+            .args(["--key", &c.arg(&format!("{name}.key"))]);
+    }
+    let out = cmd.args(args).output().expect("redis-cli");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let error_reply = ["ERR", "NOPERM", "NOAUTH", "WRONGPASS", "DENIED"]
+        .iter()
+        .any(|code| text.starts_with(code));
+    if out.status.success() && !error_reply && !text.contains("Could not") {
+        Ok(text)
+    } else {
+        Err(format!("{text} {err}"))
+    }
+}
+
+#[test]
+fn redis_cli_and_redis_py_over_tls() {
+    let c = Certs::new();
+    c.client("app", "app", "ca");
+    let (s, port) = tls_sessiond(&c, &[]);
+    assert_eq!(cli(&c, port, Some("app"), &["PING"]), Ok("PONG".into()));
+    assert_eq!(
+        cli(&c, port, Some("app"), &["SET", "sess:1", "v"]),
+        Ok("OK".into())
+    );
+    // The same data on the plain port.
+    let mut plain = s.connect();
+    assert_eq!(plain.cmd(&["GET", "sess:1"]), support::Value::bulk("v"));
+    // redis-py, ssl=True.
+    let python =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/clients/venv/bin/python");
+    assert!(python.exists(), "run scripts/test: it installs redis-py");
+    let script = format!(
+        "import redis\n\
+         r = redis.Redis(host='127.0.0.1', port={port}, ssl=True, ssl_ca_certs='{ca}', \
+         ssl_certfile='{crt}', ssl_keyfile='{key}')\n\
+         r.set('sess:py', 'x', ex=60)\n\
+         print(r.get('sess:py').decode(), r.ttl('sess:py') > 0)\n",
+        ca = c.arg("ca.crt"),
+        crt = c.arg("app.crt"),
+        key = c.arg("app.key"),
+    );
+    let out = Command::new(&python)
+        .args(["-c", &script])
+        .output()
+        .expect("python");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "x True",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn plain_tcp_to_the_tls_port_gets_no_reply() {
+    let c = Certs::new();
+    let (_s, port) = tls_sessiond(&c, &[]);
+    let mut t = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    t.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    t.write_all(b"PING\r\n").expect("write");
+    let mut buf = Vec::new();
+    // The handshake fails: the server closes without ever answering in RESP.
+    let _ = t.read_to_end(&mut buf);
+    assert!(!String::from_utf8_lossy(&buf).contains("PONG"), "{buf:?}");
+}
+
+#[test]
+fn client_certificates_expired_foreign_or_missing_are_refused() {
+    let c = Certs::new();
+    c.client("good", "app", "ca");
+    c.ca("other");
+    c.client("foreign", "app", "other");
+    c.expired_client("expired", "app");
+    let (_s, port) = tls_sessiond(&c, &[]);
+    assert_eq!(cli(&c, port, Some("good"), &["PING"]), Ok("PONG".into()));
+    for bad in [Some("foreign"), Some("expired"), None] {
+        assert!(cli(&c, port, bad, &["PING"]).is_err(), "{bad:?} was let in");
+    }
+    // optional: no certificate is fine, a bad one still is not.
+    let (_o, oport) = tls_sessiond(&c, &["--tls-auth-clients", "optional"]);
+    assert_eq!(cli(&c, oport, None, &["PING"]), Ok("PONG".into()));
+    assert!(cli(&c, oport, Some("expired"), &["PING"]).is_err());
+    // no: no certificate asked for.
+    let (_n, nport) = tls_sessiond(&c, &["--tls-auth-clients", "no"]);
+    assert_eq!(cli(&c, nport, None, &["PING"]), Ok("PONG".into()));
+}
+
+/// A Python client holding one TLS connection: prints the server certificate's serial and
+/// PONG, then answers PING again for each line on stdin.
+const HOLDER: &str = r#"
+import socket, ssl, sys
+ca, crt, key, port = sys.argv[1:5]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.load_cert_chain(crt, key)
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(port))), server_hostname="localhost")
+def ping():
+    s.sendall(b"PING\r\n")
+    return s.recv(64).decode().strip()
+print(s.getpeercert()["serialNumber"], ping(), flush=True)
+for _ in sys.stdin:
+    print(ping(), flush=True)
+"#;
+
+#[test]
+fn a_certificate_reloaded_on_sighup_reaches_new_connections_only() {
+    let c = Certs::new();
+    c.client("app", "app", "ca");
+    let (s, port) = tls_sessiond(&c, &[]);
+    let args = [
+        c.arg("ca.crt"),
+        c.arg("app.crt"),
+        c.arg("app.key"),
+        port.to_string(),
+    ];
+    let mut held = Command::new("python3")
+        .arg("-c")
+        .arg(HOLDER)
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut lines = BufReader::new(held.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("line").expect("read");
+    let (serial, pong) = first.split_once(' ').expect("serial and reply");
+    assert_eq!(pong, "+PONG");
+    // Renew: a new certificate (new serial) in place of the old files, then SIGHUP.
+    c.server("renewed");
+    std::fs::copy(c.path("renewed.crt"), c.path("server.crt")).expect("copy");
+    std::fs::copy(c.path("renewed.key"), c.path("server.key")).expect("copy");
+    s.signal("HUP");
+    let serial_now = || -> String {
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(HOLDER)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("python3");
+        String::from_utf8_lossy(&out.stdout)
+            .split(' ')
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while serial_now() == serial {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate never served"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The connection opened before still works.
+    let mut stdin = held.stdin.take().expect("stdin");
+    writeln!(stdin).expect("write");
+    assert_eq!(lines.next().expect("line").expect("read"), "+PONG");
+    drop(stdin);
+    let _ = held.wait();
+    // A reload that fails (a key that does not match) keeps the working certificate.
+    std::fs::copy(c.path("app.key"), c.path("server.key")).expect("copy");
+    s.signal("HUP");
+    assert_eq!(cli(&c, port, Some("app"), &["PING"]), Ok("PONG".into()));
+}
+
+#[test]
+fn a_client_certificate_names_the_acl_user() {
+    let c = Certs::new();
+    c.client("app", "app", "ca");
+    c.client("nobody", "nobody", "ca");
+    let (s, port) = tls_sessiond(
+        &c,
+        &["--tls-auth-clients-user", "CN", "--requirepass", "adminpw"],
+    );
+    let mut admin = s.connect();
+    assert_eq!(
+        admin.cmd(&["AUTH", "adminpw"]),
+        support::Value::Simple("OK".into())
+    );
+    admin.cmd(&[
+        "ACL",
+        "SETUSER",
+        "app",
+        "on",
+        "~sess:*",
+        "+@read",
+        "+@write",
+        "+acl|whoami",
+    ]);
+    assert_eq!(
+        cli(&c, port, Some("app"), &["ACL", "WHOAMI"]),
+        Ok("app".into())
+    );
+    assert!(cli(&c, port, Some("app"), &["GET", "other"]).is_err_and(|e| e.contains("NOPERM")));
+    // A CN that names no user: the connection is the default user's, which needs AUTH here.
+    assert!(cli(&c, port, Some("nobody"), &["GET", "k"]).is_err_and(|e| e.contains("NOAUTH")));
+}
+
+#[test]
+fn tls_protocols_are_enforced() {
+    let c = Certs::new();
+    let (_s, port) = tls_sessiond(
+        &c,
+        &["--tls-protocols", "TLSv1.3", "--tls-auth-clients", "no"],
+    );
+    let s_client = |flag: &str| -> bool {
+        let out = Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), flag])
+            .args(["-CAfile", &c.arg("ca.crt"), "-verify_return_error"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl");
+        String::from_utf8_lossy(&out.stdout).contains("Verify return code: 0 (ok)")
+            && out.status.success()
+    };
+    assert!(s_client("-tls1_3"));
+    assert!(!s_client("-tls1_2"));
+}

@@ -42,6 +42,11 @@ pub struct AdminConfig {
     pub token: Option<String>,
     /// `--console-show-values`.
     pub show_values: bool,
+    /// `--admin-tls-cert-file`, `--admin-tls-key-file`: HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// `--admin-allow-plaintext yes`: plain HTTP on a non-loopback address (the token and
+    /// the console's cookie then cross the network readable).
+    pub allow_plaintext: bool,
 }
 
 /// The file a generated token is written to.
@@ -227,11 +232,36 @@ pub fn change_migration<S: Store>(
 /// and serves it until the process ends.
 pub async fn start<S: Store>(server: Arc<Server<S>>, cfg: &AdminConfig) -> Result<(), String> {
     let token = token(cfg, &server.config.dir)?;
+    if cfg.tls.is_none() && !cfg.listen.ip().is_loopback() && !cfg.allow_plaintext {
+        return Err(format!(
+            "--admin-listen {} is not a loopback address: serve it over TLS \
+             (--admin-tls-cert-file, --admin-tls-key-file), or waive that with \
+             --admin-allow-plaintext yes on a trusted network",
+            cfg.listen
+        ));
+    }
+    let tls = match &cfg.tls {
+        None => None,
+        Some((cert, key)) => Some(Arc::new(crate::tls::TlsServer::new(
+            crate::tls::TlsOptions {
+                port: cfg.listen.port(),
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+                ca_cert_file: None,
+                auth_clients: crate::tls::AuthClients::No,
+                protocols: Vec::new(),
+                ciphersuites: Vec::new(),
+                ciphers: Vec::new(),
+                user_from_cn: false,
+            },
+        )?)),
+    };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on --admin-listen {}: {e}", cfg.listen))?;
     tracing::info!(
-        "admin API on http://{}",
+        "admin API on {}://{}",
+        if tls.is_some() { "https" } else { "http" },
         listener
             .local_addr()
             .map(|a| a.to_string())
@@ -246,12 +276,63 @@ pub async fn start<S: Store>(server: Arc<Server<S>>, cfg: &AdminConfig) -> Resul
             token: token.clone(),
         }))
         .merge(crate::console::routes(Arc::new(
-            crate::console::Console::new(server, token, cfg.show_values),
+            crate::console::Console::new(server.clone(), token, cfg.show_values)
+                .secure_cookie(tls.is_some()),
         )));
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("admin API stopped: {e}");
+    match tls {
+        None => {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!("admin API stopped: {e}");
+                }
+            });
         }
-    });
+        Some(tls) => {
+            let _ = server.admin_tls.set(tls.clone());
+            tokio::spawn(async move {
+                let l = TlsListener { tcp: listener, tls };
+                if let Err(e) = axum::serve(l, app).await {
+                    tracing::error!("admin API stopped: {e}");
+                }
+            });
+        }
+    }
     Ok(())
+}
+
+/// The admin API's HTTPS listener: a TCP listener whose connections finish a TLS handshake
+/// (within 10 s) before axum sees them. The certificate is reloaded on SIGHUP.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    tls: Arc<crate::tls::TlsServer>,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((sock, addr)) = self.tcp.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            };
+            let handshake = self.tls.acceptor().accept(sock);
+            match tokio::time::timeout(std::time::Duration::from_secs(10), handshake).await {
+                Ok(Ok(s)) => return (s, addr),
+                Ok(Err(e)) => {
+                    static LOG: crate::logging::Throttle = crate::logging::Throttle::new();
+                    crate::logging::throttled(
+                        &LOG,
+                        format_args!("admin API: TLS handshake with {addr} failed: {e}"),
+                    );
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
 }

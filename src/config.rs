@@ -306,6 +306,20 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSIOND_ADMIN_LISTEN", value_name = "HOST:PORT")]
     pub admin_listen: Option<String>,
 
+    /// The admin API's and console's certificate chain (PEM): served over HTTPS, and
+    /// required for a non-loopback --admin-listen unless --admin-allow-plaintext yes.
+    #[arg(long, env = "SESSIOND_ADMIN_TLS_CERT_FILE", value_name = "PATH")]
+    pub admin_tls_cert_file: Option<String>,
+
+    /// The admin API's private key (PEM).
+    #[arg(long, env = "SESSIOND_ADMIN_TLS_KEY_FILE", value_name = "PATH")]
+    pub admin_tls_key_file: Option<String>,
+
+    /// `yes`: serve the admin API over plain HTTP on a non-loopback address (trusted
+    /// networks only: the token crosses it readable). Default no.
+    #[arg(long, env = "SESSIOND_ADMIN_ALLOW_PLAINTEXT", value_name = "yes|no")]
+    pub admin_allow_plaintext: Option<String>,
+
     /// Bearer token the admin API requires. Default: a random one, written to
     /// <dir>/admin.token for `sessiond ctl` (loopback admin addresses only).
     #[arg(
@@ -415,6 +429,9 @@ struct FileConfig {
     upstream_refresh_interval_ms: Option<u64>,
     admin_listen: Option<String>,
     admin_token: Option<String>,
+    admin_tls_cert_file: Option<String>,
+    admin_tls_key_file: Option<String>,
+    admin_allow_plaintext: Option<String>,
     console_show_values: Option<String>,
     migrate_from: Option<String>,
     migrate_to: Option<String>,
@@ -886,6 +903,32 @@ impl Config {
                     .or(file.admin_token.clone())
                     .filter(|t| !t.is_empty()),
                 show_values,
+                tls: match (
+                    args.admin_tls_cert_file
+                        .clone()
+                        .or(file.admin_tls_cert_file.clone()),
+                    args.admin_tls_key_file
+                        .clone()
+                        .or(file.admin_tls_key_file.clone()),
+                ) {
+                    (Some(c), Some(k)) => Some((c.into(), k.into())),
+                    (None, None) => None,
+                    _ => {
+                        return Err(
+                            "--admin-tls-cert-file and --admin-tls-key-file go together".into()
+                        )
+                    }
+                },
+                allow_plaintext: match args
+                    .admin_allow_plaintext
+                    .clone()
+                    .or(file.admin_allow_plaintext.clone())
+                {
+                    Some(v) => {
+                        parse_yes_no(&v).map_err(|e| format!("admin-allow-plaintext: {e}"))?
+                    }
+                    None => false,
+                },
             });
         }
         let migrate_from = args.migrate_from.clone().or(file.migrate_from.clone());

@@ -270,3 +270,174 @@ fn tls_protocols_are_enforced() {
     assert!(s_client("-tls1_3"));
     assert!(!s_client("-tls1_2"));
 }
+
+/// redis-server with a TLS port (client certificates required) beside its plain one.
+fn tls_redis(c: &Certs) -> (Proc, u16) {
+    let tport = free_port();
+    let t = tport.to_string();
+    let (cert, key, ca) = (c.arg("server.crt"), c.arg("server.key"), c.arg("ca.crt"));
+    let r = support::redis_server(&[
+        "--tls-port",
+        &t,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca,
+    ]);
+    wait_listening(tport);
+    (r, tport)
+}
+
+fn tls_query(c: &Certs) -> String {
+    format!(
+        "tls-ca-cert-file={}&tls-cert-file={}&tls-key-file={}",
+        c.arg("ca.crt"),
+        c.arg("app.crt"),
+        c.arg("app.key")
+    )
+}
+
+/// The gateway reaches a redis-server over TLS only (`rediss://` with a client certificate):
+/// plain commands, a transaction and a blocking pop (a pinned connection) all go through.
+#[test]
+fn the_gateway_reaches_a_tls_redis_server() {
+    let c = Certs::new();
+    c.client("app", "app", "ca");
+    let (r, tport) = tls_redis(&c);
+    let url = format!("rediss://127.0.0.1:{tport}?{}", tls_query(&c));
+    let s = sessiond(&["--upstream", &url]);
+    let mut g = s.connect();
+    use support::Value;
+    assert_eq!(g.cmd(&["SET", "sess:tls", "v"]), Value::Simple("OK".into()));
+    assert_eq!(g.cmd(&["HSET", "h", "f", "1"]), Value::Int(1));
+    assert_eq!(g.cmd(&["MULTI"]), Value::Simple("OK".into()));
+    g.cmd(&["INCR", "n"]);
+    assert_eq!(g.cmd(&["EXEC"]), Value::Array(vec![Value::Int(1)]));
+    assert_eq!(g.cmd(&["RPUSH", "q", "x"]), Value::Int(1));
+    assert_eq!(
+        g.cmd(&["BLPOP", "q", "1"]),
+        Value::Array(vec![Value::bulk("q"), Value::bulk("x")])
+    );
+    // It is on the server (read on its plain port).
+    assert_eq!(r.connect().cmd(&["GET", "sess:tls"]), Value::bulk("v"));
+    // Without a client certificate the server refuses the gateway's connections.
+    let bad = format!(
+        "rediss://127.0.0.1:{tport}?tls-ca-cert-file={}",
+        c.arg("ca.crt")
+    );
+    let s2 = sessiond(&["--upstream", &bad]);
+    assert!(matches!(
+        s2.connect().cmd(&["GET", "sess:tls"]),
+        Value::Error(_)
+    ));
+}
+
+/// A Sentinel set spoken to over TLS (`rediss+sentinel://`): the sentinel watches the
+/// primary's TLS port, and sessiond asks it, then reaches the primary, over TLS.
+#[test]
+fn the_gateway_follows_a_tls_sentinel_set() {
+    let c = Certs::new();
+    c.client("app", "app", "ca");
+    let (r, tport) = tls_redis(&c);
+    let stport = free_port();
+    let (cert, key, ca) = (c.arg("server.crt"), c.arg("server.key"), c.arg("ca.crt"));
+    let sentinel = support::start_custom("redis-sentinel", "sentinel-tls", move |port, dir| {
+        let conf = dir.path("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\ntls-port {stport}\ntls-cert-file {cert}\n\
+                 tls-key-file {key}\ntls-ca-cert-file {ca}\ntls-replication yes\n\
+                 sentinel monitor m 127.0.0.1 {tport} 1\n",
+                dir.0.display()
+            ),
+        )
+        .expect("sentinel.conf");
+        let mut cmd = Command::new("redis-sentinel");
+        cmd.arg(conf);
+        cmd
+    });
+    wait_listening(stport);
+    let url = format!("rediss+sentinel://127.0.0.1:{stport}/m?{}", tls_query(&c));
+    let s = sessiond(&["--upstream", &url]);
+    let mut g = s.connect();
+    use support::Value;
+    assert_eq!(g.cmd(&["SET", "sess:s", "v"]), Value::Simple("OK".into()));
+    assert_eq!(r.connect().cmd(&["GET", "sess:s"]), Value::bulk("v"));
+    drop(sentinel);
+}
+
+/// The admin API and console over HTTPS (`--admin-tls-cert-file`), the console's cookie then
+/// `Secure`; plain HTTP to it gets nothing; a non-loopback admin address without TLS is
+/// refused at start unless explicitly waived.
+#[test]
+fn the_admin_api_over_https() {
+    let c = Certs::new();
+    let aport = free_port();
+    let listen = format!("127.0.0.1:{aport}");
+    let (cert, key) = (c.arg("server.crt"), c.arg("server.key"));
+    let _s = sessiond(&[
+        "--admin-listen",
+        &listen,
+        "--admin-token",
+        "tok",
+        "--admin-tls-cert-file",
+        &cert,
+        "--admin-tls-key-file",
+        &key,
+    ]);
+    wait_listening(aport);
+    let curl = |args: &[&str]| -> (bool, String) {
+        let out = Command::new("curl")
+            .args(["-s", "-i", "--max-time", "10"])
+            .args(args)
+            .output()
+            .expect("curl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let url = format!("https://127.0.0.1:{aport}");
+    let (ok, text) = curl(&[
+        "--cacert",
+        &c.arg("ca.crt"),
+        "-H",
+        "Authorization: Bearer tok",
+        &format!("{url}/metrics"),
+    ]);
+    assert!(ok && text.starts_with("HTTP/1.1 200"), "{text}");
+    let (ok, text) = curl(&[
+        "--cacert",
+        &c.arg("ca.crt"),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"token":"tok"}"#,
+        &format!("{url}/console/login"),
+    ]);
+    assert!(ok, "{text}");
+    let cookie = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {text}"));
+    assert!(cookie.contains("; Secure;"), "{cookie}");
+    let (ok, _) = curl(&[&format!("http://127.0.0.1:{aport}/metrics")]);
+    assert!(!ok, "plain HTTP was answered");
+    // A non-loopback admin address without TLS: refused before anything listens.
+    let dir = support::TempDir::new("admin-plain");
+    let out = Command::new(support::sessiond_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", "tok"])
+        .args(["--admin-listen", "0.0.0.0:0", "--dir"])
+        .arg(&dir.0)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not a loopback address") && err.contains("TLS"),
+        "{err}"
+    );
+}

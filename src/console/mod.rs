@@ -57,6 +57,8 @@ pub struct Console<S: Store> {
     sessions: Mutex<HashMap<String, ConsoleSession>>,
     /// Whether values may be shown by the session lookup (`--console-show-values`).
     pub show_values: bool,
+    /// Served over HTTPS: the cookie is marked `Secure` (never sent over plain HTTP).
+    secure: bool,
 }
 
 impl<S: Store> Console<S> {
@@ -66,6 +68,21 @@ impl<S: Store> Console<S> {
             token,
             sessions: Mutex::new(HashMap::new()),
             show_values,
+            secure: false,
+        }
+    }
+
+    /// Marks the session cookie `Secure` (the console is served over HTTPS).
+    pub fn secure_cookie(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
+    }
+
+    fn cookie_flags(&self) -> &'static str {
+        if self.secure {
+            "HttpOnly; Secure; SameSite=Strict"
+        } else {
+            "HttpOnly; SameSite=Strict"
         }
     }
 
@@ -196,7 +213,8 @@ async fn login<S: Store>(State(c): State<Arc<Console<S>>>, body: axum::body::Byt
         [(
             header::SET_COOKIE,
             format!(
-                "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/console; Max-Age={}",
+                "{COOKIE}={id}; {}; Path=/console; Max-Age={}",
+                c.cookie_flags(),
                 LIFETIME_MS / 1000
             ),
         )],
@@ -218,7 +236,7 @@ async fn logout<S: Store>(State(c): State<Arc<Console<S>>>, headers: HeaderMap) 
         StatusCode::OK,
         [(
             header::SET_COOKIE,
-            format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/console; Max-Age=0"),
+            format!("{COOKIE}=; {}; Path=/console; Max-Age=0", c.cookie_flags()),
         )],
         Json(json!({ "ok": true })),
     )

@@ -78,6 +78,8 @@ pub struct Server<S: Store> {
     pub shutdown: tokio::sync::Notify,
     /// The TLS listener's certificates and settings, once it is bound (reloaded on SIGHUP).
     pub tls: std::sync::OnceLock<Arc<crate::tls::TlsServer>>,
+    /// The admin API's HTTPS certificate, if it has one (reloaded on SIGHUP too).
+    pub admin_tls: std::sync::OnceLock<Arc<crate::tls::TlsServer>>,
     /// The embedded engine's persistence (none for stores that persist elsewhere).
     pub persist: Option<Arc<Persistence>>,
     /// Failed AUTHs by address, for the log.
@@ -134,6 +136,7 @@ impl<S: Store> Server<S> {
             shutdown: tokio::sync::Notify::new(),
             persist: None,
             tls: std::sync::OnceLock::new(),
+            admin_tls: std::sync::OnceLock::new(),
             auth_failures: Default::default(),
         }
     }

@@ -239,14 +239,20 @@ pub fn reload<S: Store>(server: &Server<S>) -> Result<Report, String> {
 /// SIGHUP also re-reads the TLS certificate, key and CA files (for new connections; open
 /// ones keep their session), with or without a configuration file.
 pub fn reload_and_log<S: Store>(server: &Server<S>) {
-    if let Some(tls) = server.tls.get() {
+    let mut any_tls = false;
+    for (what, tls) in [
+        ("TLS", server.tls.get()),
+        ("admin TLS", server.admin_tls.get()),
+    ] {
+        let Some(tls) = tls else { continue };
+        any_tls = true;
         match tls.reload() {
-            Ok(()) => tracing::info!("TLS certificates reloaded"),
-            Err(e) => tracing::warn!("TLS reload refused, certificates kept: {e}"),
+            Ok(()) => tracing::info!("{what} certificates reloaded"),
+            Err(e) => tracing::warn!("{what} reload refused, certificates kept: {e}"),
         }
-        if server.config.config_file.is_none() {
-            return;
-        }
+    }
+    if any_tls && server.config.config_file.is_none() {
+        return;
     }
     match reload(server) {
         Ok(r) => tracing::info!("configuration reloaded: {}", r.summary()),

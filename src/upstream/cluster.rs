@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use super::stream::Connector;
 
 use super::sentinel::{addr, ValueReader};
 use crate::resp::value::Value;
@@ -113,13 +113,13 @@ pub async fn discover(
     nodes: &[String],
     user: Option<&str>,
     password: Option<&str>,
+    tls: Option<&Connector>,
     timeout: Duration,
 ) -> Result<Vec<Range>, String> {
     let mut errors = Vec::new();
     for n in nodes {
         let work = async {
-            let s = TcpStream::connect(n).await.map_err(|e| e.to_string())?;
-            let _ = s.set_nodelay(true);
+            let s = super::stream::dial(n, tls, timeout).await?;
             let mut c = ValueReader::new(s);
             if let Some(p) = password {
                 match user {

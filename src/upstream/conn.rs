@@ -20,8 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::stream::{Connector, UpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Histogram;
@@ -53,6 +54,8 @@ pub struct Handshake {
     pub password: Option<String>,
     pub db: usize,
     pub resp3: bool,
+    /// TLS to the node (`rediss…://`).
+    pub tls: Option<Connector>,
 }
 
 /// Encodes one command as a RESP array of bulk strings.
@@ -127,12 +130,8 @@ impl Conn {
 
 /// Opens a socket to `addr` and introduces it (`HELLO`/`AUTH`, `SELECT`), each step within
 /// `timeout`: for a multiplexed [`Conn`] or a pinned connection alike.
-pub async fn connect(addr: &str, hs: &Handshake, timeout: Duration) -> Result<TcpStream, String> {
-    let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-        .await
-        .map_err(|_| format!("connecting to {addr}: timed out"))?
-        .map_err(|e| format!("connecting to {addr}: {e}"))?;
-    let _ = stream.set_nodelay(true);
+pub async fn connect(addr: &str, hs: &Handshake, timeout: Duration) -> Result<UpStream, String> {
+    let mut stream = super::stream::dial(addr, hs.tls.as_ref(), timeout).await?;
     let mut hello = BytesMut::new();
     let mut expect = 0;
     let pass = hs.password.as_deref().map(str::as_bytes);
@@ -170,23 +169,29 @@ pub async fn connect(addr: &str, hs: &Handshake, timeout: Duration) -> Result<Tc
 }
 
 impl Conn {
-    fn start(stream: TcpStream, wire: Arc<WireStats>) -> Conn {
-        let (rd, wr) = stream.into_split();
+    fn start(stream: UpStream, wire: Arc<WireStats>) -> Conn {
         let (queue, rx) = mpsc::unbounded_channel();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
         let alive = Arc::new(AtomicBool::new(true));
         let in_flight = Arc::new(AtomicU64::new(0));
         let writes = Arc::new(AtomicU64::new(0));
         let requests = Arc::new(AtomicU64::new(0));
-        let reader = tokio::spawn(read_loop(rd, in_rx, alive.clone(), in_flight.clone(), wire));
-        tokio::spawn(write_loop(
-            wr,
-            rx,
-            in_tx,
-            alive.clone(),
-            reader,
-            (writes.clone(), requests.clone()),
-        ));
+        let counters = (writes.clone(), requests.clone());
+        // Plain TCP splits without a lock; a TLS session is shared by both halves.
+        match stream {
+            UpStream::Plain(s) => {
+                let (rd, wr) = s.into_split();
+                let reader =
+                    tokio::spawn(read_loop(rd, in_rx, alive.clone(), in_flight.clone(), wire));
+                tokio::spawn(write_loop(wr, rx, in_tx, alive.clone(), reader, counters));
+            }
+            tls => {
+                let (rd, wr) = tokio::io::split(tls);
+                let reader =
+                    tokio::spawn(read_loop(rd, in_rx, alive.clone(), in_flight.clone(), wire));
+                tokio::spawn(write_loop(wr, rx, in_tx, alive.clone(), reader, counters));
+            }
+        }
         Conn {
             queue,
             alive,
@@ -198,7 +203,10 @@ impl Conn {
 }
 
 /// Reads `n` complete replies (handshake and one-off commands).
-pub async fn read_values(stream: &mut TcpStream, n: usize) -> std::io::Result<Vec<Value>> {
+pub async fn read_values<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    n: usize,
+) -> std::io::Result<Vec<Value>> {
     let mut buf = BytesMut::with_capacity(4096);
     let mut out = Vec::with_capacity(n.min(16));
     while out.len() < n {
@@ -233,8 +241,8 @@ struct InFlight {
     reply: oneshot::Sender<Replies>,
 }
 
-async fn write_loop(
-    mut wr: tokio::net::tcp::OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
     mut rx: mpsc::UnboundedReceiver<Request>,
     in_flight: mpsc::UnboundedSender<InFlight>,
     alive: Arc<AtomicBool>,
@@ -274,8 +282,8 @@ async fn write_loop(
     reader.abort();
 }
 
-async fn read_loop(
-    mut rd: tokio::net::tcp::OwnedReadHalf,
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut rd: R,
     mut in_flight: mpsc::UnboundedReceiver<InFlight>,
     alive: Arc<AtomicBool>,
     counter: Arc<AtomicU64>,

@@ -40,6 +40,7 @@ mod report;
 mod retarget;
 pub mod sentinel;
 mod store;
+pub mod stream;
 pub mod url;
 
 use std::collections::HashMap;
@@ -116,6 +117,8 @@ pub struct Options {
     pub failover_wait: Duration,
     /// How often the topology is asked for again (Sentinel), besides following its events.
     pub refresh_interval: Duration,
+    /// TLS to every node and sentinel (`rediss…://`), built at start from the URL's options.
+    pub tls: Option<stream::Connector>,
 }
 
 impl Options {
@@ -154,6 +157,7 @@ impl Options {
             read_from_replica: ReadFrom::Never,
             failover_wait: Duration::ZERO,
             refresh_interval: Duration::from_millis(1000),
+            tls: None,
         }
     }
 }
@@ -413,13 +417,18 @@ impl Upstream {
     /// Builds the topology and starts the tasks that keep it current. A single upstream
     /// need not be up: sessiond starts anyway, answers with clear errors, and recovers when
     /// it appears. With Sentinel, one sentinel must answer at start.
-    pub async fn start(opts: Options) -> Result<Upstream, String> {
+    pub async fn start(mut opts: Options) -> Result<Upstream, String> {
+        if let Some(t) = &opts.url.tls {
+            opts.tls = Some(t.connector()?);
+        }
         let opts = Arc::new(opts);
         let mut ranges = None;
         let (primary, replicas, sentinels) = match &opts.url.topology {
             Topology::Single(addr) => (addr.clone(), Vec::new(), None),
             Topology::Sentinel { sentinels, master } => {
-                let view = sentinel::discover(sentinels, master, opts.connect_timeout).await?;
+                let view =
+                    sentinel::discover(sentinels, master, opts.tls.as_ref(), opts.connect_timeout)
+                        .await?;
                 tracing::info!(
                     "sentinel: primary of '{master}' is {}, replicas {:?}",
                     view.primary,
@@ -436,6 +445,7 @@ impl Upstream {
                     seeds,
                     opts.user.as_deref(),
                     opts.password.as_deref(),
+                    opts.tls.as_ref(),
                     opts.connect_timeout,
                 )
                 .await?;
@@ -947,6 +957,7 @@ fn follow_cluster(shared: &Arc<Shared>) {
                 &candidates,
                 shared.opts.user.as_deref(),
                 shared.opts.password.as_deref(),
+                shared.opts.tls.as_ref(),
                 shared.opts.connect_timeout,
             )
             .await
@@ -969,7 +980,14 @@ fn follow_sentinels(shared: &Arc<Shared>, sentinels: Vec<String>, master: String
         loop {
             tokio::time::sleep(shared.opts.refresh_interval).await;
             let sentinels = shared.sentinels();
-            match sentinel::discover(&sentinels, &master, shared.opts.connect_timeout).await {
+            match sentinel::discover(
+                &sentinels,
+                &master,
+                shared.opts.tls.as_ref(),
+                shared.opts.connect_timeout,
+            )
+            .await
+            {
                 Ok(v) => shared.set_view(&v.primary, &v.replicas),
                 Err(e) => tracing::warn!("sentinel refresh: {e}"),
             }
@@ -984,15 +1002,21 @@ fn follow_sentinel(shared: &Arc<Shared>, s: String, master: String) {
         tokio::spawn(async move {
             while shared.sentinels().contains(&s) {
                 let sh = shared.clone();
-                let r = sentinel::follow(&s, &master, shared.opts.connect_timeout, |primary| {
-                    let replicas: Vec<String> = sh
-                        .routes()
-                        .replicas
-                        .iter()
-                        .map(|n| n.addr.clone())
-                        .collect();
-                    sh.set_view(&primary, &replicas);
-                })
+                let r = sentinel::follow(
+                    &s,
+                    &master,
+                    shared.opts.tls.as_ref(),
+                    shared.opts.connect_timeout,
+                    |primary| {
+                        let replicas: Vec<String> = sh
+                            .routes()
+                            .replicas
+                            .iter()
+                            .map(|n| n.addr.clone())
+                            .collect();
+                        sh.set_view(&primary, &replicas);
+                    },
+                )
                 .await;
                 if let Err(e) = r {
                     tracing::debug!("sentinel {s}: {e}; reconnecting");

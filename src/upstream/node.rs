@@ -111,6 +111,7 @@ impl Node {
             password: self.opts.password.clone(),
             db: key / 2,
             resp3: key % 2 == 1,
+            tls: self.opts.tls.clone(),
         };
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         match Conn::open(
@@ -234,6 +235,7 @@ impl Node {
                 password: self.opts.password.clone(),
                 db: 0,
                 resp3: false,
+                tls: self.opts.tls.clone(),
             };
             *conn = Some(
                 Conn::open(

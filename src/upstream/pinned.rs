@@ -27,9 +27,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::stream::UpStream;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::conn::{connect, encode, Handshake, MAX_REPLY_BULK};
@@ -58,7 +58,7 @@ pub enum Fix {
 pub struct PinnedPool {
     permits: Arc<Semaphore>,
     max: usize,
-    idle: Mutex<HashMap<(u64, usize), Vec<TcpStream>>>,
+    idle: Mutex<HashMap<(u64, usize), Vec<UpStream>>>,
     /// Pinned connections opened, and reused from the idle lists (INFO).
     pub opened: AtomicU64,
     pub reused: AtomicU64,
@@ -135,6 +135,7 @@ impl PinnedPool {
                     password: opts.password.clone(),
                     db,
                     resp3,
+                    tls: opts.tls.clone(),
                 };
                 node.stats.connects.fetch_add(1, Ordering::Relaxed);
                 self.opened.fetch_add(1, Ordering::Relaxed);
@@ -172,16 +173,15 @@ impl PinnedPool {
     }
 }
 
-fn is_open(s: &TcpStream) -> bool {
-    let mut b = [0u8; 1];
-    matches!(s.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+fn is_open(s: &UpStream) -> bool {
+    s.is_idle_open()
 }
 
 /// One client's own upstream connection.
 pub struct Pinned {
     pub node: Arc<Node>,
     pool: usize,
-    stream: TcpStream,
+    stream: UpStream,
     /// Commands encoded and not yet sent, and what to do with each one's reply.
     pending: BytesMut,
     fixes: Vec<Fix>,

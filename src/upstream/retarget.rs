@@ -40,7 +40,13 @@ impl Upstream {
                     master: m2,
                 },
             ) if m1 == m2 => {
-                let view = sentinel::discover(sentinels, m2, self.opts.connect_timeout).await?;
+                let view = sentinel::discover(
+                    sentinels,
+                    m2,
+                    self.opts.tls.as_ref(),
+                    self.opts.connect_timeout,
+                )
+                .await?;
                 let before = self.shared.sentinels();
                 *self
                     .shared

@@ -14,9 +14,9 @@
 
 use std::time::Duration;
 
+use super::stream::Connector;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::conn::{encode, MAX_REPLY_BULK};
 use crate::resp::value::{decode, Value};
@@ -40,12 +40,12 @@ pub fn addr(host: &str, port: &str) -> String {
 
 /// Reads replies off a stream one at a time.
 pub struct ValueReader {
-    pub stream: TcpStream,
+    pub stream: super::stream::UpStream,
     buf: BytesMut,
 }
 
 impl ValueReader {
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: super::stream::UpStream) -> Self {
         ValueReader {
             stream,
             buf: BytesMut::with_capacity(4096),
@@ -77,12 +77,14 @@ impl ValueReader {
     }
 }
 
-async fn connect(sentinel: &str, timeout: Duration) -> Result<ValueReader, String> {
-    let s = tokio::time::timeout(timeout, TcpStream::connect(sentinel))
+async fn connect(
+    sentinel: &str,
+    tls: Option<&Connector>,
+    timeout: Duration,
+) -> Result<ValueReader, String> {
+    let s = super::stream::dial(sentinel, tls, timeout)
         .await
-        .map_err(|_| format!("sentinel {sentinel}: connect timed out"))?
         .map_err(|e| format!("sentinel {sentinel}: {e}"))?;
-    let _ = s.set_nodelay(true);
     Ok(ValueReader::new(s))
 }
 
@@ -95,9 +97,14 @@ fn field<'a>(items: &'a [Value], name: &str) -> Option<&'a Value> {
 }
 
 /// Asks one sentinel.
-async fn ask(sentinel: &str, master: &str, timeout: Duration) -> Result<View, String> {
+async fn ask(
+    sentinel: &str,
+    master: &str,
+    tls: Option<&Connector>,
+    timeout: Duration,
+) -> Result<View, String> {
     let work = async {
-        let mut c = connect(sentinel, timeout).await?;
+        let mut c = connect(sentinel, tls, timeout).await?;
         c.send(&[b"SENTINEL", b"get-master-addr-by-name", master.as_bytes()])
             .await?;
         c.send(&[b"SENTINEL", b"replicas", master.as_bytes()])
@@ -141,11 +148,12 @@ async fn ask(sentinel: &str, master: &str, timeout: Duration) -> Result<View, St
 pub async fn discover(
     sentinels: &[String],
     master: &str,
+    tls: Option<&Connector>,
     timeout: Duration,
 ) -> Result<View, String> {
     let mut errors = Vec::new();
     for s in sentinels {
-        match ask(s, master, timeout).await {
+        match ask(s, master, tls, timeout).await {
             Ok(v) => return Ok(v),
             Err(e) => errors.push(e),
         }
@@ -158,10 +166,11 @@ pub async fn discover(
 pub async fn follow(
     sentinel: &str,
     master: &str,
+    tls: Option<&Connector>,
     timeout: Duration,
     on_switch: impl Fn(String),
 ) -> Result<(), String> {
-    let mut c = connect(sentinel, timeout).await?;
+    let mut c = connect(sentinel, tls, timeout).await?;
     c.send(&[b"SUBSCRIBE", b"+switch-master"]).await?;
     loop {
         let msg = c.next().await?;

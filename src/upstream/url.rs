@@ -31,6 +31,9 @@ pub struct UpstreamUrl {
     pub password: Option<String>,
     /// The database clients start in (`SELECT` still works per client).
     pub db: usize,
+    /// TLS to every node and sentinel (`rediss://`, `rediss+sentinel://`,
+    /// `rediss+cluster://`), with the query's options.
+    pub tls: Option<super::stream::TlsUpstream>,
 }
 
 impl fmt::Debug for UpstreamUrl {
@@ -41,6 +44,7 @@ impl fmt::Debug for UpstreamUrl {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("db", &self.db)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -48,15 +52,16 @@ impl fmt::Debug for UpstreamUrl {
 impl fmt::Display for UpstreamUrl {
     /// The URL without credentials, for logs and INFO.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = if self.tls.is_some() { "s" } else { "" };
         match &self.topology {
-            Topology::Single(a) => write!(f, "redis://{a}/{}", self.db),
+            Topology::Single(a) => write!(f, "redis{s}://{a}/{}", self.db),
             Topology::Sentinel { sentinels, master } => write!(
                 f,
-                "redis+sentinel://{}/{master}/{}",
+                "redis{s}+sentinel://{}/{master}/{}",
                 sentinels.join(","),
                 self.db
             ),
-            Topology::Cluster(seeds) => write!(f, "redis+cluster://{}", seeds.join(",")),
+            Topology::Cluster(seeds) => write!(f, "redis{s}+cluster://{}", seeds.join(",")),
         }
     }
 }
@@ -113,6 +118,30 @@ fn unescape(s: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| "credentials are not UTF-8".to_string())
 }
 
+/// `tls-ca-cert-file=…&tls-cert-file=…&tls-key-file=…&tls-server-name=…` (values
+/// %-escaped as needed).
+fn tls_options(query: Option<&str>) -> Result<super::stream::TlsUpstream, String> {
+    let mut t = super::stream::TlsUpstream::default();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("TLS option '{pair}' needs a value"))?;
+        let v = Some(unescape(v)?);
+        match k {
+            "tls-ca-cert-file" => t.ca_cert_file = v,
+            "tls-cert-file" => t.cert_file = v,
+            "tls-key-file" => t.key_file = v,
+            "tls-server-name" => t.server_name = v,
+            other => {
+                return Err(format!(
+                    "unknown TLS option '{other}' (tls-ca-cert-file, tls-cert-file, tls-key-file, tls-server-name)"
+                ))
+            }
+        }
+    }
+    Ok(t)
+}
+
 fn db_index(s: &str) -> Result<usize, String> {
     s.parse::<usize>()
         .map_err(|_| format!("bad database number '{s}'"))
@@ -121,8 +150,20 @@ fn db_index(s: &str) -> Result<usize, String> {
 impl UpstreamUrl {
     pub fn parse(url: &str) -> Result<UpstreamUrl, String> {
         let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-            "expected redis://, redis+sentinel:// or redis+cluster://".to_string()
+            "expected redis://, redis+sentinel:// or redis+cluster:// (rediss… for TLS)".to_string()
         })?;
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (rest, None),
+        };
+        let (scheme, tls) = match scheme.strip_prefix("rediss") {
+            Some(after) => (format!("redis{after}"), Some(tls_options(query)?)),
+            None if query.is_some() => {
+                return Err("options after '?' are TLS options: use rediss://".into())
+            }
+            None => (scheme.to_string(), None),
+        };
+        let scheme = scheme.as_str();
         let (auth, rest) = match rest.rsplit_once('@') {
             Some((a, r)) => (Some(a), r),
             None => (None, rest),
@@ -181,9 +222,6 @@ impl UpstreamUrl {
                 }
                 (Topology::Cluster(addrs(6379)?), 0)
             }
-            "rediss" | "rediss+sentinel" | "rediss+cluster" => {
-                return Err("TLS upstreams (rediss://) are not supported yet".into())
-            }
             other => return Err(format!("unknown scheme '{other}://'")),
         };
         Ok(UpstreamUrl {
@@ -191,6 +229,7 @@ impl UpstreamUrl {
             user,
             password,
             db,
+            tls,
         })
     }
 }
@@ -247,7 +286,8 @@ mod tests {
             "redis://a/x",
             "redis+sentinel://s1",
             "redis+cluster://a/1",
-            "rediss://a",
+            "rediss://a?bogus=1",
+            "redis://a?tls-ca-cert-file=x",
             "redis://%zz@a",
         ] {
             assert!(UpstreamUrl::parse(bad).is_err(), "{bad}");

@@ -116,7 +116,7 @@ impl Certs {
             name,
             "ca",
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n",
         );
     }
 

@@ -441,3 +441,129 @@ fn the_admin_api_over_https() {
         "{err}"
     );
 }
+
+/// A client from another address (bound to 127.0.0.2, which protected mode does not count
+/// as local) is refused without a password over plain TCP, but let in over TLS with a
+/// verified client certificate: the certificate is its credential.
+#[test]
+fn protected_mode_counts_a_verified_tls_client_as_authenticated() {
+    let c = Certs::new();
+    c.client("app", "app", "ca");
+    let (s, port) = tls_sessiond(&c, &[]);
+    let script = r#"
+import socket, ssl, sys
+ca, crt, key, plain, tls = sys.argv[1:6]
+def sock(port):
+    s = socket.socket()
+    s.bind(("127.0.0.2", 0))
+    s.connect(("127.0.0.1", int(port)))
+    return s
+p = sock(plain)
+p.sendall(b"PING\r\n")
+print(p.recv(200).decode().split(" ")[0].strip())
+ctx = ssl.create_default_context(cafile=ca)
+ctx.load_cert_chain(crt, key)
+t = ctx.wrap_socket(sock(tls), server_hostname="localhost")
+t.sendall(b"PING\r\n")
+print(t.recv(64).decode().strip())
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .args([c.arg("ca.crt"), c.arg("app.crt"), c.arg("app.key")])
+        .args([s.port.to_string(), port.to_string()])
+        .output()
+        .expect("python3");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "-DENIED\n+PONG",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A Redis Cluster over TLS (`tls-cluster yes`, `rediss+cluster://`): discovery and every
+/// node's connections speak TLS; keys spread over the three primaries.
+#[test]
+fn the_gateway_reaches_a_tls_cluster() {
+    let c = Certs::new();
+    c.client("app", "app", "ca");
+    let (cert, key, ca) = (c.arg("server.crt"), c.arg("server.key"), c.arg("ca.crt"));
+    let mut nodes = Vec::new();
+    let mut tls_ports = Vec::new();
+    for _ in 0..3 {
+        let tport = free_port();
+        let t = tport.to_string();
+        nodes.push(support::redis_server(&[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-node-timeout",
+            "5000",
+            "--tls-port",
+            &t,
+            "--tls-cluster",
+            "yes",
+            "--tls-replication",
+            "yes",
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+        ]));
+        wait_listening(tport);
+        tls_ports.push(tport);
+    }
+    let mut args: Vec<String> = ["--tls", "--cacert", &ca, "--cert", &c.arg("app.crt")]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend([
+        "--key".into(),
+        c.arg("app.key"),
+        "--cluster".into(),
+        "create".into(),
+    ]);
+    args.extend(tls_ports.iter().map(|p| format!("127.0.0.1:{p}")));
+    args.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
+    let out = Command::new("redis-cli")
+        .args(&args)
+        .output()
+        .expect("redis-cli");
+    assert!(
+        out.status.success(),
+        "cluster create: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for n in &nodes {
+        let mut conn = n.connect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !conn
+            .cmd(&["CLUSTER", "INFO"])
+            .as_str()
+            .contains("cluster_state:ok")
+        {
+            assert!(Instant::now() < deadline, "cluster_state:ok on every node");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let seeds: Vec<String> = tls_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let url = format!("rediss+cluster://{}?{}", seeds.join(","), tls_query(&c));
+    let s = sessiond(&["--upstream", &url]);
+    let mut g = s.connect();
+    use support::Value;
+    for i in 0..30 {
+        let k = format!("sess:{i}");
+        assert_eq!(g.cmd(&["SET", &k, "v"]), Value::Simple("OK".into()));
+    }
+    for i in 0..30 {
+        assert_eq!(g.cmd(&["GET", &format!("sess:{i}")]), Value::bulk("v"));
+    }
+    // Spread: every primary holds some of them (counted on their plain ports).
+    for n in &nodes {
+        let Value::Int(keys) = n.connect().cmd(&["DBSIZE"]) else {
+            panic!("DBSIZE")
+        };
+        assert!(keys > 0, "a primary holds none of the 30 keys");
+    }
+}

@@ -126,10 +126,7 @@ fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
 }
 
 /// Reads one complete reply, nested aggregates included; false for an error reply.
-async fn read_reply(
-    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    line: &mut Vec<u8>,
-) -> std::io::Result<bool> {
+async fn read_reply(r: &mut BufReader<Rd>, line: &mut Vec<u8>) -> std::io::Result<bool> {
     let mut pending = 1u64;
     let mut ok = true;
     let mut first = true;
@@ -163,10 +160,7 @@ async fn read_reply(
 }
 
 /// Reads one flat array reply (a pub/sub message) and returns its bulk items.
-async fn read_items(
-    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    line: &mut Vec<u8>,
-) -> std::io::Result<Vec<Vec<u8>>> {
+async fn read_items(r: &mut BufReader<Rd>, line: &mut Vec<u8>) -> std::io::Result<Vec<Vec<u8>>> {
     line.clear();
     r.read_until(b'\n', line).await?;
     if line.len() < 3 || !matches!(line[0], b'*' | b'>') {
@@ -200,15 +194,21 @@ fn key(i: u64) -> Vec<u8> {
     format!("PHPREDIS_SESSION:{i:026}").into_bytes()
 }
 
-async fn connect(
-    addr: &str,
-) -> (
-    BufReader<tokio::net::tcp::OwnedReadHalf>,
-    tokio::net::tcp::OwnedWriteHalf,
-) {
+async fn connect(addr: &str) -> (BufReader<Rd>, Wr) {
     let s = TcpStream::connect(addr).await.expect("connect");
     s.set_nodelay(true).expect("nodelay");
-    let (r, w) = s.into_split();
+    let (r, w) = match tls::connector() {
+        None => {
+            let (r, w) = s.into_split();
+            (Rd::Plain(r), Wr::Plain(w))
+        }
+        Some(c) => {
+            let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("name");
+            let t = c.connect(name, s).await.expect("TLS handshake");
+            let (r, w) = tokio::io::split(t);
+            (Rd::Tls(r), Wr::Tls(w))
+        }
+    };
     (BufReader::with_capacity(64 * 1024, r), w)
 }
 
@@ -652,4 +652,102 @@ fn main() {
             }
         }
     });
+}
+
+/// TLS when `LOADGEN_TLS=ca.crt,client.crt,client.key` is set (bench/tls); plain TCP
+/// otherwise, with the same split halves as before (no extra cost on the plain path).
+mod tls {
+    use std::sync::{Arc, OnceLock};
+
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    pub fn connector() -> Option<tokio_rustls::TlsConnector> {
+        static C: OnceLock<Option<tokio_rustls::TlsConnector>> = OnceLock::new();
+        C.get_or_init(|| {
+            let v = std::env::var("LOADGEN_TLS").ok()?;
+            let f: Vec<&str> = v.split(',').collect();
+            let [ca, cert, key] = f[..] else {
+                panic!("LOADGEN_TLS=ca,cert,key")
+            };
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca).expect("ca") {
+                roots.add(c.expect("ca cert")).expect("root");
+            }
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .expect("cert")
+                .map(|c| c.expect("cert"))
+                .collect();
+            let key = PrivateKeyDer::from_pem_file(key).expect("key");
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_client_auth_cert(certs, key)
+                .expect("client cert");
+            Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+        })
+        .clone()
+    }
+}
+
+type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// A connection's read half.
+enum Rd {
+    Plain(tokio::net::tcp::OwnedReadHalf),
+    Tls(tokio::io::ReadHalf<TlsStream>),
+}
+
+/// A connection's write half.
+enum Wr {
+    Plain(tokio::net::tcp::OwnedWriteHalf),
+    Tls(tokio::io::WriteHalf<TlsStream>),
+}
+
+impl tokio::io::AsyncRead for Rd {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Rd::Plain(r) => std::pin::Pin::new(r).poll_read(cx, buf),
+            Rd::Tls(r) => std::pin::Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Wr {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Wr::Plain(w) => std::pin::Pin::new(w).poll_write(cx, buf),
+            Wr::Tls(w) => std::pin::Pin::new(w).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Wr::Plain(w) => std::pin::Pin::new(w).poll_flush(cx),
+            Wr::Tls(w) => std::pin::Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Wr::Plain(w) => std::pin::Pin::new(w).poll_shutdown(cx),
+            Wr::Tls(w) => std::pin::Pin::new(w).poll_shutdown(cx),
+        }
+    }
 }

@@ -101,10 +101,14 @@ impl Acl {
     }
 
     /// The user a name and password log in as, if they match an enabled user.
+    /// The digest comparison runs whether or not the user exists or is enabled, so the
+    /// reply's timing does not tell which user names exist.
     pub fn authenticate(&self, name: &[u8], pass: &[u8]) -> Option<Arc<User>> {
-        let name = std::str::from_utf8(name).ok()?;
-        let u = self.user(name)?;
-        // The digest comparison runs whether or not the user is enabled.
+        let found = std::str::from_utf8(name).ok().and_then(|n| self.user(n));
+        let Some(u) = found else {
+            let _ = User::new("").password_matches(pass);
+            return None;
+        };
         let ok = u.password_matches(pass);
         (ok && u.enabled).then_some(u)
     }

@@ -472,15 +472,16 @@ impl User {
     /// Constant-time check of a password against every digest.
     pub fn password_matches(&self, given: &[u8]) -> bool {
         use subtle::ConstantTimeEq;
-        if self.nopass {
-            return true;
-        }
         let d = sha256(given);
         let mut ok = subtle::Choice::from(0);
         for p in &self.passwords {
             ok |= p.ct_eq(&d);
         }
-        ok.into()
+        // A user without passwords still hashes and compares once.
+        if self.passwords.is_empty() {
+            let _ = [0u8; 32].ct_eq(&d);
+        }
+        self.nopass || bool::from(ok)
     }
 
     /// `ACL GETUSER`'s flags.

@@ -12,27 +12,43 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::certs::Certs;
-use support::{free_port, sessiond, Proc, DEADLINE};
+use support::{sessiond, Proc, DEADLINE};
 
 /// sessiond with a TLS port (auth-clients as given) next to its plain one.
 fn tls_sessiond(c: &Certs, extra: &[&str]) -> (Proc, u16) {
-    let port = free_port();
-    let p = port.to_string();
     let (cert, key, ca) = (c.arg("server.crt"), c.arg("server.key"), c.arg("ca.crt"));
-    let mut args = vec![
-        "--tls-port",
-        &p,
-        "--tls-cert-file",
-        &cert,
-        "--tls-key-file",
-        &key,
-        "--tls-ca-cert-file",
-        &ca,
-    ];
-    args.extend_from_slice(extra);
-    let s = sessiond(&args);
+    let (s, port) = support::sessiond_with_second_port(|tport| {
+        let mut args: Vec<String> = vec![
+            "--tls-port".into(),
+            tport.to_string(),
+            "--tls-cert-file".into(),
+            cert.clone(),
+            "--tls-key-file".into(),
+            key.clone(),
+            "--tls-ca-cert-file".into(),
+            ca.clone(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    });
     wait_listening(port);
     (s, port)
+}
+
+/// The TLS arguments a redis-server (or sentinel) takes, with its TLS port.
+fn redis_tls_args(c: &Certs, tport: u16, more: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--tls-port".into(),
+        tport.to_string(),
+        "--tls-cert-file".into(),
+        c.arg("server.crt"),
+        "--tls-key-file".into(),
+        c.arg("server.key"),
+        "--tls-ca-cert-file".into(),
+        c.arg("ca.crt"),
+    ];
+    args.extend(more.iter().map(|a| a.to_string()));
+    args
 }
 
 fn wait_listening(port: u16) {
@@ -273,19 +289,7 @@ fn tls_protocols_are_enforced() {
 
 /// redis-server with a TLS port (client certificates required) beside its plain one.
 fn tls_redis(c: &Certs) -> (Proc, u16) {
-    let tport = free_port();
-    let t = tport.to_string();
-    let (cert, key, ca) = (c.arg("server.crt"), c.arg("server.key"), c.arg("ca.crt"));
-    let r = support::redis_server(&[
-        "--tls-port",
-        &t,
-        "--tls-cert-file",
-        &cert,
-        "--tls-key-file",
-        &key,
-        "--tls-ca-cert-file",
-        &ca,
-    ]);
+    let (r, tport) = support::redis_with_second_port(|t| redis_tls_args(c, t, &[]));
     wait_listening(tport);
     (r, tport)
 }
@@ -341,24 +345,25 @@ fn the_gateway_follows_a_tls_sentinel_set() {
     let c = Certs::new();
     c.client("app", "app", "ca");
     let (r, tport) = tls_redis(&c);
-    let stport = free_port();
     let (cert, key, ca) = (c.arg("server.crt"), c.arg("server.key"), c.arg("ca.crt"));
-    let sentinel = support::start_custom("redis-sentinel", "sentinel-tls", move |port, dir| {
-        let conf = dir.path("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\nbind 127.0.0.1\ndir {}\ntls-port {stport}\ntls-cert-file {cert}\n\
-                 tls-key-file {key}\ntls-ca-cert-file {ca}\ntls-replication yes\n\
-                 sentinel monitor m 127.0.0.1 {tport} 1\n",
-                dir.0.display()
-            ),
-        )
-        .expect("sentinel.conf");
-        let mut cmd = Command::new("redis-sentinel");
-        cmd.arg(conf);
-        cmd
-    });
+    let sentinel_bin = "redis-sentinel";
+    let (sentinel, stport) =
+        support::start_with_second_port(sentinel_bin, "sentinel-tls", |port, stport, dir| {
+            let conf = dir.path("sentinel.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {}\ntls-port {stport}\ntls-cert-file {cert}\n\
+                     tls-key-file {key}\ntls-ca-cert-file {ca}\ntls-replication yes\n\
+                     sentinel monitor m 127.0.0.1 {tport} 1\n",
+                    dir.0.display()
+                ),
+            )
+            .expect("sentinel.conf");
+            let mut cmd = Command::new(sentinel_bin);
+            cmd.arg(conf);
+            cmd
+        });
     wait_listening(stport);
     let url = format!("rediss+sentinel://127.0.0.1:{stport}/m?{}", tls_query(&c));
     let s = sessiond(&["--upstream", &url]);
@@ -375,19 +380,22 @@ fn the_gateway_follows_a_tls_sentinel_set() {
 #[test]
 fn the_admin_api_over_https() {
     let c = Certs::new();
-    let aport = free_port();
-    let listen = format!("127.0.0.1:{aport}");
     let (cert, key) = (c.arg("server.crt"), c.arg("server.key"));
-    let _s = sessiond(&[
-        "--admin-listen",
-        &listen,
-        "--admin-token",
-        "tok",
-        "--admin-tls-cert-file",
-        &cert,
-        "--admin-tls-key-file",
-        &key,
-    ]);
+    let (_s, aport) = support::sessiond_with_second_port(|aport| {
+        [
+            "--admin-listen",
+            &format!("127.0.0.1:{aport}"),
+            "--admin-token",
+            "tok",
+            "--admin-tls-cert-file",
+            &cert,
+            "--admin-tls-key-file",
+            &key,
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+    });
     wait_listening(aport);
     let curl = |args: &[&str]| -> (bool, String) {
         let out = Command::new("curl")
@@ -487,31 +495,28 @@ print(t.recv(64).decode().strip())
 fn the_gateway_reaches_a_tls_cluster() {
     let c = Certs::new();
     c.client("app", "app", "ca");
-    let (cert, key, ca) = (c.arg("server.crt"), c.arg("server.key"), c.arg("ca.crt"));
+    let ca = c.arg("ca.crt");
     let mut nodes = Vec::new();
     let mut tls_ports = Vec::new();
     for _ in 0..3 {
-        let tport = free_port();
-        let t = tport.to_string();
-        nodes.push(support::redis_server(&[
-            "--cluster-enabled",
-            "yes",
-            "--cluster-node-timeout",
-            "5000",
-            "--tls-port",
-            &t,
-            "--tls-cluster",
-            "yes",
-            "--tls-replication",
-            "yes",
-            "--tls-cert-file",
-            &cert,
-            "--tls-key-file",
-            &key,
-            "--tls-ca-cert-file",
-            &ca,
-        ]));
+        let (node, tport) = support::redis_with_second_port(|t| {
+            redis_tls_args(
+                &c,
+                t,
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "5000",
+                    "--tls-cluster",
+                    "yes",
+                    "--tls-replication",
+                    "yes",
+                ],
+            )
+        });
         wait_listening(tport);
+        nodes.push(node);
         tls_ports.push(tport);
     }
     let mut args: Vec<String> = ["--tls", "--cacert", &ca, "--cert", &c.arg("app.crt")]

@@ -299,6 +299,48 @@ pub fn sessiond_with_env(extra: &[&str], env: &[(&str, &str)]) -> Proc {
     })
 }
 
+/// A server with a second port (its TLS port) beside the one readiness is polled on, both
+/// chosen afresh on every attempt: a second port taken meanwhile is retried like a taken
+/// first one. `command` gets (port, second port, dir); the second port is returned.
+pub fn start_with_second_port(
+    name: &'static str,
+    tag: &str,
+    mut command: impl FnMut(u16, u16, &TempDir) -> Command,
+) -> (Proc, u16) {
+    let second = std::cell::Cell::new(0u16);
+    let p = start(name, tag, |port, dir| {
+        let t = free_port();
+        second.set(t);
+        command(port, t, dir)
+    });
+    (p, second.get())
+}
+
+/// sessiond with a second port (see [`start_with_second_port`]): `extra(second_port)` gives
+/// its arguments beyond `serve --listen … --dir …`.
+pub fn sessiond_with_second_port(extra: impl Fn(u16) -> Vec<String>) -> (Proc, u16) {
+    start_with_second_port("sessiond", "sessiond", |port, second, dir| {
+        let mut c = Command::new(sessiond_bin());
+        c.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--dir")
+            .arg(&dir.0)
+            .args(extra(second))
+            .env_remove("SESSIOND_CONFIG")
+            .env_remove("SESSIOND_DIR");
+        c
+    })
+}
+
+/// redis-server with a second port (see [`start_with_second_port`]).
+pub fn redis_with_second_port(extra: impl Fn(u16) -> Vec<String>) -> (Proc, u16) {
+    let bin = require("redis-server");
+    start_with_second_port("redis-server", "redis", |port, second, dir| {
+        let args = extra(second);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        redis_command(&bin, port, dir, &refs)
+    })
+}
+
 /// sessiond on the data directory `dir` (restart and crash tests).
 pub fn sessiond_in(dir: &TempDir, extra: &[&str]) -> Proc {
     let d = dir.0.to_string_lossy().into_owned();

@@ -540,18 +540,7 @@ fn the_gateway_reaches_a_tls_cluster() {
         "cluster create: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    for n in &nodes {
-        let mut conn = n.connect();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !conn
-            .cmd(&["CLUSTER", "INFO"])
-            .as_str()
-            .contains("cluster_state:ok")
-        {
-            assert!(Instant::now() < deadline, "cluster_state:ok on every node");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    support::wait_cluster_ok(&nodes);
     let seeds: Vec<String> = tls_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let url = format!("rediss+cluster://{}?{}", seeds.join(","), tls_query(&c));
     let s = sessiond(&["--upstream", &url]);

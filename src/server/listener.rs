@@ -33,37 +33,48 @@ pub async fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-pub async fn accept_tcp<S: Store>(server: Arc<Server<S>>, listener: TcpListener) {
-    let laddr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+/// The next accepted TCP connection, or None once the server is shutting down. Accept
+/// errors (EMFILE and friends) are logged, throttled, and backed off from briefly instead of
+/// spinning.
+async fn next_tcp<S: Store>(
+    server: &Server<S>,
+    listener: &TcpListener,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
     loop {
         if server.shutting_down.load(Ordering::SeqCst) {
-            return;
+            return None;
         }
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = server.shutdown.notified() => return,
+            _ = server.shutdown.notified() => return None,
         };
         match accepted {
             Ok((sock, peer)) => {
                 let _ = sock.set_nodelay(true);
-                let server = server.clone();
-                let laddr = laddr.clone();
-                // Plain TCP: a publisher may write to this socket directly (pubsub.rs).
-                let fd = Some(std::os::fd::AsRawFd::as_raw_fd(&sock));
-                tokio::spawn(async move {
-                    serve_connection(server, sock, peer.to_string(), laddr, fd, None).await;
-                });
+                return Some((sock, peer));
             }
             Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
                 static LOG: crate::logging::Throttle = crate::logging::Throttle::new();
                 crate::logging::throttled(&LOG, format_args!("accept failed: {e}"));
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+pub async fn accept_tcp<S: Store>(server: Arc<Server<S>>, listener: TcpListener) {
+    let laddr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    while let Some((sock, peer)) = next_tcp(&server, &listener).await {
+        let server = server.clone();
+        let laddr = laddr.clone();
+        // Plain TCP: a publisher may write to this socket directly (pubsub.rs).
+        let fd = Some(std::os::fd::AsRawFd::as_raw_fd(&sock));
+        tokio::spawn(async move {
+            serve_connection(server, sock, peer.to_string(), laddr, fd, None).await;
+        });
     }
 }
 
@@ -86,30 +97,13 @@ pub async fn accept_tls<S: Store>(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    loop {
-        if server.shutting_down.load(Ordering::SeqCst) {
-            return;
-        }
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = server.shutdown.notified() => return,
-        };
-        let (sock, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                static LOG: crate::logging::Throttle = crate::logging::Throttle::new();
-                crate::logging::throttled(&LOG, format_args!("accept failed: {e}"));
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    while let Some((sock, peer)) = next_tcp(&server, &listener).await {
         let max = server.settings.maxclients.load(Ordering::Relaxed);
         if HANDSHAKES.fetch_add(1, Ordering::AcqRel) >= max {
             HANDSHAKES.fetch_sub(1, Ordering::AcqRel);
             server.stats.rejected_connections.add(0, 1);
             continue;
         }
-        let _ = sock.set_nodelay(true);
         let server = server.clone();
         let laddr = laddr.clone();
         let acceptor = tls.acceptor();

@@ -645,7 +645,13 @@ pub fn redis_cluster() -> Vec<Proc> {
         "redis-cli --cluster create: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    for n in &nodes {
+    wait_cluster_ok(&nodes);
+    nodes
+}
+
+/// Polls every node until it reports `cluster_state:ok`.
+pub fn wait_cluster_ok(nodes: &[Proc]) {
+    for n in nodes {
         let mut c = n.connect();
         let deadline = Instant::now() + Duration::from_secs(30);
         while !c
@@ -657,7 +663,6 @@ pub fn redis_cluster() -> Vec<Proc> {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    nodes
 }
 
 /// A redis-sentinel watching `primary_port` as master `master`, with quorum `quorum`.

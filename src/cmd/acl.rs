@@ -6,7 +6,6 @@ use super::args::{int, lossy};
 use super::slowlog::sub_spec;
 use super::{table, CmdError, CmdResult, Ctx};
 use crate::acl::user::{hex, CATEGORIES};
-use crate::resp::reply::Proto;
 use crate::store::Store;
 
 const ACL_HELP: &[&str] = &[
@@ -120,11 +119,7 @@ fn getuser<S: Store>(cx: &mut Ctx<'_, '_, S>, name: &[u8]) {
         return;
     };
     let out = &mut *cx.out;
-    if out.proto() == Proto::Resp3 {
-        out.map(6);
-    } else {
-        out.array(12);
-    }
+    out.map(6);
     out.bulk(b"flags");
     let flags = u.flags();
     out.array(flags.len());
@@ -247,11 +242,7 @@ fn log<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let out = &mut *cx.out;
     out.array(entries.len());
     for e in entries {
-        if out.proto() == Proto::Resp3 {
-            out.map(7);
-        } else {
-            out.array(14);
-        }
+        out.map(7);
         out.bulk(b"count");
         out.int(e.count as i64);
         out.bulk(b"reason");

@@ -64,6 +64,11 @@ pub async fn serve_connection<S, IO>(
         .and_then(|t| t.cert_user)
         .and_then(|name| server.settings.acl.user(&name))
         .filter(|u| u.enabled);
+    let mut bufs = Buffers {
+        read: super::bufpool::take(READ_CHUNK),
+        write: super::bufpool::take(READ_CHUNK),
+        peer_closed: false,
+    };
     run(
         &server,
         &mut io,
@@ -72,12 +77,32 @@ pub async fn serve_connection<S, IO>(
         local,
         direct_fd,
         cert_user,
+        &mut bufs,
     )
     .await;
-    let _ = io.shutdown().await;
+    super::bufpool::give(bufs.read);
+    super::bufpool::give(bufs.write);
+    // When the server ends the connection (QUIT, a limit, a kill), its FIN goes first, so
+    // the client reads the last replies and then an orderly end even if it had sent more.
+    // When the client closed first, as a connection-per-request client does after its
+    // reply, a plain socket's close says all there is (one system call less); TLS still
+    // sends its close_notify.
+    if !bufs.peer_closed || direct_fd.is_none() {
+        let _ = io.shutdown().await;
+    }
     server.clients.unregister(id);
 }
 
+/// A connection's input and output buffers, recycled between connections (`bufpool.rs`),
+/// and how it ended.
+struct Buffers {
+    read: BytesMut,
+    write: BytesMut,
+    /// The client closed its side first (a connection-per-request client after its reply).
+    peer_closed: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run<S, IO>(
     server: &Server<S>,
     io: &mut IO,
@@ -89,6 +114,7 @@ async fn run<S, IO>(
     // from the publisher to the socket (`pubsub.rs`).
     direct_fd: Option<std::os::fd::RawFd>,
     cert_user: Option<Arc<crate::acl::User>>,
+    bufs: &mut Buffers,
 ) where
     S: Store,
     IO: AsyncRead + AsyncWrite + Unpin + Send,
@@ -102,20 +128,20 @@ async fn run<S, IO>(
     if let Some(u) = cert_user {
         state.log_in(u);
     }
-    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
-    let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
+    let Buffers {
+        read: rbuf,
+        write: wbuf,
+        peer_closed,
+    } = bufs;
     let mut parser = RequestParser::new();
-    // Built once per connection: registering a waiter on the server-wide shutdown `Notify`
-    // takes its mutex, which every connection would otherwise contend on for every read.
-    let stop = async {
-        tokio::select! {
-            _ = handle.killed() => {}
-            _ = server.shutdown.notified() => {}
-        }
-    };
+    // Killed by CLIENT KILL, or by the server's shutdown (`Server::begin_shutdown`). Built
+    // once per connection, not per read.
+    let stop = handle.killed();
     tokio::pin!(stop);
     let gateway = server.store.gateway();
-    let mut forwarder = gateway.map(|_| GatewayClient::new(handle.id));
+    // Boxed: the gateway state is large and the connection's future is kept small (see
+    // `serve_connection`).
+    let mut forwarder = gateway.map(|_| Box::new(GatewayClient::new(handle.id)));
     // Client bytes read while a blocking command waits (gateway), parsed after the batch.
     let mut side = BytesMut::new();
     let _counted = server
@@ -133,30 +159,31 @@ async fn run<S, IO>(
         let timeout = server.settings.timeout_secs.load(Ordering::Relaxed);
         // A subscriber (gateway) also waits for messages from its upstream connection, and
         // is exempt from the idle timeout, as in Redis.
-        let subscribed = forwarder.as_ref().is_some_and(|g| g.is_subscribed())
+        let subscribed = forwarder.as_deref().is_some_and(|g| g.is_subscribed())
             || state.sub.as_ref().is_some_and(|s| s.active());
         let read = async {
             if timeout > 0 && !subscribed {
-                tokio::time::timeout(Duration::from_secs(timeout), io.read_buf(&mut rbuf))
+                tokio::time::timeout(Duration::from_secs(timeout), io.read_buf(&mut *rbuf))
                     .await
                     .ok()
             } else {
-                Some(io.read_buf(&mut rbuf).await)
+                Some(io.read_buf(&mut *rbuf).await)
             }
         };
         // An embedded-engine subscriber waits for its mailbox (`pubsub.rs`).
         let mailbox = state.sub.as_ref().map(|s| s.mailbox.clone());
         let subscribed = subscribed || mailbox.is_some();
         let pushed = async {
-            match (gateway, forwarder.as_mut(), &mailbox) {
+            match (gateway, forwarder.as_deref_mut(), &mailbox) {
                 (Some(up), Some(gw), _) if subscribed => {
-                    gw.pubsub_read(up, &state, &mut wbuf).await
+                    // Boxed: a subscriber's wait is large and rare (see serve_connection).
+                    Box::pin(gw.pubsub_read(up, &state, &mut *wbuf)).await
                 }
                 (None, _, Some(m)) => {
                     // Nothing of ours is waiting to be written (the batch was flushed),
                     // so publishers may write to the socket while this waits.
                     m.parked(direct_fd).await;
-                    m.drain_into(&mut wbuf)
+                    m.drain_into(&mut *wbuf)
                         .map_err(|_| "pubsub output limit".to_string())
                 }
                 _ => std::future::pending().await,
@@ -165,13 +192,17 @@ async fn run<S, IO>(
         let n = tokio::select! {
             r = read => match r {
                 None => return, // idle timeout, as Redis's `timeout`
-                Some(Ok(0)) | Some(Err(_)) => return,
+                Some(Ok(0)) => {
+                    *peer_closed = true;
+                    return;
+                }
+                Some(Err(_)) => return,
                 Some(Ok(n)) => {
                     // Publishers stopped writing directly when the wait ended; what they
                     // queued since (the rest of a frame the socket took only part of
                     // included) goes before any reply.
                     if let Some(m) = &mailbox {
-                        let _ = m.drain_into(&mut wbuf);
+                        let _ = m.drain_into(&mut *wbuf);
                     }
                     n
                 }
@@ -184,10 +215,10 @@ async fn run<S, IO>(
                 // forever: its mailbox closing (at the pubsub limit) ends the wait.
                 let written = match &mailbox {
                     Some(m) => tokio::select! {
-                        r = flush(server, io, &mut state, &mut wbuf) => r.is_ok(),
+                        r = flush(server, io, &mut state, &mut *wbuf) => r.is_ok(),
                         _ = m.closed() => false,
                     },
-                    None => flush(server, io, &mut state, &mut wbuf).await.is_ok(),
+                    None => flush(server, io, &mut state, &mut *wbuf).await.is_ok(),
                 };
                 if !written {
                     return;
@@ -226,7 +257,7 @@ async fn run<S, IO>(
                     }
                     let mut args: Vec<&[u8]> = Vec::with_capacity(parser.argc());
                     parser.args(&rbuf, &mut args);
-                    let flow = if let (Some(up), Some(gw)) = (gateway, forwarder.as_mut()) {
+                    let flow = if let (Some(up), Some(gw)) = (gateway, forwarder.as_deref_mut()) {
                         let mut client = ClientSide {
                             io: &mut *io,
                             side: &mut side,
@@ -238,7 +269,7 @@ async fn run<S, IO>(
                             gw,
                             &mut state,
                             &args,
-                            &mut wbuf,
+                            &mut *wbuf,
                             &mut client,
                         )
                         .await;
@@ -250,9 +281,9 @@ async fn run<S, IO>(
                                 // have, take the oldest replies (and write them once they
                                 // fill the buffer) before going on with its pipeline.
                                 while gw.fwd.is_full() {
-                                    gw.fwd.drain_oldest(up, &mut wbuf).await;
+                                    gw.fwd.drain_oldest(up, &mut *wbuf).await;
                                     if wbuf.len() >= OUT_FLUSH
-                                        && flush(server, io, &mut state, &mut wbuf).await.is_err()
+                                        && flush(server, io, &mut state, &mut *wbuf).await.is_err()
                                     {
                                         return;
                                     }
@@ -261,12 +292,12 @@ async fn run<S, IO>(
                             }
                         }
                     } else {
-                        let mut reply = Reply::new(&mut wbuf, state.proto);
+                        let mut reply = Reply::new(&mut *wbuf, state.proto);
                         let flow = cmd::execute(server, &mut state, &args, &mut reply).await;
                         if let Some(b) = state.blocked.take() {
                             // A blocking command found nothing: the replies so far leave
                             // now, then the client waits (its further input is kept).
-                            if flush(server, io, &mut state, &mut wbuf).await.is_err() {
+                            if flush(server, io, &mut state, &mut *wbuf).await.is_err() {
                                 unblock(server, &b);
                                 return;
                             }
@@ -283,17 +314,17 @@ async fn run<S, IO>(
                         break;
                     }
                     if wbuf.len() >= OUT_FLUSH
-                        && flush(server, io, &mut state, &mut wbuf).await.is_err()
+                        && flush(server, io, &mut state, &mut *wbuf).await.is_err()
                     {
                         return;
                     }
                 }
                 Ok(Parsed::Incomplete) => break,
                 Err(e) => {
-                    if let (Some(up), Some(gw)) = (gateway, forwarder.as_mut()) {
-                        gw.drain(up, &mut wbuf).await;
+                    if let (Some(up), Some(gw)) = (gateway, forwarder.as_deref_mut()) {
+                        gw.drain(up, &mut *wbuf).await;
                     }
-                    Reply::new(&mut wbuf, state.proto).error(&format!("ERR {}", e.0));
+                    Reply::new(&mut *wbuf, state.proto).error(&format!("ERR {}", e.0));
                     tracing::debug!(client = handle.id, "protocol error: {}", e.0);
                     close = true;
                     break;
@@ -306,8 +337,8 @@ async fn run<S, IO>(
                 .last_ms
                 .store(crate::clock::now_ms(), Ordering::Relaxed);
         }
-        if let (Some(up), Some(gw)) = (gateway, forwarder.as_mut()) {
-            gw.finish_batch(up, &state, &mut wbuf).await;
+        if let (Some(up), Some(gw)) = (gateway, forwarder.as_deref_mut()) {
+            gw.finish_batch(up, &state, &mut *wbuf).await;
         }
         // Drop what was consumed; a partially received command stays at the front.
         rbuf.advance(pos);
@@ -318,7 +349,7 @@ async fn run<S, IO>(
         if parser.is_mid_command() {
             parser.rebase(pos);
         }
-        if !wbuf.is_empty() && flush(server, io, &mut state, &mut wbuf).await.is_err() {
+        if !wbuf.is_empty() && flush(server, io, &mut state, &mut *wbuf).await.is_err() {
             return;
         }
         if close || handle.is_killed() {
@@ -455,3 +486,34 @@ fn output_limit_reached(state: &ClientState, pending: usize, which: &str) {
 }
 
 static OUTPUT_LIMIT_LOG: crate::logging::Throttle = crate::logging::Throttle::new();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_size<A, B, C, D, E, G, F, Fut>(_: F) -> usize
+    where
+        F: Fn(A, B, C, D, E, G) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// A connection's future is allocated and initialised for every connection, and a
+    /// PHP-style client connects for one request. It was 5.8 KB in gateway mode before the
+    /// rare paths (connecting, transactions, subscribers, redirections) were boxed; an
+    /// await added inline on the common path would quietly make it large again.
+    #[test]
+    fn connection_futures_stay_small() {
+        let gateway =
+            future_size(serve_connection::<crate::upstream::Upstream, tokio::net::UnixStream>);
+        let engine = future_size(serve_connection::<crate::engine::Engine, tokio::net::UnixStream>);
+        assert!(
+            gateway <= 3 * 1024,
+            "gateway connection future: {gateway} bytes"
+        );
+        assert!(
+            engine <= 3 * 1024,
+            "engine connection future: {engine} bytes"
+        );
+    }
+}

@@ -148,7 +148,7 @@ impl GatewayClient {
             dirty: false,
             held: None,
         };
-        match self.pin(up, state, None, out).await {
+        match Box::pin(self.pin(up, state, None, out)).await {
             Ok(()) => {
                 if let Some(p) = self.pinned.as_mut() {
                     p.push_encoded(&c.buf, c.ends.len());
@@ -169,7 +169,7 @@ impl GatewayClient {
     pub async fn drain(&mut self, up: &Upstream, out: &mut BytesMut) {
         self.fwd.drain(up, out).await;
         if let Some(p) = self.pinned.as_mut() {
-            p.drain(out, Some(up.opts.timeout())).await;
+            Box::pin(p.drain(out, Some(up.opts.timeout()))).await;
             if !p.moved.is_empty() && matches!(self.tx, Tx::Multi { .. }) {
                 self.tx_moved = true;
             }
@@ -321,24 +321,29 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
     }
     // A subscriber: its commands go to its upstream connection (`subscriber.rs`).
     if gw.sub.is_some() {
-        return Some(
-            gw.subscribed_command(server, state, args, action, wbuf)
-                .await,
-        );
+        return Some(Box::pin(gw.subscribed_command(server, state, args, action, wbuf)).await);
     }
     // Inside a transaction: everything goes to the pinned connection, but what cannot be
     // queued there.
     if gw.in_multi() {
-        return Some(transaction::in_multi(server, up, gw, state, args, action, &keys, wbuf).await);
+        return Some(
+            Box::pin(transaction::in_multi(
+                server, up, gw, state, args, action, &keys, wbuf,
+            ))
+            .await,
+        );
     }
     if matches!(gw.tx, Tx::Watching) {
         return Some(
-            transaction::watching(server, up, gw, state, args, action, &keys, wbuf, client).await,
+            Box::pin(transaction::watching(
+                server, up, gw, state, args, action, &keys, wbuf, client,
+            ))
+            .await,
         );
     }
     match action {
         Action::Subscribe => {
-            if let Err(e) = gw.subscribe(up, state, args, wbuf).await {
+            if let Err(e) = Box::pin(gw.subscribe(up, state, args, wbuf)).await {
                 gw.sub = None;
                 Reply::new(wbuf, state.proto).error(&e);
             }
@@ -371,7 +376,7 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
                 return Some(Flow::Continue);
             }
             gw.slot = None;
-            if let Err(e) = gw.pin(up, state, keys.first().copied(), wbuf).await {
+            if let Err(e) = Box::pin(gw.pin(up, state, keys.first().copied(), wbuf)).await {
                 Reply::new(wbuf, state.proto).error(&e);
                 return Some(Flow::Continue);
             }
@@ -387,12 +392,12 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
                 return Some(Flow::Continue);
             }
             gw.drain(up, wbuf).await;
-            if let Err(e) = gw.pin(up, state, keys.first().copied(), wbuf).await {
+            if let Err(e) = Box::pin(gw.pin(up, state, keys.first().copied(), wbuf)).await {
                 Reply::new(wbuf, state.proto).error(&e);
                 return Some(Flow::Continue);
             }
             push(gw, args, Fix::Keep);
-            let flow = wait_blocked(server, gw, state, wbuf, client).await;
+            let flow = Box::pin(wait_blocked(server, gw, state, wbuf, client)).await;
             gw.release(up);
             Some(flow)
         }
@@ -401,7 +406,7 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
         Action::Forward | Action::Exec | Action::Discard | Action::Unwatch => {
             if cluster && !same_slot(&keys) {
                 if spec.is_some_and(policy::splits) {
-                    return local(server, gw, up, state, args, wbuf).await;
+                    return Box::pin(local(server, gw, up, state, args, wbuf)).await;
                 }
                 gw.drain(up, wbuf).await;
                 Reply::new(wbuf, state.proto).error(CROSSSLOT);
@@ -432,7 +437,7 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
         }
         Action::AllPrimaries => {
             gw.drain(up, wbuf).await;
-            let reply = up.all_primaries(state.db, args, spec).await;
+            let reply = Box::pin(up.all_primaries(state.db, args, spec)).await;
             if reply.starts_with(b"+OK") && spec.is_some_and(|s| s.name == "config|set") {
                 // Only `notify-keyspace-events` is sent this way (policy.rs).
                 if let Some(v) = args.get(3) {
@@ -449,7 +454,9 @@ pub async fn command<S: Store, IO: AsyncRead + Unpin>(
             Reply::new(wbuf, state.proto).error(msg);
             Some(Flow::Continue)
         }
-        Action::Local => local(server, gw, up, state, args, wbuf).await,
+        // Boxed, as every path but forwarding above: a connection's future holds the largest
+        // of its awaits, and a short-lived connection pays for its size (allocation, copies).
+        Action::Local => Box::pin(local(server, gw, up, state, args, wbuf)).await,
     }
 }
 

@@ -62,6 +62,19 @@ async fn next_tcp<S: Store>(
     }
 }
 
+/// Spawns a connection's task with its future boxed. A task's header and future share one
+/// cache-line-aligned allocation: for a connection's future (kilobytes), glibc serves that
+/// through its slow aligned path, and tokio copies the whole future in and out of the task
+/// (at spawn and on completion). Boxed, the task is a few hundred bytes and the future is
+/// allocated once, unaligned, and never moved; a connection that lives for one request
+/// saves about a microsecond (docs/BENCHMARKS.md, "connection per request").
+fn spawn_boxed<F>(fut: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(Box::pin(fut));
+}
+
 pub async fn accept_tcp<S: Store>(server: Arc<Server<S>>, listener: TcpListener) {
     let laddr = listener
         .local_addr()
@@ -72,9 +85,14 @@ pub async fn accept_tcp<S: Store>(server: Arc<Server<S>>, listener: TcpListener)
         let laddr = laddr.clone();
         // Plain TCP: a publisher may write to this socket directly (pubsub.rs).
         let fd = Some(std::os::fd::AsRawFd::as_raw_fd(&sock));
-        tokio::spawn(async move {
-            serve_connection(server, sock, peer.to_string(), laddr, fd, None).await;
-        });
+        spawn_boxed(serve_connection(
+            server,
+            sock,
+            peer.to_string(),
+            laddr,
+            fd,
+            None,
+        ));
     }
 }
 
@@ -166,9 +184,8 @@ pub async fn accept_unix<S: Store>(server: Arc<Server<S>>, listener: UnixListene
                 let server = server.clone();
                 let path = path.clone();
                 let fd = Some(std::os::fd::AsRawFd::as_raw_fd(&sock));
-                tokio::spawn(async move {
-                    serve_connection(server, sock, format!("{path}:0"), path, fd, None).await;
-                });
+                let peer = format!("{path}:0");
+                spawn_boxed(serve_connection(server, sock, peer, path, fd, None));
             }
             Err(e) => {
                 static LOG: crate::logging::Throttle = crate::logging::Throttle::new();

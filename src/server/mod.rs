@@ -2,6 +2,7 @@
 //! ([`connection`]), and the state all connections share ([`Server`]).
 
 pub mod auth_guard;
+pub mod bufpool;
 pub mod clients;
 pub mod connection;
 pub mod fd_limit;
@@ -141,8 +142,16 @@ impl<S: Store> Server<S> {
         }
     }
 
+    /// Stops accepting and ends every connection. Connections are ended through their own
+    /// handles rather than by each waiting on `shutdown`: a waiter on one server-wide
+    /// `Notify` takes its mutex when it registers and when it leaves, which every
+    /// connection would do (contended across workers) for nothing but this moment. One
+    /// registered after the snapshot sees `shutting_down` (set first) at its next turn.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.shutdown.notify_waiters();
+        for client in self.clients.snapshot() {
+            client.kill();
+        }
     }
 }

@@ -235,7 +235,9 @@ impl ClientForwarder {
             }
             self.conns.swap_remove(i);
         }
-        let c = node.conn(pool, self.client).await?;
+        // Boxed: connecting (TCP, TLS, handshake) is rare and its future is large; inline, it
+        // would enlarge every connection's task and be copied with it (see serve_connection).
+        let c = Box::pin(node.conn(pool, self.client)).await?;
         self.conns.push((node.id, pool, c.clone()));
         Ok(c)
     }
@@ -299,8 +301,11 @@ impl ClientForwarder {
             );
             match self.wait(up, s).await {
                 Ok(replies) if up.is_cluster() && cluster::may_redirect(&replies) => {
-                    self.follow_redirects(up, &bytes, &ends, pool, deadline, &replies, out)
-                        .await
+                    // Boxed: rare (cluster redirections), and a large future.
+                    Box::pin(
+                        self.follow_redirects(up, &bytes, &ends, pool, deadline, &replies, out),
+                    )
+                    .await
                 }
                 Ok(replies) => out.extend_from_slice(&replies),
                 Err((msg, count)) => {

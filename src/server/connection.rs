@@ -249,14 +249,14 @@ async fn run<S, IO>(
         let mut close = false;
         let mut executed = 0u64;
         loop {
-            match parser.parse(&rbuf, pos, &limits, state.authenticated) {
+            match parser.parse(rbuf, pos, &limits, state.authenticated) {
                 Ok(Parsed::Command { consumed }) => {
                     pos += consumed;
                     if parser.argc() == 0 {
                         continue;
                     }
                     let mut args: Vec<&[u8]> = Vec::with_capacity(parser.argc());
-                    parser.args(&rbuf, &mut args);
+                    parser.args(rbuf, &mut args);
                     let flow = if let (Some(up), Some(gw)) = (gateway, forwarder.as_deref_mut()) {
                         let mut client = ClientSide {
                             io: &mut *io,

@@ -156,15 +156,16 @@ pub async fn accept_tls<S: Store>(
                 verified,
                 cert_user,
             };
-            // Never a direct descriptor: bytes must go through the TLS session.
-            serve_connection(
+            // Never a direct descriptor: bytes must go through the TLS session. Boxed, as
+            // in `spawn_boxed`: the handshake's task stays small.
+            Box::pin(serve_connection(
                 server,
                 stream,
                 peer.to_string(),
                 laddr,
                 None,
                 Some(peer_info),
-            )
+            ))
             .await;
         });
     }

@@ -574,11 +574,9 @@ impl Upstream {
     /// Sends one command for a `Store` method, routed by its first argument, and decodes
     /// its reply. Reads whose connection failed are retried, re-routed (to a replica if the
     /// primary is down and the policy allows); cluster redirections are followed.
-    ///
-    /// Boxed: the future of a routed, retried, redirected call is large, and every caller's
-    /// future (a connection's, through `cmd::execute`) would otherwise carry its size.
     async fn call(&self, db: Db, args: &[&[u8]], read_only: bool) -> StoreResult<Value> {
-        Box::pin(self.call_key(db, args.get(1).copied(), args, read_only)).await
+        self.call_key(db, args.get(1).copied(), args, read_only)
+            .await
     }
 
     async fn call_key(
@@ -637,7 +635,8 @@ impl Upstream {
         let key = node
             .pool_key(db, resp3)
             .ok_or_else(|| Retry::No("ERR DB index is out of range".into()))?;
-        // Boxed: connecting is rare and its future large (see `call`).
+        // Boxed: connecting is rare and its future large; inline, every caller's future
+        // (a connection's, through `cmd::execute`) would carry its size.
         let conn = Box::pin(node.conn(key, slot)).await.map_err(Retry::Lost)?;
         node.stats.requests.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout(self.opts.timeout(), conn.send(req, count)).await {
@@ -668,8 +667,7 @@ impl Upstream {
         slot: u64,
         resp3: bool,
     ) -> Result<Bytes, Retry> {
-        // Boxed: see `call`.
-        let bytes = Box::pin(self.send_on(node, db, req, count, slot, resp3)).await?;
+        let bytes = self.send_on(node, db, req, count, slot, resp3).await?;
         let mut at = 0;
         loop {
             let mut scan = FrameScanner::default();

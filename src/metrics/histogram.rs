@@ -113,6 +113,32 @@ impl Histogram {
     }
 }
 
+/// A latency summary in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Latency {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    /// The calls in Prometheus's buckets (`/metrics`; not in the admin API's JSON).
+    #[serde(skip)]
+    pub buckets: [u64; BUCKETS],
+    #[serde(skip)]
+    pub sum_ns: u64,
+}
+
+impl Latency {
+    /// The bucket counts as a histogram snapshot.
+    pub fn histogram(&self) -> Snapshot {
+        Snapshot {
+            counts: self.buckets,
+            count: self.buckets.iter().sum(),
+            sum_seconds: self.sum_ns as f64 / 1e9,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,31 +13,7 @@ use crate::store::{
     StoreResult, StoreStats, Ttl, TtlChange, UnixMs,
 };
 
-/// A latency summary in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Latency {
-    pub count: u64,
-    pub p50_us: u64,
-    pub p99_us: u64,
-    pub p999_us: u64,
-    pub max_us: u64,
-    /// The calls in Prometheus's buckets (`/metrics`; not in the admin API's JSON).
-    #[serde(skip)]
-    pub buckets: [u64; crate::metrics::histogram::BUCKETS],
-    #[serde(skip)]
-    pub sum_ns: u64,
-}
-
-impl Latency {
-    /// The bucket counts as a histogram snapshot.
-    pub fn histogram(&self) -> crate::metrics::histogram::Snapshot {
-        crate::metrics::histogram::Snapshot {
-            counts: self.buckets,
-            count: self.buckets.iter().sum(),
-            sum_seconds: self.sum_ns as f64 / 1e9,
-        }
-    }
-}
+pub use crate::metrics::histogram::Latency;
 
 /// One store's calls over recent seconds: what the guarded ramp (`guard.rs`) judges.
 #[derive(Debug, Clone, Default)]

@@ -497,7 +497,7 @@ pub trait Store: Send + Sync + 'static {
         None
     }
     /// Call latency, for stores that measure it (the migration router's two sides).
-    fn latency(&self) -> Option<crate::migrate::timed::Latency> {
+    fn latency(&self) -> Option<crate::metrics::histogram::Latency> {
         None
     }
     /// Extra `INFO` sections this store reports (name, text with its `# Title` line).

@@ -1,10 +1,11 @@
-//! Recycled read buffers for client connections.
+//! Recycled buffers for client connections.
 //!
-//! Every connection reads into a 16 KB buffer. Allocating one per connection is cheap for a
-//! client that stays, but a PHP-style client connects for one request: then the buffer's
-//! allocation and release (glibc's large-chunk path, with its consolidation) are a visible
-//! share of the connection's user CPU. Redis (a shared query buffer) and twemproxy (a free
-//! list of mbufs) both avoid it the same way: buffers are kept for the next connection.
+//! Every connection reads into a 16 KB buffer and writes its replies from another.
+//! Allocating them per connection is cheap for a client that stays, but a PHP-style client
+//! connects for one request: then the buffers' allocation and release (glibc's large-chunk
+//! path, with its consolidation) are a visible share of the connection's user CPU. Redis (a
+//! shared query buffer) and twemproxy (a free list of mbufs) both avoid it the same way:
+//! buffers are kept for the next connection.
 //!
 //! The pool is per thread (no lock; a buffer returned on another worker simply joins that
 //! worker's pool) and bounded: at most [`KEEP`] buffers of at most [`MAX_KEPT`] bytes each.

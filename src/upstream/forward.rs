@@ -235,9 +235,13 @@ impl ClientForwarder {
             }
             self.conns.swap_remove(i);
         }
-        // Boxed: connecting (TCP, TLS, handshake) is rare and its future is large; inline, it
-        // would enlarge every connection's task and be copied with it (see serve_connection).
-        let c = Box::pin(node.conn(pool, self.client)).await?;
+        // Connecting (TCP, TLS, handshake) is rare and its future is large: boxed, so it does
+        // not enlarge every connection's task (see serve_connection), and only when the
+        // pool's connection is not up.
+        let c = match node.live_conn(pool, self.client) {
+            Some(c) => c,
+            None => Box::pin(node.conn(pool, self.client)).await?,
+        };
         self.conns.push((node.id, pool, c.clone()));
         Ok(c)
     }

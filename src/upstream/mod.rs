@@ -635,9 +635,12 @@ impl Upstream {
         let key = node
             .pool_key(db, resp3)
             .ok_or_else(|| Retry::No("ERR DB index is out of range".into()))?;
-        // Boxed: connecting is rare and its future large; inline, every caller's future
-        // (a connection's, through `cmd::execute`) would carry its size.
-        let conn = Box::pin(node.conn(key, slot)).await.map_err(Retry::Lost)?;
+        // As in `ClientForwarder::conn`: the connecting path boxed, and taken only when the
+        // pool's connection is not up (this is the migration router's per-call path).
+        let conn = match node.live_conn(key, slot) {
+            Some(c) => c,
+            None => Box::pin(node.conn(key, slot)).await.map_err(Retry::Lost)?,
+        };
         node.stats.requests.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout(self.opts.timeout(), conn.send(req, count)).await {
             Ok(Ok(bytes)) => Ok(bytes),

@@ -90,6 +90,21 @@ impl Node {
         (db < self.opts.databases).then_some(db * 2 + resp3 as usize)
     }
 
+    /// The live connection `client` uses in pool `key`, if it has one and nobody is opening
+    /// it right now: the common case, answered without an await. Callers keep the
+    /// connecting path ([`Self::conn`]) boxed, out of their own futures, and allocate that
+    /// box only when they must connect.
+    pub fn live_conn(&self, key: usize, client: u64) -> Option<Arc<Conn>> {
+        if !self.is_healthy() {
+            return None;
+        }
+        let pool = &self.pools[key];
+        let slot = pool[(client % pool.len() as u64) as usize]
+            .try_lock()
+            .ok()?;
+        slot.as_ref().filter(|c| c.is_alive()).cloned()
+    }
+
     /// The connection `client` uses in pool `key`, opened if needed.
     pub async fn conn(&self, key: usize, client: u64) -> Result<Arc<Conn>, String> {
         if !self.is_healthy() {

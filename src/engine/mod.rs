@@ -133,7 +133,7 @@ pub struct EngineConfig {
     pub databases: usize,
     pub maxmemory: u64,
     pub policy: Policy,
-    /// Run the active-expiry thread on the wall clock. Off only in unit tests, which drive
+    /// Run the active-expiry sweep on the wall clock. Off only in unit tests, which drive
     /// `expire::sweep_tick` with their own clock and must not race a real-time sweeper.
     pub active_expiry: bool,
 }
@@ -150,8 +150,9 @@ impl Default for EngineConfig {
 }
 
 impl Engine {
-    /// Creates the engine and starts its active-expiry thread (which stops when the last
-    /// handle to the engine is dropped).
+    /// Creates the engine and starts its active-expiry sweep: a task of the current tokio
+    /// runtime, or a thread when there is none. It stops when the last handle to the engine
+    /// is dropped.
     pub fn new(cfg: EngineConfig) -> Engine {
         let databases = cfg.databases.max(1);
         let shards = (0..SHARDS)

@@ -2,8 +2,8 @@
 
 use super::*;
 
-/// Engines in unit tests run on the tests' simulated clock (`NOW`), so the wall-clock
-/// sweeper thread is off; tests call `expire::sweep_tick` themselves.
+/// Engines in unit tests run on the tests' simulated clock (`NOW`), so the
+/// wall-clock sweeper is off; tests call `expire::sweep_tick` themselves.
 fn config() -> EngineConfig {
     EngineConfig {
         active_expiry: false,

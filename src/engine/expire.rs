@@ -10,11 +10,19 @@
 //! probabilistically. Sessions almost all have a TTL, so sessiond instead *walks* every table
 //! with a cursor:
 //!
-//! * Every `TICK` (100 ms) the sweeper visits, in each table, `max(MIN_BUCKETS_PER_TICK,
-//!   buckets / TICKS_PER_PASS)` buckets from where it stopped last time, removing expired
-//!   records. A full pass over any table therefore takes about one second
-//!   (`TICKS_PER_PASS` ticks), whatever its size: an expired session is reclaimed within
-//!   ~1 s of its deadline (or at once, if it is accessed).
+//! * Every `TICK` (100 ms) the sweeper passes, in each table, `max(MIN_BUCKETS_PER_TICK,
+//!   buckets / TICKS_PER_PASS)` buckets from where it stopped last time, in groups of
+//!   `table::GROUP`, removing expired records. A full pass over any table therefore takes
+//!   about one second (`TICKS_PER_PASS` ticks), whatever its size: an expired session is
+//!   reclaimed within ~1 s of its deadline (or at once, if it is accessed).
+//! * It reads the records of a group only when the group's deadline tag has come (see
+//!   `table.rs`: a lower bound of the earliest expiry in the group, kept by every write).
+//!   Reading a record is a cache miss, and on a virtual machine whose host takes back pages
+//!   left untouched for a few seconds (this project's benchmark machine: about 7 µs per
+//!   page touched after 5 s idle) it is far more; a walk that read every record once a
+//!   second kept 20–30% of a core busy on a million idle sessions (Redis, sampling: 3%).
+//!   Now an idle table costs a 4-byte read per 8 buckets, and records are read where
+//!   something is due (plus one group per table per tick, which keeps `avg_ttl` sampled).
 //! * The walk takes a shard lock for at most `CHUNK` buckets at a time and then releases it,
 //!   so requests to that shard wait at most a few microseconds behind the sweeper.
 //! * Memory reaches an equilibrium under steady create/expire load: live sessions plus at
@@ -22,10 +30,10 @@
 //! * A mass expiry (a million sessions ending in the same second) costs the same bounded
 //!   work per chunk; it is spread over the next pass, never done under one lock.
 //!
-//! Trade-off: the sweep costs CPU proportional to the number of keys (about a pointer chase
-//! per record per second), paid even when nothing expires. At 1M sessions that is on the
-//! order of 10 ms of CPU per second (1%). In exchange no memory is spent on an expiry index
-//! and reclamation latency is deterministic.
+//! Trade-off: the tags cost 0.5 byte per bucket, and every write lowers one. In exchange no
+//! expiry index is kept (Redis keeps a second dictionary of volatile keys), reclamation
+//! latency is deterministic, and a group is read when one of its records is due, not once a
+//! second.
 //!
 //! Where it runs. Inside a tokio runtime (always, in `serve`) the sweep is a task on the
 //! workers, as Redis runs its expiry cycle inside its event loop: one chunk at a time, with a
@@ -45,6 +53,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Weak;
 use std::time::Duration;
 
+use super::table::GROUP;
 use super::{Inner, SHARDS};
 
 const TICK: Duration = Duration::from_millis(100);
@@ -112,16 +121,18 @@ async fn sweep_task(engine: Weak<Inner>) {
 /// Expired hash fields reclaimed per hash per sweep visit.
 const FIELDS_PER_HASH: usize = 64;
 
-/// One tick of the sweep over every table, run to the end. For the thread and for tests.
-pub(super) fn sweep_tick(inner: &Inner, now: i64) {
+/// One tick of the sweep over every table, run to the end. For the thread and for tests;
+/// returns the number of records it read.
+pub(super) fn sweep_tick(inner: &Inner, now: i64) -> u64 {
     let mut tick = Tick::new(inner, now);
     while !matches!(tick.step(inner), Step::Done) {}
     tick.finish(inner);
+    tick.visited
 }
 
 /// What one [`Tick::step`] did.
 enum Step {
-    /// Swept a chunk of buckets (under the shard lock, released again).
+    /// Swept a chunk of groups (under the shard lock, released again).
     Worked,
     /// Looked at an empty table.
     Idle,
@@ -130,7 +141,8 @@ enum Step {
 }
 
 /// Where one tick of the sweep stands, so it can be run a chunk at a time: the table it is
-/// in (shard, database), the buckets it still owes that table, and the TTL sample so far.
+/// in (shard, database), the groups of buckets it still owes that table, and the TTL sample
+/// so far.
 struct Tick {
     now: i64,
     shard: usize,
@@ -138,6 +150,8 @@ struct Tick {
     todo: Option<usize>,
     ttl_sum: u64,
     ttl_n: u64,
+    /// Records read this tick.
+    visited: u64,
 }
 
 impl Tick {
@@ -152,6 +166,7 @@ impl Tick {
             todo: None,
             ttl_sum: 0,
             ttl_n: 0,
+            visited: 0,
         }
     }
 
@@ -160,18 +175,19 @@ impl Tick {
         if self.shard >= SHARDS {
             return Step::Done;
         }
-        let todo = match self.todo {
-            Some(t) => t,
+        let (todo, first) = match self.todo {
+            Some(t) => (t, false),
             None => {
-                let n = inner.lock(self.shard).dbs[self.db].bucket_count();
+                let n = inner.lock(self.shard).dbs[self.db].groups();
                 if n == 0 {
                     self.next_table(inner);
                     return Step::Idle;
                 }
-                (n / TICKS_PER_PASS).max(MIN_BUCKETS_PER_TICK).min(n)
+                let per_tick = (n * GROUP / TICKS_PER_PASS).max(MIN_BUCKETS_PER_TICK) / GROUP;
+                (per_tick.clamp(1, n), true)
             }
         };
-        match self.chunk(inner, todo) {
+        match self.chunk(inner, todo, first) {
             Some(batch) if batch < todo => self.todo = Some(todo - batch),
             _ => self.next_table(inner),
         }
@@ -195,20 +211,23 @@ impl Tick {
         inner.peak.fetch_max(used, Ordering::Relaxed);
     }
 
-    /// One lock hold over up to `CHUNK` of the `todo` buckets owed to the current table;
-    /// the number of buckets visited, or None if the table is empty now.
-    fn chunk(&mut self, inner: &Inner, todo: usize) -> Option<usize> {
+    /// One lock hold over up to `CHUNK` buckets' worth of the `todo` groups owed to the
+    /// current table: groups whose deadline tag has not come are passed over without reading
+    /// a record, except the first group of the table's first chunk in a tick (`sample`),
+    /// which is always read so that `avg_ttl` keeps being sampled. Returns the number of
+    /// groups passed, or None if the table is empty now.
+    fn chunk(&mut self, inner: &Inner, todo: usize, sample: bool) -> Option<usize> {
         let (s, db, now) = (self.shard, self.db, self.now);
         let (ttl_sum, ttl_n) = (&mut self.ttl_sum, &mut self.ttl_n);
+        let visited = &mut self.visited;
         let hasher = inner.hasher_fn();
         let mut g = inner.lock(s);
-        let n = g.dbs[db].bucket_count();
+        let n = g.dbs[db].groups();
         if n == 0 {
             return None;
         }
         let mut pos = g.sweep_pos[db] % n;
-        let first = pos;
-        let batch = todo.min(CHUNK);
+        let batch = todo.min(CHUNK / GROUP);
         let mut expired = 0;
         // Keys to announce as `expired` (only when someone listens for them).
         let notifier = inner
@@ -216,34 +235,41 @@ impl Tick {
             .get()
             .filter(|n| n.wants(crate::pubsub::class::EXPIRED));
         let mut gone: Vec<Vec<u8>> = Vec::new();
-        for _ in 0..batch {
-            let (removed, _) = g.dbs[db].purge_bucket(pos, |e| {
-                let dead = e.is_expired(now);
-                if !dead && e.expire() != 0 {
-                    *ttl_sum += (e.expire() - now) as u64;
-                    *ttl_n += 1;
-                }
-                if dead && notifier.is_some() {
-                    gone.push(e.key().to_vec());
-                }
-                dead
-            });
-            expired += removed as u64;
-            pos = (pos + 1) % n;
-        }
-        // Hash fields with TTLs in the buckets just visited: at most FIELDS_PER_HASH
-        // per hash per visit, so a hash with many due fields is reclaimed over
-        // several ticks rather than in one lock hold.
+        // Hash fields with TTLs in the groups read: at most FIELDS_PER_HASH per hash per
+        // visit, so a hash with many due fields is reclaimed over several ticks rather than
+        // in one lock hold.
         let mut due: Vec<Vec<u8>> = Vec::new();
-        let now_n = g.dbs[db].bucket_count();
-        for b in 0..batch.min(now_n) {
-            for e in g.dbs[db].bucket((first + b) % now_n.max(1)) {
-                if e.kind() == super::value::Kind::Hash
-                    && super::hash::HashRef::of(e)
-                        .and_then(|h| h.next_expiry())
-                        .is_some_and(|at| at <= now)
-                {
-                    due.push(e.key().to_vec());
+        let mut read: Vec<usize> = Vec::new();
+        for i in 0..batch {
+            let group = pos;
+            pos = (pos + 1) % n;
+            let t = &mut g.dbs[db];
+            if !(t.group_due(group, now) || (sample && i == 0)) {
+                continue;
+            }
+            read.push(group);
+            for b in t.group_buckets(group) {
+                let (removed, _) = t.purge_bucket(b, |e| {
+                    *visited += 1;
+                    let dead = e.is_expired(now);
+                    if !dead && e.expire() != 0 {
+                        *ttl_sum += (e.expire() - now) as u64;
+                        *ttl_n += 1;
+                    }
+                    if dead && notifier.is_some() {
+                        gone.push(e.key().to_vec());
+                    }
+                    dead
+                });
+                expired += removed as u64;
+                for e in t.bucket(b) {
+                    if e.kind() == super::value::Kind::Hash
+                        && super::hash::HashRef::of(e)
+                            .and_then(|h| h.next_expiry())
+                            .is_some_and(|at| at <= now)
+                    {
+                        due.push(e.key().to_vec());
+                    }
                 }
             }
         }
@@ -255,6 +281,11 @@ impl Tick {
             if !fields.is_empty() {
                 hexpired.push((k, gone));
             }
+        }
+        // The groups read get exact tags again. (If reclaiming a hash shrank the table, the
+        // indices name other groups now; an exact tag is right for any group.)
+        for group in read {
+            g.dbs[db].retag(group);
         }
         g.sweep_pos[db] = pos;
         g.expired += expired;

@@ -5,17 +5,54 @@
 //! Redis's `dictScan` visits every record present for the whole iteration exactly where it
 //! expects it, across any number of grows and shrinks between calls.
 //!
+//! Every group of `GROUP` buckets carries a deadline tag (`due`): a lower bound of the
+//! earliest expiry among its records, hash fields' expiries included. Writes only lower it;
+//! the active sweep (`expire.rs`) visits a group only when its tag has come, and then sets it
+//! exactly again. Reading a record costs a cache miss (on virtual machines, whose hosts take
+//! back pages left untouched for a few seconds, several microseconds), and a sweep that read
+//! every record once a second kept a fifth of a core busy on a million idle sessions; reading
+//! a 4-byte tag per `GROUP` buckets costs almost nothing. Memory: 0.5 bytes per bucket.
+//!
 //! Tables grow at load factor 1 and shrink below 1/8. A resize moves the whole table at once;
 //! that is bounded because a table holds only one shard's share of the keys (1/64 of the
 //! database), so even a table of a million keys moves ~16k records per resize.
 
 use super::entry::Entry;
 use super::mutate::Token;
+use super::value::Kind;
 
 const MIN_BUCKETS: usize = 4;
+/// Buckets per deadline tag.
+pub const GROUP: usize = 8;
+/// The tag of a group none of whose records has a deadline.
+const NEVER: u32 = u32::MAX;
+
+/// A deadline (ms since the Unix epoch) as a tag: whole seconds, rounded down, so a tag is
+/// never later than the deadline it stands for.
+fn tag(at: i64) -> u32 {
+    (at.max(0) / 1000).min(NEVER as i64 - 1) as u32
+}
+
+/// The earliest deadline in a record: its own expiry, or its hash's first field expiry.
+pub fn deadline(e: &Entry) -> Option<i64> {
+    let own = (e.expire() != 0).then(|| e.expire());
+    let field = if e.kind() == Kind::Hash {
+        super::hash::HashRef::of(e).and_then(|h| h.next_expiry())
+    } else {
+        None
+    };
+    match (own, field) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
 
 pub struct Table {
     buckets: Vec<Option<Entry>>,
+    /// Per group of `GROUP` buckets: a tag (see [`tag`]) no later than the earliest deadline
+    /// of its records, `NEVER` if none has one. Only lowered by writes; set exactly by
+    /// [`retag`](Self::retag).
+    due: Vec<u32>,
     len: usize,
     /// Records with a TTL (for `INFO keyspace` `expires=`).
     volatile: usize,
@@ -33,6 +70,7 @@ impl Table {
     pub const fn new() -> Self {
         Table {
             buckets: Vec::new(),
+            due: Vec::new(),
             len: 0,
             volatile: 0,
             entry_bytes: 0,
@@ -60,9 +98,51 @@ impl Table {
         self.buckets.len()
     }
 
-    /// Bytes of the bucket array (for memory accounting).
+    /// Bytes of the bucket array and its deadline tags (for memory accounting).
     pub fn overhead_bytes(&self) -> usize {
         self.buckets.capacity() * std::mem::size_of::<Option<Entry>>()
+            + self.due.capacity() * std::mem::size_of::<u32>()
+    }
+
+    /// Lowers the tag of the group holding bucket `i` to `at`.
+    #[inline]
+    fn lower(&mut self, i: usize, at: Option<i64>) {
+        if let Some(at) = at {
+            if let Some(d) = self.due.get_mut(i / GROUP) {
+                *d = (*d).min(tag(at));
+            }
+        }
+    }
+
+    /// Groups of buckets (each with its deadline tag).
+    pub fn groups(&self) -> usize {
+        self.due.len()
+    }
+
+    /// Whether group `g` may hold a record whose deadline is `now` or earlier.
+    pub fn group_due(&self, g: usize, now: i64) -> bool {
+        self.due.get(g).is_some_and(|&d| d <= tag(now))
+    }
+
+    /// The bucket indices of group `g`.
+    pub fn group_buckets(&self, g: usize) -> std::ops::Range<usize> {
+        let n = self.buckets.len();
+        (g * GROUP).min(n)..((g + 1) * GROUP).min(n)
+    }
+
+    /// Sets group `g`'s tag exactly, from its records (after the sweep has visited them).
+    pub fn retag(&mut self, g: usize) {
+        let mut d = NEVER;
+        for b in self.group_buckets(g) {
+            for e in self.bucket(b) {
+                if let Some(at) = deadline(e) {
+                    d = d.min(tag(at));
+                }
+            }
+        }
+        if let Some(t) = self.due.get_mut(g) {
+            *t = d;
+        }
     }
 
     #[inline]
@@ -126,6 +206,9 @@ impl Table {
             (true, false) => self.volatile -= 1,
             _ => {}
         }
+        if after {
+            self.lower(self.index(hash), Some(at));
+        }
         true
     }
 
@@ -145,6 +228,7 @@ impl Table {
         }
         self.entry_bytes += entry.footprint();
         let i = self.index(hash);
+        self.lower(i, deadline(&entry));
         *entry.next_mut() = self.buckets[i].take();
         self.buckets[i] = Some(entry);
         self.len += 1;
@@ -172,6 +256,7 @@ impl Table {
     fn maybe_shrink(&mut self, hasher: &impl Fn(&[u8]) -> u64) {
         if self.len == 0 {
             self.buckets = Vec::new();
+            self.due = Vec::new();
         } else if self.buckets.len() > MIN_BUCKETS && self.len * 8 < self.buckets.len() {
             self.resize((self.len * 2).next_power_of_two().max(MIN_BUCKETS), hasher);
         }
@@ -181,11 +266,13 @@ impl Table {
         let mut fresh: Vec<Option<Entry>> = Vec::with_capacity(size);
         fresh.resize_with(size, || None);
         let old = std::mem::replace(&mut self.buckets, fresh);
+        self.due = vec![NEVER; size.div_ceil(GROUP)];
         let mask = size - 1;
         for mut head in old {
             while let Some(mut e) = head {
                 head = e.take_next();
                 let i = (hasher(e.key()) as usize) & mask;
+                self.lower(i, deadline(&e));
                 *e.next_mut() = self.buckets[i].take();
                 self.buckets[i] = Some(e);
             }
@@ -217,6 +304,9 @@ impl Table {
             (true, false) => self.volatile -= 1,
             _ => {}
         }
+        if expire != 0 {
+            self.lower(self.index(hash), Some(expire));
+        }
         true
     }
 
@@ -233,7 +323,10 @@ impl Table {
         let before = e.footprint();
         let r = f(e);
         let after = e.footprint();
+        // A collection write may give a hash field a deadline.
+        let at = deadline(e);
         self.entry_bytes = self.entry_bytes + after - before;
+        self.lower(self.index(hash), at);
         Some(r)
     }
 
@@ -334,6 +427,48 @@ mod tests {
         let mut s = std::hash::DefaultHasher::new();
         s.write(k);
         s.finish()
+    }
+
+    /// Deadline tags: a write lowers its group's tag, a group with no deadline is never due,
+    /// and `retag` raises a tag again once the early record is gone.
+    #[test]
+    fn deadline_tags_follow_writes() {
+        let mut t = Table::new();
+        let tok = test_token;
+        for i in 0..64u32 {
+            let k = i.to_be_bytes();
+            t.insert_new(h(&k), Entry::new(&k, b"v", 0, 0), &h, tok());
+        }
+        let all_groups =
+            |t: &Table, now: i64| (0..t.groups()).filter(|&g| t.group_due(g, now)).count();
+        assert_eq!(t.groups(), 64usize.div_ceil(GROUP));
+        assert_eq!(all_groups(&t, i64::MAX / 2), 0, "no deadline, never due");
+        // One record gets a TTL: its group alone is due from then on.
+        let k = 7u32.to_be_bytes();
+        assert!(t.set_expire(h(&k), &k, 5_000, tok()));
+        let g = (h(&k) as usize & (t.bucket_count() - 1)) / GROUP;
+        assert!(!t.group_due(g, 3_999));
+        assert!(t.group_due(g, 5_000));
+        assert_eq!(all_groups(&t, 5_000), 1);
+        // Raising the TTL leaves the tag early (a lower bound) until the group is re-read.
+        assert!(t.set_expire(h(&k), &k, 90_000, tok()));
+        assert!(t.group_due(g, 5_000));
+        t.retag(g);
+        assert!(!t.group_due(g, 5_000));
+        assert!(t.group_due(g, 90_000));
+        // A resize recomputes every tag from the records.
+        for i in 64..200u32 {
+            let k = i.to_be_bytes();
+            t.insert_new(h(&k), Entry::new(&k, b"v", 0, 0), &h, tok());
+        }
+        assert_eq!(all_groups(&t, 89_999), 0);
+        assert_eq!(all_groups(&t, 90_000), 1);
+        // Removal leaves the tag; re-reading clears it.
+        let g = (h(&k) as usize & (t.bucket_count() - 1)) / GROUP;
+        assert!(t.remove(h(&k), &k, &h, tok()).is_some());
+        assert!(t.group_due(g, 90_000));
+        t.retag(g);
+        assert_eq!(all_groups(&t, i64::MAX / 2), 0);
     }
 
     #[test]

@@ -20,7 +20,7 @@
 //!   Reading a record is a cache miss, and on a virtual machine whose host takes back pages
 //!   left untouched for a few seconds (this project's benchmark machine: about 7 µs per
 //!   page touched after 5 s idle) it is far more; a walk that read every record once a
-//!   second kept 20–30% of a core busy on a million idle sessions (Redis, sampling: 3%).
+//!   second kept 7–36% of a core busy on a million idle sessions (Redis, sampling: 0–3%).
 //!   Now an idle table costs a 4-byte read per 8 buckets, and records are read where
 //!   something is due (plus one group per table per tick, which keeps `avg_ttl` sampled).
 //! * The walk takes a shard lock for at most `CHUNK` buckets at a time and then releases it,

@@ -317,10 +317,11 @@ fn sweep_reads_only_what_is_due() {
     );
     assert_eq!(block(e.dbsize(0)).unwrap(), n);
     // All due: a pass reclaims most, and the tables shrink as they empty (a shrink moves
-    // the cursor); within two passes every one is gone, each read.
+    // the cursor and slows the pass down to MIN_BUCKETS_PER_TICK); every one is gone, each
+    // read, within three passes (17 ticks in 30 runs with random hash keys).
     let (mut read, mut ticks) = (0, 0);
     while block(e.dbsize(0)).unwrap() > 0 {
-        assert!(ticks < 20, "reclaimed within two passes");
+        assert!(ticks < 30, "reclaimed within three passes");
         read += expire::sweep_tick(&e.inner, NOW + 600_000 + ticks * 100);
         ticks += 1;
     }

@@ -206,6 +206,21 @@ pub fn keys_of<'a>(spec: &Spec, args: &[&'a [u8]]) -> Vec<&'a [u8]> {
     pos.into_iter().map(|i| args[i]).collect()
 }
 
+/// [`keys_of`] appended to `out`, with `positions` as scratch space: for a caller that
+/// collects the keys of many commands (EXEC) without allocating per command.
+pub fn push_keys<'a>(
+    spec: &Spec,
+    args: &[&'a [u8]],
+    positions: &mut Vec<usize>,
+    out: &mut Vec<&'a [u8]>,
+) {
+    positions.clear();
+    for ks in &spec.key_specs {
+        ks.positions(args, positions);
+    }
+    out.extend(positions.iter().map(|&i| args[i]));
+}
+
 /// The keys of a command with whether each may be changed (its spec is not `RO`): the keys
 /// a migration must bring to the same state in both stores after the command.
 pub fn keys_with_access<'a>(spec: &Spec, args: &[&'a [u8]]) -> Vec<(&'a [u8], bool)> {

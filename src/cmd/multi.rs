@@ -10,8 +10,6 @@
 //! changes are one log frame, and the watches are checked inside it, so nothing can change a
 //! watched key between the check and the run.
 
-use bytes::Bytes;
-
 use super::hashes::engine;
 use super::table::{self, CmdId, Flags};
 use super::{execute_checked_at, ClientState, CmdError, CmdResult, Ctx, Flow};
@@ -20,12 +18,54 @@ use crate::resp::Reply;
 use crate::server::Server;
 use crate::store::Store;
 
+/// A queue's buffers are kept from one transaction to the next (a client that sends a
+/// transaction per request allocates nothing to queue it) unless they grew past this.
+const KEEP_QUEUE_BYTES: usize = 64 * 1024;
+
+/// The commands queued between MULTI and EXEC, as three flat buffers: every argument's bytes
+/// one after another, each argument's range in them, and each command's place in the command
+/// table with its range of arguments.
+#[derive(Debug, Default)]
+struct Queue {
+    data: Vec<u8>,
+    args: Vec<(usize, usize)>,
+    cmds: Vec<(usize, std::ops::Range<usize>)>,
+}
+
+impl Queue {
+    fn push(&mut self, idx: usize, argv: &[&[u8]]) {
+        let first = self.args.len();
+        for a in argv {
+            let at = self.data.len();
+            self.data.extend_from_slice(a);
+            self.args.push((at, self.data.len()));
+        }
+        self.cmds.push((idx, first..self.args.len()));
+    }
+
+    /// Every queued argument as a slice, in order; [`Queue::cmds`] ranges index it.
+    fn argv(&self) -> Vec<&[u8]> {
+        self.args.iter().map(|&(a, b)| &self.data[a..b]).collect()
+    }
+
+    fn clear(&mut self) {
+        if self.data.capacity() > KEEP_QUEUE_BYTES || self.args.capacity() > KEEP_QUEUE_BYTES {
+            *self = Queue::default();
+        } else {
+            self.data.clear();
+            self.args.clear();
+            self.cmds.clear();
+        }
+    }
+}
+
 /// A client's transaction state.
 #[derive(Debug, Default)]
 pub struct Transaction {
-    /// The queued commands, between MULTI and EXEC/DISCARD: each one's place in the command
-    /// table and its arguments (slices of one buffer per command).
-    queued: Option<Vec<(usize, Vec<Bytes>)>>,
+    /// Between MULTI and EXEC/DISCARD.
+    multi: bool,
+    /// The queued commands (empty outside MULTI).
+    queue: Queue,
     /// Bytes of the queued arguments (bounded by `client-query-buffer-limit`).
     queued_bytes: u64,
     /// A command failed to queue: EXEC answers EXECABORT.
@@ -35,17 +75,33 @@ pub struct Transaction {
 
 impl Transaction {
     pub fn in_multi(&self) -> bool {
-        self.queued.is_some()
+        self.multi
     }
 
     /// Forgets the queue and every watch (EXEC, DISCARD, RESET).
     pub fn reset(&mut self) {
-        self.queued = None;
+        self.multi = false;
+        self.queue.clear();
         self.queued_bytes = 0;
         self.aborted = false;
         if let Some(w) = self.watches.as_mut() {
             w.clear();
         }
+    }
+
+    /// Takes the queue out (EXEC), leaving the transaction ended; give it back with
+    /// [`Transaction::give_back`] so its buffers are reused.
+    fn take(&mut self) -> Option<Queue> {
+        if !self.multi {
+            return None;
+        }
+        self.multi = false;
+        Some(std::mem::take(&mut self.queue))
+    }
+
+    fn give_back(&mut self, mut q: Queue) {
+        q.clear();
+        self.queue = q;
     }
 }
 
@@ -114,22 +170,8 @@ pub fn queue<S: Store>(
         }
         Ok(()) => {
             tx.queued_bytes += size;
-            if let (Some(q), Some(i)) = (tx.queued.as_mut(), idx) {
-                // One allocation for all the arguments; each is a slice of it.
-                let mut buf = bytes::BytesMut::with_capacity(args.iter().map(|a| a.len()).sum());
-                for a in args {
-                    buf.extend_from_slice(a);
-                }
-                let all = buf.freeze();
-                let mut at = 0;
-                let argv = args
-                    .iter()
-                    .map(|a| {
-                        at += a.len();
-                        all.slice(at - a.len()..at)
-                    })
-                    .collect();
-                q.push((i, argv));
+            if let Some(i) = idx {
+                tx.queue.push(i, args);
             }
             out.simple("QUEUED");
         }
@@ -147,7 +189,7 @@ pub fn begin<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     if cx.client.tx.in_multi() {
         return Err(CmdError::msg("ERR MULTI calls can not be nested"));
     }
-    cx.client.tx.queued = Some(Vec::new());
+    cx.client.tx.multi = true;
     cx.out.ok();
     Ok(())
 }
@@ -207,7 +249,7 @@ pub async fn exec_migrating<S: Store>(
     cx: &mut Ctx<'_, '_, S>,
     m: &dyn crate::store::MigrationControl,
 ) -> CmdResult {
-    let Some(queued) = cx.client.tx.queued.take() else {
+    let Some(queued) = cx.client.tx.take() else {
         return Err(CmdError::msg("ERR EXEC without MULTI"));
     };
     let aborted = cx.client.tx.aborted;
@@ -217,9 +259,11 @@ pub async fn exec_migrating<S: Store>(
             "EXECABORT Transaction discarded because of previous errors.",
         ));
     }
+    let argv = queued.argv();
     let argvs: Vec<Vec<&[u8]>> = queued
+        .cmds
         .iter()
-        .map(|(_, c)| c.iter().map(|a| &a[..]).collect())
+        .map(|(_, r)| argv[r.clone()].to_vec())
         .collect();
     for args in &argvs {
         let spec = table::lookup(args[0]).map(|i| &table::commands()[i]);
@@ -258,7 +302,7 @@ pub async fn exec_migrating<S: Store>(
 
 pub async fn exec<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     let e = engine(cx)?;
-    let Some(queued) = cx.client.tx.queued.take() else {
+    let Some(queued) = cx.client.tx.take() else {
         return Err(CmdError::msg("ERR EXEC without MULTI"));
     };
     if cx.client.tx.aborted {
@@ -267,25 +311,25 @@ pub async fn exec<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
             "EXECABORT Transaction discarded because of previous errors.",
         ));
     }
-    let argvs: Vec<Vec<&[u8]>> = queued
-        .iter()
-        .map(|(_, c)| c.iter().map(|a| &a[..]).collect())
-        .collect();
+    let argv = queued.argv();
     // The shards to hold: every key named, or all of them.
     let mut keys: Option<Vec<&[u8]>> = Some(Vec::new());
-    let mut specs = Vec::with_capacity(argvs.len());
-    for (args, (idx, _)) in argvs.iter().zip(&queued) {
-        let spec = &table::commands()[*idx];
-        let ks = super::keyspec::keys_of(table::subcommand(spec, args).unwrap_or(spec), args);
-        if (ks.is_empty() && !data_free(spec.id))
+    let mut positions = Vec::new();
+    for (idx, r) in &queued.cmds {
+        let (spec, args) = (&table::commands()[*idx], &argv[r.clone()]);
+        let Some(all) = keys.as_mut() else { break };
+        let before = all.len();
+        super::keyspec::push_keys(
+            table::subcommand(spec, args).unwrap_or(spec),
+            args,
+            &mut positions,
+            all,
+        );
+        if (all.len() == before && !data_free(spec.id))
             || super::script::reaches_beyond_keys(cx.server, spec.id, args)
         {
             keys = None;
         }
-        if let Some(all) = keys.as_mut() {
-            all.extend(ks);
-        }
-        specs.push(Some(spec));
     }
     let watches = cx.client.tx.watches.take();
     if let (Some(all), Some(w)) = (keys.as_mut(), watches.as_ref()) {
@@ -300,12 +344,9 @@ pub async fn exec<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
         if watches.as_ref().is_some_and(|w| w.broken(now)) {
             return false;
         }
-        out.array(argvs.len());
-        for (args, spec) in argvs.iter().zip(&specs) {
-            let Some(spec) = spec else {
-                out.error(&super::unknown_command_error(args));
-                continue;
-            };
+        out.array(queued.cmds.len());
+        for (idx, r) in &queued.cmds {
+            let (spec, args) = (&table::commands()[*idx], &argv[r.clone()]);
             // Permissions were checked when the command was queued; checked again here in
             // case the user's rules changed since (as Redis does).
             if let Err(denied) = super::acl_check(server, client, spec, args, "multi") {
@@ -321,10 +362,64 @@ pub async fn exec<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
         true
     });
     client.in_exec = false;
+    drop(keys);
+    drop(argv);
     cx.client.tx.watches = watches;
     cx.client.tx.reset();
+    cx.client.tx.give_back(queued);
     if !ran {
         cx.out.null_array();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_gives_each_command_its_arguments_and_keeps_small_buffers() {
+        let mut q = Queue::default();
+        q.push(3, &[b"HSET", b"k", b"f", b"v"]);
+        q.push(7, &[b"PEXPIRE", b"k", b"100"]);
+        q.push(9, &[b"PING"]);
+        let argv = q.argv();
+        let cmds: Vec<(usize, Vec<&[u8]>)> = q
+            .cmds
+            .iter()
+            .map(|(i, r)| (*i, argv[r.clone()].to_vec()))
+            .collect();
+        assert_eq!(
+            cmds,
+            vec![
+                (3, vec![&b"HSET"[..], b"k", b"f", b"v"]),
+                (7, vec![&b"PEXPIRE"[..], b"k", b"100"]),
+                (9, vec![&b"PING"[..]]),
+            ]
+        );
+        drop(argv);
+        let cap = q.data.capacity();
+        q.clear();
+        assert!(q.cmds.is_empty() && q.args.is_empty() && q.data.is_empty());
+        assert_eq!(q.data.capacity(), cap, "a small queue's buffer is kept");
+
+        // A large transaction's buffers are not kept for the rest of the connection.
+        let big = vec![b'x'; KEEP_QUEUE_BYTES + 1];
+        q.push(1, &[b"SET", b"k", &big]);
+        q.clear();
+        assert!(q.data.capacity() <= KEEP_QUEUE_BYTES);
+    }
+
+    #[test]
+    fn exec_takes_the_queue_and_ends_the_transaction() {
+        let mut tx = Transaction::default();
+        assert!(tx.take().is_none(), "no queue outside MULTI");
+        tx.multi = true;
+        tx.queue.push(1, &[b"GET", b"k"]);
+        let q = tx.take().expect("in MULTI");
+        assert!(!tx.in_multi());
+        assert_eq!(q.cmds.len(), 1);
+        tx.give_back(q);
+        assert!(tx.queue.cmds.is_empty(), "given back empty");
+    }
 }

@@ -122,6 +122,17 @@ impl RequestParser {
         }
     }
 
+    /// [`Self::args`] into `out` (at least [`Self::argc`] long); returns the filled part.
+    pub fn args_into<'a, 'o>(&'a self, buf: &'a [u8], out: &'o mut [&'a [u8]]) -> &'o [&'a [u8]] {
+        for (slot, span) in out.iter_mut().zip(&self.spans) {
+            *slot = match span {
+                ArgSpan::Buf(r) => &buf[r.clone()],
+                ArgSpan::Inline(r) => &self.inline[r.clone()],
+            };
+        }
+        &out[..self.spans.len().min(out.len())]
+    }
+
     /// Number of arguments of the command just parsed.
     pub fn argc(&self) -> usize {
         self.spans.len()

@@ -255,8 +255,15 @@ async fn run<S, IO>(
                     if parser.argc() == 0 {
                         continue;
                     }
-                    let mut args: Vec<&[u8]> = Vec::with_capacity(parser.argc());
-                    parser.args(rbuf, &mut args);
+                    // The argument slices: on the stack for the usual short command.
+                    let mut few: [&[u8]; 8] = [&[]; 8];
+                    let mut many: Vec<&[u8]> = Vec::new();
+                    let args: &[&[u8]] = if parser.argc() <= few.len() {
+                        parser.args_into(rbuf, &mut few)
+                    } else {
+                        parser.args(rbuf, &mut many);
+                        &many
+                    };
                     let flow = if let (Some(up), Some(gw)) = (gateway, forwarder.as_deref_mut()) {
                         let mut client = ClientSide {
                             io: &mut *io,
@@ -268,7 +275,7 @@ async fn run<S, IO>(
                             up,
                             gw,
                             &mut state,
-                            &args,
+                            args,
                             &mut *wbuf,
                             &mut client,
                         )
@@ -293,7 +300,7 @@ async fn run<S, IO>(
                         }
                     } else {
                         let mut reply = Reply::new(&mut *wbuf, state.proto);
-                        let flow = cmd::execute(server, &mut state, &args, &mut reply).await;
+                        let flow = cmd::execute(server, &mut state, args, &mut reply).await;
                         if let Some(b) = state.blocked.take() {
                             // A blocking command found nothing: the replies so far leave
                             // now, then the client waits (its further input is kept).

@@ -23,6 +23,9 @@
 //! `loadgen multi HOST:PORT …`
 //!   Each request is a pipelined transaction, as redis-py's `pipeline()` sends it:
 //!   MULTI, HSET, PEXPIRE, EXEC (one latency sample per transaction).
+//! `loadgen pipeline HOST:PORT …`
+//!   The same four frames per round trip without a transaction, so a proxy without MULTI
+//!   (nutcracker) can carry it: HSET, PEXPIRE, HGET, PTTL of one session, pipelined.
 //! `loadgen lockscript HOST:PORT …`
 //!   A lock cycle per request, pipelined: `SET lock token PX 30000`, then the lock release
 //!   script by EVALSHA (the compare-and-delete phpredis, Laravel and Redlock send), over
@@ -69,7 +72,7 @@ struct Args {
 
 fn parse_args() -> (String, Args) {
     let argv: Vec<String> = std::env::args().collect();
-    let usage = "usage: loadgen mix|fill|hashmix|hashfill|springfill|sessionhash|zindex|multi|lockscript|lockscript-lua|ratelimit|block|pubsub HOST:PORT [--clients N] [--seconds S] [--keys N] [--value BYTES] [--ttl S] [--prefill 0|1] [--offset N] [--pxat UNIX_MS] [--messages N] [--hold S]";
+    let usage = "usage: loadgen mix|fill|hashmix|hashfill|springfill|sessionhash|zindex|multi|pipeline|lockscript|lockscript-lua|ratelimit|block|pubsub HOST:PORT [--clients N] [--seconds S] [--keys N] [--value BYTES] [--ttl S] [--prefill 0|1] [--offset N] [--pxat UNIX_MS] [--messages N] [--hold S]";
     if argv.len() < 3 {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -315,6 +318,8 @@ enum Workload {
     Strings,
     Hashes,
     Multi,
+    /// The MULTI load's commands plus two reads, four per round trip, no transaction.
+    Pipeline,
     SessionHash,
     ZIndex,
     LockScript,
@@ -453,6 +458,13 @@ async fn mix(a: &Args, workload: Workload) -> (u64, f64, Histogram<u64>, u64) {
                         encode(&mut buf, &[b"HSET", &k, b"lastAccessedTime", now]);
                         encode(&mut buf, &[b"PEXPIRE", &k, b"1800000"]);
                         encode(&mut buf, &[b"EXEC"]);
+                        replies = 4;
+                    }
+                    Workload::Pipeline => {
+                        encode(&mut buf, &[b"HSET", &k, b"lastAccessedTime", now]);
+                        encode(&mut buf, &[b"PEXPIRE", &k, b"1800000"]);
+                        encode(&mut buf, &[b"HGET", &k, b"lastAccessedTime"]);
+                        encode(&mut buf, &[b"PTTL", &k]);
                         replies = 4;
                     }
                 }
@@ -612,7 +624,7 @@ fn main() {
             }
             "block" => block(&a).await,
             "pubsub" => pubsub(&a).await,
-            "mix" | "hashmix" | "multi" | "sessionhash" | "zindex" | "lockscript" | "lockscript-lua" | "ratelimit" => {
+            "mix" | "hashmix" | "multi" | "pipeline" | "sessionhash" | "zindex" | "lockscript" | "lockscript-lua" | "ratelimit" => {
                 let workload = match mode.as_str() {
                     "mix" => Workload::Strings,
                     "hashmix" => Workload::Hashes,
@@ -621,6 +633,7 @@ fn main() {
                     "lockscript" => Workload::LockScript,
                     "lockscript-lua" => Workload::LockScriptLua,
                     "ratelimit" => Workload::RateLimit,
+                    "pipeline" => Workload::Pipeline,
                     _ => Workload::Multi,
                 };
                 if a.prefill

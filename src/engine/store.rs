@@ -586,6 +586,32 @@ impl Store for Engine {
         Some(self)
     }
 
+    async fn get_with_ttl(
+        &self,
+        db: Db,
+        key: &[u8],
+        now: UnixMs,
+    ) -> StoreResult<Option<(bytes::Bytes, crate::store::Ttl)>> {
+        // Two reads at one `now`: only backfill and copy-forward ask, and they compare.
+        crate::store::composite::get_with_ttl(self, db, key, now).await
+    }
+
+    fn gateway(&self) -> Option<&crate::upstream::Upstream> {
+        None
+    }
+
+    fn migration(&self) -> Option<&dyn crate::store::MigrationControl> {
+        None
+    }
+
+    fn latency(&self) -> Option<crate::metrics::histogram::Latency> {
+        None
+    }
+
+    fn info_sections(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
     fn set_maxmemory(&self, bytes: u64) {
         self.inner.maxmemory.store(bytes, Ordering::Relaxed);
     }

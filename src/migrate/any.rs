@@ -221,4 +221,19 @@ impl Store for AnyStore {
             _ => None,
         }
     }
+
+    /// A router's side is called through this trait and `CommandStore`; raw forwarding is
+    /// for a Redis upstream that is the server's own store, never one side of a migration.
+    fn gateway(&self) -> Option<&Upstream> {
+        None
+    }
+
+    fn migration(&self) -> Option<&dyn crate::store::MigrationControl> {
+        None
+    }
+
+    /// The router measures each side through the `Timed` around it.
+    fn latency(&self) -> Option<crate::metrics::histogram::Latency> {
+        None
+    }
 }

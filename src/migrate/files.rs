@@ -259,6 +259,10 @@ impl FilesStore {
 }
 
 impl Store for FilesStore {
+    // Sessions in files or rows: nothing better than the primitives, and no capabilities.
+    crate::store::composite::by_primitives!();
+    crate::store::composite::no_capabilities!();
+
     async fn get(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<Option<Bytes>> {
         Self::check_db(db)?;
         Ok(self.read(key, now).await?.map(|(v, _)| v))

@@ -1021,6 +1021,30 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Store for Router<O, N> {
         Some(self)
     }
 
+    async fn get_with_ttl(
+        &self,
+        db: Db,
+        key: &[u8],
+        now: UnixMs,
+    ) -> StoreResult<Option<(Bytes, Ttl)>> {
+        // Routed as the two reads it is made of.
+        crate::store::composite::get_with_ttl(self, db, key, now).await
+    }
+
+    fn gateway(&self) -> Option<&crate::upstream::Upstream> {
+        None
+    }
+
+    /// Not the engine even when a side is: commands go through the router's stages.
+    fn engine(&self) -> Option<&crate::engine::Engine> {
+        None
+    }
+
+    /// Each side's latency is reported in the router's own metrics.
+    fn latency(&self) -> Option<crate::metrics::histogram::Latency> {
+        None
+    }
+
     fn info_sections(&self) -> Vec<(&'static str, String)> {
         let mut v = vec![("migration", self.info())];
         v.extend(self.old.info_sections());

@@ -279,6 +279,10 @@ fn expiry_of(ttl: TtlChange, current: Option<i64>) -> i64 {
 }
 
 impl Store for SqlStore {
+    // Sessions in files or rows: nothing better than the primitives, and no capabilities.
+    crate::store::composite::by_primitives!();
+    crate::store::composite::no_capabilities!();
+
     async fn get_with_ttl(
         &self,
         db: Db,

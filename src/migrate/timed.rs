@@ -334,4 +334,8 @@ impl<S: Store> Store for Timed<S> {
     fn latency(&self) -> Option<Latency> {
         Some(Timed::latency(self))
     }
+
+    fn migration(&self) -> Option<&dyn crate::store::MigrationControl> {
+        self.inner.migration()
+    }
 }

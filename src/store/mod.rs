@@ -16,6 +16,8 @@
 //! * **Absolute expiry times.** Relative TTLs are converted once, in the command, using the
 //!   command's clock reading, so a store (or two stores in a migration) cannot drift.
 
+pub mod composite;
+
 use std::future::Future;
 
 use bytes::Bytes;
@@ -176,6 +178,16 @@ pub struct StoreStats {
     pub keyspace: Vec<(Db, u64, u64, u64)>,
 }
 
+impl StoreStats {
+    /// What a store without memory accounting reports (SQL, session files, Redis as a store).
+    pub fn unaccounted() -> Self {
+        StoreStats {
+            maxmemory_policy: "noeviction",
+            ..StoreStats::default()
+        }
+    }
+}
+
 /// A command's reply frame as a store wrote it, and whether it wrote to the embedded engine
 /// (the connection then waits for the log as for its own writes).
 pub type Frame = (Bytes, bool);
@@ -256,33 +268,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Option<Bytes>>> + Send;
     /// `GETEX`: read and change the TTL in one step.
     ///
-    /// This and the other composite operations below have default implementations in terms
-    /// of the primitive ones, for stores that have nothing better (SQL, session files). They
-    /// are not atomic; the engine and Redis override them with atomic ones.
+    /// This and the other composite operations below have versions in terms of the primitive
+    /// ones in [`composite`], for stores that have nothing better (SQL, session files); they
+    /// are not atomic, and a store calls them by name. The trait has no default bodies, so a
+    /// store, and above all a wrapper that forwards to another (`AnyStore`, `Timed`), answers
+    /// every method itself: a forgotten method is a compile error, not a silent fallback that
+    /// loses the inner store's atomic version or one of its capabilities.
     fn get_ex(
         &self,
         db: Db,
         key: &[u8],
         ttl: TtlChange,
         now: UnixMs,
-    ) -> impl Future<Output = StoreResult<Option<Bytes>>> + Send {
-        async move {
-            let v = self.get(db, key, now).await?;
-            if v.is_some() {
-                match ttl {
-                    TtlChange::Keep => {}
-                    TtlChange::Clear => {
-                        self.persist(db, key, now).await?;
-                    }
-                    TtlChange::At(t) => {
-                        self.expire_at(db, key, t, ExpireCondition::Always, now)
-                            .await?;
-                    }
-                }
-            }
-            Ok(v)
-        }
-    }
+    ) -> impl Future<Output = StoreResult<Option<Bytes>>> + Send;
     /// A value and its TTL state (backfill, copy-forward). Stores that keep both together
     /// (session files, SQL rows) answer in one read.
     fn get_with_ttl(
@@ -290,45 +288,19 @@ pub trait Store: Send + Sync + 'static {
         db: Db,
         key: &[u8],
         now: UnixMs,
-    ) -> impl Future<Output = StoreResult<Option<(Bytes, Ttl)>>> + Send {
-        async move {
-            let Some(v) = self.get(db, key, now).await? else {
-                return Ok(None);
-            };
-            Ok(match self.ttl(db, key, now).await? {
-                Ttl::Missing => None,
-                t => Some((v, t)),
-            })
-        }
-    }
+    ) -> impl Future<Output = StoreResult<Option<(Bytes, Ttl)>>> + Send;
     fn get_del(
         &self,
         db: Db,
         key: &[u8],
         now: UnixMs,
-    ) -> impl Future<Output = StoreResult<Option<Bytes>>> + Send {
-        async move {
-            let v = self.get(db, key, now).await?;
-            if v.is_some() {
-                self.del(db, &[key], now).await?;
-            }
-            Ok(v)
-        }
-    }
+    ) -> impl Future<Output = StoreResult<Option<Bytes>>> + Send;
     fn mget(
         &self,
         db: Db,
         keys: &[&[u8]],
         now: UnixMs,
-    ) -> impl Future<Output = StoreResult<Vec<Option<Bytes>>>> + Send {
-        async move {
-            let mut out = Vec::with_capacity(keys.len());
-            for k in keys {
-                out.push(self.get(db, k, now).await?);
-            }
-            Ok(out)
-        }
-    }
+    ) -> impl Future<Output = StoreResult<Vec<Option<Bytes>>>> + Send;
     fn set(
         &self,
         db: Db,
@@ -344,21 +316,7 @@ pub trait Store: Send + Sync + 'static {
         pairs: &[(&[u8], &[u8])],
         only_if_none_exist: bool,
         now: UnixMs,
-    ) -> impl Future<Output = StoreResult<bool>> + Send {
-        async move {
-            if only_if_none_exist {
-                for (k, _) in pairs {
-                    if self.exists(db, &[k], now).await? > 0 {
-                        return Ok(false);
-                    }
-                }
-            }
-            for (k, v) in pairs {
-                self.set(db, k, v, SetOptions::plain(), now).await?;
-            }
-            Ok(true)
-        }
-    }
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
     /// Returns the new length.
     fn append(
         &self,
@@ -372,9 +330,7 @@ pub trait Store: Send + Sync + 'static {
         db: Db,
         key: &[u8],
         now: UnixMs,
-    ) -> impl Future<Output = StoreResult<u64>> + Send {
-        async move { Ok(self.get(db, key, now).await?.map_or(0, |v| v.len() as u64)) }
-    }
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
     fn incr_by(
         &self,
         db: Db,
@@ -409,9 +365,7 @@ pub trait Store: Send + Sync + 'static {
         db: Db,
         key: &[u8],
         now: UnixMs,
-    ) -> impl Future<Output = StoreResult<Option<KeyType>>> + Send {
-        async move { Ok((self.exists(db, &[key], now).await? == 1).then_some(KeyType::String)) }
-    }
+    ) -> impl Future<Output = StoreResult<Option<KeyType>>> + Send;
     /// `RENAME` (`only_if_absent == false`) / `RENAMENX`. `Err(NoSuchKey)` if `src` is missing;
     /// `Ok(false)` if NX prevented it.
     fn rename(
@@ -464,44 +418,25 @@ pub trait Store: Send + Sync + 'static {
     fn flush_all(&self) -> impl Future<Output = StoreResult<()>> + Send;
     fn swap_db(&self, a: Db, b: Db) -> impl Future<Output = StoreResult<()>> + Send;
     /// Counters for INFO; stores without memory accounting report zeros.
-    fn stats(&self, _now: UnixMs) -> StoreStats {
-        StoreStats {
-            maxmemory_policy: "noeviction",
-            ..StoreStats::default()
-        }
-    }
+    fn stats(&self, now: UnixMs) -> StoreStats;
     /// Number of logical databases (stores with one database keep the default).
-    fn databases(&self) -> usize {
-        1
-    }
+    fn databases(&self) -> usize;
     /// Runtime-settable memory limit (`CONFIG SET maxmemory`); ignored by stores that have
     /// none of their own.
-    fn set_maxmemory(&self, _bytes: u64) {}
+    fn set_maxmemory(&self, bytes: u64);
     /// Runtime-settable eviction policy; `false` if the name is not a policy this store knows.
-    fn set_maxmemory_policy(&self, _policy: &str) -> bool {
-        false
-    }
+    fn set_maxmemory_policy(&self, policy: &str) -> bool;
     /// A store that is itself a Redis upstream (gateway mode): connections forward data
     /// commands to it as raw RESP instead of calling the methods above, so replies are the
     /// upstream's own bytes and pipelines stay pipelines. See `upstream/forward.rs`.
-    fn gateway(&self) -> Option<&crate::upstream::Upstream> {
-        None
-    }
+    fn gateway(&self) -> Option<&crate::upstream::Upstream>;
     /// The embedded engine, if this store is it: commands on types beyond strings (hashes…)
     /// use its typed API directly rather than growing this trait by a method per command.
-    fn engine(&self) -> Option<&crate::engine::Engine> {
-        None
-    }
+    fn engine(&self) -> Option<&crate::engine::Engine>;
     /// The migration router's live control (stage and percentage), if this store is one.
-    fn migration(&self) -> Option<&dyn MigrationControl> {
-        None
-    }
+    fn migration(&self) -> Option<&dyn MigrationControl>;
     /// Call latency, for stores that measure it (the migration router's two sides).
-    fn latency(&self) -> Option<crate::metrics::histogram::Latency> {
-        None
-    }
+    fn latency(&self) -> Option<crate::metrics::histogram::Latency>;
     /// Extra `INFO` sections this store reports (name, text with its `# Title` line).
-    fn info_sections(&self) -> Vec<(&'static str, String)> {
-        Vec::new()
-    }
+    fn info_sections(&self) -> Vec<(&'static str, String)>;
 }

@@ -391,6 +391,38 @@ impl Store for Upstream {
         Some(self)
     }
 
+    async fn get_with_ttl(
+        &self,
+        db: Db,
+        key: &[u8],
+        now: UnixMs,
+    ) -> StoreResult<Option<(Bytes, crate::store::Ttl)>> {
+        crate::store::composite::get_with_ttl(self, db, key, now).await
+    }
+
+    /// Memory and eviction are Redis's own (its INFO and CONFIG), not counted here.
+    fn stats(&self, _now: UnixMs) -> crate::store::StoreStats {
+        crate::store::StoreStats::unaccounted()
+    }
+
+    fn set_maxmemory(&self, _bytes: u64) {}
+
+    fn set_maxmemory_policy(&self, _policy: &str) -> bool {
+        false
+    }
+
+    fn engine(&self) -> Option<&crate::engine::Engine> {
+        None
+    }
+
+    fn migration(&self) -> Option<&dyn crate::store::MigrationControl> {
+        None
+    }
+
+    fn latency(&self) -> Option<crate::metrics::histogram::Latency> {
+        None
+    }
+
     fn info_sections(&self) -> Vec<(&'static str, String)> {
         vec![("upstream", self.info())]
     }

@@ -31,9 +31,9 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::deployment::Deployment;
 use crate::migrate::stage::{Setting, Stage};
 use crate::server::Server;
-use crate::store::Store;
 
 /// Where the API listens and the token it wants.
 #[derive(Clone, Debug)]
@@ -75,7 +75,7 @@ fn token(cfg: &AdminConfig, dir: &Path) -> Result<String, String> {
     Ok(t)
 }
 
-struct Admin<S: Store> {
+struct Admin<S: Deployment> {
     server: Arc<Server<S>>,
     token: String,
 }
@@ -104,7 +104,7 @@ fn error(code: StatusCode, msg: &str) -> Reply {
     (code, Json(json!({ "error": msg })))
 }
 
-async fn status<S: Store>(State(a): State<Arc<Admin<S>>>, headers: HeaderMap) -> Reply {
+async fn status<S: Deployment>(State(a): State<Arc<Admin<S>>>, headers: HeaderMap) -> Reply {
     if !authorized(&headers, &a.token) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
@@ -117,7 +117,7 @@ async fn status<S: Store>(State(a): State<Arc<Admin<S>>>, headers: HeaderMap) ->
     }
 }
 
-async fn metrics<S: Store>(
+async fn metrics<S: Deployment>(
     State(a): State<Arc<Admin<S>>>,
     headers: HeaderMap,
 ) -> axum::response::Response {
@@ -137,7 +137,7 @@ async fn metrics<S: Store>(
         .into_response()
 }
 
-async fn reload<S: Store>(State(a): State<Arc<Admin<S>>>, headers: HeaderMap) -> Reply {
+async fn reload<S: Deployment>(State(a): State<Arc<Admin<S>>>, headers: HeaderMap) -> Reply {
     if !authorized(&headers, &a.token) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
@@ -165,7 +165,7 @@ struct Change {
     guard: Option<String>,
 }
 
-async fn update<S: Store>(
+async fn update<S: Deployment>(
     State(a): State<Arc<Admin<S>>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -183,7 +183,7 @@ async fn update<S: Store>(
 /// "percent": 5, "guard": "errors=1%,window=30s"}`, each optional), as the admin API and the
 /// console make it: all checked before anything changes, then applied and audited as `who`.
 /// Returns the new status.
-pub fn change_migration<S: Store>(
+pub fn change_migration<S: Deployment>(
     server: &Server<S>,
     who: &str,
     body: &[u8],
@@ -230,7 +230,7 @@ pub fn change_migration<S: Store>(
 
 /// Binds the admin listener (before the data listeners, so a bad address fails start-up)
 /// and serves it until the process ends.
-pub async fn start<S: Store>(server: Arc<Server<S>>, cfg: &AdminConfig) -> Result<(), String> {
+pub async fn start<S: Deployment>(server: Arc<Server<S>>, cfg: &AdminConfig) -> Result<(), String> {
     let token = token(cfg, &server.config.dir)?;
     if cfg.tls.is_none() && !cfg.listen.ip().is_loopback() && !cfg.allow_plaintext {
         return Err(format!(

@@ -13,6 +13,7 @@ pub mod cmd;
 pub mod config;
 pub mod console;
 pub mod ctl;
+pub mod deployment;
 pub mod engine;
 pub mod logging;
 pub mod metrics;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UnixListener;
 
 use crate::config::{Config, MigrationConfig, StoreUrl};
+use crate::deployment::Deployment;
 use crate::engine::{Engine, EngineConfig};
 use crate::migrate::any::AnyStore;
 use crate::migrate::command::CommandStore;
@@ -203,7 +204,7 @@ async fn run_migration(config: Config, m: MigrationConfig) -> Result<(), String>
 /// The guarded ramp (`migrate/guard.rs`): once a second, judge the store serving the
 /// current stage over the guard's window and step back one stage if it crossed a bound.
 /// Any change of the setting (an operator's or the guard's own) starts a new window.
-async fn guard_loop<A: Store + CommandStore, B: Store + CommandStore>(
+async fn guard_loop<A: Deployment + CommandStore, B: Deployment + CommandStore>(
     server: Arc<Server<Router<Timed<A>, Timed<B>>>>,
 ) {
     use crate::migrate::guard::{judge, serving_side, step_back, Verdict};
@@ -288,7 +289,7 @@ async fn run_gateway(config: Config, opts: UpstreamOptions) -> Result<(), String
 
 /// Binds the listeners, serves until SHUTDOWN or a signal, then stops accepting and gives
 /// connections up to [`DRAIN`] to finish the commands they are executing.
-async fn serve_until_shutdown<S: Store>(
+async fn serve_until_shutdown<S: Deployment>(
     server: &Arc<Server<S>>,
     ready: &str,
 ) -> Result<(), String> {
@@ -412,7 +413,7 @@ async fn serve_until_shutdown<S: Store>(
 }
 
 /// Returns on SIGTERM, SIGINT or the SHUTDOWN command.
-async fn wait_for_shutdown<S: Store>(server: &Server<S>) {
+async fn wait_for_shutdown<S: Deployment>(server: &Server<S>) {
     use tokio::signal::unix::{signal, SignalKind};
     let requested = async {
         loop {

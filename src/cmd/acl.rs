@@ -6,7 +6,7 @@ use super::args::{int, lossy};
 use super::slowlog::sub_spec;
 use super::{table, CmdError, CmdResult, Ctx};
 use crate::acl::user::{hex, CATEGORIES};
-use crate::store::Store;
+use crate::deployment::Deployment;
 
 const ACL_HELP: &[&str] = &[
     "ACL <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -40,7 +40,7 @@ const ACL_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-pub fn acl<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub fn acl<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let sub = sub_spec("acl", a)?;
     let acl = &cx.server.settings.acl;
     match sub.sub_name() {
@@ -98,7 +98,7 @@ pub fn acl<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
 }
 
 /// Closes the connections authenticated as users that no longer exist (as Redis does).
-fn close_connections_of<S: Store>(cx: &mut Ctx<'_, '_, S>, gone: &[String]) {
+fn close_connections_of<S: Deployment>(cx: &mut Ctx<'_, '_, S>, gone: &[String]) {
     if gone.is_empty() {
         return;
     }
@@ -113,7 +113,7 @@ fn close_connections_of<S: Store>(cx: &mut Ctx<'_, '_, S>, gone: &[String]) {
 }
 
 /// `ACL GETUSER name`: flags, passwords, commands, keys, channels, selectors (none).
-fn getuser<S: Store>(cx: &mut Ctx<'_, '_, S>, name: &[u8]) {
+fn getuser<S: Deployment>(cx: &mut Ctx<'_, '_, S>, name: &[u8]) {
     let Some(u) = cx.server.settings.acl.user(&lossy(name)) else {
         cx.out.null();
         return;
@@ -142,7 +142,7 @@ fn getuser<S: Store>(cx: &mut Ctx<'_, '_, S>, name: &[u8]) {
 }
 
 /// `ACL CAT [category]`: the categories, or the commands (and subcommands) in one.
-fn cat<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+fn cat<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let Some(name) = a.get(2) else {
         cx.out.array(CATEGORIES.len());
         for c in CATEGORIES {
@@ -171,7 +171,7 @@ fn cat<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
 
 /// `ACL GENPASS [bits]`: random hex from the kernel's generator, `bits` rounded up to a
 /// whole hex digit (default 256).
-fn genpass<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+fn genpass<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let bits = match a.get(2) {
         None => 256,
         Some(b) => int(b)?,
@@ -196,7 +196,7 @@ fn genpass<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
 }
 
 /// `ACL DRYRUN user command [arg…]`: whether the user may run it, without running it.
-fn dryrun<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+fn dryrun<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let name = lossy(a[2]);
     let Some(u) = cx.server.settings.acl.user(&name) else {
         return Err(CmdError::msg(format!("ERR User '{name}' not found")));
@@ -221,7 +221,7 @@ fn dryrun<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
 }
 
 /// `ACL LOG [count | RESET]`.
-fn log<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+fn log<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let log = &cx.server.settings.acl.log;
     if a.len() > 3 {
         return Err(CmdError::msg(

@@ -24,12 +24,13 @@ use bytes::{Bytes, BytesMut};
 use super::hashes::engine;
 use super::lists::{self, End};
 use super::{CmdError, CmdResult, Ctx};
+use crate::deployment::Deployment;
 use crate::engine::blocked::{BlockOp, Slot, Waiter};
 use crate::engine::Engine;
 use crate::pubsub::{class, Notifier};
 use crate::resp::reply::Proto;
 use crate::resp::Reply;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use crate::util::longdouble::LongDouble;
 
 /// A client waiting in a blocking command, for the connection to wait on.
@@ -41,7 +42,7 @@ pub struct Blocked {
 }
 
 /// Marks `key` as possibly having data for blocked clients (served after the command).
-pub fn signal<S: Store>(cx: &mut Ctx<'_, '_, S>, key: &[u8]) {
+pub fn signal<S: Deployment>(cx: &mut Ctx<'_, '_, S>, key: &[u8]) {
     let server = cx.server;
     if server.store.engine().is_some_and(Engine::has_blocked) {
         cx.client.ready.push((cx.client.db, key.to_vec()));
@@ -204,7 +205,7 @@ fn timeout_arg(a: &[u8], now: i64) -> Result<Option<i64>, CmdError> {
 
 /// Blocks the client on `keys` with `op`, or answers its timeout reply at once inside a
 /// transaction (Redis never blocks there).
-fn block<S: Store>(
+fn block<S: Deployment>(
     cx: &mut Ctx<'_, '_, S>,
     keys: &[&[u8]],
     op: BlockOp,
@@ -245,7 +246,7 @@ fn block<S: Store>(
 }
 
 /// `BLPOP`/`BRPOP key [key …] timeout`.
-pub async fn bpop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], end: End) -> CmdResult {
+pub async fn bpop<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], end: End) -> CmdResult {
     let timeout = timeout_arg(a[a.len() - 1], cx.now)?;
     let keys = &a[1..a.len() - 1];
     let e = engine(cx)?;
@@ -276,7 +277,7 @@ pub async fn bpop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], end: End) -> C
 }
 
 /// Registers the waiter unless a key got data since the check (then serves at once).
-fn block_checked<S: Store>(
+fn block_checked<S: Deployment>(
     cx: &mut Ctx<'_, '_, S>,
     e: &Engine,
     keys: &[&[u8]],
@@ -311,7 +312,11 @@ fn block_checked<S: Store>(
 }
 
 /// `BLMOVE src dst LEFT|RIGHT LEFT|RIGHT timeout` and `BRPOPLPUSH src dst timeout`.
-pub async fn blmove<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], brpoplpush: bool) -> CmdResult {
+pub async fn blmove<S: Deployment>(
+    cx: &mut Ctx<'_, '_, S>,
+    a: &[&[u8]],
+    brpoplpush: bool,
+) -> CmdResult {
     let (from, to, t) = if brpoplpush {
         (End::Right, End::Left, a[3])
     } else {
@@ -346,7 +351,7 @@ pub async fn blmove<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], brpoplpush: 
 }
 
 /// `BLMPOP timeout numkeys key … LEFT|RIGHT [COUNT n]`.
-pub async fn blmpop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn blmpop<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let timeout = timeout_arg(a[1], cx.now)?;
     let (keys, end, count) = lists::parse_mpop(a, 2)?;
     let e = engine(cx)?;
@@ -372,7 +377,7 @@ pub async fn blmpop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult
 }
 
 /// `BZPOPMIN`/`BZPOPMAX key [key …] timeout`.
-pub async fn bzpop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], max: bool) -> CmdResult {
+pub async fn bzpop<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], max: bool) -> CmdResult {
     let timeout = timeout_arg(a[a.len() - 1], cx.now)?;
     let keys = &a[1..a.len() - 1];
     let e = engine(cx)?;
@@ -410,7 +415,7 @@ pub async fn bzpop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], max: bool) ->
 }
 
 /// `BZMPOP timeout numkeys key … MIN|MAX [COUNT n]`.
-pub async fn bzmpop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn bzmpop<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let timeout = timeout_arg(a[1], cx.now)?;
     let e = engine(cx)?;
     let (keys, max, count) = super::zsets::parse_mpop_args(a, 2)?;
@@ -457,7 +462,7 @@ pub async fn bzmpop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult
 /// `WAIT numreplicas timeout`: sessiond has no replicas, so 0 at once when none is asked for
 /// (or inside a transaction), else 0 after the timeout (0: never, until the client goes), as
 /// a Redis primary without replicas answers.
-pub async fn wait<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn wait<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let numreplicas = super::args::int(a[1])?;
     let timeout = super::args::int(a[2])?;
     if timeout < 0 {

@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use super::args::{int, is, lossy};
 use super::connection::validate_name;
 use super::{CmdError, CmdResult, Ctx, Flow};
+use crate::deployment::Deployment;
 use crate::server::clients::ClientHandle;
-use crate::store::Store;
 
 fn sub_arity(sub: &str, ok: bool) -> CmdResult {
     if ok {
@@ -18,7 +18,7 @@ fn sub_arity(sub: &str, ok: bool) -> CmdResult {
     }
 }
 
-pub fn client<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub fn client<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let sub = lossy(a[1]).to_ascii_lowercase();
     match sub.as_str() {
         "id" => {
@@ -150,7 +150,7 @@ pub fn client<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
 }
 
 /// One line of CLIENT LIST, with Redis's field names (fields sessiond has no notion of are 0).
-fn client_line<S: Store>(cx: &Ctx<'_, '_, S>, h: &ClientHandle) -> String {
+fn client_line<S: Deployment>(cx: &Ctx<'_, '_, S>, h: &ClientHandle) -> String {
     let mut line = client_info(h, cx.now);
     line.push('\n');
     line
@@ -188,7 +188,7 @@ pub fn client_info(h: &ClientHandle, now: i64) -> String {
     )
 }
 
-fn kill<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+fn kill<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let me = cx.client.handle.id;
     let all = cx.server.clients.snapshot();
     if a.len() == 3 {

@@ -4,11 +4,11 @@ use std::sync::atomic::Ordering;
 
 use super::args::{int, is, lossy};
 use super::{wrong_args, CmdError, CmdResult, Ctx, Flow};
+use crate::deployment::Deployment;
 use crate::resp::reply::Proto;
 use crate::server::auth_guard;
-use crate::store::Store;
 
-pub fn ping<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub fn ping<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     if cx.client.proto == Proto::Resp2 && cx.client.sub.as_ref().is_some_and(|s| s.active()) {
         return super::pubsub::subscribed_ping(cx, a);
     }
@@ -20,7 +20,7 @@ pub fn ping<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-pub fn echo<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub fn echo<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     cx.out.bulk(a[1]);
     Ok(())
 }
@@ -30,7 +30,11 @@ const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is dis
 /// Logs the connection in as `user` if `pass` is its password and the user is enabled. A
 /// failure is logged in `ACL LOG` (reason `auth`), answered late, and the connection closed
 /// after too many (`server/auth_guard.rs`).
-async fn authenticate<S: Store>(cx: &mut Ctx<'_, '_, S>, user: &[u8], pass: &[u8]) -> CmdResult {
+async fn authenticate<S: Deployment>(
+    cx: &mut Ctx<'_, '_, S>,
+    user: &[u8],
+    pass: &[u8],
+) -> CmdResult {
     let acl = &cx.server.settings.acl;
     if let Some(u) = acl.authenticate(user, pass) {
         cx.client.log_in(u);
@@ -55,7 +59,7 @@ async fn authenticate<S: Store>(cx: &mut Ctx<'_, '_, S>, user: &[u8], pass: &[u8
     Err(CmdError::msg(WRONGPASS))
 }
 
-pub async fn auth<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn auth<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     if a.len() > 3 {
         return Err(CmdError::Syntax);
     }
@@ -84,7 +88,7 @@ pub fn validate_name(name: &[u8]) -> CmdResult {
 }
 
 /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`.
-pub async fn hello<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn hello<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let mut ver = None;
     let mut i = 1;
     if a.len() >= 2 {
@@ -150,7 +154,7 @@ pub async fn hello<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult 
     Ok(())
 }
 
-pub fn select<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub fn select<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let db = int(a[1])?;
     if db != 0 && cx.store().gateway().is_some_and(|u| u.is_cluster()) {
         // Redis Cluster has database 0 only, and says so.
@@ -165,13 +169,13 @@ pub fn select<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-pub fn quit<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+pub fn quit<S: Deployment>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     cx.out.ok();
     cx.flow = Flow::Close;
     Ok(())
 }
 
-pub fn reset<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+pub fn reset<S: Deployment>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     cx.client.tx.reset();
     cx.client.sub = None;
     cx.client.db = 0;

@@ -6,6 +6,7 @@
 //! file of its Redis group.
 
 use super::*;
+use crate::deployment::Deployment;
 
 macro_rules! engine_commands {
     (|$cx:ident, $a:ident| $( $name:literal => $id:ident, $scope:ident, $call:expr; )*) => {
@@ -32,7 +33,7 @@ macro_rules! engine_commands {
         }
 
         /// Runs the command's function.
-        pub(super) async fn run<S: Store>($cx: &mut Ctx<'_, '_, S>, id: CmdId, $a: &[&[u8]]) -> CmdResult {
+        pub(super) async fn run<S: Deployment>($cx: &mut Ctx<'_, '_, S>, id: CmdId, $a: &[&[u8]]) -> CmdResult {
             match id {
                 $( CmdId::$id => $call, )*
             }

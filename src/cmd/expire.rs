@@ -3,7 +3,8 @@
 
 use super::args::{int, is, lossy};
 use super::{CmdError, CmdResult, Ctx};
-use crate::store::{ExpireCondition, Store, Ttl};
+use crate::deployment::Deployment;
+use crate::store::{ExpireCondition, Ttl};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -13,7 +14,7 @@ pub enum Unit {
 
 /// `EXPIRE key time [NX|XX|GT|LT]` and friends. Options are validated before the time, as
 /// in Redis's `expireGenericCommand`; a time at or before now deletes the key.
-pub async fn expire<S: Store>(
+pub async fn expire<S: Deployment>(
     cx: &mut Ctx<'_, '_, S>,
     a: &[&[u8]],
     unit: Unit,
@@ -91,7 +92,7 @@ pub enum TtlForm {
     UnixMillis,
 }
 
-pub async fn ttl<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], form: TtlForm) -> CmdResult {
+pub async fn ttl<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], form: TtlForm) -> CmdResult {
     let t = cx.store().ttl(cx.db(), a[1], cx.now).await?;
     let n = match t {
         Ttl::Missing => -2,
@@ -111,7 +112,7 @@ pub async fn ttl<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], form: TtlForm) 
     Ok(())
 }
 
-pub async fn persist<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn persist<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let done = cx.store().persist(cx.db(), a[1], cx.now).await?;
     if done {
         cx.notify(crate::pubsub::class::GENERIC, "persist", a[1]);

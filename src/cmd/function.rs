@@ -4,14 +4,14 @@
 use super::args::{is, lossy};
 use super::script::{split_keys, UNKILLABLE};
 use super::{CmdError, CmdResult, Ctx};
+use crate::deployment::Deployment;
 use crate::script::function::{self, Library};
 use crate::script::run::{self, Kill, Target};
-use crate::store::Store;
 use crate::util::glob::glob_match;
 
 /// Functions need the embedded engine, or the migration router (which runs them only in
 /// stages with one store; `script/run.rs`).
-fn engine_only<S: Store>(cx: &Ctx<'_, '_, S>) -> CmdResult {
+fn engine_only<S: Deployment>(cx: &Ctx<'_, '_, S>) -> CmdResult {
     if cx.server.store.engine().is_none() && cx.server.store.migration().is_none() {
         return Err(CmdError::msg(
             "ERR functions run only on the embedded engine (see the README)",
@@ -21,7 +21,11 @@ fn engine_only<S: Store>(cx: &Ctx<'_, '_, S>) -> CmdResult {
 }
 
 /// `FCALL function numkeys key... arg...` and `FCALL_RO`.
-pub async fn fcall<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], read_only: bool) -> CmdResult {
+pub async fn fcall<S: Deployment>(
+    cx: &mut Ctx<'_, '_, S>,
+    a: &[&[u8]],
+    read_only: bool,
+) -> CmdResult {
     engine_only(cx)?;
     // Between two Redis-protocol stores: on the store the first key's stage writes first,
     // which has the library (FUNCTION LOAD goes to both), declared keys mirrored.
@@ -97,7 +101,7 @@ const HELP: &[&str] = &[
 ];
 
 /// `FUNCTION LOAD|DELETE|LIST|FLUSH|DUMP|RESTORE|STATS|KILL|HELP`.
-pub async fn function<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn function<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let sub = lossy(a[1]).to_ascii_lowercase();
     // Between two Redis-protocol stores the libraries live in the stores: changes go to
     // both, questions to the serving one.
@@ -209,7 +213,7 @@ pub async fn function<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResu
 }
 
 /// Saves the libraries after a change (with the embedded engine's persistence).
-fn save<S: Store>(cx: &Ctx<'_, '_, S>) -> CmdResult {
+fn save<S: Deployment>(cx: &Ctx<'_, '_, S>) -> CmdResult {
     if cx.server.persist.is_none() {
         return Ok(());
     }
@@ -228,7 +232,7 @@ fn wrong(sub: &str) -> CmdError {
 }
 
 /// `FUNCTION LIST [LIBRARYNAME pattern] [WITHCODE]`.
-fn list<S: Store>(cx: &mut Ctx<'_, '_, S>, opts: &[&[u8]]) -> CmdResult {
+fn list<S: Deployment>(cx: &mut Ctx<'_, '_, S>, opts: &[&[u8]]) -> CmdResult {
     let mut pattern: Option<&[u8]> = None;
     let mut with_code = false;
     let mut i = 0;
@@ -284,7 +288,7 @@ fn list<S: Store>(cx: &mut Ctx<'_, '_, S>, opts: &[&[u8]]) -> CmdResult {
 
 /// `FUNCTION RESTORE payload [FLUSH|APPEND|REPLACE]`: all libraries of the payload load,
 /// or none.
-fn restore<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+fn restore<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     #[derive(PartialEq)]
     enum Policy {
         Flush,

@@ -19,8 +19,9 @@
 use super::args::{int, is};
 use super::hashes::engine;
 use super::{wrong_args, CmdError, CmdResult, Ctx};
+use crate::deployment::Deployment;
 use crate::pubsub::class;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 /// The latest field expiry Redis accepts (unix ms): 2^46 - 1.
 const MAX_FIELD_EXPIRE: i64 = (1 << 46) - 1;
@@ -67,7 +68,7 @@ fn fields<'a, 'b>(
 /// A malformed command's error, unless the key holds another type: Redis looks the key up
 /// before it reads the arguments, so that answers WRONGTYPE first. Only on the error path,
 /// so a well-formed command pays no second lookup.
-fn type_first<S: Store>(cx: &Ctx<'_, '_, S>, key: &[u8], err: CmdError) -> CmdError {
+fn type_first<S: Deployment>(cx: &Ctx<'_, '_, S>, key: &[u8], err: CmdError) -> CmdError {
     let Ok(e) = engine(cx) else { return err };
     let checked = e.read(cx.client.db, key, cx.now, |k| match k {
         Some(k) => k.hash_or_wrongtype().map(|_| ()),
@@ -111,7 +112,7 @@ pub enum Unit {
 
 /// `HEXPIRE|HPEXPIRE|HEXPIREAT|HPEXPIREAT key time [NX|XX|GT|LT] FIELDS n field …`: per
 /// field -2 (no such field), 0 (condition not met), 1 (set), 2 (deleted: the time has come).
-pub async fn hexpire<S: Store>(
+pub async fn hexpire<S: Deployment>(
     cx: &mut Ctx<'_, '_, S>,
     a: &[&[u8]],
     unit: Unit,
@@ -202,7 +203,7 @@ pub enum TtlForm {
 
 /// `HTTL|HPTTL|HEXPIRETIME|HPEXPIRETIME key FIELDS n field …`: per field -2 (no such field),
 /// -1 (no expiry), or the time; seconds rounded up, as Redis does for fields.
-pub async fn httl<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], form: TtlForm) -> CmdResult {
+pub async fn httl<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], form: TtlForm) -> CmdResult {
     let fs = fields(a, 2, CountError::Plain).map_err(|e| type_first(cx, a[1], e))?;
     let e = engine(cx)?;
     let now = cx.now;
@@ -237,7 +238,7 @@ pub async fn httl<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], form: TtlForm)
 }
 
 /// `HPERSIST key FIELDS n field …`: per field -2 (no such field), -1 (no expiry), 1 (removed).
-pub async fn hpersist<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn hpersist<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let fs = fields(a, 2, CountError::Plain).map_err(|e| type_first(cx, a[1], e))?;
     let e = engine(cx)?;
     let results = e.write(cx.db(), a[1], cx.now, |w| {
@@ -312,7 +313,7 @@ fn expiry_option(
 /// `HGETEX key [EX s|PX ms|EXAT t|PXAT t|PERSIST] FIELDS n field …`: the values, after
 /// setting (or removing) the fields' expiry; a time already passed deletes them. Fields are
 /// handled in order, so one named twice after it expired reads as nil.
-pub async fn hgetex<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn hgetex<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let now = cx.now;
     let parsed = expiry_option(a, 2, now, "hgetex").and_then(|opt| {
         let (skip, ttl) = opt.map_or((0, None), |(n, t)| (n, Some(t)));
@@ -436,7 +437,7 @@ fn hsetex_args<'a, 'b>(a: &'b [&'a [u8]], now: i64) -> Result<HsetexArgs<'b, 'a>
 
 /// `HSETEX key [FNX|FXX] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL] FIELDS n field value …`: 1 if
 /// the fields were set, 0 if FNX/FXX stopped it. Without KEEPTTL the fields' old expiry goes.
-pub async fn hsetex<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn hsetex<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let now = cx.now;
     let HsetexArgs {
         only,
@@ -488,7 +489,7 @@ pub async fn hsetex<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult
 
 /// `HGETDEL key FIELDS n field …`: the values, and the fields deleted, in order (a field
 /// named twice reads as nil the second time).
-pub async fn hgetdel<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn hgetdel<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let fs = fields(a, 2, CountError::Plain).map_err(|e| type_first(cx, a[1], e))?;
     let e = engine(cx)?;
     let (values, gone) = e.write(cx.db(), a[1], cx.now, |w| {

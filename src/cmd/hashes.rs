@@ -6,9 +6,10 @@
 use super::args::{int, is};
 use super::keys::parse_cursor;
 use super::{wrong_args, CmdError, CmdResult, Ctx};
+use crate::deployment::Deployment;
 use crate::engine::{Engine, HashRef};
 use crate::pubsub::class;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use crate::util::glob::glob_match;
 use crate::util::longdouble::LongDouble;
 
@@ -19,7 +20,7 @@ const RANDFIELD_MAX: u64 = 1 << 24;
 
 /// The engine behind the store: hash commands exist only on it (checked before dispatch, see
 /// `cmd::check_known`, so this is a safety net, not a path a client can reach).
-pub(super) fn engine<'a, S: Store>(cx: &Ctx<'a, '_, S>) -> Result<&'a Engine, CmdError> {
+pub(super) fn engine<'a, S: Deployment>(cx: &Ctx<'a, '_, S>) -> Result<&'a Engine, CmdError> {
     let server = cx.server;
     server
         .store
@@ -36,7 +37,7 @@ fn pairs_ok(a: &[&[u8]], name: &str) -> CmdResult {
 }
 
 /// `HSET key field value [field value …]` (integer: fields added) and `HMSET` (`+OK`).
-pub async fn hset<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], hmset: bool) -> CmdResult {
+pub async fn hset<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], hmset: bool) -> CmdResult {
     pairs_ok(a, if hmset { "hmset" } else { "hset" })?;
     let e = engine(cx)?;
     let added = e.write(cx.db(), a[1], cx.now, |w| {
@@ -56,7 +57,7 @@ pub async fn hset<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], hmset: bool) -
 }
 
 /// `HSETNX key field value`.
-pub async fn hsetnx<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn hsetnx<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let e = engine(cx)?;
     let set = e.write(cx.db(), a[1], cx.now, |w| {
         if w.hash()?.is_some_and(|h| h.get(a[2]).is_some()) {
@@ -73,7 +74,7 @@ pub async fn hsetnx<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult
 }
 
 /// Runs `f` on the hash at `key` (None if absent), WRONGTYPE for another type.
-fn read_hash<S: Store, R>(
+fn read_hash<S: Deployment, R>(
     cx: &mut Ctx<'_, '_, S>,
     key: &[u8],
     f: impl FnOnce(Option<HashRef<'_>>, &mut crate::resp::Reply<'_>) -> R,
@@ -88,11 +89,11 @@ fn read_hash<S: Store, R>(
     .map_err(|e: StoreError| e.into())
 }
 
-pub async fn hget<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn hget<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     read_hash(cx, a[1], |h, out| out.bulk_opt(h.and_then(|h| h.get(a[2]))))
 }
 
-pub async fn hmget<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn hmget<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     read_hash(cx, a[1], |h, out| {
         out.array(a.len() - 2);
         for f in &a[2..] {
@@ -101,19 +102,19 @@ pub async fn hmget<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult 
     })
 }
 
-pub async fn hexists<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn hexists<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     read_hash(cx, a[1], |h, out| {
         out.int(h.is_some_and(|h| h.get(a[2]).is_some()) as i64)
     })
 }
 
-pub async fn hstrlen<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn hstrlen<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     read_hash(cx, a[1], |h, out| {
         out.int(h.and_then(|h| h.get(a[2])).map_or(0, |v| v.len() as i64))
     })
 }
 
-pub async fn hlen<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn hlen<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     read_hash(cx, a[1], |h, out| out.int(h.map_or(0, |h| h.len() as i64)))
 }
 
@@ -125,7 +126,7 @@ pub enum Part {
     Values,
 }
 
-pub async fn hgetall<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], part: Part) -> CmdResult {
+pub async fn hgetall<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], part: Part) -> CmdResult {
     read_hash(cx, a[1], |h, out| {
         let n = h.map_or(0, |h| h.len());
         match part {
@@ -143,7 +144,7 @@ pub async fn hgetall<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], part: Part)
     })
 }
 
-pub async fn hdel<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn hdel<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let e = engine(cx)?;
     let n = e.write(cx.db(), a[1], cx.now, |w| {
         if w.hash()?.is_none() {
@@ -171,7 +172,7 @@ fn keep_field_expiry(w: &mut crate::engine::KeyWriter<'_>, field: &[u8], at: Opt
 }
 
 /// `HINCRBY key field increment`.
-pub async fn hincrby<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn hincrby<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let incr = int(a[3])?;
     let e = engine(cx)?;
     let v = e.write(cx.db(), a[1], cx.now, |w| {
@@ -193,7 +194,7 @@ pub async fn hincrby<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResul
 
 /// `HINCRBYFLOAT key field increment`: long double arithmetic, as Redis (see
 /// `util/longdouble.rs`).
-pub async fn hincrbyfloat<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn hincrbyfloat<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let incr =
         LongDouble::parse(a[3]).ok_or_else(|| CmdError::msg("ERR value is not a valid float"))?;
     if incr.is_infinite() {
@@ -221,7 +222,7 @@ pub async fn hincrbyfloat<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> Cmd
 }
 
 /// `HRANDFIELD key [count [WITHVALUES]]`.
-pub async fn hrandfield<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn hrandfield<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     if a.len() == 2 {
         return read_hash(cx, a[1], |h, out| match h.filter(|h| !h.is_empty()) {
             None => out.null(),
@@ -261,7 +262,7 @@ pub async fn hrandfield<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdRe
 /// `HSCAN key cursor [MATCH pattern] [COUNT count]`. A whole hash is returned in one step
 /// (cursor 0): a packed hash is small, as in Redis, and a big one is a hash table without a
 /// stable cursor order; COUNT is a hint, so one step is within Redis's contract.
-pub async fn hscan<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn hscan<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     parse_cursor(a[2]).ok_or_else(|| CmdError::msg("ERR invalid cursor"))?;
     // As Redis: a missing key answers an empty scan before the options are even read.
     read_hash(cx, a[1], |h, out| {

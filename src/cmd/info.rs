@@ -6,10 +6,10 @@ use std::sync::atomic::Ordering;
 
 use super::args::lossy;
 use super::{CmdResult, Ctx};
-use crate::store::Store;
+use crate::deployment::Deployment;
 use crate::util::size::human;
 
-pub fn info<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub fn info<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let wanted: Vec<String> = a[1..]
         .iter()
         .map(|s| lossy(s).to_ascii_lowercase())
@@ -50,7 +50,7 @@ fn cpu_seconds() -> (f64, f64) {
 
 /// Renders the selected sections. Pure formatting; the numbers come from the store, the
 /// client registry and the server counters.
-pub fn render<S: Store>(cx: &Ctx<'_, '_, S>, want: impl Fn(&str) -> bool) -> String {
+pub fn render<S: Deployment>(cx: &Ctx<'_, '_, S>, want: impl Fn(&str) -> bool) -> String {
     let srv = cx.server;
     let st = srv.store.stats(cx.now);
     let mut sections: Vec<String> = Vec::new();

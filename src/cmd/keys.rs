@@ -2,9 +2,10 @@
 
 use super::args::{int, is};
 use super::{CmdError, CmdResult, Ctx};
-use crate::store::{ScanFilter, Store, StoreError};
+use crate::deployment::Deployment;
+use crate::store::{ScanFilter, StoreError};
 
-pub async fn del<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn del<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let server = cx.server;
     if let (true, Some(e)) = (
         cx.notifying(crate::pubsub::class::GENERIC),
@@ -31,19 +32,19 @@ pub async fn del<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-pub async fn exists<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn exists<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let n = cx.store().exists(cx.db(), &a[1..], cx.now).await?;
     cx.out.int(n as i64);
     Ok(())
 }
 
-pub async fn key_type<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn key_type<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let t = cx.store().key_type(cx.db(), a[1], cx.now).await?;
     cx.out.simple(t.as_ref().map_or("none", |t| t.name()));
     Ok(())
 }
 
-pub async fn rename<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], nx: bool) -> CmdResult {
+pub async fn rename<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], nx: bool) -> CmdResult {
     let r = cx.store().rename(cx.db(), a[1], a[2], nx, cx.now).await;
     if r == Ok(true) {
         cx.notify(crate::pubsub::class::GENERIC, "rename_from", a[1]);
@@ -60,7 +61,7 @@ pub async fn rename<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], nx: bool) ->
 }
 
 /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`.
-pub async fn scan<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn scan<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let cursor = parse_cursor(a[1]).ok_or_else(|| CmdError::msg("ERR invalid cursor"))?;
     let mut filter = ScanFilter {
         count: 10,
@@ -117,7 +118,7 @@ pub fn parse_cursor(s: &[u8]) -> Option<u64> {
     Some(if neg { v.wrapping_neg() } else { v })
 }
 
-pub async fn keys<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn keys<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let keys = cx.store().keys(cx.db(), a[1], cx.now).await?;
     cx.out.array(keys.len());
     for k in keys {
@@ -126,13 +127,13 @@ pub async fn keys<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-pub async fn randomkey<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+pub async fn randomkey<S: Deployment>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     let k = cx.store().random_key(cx.db(), cx.now).await?;
     cx.out.bulk_opt(k.as_deref());
     Ok(())
 }
 
-fn db_index<S: Store>(cx: &Ctx<'_, '_, S>, a: &[u8]) -> Result<usize, CmdError> {
+fn db_index<S: Deployment>(cx: &Ctx<'_, '_, S>, a: &[u8]) -> Result<usize, CmdError> {
     let n = int(a)?;
     if n < 0 || n as usize >= cx.store().databases() {
         return Err(CmdError::msg("ERR DB index is out of range"));
@@ -141,7 +142,7 @@ fn db_index<S: Store>(cx: &Ctx<'_, '_, S>, a: &[u8]) -> Result<usize, CmdError> 
 }
 
 /// `COPY source destination [DB destination-db] [REPLACE]`.
-pub async fn copy<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn copy<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let mut dst_db = cx.db();
     let mut replace = false;
     let mut j = 3;
@@ -177,7 +178,7 @@ pub async fn copy<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
 }
 
 /// `MOVE key db`.
-pub async fn move_key<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn move_key<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let to = db_index(cx, a[2])?;
     if to == cx.db() {
         return Err(CmdError::msg(
@@ -198,7 +199,7 @@ pub async fn move_key<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResu
 }
 
 /// `TOUCH key [key …]`: how many exist (each read refreshes its LRU clock).
-pub async fn touch<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn touch<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let e = super::hashes::engine(cx)?;
     let (db, now) = (cx.db(), cx.now);
     let n = a[1..]
@@ -210,7 +211,7 @@ pub async fn touch<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult 
 }
 
 /// `DUMP key`: the value in Redis's serialization format (`util/rdb.rs`), or nil.
-pub async fn dump<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn dump<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let e = super::hashes::engine(cx)?;
     let payload = e.read(cx.db(), a[1], cx.now, |k| k.map(|k| k.to_rdb()));
     match payload {
@@ -223,7 +224,7 @@ pub async fn dump<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
 
 /// `RESTORE key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency]`,
 /// checks in Redis's order.
-pub async fn restore<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn restore<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let (mut replace, mut absttl) = (false, false);
     let (mut idle, mut freq) = (None::<i64>, None::<i64>);
     let mut j = 4;

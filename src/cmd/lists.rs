@@ -6,12 +6,13 @@
 use super::args::{int, is};
 use super::hashes::engine;
 use super::{CmdError, CmdResult, Ctx};
+use crate::deployment::Deployment;
 use crate::engine::{Edit, Engine, ListRef};
 use crate::pubsub::class;
 use crate::resp::Reply;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
-fn read_list<S: Store, R>(
+fn read_list<S: Deployment, R>(
     cx: &mut Ctx<'_, '_, S>,
     key: &[u8],
     f: impl FnOnce(Option<ListRef<'_>>, &mut Reply<'_>) -> R,
@@ -63,7 +64,7 @@ impl End {
 }
 
 /// `LPUSH`/`RPUSH` (and the `X` forms, which push only onto an existing list).
-pub async fn push<S: Store>(
+pub async fn push<S: Deployment>(
     cx: &mut Ctx<'_, '_, S>,
     a: &[&[u8]],
     end: End,
@@ -120,7 +121,7 @@ pub fn pop_list(
     })
 }
 
-pub fn pop_events<S: Store>(cx: &Ctx<'_, '_, S>, key: &[u8], end: End, gone: bool) {
+pub fn pop_events<S: Deployment>(cx: &Ctx<'_, '_, S>, key: &[u8], end: End, gone: bool) {
     cx.notify(class::LIST, end.pop_event(), key);
     if gone {
         cx.notify(class::GENERIC, "del", key);
@@ -128,7 +129,7 @@ pub fn pop_events<S: Store>(cx: &Ctx<'_, '_, S>, key: &[u8], end: End, gone: boo
 }
 
 /// `LPOP`/`RPOP key [count]`.
-pub async fn pop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], end: End) -> CmdResult {
+pub async fn pop<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], end: End) -> CmdResult {
     let count = match a.len() {
         2 => None,
         3 => Some(
@@ -178,7 +179,7 @@ pub async fn pop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], end: End) -> Cm
     Ok(())
 }
 
-pub async fn llen<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn llen<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     read_list(cx, a[1], |l, out| out.int(l.map_or(0, |l| l.len() as i64)))
 }
 
@@ -188,14 +189,14 @@ fn index(i: i64, len: usize) -> Option<usize> {
     (0..len as i64).contains(&i).then_some(i as usize)
 }
 
-pub async fn lindex<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn lindex<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let i = int(a[2])?;
     read_list(cx, a[1], |l, out| {
         out.bulk_opt(l.and_then(|l| index(i, l.len()).and_then(|i| l.get(i))))
     })
 }
 
-pub async fn lrange<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn lrange<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let (start, end) = (int(a[2])?, int(a[3])?);
     read_list(cx, a[1], |l, out| {
         let Some(l) = l else {
@@ -218,7 +219,7 @@ pub async fn lrange<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult
     })
 }
 
-pub async fn lset<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn lset<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let i = int(a[2])?;
     let e = engine(cx)?;
     e.write(cx.db(), a[1], cx.now, |w| {
@@ -237,7 +238,7 @@ pub async fn lset<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
 }
 
 /// `LINSERT key BEFORE|AFTER pivot element`.
-pub async fn linsert<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn linsert<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let after = if is(a[2], "after") {
         true
     } else if is(a[2], "before") {
@@ -264,7 +265,7 @@ pub async fn linsert<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResul
 }
 
 /// `LREM key count element`.
-pub async fn lrem<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn lrem<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let count = int(a[2])?;
     let e = engine(cx)?;
     let (n, gone) = e.write(cx.db(), a[1], cx.now, |w| {
@@ -307,7 +308,7 @@ pub async fn lrem<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
 }
 
 /// `LTRIM key start stop`.
-pub async fn ltrim<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn ltrim<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let (start, end) = (int(a[2])?, int(a[3])?);
     let e = engine(cx)?;
     let gone = e.write(cx.db(), a[1], cx.now, |w| {
@@ -341,7 +342,7 @@ pub async fn ltrim<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult 
 }
 
 /// `LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len]`.
-pub async fn lpos<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn lpos<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let (mut rank, mut count, mut maxlen) = (1i64, None::<i64>, 0i64);
     let mut j = 3;
     while j < a.len() {
@@ -459,7 +460,7 @@ pub fn move_one(
     Ok(Some((v, gone)))
 }
 
-pub fn move_events<S: Store>(
+pub fn move_events<S: Deployment>(
     cx: &Ctx<'_, '_, S>,
     src: &[u8],
     dst: &[u8],
@@ -472,7 +473,11 @@ pub fn move_events<S: Store>(
 }
 
 /// `LMOVE src dst LEFT|RIGHT LEFT|RIGHT` and `RPOPLPUSH src dst`.
-pub async fn lmove<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], rpoplpush: bool) -> CmdResult {
+pub async fn lmove<S: Deployment>(
+    cx: &mut Ctx<'_, '_, S>,
+    a: &[&[u8]],
+    rpoplpush: bool,
+) -> CmdResult {
     let (from, to) = if rpoplpush {
         (End::Right, End::Left)
     } else {
@@ -525,7 +530,7 @@ pub fn mpop(
 }
 
 /// `LMPOP numkeys key … LEFT|RIGHT [COUNT n]`.
-pub async fn lmpop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn lmpop<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let (keys, end, count) = parse_mpop(a, 1)?;
     let e = engine(cx)?;
     let found = mpop(e, cx.db(), keys, cx.now, end, count)?;

@@ -44,11 +44,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use crate::deployment::Deployment;
 use crate::resp::reply::Proto;
 use crate::resp::Reply;
 use crate::server::clients::ClientHandle;
 use crate::server::Server;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use table::CmdId;
 
 /// Per-connection state commands may read and change.
@@ -157,7 +158,7 @@ impl From<StoreError> for CmdError {
 pub type CmdResult = Result<(), CmdError>;
 
 /// What a command function gets.
-pub struct Ctx<'a, 'b, S: Store> {
+pub struct Ctx<'a, 'b, S: Deployment> {
     pub server: &'a Server<S>,
     pub client: &'a mut ClientState,
     pub out: &'a mut Reply<'b>,
@@ -166,7 +167,7 @@ pub struct Ctx<'a, 'b, S: Store> {
     pub flow: Flow,
 }
 
-impl<S: Store> Ctx<'_, '_, S> {
+impl<S: Deployment> Ctx<'_, '_, S> {
     pub fn store(&self) -> &S {
         &self.server.store
     }
@@ -214,7 +215,7 @@ pub fn wrong_args(name: &str) -> CmdError {
 /// Records a command that ran: its family's metrics, and the slow log and latency monitor
 /// when it was slow enough for them (their thresholds are relaxed atomics; only a slow
 /// command takes a lock).
-fn observe<S: Store>(
+fn observe<S: Deployment>(
     server: &Server<S>,
     client: &ClientState,
     spec: &'static table::Spec,
@@ -241,7 +242,7 @@ fn observe<S: Store>(
 }
 
 /// Runs one command and writes its reply.
-pub async fn execute<S: Store>(
+pub async fn execute<S: Deployment>(
     server: &Server<S>,
     client: &mut ClientState,
     args: &[&[u8]],
@@ -267,7 +268,7 @@ pub async fn execute<S: Store>(
 /// What Redis checks before running a command, in its order: known name, arity,
 /// authentication, and (with persistence) that the log can take writes. Returns the
 /// command's table entry or the error reply's text.
-pub fn check<S: Store>(
+pub fn check<S: Deployment>(
     server: &Server<S>,
     client: &mut ClientState,
     args: &[&[u8]],
@@ -279,7 +280,7 @@ pub fn check<S: Store>(
 }
 
 /// [`check`] for a command already found in the table at `idx`.
-pub fn check_known<S: Store>(
+pub fn check_known<S: Deployment>(
     server: &Server<S>,
     client: &mut ClientState,
     idx: usize,
@@ -360,7 +361,7 @@ pub fn check_known<S: Store>(
 /// The client's user with the ACL's current rules: a change since its last command (ACL
 /// SETUSER, DELUSER, LOAD, requirepass) applies from this command on. A deleted user's
 /// connection is being closed; until then it may run nothing.
-pub fn current_user<S: Store>(server: &Server<S>, client: &mut ClientState) {
+pub fn current_user<S: Deployment>(server: &Server<S>, client: &mut ClientState) {
     let acl = &server.settings.acl;
     let v = acl.version();
     if v != client.acl_version {
@@ -373,7 +374,7 @@ pub fn current_user<S: Store>(server: &Server<S>, client: &mut ClientState) {
 
 /// Checks a command (`spec` the top-level row) against the client's user, logging a refusal
 /// in `ACL LOG` with `context` (`toplevel`, `multi`, `lua`).
-pub fn acl_check<S: Store>(
+pub fn acl_check<S: Deployment>(
     server: &Server<S>,
     client: &mut ClientState,
     spec: &'static table::Spec,
@@ -400,7 +401,7 @@ pub fn acl_check<S: Store>(
 }
 
 /// Runs a command that passed [`check`].
-pub async fn execute_checked<S: Store>(
+pub async fn execute_checked<S: Deployment>(
     server: &Server<S>,
     client: &mut ClientState,
     spec: &'static table::Spec,
@@ -412,7 +413,7 @@ pub async fn execute_checked<S: Store>(
 
 /// [`execute_checked`] at a given clock reading (EXEC runs its commands at one time, as
 /// Redis does).
-pub async fn execute_checked_at<S: Store>(
+pub async fn execute_checked_at<S: Deployment>(
     server: &Server<S>,
     client: &mut ClientState,
     spec: &'static table::Spec,
@@ -477,9 +478,9 @@ pub async fn execute_checked_at<S: Store>(
 
 /// A typed command during a migration: routed between the two stores as a command
 /// (`migrate/typed.rs`), its reply frame copied to the client.
-async fn migrated<S: Store>(
+async fn migrated<S: Deployment>(
     cx: &mut Ctx<'_, '_, S>,
-    m: &dyn crate::store::MigrationControl,
+    m: &dyn crate::deployment::MigrationControl,
     spec: &'static table::Spec,
     args: &[&[u8]],
 ) -> CmdResult {
@@ -504,7 +505,7 @@ async fn migrated<S: Store>(
         Some(CmdId::Exec) => return multi::exec_migrating(cx, m).await,
         _ => {}
     }
-    let req = crate::store::CommandRequest {
+    let req = crate::deployment::CommandRequest {
         client: &cx.client.handle,
         db: cx.client.db,
         args,
@@ -523,7 +524,7 @@ async fn migrated<S: Store>(
 /// command) as a command on the store its first key's stage writes first, its declared keys
 /// mirrored after (`migrate/typed.rs`). `None` when not migrating between such stores: the
 /// caller runs the command itself.
-pub(crate) async fn route_migrating<S: Store>(
+pub(crate) async fn route_migrating<S: Deployment>(
     cx: &mut Ctx<'_, '_, S>,
     args: &[&[u8]],
     everywhere: bool,
@@ -535,7 +536,7 @@ pub(crate) async fn route_migrating<S: Store>(
     m.commands_supported().ok()?;
     let spec = table::lookup(args[0]).map(|i| &table::commands()[i])?;
     let eff = table::subcommand(spec, args).unwrap_or(spec);
-    let req = crate::store::CommandRequest {
+    let req = crate::deployment::CommandRequest {
         client: &cx.client.handle,
         db: cx.client.db,
         args,

@@ -13,10 +13,10 @@
 use super::hashes::engine;
 use super::table::{self, CmdId, Flags};
 use super::{execute_checked_at, ClientState, CmdError, CmdResult, Ctx, Flow};
+use crate::deployment::Deployment;
 use crate::engine::Watches;
 use crate::resp::Reply;
 use crate::server::Server;
-use crate::store::Store;
 
 /// A queue's buffers are kept from one transaction to the next (a client that sends a
 /// transaction per request allocates nothing to queue it) unless they grew past this.
@@ -126,7 +126,7 @@ fn waits(id: Option<CmdId>) -> bool {
 
 /// Checks and queues one command of a client inside MULTI; returns None for the commands
 /// that run at once instead (the caller executes them).
-pub fn queue<S: Store>(
+pub fn queue<S: Deployment>(
     server: &Server<S>,
     client: &mut ClientState,
     args: &[&[u8]],
@@ -179,13 +179,13 @@ pub fn queue<S: Store>(
     Some(Flow::Continue)
 }
 
-pub fn multi<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+pub fn multi<S: Deployment>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     engine(cx)?;
     begin(cx)
 }
 
 /// MULTI's work once the store is known to run transactions.
-pub fn begin<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+pub fn begin<S: Deployment>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     if cx.client.tx.in_multi() {
         return Err(CmdError::msg("ERR MULTI calls can not be nested"));
     }
@@ -194,7 +194,7 @@ pub fn begin<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     Ok(())
 }
 
-pub fn discard<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+pub fn discard<S: Deployment>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     if !cx.client.tx.in_multi() {
         return Err(CmdError::msg("ERR DISCARD without MULTI"));
     }
@@ -203,7 +203,7 @@ pub fn discard<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     Ok(())
 }
 
-pub fn watch<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub fn watch<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let e = engine(cx)?;
     if cx.client.tx.in_multi() {
         return Err(CmdError::msg("ERR WATCH inside MULTI is not allowed"));
@@ -217,7 +217,7 @@ pub fn watch<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-pub fn unwatch<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+pub fn unwatch<S: Deployment>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     if let Some(w) = cx.client.tx.watches.as_mut() {
         w.clear();
     }
@@ -245,9 +245,9 @@ pub(crate) fn data_free(id: Option<CmdId>) -> bool {
 
 /// EXEC during a migration: the queue goes to the router (`migrate/typed.rs`), which runs
 /// it as one MULTI/EXEC on the authoritative store and mirrors the keys it changed.
-pub async fn exec_migrating<S: Store>(
+pub async fn exec_migrating<S: Deployment>(
     cx: &mut Ctx<'_, '_, S>,
-    m: &dyn crate::store::MigrationControl,
+    m: &dyn crate::deployment::MigrationControl,
 ) -> CmdResult {
     let Some(queued) = cx.client.tx.take() else {
         return Err(CmdError::msg("ERR EXEC without MULTI"));
@@ -286,7 +286,7 @@ pub async fn exec_migrating<S: Store>(
             }
         }
     }
-    let req = crate::store::TransactionRequest {
+    let req = crate::deployment::TransactionRequest {
         client: &cx.client.handle,
         db: cx.client.db,
         commands: &argvs,
@@ -300,7 +300,7 @@ pub async fn exec_migrating<S: Store>(
     Ok(())
 }
 
-pub async fn exec<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+pub async fn exec<S: Deployment>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     let e = engine(cx)?;
     let Some(queued) = cx.client.tx.take() else {
         return Err(CmdError::msg("ERR EXEC without MULTI"));

@@ -4,7 +4,7 @@
 use super::args::{int, is};
 use super::hashes::engine;
 use super::{CmdError, CmdResult, Ctx};
-use crate::store::Store;
+use crate::deployment::Deployment;
 
 const OBJECT_HELP: &[&str] = &[
     "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -25,7 +25,7 @@ const OBJECT_HELP: &[&str] = &[
 ];
 
 /// `OBJECT ENCODING|FREQ|IDLETIME|REFCOUNT key` and `OBJECT HELP`.
-pub async fn object<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn object<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let sub = a[1];
     if is(sub, "help") && a.len() == 2 {
         cx.out.help(OBJECT_HELP);
@@ -74,7 +74,7 @@ pub async fn object<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult
 
 /// `MEMORY USAGE key [SAMPLES count]`: the bytes the key costs in sessiond (its record, its
 /// collection, its bucket slot); other `MEMORY` subcommands answer as Redis's help does.
-pub async fn memory<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn memory<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     if !is(a[1], "usage") {
         return Err(CmdError::msg(format!(
             "ERR unknown subcommand '{}'. Try MEMORY HELP.",

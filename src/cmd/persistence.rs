@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use super::args::lossy;
 use super::{CmdError, CmdResult, Ctx, Flow};
+use crate::deployment::Deployment;
 use crate::persist::Persistence;
-use crate::store::Store;
 
-fn persistence<S: Store>(cx: &Ctx<'_, '_, S>) -> Result<Arc<Persistence>, CmdError> {
+fn persistence<S: Deployment>(cx: &Ctx<'_, '_, S>) -> Result<Arc<Persistence>, CmdError> {
     cx.server
         .persist
         .clone()
@@ -25,7 +25,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| e.to_string())?
 }
 
-pub async fn save<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+pub async fn save<S: Deployment>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     let p = persistence(cx)?;
     match blocking(move || p.save()).await {
         Ok(()) => cx.out.ok(),
@@ -37,7 +37,7 @@ pub async fn save<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     Ok(())
 }
 
-pub fn bgsave<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub fn bgsave<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let schedule = match a.get(1) {
         None => false,
         Some(o) if a.len() == 2 && o.eq_ignore_ascii_case(b"schedule") => true,
@@ -53,7 +53,7 @@ pub fn bgsave<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-pub fn bgrewriteaof<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+pub fn bgrewriteaof<S: Deployment>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     let p = persistence(cx)?;
     match p.start_background("BGREWRITEAOF") {
         Ok(()) => cx
@@ -68,7 +68,7 @@ pub fn bgrewriteaof<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     Ok(())
 }
 
-pub fn lastsave<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+pub fn lastsave<S: Deployment>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     let p = persistence(cx)?;
     cx.out.int(p.last_save_unix());
     Ok(())
@@ -77,7 +77,7 @@ pub fn lastsave<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
 /// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE]`: make the data durable, then stop the server. As in
 /// Redis, success sends no reply (the connection closes); a failure to save is an error reply
 /// and the server keeps running.
-pub async fn shutdown<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn shutdown<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let (mut save, mut nosave) = (false, false);
     for o in &a[1..] {
         match lossy(o).to_ascii_lowercase().as_str() {

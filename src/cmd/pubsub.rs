@@ -3,11 +3,11 @@
 
 use super::args::is;
 use super::{wrong_args, CmdError, CmdResult, Ctx};
+use crate::deployment::Deployment;
 use crate::pubsub::{Kind, Subscription};
-use crate::store::Store;
 
 /// `SUBSCRIBE`, `PSUBSCRIBE`, `SSUBSCRIBE`: one confirmation per name.
-pub fn subscribe<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], kind: Kind) -> CmdResult {
+pub fn subscribe<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], kind: Kind) -> CmdResult {
     let (hub, id, proto) = (&cx.server.pubsub, cx.client.handle.id, cx.client.proto);
     let sub = cx
         .client
@@ -25,7 +25,7 @@ pub fn subscribe<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], kind: Kind) -> 
 
 /// `UNSUBSCRIBE`, `PUNSUBSCRIBE`, `SUNSUBSCRIBE`: the names given, or every one of the kind;
 /// with none to leave, one confirmation with a nil name, as Redis.
-pub fn unsubscribe<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], kind: Kind) -> CmdResult {
+pub fn unsubscribe<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], kind: Kind) -> CmdResult {
     let names: Vec<bytes::Bytes> = if a.len() > 1 {
         a[1..]
             .iter()
@@ -62,7 +62,7 @@ pub fn unsubscribe<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], kind: Kind) -
 }
 
 /// `PUBLISH` / `SPUBLISH channel message`.
-pub fn publish<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], shard: bool) -> CmdResult {
+pub fn publish<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], shard: bool) -> CmdResult {
     let n = cx.server.pubsub.publish(a[1], a[2], shard);
     cx.out.int(n as i64);
     Ok(())
@@ -86,7 +86,7 @@ const HELP: &[&str] = &[
 ];
 
 /// `PUBSUB CHANNELS|NUMSUB|NUMPAT|SHARDCHANNELS|SHARDNUMSUB|HELP`.
-pub fn pubsub<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub fn pubsub<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let hub = &cx.server.pubsub;
     let sub = a[1];
     if is(sub, "help") && a.len() == 2 {
@@ -126,7 +126,7 @@ pub fn pubsub<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
 }
 
 /// `PING` in RESP2 subscriber mode: `["pong", arg or ""]`, as Redis.
-pub fn subscribed_ping<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub fn subscribed_ping<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     if a.len() > 2 {
         return Err(wrong_args("ping"));
     }

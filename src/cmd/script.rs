@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use super::args::{int, is, lossy};
 use super::{CmdError, CmdResult, Ctx};
+use crate::deployment::Deployment;
 use crate::script::run::{self, Kill, Target};
 use crate::script::{parse_sha, vm, Script};
-use crate::store::Store;
 
 /// A command's keys and the arguments after them.
 pub type KeysAndArgs<'a> = (&'a [&'a [u8]], &'a [&'a [u8]]);
@@ -36,7 +36,7 @@ pub fn split_keys<'a>(a: &'a [&'a [u8]], bad_number: &str) -> Result<KeysAndArgs
 
 /// Whether a queued EVAL/EVALSHA/FCALL (and `_RO`) may touch keys it does not declare, so
 /// that the EXEC running it must hold every shard.
-pub fn reaches_beyond_keys<S: Store>(
+pub fn reaches_beyond_keys<S: Deployment>(
     server: &crate::server::Server<S>,
     id: Option<super::table::CmdId>,
     args: &[&[u8]],
@@ -62,7 +62,7 @@ fn noscript() -> CmdError {
 }
 
 /// `EVAL script numkeys key... arg...` and its `SHA`/`_RO` forms.
-pub async fn eval<S: Store>(
+pub async fn eval<S: Deployment>(
     cx: &mut Ctx<'_, '_, S>,
     a: &[&[u8]],
     by_sha: bool,
@@ -134,7 +134,7 @@ const HELP: &[&str] = &[
 ];
 
 /// `SCRIPT LOAD|EXISTS|FLUSH|KILL|HELP`.
-pub fn script<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub fn script<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let sub = lossy(a[1]).to_ascii_lowercase();
     let scripts = &cx.server.scripts;
     match sub.as_str() {
@@ -241,7 +241,7 @@ mod native {
     /// another type answers the error GET raises in the script, with the script's place
     /// (the text starts on line 1, see [`super::is_native_lock_release`]). Measured against
     /// the interpreted script in BENCHMARKS ("Lua scripts").
-    pub fn lock_release<S: Store>(
+    pub fn lock_release<S: Deployment>(
         cx: &mut Ctx<'_, '_, S>,
         script: &Script,
         key: &[u8],
@@ -280,7 +280,7 @@ mod native {
         }
     }
 
-    pub async fn eval<S: Store>(
+    pub async fn eval<S: Deployment>(
         cx: &mut Ctx<'_, '_, S>,
         script: &Script,
         keys: &[&[u8]],

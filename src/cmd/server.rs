@@ -3,11 +3,11 @@
 use super::args::{int, is, lossy};
 use super::table::{engine_commands, Spec};
 use super::{CmdError, CmdResult, Ctx};
+use crate::deployment::Deployment;
 use crate::server::live;
-use crate::store::Store;
 use crate::util::glob::glob_match;
 
-pub async fn dbsize<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+pub async fn dbsize<S: Deployment>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     let n = cx.store().dbsize(cx.db()).await?;
     cx.out.int(n as i64);
     Ok(())
@@ -21,7 +21,7 @@ fn flush_mode(a: &[&[u8]]) -> CmdResult {
     }
 }
 
-pub async fn flushdb<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn flushdb<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     flush_mode(a)?;
     cx.store().flush_db(cx.db()).await?;
     static LOG: crate::logging::Throttle = crate::logging::Throttle::new();
@@ -33,7 +33,7 @@ pub async fn flushdb<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResul
     Ok(())
 }
 
-pub async fn flushall<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn flushall<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     flush_mode(a)?;
     cx.store().flush_all().await?;
     static LOG: crate::logging::Throttle = crate::logging::Throttle::new();
@@ -45,7 +45,7 @@ pub async fn flushall<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResu
     Ok(())
 }
 
-pub async fn swapdb<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn swapdb<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let x = int(a[1]).map_err(|_| CmdError::msg("ERR invalid first DB index"))?;
     let y = int(a[2]).map_err(|_| CmdError::msg("ERR invalid second DB index"))?;
     let n = cx.store().databases() as i64;
@@ -57,7 +57,7 @@ pub async fn swapdb<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult
     Ok(())
 }
 
-pub fn time<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
+pub fn time<S: Deployment>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     let us = crate::clock::now_us();
     cx.out.array(2);
     cx.out.bulk_int(us / 1_000_000);
@@ -65,7 +65,7 @@ pub fn time<S: Store>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     Ok(())
 }
 
-pub fn config<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub fn config<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let sub = lossy(a[1]).to_ascii_lowercase();
     let arity = |ok: bool| {
         if ok {
@@ -192,7 +192,7 @@ pub fn config<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-fn command_info<S: Store>(cx: &mut Ctx<'_, '_, S>, s: &Spec) {
+fn command_info<S: Deployment>(cx: &mut Ctx<'_, '_, S>, s: &Spec) {
     let out = &mut cx.out;
     out.array(10);
     out.bulk(s.name.as_bytes());
@@ -216,7 +216,7 @@ fn command_info<S: Store>(cx: &mut Ctx<'_, '_, S>, s: &Spec) {
     out.array(0); // subcommands
 }
 
-fn command_docs<S: Store>(cx: &mut Ctx<'_, '_, S>, s: &Spec) {
+fn command_docs<S: Deployment>(cx: &mut Ctx<'_, '_, S>, s: &Spec) {
     let out = &mut cx.out;
     out.bulk(s.name.as_bytes());
     out.map(3);
@@ -239,7 +239,7 @@ fn find(name: &[u8]) -> Option<&'static Spec> {
     top.id.is_some().then_some(spec)
 }
 
-pub fn command<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub fn command<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     if a.len() == 1 {
         cx.out.array(engine_commands().count());
         for s in engine_commands() {

@@ -7,16 +7,17 @@ use super::args::{int, is};
 use super::hashes::engine;
 use super::keys::parse_cursor;
 use super::{CmdError, CmdResult, Ctx};
+use crate::deployment::Deployment;
 use crate::engine::{Engine, SetRef};
 use crate::pubsub::class;
 use crate::resp::Reply;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use crate::util::glob::glob_match;
 
 /// Largest `|count|` of SRANDMEMBER with repetitions in one reply (see HRANDFIELD).
 const RANDOM_MAX: u64 = 1 << 24;
 
-fn read_set<S: Store, R>(
+fn read_set<S: Deployment, R>(
     cx: &mut Ctx<'_, '_, S>,
     key: &[u8],
     f: impl FnOnce(Option<SetRef<'_>>, &mut Reply<'_>) -> R,
@@ -31,7 +32,7 @@ fn read_set<S: Store, R>(
     .map_err(|e: StoreError| e.into())
 }
 
-pub async fn sadd<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn sadd<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let e = engine(cx)?;
     let n = e.write(cx.db(), a[1], cx.now, |w| {
         w.set()?;
@@ -44,7 +45,7 @@ pub async fn sadd<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-pub async fn srem<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn srem<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let e = engine(cx)?;
     let n = e.write(cx.db(), a[1], cx.now, |w| {
         if w.set()?.is_none() {
@@ -63,7 +64,7 @@ pub async fn srem<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-pub async fn smembers<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn smembers<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     read_set(cx, a[1], |s, out| {
         out.set(s.map_or(0, |s| s.len()));
         for m in s.iter().flat_map(|s| s.iter()) {
@@ -72,13 +73,13 @@ pub async fn smembers<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResu
     })
 }
 
-pub async fn sismember<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn sismember<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     read_set(cx, a[1], |s, out| {
         out.int(s.is_some_and(|s| s.contains(a[2])) as i64)
     })
 }
 
-pub async fn smismember<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn smismember<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     read_set(cx, a[1], |s, out| {
         out.array(a.len() - 2);
         for m in &a[2..] {
@@ -87,12 +88,12 @@ pub async fn smismember<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdRe
     })
 }
 
-pub async fn scard<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn scard<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     read_set(cx, a[1], |s, out| out.int(s.map_or(0, |s| s.len() as i64)))
 }
 
 /// `SPOP key [count]`.
-pub async fn spop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn spop<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let count = match a.len() {
         2 => None,
         3 => {
@@ -140,7 +141,7 @@ pub async fn spop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
 }
 
 /// `SRANDMEMBER key [count]`.
-pub async fn srandmember<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn srandmember<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     if a.len() == 2 {
         return read_set(cx, a[1], |s, out| match s.filter(|s| !s.is_empty()) {
             None => out.null(),
@@ -181,7 +182,7 @@ pub async fn srandmember<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdR
 }
 
 /// `SMOVE source destination member`.
-pub async fn smove<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn smove<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let e = engine(cx)?;
     let (db, now) = (cx.db(), cx.now);
     let moved = e.with_keys(&a[1..3], || -> Result<bool, StoreError> {
@@ -277,7 +278,7 @@ fn combine(
 }
 
 /// `SINTER`, `SUNION`, `SDIFF`.
-pub async fn combine_cmd<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], op: Op) -> CmdResult {
+pub async fn combine_cmd<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], op: Op) -> CmdResult {
     let e = engine(cx)?;
     let (db, now) = (cx.db(), cx.now);
     let keys = &a[1..];
@@ -290,7 +291,7 @@ pub async fn combine_cmd<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], op: Op)
 }
 
 /// `SINTERSTORE`, `SUNIONSTORE`, `SDIFFSTORE destination key [key …]`.
-pub async fn store_cmd<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], op: Op) -> CmdResult {
+pub async fn store_cmd<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], op: Op) -> CmdResult {
     let e = engine(cx)?;
     let (db, now) = (cx.db(), cx.now);
     let (n, existed) = e.with_keys(&a[1..], || -> Result<(usize, bool), StoreError> {
@@ -318,7 +319,7 @@ pub async fn store_cmd<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], op: Op) -
 }
 
 /// `SINTERCARD numkeys key [key …] [LIMIT limit]`.
-pub async fn sintercard<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn sintercard<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let numkeys = super::args::int(a[1])
         .ok()
         .filter(|n| *n > 0)
@@ -353,7 +354,7 @@ pub async fn sintercard<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdRe
 }
 
 /// `SSCAN key cursor [MATCH pattern] [COUNT count]`: a whole set in one step, as HSCAN.
-pub async fn sscan<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn sscan<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     parse_cursor(a[2]).ok_or_else(|| CmdError::msg("ERR invalid cursor"))?;
     read_set(cx, a[1], |s, out| {
         let Some(s) = s else {

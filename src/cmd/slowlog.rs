@@ -4,7 +4,7 @@
 
 use super::table;
 use super::{CmdError, CmdResult, Ctx};
-use crate::store::Store;
+use crate::deployment::Deployment;
 
 const SLOWLOG_HELP: &[&str] = &[
     "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -60,7 +60,7 @@ pub(super) fn sub_spec(parent: &str, a: &[&[u8]]) -> Result<&'static table::Spec
 }
 
 /// `SLOWLOG GET [count] | LEN | RESET | HELP`.
-pub fn slowlog<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub fn slowlog<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let sub = sub_spec("slowlog", a)?;
     let log = &cx.server.slowlog;
     match sub.sub_name() {
@@ -117,7 +117,7 @@ pub fn slowlog<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
 
 /// `LATENCY LATEST | HISTORY event | RESET [event …] | HELP`. DOCTOR, GRAPH and HISTOGRAM
 /// are refused with an error that says so: their figures are in `/metrics` instead.
-pub fn latency<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub fn latency<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let sub = sub_spec("latency", a)?;
     let mon = &cx.server.latency;
     match sub.sub_name() {

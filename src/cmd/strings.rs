@@ -2,8 +2,9 @@
 
 use super::args::{int, is};
 use super::{wrong_args, CmdError, CmdResult, Ctx};
+use crate::deployment::Deployment;
 use crate::pubsub::class;
-use crate::store::{SetCondition, SetOptions, Store, StoreError, TtlChange};
+use crate::store::{SetCondition, SetOptions, StoreError, TtlChange};
 use crate::util::longdouble::LongDouble;
 
 /// Which command parses extended SET-style arguments (they accept different options).
@@ -95,13 +96,13 @@ fn unit_of(a: &[u8]) -> (i64, bool) {
     }
 }
 
-pub async fn get<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn get<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let v = cx.store().get(cx.db(), a[1], cx.now).await?;
     cx.out.bulk_opt(v.as_deref());
     Ok(())
 }
 
-pub async fn set<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn set<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let e = parse_extended(&a[3..], ExtFor::Set, "set", cx.now)?;
     let opts = SetOptions {
         ttl: e.ttl.unwrap_or(if e.keepttl {
@@ -136,7 +137,7 @@ pub async fn set<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
 }
 
 /// SETEX (`unit` = 1000) and PSETEX (`unit` = 1).
-pub async fn setex<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], unit: i64) -> CmdResult {
+pub async fn setex<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], unit: i64) -> CmdResult {
     let n = int(a[2])?;
     let name = if unit == 1000 { "setex" } else { "psetex" };
     let invalid = || CmdError::msg(format!("ERR invalid expire time in '{name}' command"));
@@ -155,7 +156,7 @@ pub async fn setex<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], unit: i64) ->
     Ok(())
 }
 
-pub async fn setnx<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn setnx<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let opts = SetOptions {
         condition: SetCondition::IfAbsent,
         ..SetOptions::plain()
@@ -168,7 +169,7 @@ pub async fn setnx<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult 
     Ok(())
 }
 
-pub async fn getex<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn getex<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let e = parse_extended(&a[2..], ExtFor::GetEx, "getex", cx.now)?;
     let ttl = match (e.ttl, e.persist) {
         (Some(t), _) => t,
@@ -195,7 +196,7 @@ pub async fn getex<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult 
     Ok(())
 }
 
-pub async fn getdel<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn getdel<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let v = cx.store().get_del(cx.db(), a[1], cx.now).await?;
     if v.is_some() {
         cx.notify(class::GENERIC, "del", a[1]);
@@ -204,7 +205,7 @@ pub async fn getdel<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult
     Ok(())
 }
 
-pub async fn getset<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn getset<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let opts = SetOptions {
         get: true,
         ..SetOptions::plain()
@@ -215,7 +216,7 @@ pub async fn getset<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult
     Ok(())
 }
 
-pub async fn mget<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn mget<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let vals = cx.store().mget(cx.db(), &a[1..], cx.now).await?;
     cx.out.array(vals.len());
     for v in vals {
@@ -224,7 +225,7 @@ pub async fn mget<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-pub async fn mset<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], nx: bool) -> CmdResult {
+pub async fn mset<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], nx: bool) -> CmdResult {
     if a.len().is_multiple_of(2) {
         return Err(wrong_args(if nx { "msetnx" } else { "mset" }));
     }
@@ -243,21 +244,25 @@ pub async fn mset<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], nx: bool) -> C
     Ok(())
 }
 
-pub async fn append<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn append<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let n = cx.store().append(cx.db(), a[1], a[2], cx.now).await?;
     cx.notify(class::STRING, "append", a[1]);
     cx.out.int(n as i64);
     Ok(())
 }
 
-pub async fn strlen<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn strlen<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let n = cx.store().strlen(cx.db(), a[1], cx.now).await?;
     cx.out.int(n as i64);
     Ok(())
 }
 
 /// INCR/DECR (`fixed` = ±1) and INCRBY (delta from the argument).
-pub async fn incr<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], fixed: Option<i64>) -> CmdResult {
+pub async fn incr<S: Deployment>(
+    cx: &mut Ctx<'_, '_, S>,
+    a: &[&[u8]],
+    fixed: Option<i64>,
+) -> CmdResult {
     let delta = match fixed {
         Some(d) => d,
         None => int(a[2])?,
@@ -268,7 +273,7 @@ pub async fn incr<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], fixed: Option<
     Ok(())
 }
 
-pub async fn decrby<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn decrby<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let d = int(a[2])?;
     if d == i64::MIN {
         return Err(CmdError::msg("ERR decrement would overflow"));
@@ -282,7 +287,7 @@ pub async fn decrby<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult
 /// `INCRBYFLOAT key increment`: long double arithmetic, as Redis (`util/longdouble.rs`). The
 /// key keeps its TTL. It runs on the engine's typed API (not a `Store` method), like the
 /// commands of the other types.
-pub async fn incrbyfloat<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn incrbyfloat<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let e = super::hashes::engine(cx)?;
     let v = e.write(cx.db(), a[1], cx.now, |w| {
         let (cur, expire) = match w.get() {
@@ -309,7 +314,7 @@ pub async fn incrbyfloat<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdR
 }
 
 /// `SETRANGE key offset value`: zero-padded, as Redis; on the engine's typed API.
-pub async fn setrange<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn setrange<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let offset = int(a[2])?;
     if offset < 0 {
         return Err(CmdError::msg("ERR offset is out of range"));
@@ -361,7 +366,7 @@ pub async fn setrange<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResu
 }
 
 /// `GETRANGE key start end` (and `SUBSTR`).
-pub async fn getrange<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn getrange<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let (mut start, mut end) = (int(a[2])?, int(a[3])?);
     let v = cx.store().get(cx.db(), a[1], cx.now).await?;
     let Some(v) = v else {
@@ -394,7 +399,7 @@ pub async fn getrange<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResu
 
 /// `LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]`: Redis's dynamic programme
 /// and its walk back from the end, so the matches come in Redis's order.
-pub async fn lcs<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn lcs<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let e = super::hashes::engine(cx)?;
     let (db, now) = (cx.db(), cx.now);
     let get = |k: &[u8]| {

@@ -7,8 +7,9 @@ use super::hashes::engine;
 use super::zset_ranges::{store_items, stored};
 use super::zsets::{emit, Items};
 use super::{CmdError, CmdResult, Ctx};
+use crate::deployment::Deployment;
 use crate::engine::KeyRef;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use crate::util::double;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -55,7 +56,7 @@ fn combine_scores(a: f64, b: f64, agg: Aggregate) -> f64 {
 
 /// `ZUNION|ZINTER|ZDIFF numkeys key … [WEIGHTS …] [AGGREGATE …] [WITHSCORES]` and the STORE
 /// forms (`store`: the destination is `a[1]`, numkeys at `a[2]`).
-pub async fn zsetop<S: Store>(
+pub async fn zsetop<S: Deployment>(
     cx: &mut Ctx<'_, '_, S>,
     a: &[&[u8]],
     op: SetOp,
@@ -215,7 +216,7 @@ fn compute(
 }
 
 /// `ZINTERCARD numkeys key … [LIMIT limit]`.
-pub async fn zintercard<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn zintercard<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let numkeys = int(a[1])?;
     if numkeys < 1 {
         return Err(CmdError::msg(

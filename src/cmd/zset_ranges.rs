@@ -7,9 +7,10 @@ use super::args::{int, is};
 use super::hashes::engine;
 use super::zsets::{emit, read_zset};
 use super::{CmdError, CmdResult, Ctx};
+use crate::deployment::Deployment;
 use crate::engine::{Engine, ZSetRef};
 use crate::pubsub::class;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use crate::util::double;
 
 /// One end of a score range: the value and whether it is excluded (`(1.5`).
@@ -261,7 +262,11 @@ pub enum RangeCmd {
     RevByLex,
 }
 
-pub async fn zrange<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], which: RangeCmd) -> CmdResult {
+pub async fn zrange<S: Deployment>(
+    cx: &mut Ctx<'_, '_, S>,
+    a: &[&[u8]],
+    which: RangeCmd,
+) -> CmdResult {
     let (fixed, rev) = match which {
         RangeCmd::Range => (Fixed::Auto, None),
         RangeCmd::RevRange => (Fixed::Rank, Some(true)),
@@ -278,7 +283,7 @@ pub async fn zrange<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], which: Range
 }
 
 /// `ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]`.
-pub async fn zrangestore<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn zrangestore<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let req = parse_range(&a[2..], true, Fixed::Auto, None)?;
     let e = engine(cx)?;
     let (db, now) = (cx.db(), cx.now);
@@ -313,7 +318,7 @@ pub(super) fn store_items(
     })
 }
 
-pub(super) fn stored<S: Store>(
+pub(super) fn stored<S: Deployment>(
     cx: &mut Ctx<'_, '_, S>,
     dst: &[u8],
     event: &str,
@@ -330,7 +335,7 @@ pub(super) fn stored<S: Store>(
 }
 
 /// `ZCOUNT key min max` (`lex`: `ZLEXCOUNT`).
-pub async fn zcount<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], lex: bool) -> CmdResult {
+pub async fn zcount<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], lex: bool) -> CmdResult {
     let range = if lex {
         match (lex_bound(a[2]), lex_bound(a[3])) {
             (Some(x), Some(y)) => Range::Lex(x, y),
@@ -355,7 +360,7 @@ pub async fn zcount<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], lex: bool) -
 }
 
 /// `ZREMRANGEBYRANK|BYSCORE|BYLEX key a b`.
-pub async fn zremrange<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], kind: u8) -> CmdResult {
+pub async fn zremrange<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], kind: u8) -> CmdResult {
     let (range, event) = match kind {
         b'r' => (Range::Rank(int(a[2])?, int(a[3])?), "zremrangebyrank"),
         b's' => match (score_bound(a[2]), score_bound(a[3])) {

@@ -7,10 +7,11 @@ use super::hashes::engine;
 use super::keys::parse_cursor;
 use super::sets::scan_options;
 use super::{CmdError, CmdResult, Ctx};
+use crate::deployment::Deployment;
 use crate::engine::{Engine, ZSetRef};
 use crate::pubsub::class;
 use crate::resp::Reply;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use crate::util::double;
 use crate::util::glob::glob_match;
 
@@ -27,7 +28,7 @@ fn score_arg(a: &[u8]) -> Result<f64, CmdError> {
     double::parse(a).ok_or_else(|| CmdError::msg(NOT_FLOAT))
 }
 
-pub(super) fn read_zset<S: Store, R>(
+pub(super) fn read_zset<S: Deployment, R>(
     cx: &mut Ctx<'_, '_, S>,
     key: &[u8],
     f: impl FnOnce(Option<ZSetRef<'_>>, &mut Reply<'_>) -> R,
@@ -62,7 +63,11 @@ pub(super) fn emit<M: AsRef<[u8]>>(out: &mut Reply<'_>, items: &[(M, f64)], with
 }
 
 /// `ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member …]`.
-pub async fn zadd<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], incr_cmd: bool) -> CmdResult {
+pub async fn zadd<S: Deployment>(
+    cx: &mut Ctx<'_, '_, S>,
+    a: &[&[u8]],
+    incr_cmd: bool,
+) -> CmdResult {
     let (mut nx, mut xx, mut gt, mut lt, mut ch, mut incr) =
         (false, false, false, false, false, incr_cmd);
     let mut i = 2;
@@ -173,7 +178,7 @@ pub async fn zadd<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], incr_cmd: bool
     Ok(())
 }
 
-pub async fn zrem<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn zrem<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let e = engine(cx)?;
     let (n, gone) = e.write(cx.db(), a[1], cx.now, |w| {
         if w.zset()?.is_none() {
@@ -191,18 +196,18 @@ pub async fn zrem<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-pub async fn zcard<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn zcard<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     read_zset(cx, a[1], |z, out| out.int(z.map_or(0, |z| z.len() as i64)))
 }
 
-pub async fn zscore<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn zscore<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     read_zset(cx, a[1], |z, out| match z.and_then(|z| z.score(a[2])) {
         Some(s) => out.double(s),
         None => out.null(),
     })
 }
 
-pub async fn zmscore<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn zmscore<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     read_zset(cx, a[1], |z, out| {
         out.array(a.len() - 2);
         for m in &a[2..] {
@@ -215,7 +220,7 @@ pub async fn zmscore<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResul
 }
 
 /// `ZRANK` / `ZREVRANK key member [WITHSCORE]`.
-pub async fn zrank<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], rev: bool) -> CmdResult {
+pub async fn zrank<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], rev: bool) -> CmdResult {
     let withscore = match a.len() {
         3 => false,
         4 if is(a[3], "withscore") => true,
@@ -256,7 +261,7 @@ pub fn pop_zset(
 }
 
 /// `ZPOPMIN` / `ZPOPMAX key [count]`.
-pub async fn zpop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], max: bool) -> CmdResult {
+pub async fn zpop<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], max: bool) -> CmdResult {
     let count = match a.len() {
         2 => None,
         3 => Some(
@@ -290,7 +295,7 @@ pub async fn zpop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], max: bool) -> 
 }
 
 /// `ZMPOP numkeys key [key …] MIN|MAX [COUNT count]`.
-pub async fn zmpop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn zmpop<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     let (keys, max, count) = parse_mpop_args(a, 1)?;
     let e = engine(cx)?;
     let (db, now) = (cx.db(), cx.now);
@@ -307,7 +312,7 @@ pub async fn zmpop<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult 
     Ok(())
 }
 
-fn reply_mpop<S: Store>(cx: &mut Ctx<'_, '_, S>, found: Option<(Vec<u8>, Popped)>, max: bool) {
+fn reply_mpop<S: Deployment>(cx: &mut Ctx<'_, '_, S>, found: Option<(Vec<u8>, Popped)>, max: bool) {
     match found {
         None => cx.out.null_array(),
         Some((k, (items, gone))) => {
@@ -336,7 +341,7 @@ pub fn parse_mpop_args<'a, 'b>(
 }
 
 /// `ZRANDMEMBER key [count [WITHSCORES]]`.
-pub async fn zrandmember<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn zrandmember<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     if a.len() == 2 {
         return read_zset(cx, a[1], |z, out| match z.filter(|z| !z.is_empty()) {
             None => out.null(),
@@ -364,7 +369,7 @@ pub async fn zrandmember<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdR
 
 /// `ZSCAN key cursor [MATCH pattern] [COUNT count]`: a whole sorted set in one step (see
 /// HSCAN); scores as `%.17g` strings in either protocol, as Redis.
-pub async fn zscan<S: Store>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+pub async fn zscan<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
     parse_cursor(a[2]).ok_or_else(|| CmdError::msg("ERR invalid cursor"))?;
     read_zset(cx, a[1], |z, out| {
         let Some(z) = z else {

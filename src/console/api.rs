@@ -12,9 +12,10 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::{refuse, Console};
+use crate::deployment::Deployment;
 use crate::metrics::histogram::BOUNDS_US;
 use crate::metrics::FAMILIES;
-use crate::store::{KeyType, Store, Ttl};
+use crate::store::{KeyType, Ttl};
 
 type C<S> = State<Arc<Console<S>>>;
 
@@ -24,7 +25,7 @@ fn ok(v: Value) -> Response {
 
 /// Whether the cookie names a console session, and its CSRF token. (A 200 either way: the
 /// page asks before it knows, and a browser reports every 401 as an error.)
-async fn session<S: Store>(State(c): C<S>, headers: HeaderMap) -> Response {
+async fn session<S: Deployment>(State(c): C<S>, headers: HeaderMap) -> Response {
     match c.session(&headers) {
         Some(s) => ok(json!({ "logged_in": true, "who": s.who, "csrf": s.csrf })),
         None => ok(json!({ "logged_in": false })),
@@ -32,7 +33,7 @@ async fn session<S: Store>(State(c): C<S>, headers: HeaderMap) -> Response {
 }
 
 /// Counters and latency buckets since start; the page computes rates from two readings.
-async fn overview<S: Store>(State(c): C<S>, headers: HeaderMap) -> Response {
+async fn overview<S: Deployment>(State(c): C<S>, headers: HeaderMap) -> Response {
     if let Err(r) = c.authorize(&headers, false) {
         return r.into_response();
     }
@@ -78,7 +79,7 @@ async fn overview<S: Store>(State(c): C<S>, headers: HeaderMap) -> Response {
     }))
 }
 
-async fn migration<S: Store>(State(c): C<S>, headers: HeaderMap) -> Response {
+async fn migration<S: Deployment>(State(c): C<S>, headers: HeaderMap) -> Response {
     if let Err(r) = c.authorize(&headers, false) {
         return r.into_response();
     }
@@ -94,7 +95,7 @@ async fn migration<S: Store>(State(c): C<S>, headers: HeaderMap) -> Response {
     ok(v)
 }
 
-async fn change_migration<S: Store>(
+async fn change_migration<S: Deployment>(
     State(c): C<S>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -109,7 +110,7 @@ async fn change_migration<S: Store>(
     }
 }
 
-async fn upstream<S: Store>(State(c): C<S>, headers: HeaderMap) -> Response {
+async fn upstream<S: Deployment>(State(c): C<S>, headers: HeaderMap) -> Response {
     if let Err(r) = c.authorize(&headers, false) {
         return r.into_response();
     }
@@ -119,7 +120,7 @@ async fn upstream<S: Store>(State(c): C<S>, headers: HeaderMap) -> Response {
     }
 }
 
-async fn persistence<S: Store>(State(c): C<S>, headers: HeaderMap) -> Response {
+async fn persistence<S: Deployment>(State(c): C<S>, headers: HeaderMap) -> Response {
     if let Err(r) = c.authorize(&headers, false) {
         return r.into_response();
     }
@@ -150,7 +151,7 @@ struct KeyQuery {
 
 /// What the console may say about a session: never its value (unless the server runs with
 /// `--console-show-values`).
-async fn lookup<S: Store>(
+async fn lookup<S: Deployment>(
     State(c): C<S>,
     headers: HeaderMap,
     Query(q): Query<KeyQuery>,
@@ -208,7 +209,7 @@ async fn lookup<S: Store>(
 }
 
 /// "Log this session out": delete it, audited.
-async fn logout_session<S: Store>(
+async fn logout_session<S: Deployment>(
     State(c): C<S>,
     headers: HeaderMap,
     Query(q): Query<KeyQuery>,
@@ -242,7 +243,7 @@ async fn logout_session<S: Store>(
     }
 }
 
-async fn slowlog<S: Store>(State(c): C<S>, headers: HeaderMap) -> Response {
+async fn slowlog<S: Deployment>(State(c): C<S>, headers: HeaderMap) -> Response {
     if let Err(r) = c.authorize(&headers, false) {
         return r.into_response();
     }
@@ -265,14 +266,14 @@ async fn slowlog<S: Store>(State(c): C<S>, headers: HeaderMap) -> Response {
     ok(json!({ "entries": entries }))
 }
 
-async fn audit<S: Store>(State(c): C<S>, headers: HeaderMap) -> Response {
+async fn audit<S: Deployment>(State(c): C<S>, headers: HeaderMap) -> Response {
     if let Err(r) = c.authorize(&headers, false) {
         return r.into_response();
     }
     ok(json!({ "entries": c.server.audit.recent() }))
 }
 
-pub fn routes<S: Store>() -> axum::Router<Arc<Console<S>>> {
+pub fn routes<S: Deployment>() -> axum::Router<Arc<Console<S>>> {
     axum::Router::new()
         .route("/console/api/session", get(session::<S>))
         .route("/console/api/overview", get(overview::<S>))

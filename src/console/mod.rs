@@ -31,8 +31,8 @@ use axum::routing::{get, post};
 use axum::Json;
 use serde_json::json;
 
+use crate::deployment::Deployment;
 use crate::server::Server;
-use crate::store::Store;
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/console.js");
@@ -51,7 +51,7 @@ pub struct ConsoleSession {
 }
 
 /// What the console's handlers share.
-pub struct Console<S: Store> {
+pub struct Console<S: Deployment> {
     pub server: Arc<Server<S>>,
     token: String,
     sessions: Mutex<HashMap<String, ConsoleSession>>,
@@ -61,7 +61,7 @@ pub struct Console<S: Store> {
     secure: bool,
 }
 
-impl<S: Store> Console<S> {
+impl<S: Deployment> Console<S> {
     pub fn new(server: Arc<Server<S>>, token: String, show_values: bool) -> Self {
         Console {
             server,
@@ -169,7 +169,10 @@ struct Login {
     token: String,
 }
 
-async fn login<S: Store>(State(c): State<Arc<Console<S>>>, body: axum::body::Bytes) -> Response {
+async fn login<S: Deployment>(
+    State(c): State<Arc<Console<S>>>,
+    body: axum::body::Bytes,
+) -> Response {
     let Ok(l) = serde_json::from_slice::<Login>(&body) else {
         return refuse(StatusCode::BAD_REQUEST, "expected {\"token\": \"…\"}");
     };
@@ -225,7 +228,7 @@ async fn login<S: Store>(State(c): State<Arc<Console<S>>>, body: axum::body::Byt
 
 static LOGIN_FAILURES: crate::logging::Throttle = crate::logging::Throttle::new();
 
-async fn logout<S: Store>(State(c): State<Arc<Console<S>>>, headers: HeaderMap) -> Response {
+async fn logout<S: Deployment>(State(c): State<Arc<Console<S>>>, headers: HeaderMap) -> Response {
     if let Err(r) = c.authorize(&headers, true) {
         return r.into_response();
     }
@@ -244,7 +247,7 @@ async fn logout<S: Store>(State(c): State<Arc<Console<S>>>, headers: HeaderMap) 
 }
 
 /// The console's routes, to merge into the admin router.
-pub fn routes<S: Store>(console: Arc<Console<S>>) -> axum::Router {
+pub fn routes<S: Deployment>(console: Arc<Console<S>>) -> axum::Router {
     axum::Router::new()
         .route(
             "/console",

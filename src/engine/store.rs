@@ -582,10 +582,6 @@ impl Store for Engine {
         self.inner.databases
     }
 
-    fn engine(&self) -> Option<&Engine> {
-        Some(self)
-    }
-
     async fn get_with_ttl(
         &self,
         db: Db,
@@ -594,14 +590,6 @@ impl Store for Engine {
     ) -> StoreResult<Option<(bytes::Bytes, crate::store::Ttl)>> {
         // Two reads at one `now`: only backfill and copy-forward ask, and they compare.
         crate::store::composite::get_with_ttl(self, db, key, now).await
-    }
-
-    fn gateway(&self) -> Option<&crate::upstream::Upstream> {
-        None
-    }
-
-    fn migration(&self) -> Option<&dyn crate::store::MigrationControl> {
-        None
     }
 
     fn latency(&self) -> Option<crate::metrics::histogram::Latency> {
@@ -624,5 +612,19 @@ impl Store for Engine {
             }
             None => false,
         }
+    }
+}
+
+impl crate::deployment::Deployment for Engine {
+    fn gateway(&self) -> Option<&crate::upstream::Upstream> {
+        None
+    }
+
+    fn engine(&self) -> Option<&Engine> {
+        Some(self)
+    }
+
+    fn migration(&self) -> Option<&dyn crate::deployment::MigrationControl> {
+        None
     }
 }

@@ -19,8 +19,8 @@ use prometheus_client::registry::Registry;
 
 use super::histogram::Snapshot;
 use super::FAMILIES;
+use crate::deployment::Deployment;
 use crate::server::Server;
-use crate::store::Store;
 
 #[derive(Debug, Clone)]
 enum Value {
@@ -144,7 +144,7 @@ impl Collector for Families {
 }
 
 /// Reads everything `/metrics` reports from a running server.
-pub fn gather<S: Store>(server: &Server<S>) -> Families {
+pub fn gather<S: Deployment>(server: &Server<S>) -> Families {
     let mut f = Families::default();
     commands(server, &mut f);
     clients(server, &mut f);
@@ -159,7 +159,7 @@ pub fn gather<S: Store>(server: &Server<S>) -> Families {
     f
 }
 
-fn commands<S: Store>(server: &Server<S>, f: &mut Families) {
+fn commands<S: Deployment>(server: &Server<S>, f: &mut Families) {
     let m = &server.commands;
     for (i, fam) in FAMILIES.iter().enumerate() {
         let calls = m.calls(i);
@@ -198,7 +198,7 @@ fn commands<S: Store>(server: &Server<S>, f: &mut Families) {
     );
 }
 
-fn clients<S: Store>(server: &Server<S>, f: &mut Families) {
+fn clients<S: Deployment>(server: &Server<S>, f: &mut Families) {
     let st = &server.stats;
     f.gauge(
         "connected_clients",
@@ -250,7 +250,7 @@ fn clients<S: Store>(server: &Server<S>, f: &mut Families) {
     );
 }
 
-fn store<S: Store>(server: &Server<S>, f: &mut Families) {
+fn store<S: Deployment>(server: &Server<S>, f: &mut Families) {
     let s = server.store.stats(crate::clock::now_ms());
     for (db, keys, volatile, _) in &s.keyspace {
         let db = db.to_string();
@@ -307,7 +307,7 @@ fn store<S: Store>(server: &Server<S>, f: &mut Families) {
     );
 }
 
-fn persistence<S: Store>(server: &Server<S>, f: &mut Families) {
+fn persistence<S: Deployment>(server: &Server<S>, f: &mut Families) {
     let Some(p) = server.persist.as_ref() else {
         return;
     };

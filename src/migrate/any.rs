@@ -215,6 +215,19 @@ impl Store for AnyStore {
         each!(self, |s| s.info_sections())
     }
 
+    /// The router measures each side through the `Timed` around it.
+    fn latency(&self) -> Option<crate::metrics::histogram::Latency> {
+        None
+    }
+}
+
+impl crate::deployment::Deployment for AnyStore {
+    /// A router's side is called through this trait and `CommandStore`; raw forwarding is
+    /// for a Redis upstream that is the server's own store, never one side of a migration.
+    fn gateway(&self) -> Option<&Upstream> {
+        None
+    }
+
     fn engine(&self) -> Option<&Engine> {
         match self {
             AnyStore::Embedded(e) => Some(e.engine()),
@@ -222,18 +235,7 @@ impl Store for AnyStore {
         }
     }
 
-    /// A router's side is called through this trait and `CommandStore`; raw forwarding is
-    /// for a Redis upstream that is the server's own store, never one side of a migration.
-    fn gateway(&self) -> Option<&Upstream> {
-        None
-    }
-
-    fn migration(&self) -> Option<&dyn crate::store::MigrationControl> {
-        None
-    }
-
-    /// The router measures each side through the `Timed` around it.
-    fn latency(&self) -> Option<crate::metrics::histogram::Latency> {
+    fn migration(&self) -> Option<&dyn crate::deployment::MigrationControl> {
         None
     }
 }

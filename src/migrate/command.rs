@@ -28,7 +28,7 @@ pub struct Call<'a> {
     pub resp3: bool,
 }
 
-pub use crate::store::Frame;
+pub use crate::deployment::Frame;
 
 /// A store that runs Redis commands (every method forwards: no defaults to fall back on).
 pub trait CommandStore: Send + Sync {

@@ -27,9 +27,10 @@ use bytes::Bytes;
 use super::command::CommandStore;
 use super::keymap::KeyMap;
 use super::stage::{bucket, Plan, Setting, Side, Stage};
+use crate::deployment::{Deployment, MigrationControl};
 use crate::store::{
-    Db, ExpireCondition, KeyType, MigrationControl, ScanFilter, SetCondition, SetOptions,
-    SetOutcome, Store, StoreResult, StoreStats, Ttl, TtlChange, UnixMs,
+    Db, ExpireCondition, KeyType, ScanFilter, SetCondition, SetOptions, SetOutcome, Store,
+    StoreResult, StoreStats, Ttl, TtlChange, UnixMs,
 };
 
 /// Outcomes of comparing the two stores' answers to one read.
@@ -150,7 +151,7 @@ fn remaining(t: Ttl) -> Option<TtlChange> {
     }
 }
 
-impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
+impl<O: Deployment + CommandStore, N: Deployment + CommandStore> Router<O, N> {
     /// GET, routed by stage. `locked`: the caller holds the key's write lock (a write that
     /// brings the key forward first).
     async fn get_inner(
@@ -438,7 +439,7 @@ fn other(s: Side) -> Side {
     }
 }
 
-impl<O: Store + CommandStore, N: Store + CommandStore> MigrationControl for Router<O, N> {
+impl<O: Deployment + CommandStore, N: Deployment + CommandStore> MigrationControl for Router<O, N> {
     fn setting(&self) -> Setting {
         Router::setting(self)
     }
@@ -641,7 +642,7 @@ impl<O: Store + CommandStore, N: Store + CommandStore> MigrationControl for Rout
     }
 }
 
-impl<O: Store + CommandStore, N: Store + CommandStore> Store for Router<O, N> {
+impl<O: Deployment + CommandStore, N: Deployment + CommandStore> Store for Router<O, N> {
     async fn get(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<Option<Bytes>> {
         self.get_inner(db, key, now, false).await
     }
@@ -1017,10 +1018,6 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Store for Router<O, N> {
         self.new.set_maxmemory_policy(policy)
     }
 
-    fn migration(&self) -> Option<&dyn MigrationControl> {
-        Some(self)
-    }
-
     async fn get_with_ttl(
         &self,
         db: Db,
@@ -1029,15 +1026,6 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Store for Router<O, N> {
     ) -> StoreResult<Option<(Bytes, Ttl)>> {
         // Routed as the two reads it is made of.
         crate::store::composite::get_with_ttl(self, db, key, now).await
-    }
-
-    fn gateway(&self) -> Option<&crate::upstream::Upstream> {
-        None
-    }
-
-    /// Not the engine even when a side is: commands go through the router's stages.
-    fn engine(&self) -> Option<&crate::engine::Engine> {
-        None
     }
 
     /// Each side's latency is reported in the router's own metrics.
@@ -1050,5 +1038,20 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Store for Router<O, N> {
         v.extend(self.old.info_sections());
         v.extend(self.new.info_sections());
         v
+    }
+}
+
+impl<O: Deployment + CommandStore, N: Deployment + CommandStore> Deployment for Router<O, N> {
+    fn gateway(&self) -> Option<&crate::upstream::Upstream> {
+        None
+    }
+
+    /// Not the engine even when a side is: commands go through the router's stages.
+    fn engine(&self) -> Option<&crate::engine::Engine> {
+        None
+    }
+
+    fn migration(&self) -> Option<&dyn MigrationControl> {
+        Some(self)
     }
 }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use super::keymap::KeyMap;
 use super::router::Router;
 use super::stage::{Setting, Stage};
+use crate::deployment::Deployment;
 use crate::engine::{Engine, EngineConfig, Policy};
 use crate::store::{ExpireCondition, SetOptions, Store, Ttl, TtlChange};
 
@@ -45,7 +46,7 @@ fn with_ttl(secs: i64) -> SetOptions {
     }
 }
 
-async fn get<S: Store>(s: &S, k: &[u8]) -> Option<Bytes> {
+async fn get<S: Deployment>(s: &S, k: &[u8]) -> Option<Bytes> {
     s.get(0, k, NOW).await.unwrap()
 }
 

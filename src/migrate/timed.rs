@@ -323,6 +323,12 @@ impl<S: Store> Store for Timed<S> {
         self.inner.info_sections()
     }
 
+    fn latency(&self) -> Option<Latency> {
+        Some(Timed::latency(self))
+    }
+}
+
+impl<S: crate::deployment::Deployment> crate::deployment::Deployment for Timed<S> {
     fn gateway(&self) -> Option<&crate::upstream::Upstream> {
         None
     }
@@ -331,11 +337,7 @@ impl<S: Store> Store for Timed<S> {
         self.inner.engine()
     }
 
-    fn latency(&self) -> Option<Latency> {
-        Some(Timed::latency(self))
-    }
-
-    fn migration(&self) -> Option<&dyn crate::store::MigrationControl> {
+    fn migration(&self) -> Option<&dyn crate::deployment::MigrationControl> {
         self.inner.migration()
     }
 }

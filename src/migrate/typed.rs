@@ -113,7 +113,7 @@ impl FamilyCompare {
     }
 }
 
-pub use crate::store::{CommandRequest as Request, TransactionRequest as Transaction};
+pub use crate::deployment::{CommandRequest as Request, TransactionRequest as Transaction};
 
 /// Where a command runs (see [`Router::route`]).
 struct Route<'k> {

@@ -37,10 +37,10 @@ use super::function::Library;
 use super::{fast, vm, Script, ScriptFlags, Scripts};
 use crate::cmd::table::{self, Flags};
 use crate::cmd::{keyspec, ClientState, CmdError, CmdResult, Ctx};
+use crate::deployment::Deployment;
 use crate::resp::reply::Proto;
 use crate::resp::Reply;
 use crate::server::Server;
-use crate::store::Store;
 
 /// Lua instructions between two checks of the clock and the kill flag.
 pub const HOOK_EVERY: i32 = 100_000;
@@ -340,7 +340,7 @@ pub enum Target<'a> {
 }
 
 /// The engine's side of a script: checks each command and runs it as the script's client.
-struct EngineHost<'a, S: Store> {
+struct EngineHost<'a, S: Deployment> {
     server: &'a Server<S>,
     client: ClientState,
     declared: &'a [&'a [u8]],
@@ -350,7 +350,7 @@ struct EngineHost<'a, S: Store> {
     state: &'a Arc<RunState>,
 }
 
-impl<S: Store> Host for EngineHost<'_, S> {
+impl<S: Deployment> Host for EngineHost<'_, S> {
     fn call(&mut self, args: &[&[u8]], resp3: bool, out: &mut BytesMut) -> Result<(), String> {
         let Some(idx) = table::lookup(args[0]) else {
             return Err("ERR Unknown Redis command called from script".into());
@@ -440,7 +440,7 @@ pub fn needs_every_shard(scripts: &Scripts, flags: ScriptFlags) -> bool {
 }
 
 /// Runs a script or function for the command in `cx`, writing its reply.
-pub fn run<S: Store>(
+pub fn run<S: Deployment>(
     cx: &mut Ctx<'_, '_, S>,
     target: Target<'_>,
     flags: ScriptFlags,

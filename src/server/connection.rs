@@ -16,9 +16,9 @@ use super::clients::ClientHandle;
 use super::gateway::{self, ClientSide, GatewayClient};
 use super::Server;
 use crate::cmd::{self, ClientState, Flow};
+use crate::deployment::Deployment;
 use crate::resp::reply::Proto;
 use crate::resp::{Parsed, Reply, RequestParser};
-use crate::store::Store;
 
 const READ_CHUNK: usize = 16 * 1024;
 /// Replies are flushed mid-batch once this much is pending, so a pipelined batch of large
@@ -34,7 +34,7 @@ pub async fn serve_connection<S, IO>(
     direct_fd: Option<std::os::fd::RawFd>,
     tls: Option<crate::tls::TlsPeer>,
 ) where
-    S: Store,
+    S: Deployment,
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let now = crate::clock::now_ms();
@@ -116,7 +116,7 @@ async fn run<S, IO>(
     cert_user: Option<Arc<crate::acl::User>>,
     bufs: &mut Buffers,
 ) where
-    S: Store,
+    S: Deployment,
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let mut state = ClientState::new(
@@ -373,7 +373,7 @@ async fn run<S, IO>(
     }
 }
 
-fn unblock<S: Store>(server: &Server<S>, b: &cmd::blocking::Blocked) {
+fn unblock<S: Deployment>(server: &Server<S>, b: &cmd::blocking::Blocked) {
     b.waiter.cancel();
     if let Some(e) = server.store.engine() {
         e.unblock(&b.waiter);
@@ -391,7 +391,7 @@ async fn wait_blocked<S, IO, F>(
     stop: &mut std::pin::Pin<&mut F>,
 ) -> Option<bytes::Bytes>
 where
-    S: Store,
+    S: Deployment,
     IO: AsyncRead + Unpin,
     F: std::future::Future<Output = ()>,
 {
@@ -435,7 +435,7 @@ async fn flush<S, IO>(
     wbuf: &mut BytesMut,
 ) -> std::io::Result<()>
 where
-    S: Store,
+    S: Deployment,
     IO: AsyncWrite + Unpin,
 {
     if std::mem::take(&mut state.wrote) {

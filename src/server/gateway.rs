@@ -36,9 +36,9 @@ use super::subscriber::Subscriber;
 use super::transaction;
 use super::Server;
 use crate::cmd::{self, table, ClientState, Flow};
+use crate::deployment::Deployment;
 use crate::resp::reply::Proto;
 use crate::resp::Reply;
-use crate::store::Store;
 use crate::upstream::cluster;
 use crate::upstream::conn::encode;
 use crate::upstream::forward::ClientForwarder;
@@ -252,7 +252,7 @@ impl GatewayClient {
 
 /// One command in gateway mode. `None`: forwarded on the multiplexed path, its reply comes
 /// later; `Some(flow)`: its reply is in `wbuf`.
-pub async fn command<S: Store, IO: AsyncRead + Unpin>(
+pub async fn command<S: Deployment, IO: AsyncRead + Unpin>(
     server: &Server<S>,
     up: &Upstream,
     gw: &mut GatewayClient,
@@ -475,7 +475,7 @@ pub(super) fn push(gw: &mut GatewayClient, args: &[&[u8]], fix: Fix) {
 /// The client's authentication and ACL, for a command not in the table (a newer server's,
 /// a module's): forwarded only for a user allowed every command, since sessiond cannot tell
 /// which category or keys it has.
-fn auth_only<S: Store>(
+fn auth_only<S: Deployment>(
     server: &Server<S>,
     state: &mut ClientState,
     name: &[u8],
@@ -507,7 +507,7 @@ fn auth_only<S: Store>(
 }
 
 /// Runs a command with sessiond's own code, after the replies before it.
-pub(super) async fn local<S: Store>(
+pub(super) async fn local<S: Deployment>(
     server: &Server<S>,
     gw: &mut GatewayClient,
     up: &Upstream,
@@ -542,7 +542,7 @@ pub(super) fn is_select(args: &[&[u8]]) -> bool {
 /// Waits for a blocking command's reply on the pinned connection while watching the client:
 /// if it disconnects (or is killed, or the server stops), the pinned connection is closed,
 /// so Redis forgets the block.
-pub(super) async fn wait_blocked<S: Store, IO: AsyncRead + Unpin>(
+pub(super) async fn wait_blocked<S: Deployment, IO: AsyncRead + Unpin>(
     server: &Server<S>,
     gw: &mut GatewayClient,
     state: &ClientState,

@@ -8,7 +8,7 @@ use tokio::net::{TcpListener, UnixListener};
 
 use super::connection::serve_connection;
 use super::Server;
-use crate::store::Store;
+use crate::deployment::Deployment;
 
 /// Refuse to listen on a non-loopback address without a password, unless protected mode is
 /// off: a session store open to the network without authentication hands out every login.
@@ -36,7 +36,7 @@ pub async fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// The next accepted TCP connection, or None once the server is shutting down. Accept
 /// errors (EMFILE and friends) are logged, throttled, and backed off from briefly instead of
 /// spinning.
-async fn next_tcp<S: Store>(
+async fn next_tcp<S: Deployment>(
     server: &Server<S>,
     listener: &TcpListener,
 ) -> Option<(tokio::net::TcpStream, SocketAddr)> {
@@ -75,7 +75,7 @@ where
     tokio::spawn(Box::pin(fut));
 }
 
-pub async fn accept_tcp<S: Store>(server: Arc<Server<S>>, listener: TcpListener) {
+pub async fn accept_tcp<S: Deployment>(server: Arc<Server<S>>, listener: TcpListener) {
     let laddr = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -106,7 +106,7 @@ static HANDSHAKES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsi
 
 /// The TLS listener: each connection gets the acceptor configured now (a certificate
 /// reloaded since applies to new connections only), then is served like any other.
-pub async fn accept_tls<S: Store>(
+pub async fn accept_tls<S: Deployment>(
     server: Arc<Server<S>>,
     listener: TcpListener,
     tls: Arc<crate::tls::TlsServer>,
@@ -171,7 +171,11 @@ pub async fn accept_tls<S: Store>(
     }
 }
 
-pub async fn accept_unix<S: Store>(server: Arc<Server<S>>, listener: UnixListener, path: String) {
+pub async fn accept_unix<S: Deployment>(
+    server: Arc<Server<S>>,
+    listener: UnixListener,
+    path: String,
+) {
     loop {
         if server.shutting_down.load(Ordering::SeqCst) {
             return;
@@ -219,7 +223,7 @@ pub fn dup_fd<T: std::os::fd::AsRawFd>(l: &T) -> std::io::Result<std::os::fd::Ow
 /// connections it took and ends. Connections accepted before stay queued on the busy worker
 /// until the script ends. The multi-thread runtime needs none of this: its busy worker hands
 /// its queue to a new thread (`script/run.rs`).
-pub fn install_rescue<S: Store>(server: &Arc<Server<S>>, dups: Vec<Dup>) {
+pub fn install_rescue<S: Deployment>(server: &Arc<Server<S>>, dups: Vec<Dup>) {
     let weak = Arc::downgrade(server);
     let dups = Arc::new(std::sync::Mutex::new(dups));
     server.scripts.busy.set_rescue(Box::new(move || {
@@ -244,7 +248,7 @@ pub fn install_rescue<S: Store>(server: &Arc<Server<S>>, dups: Vec<Dup>) {
     }));
 }
 
-fn rescue<S: Store>(server: Arc<Server<S>>, dups: Vec<Dup>) {
+fn rescue<S: Deployment>(server: Arc<Server<S>>, dups: Vec<Dup>) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

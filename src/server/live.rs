@@ -9,10 +9,10 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::deployment::Deployment;
 use crate::migrate::stage::{Setting, Stage};
 use crate::server::output_limit::OutputLimits;
 use crate::server::Server;
-use crate::store::Store;
 use crate::util::size::parse_size;
 
 fn lossy(b: &[u8]) -> String {
@@ -62,7 +62,7 @@ pub const PARAMS: &[&str] = &[
     "lua-memory-limit",
 ];
 
-pub fn get<S: Store>(server: &Server<S>, name: &str) -> String {
+pub fn get<S: Deployment>(server: &Server<S>, name: &str) -> String {
     let cfg = &server.config;
     let st = &server.settings;
     let stats = || server.store.stats(crate::clock::now_ms());
@@ -176,7 +176,7 @@ pub fn get<S: Store>(server: &Server<S>, name: &str) -> String {
 }
 
 /// The stage and percentage a CONFIG SET asks for, if it names either; `Err((param, why))`.
-pub fn migration_change<S: Store>(
+pub fn migration_change<S: Deployment>(
     server: &Server<S>,
     pairs: &[&[u8]],
 ) -> Result<Option<Setting>, (String, String)> {
@@ -297,7 +297,7 @@ pub const SETTABLE: &[&str] = &[
 
 /// The upstream options of every Redis the server talks to (the gateway's, or a
 /// migration's Redis stores). Clones of one `Options` share their live settings.
-fn upstream_options<S: Store>(server: &Server<S>) -> Vec<&crate::upstream::Options> {
+fn upstream_options<S: Deployment>(server: &Server<S>) -> Vec<&crate::upstream::Options> {
     use crate::config::StoreUrl;
     let cfg = &server.config;
     let mut v: Vec<&crate::upstream::Options> = cfg.upstream.iter().collect();
@@ -313,7 +313,7 @@ fn upstream_options<S: Store>(server: &Server<S>) -> Vec<&crate::upstream::Optio
 
 /// The script registries a scripting setting applies to: the server's, and in migration mode
 /// the embedded side's (scripts routed there run under its registry).
-fn scripts_of<S: Store>(server: &Server<S>) -> Vec<&crate::script::Scripts> {
+fn scripts_of<S: Deployment>(server: &Server<S>) -> Vec<&crate::script::Scripts> {
     let mut v = vec![&server.scripts];
     if let Some(inner) = server.store.migration().and_then(|m| m.embedded_scripts()) {
         v.push(inner);
@@ -321,7 +321,11 @@ fn scripts_of<S: Store>(server: &Server<S>) -> Vec<&crate::script::Scripts> {
     v
 }
 
-pub fn prepare<S: Store>(server: &Server<S>, name: &str, value: &str) -> Result<Change, String> {
+pub fn prepare<S: Deployment>(
+    server: &Server<S>,
+    name: &str,
+    value: &str,
+) -> Result<Change, String> {
     let st = &server.settings;
     let num = |v: &str| {
         v.parse::<u64>()
@@ -448,7 +452,7 @@ pub fn prepare<S: Store>(server: &Server<S>, name: &str, value: &str) -> Result<
 
 /// Applies a prepared change; `who` is written to the audit log for changes to the
 /// migration.
-pub fn apply<S: Store>(server: &Server<S>, change: Change, who: &str) {
+pub fn apply<S: Deployment>(server: &Server<S>, change: Change, who: &str) {
     let st = &server.settings;
     match change {
         Change::RequirePass(p) => st.set_requirepass(Some(p)),

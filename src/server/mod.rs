@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::Config;
+use crate::deployment::Deployment;
 use crate::persist::Persistence;
-use crate::store::Store;
 use clients::ClientRegistry;
 use settings::Settings;
 
@@ -65,7 +65,7 @@ pub struct ServerStats {
 }
 
 /// Everything connections share.
-pub struct Server<S: Store> {
+pub struct Server<S: Deployment> {
     pub store: S,
     pub config: Config,
     pub settings: Settings,
@@ -98,7 +98,7 @@ pub struct Server<S: Store> {
     pub audit: crate::audit::Audit,
 }
 
-impl<S: Store> Server<S> {
+impl<S: Deployment> Server<S> {
     pub fn new(store: S, config: Config) -> Self {
         let run_id: String = (0..40)
             .map(|_| fastrand::alphanumeric().to_ascii_lowercase())

@@ -26,7 +26,7 @@ use std::sync::Mutex;
 
 use super::live;
 use super::Server;
-use crate::store::Store;
+use crate::deployment::Deployment;
 
 /// What one reload did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -131,7 +131,7 @@ fn set_by_flags(args: &crate::config::ServeArgs) -> HashSet<String> {
 }
 
 /// Re-reads the configuration file and applies what changed (see the module docs).
-pub fn reload<S: Store>(server: &Server<S>) -> Result<Report, String> {
+pub fn reload<S: Deployment>(server: &Server<S>) -> Result<Report, String> {
     let _one = server
         .reloader
         .running
@@ -238,7 +238,7 @@ pub fn reload<S: Store>(server: &Server<S>) -> Result<Report, String> {
 /// Runs a reload and logs its outcome (the `SIGHUP` path, which has no one to reply to).
 /// SIGHUP also re-reads the TLS certificate, key and CA files (for new connections; open
 /// ones keep their session), with or without a configuration file.
-pub fn reload_and_log<S: Store>(server: &Server<S>) {
+pub fn reload_and_log<S: Deployment>(server: &Server<S>) {
     let mut any_tls = false;
     for (what, tls) in [
         ("TLS", server.tls.get()),

@@ -30,10 +30,10 @@ use tokio::time::Instant;
 use super::gateway::GatewayClient;
 use super::Server;
 use crate::cmd::{self, table, ClientState, Flow};
+use crate::deployment::Deployment;
 use crate::resp::reply::Proto;
 use crate::resp::value::{decode, Value};
 use crate::resp::Reply;
-use crate::store::Store;
 use crate::upstream::conn::MAX_REPLY_BULK;
 use crate::upstream::policy::Action;
 use crate::upstream::Upstream;
@@ -166,7 +166,7 @@ impl GatewayClient {
     }
 
     /// A command from a subscribed client.
-    pub(super) async fn subscribed_command<S: Store>(
+    pub(super) async fn subscribed_command<S: Deployment>(
         &mut self,
         server: &Server<S>,
         state: &mut ClientState,

@@ -18,8 +18,8 @@ use super::gateway::{
 };
 use super::Server;
 use crate::cmd::{table, ClientState, Flow};
+use crate::deployment::Deployment;
 use crate::resp::Reply;
-use crate::store::Store;
 use crate::upstream::cluster;
 use crate::upstream::pinned::Fix;
 use crate::upstream::policy::Action;
@@ -28,7 +28,7 @@ use crate::upstream::Upstream;
 /// A command while `WATCH` is in effect (no `MULTI` yet): the client's commands go to its
 /// pinned connection, so its reads see what the watch guards.
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn watching<S: Store, IO: AsyncRead + Unpin>(
+pub(super) async fn watching<S: Deployment, IO: AsyncRead + Unpin>(
     server: &Server<S>,
     up: &Upstream,
     gw: &mut GatewayClient,
@@ -96,7 +96,7 @@ pub(super) async fn watching<S: Store, IO: AsyncRead + Unpin>(
 
 /// A command inside `MULTI`.
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn in_multi<S: Store>(
+pub(super) async fn in_multi<S: Deployment>(
     server: &Server<S>,
     up: &Upstream,
     gw: &mut GatewayClient,

@@ -173,8 +173,7 @@ macro_rules! by_primitives {
 pub(crate) use by_primitives;
 
 /// Writes the capability methods of a store that has none of them (no memory accounting,
-/// one database, not a gateway, engine or migration, no latency or INFO sections of its
-/// own), inside an `impl Store`.
+/// one database, no latency or INFO sections of its own), inside an `impl Store`.
 macro_rules! no_capabilities {
     () => {
         fn stats(&self, _now: $crate::store::UnixMs) -> $crate::store::StoreStats {
@@ -186,15 +185,6 @@ macro_rules! no_capabilities {
         fn set_maxmemory(&self, _bytes: u64) {}
         fn set_maxmemory_policy(&self, _policy: &str) -> bool {
             false
-        }
-        fn gateway(&self) -> Option<&$crate::upstream::Upstream> {
-            None
-        }
-        fn engine(&self) -> Option<&$crate::engine::Engine> {
-            None
-        }
-        fn migration(&self) -> Option<&dyn $crate::store::MigrationControl> {
-            None
         }
         fn latency(&self) -> Option<$crate::metrics::histogram::Latency> {
             None

@@ -387,10 +387,6 @@ impl Store for Upstream {
         self.opts.databases
     }
 
-    fn gateway(&self) -> Option<&Upstream> {
-        Some(self)
-    }
-
     async fn get_with_ttl(
         &self,
         db: Db,
@@ -411,19 +407,25 @@ impl Store for Upstream {
         false
     }
 
-    fn engine(&self) -> Option<&crate::engine::Engine> {
-        None
-    }
-
-    fn migration(&self) -> Option<&dyn crate::store::MigrationControl> {
-        None
-    }
-
     fn latency(&self) -> Option<crate::metrics::histogram::Latency> {
         None
     }
 
     fn info_sections(&self) -> Vec<(&'static str, String)> {
         vec![("upstream", self.info())]
+    }
+}
+
+impl crate::deployment::Deployment for Upstream {
+    fn gateway(&self) -> Option<&Upstream> {
+        Some(self)
+    }
+
+    fn engine(&self) -> Option<&crate::engine::Engine> {
+        None
+    }
+
+    fn migration(&self) -> Option<&dyn crate::deployment::MigrationControl> {
+        None
     }
 }

@@ -199,11 +199,9 @@ pub fn keys<'a>(args: &[&'a [u8]]) -> Vec<&'a [u8]> {
 
 /// The keys of a command whose spec (the subcommand's, for a container) is known.
 pub fn keys_of<'a>(spec: &Spec, args: &[&'a [u8]]) -> Vec<&'a [u8]> {
-    let mut pos = Vec::new();
-    for ks in &spec.key_specs {
-        ks.positions(args, &mut pos);
-    }
-    pos.into_iter().map(|i| args[i]).collect()
+    let mut out = Vec::new();
+    push_keys(spec, args, &mut Vec::new(), &mut out);
+    out
 }
 
 /// [`keys_of`] appended to `out`, with `positions` as scratch space: for a caller that

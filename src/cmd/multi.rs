@@ -19,8 +19,10 @@ use crate::resp::Reply;
 use crate::server::Server;
 
 /// A queue's buffers are kept from one transaction to the next (a client that sends a
-/// transaction per request allocates nothing to queue it) unless they grew past this.
+/// transaction per request allocates nothing to queue it) unless they grew past these:
+/// argument bytes, and arguments or commands.
 const KEEP_QUEUE_BYTES: usize = 64 * 1024;
+const KEEP_QUEUE_ARGS: usize = 4096;
 
 /// The commands queued between MULTI and EXEC, as three flat buffers: every argument's bytes
 /// one after another, each argument's range in them, and each command's place in the command
@@ -49,7 +51,10 @@ impl Queue {
     }
 
     fn clear(&mut self) {
-        if self.data.capacity() > KEEP_QUEUE_BYTES || self.args.capacity() > KEEP_QUEUE_BYTES {
+        if self.data.capacity() > KEEP_QUEUE_BYTES
+            || self.args.capacity() > KEEP_QUEUE_ARGS
+            || self.cmds.capacity() > KEEP_QUEUE_ARGS
+        {
             *self = Queue::default();
         } else {
             self.data.clear();
@@ -408,6 +413,12 @@ mod tests {
         q.push(1, &[b"SET", b"k", &big]);
         q.clear();
         assert!(q.data.capacity() <= KEEP_QUEUE_BYTES);
+        // Nor one of many small commands.
+        for _ in 0..=KEEP_QUEUE_ARGS {
+            q.push(2, &[b"PING"]);
+        }
+        q.clear();
+        assert!(q.args.capacity() <= KEEP_QUEUE_ARGS && q.cmds.capacity() <= KEEP_QUEUE_ARGS);
     }
 
     #[test]

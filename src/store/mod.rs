@@ -11,7 +11,7 @@
 //!   `get`, `set`, `expire`… with typed options. Reply formatting stays in one place (`cmd/`),
 //!   so every store produces byte-identical Redis replies.
 //! * **Async methods, static dispatch.** A network store must await; the embedded engine never
-//!   does, and because connections are generic over `S: Store` its futures compile to plain
+//!   does, and because connections are generic over the store type its futures compile to plain
 //!   calls. No boxing on the hot path.
 //! * **Absolute expiry times.** Relative TTLs are converted once, in the command, using the
 //!   command's clock reading, so a store (or two stores in a migration) cannot drift.

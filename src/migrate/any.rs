@@ -222,7 +222,7 @@ impl Store for AnyStore {
 }
 
 impl crate::deployment::Deployment for AnyStore {
-    /// A router's side is called through this trait and `CommandStore`; raw forwarding is
+    /// A router's side is called through `Store` and `CommandStore`; raw forwarding is
     /// for a Redis upstream that is the server's own store, never one side of a migration.
     fn gateway(&self) -> Option<&Upstream> {
         None

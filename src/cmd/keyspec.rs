@@ -123,10 +123,29 @@ impl KeySpec {
     /// Appends the argument indexes of this spec's keys in `args` (name at 0). A spec that
     /// does not apply (keyword absent, index past the end) adds nothing.
     pub fn positions(&self, args: &[&[u8]], out: &mut Vec<usize>) {
+        if let Some((first, last, step)) = self.range(args) {
+            let mut i = first as i64;
+            while i <= last {
+                out.push(i as usize);
+                i += step as i64;
+            }
+        }
+    }
+
+    /// The index of this spec's first key in `args`, if it finds one: [`Self::positions`]'s
+    /// first entry, without a vector.
+    pub fn first_position(&self, args: &[&[u8]]) -> Option<usize> {
+        let (first, last, _) = self.range(args)?;
+        (first as i64 <= last).then_some(first)
+    }
+
+    /// Where this spec's keys are: the first index, the last (inclusive, at most the last
+    /// argument; below the first when there are none) and the step.
+    fn range(&self, args: &[&[u8]]) -> Option<(usize, i64, usize)> {
         let argc = args.len();
         let start = match &self.begin {
             Begin::Index(i) if *i < argc => *i,
-            Begin::Index(_) | Begin::Unknown => return,
+            Begin::Index(_) | Begin::Unknown => return None,
             Begin::Keyword {
                 keyword,
                 start_from,
@@ -142,12 +161,12 @@ impl KeySpec {
                 };
                 match found {
                     Some(i) if i + 1 < argc => i + 1,
-                    _ => return,
+                    _ => return None,
                 }
             }
         };
         let (first, last, step) = match &self.find {
-            Find::Unknown => return,
+            Find::Unknown => return None,
             Find::Range { last, step, limit } => {
                 let last = if *last >= 0 {
                     start as i64 + *last as i64
@@ -159,24 +178,16 @@ impl KeySpec {
                 (start, last, *step)
             }
             Find::KeyNum { index, first, step } => {
-                let Some(n) = args
+                let n = args
                     .get(start + index)
                     .and_then(|a| std::str::from_utf8(a).ok())
                     .and_then(|s| s.parse::<i64>().ok())
-                    .filter(|n| *n >= 0)
-                else {
-                    return;
-                };
+                    .filter(|n| *n >= 0)?;
                 let first = start + first;
                 (first, first as i64 + (n - 1) * *step as i64, *step)
             }
         };
-        let last = last.min(argc as i64 - 1);
-        let mut i = first as i64;
-        while i <= last {
-            out.push(i as usize);
-            i += step as i64;
-        }
+        Some((first, last.min(argc as i64 - 1), step))
     }
 }
 
@@ -202,6 +213,15 @@ pub fn keys_of<'a>(spec: &Spec, args: &[&'a [u8]]) -> Vec<&'a [u8]> {
     let mut out = Vec::new();
     push_keys(spec, args, &mut Vec::new(), &mut out);
     out
+}
+
+/// The first of [`keys_of`], without collecting the others: what routes a command to a
+/// node when nothing needs its other keys (no cluster slot check, no transaction).
+pub fn first_key_of<'a>(spec: &Spec, args: &[&'a [u8]]) -> Option<&'a [u8]> {
+    spec.key_specs
+        .iter()
+        .find_map(|ks| ks.first_position(args))
+        .map(|i| args[i])
 }
 
 /// [`keys_of`] appended to `out`, with `positions` as scratch space: for a caller that
@@ -266,5 +286,25 @@ mod tests {
         assert_eq!(k(&["NOSUCH", "a"]), Vec::<String>::new());
         // A count larger than the arguments never reads past them.
         assert_eq!(k(&["EVAL", "s", "9", "x"]), ["x"]);
+    }
+
+    /// The gateway routes most commands by `first_key_of` alone: it must name the key that
+    /// `keys_of` lists first, for every command of the table and every argument shape.
+    #[test]
+    fn first_key_is_the_first_of_the_keys() {
+        let words: [&[u8]; 9] = [b"k", b"0", b"1", b"2", b"3", b"STREAMS", b"-1", b"x", b"BY"];
+        let mut checked = 0;
+        for spec in super::super::table::commands() {
+            for len in 0..8usize {
+                for seed in 0..words.len() {
+                    let mut args: Vec<&[u8]> = vec![spec.name.as_bytes()];
+                    args.extend((0..len).map(|i| words[(seed + i * 7) % words.len()]));
+                    let all = keys_of(spec, &args);
+                    assert_eq!(first_key_of(spec, &args), all.first().copied(), "{args:?}");
+                    checked += usize::from(!all.is_empty());
+                }
+            }
+        }
+        assert!(checked > 1000, "only {checked} shapes had keys");
     }
 }

@@ -62,6 +62,20 @@ struct Collecting {
 /// connection (where it is sent as it comes, with the usual backpressure).
 pub(super) const MAX_COLLECTED: usize = 1024;
 pub(super) const MAX_COLLECTED_BYTES: usize = 1 << 20;
+/// A collected transaction's buffers up to this size are kept for the client's next one.
+const KEEP_COLLECTED_BYTES: usize = 64 * 1024;
+
+impl Collecting {
+    /// Keeps `self`'s buffers for the next transaction in `spare`, unless a large one grew
+    /// them.
+    fn give_back(mut self, spare: &mut Collecting) {
+        if self.buf.capacity() <= KEEP_COLLECTED_BYTES && self.ends.capacity() <= MAX_COLLECTED {
+            self.buf.clear();
+            self.ends.clear();
+            *spare = self;
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub(super) enum Tx {
@@ -85,6 +99,9 @@ pub struct GatewayClient {
     /// In subscriber mode (`server/subscriber.rs`).
     pub(super) sub: Option<Subscriber>,
     collecting: Option<Collecting>,
+    /// The buffers of the last transaction collected, for the next one: a client that sends
+    /// transaction after transaction allocates none per transaction.
+    spare: Collecting,
     /// Cluster: the slot the pinned transaction's keys are in.
     pub(super) slot: Option<u16>,
     /// A `WATCH` is part of the current transaction.
@@ -115,6 +132,7 @@ impl GatewayClient {
             slot: None,
             sub: None,
             collecting: None,
+            spare: Collecting::default(),
             watched: false,
             replay: None,
             tx_moved: false,
@@ -153,6 +171,7 @@ impl GatewayClient {
                 if let Some(p) = self.pinned.as_mut() {
                     p.push_encoded(&c.buf, c.ends.len());
                 }
+                c.give_back(&mut self.spare);
             }
             Err(e) => {
                 // MULTI failed, so the client is in no transaction (as when Redis refuses
@@ -283,9 +302,17 @@ pub async fn command<S: Deployment, IO: AsyncRead + Unpin>(
     };
     let cluster = up.is_cluster();
     let action = spec.map_or(Action::Forward, |s| policy::action(s, args, cluster));
-    let keys: Vec<&[u8]> = match spec {
-        Some(s) => crate::cmd::keyspec::keys_of(s, args),
-        None => args.get(1).copied().into_iter().collect(),
+    // The first key routes the command; the others matter only to a cluster's slot check and
+    // to transactions, so they are collected only there (not a vector per command).
+    let first_key = match spec {
+        Some(s) => crate::cmd::keyspec::first_key_of(s, args),
+        None => args.get(1).copied(),
+    };
+    let all_keys = || -> Vec<&[u8]> {
+        match spec {
+            Some(s) => crate::cmd::keyspec::keys_of(s, args),
+            None => args.get(1).copied().into_iter().collect(),
+        }
     };
 
     // Collecting a pipelined transaction.
@@ -314,6 +341,7 @@ pub async fn command<S: Deployment, IO: AsyncRead + Unpin>(
                     }
                     return Some(Flow::Continue);
                 }
+                c.give_back(&mut gw.spare);
             }
             return None;
         }
@@ -328,7 +356,14 @@ pub async fn command<S: Deployment, IO: AsyncRead + Unpin>(
     if gw.in_multi() {
         return Some(
             Box::pin(transaction::in_multi(
-                server, up, gw, state, args, action, &keys, wbuf,
+                server,
+                up,
+                gw,
+                state,
+                args,
+                action,
+                &all_keys(),
+                wbuf,
             ))
             .await,
         );
@@ -336,7 +371,15 @@ pub async fn command<S: Deployment, IO: AsyncRead + Unpin>(
     if matches!(gw.tx, Tx::Watching) {
         return Some(
             Box::pin(transaction::watching(
-                server, up, gw, state, args, action, &keys, wbuf, client,
+                server,
+                up,
+                gw,
+                state,
+                args,
+                action,
+                &all_keys(),
+                wbuf,
+                client,
             ))
             .await,
         );
@@ -362,7 +405,7 @@ pub async fn command<S: Deployment, IO: AsyncRead + Unpin>(
                 return Some(Flow::Continue);
             }
             // Collected, in the hope that EXEC comes in the same read.
-            let mut c = Collecting::default();
+            let mut c = std::mem::take(&mut gw.spare);
             encode(&mut c.buf, args);
             c.ends.push(c.buf.len());
             gw.collecting = Some(c);
@@ -370,13 +413,13 @@ pub async fn command<S: Deployment, IO: AsyncRead + Unpin>(
         }
         Action::Watch => {
             gw.drain(up, wbuf).await;
-            if !gw.slot_ok(up, &keys) {
+            if !gw.slot_ok(up, &all_keys()) {
                 gw.slot = None;
                 Reply::new(wbuf, state.proto).error(CROSSSLOT);
                 return Some(Flow::Continue);
             }
             gw.slot = None;
-            if let Err(e) = Box::pin(gw.pin(up, state, keys.first().copied(), wbuf)).await {
+            if let Err(e) = Box::pin(gw.pin(up, state, first_key, wbuf)).await {
                 Reply::new(wbuf, state.proto).error(&e);
                 return Some(Flow::Continue);
             }
@@ -386,13 +429,13 @@ pub async fn command<S: Deployment, IO: AsyncRead + Unpin>(
             Some(Flow::Continue)
         }
         Action::Block => {
-            if cluster && !same_slot(&keys) {
+            if cluster && !same_slot(&all_keys()) {
                 gw.drain(up, wbuf).await;
                 Reply::new(wbuf, state.proto).error(CROSSSLOT);
                 return Some(Flow::Continue);
             }
             gw.drain(up, wbuf).await;
-            if let Err(e) = Box::pin(gw.pin(up, state, keys.first().copied(), wbuf)).await {
+            if let Err(e) = Box::pin(gw.pin(up, state, first_key, wbuf)).await {
                 Reply::new(wbuf, state.proto).error(&e);
                 return Some(Flow::Continue);
             }
@@ -404,7 +447,7 @@ pub async fn command<S: Deployment, IO: AsyncRead + Unpin>(
         // EXEC, DISCARD and UNWATCH outside a transaction change nothing on the upstream;
         // forwarded for Redis's own replies.
         Action::Forward | Action::Exec | Action::Discard | Action::Unwatch => {
-            if cluster && !same_slot(&keys) {
+            if cluster && !same_slot(&all_keys()) {
                 if spec.is_some_and(policy::splits) {
                     return Box::pin(local(server, gw, up, state, args, wbuf)).await;
                 }
@@ -420,7 +463,7 @@ pub async fn command<S: Deployment, IO: AsyncRead + Unpin>(
             // PUBLISH goes where subscribers of its channel are pinned (`subscriber.rs`).
             let key = match spec {
                 Some(s) if s.name == "publish" => args.get(1).copied(),
-                _ => keys.first().copied(),
+                _ => first_key,
             };
             match gw.fwd.push(up, state.db, resp3, read_only, key, args).await {
                 Ok(()) => {

@@ -293,6 +293,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut scanner = FrameScanner::default();
     let mut head: Option<(InFlight, usize, usize)> = None; // (request, replies found, bytes)
     loop {
+        // One clock reading per read: the replies it completes arrived together.
+        let now = Instant::now();
         // Hand out every request whose replies are complete.
         loop {
             if head.is_none() {
@@ -330,7 +332,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
             };
             let replies = buf.split_to(len).freeze();
             counter.fetch_sub(1, Ordering::Relaxed);
-            wire.latency.record(0, req.sent.elapsed());
+            wire.latency
+                .record(0, now.saturating_duration_since(req.sent));
             let _ = req.reply.send(replies);
         }
         if head.is_none() && !buf.is_empty() {

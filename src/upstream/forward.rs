@@ -12,13 +12,14 @@
 //! lost is sent once more first.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::cluster;
 use super::conn::{encode, Conn, Replies, MAX_REPLY_BULK};
@@ -53,14 +54,20 @@ pub fn timeout_message(addr: &str, t: Duration) -> String {
     format!("ERR upstream {addr} timed out after {} ms", t.as_millis())
 }
 
-/// Commands encoded for one target, not yet sent.
+/// The size a client's request buffer starts at: most requests fit, and it is within the
+/// allocator's per-thread cache.
+const SCRATCH_START: usize = 1024;
+/// A request buffer grown to about this by a large request is not reused.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+/// Commands encoded for one target, not yet sent (their bytes: `ClientForwarder::scratch`).
 struct Open {
     node: Arc<Node>,
     pool: usize,
-    buf: BytesMut,
     count: usize,
     read_only: bool,
-    /// Where each command ends in `buf` (a redirected command is sent again alone).
+    /// Where each command ends in the request, kept in a cluster only: a redirected command
+    /// is sent again alone.
     ends: Vec<usize>,
 }
 
@@ -85,11 +92,19 @@ pub struct ClientForwarder {
     /// Connections this client used, by (node id, pool): no lock on the hot path.
     conns: Vec<(u64, usize, Arc<Conn>)>,
     open: Option<Open>,
+    /// The open request's bytes. Each request is split off it when sent and the buffer is
+    /// reused once the request's replies are in (and its bytes dropped), so forwarding a
+    /// command allocates no buffer of its own.
+    scratch: BytesMut,
     sent: VecDeque<Sent>,
     /// Commands pushed whose replies have not been collected yet.
     outstanding: usize,
     /// Moving average of this client's reply size in bytes.
     reply_estimate: usize,
+    /// The timer of the request being waited for, one per client and moved to each new
+    /// deadline. A deadline later than the one set only updates the timer's entry; a timer
+    /// per request would be put into and taken out of the runtime's timer wheel every time.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl ClientForwarder {
@@ -98,9 +113,11 @@ impl ClientForwarder {
             client,
             conns: Vec::new(),
             open: None,
+            scratch: BytesMut::new(),
             sent: VecDeque::new(),
             outstanding: 0,
             reply_estimate: FIRST_REPLY_ESTIMATE,
+            timer: None,
         }
     }
 
@@ -142,10 +159,12 @@ impl ClientForwarder {
         self.open_for(up, db, resp3, read_only, key).await?;
         let mut full = false;
         if let Some(o) = self.open.as_mut() {
-            encode(&mut o.buf, args);
+            encode(&mut self.scratch, args);
             o.count += 1;
             o.read_only &= read_only;
-            o.ends.push(o.buf.len());
+            if up.is_cluster() {
+                o.ends.push(self.scratch.len());
+            }
             full = o.count >= MAX_REQUEST_COMMANDS;
         }
         self.outstanding += 1;
@@ -172,11 +191,13 @@ impl ClientForwarder {
     ) -> Result<(), String> {
         self.open_for(up, db, resp3, false, None).await?;
         if let Some(o) = self.open.as_mut() {
-            let base = o.buf.len();
-            o.buf.extend_from_slice(bytes);
+            let base = self.scratch.len();
+            self.scratch.extend_from_slice(bytes);
             o.count += ends.len();
             o.read_only = false;
-            o.ends.extend(ends.iter().map(|e| base + e));
+            if up.is_cluster() {
+                o.ends.extend(ends.iter().map(|e| base + e));
+            }
         }
         self.outstanding += ends.len();
         // Sent at once: a transaction is the end of what the client pipelined with it.
@@ -212,10 +233,12 @@ impl ClientForwarder {
             .is_some_and(|o| o.node.id == node.id && o.pool == pool);
         if !same {
             self.send(up).await;
+            if self.scratch.capacity() == 0 {
+                self.scratch.reserve(SCRATCH_START);
+            }
             self.open = Some(Open {
                 node,
                 pool,
-                buf: BytesMut::with_capacity(256),
                 count: 0,
                 read_only: true,
                 ends: Vec::new(),
@@ -249,7 +272,12 @@ impl ClientForwarder {
     /// Sends the open request, if any.
     async fn send(&mut self, up: &Upstream) {
         let Some(o) = self.open.take() else { return };
-        let bytes = o.buf.freeze();
+        let bytes = self.scratch.split().freeze();
+        // The buffer behind a large request is about twice its size (it grew by doubling):
+        // not kept for the next one.
+        if bytes.len() > SCRATCH_KEEP / 2 {
+            self.scratch = BytesMut::new();
+        }
         let (outcome, conn) = match self.conn(&o.node, o.pool).await {
             Ok(c) => (Ok(c.send(bytes.clone(), o.count)), Some(c)),
             Err(e) => (Err(e), None),
@@ -415,6 +443,29 @@ impl ClientForwarder {
         Err("ERR too many cluster redirections".into())
     }
 
+    /// `rx`, or `Err` once `deadline` passes first: `tokio::time::timeout_at` on the
+    /// client's one timer.
+    async fn until(
+        &mut self,
+        deadline: Instant,
+        mut rx: oneshot::Receiver<Replies>,
+    ) -> Result<Result<Replies, oneshot::error::RecvError>, ()> {
+        let timer = match self.timer.as_mut() {
+            Some(t) => {
+                t.as_mut().reset(deadline);
+                t
+            }
+            None => self
+                .timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        tokio::select! {
+            biased;
+            r = &mut rx => Ok(r),
+            _ = timer.as_mut() => Err(()),
+        }
+    }
+
     async fn wait(&mut self, up: &Upstream, mut s: Sent) -> Result<Replies, (String, usize)> {
         // A read may be sent again: it changes nothing. Up to READ_RETRIES more times, each
         // time re-routed and on a fresh connection, all within the request's deadline. More
@@ -424,9 +475,9 @@ impl ClientForwarder {
         loop {
             let failure = match s.outcome {
                 Err(e) => e,
-                Ok(rx) => match tokio::time::timeout_at(s.deadline, rx).await {
+                Ok(rx) => match self.until(s.deadline, rx).await {
                     Ok(Ok(replies)) => return Ok(replies),
-                    Err(_) => {
+                    Err(()) => {
                         s.node
                             .stats
                             .timeouts

@@ -32,6 +32,25 @@ struct Queue {
     data: Vec<u8>,
     args: Vec<(usize, usize)>,
     cmds: Vec<(usize, std::ops::Range<usize>)>,
+    /// EXEC's working vectors (the argument slices, the keys, their positions), empty and
+    /// kept for the next EXEC so that it allocates none. Boxed: a client's state, which
+    /// holds the queue, is part of every connection's future (see `serve_connection`).
+    spare: Option<Box<Spare>>,
+}
+
+#[derive(Debug, Default)]
+struct Spare {
+    argv: Vec<&'static [u8]>,
+    keys: Vec<&'static [u8]>,
+    positions: Vec<usize>,
+}
+
+/// An empty vector of slices on `v`'s allocation, for another lifetime: how EXEC keeps
+/// vectors of slices into a queue that is gone by the next EXEC. (Nothing is mapped, so the
+/// collect reuses the allocation in place.)
+fn relabel<'b>(mut v: Vec<&[u8]>) -> Vec<&'b [u8]> {
+    v.clear();
+    v.into_iter().map(|_| -> &'b [u8] { &[] }).collect()
 }
 
 impl Queue {
@@ -45,15 +64,21 @@ impl Queue {
         self.cmds.push((idx, first..self.args.len()));
     }
 
-    /// Every queued argument as a slice, in order; [`Queue::cmds`] ranges index it.
-    fn argv(&self) -> Vec<&[u8]> {
-        self.args.iter().map(|&(a, b)| &self.data[a..b]).collect()
+    /// Every queued argument as a slice, in order, in `out`; [`Queue::cmds`] ranges index it.
+    fn argv<'q>(&'q self, mut out: Vec<&'q [u8]>) -> Vec<&'q [u8]> {
+        out.extend(self.args.iter().map(|&(a, b)| &self.data[a..b]));
+        out
     }
 
     fn clear(&mut self) {
         if self.data.capacity() > KEEP_QUEUE_BYTES
             || self.args.capacity() > KEEP_QUEUE_ARGS
             || self.cmds.capacity() > KEEP_QUEUE_ARGS
+            || self.spare.as_ref().is_some_and(|s| {
+                s.argv.capacity() > KEEP_QUEUE_ARGS
+                    || s.keys.capacity() > KEEP_QUEUE_ARGS
+                    || s.positions.capacity() > KEEP_QUEUE_ARGS
+            })
         {
             *self = Queue::default();
         } else {
@@ -264,7 +289,7 @@ pub async fn exec_migrating<S: Deployment>(
             "EXECABORT Transaction discarded because of previous errors.",
         ));
     }
-    let argv = queued.argv();
+    let argv = queued.argv(Vec::new());
     let argvs: Vec<Vec<&[u8]>> = queued
         .cmds
         .iter()
@@ -307,7 +332,7 @@ pub async fn exec_migrating<S: Deployment>(
 
 pub async fn exec<S: Deployment>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
     let e = engine(cx)?;
-    let Some(queued) = cx.client.tx.take() else {
+    let Some(mut queued) = cx.client.tx.take() else {
         return Err(CmdError::msg("ERR EXEC without MULTI"));
     };
     if cx.client.tx.aborted {
@@ -316,10 +341,20 @@ pub async fn exec<S: Deployment>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
             "EXECABORT Transaction discarded because of previous errors.",
         ));
     }
-    let argv = queued.argv();
+    let mut spare = queued.spare.take().unwrap_or_default();
+    let Spare {
+        argv: spare_argv,
+        keys: spare_keys,
+        positions,
+    } = &mut *spare;
+    let (spare_argv, spare_keys, mut positions) = (
+        std::mem::take(spare_argv),
+        std::mem::take(spare_keys),
+        std::mem::take(positions),
+    );
+    let argv = queued.argv(relabel(spare_argv));
     // The shards to hold: every key named, or all of them.
-    let mut keys: Option<Vec<&[u8]>> = Some(Vec::new());
-    let mut positions = Vec::new();
+    let mut keys: Option<Vec<&[u8]>> = Some(relabel(spare_keys));
     for (idx, r) in &queued.cmds {
         let (spec, args) = (&table::commands()[*idx], &argv[r.clone()]);
         let Some(all) = keys.as_mut() else { break };
@@ -367,8 +402,12 @@ pub async fn exec<S: Deployment>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
         true
     });
     client.in_exec = false;
-    drop(keys);
-    drop(argv);
+    *spare = Spare {
+        argv: relabel(argv),
+        keys: keys.map(relabel).unwrap_or_default(),
+        positions,
+    };
+    queued.spare = Some(spare);
     cx.client.tx.watches = watches;
     cx.client.tx.reset();
     cx.client.tx.give_back(queued);
@@ -388,7 +427,7 @@ mod tests {
         q.push(3, &[b"HSET", b"k", b"f", b"v"]);
         q.push(7, &[b"PEXPIRE", b"k", b"100"]);
         q.push(9, &[b"PING"]);
-        let argv = q.argv();
+        let argv = q.argv(Vec::new());
         let cmds: Vec<(usize, Vec<&[u8]>)> = q
             .cmds
             .iter()

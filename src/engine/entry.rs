@@ -196,6 +196,19 @@ impl Entry {
         }
     }
 
+    /// The value's bytes, writable where they are, unless the value is a boxed collection
+    /// (its bytes are a pointer): a pack updated without changing its length needs neither
+    /// a new pack nor a new record.
+    pub fn packed_mut(&mut self) -> Option<&mut [u8]> {
+        if self.kind().boxed() {
+            return None;
+        }
+        let (k, v, off) = self.lens();
+        // SAFETY: the value's bytes follow the key inside our allocation, and `&mut self`
+        // gives exclusive access to them for the borrow's life.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.ptr().add(off + k), v) })
+    }
+
     /// Replaces the value with a pack of `kind` (releasing a boxed collection).
     pub fn set_packed(&mut self, kind: Kind, pack: &[u8]) {
         self.set_value(pack);

@@ -8,6 +8,7 @@ use super::value::{
     packed_len, BigHash, Kind, Obj, Pack, PackIter, PackWriter, PACK_MAX_BYTES, PACK_MAX_ELEMENT,
     PACK_MAX_ENTRIES,
 };
+use crate::util::either::Either;
 
 /// A hash, read-only, in either encoding.
 #[derive(Clone, Copy)]
@@ -49,10 +50,10 @@ impl<'a> HashRef<'a> {
 
     /// Field, value pairs: in insertion order for a pack, in table order for a big hash (as
     /// Redis's listpack and dict orders).
-    pub fn iter(&self) -> Box<dyn Iterator<Item = (&'a [u8], &'a [u8])> + 'a> {
+    pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
         match *self {
-            HashRef::Pack(p) => Box::new(pairs(p.iter())),
-            HashRef::Big(h) => Box::new(h.iter()),
+            HashRef::Pack(p) => Either::Left(pairs(p.iter())),
+            HashRef::Big(h) => Either::Right(h.iter()),
         }
     }
 
@@ -81,7 +82,7 @@ impl<'a> HashRef<'a> {
     }
 }
 
-fn pairs(mut it: PackIter<'_>) -> impl Iterator<Item = (&[u8], &[u8])> {
+fn pairs<'a>(mut it: PackIter<'a>) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
     std::iter::from_fn(move || Some((it.next()?, it.next()?)))
 }
 
@@ -159,6 +160,18 @@ pub(super) fn set_field(e: &mut Entry, field: &[u8], value: &[u8]) -> bool {
     }
     let pack = Pack(e.value());
     let n = pack.count() / 2;
+    let old = pairs(pack.iter()).find(|(f, _)| *f == field);
+    if let Some((_, v)) = old.filter(|(_, v)| v.len() == value.len()) {
+        // A new value of the old one's length (a session's last-access time, a counter of
+        // as many digits): written over the old bytes. The usual session write then costs
+        // no new pack and no new record.
+        let at = v.as_ptr() as usize - e.value().as_ptr() as usize;
+        if let Some(bytes) = e.packed_mut() {
+            bytes[at..at + value.len()].copy_from_slice(value);
+            return false;
+        }
+    }
+    let pack = Pack(e.value());
     let old = pairs(pack.iter()).find(|(f, _)| *f == field);
     let is_new = old.is_none();
     let entries = n + usize::from(is_new);
@@ -252,6 +265,38 @@ mod tests {
             .unwrap_or_default();
         v.sort();
         v
+    }
+
+    /// A value of the old one's length is written over it, in the same record; the other
+    /// fields, the order, the TTL and the record's size stay as they were.
+    #[test]
+    fn a_same_length_value_is_written_in_place() {
+        let NewHash::Pack(p) = new_value(b"creationTime", b"1700000000000") else {
+            panic!("a one-field hash is packed")
+        };
+        let mut e = Entry::with_kind(b"k", Kind::HashPack, &p, 9, 1);
+        assert!(set_field(&mut e, b"lastAccessedTime", b"1700000000001"));
+        assert!(set_field(&mut e, b"maxInactiveInterval", b"1800"));
+        let (size, record) = (e.footprint(), e.value().as_ptr());
+        assert!(!set_field(&mut e, b"lastAccessedTime", b"1700000099999"));
+        assert!(!set_field(&mut e, b"maxInactiveInterval", b"3600"));
+        assert_eq!((e.footprint(), e.value().as_ptr()), (size, record));
+        let order: Vec<(&[u8], &[u8])> = HashRef::of(&e).map(|h| h.iter().collect()).unwrap();
+        assert_eq!(
+            order,
+            [
+                (&b"creationTime"[..], &b"1700000000000"[..]),
+                (b"lastAccessedTime", b"1700000099999"),
+                (b"maxInactiveInterval", b"3600"),
+            ]
+        );
+        assert_eq!((e.kind(), e.expire()), (Kind::HashPack, 9));
+        // Another length still rebuilds the pack.
+        assert!(!set_field(&mut e, b"maxInactiveInterval", b"60"));
+        assert_eq!(
+            HashRef::of(&e).and_then(|h| h.get(b"maxInactiveInterval")),
+            Some(&b"60"[..])
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use super::value::{
     PACK_MAX_ENTRIES,
 };
 use crate::resp::parse::parse_i64;
+use crate::util::either::Either;
 
 /// Members an all-integer pack may hold (Redis's `set-max-intset-entries` default).
 pub const INT_PACK_MAX: usize = 512;
@@ -50,10 +51,10 @@ impl<'a> SetRef<'a> {
         }
     }
 
-    pub fn iter(&self) -> Box<dyn Iterator<Item = &'a [u8]> + 'a> {
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
         match *self {
-            SetRef::Pack(p) => Box::new(p.iter()),
-            SetRef::Big(s) => Box::new(s.iter()),
+            SetRef::Pack(p) => Either::Left(p.iter()),
+            SetRef::Big(s) => Either::Right(s.iter()),
         }
     }
 

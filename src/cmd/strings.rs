@@ -97,6 +97,25 @@ fn unit_of(a: &[u8]) -> (i64, bool) {
 }
 
 pub async fn get<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult {
+    // The embedded engine: the value goes from the record into the reply under the shard
+    // lock. `Store::get` hands back an owned copy, an allocation per read of the commonest
+    // command, which a store behind a network needs and the engine does not.
+    if let Some(e) = cx.server.store.engine() {
+        let (db, now) = (cx.db(), cx.now);
+        let out = &mut *cx.out;
+        return e
+            .read(db, a[1], now, |k| match k {
+                None => {
+                    out.bulk_opt(None);
+                    Ok(())
+                }
+                Some(k) => {
+                    out.bulk(k.string().ok_or(StoreError::WrongType)?);
+                    Ok(())
+                }
+            })
+            .map_err(|e: StoreError| e.into());
+    }
     let v = cx.store().get(cx.db(), a[1], cx.now).await?;
     cx.out.bulk_opt(v.as_deref());
     Ok(())

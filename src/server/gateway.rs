@@ -62,8 +62,9 @@ struct Collecting {
 /// connection (where it is sent as it comes, with the usual backpressure).
 pub(super) const MAX_COLLECTED: usize = 1024;
 pub(super) const MAX_COLLECTED_BYTES: usize = 1 << 20;
-/// A collected transaction's buffers up to this size are kept for the client's next one.
-const KEEP_COLLECTED_BYTES: usize = 64 * 1024;
+/// A collected transaction's buffers up to this size are kept for the client's next one
+/// (an idle client holds at most this much for it).
+const KEEP_COLLECTED_BYTES: usize = 8 * 1024;
 
 impl Collecting {
     /// Keeps `self`'s buffers for the next transaction in `spare`, unless a large one grew

@@ -57,8 +57,10 @@ pub fn timeout_message(addr: &str, t: Duration) -> String {
 /// The size a client's request buffer starts at: most requests fit, and it is within the
 /// allocator's per-thread cache.
 const SCRATCH_START: usize = 1024;
-/// A request buffer grown to about this by a large request is not reused.
-const SCRATCH_KEEP: usize = 64 * 1024;
+/// A request buffer grown to about this by a large request is not kept: an idle client
+/// holds at most this much for its next request (thousands of idle clients, each once sent
+/// one large value, must not hold a large buffer each).
+const SCRATCH_KEEP: usize = 8 * 1024;
 
 /// Commands encoded for one target, not yet sent (their bytes: `ClientForwarder::scratch`).
 struct Open {

@@ -342,19 +342,10 @@ pub async fn exec<S: Deployment>(cx: &mut Ctx<'_, '_, S>) -> CmdResult {
         ));
     }
     let mut spare = queued.spare.take().unwrap_or_default();
-    let Spare {
-        argv: spare_argv,
-        keys: spare_keys,
-        positions,
-    } = &mut *spare;
-    let (spare_argv, spare_keys, mut positions) = (
-        std::mem::take(spare_argv),
-        std::mem::take(spare_keys),
-        std::mem::take(positions),
-    );
-    let argv = queued.argv(relabel(spare_argv));
+    let mut positions = std::mem::take(&mut spare.positions);
+    let argv = queued.argv(relabel(std::mem::take(&mut spare.argv)));
     // The shards to hold: every key named, or all of them.
-    let mut keys: Option<Vec<&[u8]>> = Some(relabel(spare_keys));
+    let mut keys: Option<Vec<&[u8]>> = Some(relabel(std::mem::take(&mut spare.keys)));
     for (idx, r) in &queued.cmds {
         let (spec, args) = (&table::commands()[*idx], &argv[r.clone()]);
         let Some(all) = keys.as_mut() else { break };

@@ -5,8 +5,8 @@
 
 use super::entry::Entry;
 use super::value::{
-    packed_len, BigHash, Kind, Obj, Pack, PackIter, PackWriter, PACK_MAX_BYTES, PACK_MAX_ELEMENT,
-    PACK_MAX_ENTRIES,
+    packed_len, packed_len_of, BigHash, Kind, Obj, Pack, PackIter, PackWriter, PACK_MAX_BYTES,
+    PACK_MAX_ELEMENT, PACK_MAX_ENTRIES,
 };
 use crate::util::either::Either;
 
@@ -158,24 +158,25 @@ pub(super) fn set_field(e: &mut Entry, field: &[u8], value: &[u8]) -> bool {
     if let Some(Obj::Hash(h)) = e.obj_mut() {
         return h.set(field, value);
     }
-    let pack = Pack(e.value());
-    let n = pack.count() / 2;
-    let old = pairs(pack.iter()).find(|(f, _)| *f == field);
-    if let Some((_, v)) = old.filter(|(_, v)| v.len() == value.len()) {
+    let n = Pack(e.value()).count() / 2;
+    // The field's old value: where it starts in the pack, and its length.
+    let start = e.value().as_ptr() as usize;
+    let old = pairs(Pack(e.value()).iter())
+        .find(|(f, _)| *f == field)
+        .map(|(_, v)| (v.as_ptr() as usize - start, v.len()));
+    if let Some((at, _)) = old.filter(|&(_, len)| len == value.len()) {
         // A new value of the old one's length (a session's last-access time, a counter of
         // as many digits): written over the old bytes. The usual session write then costs
         // no new pack and no new record.
-        let at = v.as_ptr() as usize - e.value().as_ptr() as usize;
         if let Some(bytes) = e.packed_mut() {
             bytes[at..at + value.len()].copy_from_slice(value);
             return false;
         }
     }
     let pack = Pack(e.value());
-    let old = pairs(pack.iter()).find(|(f, _)| *f == field);
     let is_new = old.is_none();
     let entries = n + usize::from(is_new);
-    let bytes = e.value().len() + packed_len(value) - old.map_or(0, |(_, v)| packed_len(v))
+    let bytes = e.value().len() + packed_len(value) - old.map_or(0, |(_, len)| packed_len_of(len))
         + if is_new { packed_len(field) } else { 0 };
     if fits_pack(entries, bytes, field, value) {
         let mut w = PackWriter::new(2 * entries, bytes);

@@ -621,7 +621,12 @@ impl PackWriter {
 
 /// Size of an element in a pack.
 pub fn packed_len(e: &[u8]) -> usize {
-    varint_len(e.len()) + e.len()
+    packed_len_of(e.len())
+}
+
+/// Size in a pack of an element of `n` bytes.
+pub fn packed_len_of(n: usize) -> usize {
+    varint_len(n) + n
 }
 
 #[cfg(test)]

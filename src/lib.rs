@@ -15,6 +15,7 @@ pub mod console;
 pub mod ctl;
 pub mod deployment;
 pub mod engine;
+pub mod legacy;
 pub mod logging;
 pub mod metrics;
 pub mod migrate;

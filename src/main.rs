@@ -269,7 +269,7 @@ async fn open_sides(
     String,
 > {
     use sessiond::config::StoreUrl;
-    let keys = sessiond::migrate::keymap::KeyMap {
+    let keys = sessiond::legacy::keymap::KeyMap {
         client_prefix: sides.client_prefix.clone().into_bytes(),
         legacy_prefix: sides.legacy_prefix.clone().into_bytes(),
     };

@@ -11,13 +11,13 @@ use tokio::net::UnixListener;
 use crate::config::{Config, MigrationConfig, StoreUrl};
 use crate::deployment::Deployment;
 use crate::engine::{Engine, EngineConfig};
+use crate::legacy::files::FilesStore;
+use crate::legacy::keymap::KeyMap;
+use crate::legacy::sql::SqlStore;
 use crate::migrate::any::AnyStore;
 use crate::migrate::command::CommandStore;
 use crate::migrate::embedded::EmbeddedSide;
-use crate::migrate::files::FilesStore;
-use crate::migrate::keymap::KeyMap;
 use crate::migrate::router::Router;
-use crate::migrate::sql::SqlStore;
 use crate::migrate::timed::Timed;
 use crate::persist::Persistence;
 use crate::server::listener::{

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::migrate::keymap::KeyMap;
+use crate::legacy::keymap::KeyMap;
 use crate::migrate::stage::{Setting, Stage};
 use crate::upstream::url::{Topology, UpstreamUrl};
 use crate::upstream::{Options as UpstreamOptions, ReadFrom};
@@ -161,7 +161,7 @@ pub enum StoreUrl {
         gc_maxlifetime: i64,
     },
     /// A MySQL/MariaDB table, optionally behind memcached.
-    Sql(Box<crate::migrate::sql::SqlConfig>),
+    Sql(Box<crate::legacy::sql::SqlConfig>),
 }
 
 impl StoreUrl {
@@ -172,7 +172,7 @@ impl StoreUrl {
         }
         if u.starts_with("mysql://") || u.starts_with("mariadb://") {
             let u = u.replacen("mariadb://", "mysql://", 1);
-            return crate::migrate::sql::SqlConfig::parse(&u).map(|c| StoreUrl::Sql(Box::new(c)));
+            return crate::legacy::sql::SqlConfig::parse(&u).map(|c| StoreUrl::Sql(Box::new(c)));
         }
         if u == "embedded" {
             return Ok(StoreUrl::Embedded);
@@ -606,8 +606,7 @@ impl Config {
                         f
                     } else if u.starts_with("mysql://") || u.starts_with("mariadb://") {
                         let u = u.replacen("mariadb://", "mysql://", 1);
-                        crate::migrate::sql::SqlConfig::parse(&u)
-                            .map(|c| StoreUrl::Sql(Box::new(c)))
+                        crate::legacy::sql::SqlConfig::parse(&u).map(|c| StoreUrl::Sql(Box::new(c)))
                     } else if u == "embedded" {
                         Ok(StoreUrl::Embedded)
                     } else {

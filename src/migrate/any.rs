@@ -3,9 +3,9 @@
 
 use bytes::Bytes;
 
-use super::files::FilesStore;
-use super::sql::SqlStore;
 use crate::engine::Engine;
+use crate::legacy::files::FilesStore;
+use crate::legacy::sql::SqlStore;
 use crate::store::{
     Db, ExpireCondition, KeyType, ScanFilter, SetOptions, SetOutcome, Store, StoreResult,
     StoreStats, Ttl, TtlChange, UnixMs,

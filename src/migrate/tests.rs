@@ -4,11 +4,11 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::keymap::KeyMap;
 use super::router::Router;
 use super::stage::{Setting, Stage};
 use crate::deployment::Deployment;
 use crate::engine::{Engine, EngineConfig, Policy};
+use crate::legacy::keymap::KeyMap;
 use crate::store::{ExpireCondition, SetOptions, Store, Ttl, TtlChange};
 
 const NOW: i64 = 1_800_000_000_000;

@@ -132,6 +132,14 @@ impl KeySpec {
         }
     }
 
+    /// The argument indexes of this spec's keys in `args`, as [`Self::positions`] appends
+    /// them, without a vector.
+    pub fn indexes(&self, args: &[&[u8]]) -> impl Iterator<Item = usize> {
+        let (first, last, step) = self.range(args).unwrap_or((1, 0, 1));
+        let end = (last + 1).max(first as i64) as usize;
+        (first..end).step_by(step.max(1))
+    }
+
     /// The index of this spec's first key in `args`, if it finds one: [`Self::positions`]'s
     /// first entry, without a vector.
     pub fn first_position(&self, args: &[&[u8]]) -> Option<usize> {
@@ -215,6 +223,18 @@ pub fn keys_of<'a>(spec: &Spec, args: &[&'a [u8]]) -> Vec<&'a [u8]> {
     out
 }
 
+/// [`keys_of`] one at a time, without collecting them: for a check that looks at each key
+/// once (a script's command against the keys it declared).
+pub fn each_key_of<'s, 'a: 's>(
+    spec: &'s Spec,
+    args: &'s [&'a [u8]],
+) -> impl Iterator<Item = &'a [u8]> + 's {
+    spec.key_specs
+        .iter()
+        .flat_map(move |ks| ks.indexes(args))
+        .map(move |i| args[i])
+}
+
 /// The first of [`keys_of`], without collecting the others: what routes a command to a
 /// node when nothing needs its other keys (no cluster slot check, no transaction).
 pub fn first_key_of<'a>(spec: &Spec, args: &[&'a [u8]]) -> Option<&'a [u8]> {
@@ -290,8 +310,9 @@ mod tests {
 
     /// The gateway routes most commands by `first_key_of` alone: it must name the key that
     /// `keys_of` lists first, for every command of the table and every argument shape.
+    /// Scripts check their commands' keys with `each_key_of`: the same keys, in order.
     #[test]
-    fn first_key_is_the_first_of_the_keys() {
+    fn first_key_and_each_key_agree_with_the_keys() {
         let words: [&[u8]; 9] = [b"k", b"0", b"1", b"2", b"3", b"STREAMS", b"-1", b"x", b"BY"];
         let mut checked = 0;
         for spec in super::super::table::commands() {
@@ -301,6 +322,11 @@ mod tests {
                     args.extend((0..len).map(|i| words[(seed + i * 7) % words.len()]));
                     let all = keys_of(spec, &args);
                     assert_eq!(first_key_of(spec, &args), all.first().copied(), "{args:?}");
+                    assert_eq!(
+                        each_key_of(spec, &args).collect::<Vec<_>>(),
+                        all,
+                        "{args:?}"
+                    );
                     checked += usize::from(!all.is_empty());
                 }
             }

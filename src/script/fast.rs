@@ -7,7 +7,8 @@
 //! `script/` uses; on the path every EVALSHA takes it cost more than the script itself
 //! (profiled: a closure pushed and a `lua_pcall` per key and argument, and the allocations
 //! and collections they bring). Here the same work is done on the stack, inside one
-//! protected call (`Lua::exec_raw`) per script run.
+//! protected call per script run ([`run`] calls [`body`], a C function kept in the
+//! registry).
 //!
 //! The rule that keeps this sound: a Lua API function that can raise (allocating ones:
 //! pushing a string, creating a table, `lua_error`) unwinds by `longjmp` through the frames
@@ -469,66 +470,122 @@ pub enum Outcome {
     Failed(Vec<u8>, Option<(Vec<u8>, i64)>),
 }
 
-/// A compiled script or function and what it is called with.
-pub struct Call<'a> {
-    pub lua: &'a mlua::Lua,
+/// A compiled script or function and what it is called with: registry references of this
+/// thread's state (`vm.rs` takes them once, when the state is built and when a function is
+/// compiled), so a run pushes each with `lua_rawgeti` and allocates nothing to start.
+pub struct Call {
+    pub state: *mut ffi::lua_State,
+    /// [`body`], as a C function.
+    pub runner: c_int,
     /// The prelude's message handler.
-    pub handler: &'a mlua::Function,
+    pub handler: c_int,
     /// The globals' backing table (KEYS and ARGV go there for EVAL).
-    pub globals: &'a mlua::Table,
-    pub f: &'a mlua::Function,
+    pub globals: c_int,
+    pub f: c_int,
     /// A FUNCTION (called with `keys, args`), not an EVAL body (which reads KEYS, ARGV).
     pub function: bool,
 }
 
+/// What [`run`] hands [`body`] through a light userdata.
+struct Params<'p, 'k, 'r> {
+    call: &'p Call,
+    keys: &'p [&'k [u8]],
+    args: &'p [&'k [u8]],
+    out: &'p mut Reply<'r>,
+    outcome: Outcome,
+}
+
 /// Calls the script with the prelude's handler as `lua_pcall`'s message handler and writes
-/// its reply into `out`, all in one protected call.
+/// its reply, all inside one protected call of [`body`].
+///
+/// Why not mlua's `Lua::exec_raw`: it pushes two new C closures per call (its message
+/// handler and its trampoline), and a script run is short enough for those allocations,
+/// and the collections they bring, to show in a profile. `body` is one C function made
+/// once per state and kept in the registry.
 pub fn run(
-    call: &Call<'_>,
+    call: &Call,
     keys: &[&[u8]],
     args: &[&[u8]],
     out: &mut Reply<'_>,
 ) -> Result<Outcome, String> {
-    let mut outcome = Outcome::Replied;
-    let function = call.function;
-    let result = {
-        let outcome = &mut outcome;
-        // SAFETY: the closure follows the rule in the module docs: while it calls functions
-        // that may raise, it holds only plain values (and `&mut` to values owned outside).
-        unsafe {
-            call.lua
-                .exec_raw::<()>((call.handler, call.globals, call.f), |l| {
-                    // Stack: 1 handler, 2 globals, 3 the function.
-                    ffi::lua_checkstack(l, 8);
-                    let nargs = if function {
-                        ffi::lua_pushvalue(l, 3);
-                        push_strings(l, keys);
-                        push_strings(l, args);
-                        2
-                    } else {
-                        ffi::lua_pushstring(l, c"KEYS".as_ptr());
-                        push_strings(l, keys);
-                        ffi::lua_rawset(l, 2);
-                        ffi::lua_pushstring(l, c"ARGV".as_ptr());
-                        push_strings(l, args);
-                        ffi::lua_rawset(l, 2);
-                        ffi::lua_pushvalue(l, 3);
-                        0
-                    };
-                    let status = ffi::lua_pcall(l, nargs, 1, 1);
-                    let top = ffi::lua_gettop(l);
-                    if status == 0 {
-                        let resp3 = call::script_resp3();
-                        write_value(l, top, out, resp3, 0);
-                    } else {
-                        *outcome = failed(l);
-                    }
-                    ffi::lua_settop(l, 0);
-                })
-        }
+    let l = call.state;
+    let mut params = Params {
+        call,
+        keys,
+        args,
+        out,
+        outcome: Outcome::Replied,
     };
-    result.map_err(|e| format!("ERR {e}"))?;
-    Ok(outcome)
+    // SAFETY: `l` is this thread's state (`vm.rs`), idle between runs, used on this thread
+    // only. Nothing here raises outside the protected call: `lua_rawgeti` on the registry
+    // and `lua_pushlightuserdata` do not allocate, and the stack has the two slots
+    // (`lua_checkstack`). `params` outlives the call that reads it.
+    unsafe {
+        let top = ffi::lua_gettop(l);
+        if ffi::lua_checkstack(l, 2) == 0 {
+            return Err("ERR reached lua stack limit".into());
+        }
+        ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, call.runner as ffi::lua_Integer);
+        ffi::lua_pushlightuserdata(l, std::ptr::from_mut(&mut params).cast());
+        let status = ffi::lua_pcall(l, 1, 0, 0);
+        if status != 0 {
+            // Raised outside the script (out of memory building KEYS or ARGV).
+            let msg = if ffi::lua_type(l, -1) == ffi::LUA_TSTRING {
+                String::from_utf8_lossy(string_at(l, -1)).into_owned()
+            } else {
+                "unknown error".to_string()
+            };
+            ffi::lua_settop(l, top);
+            return Err(format!("ERR {msg}"));
+        }
+        ffi::lua_settop(l, top);
+    }
+    Ok(params.outcome)
+}
+
+/// The protected part of [`run`]: pushes the handler, KEYS and ARGV (or a function's two
+/// tables), calls the script and reads its result into the reply.
+///
+/// # Safety
+/// Called by Lua only, from [`run`], with the light userdata of a live [`Params`] as its
+/// one argument. Follows the module's rule: while it calls functions that may raise it
+/// holds only plain values and `&mut` to values owned by `run`.
+pub unsafe extern "C-unwind" fn body(l: *mut ffi::lua_State) -> c_int {
+    unsafe {
+        let p = &mut *(ffi::lua_touserdata(l, 1) as *mut Params<'_, '_, '_>);
+        ffi::lua_settop(l, 0);
+        ffi::lua_checkstack(l, 8);
+        let call = p.call;
+        // Stack: 1 handler, 2 globals, 3 the function.
+        ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, call.handler as ffi::lua_Integer);
+        ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, call.globals as ffi::lua_Integer);
+        ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, call.f as ffi::lua_Integer);
+        let nargs = if call.function {
+            ffi::lua_pushvalue(l, 3);
+            push_strings(l, p.keys);
+            push_strings(l, p.args);
+            2
+        } else {
+            ffi::lua_pushstring(l, c"KEYS".as_ptr());
+            push_strings(l, p.keys);
+            ffi::lua_rawset(l, 2);
+            ffi::lua_pushstring(l, c"ARGV".as_ptr());
+            push_strings(l, p.args);
+            ffi::lua_rawset(l, 2);
+            ffi::lua_pushvalue(l, 3);
+            0
+        };
+        let status = ffi::lua_pcall(l, nargs, 1, 1);
+        let top = ffi::lua_gettop(l);
+        if status == 0 {
+            let resp3 = call::script_resp3();
+            write_value(l, top, p.out, resp3, 0);
+        } else {
+            p.outcome = failed(l);
+        }
+        ffi::lua_settop(l, 0);
+        0
+    }
 }
 
 /// Reads the handler's `{msg, source, line}` (or a bare error value) at the top.

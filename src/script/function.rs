@@ -278,15 +278,11 @@ pub fn load(scripts: &Scripts, code: &[u8], replace: bool) -> Result<String, Str
 
 /// Makes sure this thread's interpreter has the functions of `lib`.
 pub fn ensure_loaded(vm: &mut vm::Vm, lib: &Library) -> Result<(), String> {
-    if lib
-        .functions
-        .iter()
-        .all(|f| vm.functions.contains_key(&f.name))
-    {
+    if lib.functions.iter().all(|f| vm.has_function(&f.name)) {
         return Ok(());
     }
     for (info, f) in run_library(vm, &lib.code)? {
-        vm.functions.insert(info.name, f);
+        vm.add_function(info.name, &f)?;
     }
     Ok(())
 }

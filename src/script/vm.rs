@@ -9,8 +9,9 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ffi::c_int;
 
-use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value};
+use mlua::{ffi, Function, Lua, LuaOptions, StdLib, Table, Value};
 
 use super::{fast, libs, Scripts, Sha};
 
@@ -21,6 +22,10 @@ pub const DEFAULT_MEMORY_LIMIT: u64 = 256 << 20;
 const PRELUDE: &str = include_str!("prelude.lua");
 
 /// A thread's interpreter.
+///
+/// What a run needs is also held in the Lua registry, by reference number: the handler,
+/// the globals, `fast::body`, and every compiled script and function. `fast::run` pushes
+/// them from there, on the state's own stack, without mlua's per-call set-up.
 pub struct Vm {
     pub lua: Lua,
     /// The prelude's message handler (finds where an error happened).
@@ -29,9 +34,16 @@ pub struct Vm {
     pub globals: Table,
     compile: Function,
     pub load_library: Function,
-    compiled: super::ShaMap<Function>,
-    /// Functions of FUNCTION libraries, by function name.
-    pub functions: HashMap<String, Function>,
+    /// The main state of `lua`, and the registry references of `fast::body`, the handler
+    /// and the globals.
+    state: *mut ffi::lua_State,
+    runner: c_int,
+    handler_ref: c_int,
+    globals_ref: c_int,
+    /// Compiled scripts by SHA1: their registry references.
+    compiled: super::ShaMap<c_int>,
+    /// Functions of FUNCTION libraries, by function name: their registry references.
+    functions: HashMap<String, c_int>,
     /// The registry this state's functions came from, and its epoch then.
     owner: u64,
     epoch: u64,
@@ -61,8 +73,7 @@ pub fn with<R>(scripts: &Scripts, f: impl FnOnce(&mut Vm) -> R) -> Result<R, Str
         };
         let epoch = scripts.epoch();
         if vm.epoch != epoch {
-            vm.compiled.clear();
-            vm.functions.clear();
+            vm.unpin_all();
             vm.epoch = epoch;
         }
         let limit = scripts
@@ -91,12 +102,32 @@ impl Vm {
             .load(std::sync::atomic::Ordering::Relaxed);
         lua.set_memory_limit(limit as usize)?;
         super::run::install_hook(&lua);
+        let mut refs: (*mut ffi::lua_State, c_int, c_int, c_int) = (std::ptr::null_mut(), 0, 0, 0);
+        let r = &mut refs;
+        // SAFETY: the closure holds only plain values; `luaL_ref` may raise (allocation), and
+        // does so inside exec_raw's protected call. The state pointer is the main state
+        // (exec_raw runs on it outside coroutines), valid as long as `lua`.
+        unsafe {
+            lua.exec_raw::<()>((&handler, &globals), |l| {
+                // Stack: 1 handler, 2 globals.
+                ffi::lua_pushcfunction(l, fast::body);
+                r.1 = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
+                r.3 = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
+                r.2 = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
+                r.0 = l;
+            })?;
+        }
+        let (state, runner, handler_ref, globals_ref) = refs;
         Ok(Vm {
             lua,
             handler,
             globals,
             compile,
             load_library,
+            state,
+            runner,
+            handler_ref,
+            globals_ref,
             compiled: super::ShaMap::default(),
             functions: HashMap::new(),
             owner: scripts.id(),
@@ -107,48 +138,93 @@ impl Vm {
 
     /// The compiled function of a cached script, compiling it on first use. The error is
     /// Redis's text for a script that does not compile.
-    pub fn script(&mut self, sha: &Sha, body: &[u8]) -> Result<&Function, String> {
-        if !self.compiled.contains_key(sha) {
-            let f = self
-                .compile_chunk(body, "@user_script")
-                .map_err(|e| format!("ERR Error compiling script (new function): {e}"))?;
-            self.compiled.insert(*sha, f);
+    pub fn script(&mut self, sha: &Sha, body: &[u8]) -> Result<c_int, String> {
+        if let Some(&id) = self.compiled.get(sha) {
+            return Ok(id);
         }
-        self.compiled
-            .get(sha)
-            .ok_or_else(|| "ERR Error compiling script".to_string())
+        let f = self
+            .compile_chunk(body, "@user_script")
+            .map_err(|e| format!("ERR Error compiling script (new function): {e}"))?;
+        let id = self.pin(&f)?;
+        self.compiled.insert(*sha, id);
+        Ok(id)
     }
 
-    /// What `fast::run` calls a cached script with: the interpreter, the handler, the
-    /// globals and the script's function.
-    pub fn eval_parts(&mut self, sha: &Sha, body: &[u8]) -> Result<fast::Call<'_>, String> {
-        self.script(sha, body)?;
-        let f = self
-            .compiled
-            .get(sha)
-            .ok_or_else(|| "ERR Error compiling script".to_string())?;
-        Ok(fast::Call {
-            lua: &self.lua,
-            handler: &self.handler,
-            globals: &self.globals,
-            f,
-            function: false,
-        })
+    /// What `fast::run` calls a cached script with: the state, the handler, the globals
+    /// and the script's function.
+    pub fn eval_parts(&mut self, sha: &Sha, body: &[u8]) -> Result<fast::Call, String> {
+        let f = self.script(sha, body)?;
+        Ok(self.call(f, false))
     }
 
     /// The same for a FUNCTION library's function (already loaded on this thread).
-    pub fn function_parts(&self, name: &str) -> Result<fast::Call<'_>, String> {
-        let f = self
+    pub fn function_parts(&self, name: &str) -> Result<fast::Call, String> {
+        let f = *self
             .functions
             .get(name)
             .ok_or_else(|| "ERR Function not found".to_string())?;
-        Ok(fast::Call {
-            lua: &self.lua,
-            handler: &self.handler,
-            globals: &self.globals,
+        Ok(self.call(f, true))
+    }
+
+    fn call(&self, f: c_int, function: bool) -> fast::Call {
+        fast::Call {
+            state: self.state,
+            runner: self.runner,
+            handler: self.handler_ref,
+            globals: self.globals_ref,
             f,
-            function: true,
-        })
+            function,
+        }
+    }
+
+    /// Whether a FUNCTION library's function is loaded on this thread.
+    pub fn has_function(&self, name: &str) -> bool {
+        self.functions.contains_key(name)
+    }
+
+    /// Keeps a FUNCTION library's function for `function_parts`.
+    pub fn add_function(&mut self, name: String, f: &Function) -> Result<(), String> {
+        let id = self.pin(f)?;
+        if let Some(old) = self.functions.insert(name, id) {
+            self.unpin(&[old]);
+        }
+        Ok(())
+    }
+
+    /// A registry reference to `f`.
+    fn pin(&self, f: &Function) -> Result<c_int, String> {
+        let mut id = ffi::LUA_NOREF;
+        let r = &mut id;
+        // SAFETY: `luaL_ref` may raise (allocation) inside exec_raw's protected call; the
+        // closure holds only a `&mut` to a plain value.
+        unsafe {
+            self.lua
+                .exec_raw::<()>(f, |l| *r = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX))
+                .map_err(|e| format!("ERR {e}"))?;
+        }
+        Ok(id)
+    }
+
+    fn unpin(&self, ids: &[c_int]) {
+        // SAFETY: as in `pin`; the closure borrows `ids`, owned outside the call.
+        let _ = unsafe {
+            self.lua.exec_raw::<()>((), |l| {
+                for &id in ids {
+                    ffi::luaL_unref(l, ffi::LUA_REGISTRYINDEX, id);
+                }
+            })
+        };
+    }
+
+    /// Drops every compiled script and function (the registry's epoch moved).
+    fn unpin_all(&mut self) {
+        let ids: Vec<c_int> = self
+            .compiled
+            .drain()
+            .map(|(_, id)| id)
+            .chain(self.functions.drain().map(|(_, id)| id))
+            .collect();
+        self.unpin(&ids);
     }
 
     /// Compiles Lua source (a shebang line is kept as a comment) in the scripts'
@@ -191,5 +267,50 @@ pub fn describe(v: &Value) -> String {
         Value::Number(n) => n.to_string(),
         Value::Error(e) => e.to_string(),
         other => other.type_name().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compiled scripts are held by registry references; a flush must release them, or
+    /// every SCRIPT FLUSH would leak the functions compiled before it.
+    #[test]
+    fn a_flush_releases_compiled_scripts() {
+        let scripts = Scripts::default();
+        let compile_batch = |round: usize| {
+            with(&scripts, |vm| {
+                for i in 0..200 {
+                    // Each body is a new function with a large constant table.
+                    let body = format!(
+                        "local t = {{{}}} return #t + {round} + {i}",
+                        "1,".repeat(200)
+                    );
+                    let sha = super::super::sha1_hex(body.as_bytes());
+                    vm.script(&sha, body.as_bytes()).map(|_| ())?;
+                }
+                vm.collect();
+                Ok::<usize, String>(vm.lua.used_memory())
+            })
+            .and_then(|r| r)
+        };
+        let first = compile_batch(0).expect("compiles");
+        let mut last = first;
+        for round in 1..6 {
+            scripts.flush();
+            last = compile_batch(round).expect("compiles");
+        }
+        // Five more batches after flushes: the memory of one batch, not of six.
+        assert!(
+            last < first * 2,
+            "Lua memory grew from {first} to {last} bytes"
+        );
+        // And without the flush, the batches accumulate: the check above can fail.
+        let mut kept = last;
+        for round in 6..9 {
+            kept = compile_batch(round).expect("compiles");
+        }
+        assert!(kept > last * 2, "{kept} vs {last}");
     }
 }

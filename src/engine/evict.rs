@@ -157,6 +157,6 @@ fn evict_one(inner: &Inner, policy: Policy) -> bool {
             victim.db,
         );
     }
-    inner.publish(victim.shard, &g);
+    inner.publish(victim.shard, &mut g);
     removed
 }

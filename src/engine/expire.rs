@@ -292,7 +292,7 @@ impl Tick {
         if expired > 0 {
             g.dbs[db].shrink_if_sparse(&hasher);
         }
-        inner.publish(s, &g);
+        inner.publish(s, &mut g);
         drop(g);
         if let Some(n) = notifier {
             for k in &gone {

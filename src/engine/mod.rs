@@ -29,6 +29,7 @@ mod persist;
 pub mod set;
 mod store;
 mod table;
+mod tables;
 mod txn;
 pub mod value;
 mod watch;
@@ -51,7 +52,6 @@ pub use hash::HashRef;
 pub use list::{Edit, ListRef};
 use mutate::Changes;
 pub use set::SetRef;
-use table::Table;
 pub use watch::Watches;
 pub use zset::ZSetRef;
 
@@ -68,7 +68,7 @@ const WALK_CHUNK: usize = 256;
 
 /// Per-shard data behind the shard's mutex.
 pub(crate) struct ShardData {
-    dbs: Box<[Table]>,
+    dbs: tables::Tables,
     hits: u64,
     misses: u64,
     expired: u64,
@@ -86,8 +86,8 @@ pub(crate) struct ShardData {
 }
 
 impl ShardData {
-    fn bytes(&self) -> usize {
-        self.dbs.iter().map(Table::bytes).sum()
+    fn bytes(&mut self) -> usize {
+        self.dbs.total()
     }
 }
 
@@ -158,7 +158,7 @@ impl Engine {
         let shards = (0..SHARDS)
             .map(|_| Shard {
                 data: Mutex::new(ShardData {
-                    dbs: (0..databases).map(|_| Table::new()).collect(),
+                    dbs: tables::Tables::new(databases),
                     hits: 0,
                     misses: 0,
                     expired: 0,
@@ -246,7 +246,7 @@ impl Inner {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    fn publish(&self, shard: usize, data: &ShardData) {
+    fn publish(&self, shard: usize, data: &mut ShardData) {
         self.shards[shard]
             .bytes
             .store(data.bytes(), Ordering::Relaxed);
@@ -258,7 +258,7 @@ impl Inner {
         let s = Self::shard_of(hash);
         let mut g = self.lock(s);
         let r = f(&mut g, hash);
-        self.publish(s, &g);
+        self.publish(s, &mut g);
         r
     }
 
@@ -315,7 +315,7 @@ impl MultiLock<'_> {
 
 impl Drop for MultiLock<'_> {
     fn drop(&mut self) {
-        for (i, g) in &self.guards {
+        for (i, g) in &mut self.guards {
             self.inner.publish(*i, g);
         }
     }
@@ -421,7 +421,7 @@ impl Engine {
             let mut shards: Vec<&mut ShardData> = guards.iter_mut().map(|g| &mut **g).collect();
             Changes::new(i).flush(&mut shards, db)
         };
-        for (s, g) in guards.iter().enumerate() {
+        for (s, g) in guards.iter_mut().enumerate() {
             i.publish(s, g);
         }
         drop(guards);

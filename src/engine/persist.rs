@@ -108,7 +108,7 @@ impl Engine {
                 for s in 0..SHARDS {
                     let mut g = i.lock(s);
                     g.dbs[db] = Default::default();
-                    i.publish(s, &g);
+                    i.publish(s, &mut g);
                 }
             }
             Op::FlushAll => {
@@ -117,7 +117,7 @@ impl Engine {
                     for t in g.dbs.iter_mut() {
                         *t = Default::default();
                     }
-                    i.publish(s, &g);
+                    i.publish(s, &mut g);
                 }
             }
             Op::SwapDb { a, b } => {
@@ -329,10 +329,10 @@ impl Engine {
                     b = end.min(n);
                     if b >= n {
                         g.dbs[db].shrink_if_sparse(&hasher);
-                        i.publish(s, &g);
+                        i.publish(s, &mut g);
                         break;
                     }
-                    i.publish(s, &g);
+                    i.publish(s, &mut g);
                 }
             }
         }

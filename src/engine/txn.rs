@@ -185,7 +185,7 @@ impl Engine {
         if let (Some(frame), Some(j)) = (block.frame.into_inner(), i.journal.get()) {
             j.append_frame(frame);
         }
-        for (s, g) in few.iter().flatten().chain(many.iter()) {
+        for (s, g) in few.iter_mut().flatten().chain(many.iter_mut()) {
             i.publish(*s, g);
         }
         drop(few);

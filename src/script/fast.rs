@@ -481,6 +481,9 @@ pub struct Call {
     pub handler: c_int,
     /// The globals' backing table (KEYS and ARGV go there for EVAL).
     pub globals: c_int,
+    /// The strings "KEYS" and "ARGV" (not interned again per run).
+    pub keys_name: c_int,
+    pub argv_name: c_int,
     pub f: c_int,
     /// A FUNCTION (called with `keys, args`), not an EVAL body (which reads KEYS, ARGV).
     pub function: bool,
@@ -566,10 +569,18 @@ pub unsafe extern "C-unwind" fn body(l: *mut ffi::lua_State) -> c_int {
             push_strings(l, p.args);
             2
         } else {
-            ffi::lua_pushstring(l, c"KEYS".as_ptr());
+            ffi::lua_rawgeti(
+                l,
+                ffi::LUA_REGISTRYINDEX,
+                call.keys_name as ffi::lua_Integer,
+            );
             push_strings(l, p.keys);
             ffi::lua_rawset(l, 2);
-            ffi::lua_pushstring(l, c"ARGV".as_ptr());
+            ffi::lua_rawgeti(
+                l,
+                ffi::LUA_REGISTRYINDEX,
+                call.argv_name as ffi::lua_Integer,
+            );
             push_strings(l, p.args);
             ffi::lua_rawset(l, 2);
             ffi::lua_pushvalue(l, 3);

@@ -34,12 +34,14 @@ pub struct Vm {
     pub globals: Table,
     compile: Function,
     pub load_library: Function,
-    /// The main state of `lua`, and the registry references of `fast::body`, the handler
-    /// and the globals.
+    /// The main state of `lua`, and the registry references of `fast::body`, the handler,
+    /// the globals and the names "KEYS" and "ARGV".
     state: *mut ffi::lua_State,
     runner: c_int,
     handler_ref: c_int,
     globals_ref: c_int,
+    keys_name: c_int,
+    argv_name: c_int,
     /// Compiled scripts by SHA1: their registry references.
     compiled: super::ShaMap<c_int>,
     /// Functions of FUNCTION libraries, by function name: their registry references.
@@ -102,7 +104,7 @@ impl Vm {
             .load(std::sync::atomic::Ordering::Relaxed);
         lua.set_memory_limit(limit as usize)?;
         super::run::install_hook(&lua);
-        let mut refs: (*mut ffi::lua_State, c_int, c_int, c_int) = (std::ptr::null_mut(), 0, 0, 0);
+        let mut refs: (*mut ffi::lua_State, [c_int; 5]) = (std::ptr::null_mut(), [0; 5]);
         let r = &mut refs;
         // SAFETY: the closure holds only plain values; `luaL_ref` may raise (allocation), and
         // does so inside exec_raw's protected call. The state pointer is the main state
@@ -111,13 +113,17 @@ impl Vm {
             lua.exec_raw::<()>((&handler, &globals), |l| {
                 // Stack: 1 handler, 2 globals.
                 ffi::lua_pushcfunction(l, fast::body);
-                r.1 = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
-                r.3 = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
-                r.2 = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
+                r.1[0] = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
+                r.1[2] = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
+                r.1[1] = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
+                ffi::lua_pushstring(l, c"KEYS".as_ptr());
+                r.1[3] = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
+                ffi::lua_pushstring(l, c"ARGV".as_ptr());
+                r.1[4] = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
                 r.0 = l;
             })?;
         }
-        let (state, runner, handler_ref, globals_ref) = refs;
+        let (state, [runner, handler_ref, globals_ref, keys_name, argv_name]) = refs;
         Ok(Vm {
             lua,
             handler,
@@ -128,6 +134,8 @@ impl Vm {
             runner,
             handler_ref,
             globals_ref,
+            keys_name,
+            argv_name,
             compiled: super::ShaMap::default(),
             functions: HashMap::new(),
             owner: scripts.id(),
@@ -172,6 +180,8 @@ impl Vm {
             runner: self.runner,
             handler: self.handler_ref,
             globals: self.globals_ref,
+            keys_name: self.keys_name,
+            argv_name: self.argv_name,
             f,
             function,
         }

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Router;
 use crate::deployment::{Deployment, MigrationControl};
-use crate::migrate::command::CommandStore;
+use crate::migrate::command::{CommandStore, Frame};
 use crate::migrate::stage::{Setting, Side, Stage};
+use crate::migrate::typed::{Request, Transaction};
 use crate::store::StoreResult;
 
 impl<O: Deployment + CommandStore, N: Deployment + CommandStore> MigrationControl for Router<O, N> {
@@ -58,40 +59,22 @@ impl<O: Deployment + CommandStore, N: Deployment + CommandStore> MigrationContro
 
     fn command<'a>(
         &'a self,
-        req: crate::migrate::typed::Request<'a>,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = StoreResult<crate::migrate::command::Frame>>
-                + Send
-                + 'a,
-        >,
-    > {
+        req: Request<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<Frame>> + Send + 'a>> {
         Box::pin(Router::command(self, req))
     }
 
     fn everywhere<'a>(
         &'a self,
-        req: crate::migrate::typed::Request<'a>,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = StoreResult<crate::migrate::command::Frame>>
-                + Send
-                + 'a,
-        >,
-    > {
+        req: Request<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<Frame>> + Send + 'a>> {
         Box::pin(Router::everywhere(self, req))
     }
 
     fn transaction<'a>(
         &'a self,
-        req: crate::migrate::typed::Transaction<'a>,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = StoreResult<crate::migrate::command::Frame>>
-                + Send
-                + 'a,
-        >,
-    > {
+        req: Transaction<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<Frame>> + Send + 'a>> {
         Box::pin(Router::transaction(self, req))
     }
 

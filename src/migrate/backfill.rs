@@ -223,53 +223,7 @@ pub async fn backfill(
     let seen_at_start = p.seen;
     let me = ClientHandle::internal("migrate-backfill");
     if typed(from, to) {
-        // Between Redis-protocol stores: pages in two pipelined round trips each, the next
-        // page read while this one is written (`copy.rs` has the copy itself).
-        let mut now = crate::clock::now_ms();
-        let (mut items, mut next) = page(from, &p.cursor, o.batch.max(1), now).await?;
-        let mut reads = read_page(from, &me, &items).await;
-        while !items.is_empty() || p.cursor != Cursor::Done {
-            // On another worker thread: writing into the embedded engine keeps this one busy.
-            let ahead = {
-                let (from, me, next, batch) =
-                    (from.clone(), me.clone(), next.clone(), o.batch.max(1));
-                tokio::spawn(async move {
-                    let now = crate::clock::now_ms();
-                    let (items, after) = page(&from, &next, batch, now).await?;
-                    let reads = read_page(&from, &me, &items).await;
-                    Ok::<_, String>((items, after, reads, now))
-                })
-            };
-            let mut outcomes = write_page(to, &me, &items, reads, now).await;
-            // What the pipelined copy could not do (a hash with field TTLs, whose payload
-            // one side cannot read or write) is copied key by key.
-            for (c, it) in outcomes.iter_mut().zip(&items) {
-                if matches!(c, Copy::Error) {
-                    *c = copy_typed(from, to, &me, &it.key).await;
-                }
-            }
-            for c in outcomes {
-                p.seen += 1;
-                match c {
-                    Copy::Copied => p.copied += 1,
-                    Copy::Kept => p.kept += 1,
-                    Copy::Gone => p.gone += 1,
-                    Copy::Error => p.errors += 1,
-                }
-            }
-            // Everything before `next` is copied: that is the checkpoint.
-            p.cursor = next;
-            if let Some(path) = &o.checkpoint {
-                save(path, &p)?;
-            }
-            bar.set_position(p.seen);
-            pace(o.rate, p.seen - seen_at_start, started).await;
-            if p.cursor == Cursor::Done {
-                ahead.abort();
-                break;
-            }
-            (items, next, reads, now) = ahead.await.map_err(|e| e.to_string())??;
-        }
+        copy_pages(from, to, o, &me, &mut p, &bar, (started, seen_at_start)).await?;
         bar.finish();
         p.this_run = p.seen - seen_at_start;
         return Ok(p);
@@ -309,6 +263,131 @@ pub async fn backfill(
     Ok(p)
 }
 
+/// A page read from the source: its keys, the cursor after it, what `DUMP`/`PEXPIRETIME`
+/// said of each key, and the time it was read at.
+type ReadPage = (Vec<Item>, Cursor, Vec<Read>, i64);
+
+/// Pages ahead of the one being written, at each stage.
+const AHEAD: usize = 2;
+
+/// The copy between Redis-protocol stores, in three stages that run at once so that
+/// neither the source nor the target waits for the other:
+/// * a task lists pages (`SCAN`);
+/// * a task reads each listed page (`DUMP` and `PEXPIRETIME` of every key, one pipelined
+///   request), while the next page is listed;
+/// * this one writes each read page (`RESTORE`s, one pipelined request per node), with up
+///   to [`AHEAD`] pages' writes in flight, and counts the outcomes in page order.
+///
+/// Each stage waits for a round trip; in sequence, the source sat idle while the target
+/// worked and the other way round. The checkpoint moves only past pages whose every key
+/// is settled, in order, so an interrupted run resumes without a gap.
+async fn copy_pages(
+    from: &std::sync::Arc<AnyStore>,
+    to: &AnyStore,
+    o: &BackfillOptions,
+    me: &std::sync::Arc<ClientHandle>,
+    p: &mut Progress,
+    bar: &indicatif::ProgressBar,
+    (started, seen_at_start): (Instant, u64),
+) -> Result<(), String> {
+    use futures_util::StreamExt;
+    let batch = o.batch.max(1);
+    let (list_tx, mut list_rx) = tokio::sync::mpsc::channel(AHEAD);
+    let lister = {
+        let (from, mut cursor) = (from.clone(), p.cursor.clone());
+        tokio::spawn(async move {
+            while cursor != Cursor::Done {
+                let now = crate::clock::now_ms();
+                let listed = page(&from, &cursor, batch, now).await;
+                if let Ok((_, next)) = &listed {
+                    cursor = next.clone();
+                }
+                let failed = listed.is_err();
+                if list_tx
+                    .send(listed.map(|(items, next)| (items, next, now)))
+                    .await
+                    .is_err()
+                    || failed
+                {
+                    return;
+                }
+            }
+        })
+    };
+    let (read_tx, mut read_rx) = tokio::sync::mpsc::channel::<Result<ReadPage, String>>(AHEAD);
+    let reader = {
+        let (from, me) = (from.clone(), me.clone());
+        tokio::spawn(async move {
+            while let Some(listed) = list_rx.recv().await {
+                let read = match listed {
+                    Ok((items, next, now)) => {
+                        let reads = read_page(&from, &me, &items).await;
+                        Ok((items, next, reads, now))
+                    }
+                    Err(e) => Err(e),
+                };
+                if read_tx.send(read).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    // Ends the stages however this returns: their channels close and their tasks stop.
+    struct Stop(Vec<tokio::task::JoinHandle<()>>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            for t in &self.0 {
+                t.abort();
+            }
+        }
+    }
+    let _stop = Stop(vec![lister, reader]);
+    let mut writing = futures_util::stream::FuturesOrdered::new();
+    let mut listed_all = p.cursor == Cursor::Done;
+    loop {
+        // Keep AHEAD pages' writes in flight while pages come; then settle the oldest.
+        while !listed_all && writing.len() < AHEAD {
+            match read_rx.recv().await {
+                Some(read) => {
+                    let (items, next, reads, now) = read?;
+                    writing.push_back(async move {
+                        let outcomes = write_page(to, me, &items, reads, now).await;
+                        (items, next, outcomes)
+                    });
+                }
+                None => listed_all = true,
+            }
+        }
+        let Some((items, next, mut outcomes)) = writing.next().await else {
+            break;
+        };
+        // What the pipelined copy could not do (a hash with field TTLs, whose payload
+        // one side cannot read or write) is copied key by key.
+        for (c, it) in outcomes.iter_mut().zip(&items) {
+            if matches!(c, Copy::Error) {
+                *c = copy_typed(from, to, me, &it.key).await;
+            }
+        }
+        for c in outcomes {
+            p.seen += 1;
+            match c {
+                Copy::Copied => p.copied += 1,
+                Copy::Kept => p.kept += 1,
+                Copy::Gone => p.gone += 1,
+                Copy::Error => p.errors += 1,
+            }
+        }
+        // Everything before `next` is copied: that is the checkpoint.
+        p.cursor = next;
+        if let Some(path) = &o.checkpoint {
+            save(path, p)?;
+        }
+        bar.set_position(p.seen);
+        pace(o.rate, p.seen - seen_at_start, started).await;
+    }
+    Ok(())
+}
+
 /// Pace: the sessions done in this run may not be ahead of rate × elapsed.
 async fn pace(rate: u64, done: u64, started: Instant) {
     if rate > 0 {
@@ -333,34 +412,59 @@ async fn read_page(
     me: &std::sync::Arc<ClientHandle>,
     items: &[Item],
 ) -> Vec<Read> {
-    use crate::resp::value::{decode, Value};
     if items.is_empty() {
         return Vec::new();
     }
-    let reads: Vec<Vec<&[u8]>> = items
+    let pairs: Vec<[&[u8]; 2]> = items
         .iter()
         .flat_map(|it| {
             [
-                vec![&b"DUMP"[..], &it.key[..]],
-                vec![&b"PEXPIRETIME"[..], &it.key[..]],
+                [&b"DUMP"[..], &it.key[..]],
+                [&b"PEXPIRETIME"[..], &it.key[..]],
             ]
         })
         .collect();
+    let reads: Vec<&[&[u8]]> = pairs.iter().map(|c| &c[..]).collect();
     let Ok(frames) = from.pipeline(me, 0, &reads).await else {
         return items.iter().map(|_| Read::Error).collect();
     };
     frames
         .chunks(2)
-        .map(
-            |pair| match (decode(&pair[0], u64::MAX), decode(&pair[1], u64::MAX)) {
-                (Ok(Some((Value::Nil, _))), _) | (_, Ok(Some((Value::Int(-2), _)))) => Read::Gone,
-                (Ok(Some((Value::Bulk(b), _))), Ok(Some((Value::Int(at), _)))) => {
-                    Read::Live(b, at.max(0))
-                }
-                _ => Read::Error,
-            },
-        )
+        .map(|pair| match (bulk_reply(&pair[0]), int_reply(&pair[1])) {
+            (Some(None), _) | (_, Some(-2)) => Read::Gone,
+            (Some(Some(payload)), Some(at)) => Read::Live(payload, at.max(0)),
+            _ => Read::Error,
+        })
         .collect()
+}
+
+/// A bulk reply frame's payload, as a slice of the frame (no copy): `Some(None)` for a
+/// null (RESP2's `$-1`, RESP3's `_`), `None` for anything else (an error).
+fn bulk_reply(frame: &Bytes) -> Option<Option<Bytes>> {
+    match frame.first()? {
+        b'_' => Some(None),
+        b'$' => {
+            let end = frame.iter().position(|&c| c == b'\r')?;
+            let len = std::str::from_utf8(&frame[1..end])
+                .ok()?
+                .parse::<i64>()
+                .ok()?;
+            if len < 0 {
+                return Some(None);
+            }
+            let start = end + 2;
+            let stop = start.checked_add(usize::try_from(len).ok()?)?;
+            (stop + 2 <= frame.len()).then(|| Some(frame.slice(start..stop)))
+        }
+        _ => None,
+    }
+}
+
+/// An integer reply frame's value; `None` for anything else.
+fn int_reply(frame: &[u8]) -> Option<i64> {
+    let rest = frame.strip_prefix(b":")?;
+    let end = rest.iter().position(|&c| c == b'\r')?;
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
 /// One `RESTORE … ABSTTL` per live key of a page (no `REPLACE`: a key already in the target
@@ -373,12 +477,16 @@ async fn write_page(
     now: i64,
 ) -> Vec<Copy> {
     let mut out: Vec<Copy> = Vec::with_capacity(items.len());
-    let mut restores: Vec<(usize, Vec<u8>, Bytes)> = Vec::new();
+    // The expiries' digits, back to back in one buffer: (key index, digits' end, payload).
+    let mut digits: Vec<u8> = Vec::with_capacity(items.len() * 13);
+    let mut restores: Vec<(usize, usize, Bytes)> = Vec::with_capacity(items.len());
+    let mut n = itoa::Buffer::new();
     for (i, r) in reads.into_iter().enumerate() {
         out.push(match r {
             Read::Live(_, at) if at > 0 && at <= now => Copy::Gone,
             Read::Live(payload, at) => {
-                restores.push((i, at.to_string().into_bytes(), payload));
+                digits.extend_from_slice(n.format(at).as_bytes());
+                restores.push((i, digits.len(), payload));
                 Copy::Error
             }
             Read::Gone => Copy::Gone,
@@ -388,18 +496,22 @@ async fn write_page(
     if restores.is_empty() {
         return out;
     }
-    let writes: Vec<Vec<&[u8]>> = restores
+    let mut begin = 0;
+    let commands: Vec<[&[u8]; 5]> = restores
         .iter()
-        .map(|(i, at, payload)| {
-            vec![
+        .map(|(i, end, payload)| {
+            let at = &digits[begin..*end];
+            begin = *end;
+            [
                 &b"RESTORE"[..],
                 &items[*i].key[..],
-                &at[..],
+                at,
                 &payload[..],
                 &b"ABSTTL"[..],
             ]
         })
         .collect();
+    let writes: Vec<&[&[u8]]> = commands.iter().map(|c| &c[..]).collect();
     if let Ok(frames) = to.pipeline(me, 0, &writes).await {
         for ((i, _, _), f) in restores.iter().zip(frames) {
             out[*i] = if f.starts_with(b"+") {
@@ -623,5 +735,36 @@ async fn compare_one(from: &AnyStore, to: &AnyStore, it: &Item, now: i64, tolera
             }
         }
         _ => Found::Differs("error"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_frames_read_without_a_copy() {
+        let frame = Bytes::from_static(b"$5\r\nab\r\nc\r\n");
+        let Some(Some(payload)) = bulk_reply(&frame) else {
+            panic!("a bulk reply")
+        };
+        assert_eq!(&payload[..], b"ab\r\nc");
+        // A slice of the frame, not a copy of it.
+        assert_eq!(payload.as_ptr(), frame[4..].as_ptr());
+        assert!(matches!(
+            bulk_reply(&Bytes::from_static(b"$-1\r\n")),
+            Some(None)
+        ));
+        assert!(matches!(
+            bulk_reply(&Bytes::from_static(b"_\r\n")),
+            Some(None)
+        ));
+        assert!(bulk_reply(&Bytes::from_static(b"-ERR no\r\n")).is_none());
+        // A length past the frame's end is malformed, not a panic.
+        assert!(bulk_reply(&Bytes::from_static(b"$9\r\nab\r\n")).is_none());
+        assert!(bulk_reply(&Bytes::from_static(b"$x\r\n")).is_none());
+        assert_eq!(int_reply(b":1767225600000\r\n"), Some(1_767_225_600_000));
+        assert_eq!(int_reply(b":-2\r\n"), Some(-2));
+        assert_eq!(int_reply(b"$1\r\n1\r\n"), None);
     }
 }

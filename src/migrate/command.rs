@@ -47,7 +47,7 @@ pub trait CommandStore: Send + Sync {
         &self,
         client: &Arc<ClientHandle>,
         db: Db,
-        commands: &[Vec<&[u8]>],
+        commands: &[&[&[u8]]],
     ) -> impl Future<Output = StoreResult<Vec<Bytes>>> + Send;
     /// The embedded engine's pub/sub hub, for the process to share.
     fn hub(&self) -> Option<Arc<crate::pubsub::Hub>>;
@@ -102,7 +102,7 @@ impl CommandStore for AnyStore {
         &self,
         client: &Arc<ClientHandle>,
         db: Db,
-        commands: &[Vec<&[u8]>],
+        commands: &[&[&[u8]]],
     ) -> StoreResult<Vec<Bytes>> {
         match self {
             AnyStore::Embedded(side) => commands
@@ -153,7 +153,7 @@ impl<S: CommandStore> CommandStore for Timed<S> {
         &self,
         client: &Arc<ClientHandle>,
         db: Db,
-        commands: &[Vec<&[u8]>],
+        commands: &[&[&[u8]]],
     ) -> StoreResult<Vec<Bytes>> {
         self.timed(self.inner.pipeline(client, db, commands)).await
     }
@@ -190,7 +190,7 @@ impl CommandStore for crate::engine::Engine {
         &self,
         _client: &Arc<ClientHandle>,
         _db: Db,
-        _commands: &[Vec<&[u8]>],
+        _commands: &[&[&[u8]]],
     ) -> StoreResult<Vec<Bytes>> {
         Err(StoreError::Other(
             "ERR a bare engine runs no commands".into(),

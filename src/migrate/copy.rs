@@ -65,7 +65,7 @@ pub async fn dump<S: CommandStore>(
 ) -> StoreResult<Option<(Bytes, i64)>> {
     // One request for both (one write, one wake-up on a Redis connection).
     let frames = s
-        .pipeline(at.0, at.1, &[vec![b"DUMP", key], vec![b"PEXPIRETIME", key]])
+        .pipeline(at.0, at.1, &[&[b"DUMP", key], &[b"PEXPIRETIME", key]])
         .await?;
     let decoded = |f: &Bytes| match decode(f, u64::MAX) {
         Ok(Some((Value::Error(e), _))) => Err(StoreError::Other(e)),

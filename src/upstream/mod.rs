@@ -147,7 +147,12 @@ impl Upstream {
     /// The node a command goes to. `client` spreads replica reads and keeps one client on
     /// one replica.
     pub fn route(&self, key: Option<&[u8]>, write: bool, client: u64) -> Arc<Node> {
-        let r = self.shared.routes();
+        self.route_in(&self.shared.routes(), key, write, client)
+    }
+
+    /// [`Upstream::route`] on one snapshot of the routes: a caller routing many keys at
+    /// once (a bulk copy's page) reads the routes once, not once per key.
+    fn route_in(&self, r: &Routes, key: Option<&[u8]>, write: bool, client: u64) -> Arc<Node> {
         if let Some(slots) = &r.slots {
             // Cluster: the slot's owner; keyless commands, and slots nobody serves (the
             // node answers with Redis's own error), go to a primary.

@@ -188,3 +188,47 @@ fn restore_errors_match_redis() {
         assert_eq!(got, want, "{:?}", String::from_utf8_lossy(args[0]));
     }
 }
+
+/// A payload that repeats a field (or a sorted-set member) is not something Redis writes,
+/// but RESTORE takes bytes from the network: the last occurrence wins and the collection
+/// holds each field once, for the few fields of a session hash and for a large hash alike.
+#[test]
+fn restore_keeps_the_last_of_a_repeated_field() {
+    use sessiond::util::rdb::{dump, RdbValue};
+    let s = sessiond(&[]);
+    let mut c = s.connect();
+    let pair = |f: &str, v: &str| (f.as_bytes().to_vec(), v.as_bytes().to_vec());
+    let few = dump(&RdbValue::Hash(vec![
+        pair("f", "1"),
+        pair("g", "2"),
+        pair("f", "3"),
+    ]));
+    assert_eq!(
+        c.cmd_bytes(&[b"RESTORE", b"h:few", b"0", &few]),
+        Value::Simple("OK".into())
+    );
+    assert_eq!(c.cmd(&["HLEN", "h:few"]), Value::Int(2));
+    assert_eq!(c.cmd(&["HGET", "h:few", "f"]), Value::bulk("3"));
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..40)
+        .map(|i| pair(&format!("f{i}"), &format!("v{i}")))
+        .collect();
+    pairs.push(pair("f7", "last"));
+    let many = dump(&RdbValue::Hash(pairs));
+    assert_eq!(
+        c.cmd_bytes(&[b"RESTORE", b"h:many", b"0", &many]),
+        Value::Simple("OK".into())
+    );
+    assert_eq!(c.cmd(&["HLEN", "h:many"]), Value::Int(40));
+    assert_eq!(c.cmd(&["HGET", "h:many", "f7"]), Value::bulk("last"));
+    let z = dump(&RdbValue::ZSet(vec![
+        (b"m".to_vec(), 1.0),
+        (b"n".to_vec(), 2.0),
+        (b"m".to_vec(), 5.0),
+    ]));
+    assert_eq!(
+        c.cmd_bytes(&[b"RESTORE", b"z", b"0", &z]),
+        Value::Simple("OK".into())
+    );
+    assert_eq!(c.cmd(&["ZCARD", "z"]), Value::Int(2));
+    assert_eq!(c.cmd(&["ZSCORE", "z", "m"]), Value::bulk("5"));
+}

@@ -285,10 +285,10 @@ impl KeyWriter<'_> {
                 NewSet::from_members(&refs).into_entry(self.key, expire, lru)
             }
             RdbValue::Hash(pairs) if !pairs.is_empty() => {
-                let mut seen = std::collections::HashSet::new();
-                let mut uniq: Vec<(&[u8], &[u8])> = Vec::new();
+                let mut seen = Unique::new(pairs.len());
+                let mut uniq: Vec<(&[u8], &[u8])> = Vec::with_capacity(pairs.len());
                 for (f, v) in pairs.iter().rev() {
-                    if seen.insert(&f[..]) {
+                    if seen.first(f, uniq.iter().map(|u| u.0)) {
                         uniq.push((f, v));
                     }
                 }
@@ -297,10 +297,10 @@ impl KeyWriter<'_> {
                     .into_entry(self.key, expire, lru)
             }
             RdbValue::ZSet(items) if !items.is_empty() => {
-                let mut seen = std::collections::HashSet::new();
-                let mut uniq: Vec<(&[u8], f64)> = Vec::new();
+                let mut seen = Unique::new(items.len());
+                let mut uniq: Vec<(&[u8], f64)> = Vec::with_capacity(items.len());
                 for (m, s) in items.iter().rev() {
-                    if seen.insert(&m[..]) {
+                    if seen.first(m, uniq.iter().map(|u| u.0)) {
                         uniq.push((m, *s + 0.0));
                     }
                 }
@@ -470,5 +470,35 @@ impl Engine {
             };
             f(&mut w)
         })
+    }
+}
+
+/// Which fields (members) of a restored collection come first, when the payload repeats
+/// one. A session hash has a handful of fields: those are compared with the ones kept so
+/// far, which costs less than hashing each into a set (one allocation and a SipHash per
+/// field; measured at about 4% of a bulk copy into the engine). Past [`Unique::LINEAR`]
+/// entries the set is used.
+enum Unique<'a> {
+    Few,
+    Many(std::collections::HashSet<&'a [u8]>),
+}
+
+impl<'a> Unique<'a> {
+    const LINEAR: usize = 16;
+
+    fn new(n: usize) -> Self {
+        if n <= Self::LINEAR {
+            Unique::Few
+        } else {
+            Unique::Many(std::collections::HashSet::with_capacity(n))
+        }
+    }
+
+    /// True the first time `item` is offered; `kept` are the items accepted so far.
+    fn first<'k>(&mut self, item: &'a [u8], mut kept: impl Iterator<Item = &'k [u8]>) -> bool {
+        match self {
+            Unique::Few => !kept.any(|k| k == item),
+            Unique::Many(set) => set.insert(item),
+        }
     }
 }

@@ -471,15 +471,9 @@ fn backfill_into_a_cluster() {
     let nodes = support::redis_cluster();
     let from = format!("redis://127.0.0.1:{}", old.port);
     let to = format!("redis+cluster://127.0.0.1:{}", nodes[0].port);
-    let out = migrate_cmd(&["backfill", "--from", &from, "--to", &to])
-        .args(["--batch", "500", "--rate", "0", "--quiet"])
-        .output()
-        .expect("backfill");
-    let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = succeeds(
+        migrate_cmd(&["backfill", "--from", &from, "--to", &to])
+            .args(["--batch", "500", "--rate", "0", "--quiet"]),
     );
     assert!(
         report.contains(&format!("{total} sessions seen, {total} copied")),
@@ -495,13 +489,7 @@ fn backfill_into_a_cluster() {
         sum += n;
     }
     assert_eq!(sum, total as i64);
-    for k in [
-        str_key(3),
-        hash_key(1999),
-        set_key(5),
-        "zset:17".to_string(),
-        "list:42".to_string(),
-    ] {
+    for k in sample_keys() {
         let owner = conns
             .iter_mut()
             .find_map(|c| (c.cmd(&["EXISTS", &k]) == Value::Int(1)).then_some(c))
@@ -535,6 +523,29 @@ fn migrate_cmd(args: &[&str]) -> std::process::Command {
     let mut c = std::process::Command::new(support::sessiond_bin());
     c.arg("migrate").args(args);
     c
+}
+
+/// One key of each type that `preload` and `more_types` write.
+fn sample_keys() -> [String; 5] {
+    [
+        str_key(3),
+        hash_key(1999),
+        set_key(5),
+        "zset:17".to_string(),
+        "list:42".to_string(),
+    ]
+}
+
+/// Runs a `migrate` command that must succeed: its report (standard output).
+fn succeeds(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().expect("migrate");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report
 }
 
 /// Sorted sets and lists too, for the backfill.
@@ -655,17 +666,7 @@ fn backfill_every_type_resumes_and_verify_is_clean_under_traffic() {
     let _ = first.wait();
     assert!(seen(&checkpoint) < total as u64, "interrupted too late");
 
-    let out = migrate_cmd(&["backfill"])
-        .args(base)
-        .args(["--rate", "0"])
-        .output()
-        .expect("backfill");
-    let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = succeeds(migrate_cmd(&["backfill"]).args(base).args(["--rate", "0"]));
     assert!(
         report.contains(&format!("{total} sessions seen")),
         "{report}"
@@ -685,13 +686,7 @@ fn backfill_every_type_resumes_and_verify_is_clean_under_traffic() {
         Value::Array(vec![Value::bulk("lastAccessedTime"), Value::bulk("99")]),
         "a key written meanwhile is never overwritten"
     );
-    for k in [
-        str_key(3),
-        hash_key(1999),
-        set_key(5),
-        "zset:17".to_string(),
-        "list:42".to_string(),
-    ] {
+    for k in sample_keys() {
         let (a, b) = (dump_view(&mut o, &k), dump_view(&mut n, &k));
         assert_eq!(a, b, "{k}");
         assert!(!matches!(a.0.as_str().as_str(), "none"), "{k}");

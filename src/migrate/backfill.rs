@@ -170,6 +170,19 @@ pub struct Progress {
     pub this_run: u64,
 }
 
+impl Progress {
+    /// Counts one key's outcome.
+    fn count(&mut self, c: Copy) {
+        self.seen += 1;
+        match c {
+            Copy::Copied => self.copied += 1,
+            Copy::Kept => self.kept += 1,
+            Copy::Gone => self.gone += 1,
+            Copy::Error => self.errors += 1,
+        }
+    }
+}
+
 fn save(path: &Path, p: &Progress) -> Result<(), String> {
     let tmp = path.with_extension("tmp");
     let text = serde_json::to_string(p).map_err(|e| e.to_string())?;
@@ -239,13 +252,7 @@ pub async fn backfill(
             futures_util::stream::iter(items.iter().map(|it| copy_one(from, to, it, now)))
                 .buffer_unordered(CONCURRENCY);
         while let Some(o) = outcomes.next().await {
-            p.seen += 1;
-            match o {
-                Copy::Copied => p.copied += 1,
-                Copy::Kept => p.kept += 1,
-                Copy::Gone => p.gone += 1,
-                Copy::Error => p.errors += 1,
-            }
+            p.count(o);
         }
         p.cursor = next;
         if let Some(path) = &o.checkpoint {
@@ -369,13 +376,7 @@ async fn copy_pages(
             }
         }
         for c in outcomes {
-            p.seen += 1;
-            match c {
-                Copy::Copied => p.copied += 1,
-                Copy::Kept => p.kept += 1,
-                Copy::Gone => p.gone += 1,
-                Copy::Error => p.errors += 1,
-            }
+            p.count(c);
         }
         // Everything before `next` is copied: that is the checkpoint.
         p.cursor = next;

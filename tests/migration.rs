@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{redis_server, sessiond, Conn, Proc, Value};
+use support::{migrate_cmd, redis_server, sessiond, Conn, Proc, Value};
 
 const CLIENTS: usize = 4;
 const PER_CLIENT: usize = 50;
@@ -491,12 +491,6 @@ fn mariadb_and_memcached_to_redis_through_every_stage() {
     assert!(ok && rows.trim().parse::<u64>().unwrap_or(0) > 0, "{rows}");
 }
 
-fn migrate_cmd(args: &[&str]) -> std::process::Command {
-    let mut c = std::process::Command::new(support::sessiond_bin());
-    c.arg("migrate").args(args);
-    c
-}
-
 /// Backfill from MariaDB to redis-server: rate-limited, killed half-way and resumed from its
 /// checkpoint; expired rows are not copied, a session written to the new store meanwhile is
 /// not overwritten, TTLs carry over; verify then reports exactly that one difference.
@@ -612,11 +606,10 @@ fn backfill_resumes_after_interruption_and_never_overwrites() {
     };
     assert_eq!(at, now_ms + 600_000 + 2999, "the TTL carried over exactly");
 
-    let out = migrate_cmd(&["verify", "--from", &from, "--to", &to])
-        .output()
-        .expect("verify");
-    let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(!out.status.success(), "{report}");
+    let report = support::report_of(
+        &mut migrate_cmd(&["verify", "--from", &from, "--to", &to]),
+        false,
+    );
     assert!(
         report.contains("3000 sessions checked; 0 missing, 1 with another value, 0 with a TTL"),
         "{report}"

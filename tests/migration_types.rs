@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{encode, redis8_server, redis_server, sessiond, Conn, Proc, Value};
+use support::{encode, migrate_cmd, redis8_server, redis_server, sessiond, Conn, Proc, Value};
 
 /// Preloaded: 2,000 string sessions, 2,000 hash sessions, 1,000 set indexes.
 const STRINGS: usize = 2000;
@@ -459,6 +459,62 @@ fn every_type_from_redis_to_a_cluster() {
     }
 }
 
+/// `migrate verify` between Redis-protocol stores compares values by content, page by page:
+/// after a backfill into a redis-server and into the embedded engine (which encodes DUMP
+/// payloads its own way) both are clean; then each kind of difference made in the target
+/// is reported once, and a hash rebuilt with the same fields in another order is not a
+/// difference.
+#[test]
+fn verify_compares_every_type_by_content() {
+    let (old, new, _, total) = preloaded_pair();
+    let from = format!("redis://127.0.0.1:{}", old.port);
+    let to = format!("redis://127.0.0.1:{}", new.port);
+    let dir = support::TempDir::new("verify-engine");
+    let engine_dir = dir.0.display().to_string();
+    for target in [&to[..], "embedded"] {
+        let sides = ["--from", &from, "--to", target, "--dir", &engine_dir];
+        succeeds(
+            migrate_cmd(&["backfill"])
+                .args(sides)
+                .args(["--rate", "0", "--quiet"]),
+        );
+        let report = succeeds(migrate_cmd(&["verify"]).args(sides));
+        assert!(
+            report.contains(&format!(
+                "{total} sessions checked; 0 missing, 0 with another value, 0 with a TTL"
+            )),
+            "{target}: {report}"
+        );
+    }
+
+    let mut n = new.connect();
+    // The same fields in another order: another payload, the same hash.
+    let h = hash_key(6);
+    assert_eq!(n.cmd(&["HDEL", &h, "creationTime"]), Value::Int(1));
+    assert_eq!(
+        n.cmd(&["HSET", &h, "creationTime", "1700000000000"]),
+        Value::Int(1)
+    );
+    assert_eq!(n.cmd(&["DEL", &str_key(3)]), Value::Int(1));
+    assert_eq!(
+        n.cmd(&["HSET", &hash_key(5), "lastAccessedTime", "2"]),
+        Value::Int(0)
+    );
+    assert_eq!(n.cmd(&["ZADD", "zset:17", "9", "a"]), Value::Int(0));
+    assert_eq!(n.cmd(&["RPUSH", "list:42", "z"]), Value::Int(4));
+    assert_eq!(n.cmd(&["PEXPIRE", &set_key(5), "999999999"]), Value::Int(1));
+    let report = support::report_of(
+        &mut migrate_cmd(&["verify", "--from", &from, "--to", &to]),
+        false,
+    );
+    assert!(
+        report.contains(&format!(
+            "{total} sessions checked; 1 missing, 3 with another value, 1 with a TTL"
+        )),
+        "{report}"
+    );
+}
+
 /// `migrate backfill` into a 3-master cluster: each page's keys span every primary and
 /// go as one pipelined request per node; every key arrives with its type, elements and
 /// absolute expiry, on the node that serves its slot.
@@ -519,12 +575,6 @@ fn legacy_stores_refuse_other_types_by_name() {
     );
 }
 
-fn migrate_cmd(args: &[&str]) -> std::process::Command {
-    let mut c = std::process::Command::new(support::sessiond_bin());
-    c.arg("migrate").args(args);
-    c
-}
-
 /// One key of each type that `preload` and `more_types` write.
 fn sample_keys() -> [String; 5] {
     [
@@ -538,14 +588,18 @@ fn sample_keys() -> [String; 5] {
 
 /// Runs a `migrate` command that must succeed: its report (standard output).
 fn succeeds(cmd: &mut std::process::Command) -> String {
-    let out = cmd.output().expect("migrate");
-    let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    report
+    support::report_of(cmd, true)
+}
+
+/// Two redis-servers, the first preloaded with every type: (old, new, a connection to
+/// old, how many keys it holds).
+fn preloaded_pair() -> (Proc, Proc, Conn, usize) {
+    let old = redis_server(&[]);
+    let new = redis_server(&[]);
+    let mut o = old.connect();
+    preload(&mut o);
+    let total = STRINGS + HASHES + SETS + more_types(&mut o);
+    (old, new, o, total)
 }
 
 /// Sorted sets and lists too, for the backfill.
@@ -610,11 +664,7 @@ fn dump_view(c: &mut Conn, key: &str) -> (Value, Value, Value) {
 /// while a router writes and deletes keys in both stores.
 #[test]
 fn backfill_every_type_resumes_and_verify_is_clean_under_traffic() {
-    let old = redis_server(&[]);
-    let new = redis_server(&[]);
-    let mut o = old.connect();
-    preload(&mut o);
-    let total = STRINGS + HASHES + SETS + more_types(&mut o);
+    let (old, new, mut o, total) = preloaded_pair();
     // Written to the new store by the router meanwhile: newer than the old store's copy.
     let mut n = new.connect();
     let newer = hash_key(7);

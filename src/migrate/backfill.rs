@@ -613,12 +613,15 @@ pub async fn verify(
         let (items, next) = page(from, &cursor, 500, now).await?;
         // First pass: keys that look different.
         let mut suspects = Vec::new();
-        for it in &items {
-            let found = if typed && it.known.is_none() {
-                compare_typed(from, to, &me, &it.key, ttl_tolerance_ms).await
-            } else {
-                compare_one(from, to, it, now, ttl_tolerance_ms).await
-            };
+        let mut first = Vec::with_capacity(items.len());
+        if typed {
+            first = compare_page(from, to, &me, &items, ttl_tolerance_ms).await;
+        } else {
+            for it in &items {
+                first.push(compare_one(from, to, it, now, ttl_tolerance_ms).await);
+            }
+        }
+        for (it, found) in items.iter().zip(first) {
             match found {
                 Found::Gone => {}
                 Found::Same => d.checked += 1,
@@ -678,6 +681,68 @@ enum Found {
     Gone,
     Same,
     Differs(&'static str),
+}
+
+/// A page compared between Redis-protocol stores in two pipelined requests per side:
+/// each key's `DUMP` and `PEXPIRETIME` on both (as the backfill reads), both sides at once.
+/// Equal payloads are the same value; otherwise both are decoded (`util::rdb`) and compared
+/// as content: a hash's fields and a set's members in any order, a sorted set's members
+/// with their scores, a list in order. Two servers may encode one value differently (the
+/// engine and Redis do), and a payload one side cannot read (a hash with field TTLs, a
+/// type the decoder does not know) is compared key by key with [`compare_typed`].
+///
+/// Key by key, a page was 500 times the several round trips of [`compare_typed`]: verify
+/// ran about 27 times slower than the backfill it checks.
+async fn compare_page(
+    from: &AnyStore,
+    to: &AnyStore,
+    me: &std::sync::Arc<ClientHandle>,
+    items: &[Item],
+    tolerance: i64,
+) -> Vec<Found> {
+    let (old, new) = tokio::join!(read_page(from, me, items), read_page(to, me, items));
+    let mut out = Vec::with_capacity(items.len());
+    for ((it, a), b) in items.iter().zip(old).zip(new) {
+        let found = match (a, b) {
+            (Read::Gone, _) => Found::Gone,
+            (Read::Live(..), Read::Gone) => Found::Differs("missing"),
+            (Read::Live(pa, at_a), Read::Live(pb, at_b)) => match same_value(&pa, &pb) {
+                Some(false) => Found::Differs("value"),
+                Some(true) if (at_a == 0) != (at_b == 0) || (at_a - at_b).abs() > tolerance => {
+                    Found::Differs("ttl")
+                }
+                Some(true) => Found::Same,
+                None => compare_typed(from, to, me, &it.key, tolerance).await,
+            },
+            // An error on either side: the key is read again, on its own.
+            _ => compare_typed(from, to, me, &it.key, tolerance).await,
+        };
+        out.push(found);
+    }
+    out
+}
+
+/// Whether two `DUMP` payloads hold the same value; `None` when one cannot be decoded.
+fn same_value(a: &[u8], b: &[u8]) -> Option<bool> {
+    if a == b {
+        return Some(true);
+    }
+    Some(comparable(a)? == comparable(b)?)
+}
+
+/// A payload's value with its unordered collections sorted.
+fn comparable(payload: &[u8]) -> Option<crate::util::rdb::RdbValue> {
+    use crate::util::rdb::RdbValue;
+    let mut v = crate::util::rdb::restore(payload).ok()?;
+    match &mut v {
+        RdbValue::Set(members) => members.sort_unstable(),
+        RdbValue::Hash(pairs) => pairs.sort_unstable(),
+        RdbValue::ZSet(members) => {
+            members.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)))
+        }
+        RdbValue::Str(_) | RdbValue::List(_) => {}
+    }
+    Some(v)
 }
 
 async fn compare_typed(
@@ -742,6 +807,43 @@ async fn compare_one(from: &AnyStore, to: &AnyStore, it: &Item, now: i64, tolera
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payloads_compare_by_content() {
+        use crate::util::rdb::{dump, RdbValue};
+        let pair = |f: &str, v: &str| (f.as_bytes().to_vec(), v.as_bytes().to_vec());
+        let h1 = dump(&RdbValue::Hash(vec![pair("a", "1"), pair("b", "2")]));
+        let h2 = dump(&RdbValue::Hash(vec![pair("b", "2"), pair("a", "1")]));
+        let h3 = dump(&RdbValue::Hash(vec![pair("a", "1"), pair("b", "3")]));
+        assert_ne!(h1, h2, "the same hash, encoded in another order");
+        assert_eq!(same_value(&h1, &h2), Some(true));
+        assert_eq!(same_value(&h1, &h3), Some(false));
+        let s1 = dump(&RdbValue::Set(vec![b"x".to_vec(), b"y".to_vec()]));
+        let s2 = dump(&RdbValue::Set(vec![b"y".to_vec(), b"x".to_vec()]));
+        assert_eq!(same_value(&s1, &s2), Some(true));
+        let z1 = dump(&RdbValue::ZSet(vec![
+            (b"m".to_vec(), 1.0),
+            (b"n".to_vec(), 2.0),
+        ]));
+        let z2 = dump(&RdbValue::ZSet(vec![
+            (b"n".to_vec(), 2.0),
+            (b"m".to_vec(), 1.0),
+        ]));
+        let z3 = dump(&RdbValue::ZSet(vec![
+            (b"n".to_vec(), 2.5),
+            (b"m".to_vec(), 1.0),
+        ]));
+        assert_eq!(same_value(&z1, &z2), Some(true));
+        assert_eq!(same_value(&z1, &z3), Some(false));
+        // A list's order is its value.
+        let l1 = dump(&RdbValue::List(vec![b"1".to_vec(), b"2".to_vec()]));
+        let l2 = dump(&RdbValue::List(vec![b"2".to_vec(), b"1".to_vec()]));
+        assert_eq!(same_value(&l1, &l2), Some(false));
+        // Another type is another value; an unreadable payload is left to the slow path.
+        assert_eq!(same_value(&s1, &l1), Some(false));
+        assert_eq!(same_value(&h1, b"garbage"), None);
+        assert_eq!(same_value(b"garbage", b"garbage"), Some(true));
+    }
 
     #[test]
     fn reply_frames_read_without_a_copy() {

@@ -272,6 +272,28 @@ pub fn redis_server_on(port: u16, extra: &[&str]) -> Proc {
     }
 }
 
+/// `sessiond migrate ARGS…`, not yet run.
+#[allow(dead_code)]
+pub fn migrate_cmd(args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(sessiond_bin());
+    c.arg("migrate").args(args);
+    c
+}
+
+/// Runs a command that must succeed (`ok`) or fail (`!ok`): its standard output.
+#[allow(dead_code)]
+pub fn report_of(cmd: &mut std::process::Command, ok: bool) -> String {
+    let out = cmd.output().expect("run");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.success(),
+        ok,
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report
+}
+
 pub fn sessiond_bin() -> &'static str {
     env!("CARGO_BIN_EXE_sessiond")
 }

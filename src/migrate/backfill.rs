@@ -613,14 +613,21 @@ pub async fn verify(
         let (items, next) = page(from, &cursor, 500, now).await?;
         // First pass: keys that look different.
         let mut suspects = Vec::new();
-        let mut first = Vec::with_capacity(items.len());
-        if typed {
-            first = compare_page(from, to, &me, &items, ttl_tolerance_ms).await;
+        let first: Vec<Found> = if typed {
+            compare_page(from, to, &me, &items, ttl_tolerance_ms).await
         } else {
-            for it in &items {
-                first.push(compare_one(from, to, it, now, ttl_tolerance_ms).await);
-            }
-        }
+            // A legacy source: up to CONCURRENCY keys compared at once, as the backfill
+            // copies them; the outcomes stay in the page's order.
+            use futures_util::StreamExt;
+            futures_util::stream::iter(
+                items
+                    .iter()
+                    .map(|it| compare_one(from, to, it, now, ttl_tolerance_ms)),
+            )
+            .buffered(CONCURRENCY)
+            .collect()
+            .await
+        };
         for (it, found) in items.iter().zip(first) {
             match found {
                 Found::Gone => {}

@@ -332,7 +332,7 @@ impl Upstream {
     /// first key, positions in each in the keys' order. Sorting makes this O(n log n): a
     /// page of 1,000 keys spans about as many slots, and a search of the groups per key
     /// was quadratic.
-    pub(super) fn by_node(&self, keys: &[&[u8]]) -> Vec<(Arc<Node>, Vec<usize>)> {
+    pub(super) fn by_slot(&self, keys: &[&[u8]]) -> Vec<(Arc<Node>, Vec<usize>)> {
         if keys.is_empty() {
             return Vec::new();
         }
@@ -405,7 +405,7 @@ impl Upstream {
         keys: &[&[u8]],
     ) -> StoreResult<Vec<(Vec<usize>, Value)>> {
         let mut out = Vec::new();
-        for (node, idx) in self.by_node(keys) {
+        for (node, idx) in self.by_slot(keys) {
             let mut args = Vec::with_capacity(idx.len() + 1);
             args.push(cmd);
             args.extend(idx.iter().map(|&i| keys[i]));

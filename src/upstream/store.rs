@@ -141,7 +141,7 @@ impl Store for Upstream {
         _now: UnixMs,
     ) -> StoreResult<bool> {
         let keys: Vec<&[u8]> = pairs.iter().map(|(k, _)| *k).collect();
-        if only_if_none_exist && self.by_node(&keys).len() > 1 {
+        if only_if_none_exist && self.by_slot(&keys).len() > 1 {
             // All-or-nothing across nodes cannot be had; Redis Cluster refuses it too.
             return Err(StoreError::Other(
                 "CROSSSLOT Keys in request don't hash to the same slot".into(),
@@ -153,7 +153,7 @@ impl Store for Upstream {
             b"MSET"
         };
         let mut groups = Vec::new();
-        for (node, idx) in self.by_node(&keys) {
+        for (node, idx) in self.by_slot(&keys) {
             // Pairs in their original order, so the last of a repeated key wins.
             let mut args = vec![cmd];
             for i in idx {

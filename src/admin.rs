@@ -32,7 +32,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::deployment::Deployment;
-use crate::migrate::stage::{Setting, Stage};
 use crate::server::Server;
 
 /// Where the API listens and the token it wants.
@@ -196,35 +195,26 @@ pub fn change_migration<S: Deployment>(
         ));
     };
     let change: Change = serde_json::from_slice(body).map_err(|e| bad(format!("bad JSON: {e}")))?;
-    let current = m.setting();
-    let stage = match &change.stage {
-        Some(s) => Stage::parse(s).ok_or_else(|| {
-            bad("stage must be off, dualwrite, shadow, live, rampdown or complete".into())
-        })?,
-        None => current.stage,
-    };
-    let setting = Setting::new(stage, change.percent.unwrap_or(current.percent())).map_err(bad)?;
-    let guard = match change.guard.as_deref() {
-        None => None,
-        Some("off") => Some(None),
-        Some(g) => Some(Some(
-            crate::migrate::guard::GuardConfig::parse(g).map_err(bad)?,
-        )),
-    };
-    if change.stage.is_some() || change.percent.is_some() {
-        m.set_setting(setting);
-        server.audit.record(
-            who,
-            "migration",
-            &format!("{} {}%", current.stage, current.percent()),
-            &format!("{} {}%", setting.stage, setting.percent()),
-            "",
-        );
+    // The same settings as CONFIG SET migrate-stage, migrate-percent and migrate-guard,
+    // through the same table: one parse, one check, all or nothing, audited as `who`.
+    let percent = change.percent.map(|p| p.to_string());
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    if let Some(s) = &change.stage {
+        pairs.push(("migrate-stage", s));
     }
-    if let Some(g) = guard {
-        // The same change as CONFIG SET migrate-guard, audited there.
-        crate::server::live::apply(server, crate::server::live::Change::MigrateGuard(g), who);
+    if let Some(p) = &percent {
+        pairs.push(("migrate-percent", p));
     }
+    if let Some(g) = &change.guard {
+        pairs.push(("migrate-guard", g));
+    }
+    let by = crate::config::def::By { who, why: "" };
+    crate::server::live::set(server, &pairs, &by).map_err(|e| match e {
+        crate::server::live::Refused::Unknown(n) => bad(format!("{n}: unknown")),
+        crate::server::live::Refused::Failed(n, e) => {
+            bad(format!("{}: {e}", n.trim_start_matches("migrate-")))
+        }
+    })?;
     Ok(m.status())
 }
 

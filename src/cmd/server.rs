@@ -79,86 +79,70 @@ pub fn config<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResult 
     match sub.as_str() {
         "get" => {
             arity(a.len() >= 3)?;
-            let mut found: Vec<&str> = Vec::new();
+            let mut found: Vec<(&str, &crate::config::def::Def)> = Vec::new();
             for pat in &a[2..] {
-                for p in live::PARAMS {
-                    if glob_match(pat, p.as_bytes(), true) && !found.contains(p) {
-                        found.push(p);
+                for (name, def) in live::params() {
+                    if glob_match(pat, name.as_bytes(), true) && !found.iter().any(|f| f.0 == name)
+                    {
+                        found.push((name, def));
                     }
                 }
             }
-            let pairs: Vec<(String, String)> = found
-                .iter()
-                .map(|p| (p.to_string(), live::get(cx.server, p)))
-                .collect();
-            cx.out.map(pairs.len());
-            for (k, v) in pairs {
-                cx.out.bulk(k.as_bytes());
-                cx.out.bulk(v.as_bytes());
+            cx.out.map(found.len());
+            for (name, def) in found {
+                let value = def.get.map(|g| g(cx.server)).unwrap_or_default();
+                cx.out.bulk(name.as_bytes());
+                cx.out.bulk(value.as_bytes());
             }
         }
         "set" => {
             arity(a.len() >= 4 && a.len().is_multiple_of(2))?;
-            // Validate every name first so a bad one changes nothing.
-            let mut seen: Vec<String> = Vec::new();
-            for pair in a[2..].chunks_exact(2) {
-                let name = lossy(pair[0]).to_ascii_lowercase();
-                if !live::PARAMS.contains(&name.as_str()) {
+            let names: Vec<String> = a[2..]
+                .chunks_exact(2)
+                .map(|p| lossy(p[0]).to_ascii_lowercase())
+                .collect();
+            // Every name is checked first, so a bad one changes nothing.
+            for (i, name) in names.iter().enumerate() {
+                if live::get(cx.server, name).is_none() {
                     return Err(CmdError::msg(format!(
                         "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
-                        lossy(pair[0])
+                        lossy(a[2 + 2 * i])
                     )));
                 }
-                if seen.contains(&name) {
+                if names[..i].contains(name) {
                     return Err(CmdError::msg(format!(
                         "ERR CONFIG SET failed (possibly related to argument '{name}') - duplicate parameter"
                     )));
                 }
-                seen.push(name);
             }
-            // A migration's stage and percentage given together change in one step, checked
-            // before anything else is applied.
-            let migration = live::migration_change(cx.server, &a[2..]).map_err(|(name, e)| {
-                CmdError::msg(format!(
+            let values: Vec<String> = a[2..].chunks_exact(2).map(|p| lossy(p[1])).collect();
+            let pairs: Vec<(&str, &str)> = names
+                .iter()
+                .zip(&values)
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            let h = &cx.client.handle;
+            let who = format!("client {} {}", h.id, h.addr);
+            let by = crate::config::def::By {
+                who: &who,
+                why: "CONFIG SET",
+            };
+            let applied = live::set(cx.server, &pairs, &by).map_err(|e| match e {
+                live::Refused::Unknown(name) => CmdError::msg(format!(
+                    "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                )),
+                live::Refused::Failed(name, e) => CmdError::msg(format!(
                     "ERR CONFIG SET failed (possibly related to argument '{name}') - {e}"
-                ))
+                )),
             })?;
-            // Every value is checked before any is applied: all or nothing.
-            let mut changes = Vec::with_capacity(a.len() / 2);
-            for pair in a[2..].chunks_exact(2) {
-                let name = lossy(pair[0]).to_ascii_lowercase();
-                if name == "migrate-stage" || name == "migrate-percent" {
-                    continue;
-                }
-                let change = live::prepare(cx.server, &name, &lossy(pair[1])).map_err(|e| {
-                    CmdError::msg(format!(
-                        "ERR CONFIG SET failed (possibly related to argument '{name}') - {e}"
-                    ))
-                })?;
-                changes.push((name, change, pair[1]));
-            }
-            for (name, change, value) in changes {
-                let h = &cx.client.handle;
-                live::apply(cx.server, change, &format!("client {} {}", h.id, h.addr));
-                static LOG: crate::logging::Throttle = crate::logging::Throttle::new();
-                if name != "requirepass" {
+            static LOG: crate::logging::Throttle = crate::logging::Throttle::new();
+            for (name, _, value) in applied {
+                if !crate::config::table::find(&name).is_some_and(|d| d.secret) {
                     if let Some(n) = LOG.allow() {
                         let note = crate::logging::suppressed_note(n);
-                        tracing::info!("CONFIG SET {name} {}{note}", lossy(value));
+                        tracing::info!("CONFIG SET {name} {value}{note}");
                     }
                 }
-            }
-            if let (Some(s), Some(m)) = (migration, cx.store().migration()) {
-                let before = m.setting();
-                m.set_setting(s);
-                let h = &cx.client.handle;
-                cx.server.audit.record(
-                    &format!("client {} {}", h.id, h.addr),
-                    "migration",
-                    &format!("{} {}%", before.stage, before.percent()),
-                    &format!("{} {}%", s.stage, s.percent()),
-                    "CONFIG SET",
-                );
             }
             cx.out.ok();
         }

@@ -1,18 +1,12 @@
-//! The TLS listener's settings (`tls-*`).
+//! The TLS listener's settings (`tls-*`) and the admin API's (`admin-*`), combined.
 
-use super::*;
+use super::Parts;
 
-/// The TLS listener's settings from flags and file; an error for a TLS setting without
-/// `tls-port` or a port without its certificate and key.
-pub(super) fn tls_options(
-    args: &ServeArgs,
-    file: &FileConfig,
-) -> Result<Option<crate::tls::TlsOptions>, String> {
-    let pick =
-        |a: &Option<String>, f: &Option<String>| a.clone().or(f.clone()).filter(|s| !s.is_empty());
-    let cert = pick(&args.tls_cert_file, &file.tls_cert_file);
-    let key = pick(&args.tls_key_file, &file.tls_key_file);
-    let Some(port) = args.tls_port.or(file.tls_port).filter(|p| *p != 0) else {
+/// The TLS listener's settings; an error for a TLS setting without `tls-port` or a port
+/// without its certificate and key.
+pub(super) fn tls_options(p: &Parts) -> Result<Option<crate::tls::TlsOptions>, String> {
+    let (cert, key) = (p.tls_cert_file.clone(), p.tls_key_file.clone());
+    let Some(port) = p.tls_port else {
         if cert.is_some() || key.is_some() {
             return Err("tls-cert-file/tls-key-file are set but tls-port is not".into());
         }
@@ -21,38 +15,34 @@ pub(super) fn tls_options(
     let (Some(cert), Some(key)) = (cert, key) else {
         return Err("tls-port needs tls-cert-file and tls-key-file".into());
     };
-    let auth_clients = match pick(&args.tls_auth_clients, &file.tls_auth_clients) {
-        Some(s) => crate::tls::AuthClients::parse(&s)?,
-        None => crate::tls::AuthClients::Yes,
-    };
-    let user_from_cn = match pick(&args.tls_auth_clients_user, &file.tls_auth_clients_user)
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        None | Some("off") => false,
-        Some("cn") => true,
-        Some(other) => return Err(format!("tls-auth-clients-user {other}: expected off or CN")),
-    };
-    let list = |v: Option<String>, sep: char| -> Vec<String> {
-        v.map(|s| {
-            s.split(sep)
-                .map(str::trim)
-                .filter(|x| !x.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
-    };
     Ok(Some(crate::tls::TlsOptions {
         port,
         cert_file: cert.into(),
         key_file: key.into(),
-        ca_cert_file: pick(&args.tls_ca_cert_file, &file.tls_ca_cert_file).map(Into::into),
-        auth_clients,
-        protocols: list(pick(&args.tls_protocols, &file.tls_protocols), ' '),
-        ciphersuites: list(pick(&args.tls_ciphersuites, &file.tls_ciphersuites), ':'),
-        ciphers: list(pick(&args.tls_ciphers, &file.tls_ciphers), ':'),
-        user_from_cn,
+        ca_cert_file: p.tls_ca_cert_file.clone().map(Into::into),
+        auth_clients: p.tls_auth_clients.unwrap_or(crate::tls::AuthClients::Yes),
+        protocols: p.tls_protocols.clone(),
+        ciphersuites: p.tls_ciphersuites.clone(),
+        ciphers: p.tls_ciphers.clone(),
+        user_from_cn: p.tls_user_from_cn,
+    }))
+}
+
+/// The admin API's settings, if `admin-listen` is set.
+pub(super) fn admin_options(p: &Parts) -> Result<Option<crate::admin::AdminConfig>, String> {
+    let Some(listen) = p.admin_listen else {
+        return Ok(None);
+    };
+    let tls = match (p.admin_tls_cert_file.clone(), p.admin_tls_key_file.clone()) {
+        (Some(c), Some(k)) => Some((c.into(), k.into())),
+        (None, None) => None,
+        _ => return Err("--admin-tls-cert-file and --admin-tls-key-file go together".into()),
+    };
+    Ok(Some(crate::admin::AdminConfig {
+        listen,
+        token: p.admin_token.clone(),
+        show_values: p.console_show_values,
+        tls,
+        allow_plaintext: p.admin_allow_plaintext,
     }))
 }

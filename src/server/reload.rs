@@ -6,9 +6,9 @@
 //! the file, the key or the line, and the running configuration is kept. Then every key
 //! whose value differs from the file last loaded is sorted into:
 //!
-//! * **applied**: a setting that can change live ([`live::SETTABLE`]); all of them are
-//!   prepared (parsed and checked) before any is applied, then applied together, exactly as
-//!   one `CONFIG SET` with every changed setting would be;
+//! * **applied**: a setting that can change live (a row of the settings table with a way
+//!   to apply it); all of them are parsed and checked before any is applied, then applied
+//!   together, exactly as one `CONFIG SET` with every changed setting would be;
 //! * **overridden**: also given by a flag or an environment variable, which take precedence
 //!   over the file at start and still do;
 //! * **restart needed**: a setting that cannot change in a running process (listen
@@ -21,7 +21,6 @@
 //! Connections are never touched: a reload changes shared settings that every connection
 //! reads at its next command.
 
-use std::collections::HashSet;
 use std::sync::Mutex;
 
 use super::live;
@@ -104,32 +103,6 @@ impl Reloader {
     }
 }
 
-/// A TOML value as `CONFIG SET` takes it.
-fn as_setting(v: &toml::Value) -> String {
-    match v {
-        toml::Value::String(s) => s.clone(),
-        toml::Value::Boolean(b) => if *b { "yes" } else { "no" }.to_string(),
-        toml::Value::Integer(i) => i.to_string(),
-        toml::Value::Float(f) => f.to_string(),
-        other => other.to_string(),
-    }
-}
-
-/// The settings given by a flag or an environment variable (clap folds both into the
-/// arguments), by their file key.
-fn set_by_flags(args: &crate::config::ServeArgs) -> HashSet<String> {
-    match serde_json::to_value(args) {
-        Ok(serde_json::Value::Object(m)) => m
-            .into_iter()
-            .filter(|(k, v)| {
-                k != "config" && !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty())
-            })
-            .map(|(k, _)| k)
-            .collect(),
-        _ => HashSet::new(),
-    }
-}
-
 /// Re-reads the configuration file and applies what changed (see the module docs).
 pub fn reload<S: Deployment>(server: &Server<S>) -> Result<Report, String> {
     let _one = server
@@ -147,7 +120,7 @@ pub fn reload<S: Deployment>(server: &Server<S>) -> Result<Report, String> {
     // Every key and value, and their combinations, as at start.
     crate::config::Config::resolve(&server.config.args)?;
 
-    let flags = set_by_flags(&server.config.args);
+    let flags = &server.config.args.given;
     let mut last = server
         .reloader
         .last
@@ -157,8 +130,7 @@ pub fn reload<S: Deployment>(server: &Server<S>) -> Result<Report, String> {
     names.sort();
     names.dedup();
     let mut report = Report::default();
-    let mut changes = Vec::new();
-    let mut migration: Vec<(String, String)> = Vec::new();
+    let mut changes: Vec<(String, String)> = Vec::new();
     let mut retarget = None;
     for name in names {
         let (old, new) = (last.get(name), table.get(name));
@@ -169,57 +141,34 @@ pub fn reload<S: Deployment>(server: &Server<S>) -> Result<Report, String> {
             report.removed.push(name.clone());
             continue;
         };
-        if flags.contains(name) {
+        if flags.contains_key(name) {
             report.overridden.push(name.clone());
             continue;
         }
-        let value = as_setting(new);
+        let value = crate::config::file_text(new);
         if name == "upstream" && server.store.gateway().is_some() {
             let url = crate::upstream::url::UpstreamUrl::parse(&value)
                 .map_err(|e| format!("config file {}: upstream: {e}", path.display()))?;
             retarget = Some(url);
-        } else if name == "migrate-stage" || name == "migrate-percent" {
-            migration.push((name.clone(), value));
-        } else if live::SETTABLE.contains(&name.as_str()) {
-            let change = live::prepare(server, name, &value)
-                .map_err(|e| format!("config file {}: {name}: {e}", path.display()))?;
-            changes.push((name.clone(), live::get(server, name), value, change));
+        } else if live::is_live(name) {
+            changes.push((name.clone(), value));
         } else {
             report.restart_needed.push(name.clone());
         }
     }
-    let stage = if migration.is_empty() {
-        None
-    } else {
-        let pairs: Vec<&[u8]> = migration
-            .iter()
-            .flat_map(|(n, v)| [n.as_bytes(), v.as_bytes()])
-            .collect();
-        live::migration_change(server, &pairs)
-            .map_err(|(name, e)| format!("config file {}: {name}: {e}", path.display()))?
+    let pairs: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let by = crate::config::def::By {
+        who: "reload",
+        why: "configuration file",
     };
-    for (name, from, to, change) in changes {
-        live::apply(server, change, "reload");
-        report.applied.push((name, from, to));
-    }
-    if let (Some(s), Some(m)) = (stage, server.store.migration()) {
-        let before = m.setting();
-        m.set_setting(s);
-        server.audit.record(
-            "reload",
-            "migration",
-            &format!("{} {}%", before.stage, before.percent()),
-            &format!("{} {}%", s.stage, s.percent()),
-            "configuration file",
-        );
-        for (name, value) in migration {
-            let from = match name.as_str() {
-                "migrate-stage" => before.stage.name().to_string(),
-                _ => before.percent().to_string(),
-            };
-            report.applied.push((name, from, value));
-        }
-    }
+    let applied = live::set(server, &pairs, &by).map_err(|e| match e {
+        live::Refused::Unknown(name) => format!("config file {}: {name}: unknown", path.display()),
+        live::Refused::Failed(name, e) => format!("config file {}: {name}: {e}", path.display()),
+    })?;
+    report.applied.extend(applied);
     if let (Some(url), Some(up)) = (retarget, server.store.gateway()) {
         // Runs on a blocking thread (SIGHUP and the admin API both call reload there).
         let before = up.url().to_string();

@@ -44,8 +44,11 @@ pub struct By<'a> {
 pub type Load = fn(&mut Config, &str) -> Result<(), String>;
 /// What `CONFIG GET` shows.
 pub type Get = fn(&dyn Running) -> String;
-/// What the running server must allow before a new value is taken (for example
-/// `appendfsync` needs the append-only log); the new value is in the `Config`.
+/// Whether the running server has what a setting changes (for example `appendfsync`
+/// needs the append-only log), asked before its value is parsed.
+pub type Mode = fn(&dyn Running) -> Result<(), String>;
+/// Whether the running server takes this new value (loaded into the `Config`), for example
+/// `maxclients` within the open-file limit.
 pub type Check = fn(&dyn Running, &Config) -> Result<(), String>;
 /// Takes the new value (loaded into the `Config`) into the running server.
 pub type Apply = fn(&dyn Running, &Config, &By);
@@ -68,6 +71,7 @@ pub struct Def {
     /// None: not a `CONFIG` parameter.
     pub get: Option<Get>,
     /// None: fixed until a restart.
+    pub mode: Option<Mode>,
     pub check: Option<Check>,
     pub apply: Option<Apply>,
 }
@@ -90,6 +94,7 @@ impl Def {
             secret: false,
             load: Some(load),
             get: None,
+            mode: None,
             check: None,
             apply: None,
         }
@@ -106,6 +111,7 @@ impl Def {
             secret: false,
             load: None,
             get: Some(get),
+            mode: None,
             check: None,
             apply: None,
         }
@@ -119,6 +125,11 @@ impl Def {
     /// Settable while the server runs (`CONFIG SET`, reload).
     pub const fn live(mut self, apply: Apply) -> Def {
         self.apply = Some(apply);
+        self
+    }
+
+    pub const fn mode(mut self, mode: Mode) -> Def {
+        self.mode = Some(mode);
         self
     }
 
@@ -274,8 +285,8 @@ pub fn yes(b: bool) -> String {
 /// next command.
 pub const R: Ordering = Ordering::Relaxed;
 
-/// A check that the server is in migration mode.
-pub fn migrating(r: &dyn Running, _: &Config) -> Result<(), String> {
+/// The migration's settings need a migrating server.
+pub fn migrating(r: &dyn Running) -> Result<(), String> {
     if r.migration().is_none() {
         return Err("not migrating (start with --migrate-from and --migrate-to)".into());
     }

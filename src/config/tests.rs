@@ -70,7 +70,7 @@ fn the_table_is_consistent() {
             assert!(names.insert(name), "{name} twice");
             assert_eq!(name, name.to_ascii_lowercase());
         }
-        if def.apply.is_some() || def.check.is_some() {
+        if def.apply.is_some() || def.check.is_some() || def.mode.is_some() {
             assert!(
                 def.get.is_some(),
                 "{}: live but not in CONFIG GET",

@@ -111,6 +111,9 @@ pub fn set(
         let (Some(load), Some(get), Some(_)) = (def.load, def.get, def.apply) else {
             return Err(failed("can't set immutable config".into()));
         };
+        if let Some(mode) = def.mode {
+            mode(r).map_err(failed)?;
+        }
         let _ = load(&mut scratch, &get(r));
         load(&mut scratch, value).map_err(failed)?;
         rows.push((name, value, def));

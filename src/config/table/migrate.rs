@@ -43,6 +43,7 @@ pub(super) static ROWS: &[Def] = &[
             .map(|m| m.setting().stage.to_string())
             .unwrap_or_default()
     })
+    .mode(migrating)
     .check(|r, c| migration_setting(r, c).map(|_| ()))
     .live(apply_migration_setting),
     Def::new(
@@ -60,6 +61,7 @@ pub(super) static ROWS: &[Def] = &[
             .map(|m| m.setting().percent().to_string())
             .unwrap_or_default()
     })
+    .mode(migrating)
     .check(|r, c| migration_setting(r, c).map(|_| ()))
     .live(apply_migration_setting),
     Def::new(
@@ -82,7 +84,7 @@ pub(super) static ROWS: &[Def] = &[
             .map(|m| m.guard().map_or_else(|| "off".to_string(), |g| g.render()))
             .unwrap_or_default()
     })
-    .check(migrating)
+    .mode(migrating)
     .live(|r, c, by| {
         if let Some(m) = r.migration() {
             let render = |g: Option<GuardConfig>| g.map_or_else(|| "off".into(), |g| g.render());
@@ -110,7 +112,7 @@ pub(super) static ROWS: &[Def] = &[
             .map(|m| (m.shadow_sample() as f64 / 100.0).to_string())
             .unwrap_or_default()
     })
-    .check(migrating)
+    .mode(migrating)
     .live(|r, c, by| {
         if let (Some(m), Some(bp)) = (r.migration(), c.parts.migrate_shadow_sample) {
             let before = format!("{}%", m.shadow_sample() as f64 / 100.0);
@@ -145,7 +147,7 @@ pub(super) static ROWS: &[Def] = &[
 /// The stage and percentage a change asks for: the stage and percentage change together,
 /// each defaulting to the running one.
 fn migration_setting(r: &dyn Running, c: &Config) -> Result<Setting, String> {
-    migrating(r, c)?;
+    migrating(r)?;
     let current = r.migration().map(|m| m.setting()).ok_or("not migrating")?;
     Setting::new(
         c.parts.migrate_stage.unwrap_or(current.stage),

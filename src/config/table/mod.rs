@@ -77,7 +77,7 @@ fn split(v: &str, sep: char) -> Vec<String> {
 }
 
 /// `maxmemory*` are the embedded engine's: a gateway's memory is the upstream's.
-fn embedded_memory(r: &dyn Running, _: &Config) -> Result<(), String> {
+fn embedded_memory(r: &dyn Running) -> Result<(), String> {
     match r.is_gateway() {
         true => Err("memory limits belong to the upstream Redis; set them there".into()),
         false => Ok(()),

@@ -51,7 +51,7 @@ pub(super) static ROWS: &[Def] = &[
             .name()
             .into()
     })
-    .check(|r, _| match r.journal() {
+    .mode(|r| match r.journal() {
         Some(_) => Ok(()),
         None => Err("appendonly is off (start with --appendonly yes)".into()),
     })

@@ -104,7 +104,7 @@ pub(super) static ROWS: &[Def] = &[
         },
     )
     .get(|r| r.memory().0.to_string())
-    .check(embedded_memory)
+    .mode(embedded_memory)
     .live(|r, c, _| r.set_maxmemory(c.maxmemory)),
     Def::new(
         "maxmemory-policy",
@@ -122,7 +122,7 @@ pub(super) static ROWS: &[Def] = &[
         },
     )
     .get(|r| r.memory().1)
-    .check(embedded_memory)
+    .mode(embedded_memory)
     .live(|r, c, _| r.set_maxmemory_policy(c.maxmemory_policy.name())),
     Def::shown("maxmemory-samples", |_| "5".into()),
     Def::new(

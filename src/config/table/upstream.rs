@@ -57,7 +57,7 @@ pub(super) static ROWS: &[Def] = &[
             .map(|o| o.timeout().as_millis().to_string())
             .unwrap_or_default()
     })
-    .check(|r, _| match r.upstreams().is_empty() {
+    .mode(|r| match r.upstreams().is_empty() {
         true => Err("no upstream Redis in this mode".into()),
         false => Ok(()),
     })

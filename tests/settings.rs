@@ -221,3 +221,64 @@ fn the_admin_api_and_config_set_share_the_migration_settings() {
         [("migrate-stage".to_string(), "shadow".to_string())]
     );
 }
+
+/// The README's configuration table lists every setting the binary has, with its
+/// environment variable, and its list of live settings is the binary's.
+#[test]
+fn the_readme_lists_every_setting() {
+    let out = std::process::Command::new(support::sessiond_bin())
+        .args(["serve", "--help"])
+        .output()
+        .expect("sessiond serve --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let config = readme
+        .split_once("## Configuration")
+        .and_then(|(_, rest)| rest.split_once("\n## "))
+        .map(|(section, _)| section)
+        .expect("README: ## Configuration");
+    let (mut flags, mut live) = (Vec::new(), Vec::new());
+    let mut current = String::new();
+    for line in help.lines() {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix("--") {
+            current = rest.split([' ', '=']).next().unwrap_or("").to_string();
+            if current != "config" && current != "help" {
+                flags.push(current.clone());
+            }
+        } else if t.contains(&format!("Live: CONFIG SET {current} changes it.")) {
+            live.push(current.clone());
+        }
+    }
+    assert!(flags.len() >= 60, "{help}");
+    for flag in &flags {
+        let env = format!("SESSIOND_{}", flag.to_ascii_uppercase().replace('-', "_"));
+        let row = config
+            .lines()
+            .find(|l| {
+                let first = l.split('|').nth(1).unwrap_or("");
+                l.starts_with("| `--")
+                    && (first.contains(&format!("`--{flag}`"))
+                        || first.contains(&format!("`--{flag} ")))
+            })
+            .unwrap_or_else(|| panic!("README's configuration table has no --{flag}"));
+        assert!(row.contains(&env), "--{flag}: {env} not in {row}");
+    }
+    let listed = config
+        .split_once("change these at run time")
+        .map(|(_, rest)| rest.split("\n\n").next().unwrap_or(""))
+        .expect("README: the live settings' list");
+    let mut named: Vec<String> = listed
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        .map(String::from)
+        .filter(|n| n != "lua-time-limit" && n != "config")
+        .collect();
+    named.sort();
+    live.sort();
+    assert!(live.len() >= 20, "{live:?}");
+    assert_eq!(named, live, "README's live settings against --help's");
+}

@@ -47,11 +47,15 @@ impl clap::Args for ServeArgs {
                 ),
         );
         for def in table::all().filter(|d| d.load.is_some()) {
+            let help = match def.apply {
+                Some(_) => format!("{} Live: CONFIG SET {} changes it.", def.help, def.name),
+                None => def.help.to_string(),
+            };
             let mut arg = Arg::new(def.name)
                 .long(def.name)
                 .env(def.env())
                 .value_name(def.value_name)
-                .help(def.help)
+                .help(help)
                 .hide_env_values(def.secret);
             arg = match def.kind {
                 Kind::List => arg.action(ArgAction::Append).value_delimiter(','),

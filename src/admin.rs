@@ -10,6 +10,10 @@
 //!   with the error when the file is invalid (nothing changed then).
 //! * `PUT /admin/migration` with `{"stage": "shadow", "percent": 5}` (either field may be
 //!   left out): both change in one step, seen by every connection's next command, and logged.
+//! * `GET /admin/settings`: every `CONFIG` parameter with its running value (secrets shown
+//!   only as set or not) and whether it can change live; `PUT /admin/settings` with
+//!   `{"timeout": 30, "loglevel": "warning"}` changes live ones, as one `CONFIG SET` would
+//!   (the same rows of the settings table, all or nothing), audited.
 //!
 //! The operator's console (`/console/`, `console/`) is served by the same listener; it logs
 //! in with the same token and keeps a cookie session.
@@ -155,6 +159,83 @@ async fn reload<S: Deployment>(State(a): State<Arc<Admin<S>>>, headers: HeaderMa
     }
 }
 
+async fn settings<S: Deployment>(State(a): State<Arc<Admin<S>>>, headers: HeaderMap) -> Reply {
+    if !authorized(&headers, &a.token) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    let list: Vec<Value> = crate::server::live::params()
+        .map(|(name, def)| {
+            let value = def.get.map(|g| g(&*a.server)).unwrap_or_default();
+            let value = match def.secret {
+                true if value.is_empty() => "".to_string(),
+                true => "(set)".to_string(),
+                false => value,
+            };
+            json!({ "name": name, "value": value, "live": def.apply.is_some() })
+        })
+        .collect();
+    (StatusCode::OK, Json(json!({ "settings": list })))
+}
+
+async fn change_settings<S: Deployment>(
+    State(a): State<Arc<Admin<S>>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Reply {
+    if !authorized(&headers, &a.token) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    let changes: serde_json::Map<String, Value> = match serde_json::from_slice(&body) {
+        Ok(m) => m,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad JSON: {e}")),
+    };
+    let mut pairs = Vec::with_capacity(changes.len());
+    for (name, value) in &changes {
+        let text = match value {
+            Value::String(s) => s.clone(),
+            Value::Bool(b) => crate::config::def::yes(*b),
+            Value::Number(n) => n.to_string(),
+            _ => {
+                let msg = format!("{name}: expected a string, a number or a boolean");
+                return error(StatusCode::BAD_REQUEST, &msg);
+            }
+        };
+        pairs.push((name.to_ascii_lowercase(), text));
+    }
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let who = crate::audit::token_id(&a.token);
+    let by = crate::config::def::By {
+        who: &who,
+        why: "admin API",
+    };
+    match crate::server::live::set(&*a.server, &pairs, &by) {
+        Ok(applied) => {
+            let applied: Vec<Value> = applied
+                .into_iter()
+                .map(|(name, from, to)| {
+                    let secret = crate::config::table::find(&name).is_some_and(|d| d.secret);
+                    let (from, to) = match secret {
+                        true => ("(hidden)".to_string(), "(hidden)".to_string()),
+                        false => (from, to),
+                    };
+                    tracing::info!("admin API set {name} {from:?} -> {to:?}");
+                    json!({ "name": name, "from": from, "to": to })
+                })
+                .collect();
+            (StatusCode::OK, Json(json!({ "applied": applied })))
+        }
+        Err(crate::server::live::Refused::Unknown(name)) => {
+            error(StatusCode::BAD_REQUEST, &format!("{name}: no such setting"))
+        }
+        Err(crate::server::live::Refused::Failed(name, e)) => {
+            error(StatusCode::BAD_REQUEST, &format!("{name}: {e}"))
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Change {
@@ -261,6 +342,10 @@ pub async fn start<S: Deployment>(server: Arc<Server<S>>, cfg: &AdminConfig) -> 
         .route("/admin/migration", get(status::<S>).put(update::<S>))
         .route("/metrics", get(metrics::<S>))
         .route("/admin/reload", axum::routing::post(reload::<S>))
+        .route(
+            "/admin/settings",
+            get(settings::<S>).put(change_settings::<S>),
+        )
         .with_state(Arc::new(Admin {
             server: server.clone(),
             token: token.clone(),

@@ -4,7 +4,25 @@
 
 mod support;
 
+use std::io::{Read, Write};
+
 use support::{redis_server, sessiond, sessiond_with_env, TempDir, Value};
+
+/// One request to the admin API; the whole response (status line, headers, body).
+fn http(admin: &str, token: &str, method: &str, path: &str, body: &str) -> String {
+    let mut s = std::net::TcpStream::connect(admin).expect("admin API");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {admin}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        token.trim(),
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
 
 fn pairs(v: Value) -> Vec<(String, String)> {
     let Value::Array(items) = v else {
@@ -174,18 +192,7 @@ fn the_admin_api_and_config_set_share_the_migration_settings() {
     // The guard has no ctl flag: the API's JSON, as the console sends it.
     let token = std::fs::read_to_string(s.dir.path("admin.token")).expect("admin.token");
     let body = r#"{"stage": "live", "guard": "errors=lots"}"#;
-    let mut http = std::net::TcpStream::connect(&admin).expect("admin API");
-    use std::io::{Read, Write};
-    write!(
-        http,
-        "PUT /admin/migration HTTP/1.1\r\nHost: {admin}\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        token.trim(),
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    http.read_to_string(&mut text).unwrap();
+    let text = http(&admin, &token, "PUT", "/admin/migration", body);
     let Value::Error(guard_why) = c.cmd(&["CONFIG", "SET", "migrate-guard", "errors=lots"]) else {
         panic!("guard accepted")
     };
@@ -281,4 +288,93 @@ fn the_readme_lists_every_setting() {
     live.sort();
     assert!(live.len() >= 20, "{live:?}");
     assert_eq!(named, live, "README's live settings against --help's");
+}
+
+/// `GET/PUT /admin/settings`: the running values from the table, and changes through the
+/// same path as CONFIG SET.
+#[test]
+fn the_admin_api_reads_and_changes_settings() {
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let s = sessiond(&["--admin-listen", &admin, "--requirepass", "sesame"]);
+    let token = std::fs::read_to_string(s.dir.path("admin.token")).expect("admin.token");
+    let mut c = s.connect();
+    assert_eq!(c.cmd(&["AUTH", "sesame"]), Value::Simple("OK".into()));
+
+    let text = http(&admin, &token, "GET", "/admin/settings", "");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let body: serde_json::Value =
+        serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).expect("JSON");
+    let find = |name: &str| {
+        body["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} missing: {body}"))
+    };
+    assert_eq!(find("timeout")["value"], "0");
+    assert_eq!(find("timeout")["live"], true);
+    assert_eq!(find("databases")["live"], false);
+    assert_eq!(
+        find("requirepass")["value"],
+        "(set)",
+        "a secret is not shown"
+    );
+    assert!(!text.contains("sesame"));
+
+    // All or nothing: one bad value, nothing changes.
+    let text = http(
+        &admin,
+        &token,
+        "PUT",
+        "/admin/settings",
+        r#"{"timeout": 30, "maxclients": 0}"#,
+    );
+    assert!(
+        text.starts_with("HTTP/1.1 400") && text.contains("maxclients"),
+        "{text}"
+    );
+    assert_eq!(pairs(c.cmd(&["CONFIG", "GET", "timeout"]))[0].1, "0");
+    let text = http(
+        &admin,
+        &token,
+        "PUT",
+        "/admin/settings",
+        r#"{"databases": 4}"#,
+    );
+    assert!(
+        text.starts_with("HTTP/1.1 400") && text.contains("immutable"),
+        "{text}"
+    );
+    let text = http(
+        &admin,
+        &token,
+        "PUT",
+        "/admin/settings",
+        r#"{"timeout": 30, "slowlog-max-len": "64"}"#,
+    );
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(pairs(c.cmd(&["CONFIG", "GET", "timeout"]))[0].1, "30");
+    assert_eq!(
+        pairs(c.cmd(&["CONFIG", "GET", "slowlog-max-len"]))[0].1,
+        "64"
+    );
+    let text = http(
+        &admin,
+        &token,
+        "PUT",
+        "/admin/settings",
+        r#"{"timeout": 5}"#,
+    );
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let text = http(
+        &admin,
+        "wrong",
+        "PUT",
+        "/admin/settings",
+        r#"{"timeout": 1}"#,
+    );
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    assert_eq!(pairs(c.cmd(&["CONFIG", "GET", "timeout"]))[0].1, "5");
 }

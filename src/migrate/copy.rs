@@ -1,6 +1,6 @@
 //! Copying one key of any type between Redis-protocol stores, and reading what it holds:
 //! what the router's mirror and copy-forward (`typed.rs`) and `migrate backfill`/`verify`
-//! (`backfill.rs`) share.
+//! (`backfill/`) share.
 //!
 //! A copy is `DUMP` and `PEXPIRETIME` on the source (sent together), then `RESTORE key
 //! <expiry> payload ABSTTL` on the target: Redis's own serialization, so every type and

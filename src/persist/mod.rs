@@ -44,6 +44,7 @@ pub mod format;
 pub mod journal;
 pub mod load;
 pub mod manifest;
+mod op;
 mod rewrite;
 
 use std::fs::{self, File, OpenOptions};

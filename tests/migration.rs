@@ -669,3 +669,65 @@ fn backfill_from_php_session_files() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A write the router mirrors from a Redis store costs that store one request: the write
+/// and the read of its result (`DUMP`, `PEXPIRETIME`) go together, and the other store
+/// gets the result with its expiry.
+#[test]
+fn a_mirrored_write_is_one_request_to_redis() {
+    let old = redis_server(&[]);
+    let url = format!("redis://127.0.0.1:{}", old.port);
+    let s = sessiond(&[
+        "--migrate-from",
+        &url,
+        "--migrate-to",
+        "embedded",
+        "--migrate-stage",
+        "dualwrite",
+    ]);
+    let mut c = s.connect();
+    let calls = |c: &mut Conn| -> u64 {
+        let info = c.cmd(&["INFO", "migration"]).as_str();
+        info.lines()
+            .find_map(|l| l.strip_prefix("latency_old:calls="))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{info}"))
+    };
+    let before = calls(&mut c);
+    assert_eq!(
+        c.cmd(&["HSET", "spring:session:s1", "a", "1", "b", "2"]),
+        Value::Int(2)
+    );
+    assert_eq!(
+        calls(&mut c) - before,
+        1,
+        "HSET and its read-back: one request"
+    );
+    let before = calls(&mut c);
+    assert_eq!(
+        c.cmd(&["PEXPIRE", "spring:session:s1", "600000"]),
+        Value::Int(1)
+    );
+    assert_eq!(calls(&mut c) - before, 1, "PEXPIRE and its read-back");
+    // A refused write is not mirrored.
+    assert!(matches!(
+        c.cmd(&["HINCRBY", "spring:session:s1", "a", "x"]),
+        Value::Error(_)
+    ));
+    // The new store holds the result, with its expiry.
+    assert_eq!(c.cmd(&["CONFIG", "SET", "migrate-stage", "complete"]), ok());
+    assert_eq!(
+        c.cmd(&["HGETALL", "spring:session:s1"]),
+        Value::Array(vec![
+            Value::bulk("a"),
+            Value::bulk("1"),
+            Value::bulk("b"),
+            Value::bulk("2")
+        ])
+    );
+    let Value::Int(ttl) = c.cmd(&["PTTL", "spring:session:s1"]) else {
+        panic!("PTTL")
+    };
+    assert!((1..=600_000).contains(&ttl), "{ttl}");
+}

@@ -262,13 +262,10 @@ pub fn push_keys<'a>(
 /// The keys of a command with whether each may be changed (its spec is not `RO`): the keys
 /// a migration must bring to the same state in both stores after the command.
 pub fn keys_with_access<'a>(spec: &Spec, args: &[&'a [u8]]) -> Vec<(&'a [u8], bool)> {
-    let mut out = Vec::new();
-    let mut pos = Vec::new();
+    let mut out = Vec::with_capacity(1);
     for ks in &spec.key_specs {
-        pos.clear();
-        ks.positions(args, &mut pos);
         let writes = !ks.flags.contains(&"RO");
-        out.extend(pos.iter().map(|&i| (args[i], writes)));
+        out.extend(ks.indexes(args).map(|i| (args[i], writes)));
     }
     out
 }

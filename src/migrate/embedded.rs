@@ -21,12 +21,16 @@ use crate::server::Server;
 
 pub struct EmbeddedSide {
     pub server: Arc<Server<Engine>>,
+    /// The user the router's commands run as (every command, key and channel): built once,
+    /// not per call.
+    user: Arc<crate::acl::User>,
 }
 
 impl EmbeddedSide {
     pub fn new(server: Server<Engine>) -> Self {
         EmbeddedSide {
             server: Arc::new(server),
+            user: Arc::new(crate::acl::User::default_user()),
         }
     }
 
@@ -50,12 +54,7 @@ impl EmbeddedSide {
         if !table::arity_ok(spec.arity, args.len()) {
             return Err(crate::cmd::wrong_args(spec.name).message());
         }
-        let mut client = ClientState::new(
-            handle.clone(),
-            true,
-            true,
-            Arc::new(crate::acl::User::default_user()),
-        );
+        let mut client = ClientState::new(handle.clone(), true, true, self.user.clone());
         client.db = db;
         client.proto = if resp3 { Proto::Resp3 } else { Proto::Resp2 };
         let wrote = table::is_write(table::subcommand(spec, args).unwrap_or(spec));
@@ -87,12 +86,7 @@ impl EmbeddedSide {
         commands: &[&[&[u8]]],
         resp3: bool,
     ) -> Result<(Bytes, bool), String> {
-        let mut client = ClientState::new(
-            handle.clone(),
-            true,
-            true,
-            Arc::new(crate::acl::User::default_user()),
-        );
+        let mut client = ClientState::new(handle.clone(), true, true, self.user.clone());
         client.db = db;
         client.proto = if resp3 { Proto::Resp3 } else { Proto::Resp2 };
         let mut buf = BytesMut::new();

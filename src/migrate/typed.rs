@@ -71,19 +71,33 @@ impl Default for KeyLocks {
 
 impl KeyLocks {
     /// Locks the stripes of `keys`, in index order (no deadlock between two commands).
-    pub(super) async fn lock(&self, keys: &[&[u8]]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
-        let mut idx: Vec<usize> = keys
-            .iter()
-            .map(|k| crc32fast::hash(k) as usize % STRIPES)
-            .collect();
+    pub(super) async fn lock(&self, keys: &[&[u8]]) -> Held<'_> {
+        let stripe = |k: &[u8]| crc32fast::hash(k) as usize % STRIPES;
+        if let [key] = keys {
+            // Nearly every session command names one key: no vectors.
+            return Held::One {
+                _guard: self.stripes[stripe(key)].lock().await,
+            };
+        }
+        let mut idx: Vec<usize> = keys.iter().map(|k| stripe(k)).collect();
         idx.sort_unstable();
         idx.dedup();
         let mut guards = Vec::with_capacity(idx.len());
         for i in idx {
             guards.push(self.stripes[i].lock().await);
         }
-        guards
+        Held::Many { _guards: guards }
     }
+}
+
+/// Stripes held until dropped.
+pub(super) enum Held<'a> {
+    One {
+        _guard: tokio::sync::MutexGuard<'a, ()>,
+    },
+    Many {
+        _guards: Vec<tokio::sync::MutexGuard<'a, ()>>,
+    },
 }
 
 /// Shadow comparisons of typed commands by command family: matched, differed.
@@ -212,9 +226,24 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
 
     /// Brings `key` on the non-authoritative side to what `from` holds.
     pub(super) async fn mirror_typed(&self, from: Side, at: At<'_>, key: &[u8]) -> StoreResult<()> {
+        let dumped = match from {
+            Side::Old => copy::dump(&self.old, at, key).await,
+            Side::New => copy::dump(&self.new, at, key).await,
+        };
+        self.mirror_dumped(from, at, key, dumped).await
+    }
+
+    /// [`Self::mirror_typed`] with `from`'s `DUMP` of the key already read.
+    async fn mirror_dumped(
+        &self,
+        from: Side,
+        at: At<'_>,
+        key: &[u8],
+        dumped: StoreResult<Option<(bytes::Bytes, i64)>>,
+    ) -> StoreResult<()> {
         let copied = match from {
-            Side::Old => copy::copy_key(&self.old, &self.new, at, key, true).await?,
-            Side::New => copy::copy_key(&self.new, &self.old, at, key, true).await?,
+            Side::Old => copy::copy_dumped(&self.old, &self.new, at, key, dumped, true).await?,
+            Side::New => copy::copy_dumped(&self.new, &self.old, at, key, dumped, true).await?,
         };
         if copied == copy::Copied::Missing {
             let del: [&[u8]; 2] = [b"DEL", key];
@@ -224,6 +253,42 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
             };
         }
         Ok(())
+    }
+
+    /// A write that changes one key, on a Redis store, mirrored to the other store: the
+    /// command and `DUMP`/`PEXPIRETIME` of its key go as one request, so the write and the
+    /// read of its result cost one round trip, not two. Redis runs one connection's
+    /// commands in order and the key's stripe is held, so the dump is this write's result.
+    /// Not for the embedded engine (no round trip to save; its reply says whether to wait
+    /// for the log) nor RESP3 (the pipeline reads RESP2).
+    async fn write_then_mirror(
+        &self,
+        serve: Side,
+        req: &Request<'_>,
+        key: &[u8],
+    ) -> StoreResult<Frame> {
+        let at = (req.client, req.db);
+        let dump: [&[u8]; 2] = [b"DUMP", key];
+        let expiry: [&[u8]; 2] = [b"PEXPIRETIME", key];
+        let commands: [&[&[u8]]; 3] = [req.args, &dump, &expiry];
+        let frames = match serve {
+            Side::Old => self.old.pipeline(at.0, at.1, &commands).await?,
+            Side::New => self.new.pipeline(at.0, at.1, &commands).await?,
+        };
+        let [out, rest @ ..] = &frames[..] else {
+            return Err(StoreError::Other("ERR malformed reply".into()));
+        };
+        if !is_error(out)
+            && self
+                .mirror_dumped(serve, at, key, copy::dumped(rest))
+                .await
+                .is_err()
+        {
+            self.stats
+                .secondary_write_errors
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Ok((out.clone(), false))
     }
 
     /// Copies `key` from the old store to the new one if the new one lacks it, never over a
@@ -436,14 +501,35 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
         let plan = route.plan;
         let lagging = route.lagging;
         if write {
-            let changed: Vec<&[u8]> = keys.iter().filter(|(_, c)| *c).map(|(k, _)| *k).collect();
-            let all: Vec<&[u8]> = keys.iter().map(|(k, _)| *k).collect();
-            let _held = self.locks.lock(&all).await;
+            // One key (nearly every session write): slices on the stack, no vectors.
+            let one: [&[u8]; 1];
+            let (all_keys, changed_keys): (Vec<&[u8]>, Vec<&[u8]>);
+            let (all, changed): (&[&[u8]], &[&[u8]]) = match keys.as_slice() {
+                [(k, writes)] => {
+                    one = [*k];
+                    (&one, if *writes { &one } else { &[] })
+                }
+                _ => {
+                    all_keys = keys.iter().map(|(k, _)| *k).collect();
+                    changed_keys = keys.iter().filter(|(_, c)| *c).map(|(k, _)| *k).collect();
+                    (&all_keys, &changed_keys)
+                }
+            };
+            let _held = self.locks.lock(all).await;
             self.bring_forward((req.client, req.db), &lagging, true)
                 .await;
+            let networked = match plan.serve {
+                Side::Old => self.old.remote(),
+                Side::New => self.new.remote(),
+            };
+            if let [key] = changed {
+                if route.write_both && networked && !req.resp3 {
+                    return self.write_then_mirror(plan.serve, &req, key).await;
+                }
+            }
             let out = self.on(plan.serve, call(Some(first))).await?;
             if route.write_both && !is_error(&out.0) {
-                self.mirror_all(plan.serve, (req.client, req.db), &changed)
+                self.mirror_all(plan.serve, (req.client, req.db), changed)
                     .await;
             }
             return Ok(out);
@@ -500,12 +586,23 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
         let unordered = spec.has_tip("nondeterministic_output_order");
         let kind = match (old, new) {
             (Ok((a, _)), Ok((b, _))) => {
-                if a == b || (unordered && canonical(a, true) == canonical(b, true)) {
+                // Equal bytes first; then whether one side is empty (cheap, and the common
+                // difference while the new store fills); only then a sorted comparison of
+                // two replies that both hold something.
+                let (a_empty, b_empty) = match a == b {
+                    true => (true, true),
+                    false => (holds_nothing(a), holds_nothing(b)),
+                };
+                let same = a == b
+                    || (a_empty == b_empty
+                        && unordered
+                        && canonical(a, true) == canonical(b, true));
+                if same {
                     c.matched.fetch_add(1, Ordering::Relaxed);
                     family[0].fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                match (holds_nothing(a), holds_nothing(b)) {
+                match (a_empty, b_empty) {
                     (false, true) => {
                         c.missing_in_new.fetch_add(1, Ordering::Relaxed);
                         "missing-in-new"

@@ -60,6 +60,10 @@ pub struct Handshake {
 
 /// Encodes one command as a RESP array of bulk strings.
 pub fn encode(out: &mut BytesMut, args: &[&[u8]]) {
+    // Sized first: one allocation for a new buffer, not a doubling per argument.
+    let digits = |n: usize| n.checked_ilog10().unwrap_or(0) as usize + 1;
+    let len: usize = args.iter().map(|a| 5 + digits(a.len()) + a.len()).sum();
+    out.reserve(3 + digits(args.len()) + len);
     let mut n = itoa::Buffer::new();
     out.extend_from_slice(b"*");
     out.extend_from_slice(n.format(args.len()).as_bytes());

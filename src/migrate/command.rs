@@ -53,9 +53,6 @@ pub trait CommandStore: Send + Sync {
     fn hub(&self) -> Option<Arc<crate::pubsub::Hub>>;
     /// The embedded engine's script registry, whose live settings follow the server's.
     fn scripts(&self) -> Option<&crate::script::Scripts>;
-    /// Whether a call crosses the network (a Redis store): then saving a round trip pays,
-    /// and a reply never asks the connection to wait for the embedded engine's log.
-    fn remote(&self) -> bool;
 }
 
 impl CommandStore for AnyStore {
@@ -137,10 +134,6 @@ impl CommandStore for AnyStore {
             _ => None,
         }
     }
-
-    fn remote(&self) -> bool {
-        matches!(self, AnyStore::Redis(_))
-    }
 }
 
 impl<S: CommandStore> CommandStore for Timed<S> {
@@ -171,10 +164,6 @@ impl<S: CommandStore> CommandStore for Timed<S> {
 
     fn scripts(&self) -> Option<&crate::script::Scripts> {
         self.inner.scripts()
-    }
-
-    fn remote(&self) -> bool {
-        self.inner.remote()
     }
 }
 
@@ -214,9 +203,5 @@ impl CommandStore for crate::engine::Engine {
 
     fn scripts(&self) -> Option<&crate::script::Scripts> {
         None
-    }
-
-    fn remote(&self) -> bool {
-        false
     }
 }

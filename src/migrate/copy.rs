@@ -67,18 +67,12 @@ pub async fn dump<S: CommandStore>(
     let frames = s
         .pipeline(at.0, at.1, &[&[b"DUMP", key], &[b"PEXPIRETIME", key]])
         .await?;
-    dumped(&frames)
-}
-
-/// A key's `DUMP` and `PEXPIRETIME` replies as a copy takes them: the payload and the
-/// absolute expiry (0: none), or `None` if the key is missing.
-pub fn dumped(frames: &[Bytes]) -> StoreResult<Option<(Bytes, i64)>> {
     let decoded = |f: &Bytes| match decode(f, u64::MAX) {
         Ok(Some((Value::Error(e), _))) => Err(StoreError::Other(e)),
         Ok(Some((v, _))) => Ok(v),
         _ => Err(StoreError::Other("ERR malformed reply".into())),
     };
-    let (payload, when) = match frames {
+    let (payload, when) = match &frames[..] {
         [p, w] => (decoded(p), decoded(w)),
         _ => return Err(StoreError::Other("ERR malformed reply".into())),
     };
@@ -157,20 +151,7 @@ pub async fn copy_key<A: CommandStore, B: CommandStore>(
     key: &[u8],
     replace: bool,
 ) -> StoreResult<Copied> {
-    copy_dumped(from, to, at, key, dump(from, at, key).await, replace).await
-}
-
-/// [`copy_key`] with `from`'s `DUMP` of the key already read (the migration router reads
-/// it in the same request as the write it mirrors).
-pub async fn copy_dumped<A: CommandStore, B: CommandStore>(
-    from: &A,
-    to: &B,
-    at: At<'_>,
-    key: &[u8],
-    dumped: StoreResult<Option<(Bytes, i64)>>,
-    replace: bool,
-) -> StoreResult<Copied> {
-    let dumped = match dumped {
+    let dumped = match dump(from, at, key).await {
         Err(StoreError::Other(m)) if m.contains("field expiry") => None,
         other => Some(other?),
     };

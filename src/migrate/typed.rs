@@ -226,24 +226,9 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
 
     /// Brings `key` on the non-authoritative side to what `from` holds.
     pub(super) async fn mirror_typed(&self, from: Side, at: At<'_>, key: &[u8]) -> StoreResult<()> {
-        let dumped = match from {
-            Side::Old => copy::dump(&self.old, at, key).await,
-            Side::New => copy::dump(&self.new, at, key).await,
-        };
-        self.mirror_dumped(from, at, key, dumped).await
-    }
-
-    /// [`Self::mirror_typed`] with `from`'s `DUMP` of the key already read.
-    async fn mirror_dumped(
-        &self,
-        from: Side,
-        at: At<'_>,
-        key: &[u8],
-        dumped: StoreResult<Option<(bytes::Bytes, i64)>>,
-    ) -> StoreResult<()> {
         let copied = match from {
-            Side::Old => copy::copy_dumped(&self.old, &self.new, at, key, dumped, true).await?,
-            Side::New => copy::copy_dumped(&self.new, &self.old, at, key, dumped, true).await?,
+            Side::Old => copy::copy_key(&self.old, &self.new, at, key, true).await?,
+            Side::New => copy::copy_key(&self.new, &self.old, at, key, true).await?,
         };
         if copied == copy::Copied::Missing {
             let del: [&[u8]; 2] = [b"DEL", key];
@@ -253,42 +238,6 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
             };
         }
         Ok(())
-    }
-
-    /// A write that changes one key, on a Redis store, mirrored to the other store: the
-    /// command and `DUMP`/`PEXPIRETIME` of its key go as one request, so the write and the
-    /// read of its result cost one round trip, not two. Redis runs one connection's
-    /// commands in order and the key's stripe is held, so the dump is this write's result.
-    /// Not for the embedded engine (no round trip to save; its reply says whether to wait
-    /// for the log) nor RESP3 (the pipeline reads RESP2).
-    async fn write_then_mirror(
-        &self,
-        serve: Side,
-        req: &Request<'_>,
-        key: &[u8],
-    ) -> StoreResult<Frame> {
-        let at = (req.client, req.db);
-        let dump: [&[u8]; 2] = [b"DUMP", key];
-        let expiry: [&[u8]; 2] = [b"PEXPIRETIME", key];
-        let commands: [&[&[u8]]; 3] = [req.args, &dump, &expiry];
-        let frames = match serve {
-            Side::Old => self.old.pipeline(at.0, at.1, &commands).await?,
-            Side::New => self.new.pipeline(at.0, at.1, &commands).await?,
-        };
-        let [out, rest @ ..] = &frames[..] else {
-            return Err(StoreError::Other("ERR malformed reply".into()));
-        };
-        if !is_error(out)
-            && self
-                .mirror_dumped(serve, at, key, copy::dumped(rest))
-                .await
-                .is_err()
-        {
-            self.stats
-                .secondary_write_errors
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        Ok((out.clone(), false))
     }
 
     /// Copies `key` from the old store to the new one if the new one lacks it, never over a
@@ -518,15 +467,6 @@ impl<O: Store + CommandStore, N: Store + CommandStore> Router<O, N> {
             let _held = self.locks.lock(all).await;
             self.bring_forward((req.client, req.db), &lagging, true)
                 .await;
-            let networked = match plan.serve {
-                Side::Old => self.old.remote(),
-                Side::New => self.new.remote(),
-            };
-            if let [key] = changed {
-                if route.write_both && networked && !req.resp3 {
-                    return self.write_then_mirror(plan.serve, &req, key).await;
-                }
-            }
             let out = self.on(plan.serve, call(Some(first))).await?;
             if route.write_both && !is_error(&out.0) {
                 self.mirror_all(plan.serve, (req.client, req.db), changed)

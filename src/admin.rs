@@ -103,14 +103,25 @@ pub fn token_matches(given: &str, token: &str) -> bool {
 
 type Reply = (StatusCode, Json<Value>);
 
+/// Every API route's gate: the bearer token, checked once here rather than in each handler
+/// (the console's routes have their own cookie session).
+async fn require_token<S: Deployment>(
+    State(a): State<Arc<Admin<S>>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !authorized(req.headers(), &a.token) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response();
+    }
+    next.run(req).await
+}
+
 fn error(code: StatusCode, msg: &str) -> Reply {
     (code, Json(json!({ "error": msg })))
 }
 
-async fn status<S: Deployment>(State(a): State<Arc<Admin<S>>>, headers: HeaderMap) -> Reply {
-    if !authorized(&headers, &a.token) {
-        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-    }
+async fn status<S: Deployment>(State(a): State<Arc<Admin<S>>>) -> Reply {
     match a.server.store.migration() {
         Some(m) => (StatusCode::OK, Json(m.status())),
         None => error(
@@ -120,14 +131,8 @@ async fn status<S: Deployment>(State(a): State<Arc<Admin<S>>>, headers: HeaderMa
     }
 }
 
-async fn metrics<S: Deployment>(
-    State(a): State<Arc<Admin<S>>>,
-    headers: HeaderMap,
-) -> axum::response::Response {
+async fn metrics<S: Deployment>(State(a): State<Arc<Admin<S>>>) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if !authorized(&headers, &a.token) {
-        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response();
-    }
     let body = crate::metrics::export::gather(&a.server).encode();
     (
         StatusCode::OK,
@@ -140,10 +145,7 @@ async fn metrics<S: Deployment>(
         .into_response()
 }
 
-async fn reload<S: Deployment>(State(a): State<Arc<Admin<S>>>, headers: HeaderMap) -> Reply {
-    if !authorized(&headers, &a.token) {
-        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-    }
+async fn reload<S: Deployment>(State(a): State<Arc<Admin<S>>>) -> Reply {
     let server = a.server.clone();
     let r = tokio::task::spawn_blocking(move || crate::server::reload::reload(&server)).await;
     match r {
@@ -159,10 +161,7 @@ async fn reload<S: Deployment>(State(a): State<Arc<Admin<S>>>, headers: HeaderMa
     }
 }
 
-async fn settings<S: Deployment>(State(a): State<Arc<Admin<S>>>, headers: HeaderMap) -> Reply {
-    if !authorized(&headers, &a.token) {
-        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-    }
+async fn settings<S: Deployment>(State(a): State<Arc<Admin<S>>>) -> Reply {
     let list: Vec<Value> = crate::server::live::params()
         .map(|(name, def)| {
             let value = def.get.map(|g| g(&*a.server)).unwrap_or_default();
@@ -179,12 +178,8 @@ async fn settings<S: Deployment>(State(a): State<Arc<Admin<S>>>, headers: Header
 
 async fn change_settings<S: Deployment>(
     State(a): State<Arc<Admin<S>>>,
-    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Reply {
-    if !authorized(&headers, &a.token) {
-        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-    }
     let changes: serde_json::Map<String, Value> = match serde_json::from_slice(&body) {
         Ok(m) => m,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad JSON: {e}")),
@@ -245,14 +240,7 @@ struct Change {
     guard: Option<String>,
 }
 
-async fn update<S: Deployment>(
-    State(a): State<Arc<Admin<S>>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Reply {
-    if !authorized(&headers, &a.token) {
-        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-    }
+async fn update<S: Deployment>(State(a): State<Arc<Admin<S>>>, body: axum::body::Bytes) -> Reply {
     match change_migration(&a.server, &crate::audit::token_id(&a.token), &body) {
         Ok(v) => (StatusCode::OK, Json(v)),
         Err((code, e)) => error(code, &e),
@@ -338,6 +326,10 @@ pub async fn start<S: Deployment>(server: Arc<Server<S>>, cfg: &AdminConfig) -> 
             .map(|a| a.to_string())
             .unwrap_or_default()
     );
+    let admin = Arc::new(Admin {
+        server: server.clone(),
+        token: token.clone(),
+    });
     let app = axum::Router::new()
         .route("/admin/migration", get(status::<S>).put(update::<S>))
         .route("/metrics", get(metrics::<S>))
@@ -346,10 +338,11 @@ pub async fn start<S: Deployment>(server: Arc<Server<S>>, cfg: &AdminConfig) -> 
             "/admin/settings",
             get(settings::<S>).put(change_settings::<S>),
         )
-        .with_state(Arc::new(Admin {
-            server: server.clone(),
-            token: token.clone(),
-        }))
+        .route_layer(axum::middleware::from_fn_with_state(
+            admin.clone(),
+            require_token::<S>,
+        ))
+        .with_state(admin)
         .merge(crate::console::routes(Arc::new(
             crate::console::Console::new(server.clone(), token, cfg.show_values)
                 .secure_cookie(tls.is_some()),

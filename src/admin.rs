@@ -211,11 +211,6 @@ async fn change_settings<S: Deployment>(
             let applied: Vec<Value> = applied
                 .into_iter()
                 .map(|(name, from, to)| {
-                    let secret = crate::config::table::find(&name).is_some_and(|d| d.secret);
-                    let (from, to) = match secret {
-                        true => ("(hidden)".to_string(), "(hidden)".to_string()),
-                        false => (from, to),
-                    };
                     tracing::info!("admin API set {name} {from:?} -> {to:?}");
                     json!({ "name": name, "from": from, "to": to })
                 })

@@ -368,6 +368,25 @@ fn the_admin_api_reads_and_changes_settings() {
         r#"{"timeout": 5}"#,
     );
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // A password changes, and is in no reply.
+    let text = http(
+        &admin,
+        &token,
+        "PUT",
+        "/admin/settings",
+        r#"{"requirepass": "opensesame"}"#,
+    );
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        !text.contains("sesame") && text.contains("(hidden)"),
+        "{text}"
+    );
+    let mut fresh = s.connect();
+    assert!(matches!(fresh.cmd(&["AUTH", "sesame"]), Value::Error(_)));
+    assert_eq!(
+        fresh.cmd(&["AUTH", "opensesame"]),
+        Value::Simple("OK".into())
+    );
     let text = http(
         &admin,
         "wrong",

@@ -90,7 +90,7 @@ pub enum Refused {
 
 /// Sets `(name, value)` pairs (names lower case): all are parsed and checked before any is
 /// applied, so one bad value changes nothing. Returns `(name, old value, new value)` per
-/// pair applied.
+/// pair applied, a secret's values as `(hidden)`.
 ///
 /// Each value is parsed into a scratch configuration over the setting's current value
 /// (`client-output-buffer-limit` names only the classes it changes); a row applies only
@@ -125,11 +125,19 @@ pub fn set(
     }
     let mut applied = Vec::with_capacity(rows.len());
     for (name, value, def) in rows {
-        let before = def.get.map(|g| g(r)).unwrap_or_default();
+        // What is reported (a reload's report, the admin API's reply) never holds a secret.
+        let shown = |v: String| {
+            if def.secret {
+                "(hidden)".to_string()
+            } else {
+                v
+            }
+        };
+        let before = shown(def.get.map(|g| g(r)).unwrap_or_default());
         if let Some(apply) = def.apply {
             apply(r, &scratch, by);
         }
-        applied.push((name.to_string(), before, value.to_string()));
+        applied.push((name.to_string(), before, shown(value.to_string())));
     }
     Ok(applied)
 }

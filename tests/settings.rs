@@ -227,6 +227,28 @@ fn the_admin_api_and_config_set_share_the_migration_settings() {
         pairs(c.cmd(&["CONFIG", "GET", "migrate-stage"])),
         [("migrate-stage".to_string(), "shadow".to_string())]
     );
+    // Stage and percentage changed together are one change in the audit log.
+    assert_eq!(
+        c.cmd(&[
+            "CONFIG",
+            "SET",
+            "migrate-stage",
+            "live",
+            "migrate-percent",
+            "40"
+        ]),
+        Value::Simple("OK".into())
+    );
+    let audit = std::fs::read_to_string(s.dir.path("audit.log")).expect("audit.log");
+    let count = |to: &str| {
+        audit
+            .lines()
+            .filter(|l| l.contains(&format!("\"to\":\"{to}\"")))
+            .count()
+    };
+    assert_eq!(count("shadow 20%"), 1, "{audit}");
+    assert_eq!(count("shadow 30%"), 1, "{audit}");
+    assert_eq!(count("live 40%"), 1, "{audit}");
 }
 
 /// The README's configuration table lists every setting the binary has, with its

@@ -124,6 +124,7 @@ pub fn set(
         }
     }
     let mut applied = Vec::with_capacity(rows.len());
+    let mut done: Vec<crate::config::def::Apply> = Vec::with_capacity(rows.len());
     for (name, value, def) in rows {
         // What is reported (a reload's report, the admin API's reply) never holds a secret.
         let shown = |v: String| {
@@ -134,8 +135,13 @@ pub fn set(
             }
         };
         let before = shown(def.get.map(|g| g(r)).unwrap_or_default());
+        // Rows that share one apply (the migration's stage and percentage, which change
+        // together) apply, and are audited, once.
         if let Some(apply) = def.apply {
-            apply(r, &scratch, by);
+            if !done.iter().any(|d| std::ptr::fn_addr_eq(*d, apply)) {
+                apply(r, &scratch, by);
+                done.push(apply);
+            }
         }
         applied.push((name.to_string(), before, shown(value.to_string())));
     }

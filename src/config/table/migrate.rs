@@ -160,10 +160,6 @@ fn apply_migration_setting(r: &dyn Running, c: &Config, by: &By) {
         return;
     };
     let before = m.setting();
-    // A change naming both the stage and the percentage applies (and audits) once.
-    if before == s {
-        return;
-    }
     m.set_setting(s);
     r.audit().record(
         by.who,

@@ -123,18 +123,22 @@ pub fn set(
             check(r, &scratch).map_err(|e| Refused::Failed(name.to_string(), e))?;
         }
     }
+    // What is reported (a reload's report, the admin API's reply) never holds a secret.
+    let shown = |def: &Def, v: String| {
+        if def.secret {
+            "(hidden)".to_string()
+        } else {
+            v
+        }
+    };
+    // Every old value is read before anything changes (two rows may share one apply).
+    let before: Vec<String> = rows
+        .iter()
+        .map(|(_, _, def)| shown(def, def.get.map(|g| g(r)).unwrap_or_default()))
+        .collect();
     let mut applied = Vec::with_capacity(rows.len());
     let mut done: Vec<crate::config::def::Apply> = Vec::with_capacity(rows.len());
-    for (name, value, def) in rows {
-        // What is reported (a reload's report, the admin API's reply) never holds a secret.
-        let shown = |v: String| {
-            if def.secret {
-                "(hidden)".to_string()
-            } else {
-                v
-            }
-        };
-        let before = shown(def.get.map(|g| g(r)).unwrap_or_default());
+    for ((name, value, def), before) in rows.into_iter().zip(before) {
         // Rows that share one apply (the migration's stage and percentage, which change
         // together) apply, and are audited, once.
         if let Some(apply) = def.apply {
@@ -143,7 +147,7 @@ pub fn set(
                 done.push(apply);
             }
         }
-        applied.push((name.to_string(), before, shown(value.to_string())));
+        applied.push((name.to_string(), before, shown(def, value.to_string())));
     }
     Ok(applied)
 }

@@ -124,3 +124,75 @@ fn inside_a_transaction_a_blocking_command_does_not_block() {
         ])
     );
 }
+
+/// The server's clock, in milliseconds (`TIME`).
+fn server_ms(c: &mut Conn) -> i64 {
+    match c.cmd(&["TIME"]) {
+        Value::Array(v) if v.len() == 2 => {
+            let secs: i64 = v[0].as_str().parse().expect("seconds");
+            let micros: i64 = v[1].as_str().parse().expect("microseconds");
+            secs * 1000 + micros / 1000
+        }
+        other => panic!("TIME answered {other:?}"),
+    }
+}
+
+/// A connection reads the clock once per command of a pipeline, each command starting where
+/// the one before ended (`clock::Chain`). A wait inside the pipeline must start the chain
+/// again: the commands after a block run at their own time (a TTL counts from then, as in
+/// Redis) and the wait is not in their slow-log durations.
+#[test]
+fn commands_after_a_block_run_at_their_own_time() {
+    let s = sessiond(&[]);
+    let mut ctl = s.connect();
+    ctl.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+    let mut c = s.connect();
+    let mut pipeline = encode(&[b"BLPOP", b"q", b"0"]);
+    pipeline.extend(encode(&[b"SET", b"k", b"v", b"PX", b"100000"]));
+    pipeline.extend(encode(&[b"PEXPIRETIME", b"k"]));
+    c.send_raw(&pipeline);
+    await_blocked(&mut ctl, 1);
+    // Let the server's clock move on by 300 ms while the client is blocked.
+    let blocked_at = server_ms(&mut ctl);
+    let deadline = Instant::now() + DEADLINE;
+    let mut pushed_at = blocked_at;
+    while pushed_at < blocked_at + 300 {
+        assert!(Instant::now() < deadline, "the server's clock did not move");
+        std::thread::sleep(Duration::from_millis(10));
+        pushed_at = server_ms(&mut ctl);
+    }
+    ctl.cmd(&["SLOWLOG", "RESET"]);
+    assert_eq!(ctl.cmd(&["RPUSH", "q", "x"]), Value::Int(1));
+    assert_eq!(
+        c.read().expect("served"),
+        Value::Array(vec![Value::bulk("q"), Value::bulk("x")])
+    );
+    assert_eq!(c.read().expect("SET"), Value::Simple("OK".into()));
+    let Some(Value::Int(expires)) = c.read() else {
+        panic!("PEXPIRETIME gave no integer")
+    };
+    assert!(
+        expires >= pushed_at + 100_000,
+        "the TTL counts from {} ms before the SET ran",
+        pushed_at + 100_000 - expires
+    );
+    let Value::Array(entries) = ctl.cmd(&["SLOWLOG", "GET", "-1"]) else {
+        panic!("SLOWLOG GET")
+    };
+    let mut seen = 0;
+    for e in entries {
+        let Value::Array(f) = e else { continue };
+        let (Value::Int(micros), Value::Array(args)) = (&f[2], &f[3]) else {
+            continue;
+        };
+        let name = args[0].as_str();
+        if name == "SET" || name == "PEXPIRETIME" {
+            seen += 1;
+            assert!(
+                *micros < 300_000,
+                "{name} took {micros} µs: the block's wait"
+            );
+        }
+    }
+    assert_eq!(seen, 2, "SET and PEXPIRETIME in the slow log");
+}

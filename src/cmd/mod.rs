@@ -67,8 +67,9 @@ pub struct ClientState {
     pub auth_failures: u32,
     /// MULTI/EXEC and WATCH state (embedded engine).
     pub tx: multi::Transaction,
-    /// Channels and patterns subscribed to (embedded engine).
-    pub sub: Option<crate::pubsub::Subscription>,
+    /// Channels and patterns subscribed to (embedded engine). Boxed: few clients subscribe,
+    /// and every connection's future holds this state.
+    pub sub: Option<Box<crate::pubsub::Subscription>>,
     /// Keys the current command may have given data to, for blocked clients (`blocking.rs`).
     pub ready: Vec<(usize, Vec<u8>)>,
     /// Inside EXEC: blocking commands do not block, blocked clients are served after it.
@@ -78,6 +79,9 @@ pub struct ClientState {
     /// The ACL user, as of the ACL version `acl_version` (see `acl/mod.rs`).
     pub user: Arc<crate::acl::User>,
     pub acl_version: u64,
+    /// The clock of the commands the connection is running back to back (see
+    /// [`crate::clock::Chain`]); `None`: read the clocks per command.
+    pub clock: Option<crate::clock::Chain>,
 }
 
 impl ClientState {
@@ -102,6 +106,7 @@ impl ClientState {
             blocked: None,
             user,
             acl_version: 0,
+            clock: None,
         }
     }
 
@@ -408,7 +413,11 @@ pub async fn execute_checked<S: Deployment>(
     args: &[&[u8]],
     out: &mut Reply<'_>,
 ) -> Flow {
-    execute_checked_at(server, client, spec, args, out, crate::clock::now_ms()).await
+    let now = match &client.clock {
+        Some(c) => c.now_ms(),
+        None => crate::clock::now_ms(),
+    };
+    execute_checked_at(server, client, spec, args, out, now).await
 }
 
 /// [`execute_checked`] at a given clock reading (EXEC runs its commands at one time, as
@@ -433,7 +442,12 @@ pub async fn execute_checked_at<S: Deployment>(
         return cx.flow;
     };
     let start = cx.out.len();
-    let began = std::time::Instant::now();
+    // With a chain, the last reading (the end of the command before); a command that runs
+    // others (EXEC) spans theirs.
+    let began = match &cx.client.clock {
+        Some(c) => c.last(),
+        None => std::time::Instant::now(),
+    };
     let result = match server.store.engine() {
         // Commands on the typed API make room (or refuse with OOM) here, by their flag.
         Some(e) if id.engine_only() && spec.flags.has(table::Flags::DENYOOM) => {
@@ -456,7 +470,12 @@ pub async fn execute_checked_at<S: Deployment>(
         // A command that wrote its own error reply (EXEC's EXECABORT, a blocked pop's…).
         Ok(()) => cx.out.buffer().get(start) == Some(&b'-'),
     };
-    observe(server, cx.client, spec, args, began.elapsed(), failed);
+    let ended = match cx.client.clock.as_mut() {
+        Some(c) => c.read(),
+        None => std::time::Instant::now(),
+    };
+    let elapsed = ended.saturating_duration_since(began);
+    observe(server, cx.client, spec, args, elapsed, failed);
     if !cx.client.in_exec && !cx.client.ready.is_empty() {
         if let Some(e) = server.store.engine() {
             let ready = std::mem::take(&mut cx.client.ready);

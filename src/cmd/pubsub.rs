@@ -12,7 +12,7 @@ pub fn subscribe<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], kind: Kind
     let sub = cx
         .client
         .sub
-        .get_or_insert_with(|| Subscription::new(hub, id, proto));
+        .get_or_insert_with(|| Box::new(Subscription::new(hub, id, proto)));
     for name in &a[1..] {
         sub.subscribe(kind, name);
         cx.out.push(3);

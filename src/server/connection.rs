@@ -248,6 +248,8 @@ async fn run<S, IO>(
         let mut pos = 0;
         let mut close = false;
         let mut executed = 0u64;
+        // The engine's commands of this batch share one clock reading per command.
+        state.clock = gateway.is_none().then(crate::clock::Chain::start);
         loop {
             match parser.parse(rbuf, pos, &limits, state.authenticated) {
                 Ok(Parsed::Command { consumed }) => {
@@ -312,6 +314,7 @@ async fn run<S, IO>(
                                 Some(r) => wbuf.extend_from_slice(&r),
                                 None => return,
                             }
+                            state.clock = Some(crate::clock::Chain::start());
                         }
                         flow
                     };
@@ -340,10 +343,13 @@ async fn run<S, IO>(
         }
         if executed > 0 {
             server.stats.commands_processed.add(handle.id, executed);
-            handle
-                .last_ms
-                .store(crate::clock::now_ms(), Ordering::Relaxed);
+            let now = match state.clock.take() {
+                Some(c) => c.now_ms(),
+                None => crate::clock::now_ms(),
+            };
+            handle.last_ms.store(now, Ordering::Relaxed);
         }
+        state.clock = None;
         if let (Some(up), Some(gw)) = (gateway, forwarder.as_deref_mut()) {
             gw.finish_batch(up, &state, &mut *wbuf).await;
         }
@@ -474,6 +480,10 @@ where
         io.write_all(wbuf).await?;
     }
     wbuf.clear();
+    // The wait for the socket (and the log) is no command's time.
+    if state.clock.is_some() {
+        state.clock = Some(crate::clock::Chain::start());
+    }
     // One batch of huge replies must not pin its capacity for the connection's life.
     if wbuf.capacity() > 4 * OUT_FLUSH {
         *wbuf = BytesMut::with_capacity(READ_CHUNK);

@@ -171,6 +171,20 @@ fn parse_range(
     })
 }
 
+/// How many members a range selects (ZCOUNT, ZLEXCOUNT), without collecting them.
+fn count(z: ZSetRef<'_>, r: &RangeReq) -> usize {
+    match &r.range {
+        Range::Score(min, max) => {
+            let (min, max) = (*min, *max);
+            z.asc_from(min.0)
+                .skip_while(|(_, s)| !gte_smin(*s, min))
+                .take_while(|(_, s)| lte_smax(*s, max))
+                .count()
+        }
+        _ => select(z, r).len(),
+    }
+}
+
 /// The members a range selects, in reply order.
 fn select<'a>(z: ZSetRef<'a>, r: &RangeReq) -> Vec<(&'a [u8], f64)> {
     let own = |(m, s): (&'a [u8], f64)| (m, s);
@@ -203,8 +217,9 @@ fn select<'a>(z: ZSetRef<'a>, r: &RangeReq) -> Vec<(&'a [u8], f64)> {
                 r.limit as usize
             };
             let (min, max) = (*min, *max);
+            // The seek lands on the bound's score; an exclusive bound skips its members.
             if r.rev {
-                z.desc()
+                z.desc_from(max.0)
                     .skip_while(|(_, s)| !lte_smax(*s, max))
                     .take_while(|(_, s)| gte_smin(*s, min))
                     .skip(r.offset as usize)
@@ -212,7 +227,7 @@ fn select<'a>(z: ZSetRef<'a>, r: &RangeReq) -> Vec<(&'a [u8], f64)> {
                     .map(own)
                     .collect()
             } else {
-                z.asc()
+                z.asc_from(min.0)
                     .skip_while(|(_, s)| !gte_smin(*s, min))
                     .take_while(|(_, s)| lte_smax(*s, max))
                     .skip(r.offset as usize)
@@ -355,7 +370,7 @@ pub async fn zcount<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]], lex: bo
         limit: -1,
     };
     read_zset(cx, a[1], |z, out| {
-        out.int(z.map_or(0, |z| select(z, &req).len() as i64))
+        out.int(z.map_or(0, |z| count(z, &req) as i64))
     })
 }
 

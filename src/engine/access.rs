@@ -218,8 +218,7 @@ impl KeyWriter<'_> {
 
     /// Sets a member's score, creating the sorted set if the key is absent; true if new.
     pub fn zadd(&mut self, member: &[u8], score: f64) -> bool {
-        // Redis stores -0 as 0.
-        let score = score + 0.0;
+        // -0 stays -0 in the big encoding only (`zset::add`), as in Redis.
         self.changes
             .zadd(self.s, self.db, self.h, self.key, member, score, self.lru)
     }

@@ -356,9 +356,11 @@ impl Ord for Score {
 
 /// A sorted set too large for a pack: the order as a B-tree of (score, member), and each
 /// member's score in a hash map. The two share each member's bytes (one reference-counted
-/// allocation), so changing a score allocates nothing. Ranges by score or member walk the
-/// tree; a rank is counted by walking it (Redis's skiplist keeps spans for O(log n) ranks;
-/// session indexes read ranges, rarely ranks).
+/// allocation), so changing a score allocates nothing. A range by score is a search of the
+/// tree for its first member, then a walk of the members it returns (O(log n + m), as
+/// Redis's skiplist); ranges by member or rank, and a rank, are counted by walking from
+/// either end (Redis's skiplist keeps spans for O(log n) ranks; session indexes read ranges
+/// by score, rarely ranks).
 #[derive(Debug, Default, Clone)]
 pub struct BigZSet {
     order: std::collections::BTreeSet<(Score, std::sync::Arc<[u8]>)>,
@@ -390,6 +392,32 @@ impl BigZSet {
     /// Members in (score, member) order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&[u8], f64)> {
         self.order.iter().map(|(s, m)| (&**m, s.0))
+    }
+
+    /// Members with a score of at least `min`, lowest first: the tree is searched for the
+    /// first one (O(log n)), not walked to it.
+    pub fn iter_from(&self, min: f64) -> impl Iterator<Item = (&[u8], f64)> {
+        use std::ops::Bound::{Included, Unbounded};
+        // The empty member sorts before every member of its score.
+        let first = (Score(min), std::sync::Arc::<[u8]>::from(&[][..]));
+        self.order
+            .range((Included(first), Unbounded))
+            .map(|(s, m)| (&**m, s.0))
+    }
+
+    /// Members with a score of at most `max`, highest first, found as [`Self::iter_from`].
+    pub fn iter_down_from(&self, max: f64) -> impl Iterator<Item = (&[u8], f64)> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        // Below the first member of the next score up: every member of `max` is in.
+        let end = if max == f64::INFINITY {
+            Unbounded
+        } else {
+            Excluded((Score(max.next_up()), std::sync::Arc::<[u8]>::from(&[][..])))
+        };
+        self.order
+            .range((Unbounded, end))
+            .rev()
+            .map(|(s, m)| (&**m, s.0))
     }
 
     /// Sets a member's score; true if the member is new.

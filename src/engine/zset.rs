@@ -67,6 +67,28 @@ impl<'a> ZSetRef<'a> {
         }
     }
 
+    /// Members with a score of at least `min`, lowest first (the big encoding seeks to the
+    /// first).
+    pub fn asc_from(&self, min: f64) -> Box<dyn Iterator<Item = (&'a [u8], f64)> + 'a> {
+        match *self {
+            ZSetRef::Pack(p) => {
+                Box::new(pairs(p.iter()).skip_while(move |(_, s)| Score(*s) < Score(min)))
+            }
+            ZSetRef::Big(z) => Box::new(z.iter_from(min)),
+        }
+    }
+
+    /// Members with a score of at most `max`, highest first (the big encoding seeks to the
+    /// first).
+    pub fn desc_from(&self, max: f64) -> Box<dyn Iterator<Item = (&'a [u8], f64)> + 'a> {
+        match *self {
+            ZSetRef::Pack(_) => {
+                Box::new(self.desc().skip_while(move |(_, s)| Score(*s) > Score(max)))
+            }
+            ZSetRef::Big(z) => Box::new(z.iter_down_from(max)),
+        }
+    }
+
     /// Members from the highest score.
     pub fn desc(&self) -> Box<dyn Iterator<Item = (&'a [u8], f64)> + 'a> {
         match *self {
@@ -117,7 +139,8 @@ impl NewZSet {
             let mut w = PackWriter::new(2 * sorted.len(), bytes);
             for (m, s) in sorted {
                 w.push(m);
-                w.push(&score_bytes(s));
+                // A pack holds -0 as 0, as Redis's listpack does; the big encoding keeps it.
+                w.push(&score_bytes(s + 0.0));
             }
             NewZSet::Pack(w.finish())
         } else {
@@ -152,6 +175,9 @@ pub(super) fn add(e: &mut Entry, m: &[u8], score: f64) -> bool {
         .unwrap_or(0)
         .max(m.len());
     if fits(n, bytes, longest) {
+        // A pack holds -0 as 0, as Redis's listpack does. A member added to the big encoding
+        // (or the one whose addition converts the pack) keeps -0, as in Redis's skiplist.
+        let score = score + 0.0;
         let mut w = PackWriter::new(2 * n, bytes);
         let mut placed = false;
         for (x, s) in pairs(pack.iter()).filter(|(x, _)| *x != m) {

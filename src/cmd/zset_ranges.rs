@@ -204,8 +204,12 @@ fn select<'a>(z: ZSetRef<'a>, r: &RangeReq) -> Vec<(&'a [u8], f64)> {
             }
             end = end.min(len - 1);
             let n = (end - start + 1) as usize;
-            let it = if r.rev { z.desc() } else { z.asc() };
-            it.skip(start as usize).take(n).map(own).collect()
+            let it = if r.rev {
+                z.desc_at(start as usize)
+            } else {
+                z.asc_at(start as usize)
+            };
+            it.take(n).map(own).collect()
         }
         Range::Score(min, max) => {
             if r.offset < 0 {

@@ -347,7 +347,7 @@ pub async fn zrandmember<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) ->
             None => out.null(),
             Some(z) => {
                 let i = fastrand::usize(..z.len());
-                out.bulk(z.asc().nth(i).map_or(&b""[..], |(m, _)| m));
+                out.bulk(z.asc_at(i).next().map_or(&b""[..], |(m, _)| m));
             }
         });
     }

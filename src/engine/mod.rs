@@ -33,6 +33,7 @@ mod tables;
 mod txn;
 pub mod value;
 mod watch;
+pub mod zorder;
 pub mod zset;
 
 use std::hash::BuildHasher;

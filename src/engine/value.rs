@@ -354,16 +354,13 @@ impl Ord for Score {
     }
 }
 
-/// A sorted set too large for a pack: the order as a B-tree of (score, member), and each
-/// member's score in a hash map. The two share each member's bytes (one reference-counted
-/// allocation), so changing a score allocates nothing. A range by score is a search of the
-/// tree for its first member, then a walk of the members it returns (O(log n + m), as
-/// Redis's skiplist); ranges by member or rank, and a rank, are counted by walking from
-/// either end (Redis's skiplist keeps spans for O(log n) ranks; session indexes read ranges
-/// by score, rarely ranks).
+/// A sorted set too large for a pack: the (score, member) order in sorted chunks
+/// ([`super::zorder::ZOrder`]: ranges by score and by rank found by search, as Redis's
+/// skiplist finds them), and each member's score in a hash map. The two share each member's
+/// bytes (one reference-counted allocation), so changing a score allocates nothing.
 #[derive(Debug, Default, Clone)]
 pub struct BigZSet {
-    order: std::collections::BTreeSet<(Score, std::sync::Arc<[u8]>)>,
+    order: super::zorder::ZOrder,
     scores: HashMap<std::sync::Arc<[u8]>, f64>,
     elems: usize,
 }
@@ -391,33 +388,33 @@ impl BigZSet {
 
     /// Members in (score, member) order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&[u8], f64)> {
-        self.order.iter().map(|(s, m)| (&**m, s.0))
+        self.order.iter()
     }
 
-    /// Members with a score of at least `min`, lowest first: the tree is searched for the
-    /// first one (O(log n)), not walked to it.
+    /// Members with a score of at least `min`, lowest first (a search, not a walk).
     pub fn iter_from(&self, min: f64) -> impl Iterator<Item = (&[u8], f64)> {
-        use std::ops::Bound::{Included, Unbounded};
-        // The empty member sorts before every member of its score.
-        let first = (Score(min), std::sync::Arc::<[u8]>::from(&[][..]));
-        self.order
-            .range((Included(first), Unbounded))
-            .map(|(s, m)| (&**m, s.0))
+        self.order.from_score(min)
     }
 
-    /// Members with a score of at most `max`, highest first, found as [`Self::iter_from`].
+    /// Members with a score of at most `max`, highest first (a search, not a walk).
     pub fn iter_down_from(&self, max: f64) -> impl Iterator<Item = (&[u8], f64)> {
-        use std::ops::Bound::{Excluded, Unbounded};
-        // Below the first member of the next score up: every member of `max` is in.
-        let end = if max == f64::INFINITY {
-            Unbounded
-        } else {
-            Excluded((Score(max.next_up()), std::sync::Arc::<[u8]>::from(&[][..])))
-        };
-        self.order
-            .range((Unbounded, end))
-            .rev()
-            .map(|(s, m)| (&**m, s.0))
+        self.order.down_from_score(max)
+    }
+
+    /// Members from rank `rank` (0 = the lowest score) on, lowest first.
+    pub fn iter_at(&self, rank: usize) -> impl Iterator<Item = (&[u8], f64)> {
+        self.order.from_rank(rank)
+    }
+
+    /// Members from rank `rank` counted from the highest score (0 = the highest) down.
+    pub fn iter_down_at(&self, rank: usize) -> impl Iterator<Item = (&[u8], f64)> {
+        self.order.down_from_rank(rank)
+    }
+
+    /// A member's 0-based rank from the lowest score, and its score.
+    pub fn rank(&self, m: &[u8]) -> Option<(usize, f64)> {
+        let score = self.score(m)?;
+        Some((self.order.rank(Score(score), m)?, score))
     }
 
     /// Sets a member's score; true if the member is new.
@@ -425,8 +422,8 @@ impl BigZSet {
         if let Some((k, &old)) = self.scores.get_key_value(m) {
             if old != score || old.is_sign_negative() != score.is_sign_negative() {
                 let k = k.clone();
-                self.order.remove(&(Score(old), k.clone()));
-                self.order.insert((Score(score), k.clone()));
+                self.order.remove(Score(old), &k);
+                self.order.insert(Score(score), k.clone());
                 self.scores.insert(k, score);
             }
             return false;
@@ -434,7 +431,7 @@ impl BigZSet {
         let k: std::sync::Arc<[u8]> = m.into();
         // The Arc's two counters precede the bytes in one allocation.
         self.elems += allocated_size(m.len() + 16);
-        self.order.insert((Score(score), k.clone()));
+        self.order.insert(Score(score), k.clone());
         self.scores.insert(k, score);
         true
     }
@@ -443,7 +440,7 @@ impl BigZSet {
         let Some((k, score)) = self.scores.remove_entry(m) else {
             return false;
         };
-        self.order.remove(&(Score(score), k));
+        self.order.remove(Score(score), &k);
         self.elems -= allocated_size(m.len() + 16);
         if self.scores.capacity() > 64 && self.scores.len() * 8 < self.scores.capacity() {
             self.scores.shrink_to_fit();

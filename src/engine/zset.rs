@@ -102,12 +102,35 @@ impl<'a> ZSetRef<'a> {
 
     /// The 0-based rank from the lowest score (or the highest with `rev`).
     pub fn rank(&self, m: &[u8], rev: bool) -> Option<(usize, f64)> {
-        let score = self.score(m)?;
-        let below = self
-            .asc()
-            .take_while(|(x, s)| Score(*s) < Score(score) || (*s == score && *x < m))
-            .count();
+        let (below, score) = match self {
+            ZSetRef::Pack(_) => {
+                let score = self.score(m)?;
+                let below = self
+                    .asc()
+                    .take_while(|(x, s)| Score(*s) < Score(score) || (*s == score && *x < m))
+                    .count();
+                (below, score)
+            }
+            ZSetRef::Big(z) => z.rank(m)?,
+        };
         Some((if rev { self.len() - 1 - below } else { below }, score))
+    }
+
+    /// Members from rank `rank` (0 = the lowest score) on, lowest first; the big encoding
+    /// finds the rank without walking to it.
+    pub fn asc_at(&self, rank: usize) -> Box<dyn Iterator<Item = (&'a [u8], f64)> + 'a> {
+        match *self {
+            ZSetRef::Pack(p) => Box::new(pairs(p.iter()).skip(rank)),
+            ZSetRef::Big(z) => Box::new(z.iter_at(rank)),
+        }
+    }
+
+    /// Members from rank `rank` counted from the highest score (0 = the highest) down.
+    pub fn desc_at(&self, rank: usize) -> Box<dyn Iterator<Item = (&'a [u8], f64)> + 'a> {
+        match *self {
+            ZSetRef::Pack(_) => Box::new(self.desc().skip(rank)),
+            ZSetRef::Big(z) => Box::new(z.iter_down_at(rank)),
+        }
     }
 
     pub fn encoding(&self) -> &'static str {

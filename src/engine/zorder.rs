@@ -83,6 +83,8 @@ impl ZOrder {
         c.insert(at, (score, member));
         if c.len() > MAX {
             let upper = c.split_off(c.len() / 2);
+            // The insert that overflowed doubled the capacity; half of it is kept.
+            c.shrink_to(MAX + 1);
             self.chunks.insert(i + 1, upper);
         }
     }

@@ -10,8 +10,8 @@
 //! * a search by (score, member) or by score is two binary searches: over the chunks' last
 //!   pairs, then within one chunk;
 //! * an insert or a removal moves at most [`MAX`] pairs within one chunk; a full chunk splits
-//!   in two, a chunk that runs low merges with a neighbour, so chunks stay at least a quarter
-//!   full (empty ones are dropped);
+//!   in two, a chunk that runs below a quarter merges with a neighbour or takes pairs from
+//!   it, so every chunk but a lone one stays at least a quarter full;
 //! * a rank, or the pair at a rank, adds up the lengths of the chunks before it: n / 64 to
 //!   n / 256 additions of adjacent integers, a few microseconds for a million members. (A
 //!   Fenwick tree over the lengths would make that O(log n) but must be rebuilt when chunks
@@ -28,9 +28,8 @@ use super::value::Score;
 
 /// The most pairs a chunk holds; a chunk that would hold more splits in two.
 const MAX: usize = 256;
-/// A chunk below this many pairs merges with a neighbour when the two fit in [`MERGED`].
+/// A chunk below this many pairs merges with a neighbour, or takes pairs from it.
 const LOW: usize = MAX / 4;
-const MERGED: usize = MAX * 3 / 4;
 
 type Pair = (Score, Arc<[u8]>);
 
@@ -108,15 +107,28 @@ impl ZOrder {
         true
     }
 
-    /// Merges chunk `i` into a neighbour when the two fit in [`MERGED`] pairs.
+    /// Chunk `i` ran below [`LOW`]: it merges with a neighbour when the two fit in one
+    /// chunk, else takes half the difference from the neighbour after (or before) it. Every
+    /// chunk but a lone one so stays at [`LOW`] pairs or more.
     fn merge_around(&mut self, i: usize) {
         let n = self.chunks[i].len();
-        if i + 1 < self.chunks.len() && n + self.chunks[i + 1].len() <= MERGED {
+        let last = self.chunks.len() - 1;
+        if i < last && n + self.chunks[i + 1].len() <= MAX {
             let next = self.chunks.remove(i + 1);
             self.chunks[i].extend(next);
-        } else if i > 0 && self.chunks[i - 1].len() + n <= MERGED {
+        } else if i > 0 && self.chunks[i - 1].len() + n <= MAX {
             let this = self.chunks.remove(i);
             self.chunks[i - 1].extend(this);
+        } else if i < last {
+            let k = (self.chunks[i + 1].len() - n) / 2;
+            let moved: Vec<Pair> = self.chunks[i + 1].drain(..k).collect();
+            self.chunks[i].extend(moved);
+        } else if i > 0 {
+            let prev = &mut self.chunks[i - 1];
+            let k = (prev.len() - n) / 2;
+            let mut moved = prev.split_off(prev.len() - k);
+            moved.append(&mut self.chunks[i]);
+            self.chunks[i] = moved;
         }
     }
 
@@ -276,7 +288,8 @@ mod tests {
             }
             prop_assert_eq!(z.len(), model.len());
             for c in &z.chunks {
-                prop_assert!(!c.is_empty() && c.len() <= MAX);
+                let low = if z.chunks.len() == 1 { 1 } else { LOW };
+                prop_assert!(c.len() >= low && c.len() <= MAX, "a chunk of {}", c.len());
             }
             let all = model_pairs(&model);
             prop_assert_eq!(owned(z.iter()), all.clone());
@@ -310,7 +323,8 @@ mod tests {
         assert_eq!(owned(z.iter()), want);
         assert_eq!(z.len(), want.len());
         for c in &z.chunks {
-            assert!(!c.is_empty() && c.len() <= MAX, "a chunk of {}", c.len());
+            let low = if z.chunks.len() == 1 { 1 } else { LOW };
+            assert!(c.len() >= low && c.len() <= MAX, "a chunk of {}", c.len());
         }
         for (r, (k, s)) in want.iter().enumerate() {
             assert_eq!(z.rank(Score(*s), k), Some(r));
@@ -363,6 +377,33 @@ mod tests {
         }
         check(&z, &want);
         assert!(z.chunks.is_empty());
+    }
+
+    /// The last chunk runs low next to a full one: too many to merge, so it takes pairs
+    /// from the chunk before it (and the first chunk from the one after it).
+    #[test]
+    fn a_low_chunk_takes_pairs_from_a_full_neighbour() {
+        let pairs = |from: u32, to: u32| -> Vec<Pair> {
+            (from..to)
+                .map(|i| (Score(f64::from(i)), Arc::from(format!("{i:04}").as_bytes())))
+                .collect()
+        };
+        for (chunks, victim) in [
+            (vec![pairs(0, 250), pairs(250, 250 + LOW as u32)], 300u32),
+            (
+                vec![pairs(0, LOW as u32), pairs(LOW as u32, LOW as u32 + 250)],
+                10,
+            ),
+        ] {
+            let len = chunks.iter().map(Vec::len).sum();
+            let mut z = ZOrder { chunks, len };
+            let mut want: Vec<(Vec<u8>, f64)> = owned(z.iter());
+            let m = format!("{victim:04}").into_bytes();
+            assert!(z.remove(Score(f64::from(victim)), &m));
+            want.retain(|(k, _)| *k != m);
+            assert_eq!(z.chunks.len(), 2);
+            check(&z, &want);
+        }
     }
 
     #[test]

@@ -574,7 +574,7 @@ impl Conn {
     }
 }
 
-fn sorted(v: Value) -> Value {
+pub fn sorted(v: Value) -> Value {
     match v {
         Value::Array(items) | Value::Set(items) => {
             let mut items: Vec<Value> = items.into_iter().map(sorted).collect();

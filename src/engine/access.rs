@@ -458,7 +458,7 @@ impl Engine {
         let i = &self.inner;
         let lru = i.lru_now();
         i.with_key(key, |s, h| {
-            s.expire_if_needed(db, h, key, now, &i.hasher_fn());
+            let dropped = s.expire_before_write(db, h, key, now, &i.hasher_fn());
             let mut w = KeyWriter {
                 s,
                 changes: Changes::new(i),
@@ -467,6 +467,9 @@ impl Engine {
                 key,
                 lru,
             };
+            if dropped {
+                w.changes.expired_before_write(db, key);
+            }
             f(&mut w)
         })
     }

@@ -324,6 +324,22 @@ impl Drop for MultiLock<'_> {
 
 impl ShardData {
     /// Lazy expiry: drop the key if its time has passed. Returns whether it is live.
+    /// [`Self::expire_if_needed`] before a write: whether it dropped the key as expired.
+    fn expire_before_write(
+        &mut self,
+        db: Db,
+        hash: u64,
+        key: &[u8],
+        now: UnixMs,
+        hasher: &impl Fn(&[u8]) -> u64,
+    ) -> bool {
+        let expired = self.dbs[db]
+            .find(hash, key)
+            .is_some_and(|e| e.is_expired(now));
+        self.expire_if_needed(db, hash, key, now, hasher);
+        expired
+    }
+
     fn expire_if_needed(
         &mut self,
         db: Db,

@@ -378,6 +378,14 @@ impl<'a> Changes<'a> {
         Some(n)
     }
 
+    /// A write found its key expired and dropped it ([`expired`]): logged as DEL here,
+    /// because what the write does next is logged as a change to a key (HSET, SADD, LPUSH…),
+    /// and replay, which ignores the clock, would apply it to the old value, whose expiry
+    /// would then take the new data with it. (Redis logs a DEL for every key it expires.)
+    pub fn expired_before_write(&mut self, db: Db, key: &[u8]) {
+        self.record(Op::Del { db: db32(db), key });
+    }
+
     /// Removes `key` and returns its record (RENAME); logged as DEL.
     pub fn take(&mut self, s: &mut ShardData, db: Db, hash: u64, key: &[u8]) -> Option<Entry> {
         let e = s.dbs[db].remove(hash, key, &self.inner.hasher_fn(), Token(()))?;
@@ -502,8 +510,9 @@ pub(super) fn expired_fields(
     (gone, key_gone)
 }
 
-/// Drops a key found expired. Not logged: the log already holds its absolute expiry, so
-/// replay (followed by the purge of expired keys) ends without it too.
+/// Drops a key found expired. Not logged here: the log already holds its absolute expiry,
+/// so replay (followed by the purge of expired keys) ends without it too. A write that
+/// follows logs the drop first ([`Changes::expired_before_write`]).
 pub(super) fn expired(t: &mut Table, hash: u64, key: &[u8], hasher: &impl Fn(&[u8]) -> u64) {
     t.remove(hash, key, hasher, Token(()));
 }

@@ -322,9 +322,20 @@ impl Drop for MultiLock<'_> {
     }
 }
 
+/// What lazy expiry found for a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lazy {
+    /// No such key, or a hash whose last fields just expired. Nothing is logged for those
+    /// fields: their expiry times are in the log, so after a replay they expire as before.
+    Absent,
+    /// The key's time had passed: it is gone now.
+    Expired,
+    Live,
+}
+
 impl ShardData {
-    /// Lazy expiry: drop the key if its time has passed. Returns whether it is live.
-    /// [`Self::expire_if_needed`] before a write: whether it dropped the key as expired.
+    /// Lazy expiry before a write: whether the key was dropped as expired, which the write
+    /// must log (a replay has no clock to drop it by).
     fn expire_before_write(
         &mut self,
         db: Db,
@@ -333,13 +344,10 @@ impl ShardData {
         now: UnixMs,
         hasher: &impl Fn(&[u8]) -> u64,
     ) -> bool {
-        let expired = self.dbs[db]
-            .find(hash, key)
-            .is_some_and(|e| e.is_expired(now));
-        self.expire_if_needed(db, hash, key, now, hasher);
-        expired
+        self.lazy_expire(db, hash, key, now, hasher) == Lazy::Expired
     }
 
+    /// Lazy expiry: drop the key if its time has passed. Returns whether it is live.
     fn expire_if_needed(
         &mut self,
         db: Db,
@@ -348,19 +356,31 @@ impl ShardData {
         now: UnixMs,
         hasher: &impl Fn(&[u8]) -> u64,
     ) -> bool {
+        self.lazy_expire(db, hash, key, now, hasher) == Lazy::Live
+    }
+
+    /// Drops the key if its time has passed, and a hash's fields whose time has passed
+    /// (all of them: the command must not see one), as Redis's lazy (field) expiry.
+    fn lazy_expire(
+        &mut self,
+        db: Db,
+        hash: u64,
+        key: &[u8],
+        now: UnixMs,
+        hasher: &impl Fn(&[u8]) -> u64,
+    ) -> Lazy {
         let t = &mut self.dbs[db];
         match t.find(hash, key) {
-            None => false,
+            None => Lazy::Absent,
             Some(e) if e.is_expired(now) => {
                 mutate::expired(t, hash, key, hasher);
                 self.expired += 1;
                 if let Some(n) = &self.notifier {
                     n.notify(crate::pubsub::class::EXPIRED, "expired", key, db);
                 }
-                false
+                Lazy::Expired
             }
-            // A hash whose earliest field expiry has passed: its expired fields go first
-            // (all of them: the command must not see one), as Redis's lazy field expiry.
+            // A hash whose earliest field expiry has passed: its expired fields go first.
             Some(e)
                 if e.kind() == value::Kind::Hash
                     && HashRef::of(e)
@@ -377,9 +397,13 @@ impl ShardData {
                         n.notify(crate::pubsub::class::GENERIC, "del", key, db);
                     }
                 }
-                !key_gone
+                if key_gone {
+                    Lazy::Absent
+                } else {
+                    Lazy::Live
+                }
             }
-            Some(_) => true,
+            Some(_) => Lazy::Live,
         }
     }
 

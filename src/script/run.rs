@@ -78,10 +78,10 @@ thread_local! {
 }
 
 impl RunState {
-    fn start(label: Label, function: bool) -> Arc<RunState> {
+    fn start(label: Label, function: bool, started: Instant) -> Arc<RunState> {
         if let Some(mut spare) = SPARE.take() {
             if let Some(s) = Arc::get_mut(&mut spare) {
-                s.started = Instant::now();
+                s.started = started;
                 *s.wrote.get_mut() = false;
                 *s.kill.get_mut() = false;
                 *s.busy.get_mut() = false;
@@ -95,7 +95,7 @@ impl RunState {
             }
         }
         Arc::new(RunState {
-            started: Instant::now(),
+            started,
             wrote: AtomicBool::new(false),
             kill: AtomicBool::new(false),
             busy: AtomicBool::new(false),
@@ -506,7 +506,11 @@ pub fn run<S: Deployment>(
         Target::Eval(s) => (Label::Sha(s.sha), false),
         Target::Function(n, _) => (Label::Function(n.to_string()), true),
     };
-    let state = RunState::start(label, function);
+    // With a clock chain the run starts where the calling command did (`clock::Chain`).
+    // The commands the script calls read the clock at their start and end: between two of
+    // them runs Lua, which is not theirs to count.
+    let started = cx.client.clock.map_or_else(Instant::now, |c| c.last());
+    let state = RunState::start(label, function, started);
     let mut client = ClientState::new(
         cx.client.handle.clone(),
         true,

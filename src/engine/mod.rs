@@ -474,6 +474,20 @@ impl Engine {
     fn count_live(&self, db: Db, keys: &[&[u8]], now: UnixMs, remove: bool) -> u64 {
         let i = &self.inner;
         let hasher = i.hasher_fn();
+        // One key (a session's DEL, a lock's release, most EXISTS) takes its one shard
+        // without the vectors of several.
+        if let [k] = keys {
+            return i.with_key(k, |s, h| {
+                let mut changes = Changes::new(i);
+                if s.live(db, h, k, now, &hasher).is_none() {
+                    return 0;
+                }
+                if remove {
+                    changes.del(s, db, h, k);
+                }
+                1
+            });
+        }
         let mut locks = i.lock_keys(keys);
         let mut changes = Changes::new(i);
         let mut n = 0;

@@ -458,7 +458,7 @@ impl Engine {
         let i = &self.inner;
         let lru = i.lru_now();
         i.with_key(key, |s, h| {
-            let dropped = s.expire_before_write(db, h, key, now, &i.hasher_fn());
+            let dropped = s.lazy_expire(db, h, key, now, &i.hasher_fn()) == super::Lazy::Expired;
             let mut w = KeyWriter {
                 s,
                 changes: Changes::new(i),

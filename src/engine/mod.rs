@@ -334,33 +334,10 @@ enum Lazy {
 }
 
 impl ShardData {
-    /// Lazy expiry before a write: whether the key was dropped as expired, which the write
-    /// must log (a replay has no clock to drop it by).
-    fn expire_before_write(
-        &mut self,
-        db: Db,
-        hash: u64,
-        key: &[u8],
-        now: UnixMs,
-        hasher: &impl Fn(&[u8]) -> u64,
-    ) -> bool {
-        self.lazy_expire(db, hash, key, now, hasher) == Lazy::Expired
-    }
-
-    /// Lazy expiry: drop the key if its time has passed. Returns whether it is live.
-    fn expire_if_needed(
-        &mut self,
-        db: Db,
-        hash: u64,
-        key: &[u8],
-        now: UnixMs,
-        hasher: &impl Fn(&[u8]) -> u64,
-    ) -> bool {
-        self.lazy_expire(db, hash, key, now, hasher) == Lazy::Live
-    }
-
-    /// Drops the key if its time has passed, and a hash's fields whose time has passed
-    /// (all of them: the command must not see one), as Redis's lazy (field) expiry.
+    /// Lazy expiry: drops the key if its time has passed, and a hash's fields whose time
+    /// has passed (all of them: the command must not see one), as Redis's lazy (field)
+    /// expiry. A write must log a drop of the whole key ([`Lazy::Expired`]): a replay has
+    /// no clock to drop it by.
     fn lazy_expire(
         &mut self,
         db: Db,
@@ -415,7 +392,7 @@ impl ShardData {
         now: UnixMs,
         hasher: &impl Fn(&[u8]) -> u64,
     ) -> Option<&mut Entry> {
-        if !self.expire_if_needed(db, hash, key, now, hasher) {
+        if self.lazy_expire(db, hash, key, now, hasher) != Lazy::Live {
             return None;
         }
         self.dbs[db].find_mut(hash, key)
@@ -431,7 +408,7 @@ impl ShardData {
         lru: u32,
         hasher: &impl Fn(&[u8]) -> u64,
     ) -> Option<&mut Entry> {
-        if !self.expire_if_needed(db, hash, key, now, hasher) {
+        if self.lazy_expire(db, hash, key, now, hasher) != Lazy::Live {
             self.misses += 1;
             return None;
         }

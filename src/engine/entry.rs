@@ -321,10 +321,12 @@ impl Entry {
         unsafe { self.ptr().add(EXPIRE).cast::<i64>().write(at) }
     }
 
+    /// Whether the key's time has passed: as Redis, a key lives through the millisecond
+    /// of its expiry time and is gone after it (`now > when`).
     #[inline]
     pub fn is_expired(&self, now: i64) -> bool {
         let e = self.expire();
-        e != 0 && e <= now
+        e != 0 && e < now
     }
 
     #[inline]

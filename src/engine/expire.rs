@@ -266,7 +266,7 @@ impl Tick {
                     if e.kind() == super::value::Kind::Hash
                         && super::hash::HashRef::of(e)
                             .and_then(|h| h.next_expiry())
-                            .is_some_and(|at| at <= now)
+                            .is_some_and(|at| at < now)
                     {
                         due.push(e.key().to_vec());
                     }

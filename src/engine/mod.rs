@@ -362,7 +362,7 @@ impl ShardData {
                 if e.kind() == value::Kind::Hash
                     && HashRef::of(e)
                         .and_then(|h| h.next_expiry())
-                        .is_some_and(|at| at <= now) =>
+                        .is_some_and(|at| at < now) =>
             {
                 let (fields, key_gone) =
                     mutate::expired_fields(t, hash, key, now, usize::MAX, hasher);

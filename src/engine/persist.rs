@@ -307,7 +307,7 @@ impl Engine {
                                 .filter(|e| {
                                     super::hash::HashRef::of(e)
                                         .and_then(|h| h.next_expiry())
-                                        .is_some_and(|at| at <= now)
+                                        .is_some_and(|at| at < now)
                                 })
                                 .map(|e| e.key().to_vec()),
                         );

@@ -211,7 +211,7 @@ impl BigHash {
         while gone.len() < max {
             let Some((t, f)) = self.next_expiry().and_then(|t| {
                 let (_, f) = self.ttl.as_ref()?.order.first()?;
-                (t <= now).then(|| (t, f.clone()))
+                (t < now).then(|| (t, f.clone()))
             }) else {
                 break;
             };

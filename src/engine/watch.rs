@@ -103,7 +103,7 @@ impl Watches {
     /// watched keys' shards held (inside [`Engine::atomically`]).
     pub fn broken(&self, now: UnixMs) -> bool {
         self.flag.load(Ordering::Acquire)
-            || self.keys.iter().any(|&(_, _, exp)| exp != 0 && exp <= now)
+            || self.keys.iter().any(|&(_, _, exp)| exp != 0 && exp < now)
     }
 
     /// Stops watching everything.

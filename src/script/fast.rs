@@ -28,7 +28,7 @@ use crate::resp::Reply;
 /// Deepest nesting followed when reading a Lua value into a reply.
 const MAX_DEPTH: u32 = super::convert::MAX_DEPTH as u32;
 
-unsafe fn push_bytes(l: *mut ffi::lua_State, b: &[u8]) {
+pub(super) unsafe fn push_bytes(l: *mut ffi::lua_State, b: &[u8]) {
     // SAFETY (for the callers): may raise on allocation failure.
     unsafe {
         ffi::lua_pushlstring(l, b.as_ptr() as *const std::ffi::c_char, b.len());
@@ -315,10 +315,18 @@ pub unsafe extern "C-unwind" fn redis_pcall(l: *mut ffi::lua_State) -> c_int {
     unsafe { call_common(l, false) }
 }
 
-/// Pushes a sequence of strings (KEYS, ARGV).
-unsafe fn push_strings(l: *mut ffi::lua_State, items: &[&[u8]]) {
+/// The array size of a table Redis builds for `n` strings. Redis fills KEYS and ARGV one
+/// `lua_rawseti` at a time into an empty table, and each insert past the array's end makes
+/// Lua 5.1 resize it to the smallest power of two that is more than half full. The size
+/// is visible to a script: `#` of a table with holes depends on it.
+pub(super) fn redis_array_size(n: usize) -> c_int {
+    n.min(1 << 20).next_power_of_two() as c_int * c_int::from(n > 0)
+}
+
+/// Pushes a sequence of strings (KEYS, ARGV), in a table shaped as Redis's.
+pub(super) unsafe fn push_strings(l: *mut ffi::lua_State, items: &[&[u8]]) {
     unsafe {
-        ffi::lua_createtable(l, items.len().min(1 << 20) as c_int, 0);
+        ffi::lua_createtable(l, redis_array_size(items.len()), 0);
         for (i, item) in items.iter().enumerate() {
             push_bytes(l, item);
             ffi::lua_rawseti(l, -2, (i + 1) as ffi::lua_Integer);
@@ -484,9 +492,20 @@ pub struct Call {
     /// The strings "KEYS" and "ARGV" (not interned again per run).
     pub keys_name: c_int,
     pub argv_name: c_int,
+    /// The kept KEYS and ARGV tables (`argtable.rs`), when this state's build allows it.
+    pub kept: Option<Kept>,
     pub f: c_int,
     /// A FUNCTION (called with `keys, args`), not an EVAL body (which reads KEYS, ARGV).
     pub function: bool,
+}
+
+/// EVAL's kept KEYS and ARGV tables (`argtable.rs`): their registry references, and the
+/// address of Lua's shared empty hash part.
+#[derive(Clone, Copy)]
+pub struct Kept {
+    pub keys: c_int,
+    pub argv: c_int,
+    pub dummy: usize,
 }
 
 /// What [`run`] hands [`body`] through a light userdata.
@@ -574,14 +593,20 @@ pub unsafe extern "C-unwind" fn body(l: *mut ffi::lua_State) -> c_int {
                 ffi::LUA_REGISTRYINDEX,
                 call.keys_name as ffi::lua_Integer,
             );
-            push_strings(l, p.keys);
+            match call.kept {
+                Some(k) => super::argtable::push_kept(l, k.keys, k.dummy, p.keys),
+                None => push_strings(l, p.keys),
+            }
             ffi::lua_rawset(l, 2);
             ffi::lua_rawgeti(
                 l,
                 ffi::LUA_REGISTRYINDEX,
                 call.argv_name as ffi::lua_Integer,
             );
-            push_strings(l, p.args);
+            match call.kept {
+                Some(k) => super::argtable::push_kept(l, k.argv, k.dummy, p.args),
+                None => push_strings(l, p.args),
+            }
             ffi::lua_rawset(l, 2);
             ffi::lua_pushvalue(l, 3);
             0

@@ -39,6 +39,7 @@
 //! block the script holds, so their changes append to the block's single log frame: a
 //! replay never runs Lua, and a crash leaves all of a script's writes or none.
 
+mod argtable;
 pub mod call;
 pub mod convert;
 pub mod fast;

@@ -42,6 +42,9 @@ pub struct Vm {
     globals_ref: c_int,
     keys_name: c_int,
     argv_name: c_int,
+    /// Registry references of EVAL's kept KEYS and ARGV tables (`argtable.rs`); `None` when
+    /// this Lua build's table layout is not the one `argtable` reads.
+    kept: Option<fast::Kept>,
     /// Compiled scripts by SHA1: their registry references.
     compiled: super::ShaMap<c_int>,
     /// Functions of FUNCTION libraries, by function name: their registry references.
@@ -104,7 +107,8 @@ impl Vm {
             .load(std::sync::atomic::Ordering::Relaxed);
         lua.set_memory_limit(limit as usize)?;
         super::run::install_hook(&lua);
-        let mut refs: (*mut ffi::lua_State, [c_int; 5]) = (std::ptr::null_mut(), [0; 5]);
+        let mut refs: (*mut ffi::lua_State, [c_int; 7], Option<usize>) =
+            (std::ptr::null_mut(), [0; 7], None);
         let r = &mut refs;
         // SAFETY: the closure holds only plain values; `luaL_ref` may raise (allocation), and
         // does so inside exec_raw's protected call. The state pointer is the main state
@@ -120,10 +124,19 @@ impl Vm {
                 r.1[3] = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
                 ffi::lua_pushstring(l, c"ARGV".as_ptr());
                 r.1[4] = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
+                ffi::lua_createtable(l, 0, 0);
+                r.1[5] = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
+                ffi::lua_createtable(l, 0, 0);
+                r.1[6] = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
+                r.2 = super::argtable::layout_matches(l);
                 r.0 = l;
             })?;
         }
-        let (state, [runner, handler_ref, globals_ref, keys_name, argv_name]) = refs;
+        let (
+            state,
+            [runner, handler_ref, globals_ref, keys_name, argv_name, kept_keys, kept_argv],
+            layout,
+        ) = refs;
         Ok(Vm {
             lua,
             handler,
@@ -136,6 +149,11 @@ impl Vm {
             globals_ref,
             keys_name,
             argv_name,
+            kept: layout.map(|dummy| fast::Kept {
+                keys: kept_keys,
+                argv: kept_argv,
+                dummy,
+            }),
             compiled: super::ShaMap::default(),
             functions: HashMap::new(),
             owner: scripts.id(),
@@ -182,6 +200,7 @@ impl Vm {
             globals: self.globals_ref,
             keys_name: self.keys_name,
             argv_name: self.argv_name,
+            kept: if function { None } else { self.kept },
             f,
             function,
         }

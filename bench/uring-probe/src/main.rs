@@ -22,8 +22,22 @@ use std::os::fd::AsRawFd;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 3 {
-        eprintln!("usage: uring-probe tokio|uring SOCKET_PATH");
+        eprintln!("usage: uring-probe tokio|uring SOCKET_PATH  (or: uring-probe tokio HOST:PORT)");
         std::process::exit(2);
+    }
+    // A TCP address gives the epoll floor on TCP, for loads that only speak TCP (bench/scripts
+    // measures what a server that does nothing reaches on its EVALSHA loads).
+    if let Ok(addr) = args[2].parse::<std::net::SocketAddr>() {
+        if args[1] != "tokio" {
+            eprintln!("uring-probe: TCP is offered by the tokio floor only");
+            std::process::exit(2);
+        }
+        let r = std::net::TcpListener::bind(addr).and_then(run_tokio_tcp);
+        if let Err(e) = r {
+            eprintln!("uring-probe: {e}");
+            std::process::exit(1);
+        }
+        return;
     }
     let _ = std::fs::remove_file(&args[2]);
     let listener = match std::os::unix::net::UnixListener::bind(&args[2]) {
@@ -95,43 +109,63 @@ fn command_len(buf: &[u8]) -> Option<usize> {
 const NIL: &[u8] = b"$-1\r\n";
 const BUF: usize = 16 * 1024;
 
-fn run_tokio(listener: std::os::unix::net::UnixListener) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rt = tokio::runtime::Builder::new_current_thread()
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_io()
-        .build()?;
-    rt.block_on(async move {
+        .build()
+}
+
+fn run_tokio(listener: std::os::unix::net::UnixListener) -> std::io::Result<()> {
+    runtime()?.block_on(async move {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::UnixListener::from_std(listener)?;
         loop {
-            let (mut sock, _) = listener.accept().await?;
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; BUF];
-                let mut len = 0;
-                let mut out = Vec::new();
-                loop {
-                    let n = match sock.read(&mut buf[len..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    len += n;
-                    let (count, used) = commands(&buf[..len]);
-                    buf.copy_within(used..len, 0);
-                    len -= used;
-                    if len == BUF {
-                        return;
-                    }
-                    out.clear();
-                    for _ in 0..count {
-                        out.extend_from_slice(NIL);
-                    }
-                    if !out.is_empty() && sock.write_all(&out).await.is_err() {
-                        return;
-                    }
-                }
-            });
+            let (sock, _) = listener.accept().await?;
+            tokio::spawn(answer_nils(sock));
         }
     })
+}
+
+/// The same floor on TCP, with Nagle off as redis-server and sessiond set it.
+fn run_tokio_tcp(listener: std::net::TcpListener) -> std::io::Result<()> {
+    runtime()?.block_on(async move {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        loop {
+            let (sock, _) = listener.accept().await?;
+            let _ = sock.set_nodelay(true);
+            tokio::spawn(answer_nils(sock));
+        }
+    })
+}
+
+/// One connection of the epoll floor: read what came, answer each complete command with a
+/// nil in one write.
+async fn answer_nils<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut sock: S) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; BUF];
+    let mut len = 0;
+    let mut out = Vec::new();
+    loop {
+        let n = match sock.read(&mut buf[len..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        len += n;
+        let (count, used) = commands(&buf[..len]);
+        buf.copy_within(used..len, 0);
+        len -= used;
+        if len == BUF {
+            return;
+        }
+        out.clear();
+        for _ in 0..count {
+            out.extend_from_slice(NIL);
+        }
+        if !out.is_empty() && sock.write_all(&out).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// What a completion is for: the operation in the low byte, the connection above it.

@@ -44,6 +44,24 @@ macro_rules! each {
     };
 }
 
+impl AnyStore {
+    /// Waits until every write made through this store so far is in its log, as a server
+    /// connection does before its replies leave. Only the embedded engine needs it: its
+    /// writes append to the log's buffer, and outside a server connection nothing else
+    /// writes that buffer out. A remote store has acknowledged its writes already.
+    ///
+    /// The backfill calls it before each checkpoint: a checkpoint past pages whose copies
+    /// were still in the buffer would make a run resumed after a crash skip them.
+    pub async fn durable(&self) -> Result<(), String> {
+        if let AnyStore::Embedded(side) = self {
+            if let Some(j) = side.server.persist.as_ref().and_then(|p| p.journal()) {
+                j.commit(j.appended()).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Store for AnyStore {
     async fn get(&self, db: Db, key: &[u8], now: UnixMs) -> StoreResult<Option<Bytes>> {
         each!(self, |s| s.get(db, key, now).await)

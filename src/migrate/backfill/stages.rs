@@ -57,6 +57,7 @@ pub async fn backfill(
             p.count(o);
         }
         p.cursor = next;
+        to.durable().await?;
         if let Some(path) = &o.checkpoint {
             save(path, &p)?;
         }
@@ -180,8 +181,11 @@ async fn copy_pages(
         for c in outcomes {
             p.count(c);
         }
-        // Everything before `next` is copied: that is the checkpoint.
+        // Everything before `next` is copied, and in the target's log: that is the
+        // checkpoint. (The wait also writes the embedded target's log out a page at a time,
+        // instead of holding every copied page in its buffer until the end.)
         p.cursor = next;
+        to.durable().await?;
         if let Some(path) = &o.checkpoint {
             save(path, p)?;
         }

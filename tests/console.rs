@@ -280,3 +280,56 @@ fn the_console_shows_the_upstream_topology_and_its_timeline() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A logout from the console is in the append-only log before the console reports it: the
+/// server killed with SIGKILL right after the reply restarts without the session. (The
+/// console's delete used to leave its log record in the buffer, which only the next
+/// connection that wrote would write out; a crash before that brought the session back.)
+#[test]
+fn a_console_logout_survives_a_crash_right_after_it() {
+    let dir = support::TempDir::new("console-logout");
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let args = ["--admin-listen", &admin, "--admin-token", TOKEN];
+    let mut s = support::sessiond_in(&dir, &args);
+    let key = "PHPREDIS_SESSION:crash-logout";
+    let mut c = s.connect();
+    assert_eq!(
+        c.cmd(&["SET", key, "v", "EX", "600"]),
+        Value::Simple("OK".into())
+    );
+    let body = format!("{{\"token\":\"{TOKEN}\"}}");
+    let (_, head, _) = http(
+        &admin,
+        &format!(
+            "POST /console/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    let cookie = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .and_then(|l| l.split_once(':'))
+        .and_then(|(_, v)| v.trim().split(';').next())
+        .expect("cookie")
+        .to_string();
+    let (status, _, body) = http(
+        &admin,
+        &format!("GET /console/api/session HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: {cookie}\r\n\r\n"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(body.trim()).expect("JSON");
+    let csrf = v["csrf"].as_str().expect("csrf").to_string();
+    let (status, _, body) = http(
+        &admin,
+        &format!("DELETE /console/api/sessions?db=0&key={key} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\n\r\n"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"deleted\":1"), "{body}");
+    s.kill();
+    let s = support::sessiond_in(&dir, &args);
+    assert_eq!(
+        s.connect().cmd(&["EXISTS", key]),
+        Value::Int(0),
+        "the logged-out session came back after a crash"
+    );
+}

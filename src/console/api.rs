@@ -228,6 +228,11 @@ async fn logout_session<S: Deployment>(
         .await
     {
         Ok(n) => {
+            // Reported only once the log holds it: a logout a crash could undo would bring
+            // the session back.
+            if let Err(e) = srv.durable().await {
+                return refuse(StatusCode::SERVICE_UNAVAILABLE, &e);
+            }
             // The id is a credential: the audit log keeps a digest of it.
             let id = crate::metrics::slowlog::redact(q.key.as_bytes());
             srv.audit.record(

@@ -53,12 +53,10 @@ impl AnyStore {
     /// The backfill calls it before each checkpoint: a checkpoint past pages whose copies
     /// were still in the buffer would make a run resumed after a crash skip them.
     pub async fn durable(&self) -> Result<(), String> {
-        if let AnyStore::Embedded(side) = self {
-            if let Some(j) = side.server.persist.as_ref().and_then(|p| p.journal()) {
-                j.commit(j.appended()).await?;
-            }
+        match self {
+            AnyStore::Embedded(side) => side.server.durable().await,
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 

@@ -99,6 +99,17 @@ pub struct Server<S: Deployment> {
 }
 
 impl<S: Deployment> Server<S> {
+    /// Waits until every write made so far is in the append-only log (as the policy
+    /// defines it: written to the OS, or fsynced under `always`). A connection does this
+    /// before its replies leave; a write made anywhere else (the admin API, the backfill)
+    /// must do it before it reports success, or a crash can undo what it reported.
+    pub async fn durable(&self) -> Result<(), String> {
+        if let Some(j) = self.persist.as_ref().and_then(|p| p.journal()) {
+            j.commit(j.appended()).await?;
+        }
+        Ok(())
+    }
+
     pub fn new(store: S, config: Config) -> Self {
         let run_id: String = (0..40)
             .map(|_| fastrand::alphanumeric().to_ascii_lowercase())

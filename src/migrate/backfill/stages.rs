@@ -102,7 +102,7 @@ async fn copy_pages(
 ) -> Result<(), String> {
     use futures_util::StreamExt;
     let batch = o.batch.max(1);
-    let (list_tx, mut list_rx) = tokio::sync::mpsc::channel(AHEAD);
+    let (list_tx, list_rx) = tokio::sync::mpsc::channel(AHEAD);
     let lister = {
         let (from, mut cursor) = (from.clone(), p.cursor.clone());
         tokio::spawn(async move {
@@ -128,14 +128,23 @@ async fn copy_pages(
     let reader = {
         let (from, me) = (from.clone(), me.clone());
         tokio::spawn(async move {
-            while let Some(listed) = list_rx.recv().await {
-                let read = match listed {
-                    Ok((items, next, now)) => {
+            // Up to AHEAD pages' reads in flight, answered in order: with one, the source
+            // sat idle from the end of each page's reply until the next request came.
+            let listed = futures_util::stream::unfold(list_rx, |mut rx| async move {
+                rx.recv().await.map(|l| (l, rx))
+            });
+            let reads = listed
+                .map(|listed| {
+                    let (from, me) = (from.clone(), me.clone());
+                    async move {
+                        let (items, next, now) = listed?;
                         let reads = read_page(&from, &me, &items).await;
                         Ok((items, next, reads, now))
                     }
-                    Err(e) => Err(e),
-                };
+                })
+                .buffered(AHEAD);
+            let mut reads = std::pin::pin!(reads);
+            while let Some(read) = reads.next().await {
                 if read_tx.send(read).await.is_err() {
                     return;
                 }

@@ -84,7 +84,7 @@ const AHEAD: usize = 2;
 /// neither the source nor the target waits for the other:
 /// * a task lists pages (`SCAN`);
 /// * a task reads each listed page (`DUMP` and `PEXPIRETIME` of every key, one pipelined
-///   request), while the next page is listed;
+///   request), up to [`AHEAD`] pages' reads in flight, while the next page is listed;
 /// * this one writes each read page (`RESTORE`s, one pipelined request per node), with up
 ///   to [`AHEAD`] pages' writes in flight, and counts the outcomes in page order.
 ///

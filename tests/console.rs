@@ -141,6 +141,24 @@ fn http(admin: &str, req: &str) -> (u16, String, String) {
     (status, head.to_string(), body.to_string())
 }
 
+/// Logs in to the console with the token: the session cookie (`name=value`).
+fn login(admin: &str) -> String {
+    let body = format!("{{\"token\":\"{TOKEN}\"}}");
+    let (_, head, _) = http(
+        admin,
+        &format!(
+            "POST /console/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    head.lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .and_then(|l| l.split_once(':'))
+        .and_then(|(_, v)| v.trim().split(';').next())
+        .expect("cookie")
+        .to_string()
+}
+
 #[test]
 fn console_login_sets_a_strict_cookie_and_changes_need_the_csrf_token() {
     let old = redis_server(&[]);
@@ -233,21 +251,7 @@ fn the_console_shows_the_upstream_topology_and_its_timeline() {
         "--admin-token",
         TOKEN,
     ]);
-    let body = format!("{{\"token\":\"{TOKEN}\"}}");
-    let (_, head, _) = http(
-        &admin,
-        &format!(
-            "POST /console/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ),
-    );
-    let cookie = head
-        .lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
-        .and_then(|l| l.split_once(':'))
-        .and_then(|(_, v)| v.trim().split(';').next())
-        .expect("cookie")
-        .to_string();
+    let cookie = login(&admin);
     let upstream = || {
         let (status, _, body) = http(
             &admin,
@@ -297,21 +301,7 @@ fn a_console_logout_survives_a_crash_right_after_it() {
         c.cmd(&["SET", key, "v", "EX", "600"]),
         Value::Simple("OK".into())
     );
-    let body = format!("{{\"token\":\"{TOKEN}\"}}");
-    let (_, head, _) = http(
-        &admin,
-        &format!(
-            "POST /console/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ),
-    );
-    let cookie = head
-        .lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
-        .and_then(|l| l.split_once(':'))
-        .and_then(|(_, v)| v.trim().split(';').next())
-        .expect("cookie")
-        .to_string();
+    let cookie = login(&admin);
     let (status, _, body) = http(
         &admin,
         &format!("GET /console/api/session HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: {cookie}\r\n\r\n"),

@@ -536,32 +536,7 @@ fn backfill_resumes_after_interruption_and_never_overwrites() {
         &cp,
         "--quiet",
     ];
-    let mut first = migrate_cmd(&["backfill"])
-        .args(base)
-        .args(["--rate", "1000"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("backfill");
-    let seen_before = |path: &std::path::Path| -> u64 {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["seen"].as_u64())
-            .unwrap_or(0)
-    };
-    let deadline = Instant::now() + support::DEADLINE;
-    while seen_before(&checkpoint) < 500 {
-        assert!(Instant::now() < deadline, "backfill made no progress");
-        assert!(
-            first.try_wait().expect("wait").is_none(),
-            "backfill ended before it was interrupted"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = first.kill();
-    let _ = first.wait();
-    let interrupted_at = seen_before(&checkpoint);
+    let interrupted_at = support::backfill_killed_after(&base, "1000", &checkpoint, 500);
     assert!(
         interrupted_at < 3000,
         "interrupted too late to test resuming"

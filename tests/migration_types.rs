@@ -658,6 +658,23 @@ fn dump_view(c: &mut Conn, key: &str) -> (Value, Value, Value) {
     (kind, content, c.cmd(&["PEXPIRETIME", key]))
 }
 
+/// A backfill between `sides` (`--from … --to …`), rate-limited, killed with SIGKILL
+/// half-way and run again from its checkpoint to the end: the second run's report, which
+/// must have seen all `total` sessions.
+fn killed_and_resumed(sides: &[&str], checkpoint: &std::path::Path, total: usize) -> String {
+    let cp = checkpoint.to_string_lossy().into_owned();
+    let mut base = sides.to_vec();
+    base.extend(["--batch", "100", "--checkpoint", &cp, "--quiet"]);
+    let at = support::backfill_killed_after(&base, "2000", checkpoint, 1000);
+    assert!(at < total as u64, "interrupted too late");
+    let report = succeeds(migrate_cmd(&["backfill"]).args(&base).args(["--rate", "0"]));
+    assert!(
+        report.contains(&format!("{total} sessions seen")),
+        "{report}"
+    );
+    report
+}
+
 /// Backfill from redis-server into the embedded engine, killed with SIGKILL half-way and
 /// resumed from its checkpoint: no session is lost. The checkpoint moves past a page only
 /// once the engine's log holds the page's copies; before, the engine's writes stayed in
@@ -672,56 +689,10 @@ fn backfill_into_the_engine_killed_and_resumed_loses_nothing() {
     let dir = support::TempDir::new("backfill-engine");
     let data = dir.path("data");
     let checkpoint = dir.path("backfill.json");
-    let (cp, d) = (
-        checkpoint.to_string_lossy().into_owned(),
-        data.to_string_lossy().into_owned(),
-    );
+    let d = data.to_string_lossy().into_owned();
     let from = format!("redis://127.0.0.1:{}", old.port);
-    let base = [
-        "--from",
-        &from,
-        "--to",
-        "embedded",
-        "--dir",
-        &d,
-        "--batch",
-        "100",
-        "--checkpoint",
-        &cp,
-        "--quiet",
-    ];
-    let mut first = migrate_cmd(&["backfill"])
-        .args(base)
-        .args(["--rate", "2000"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("backfill");
-    let seen = |path: &std::path::Path| -> u64 {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["seen"].as_u64())
-            .unwrap_or(0)
-    };
-    let deadline = Instant::now() + support::DEADLINE;
-    while seen(&checkpoint) < 1000 {
-        assert!(Instant::now() < deadline, "backfill made no progress");
-        assert!(
-            first.try_wait().expect("wait").is_none(),
-            "backfill ended before it was interrupted"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = first.kill();
-    let _ = first.wait();
-    assert!(seen(&checkpoint) < total as u64, "interrupted too late");
-
-    let report = succeeds(migrate_cmd(&["backfill"]).args(base).args(["--rate", "0"]));
-    assert!(
-        report.contains(&format!("{total} sessions seen")),
-        "{report}"
-    );
+    let sides = ["--from", &from, "--to", "embedded", "--dir", &d];
+    let report = killed_and_resumed(&sides, &checkpoint, total);
     let served = sessiond(&["--dir", &d]);
     let mut n = served.connect();
     assert_eq!(
@@ -752,52 +723,9 @@ fn backfill_every_type_resumes_and_verify_is_clean_under_traffic() {
 
     let dir = support::TempDir::new("backfill-types");
     let checkpoint = dir.path("backfill.json");
-    let cp = checkpoint.to_string_lossy().into_owned();
     let from = format!("redis://127.0.0.1:{}", old.port);
     let to = format!("redis://127.0.0.1:{}", new.port);
-    let base = [
-        "--from",
-        &from,
-        "--to",
-        &to,
-        "--batch",
-        "100",
-        "--checkpoint",
-        &cp,
-        "--quiet",
-    ];
-    let mut first = migrate_cmd(&["backfill"])
-        .args(base)
-        .args(["--rate", "2000"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("backfill");
-    let seen = |path: &std::path::Path| -> u64 {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["seen"].as_u64())
-            .unwrap_or(0)
-    };
-    let deadline = Instant::now() + support::DEADLINE;
-    while seen(&checkpoint) < 1000 {
-        assert!(Instant::now() < deadline, "backfill made no progress");
-        assert!(
-            first.try_wait().expect("wait").is_none(),
-            "backfill ended before it was interrupted"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = first.kill();
-    let _ = first.wait();
-    assert!(seen(&checkpoint) < total as u64, "interrupted too late");
-
-    let report = succeeds(migrate_cmd(&["backfill"]).args(base).args(["--rate", "0"]));
-    assert!(
-        report.contains(&format!("{total} sessions seen")),
-        "{report}"
-    );
+    let report = killed_and_resumed(&["--from", &from, "--to", &to], &checkpoint, total);
     // Resumed: only the pages whose writes were in flight at the kill (two at most, see
     // `backfill::AHEAD`) and the newer key were already there.
     let kept: u64 = report

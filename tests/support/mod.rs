@@ -280,6 +280,47 @@ pub fn migrate_cmd(args: &[&str]) -> std::process::Command {
     c
 }
 
+/// The sessions a backfill's checkpoint file counts as seen (0 before it exists).
+#[allow(dead_code)]
+pub fn checkpoint_seen(path: &std::path::Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["seen"].as_u64())
+        .unwrap_or(0)
+}
+
+/// A backfill interrupted half-way: starts `sessiond migrate backfill ARGS… --rate RATE`,
+/// waits (polled) until its checkpoint counts at least `seen` sessions, and kills it with
+/// SIGKILL. Returns what the checkpoint counted then.
+#[allow(dead_code)]
+pub fn backfill_killed_after(
+    args: &[&str],
+    rate: &str,
+    checkpoint: &std::path::Path,
+    seen: u64,
+) -> u64 {
+    let mut first = migrate_cmd(&["backfill"])
+        .args(args)
+        .args(["--rate", rate])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("backfill");
+    let deadline = Instant::now() + DEADLINE;
+    while checkpoint_seen(checkpoint) < seen {
+        assert!(Instant::now() < deadline, "backfill made no progress");
+        assert!(
+            first.try_wait().expect("wait").is_none(),
+            "backfill ended before it was interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = first.kill();
+    let _ = first.wait();
+    checkpoint_seen(checkpoint)
+}
+
 /// Runs a command that must succeed (`ok`) or fail (`!ok`): its standard output.
 #[allow(dead_code)]
 pub fn report_of(cmd: &mut std::process::Command, ok: bool) -> String {

@@ -72,7 +72,9 @@ struct Shape {
 /// The shape of the table at `idx`.
 ///
 /// # Safety
-/// The value at `idx` is a table, and [`layout_matches`] returned true for this build.
+/// The value at `idx` is a table of the Lua 5.1.5 that mlua vendors (`Cargo.toml` selects
+/// it; [`Table51`] is its size). Whether the fields mean what their names say is what
+/// [`layout_matches`] checks; callers outside it use a shape only once that check held.
 unsafe fn shape(l: *mut ffi::lua_State, idx: c_int) -> Shape {
     unsafe {
         let t = &*(ffi::lua_topointer(l, idx) as *const Table51);

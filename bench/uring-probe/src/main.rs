@@ -21,6 +21,17 @@ use std::os::fd::AsRawFd;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // `uring-probe tls HOST:PORT CERT KEY`: the epoll floor behind TLS (rustls with ring,
+    // as sessiond), for bench/tls: what any server reaches there with this load generator.
+    if args.len() == 5 && args[1] == "tls" {
+        let r = std::net::TcpListener::bind(args[2].as_str())
+            .and_then(|l| run_tokio_tls(l, &args[3], &args[4]));
+        if let Err(e) = r {
+            eprintln!("uring-probe: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if args.len() != 3 {
         eprintln!("usage: uring-probe tokio|uring SOCKET_PATH  (or: uring-probe tokio HOST:PORT)");
         std::process::exit(2);
@@ -139,6 +150,41 @@ fn run_tokio_tcp(listener: std::net::TcpListener) -> std::io::Result<()> {
     })
 }
 
+/// The TCP floor behind TLS 1.2/1.3 (no client certificate asked: the handshake is once per
+/// connection, and the loads keep their connections).
+fn run_tokio_tls(listener: std::net::TcpListener, cert: &str, key: &str) -> std::io::Result<()> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |e: String| std::io::Error::other(e);
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad(format!("{cert}: {e}")))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(format!("{key}: {e}")))?;
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| bad(e.to_string()))?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    runtime()?.block_on(async move {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        loop {
+            let (sock, _) = listener.accept().await?;
+            let _ = sock.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(sock).await {
+                    answer_nils(tls).await;
+                }
+            });
+        }
+    })
+}
+
 /// One connection of the epoll floor: read what came, answer each complete command with a
 /// nil in one write.
 async fn answer_nils<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut sock: S) {
@@ -162,7 +208,8 @@ async fn answer_nils<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mu
         for _ in 0..count {
             out.extend_from_slice(NIL);
         }
-        if !out.is_empty() && sock.write_all(&out).await.is_err() {
+        // `flush` is a no-op on a socket; behind TLS it sends the record.
+        if !out.is_empty() && (sock.write_all(&out).await.is_err() || sock.flush().await.is_err()) {
             return;
         }
     }

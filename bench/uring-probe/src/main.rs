@@ -16,6 +16,10 @@
 //! Load both with `redis-benchmark -s SOCKET_PATH -t get -c 50 -k 0` and compare requests/s
 //! and CPU per request (bench/seed, BENCH_ONLY=probe). What the `uring` floor gains over the
 //! `tokio` floor bounds what moving sessiond's data path to io_uring can gain.
+//!
+//! The `tokio` floor also serves TCP (`uring-probe tokio HOST:PORT`, for bench/scripts) and
+//! TLS (`uring-probe tls HOST:PORT CERT KEY`, rustls as sessiond, for bench/tls): what a
+//! server that does nothing reaches on those loads bounds what any server can reach there.
 
 use std::os::fd::AsRawFd;
 

@@ -28,8 +28,9 @@ fn main() {
     // `uring-probe tls HOST:PORT CERT KEY`: the epoll floor behind TLS (rustls with ring,
     // as sessiond), for bench/tls: what any server reaches there with this load generator.
     if args.len() == 5 && args[1] == "tls" {
-        let r = std::net::TcpListener::bind(args[2].as_str())
-            .and_then(|l| run_tokio_tls(l, &args[3], &args[4]));
+        let r = tls_acceptor(&args[3], &args[4]).and_then(|a| {
+            std::net::TcpListener::bind(args[2].as_str()).and_then(|l| run_tokio_tcp(l, Some(a)))
+        });
         if let Err(e) = r {
             eprintln!("uring-probe: {e}");
             std::process::exit(1);
@@ -47,7 +48,7 @@ fn main() {
             eprintln!("uring-probe: TCP is offered by the tokio floor only");
             std::process::exit(2);
         }
-        let r = std::net::TcpListener::bind(addr).and_then(run_tokio_tcp);
+        let r = std::net::TcpListener::bind(addr).and_then(|l| run_tokio_tcp(l, None));
         if let Err(e) = r {
             eprintln!("uring-probe: {e}");
             std::process::exit(1);
@@ -141,22 +142,33 @@ fn run_tokio(listener: std::os::unix::net::UnixListener) -> std::io::Result<()> 
     })
 }
 
-/// The same floor on TCP, with Nagle off as redis-server and sessiond set it.
-fn run_tokio_tcp(listener: std::net::TcpListener) -> std::io::Result<()> {
+/// The same floor on TCP, with Nagle off as redis-server and sessiond set it; behind TLS
+/// when given an acceptor.
+fn run_tokio_tcp(
+    listener: std::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> std::io::Result<()> {
     runtime()?.block_on(async move {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         loop {
             let (sock, _) = listener.accept().await?;
             let _ = sock.set_nodelay(true);
-            tokio::spawn(answer_nils(sock));
+            match tls.clone() {
+                None => drop(tokio::spawn(answer_nils(sock))),
+                Some(acceptor) => drop(tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(sock).await {
+                        answer_nils(tls).await;
+                    }
+                })),
+            }
         }
     })
 }
 
-/// The TCP floor behind TLS 1.2/1.3 (no client certificate asked: the handshake is once per
-/// connection, and the loads keep their connections).
-fn run_tokio_tls(listener: std::net::TcpListener, cert: &str, key: &str) -> std::io::Result<()> {
+/// The acceptor of the TLS floor: TLS 1.2/1.3 with ring, as sessiond; no client certificate
+/// asked (the handshake is once per connection, and the loads keep their connections).
+fn tls_acceptor(cert: &str, key: &str) -> std::io::Result<tokio_rustls::TlsAcceptor> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let bad = |e: String| std::io::Error::other(e);
@@ -172,21 +184,7 @@ fn run_tokio_tls(listener: std::net::TcpListener, cert: &str, key: &str) -> std:
     .with_no_client_auth()
     .with_single_cert(certs, key)
     .map_err(|e| bad(e.to_string()))?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-    runtime()?.block_on(async move {
-        listener.set_nonblocking(true)?;
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        loop {
-            let (sock, _) = listener.accept().await?;
-            let _ = sock.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                if let Ok(tls) = acceptor.accept(sock).await {
-                    answer_nils(tls).await;
-                }
-            });
-        }
-    })
+    Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
 }
 
 /// One connection of the epoll floor: read what came, answer each complete command with a

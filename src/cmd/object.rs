@@ -58,7 +58,7 @@ pub async fn object<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdR
                 // Redis shares the integers 0..9999 between keys (refcount INT_MAX).
                 let shared = k
                     .string()
-                    .and_then(crate::resp::parse::parse_i64)
+                    .and_then(|s| crate::resp::parse::parse_i64(&s.bytes()))
                     .is_some_and(|n| (0..10_000).contains(&n));
                 out.int(if shared { i64::from(i32::MAX) } else { 1 });
             }

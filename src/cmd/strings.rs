@@ -110,7 +110,8 @@ pub async fn get<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResu
                     Ok(())
                 }
                 Some(k) => {
-                    out.bulk(k.string().ok_or(StoreError::WrongType)?);
+                    let v = k.string().ok_or(StoreError::WrongType)?;
+                    out.bulk_with(v.len(), |d| v.copy_to(d));
                     Ok(())
                 }
             })
@@ -313,7 +314,7 @@ pub async fn incrbyfloat<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) ->
             None => (LongDouble::ZERO, 0),
             Some(k) => {
                 let s = k.string().ok_or(StoreError::WrongType)?;
-                let v = LongDouble::parse(s)
+                let v = LongDouble::parse(&s.bytes())
                     .ok_or_else(|| StoreError::Other("ERR value is not a valid float".into()))?;
                 (v, k.expire())
             }
@@ -424,7 +425,7 @@ pub async fn lcs<S: Deployment>(cx: &mut Ctx<'_, '_, S>, a: &[&[u8]]) -> CmdResu
     let get = |k: &[u8]| {
         e.read(db, k, now, |r| match r {
             None => Ok(Vec::new()),
-            Some(r) => r.string().map(<[u8]>::to_vec).ok_or(()),
+            Some(r) => r.string().map(|s| s.to_vec()).ok_or(()),
         })
     };
     let (va, vb) = match (get(a[1]), get(a[2])) {

@@ -25,7 +25,7 @@ impl<'a> KeyRef<'a> {
     }
 
     /// The string value, if the key is a string.
-    pub fn string(&self) -> Option<&'a [u8]> {
+    pub fn string(&self) -> Option<Str<'a>> {
         self.0.string()
     }
 
@@ -81,7 +81,9 @@ impl<'a> KeyRef<'a> {
             return s.encoding();
         }
         match self.0.string() {
-            Some(v) if v.len() <= 20 && crate::resp::parse::parse_i64(v).is_some() => "int",
+            Some(v) if v.len() <= 20 && crate::resp::parse::parse_i64(&v.bytes()).is_some() => {
+                "int"
+            }
             Some(v) if v.len() <= 44 => "embstr",
             _ => "raw",
         }

@@ -8,29 +8,38 @@
 //! offset 0   next     (8)    chain pointer of the hash table bucket (Option<Entry>)
 //!        8   expire   (8)    absolute unix ms, 0 = no TTL
 //!       16   lru      (4)    low 24 bits: engine clock (seconds) of the last access, for
-//!                            allkeys-lru; top 8 bits: the record's [`Kind`] (type and encoding)
-//!       20   key_len  (1-5)  LEB128 varint
-//!        …   val_len  (1-5)  LEB128 varint
+//!                            allkeys-lru; top 8 bits, the meta byte: bits 0-3 the record's
+//!                            [`Kind`], bit 4 "string value packed", bits 5-7 a key prefix id
+//!       20   key_len  (1-5)  LEB128 varint: the key bytes stored (after the prefix)
+//!        …   val_len  (1-5)  LEB128 varint: the value's length (unpacked)
 //!        …   key bytes, then value bytes
 //! ```
 //!
-//! Lengths are varints because every byte counts at a million sessions: a session key
-//! (`PHPREDIS_SESSION:` + 26 characters) and a value under 16 KiB need 1 + 2 bytes instead of
-//! 8, which for 100-byte sessions moves the record into a smaller malloc size class.
+//! Three things keep a session record small, and each is counted in docs/BENCHMARKS.md
+//! ("Memory"):
+//! - lengths are varints: a session key and a value under 16 KiB need 1 + 2 bytes, not 8;
+//! - a key that starts with a prefix shared by many keys (`PHPREDIS_SESSION:`) stores only
+//!   its id, in the meta byte's spare bits, and the rest of the key ([`prefix`]);
+//! - a string value of ASCII text is stored seven bits a character ([`ascii`]).
 //!
-//! For a string the value bytes are the string; for a small collection, its pack; for a large
-//! one ([`Kind::boxed`]), 8 bytes holding a `Box<Obj>` pointer that the record owns (freed when
-//! the record is dropped or its value replaced).
+//! Together they take a 43-byte key with a 100-byte value from 165 bytes (a 176-byte glibc
+//! chunk) to 136 (a 144-byte chunk).
+//!
+//! For a string the value bytes are the string (packed or not); for a small collection, its
+//! pack; for a large one ([`Kind::boxed`]), 8 bytes holding a `Box<Obj>` pointer that the
+//! record owns (freed when the record is dropped or its value replaced).
 //!
 //! This is the only `unsafe` code of the engine; everything above it is safe Rust. The
-//! invariants are local: the pointer always comes from `alloc` with `layout_for(k, v)`, the
-//! lengths in the header always describe the allocation, `Entry` is the unique owner, and a
-//! boxed kind's value is always a pointer from `Box::into_raw`.
+//! invariants are local: the pointer always comes from `alloc` with the size `size()`
+//! computes from the header, the lengths and flags in the header always describe the
+//! allocation, `Entry` is the unique owner, and a boxed kind's value is always a pointer from
+//! `Box::into_raw`.
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, realloc, Layout};
 use std::ptr::NonNull;
 
 use super::value::{Kind, Obj};
+use super::{ascii, prefix};
 
 const NEXT: usize = 0;
 const EXPIRE: usize = 8;
@@ -40,6 +49,10 @@ const LENS: usize = 20;
 /// The LRU clock's bits of the word at `LRU`; the top byte is the kind. 24 bits of seconds
 /// wrap after 194 days, so idle times are computed modulo 2^24 (as Redis's `LRU_CLOCK_MAX`).
 pub const LRU_MASK: u32 = 0x00ff_ffff;
+/// The meta byte's bits: kind, packed value, prefix id.
+const KIND_BITS: u8 = 0x0f;
+const PACKED: u8 = 0x10;
+const PREFIX_SHIFT: u32 = 5;
 const PTR: usize = std::mem::size_of::<usize>();
 
 fn varint_len(n: usize) -> usize {
@@ -52,9 +65,13 @@ fn varint_len(n: usize) -> usize {
     }
 }
 
-/// Size of a record holding `k` key bytes and `v` value bytes.
-fn total_size(k: usize, v: usize) -> usize {
-    LENS + varint_len(k) + varint_len(v) + k + v
+/// Stored bytes of a value of `n` bytes, packed or not.
+fn stored_len(n: usize, packed: bool) -> usize {
+    if packed {
+        ascii::packed_len(n)
+    } else {
+        n
+    }
 }
 
 /// # Safety
@@ -105,10 +122,28 @@ pub fn allocated_size(n: usize) -> usize {
 }
 
 impl Entry {
+    /// A string record. The key's shared prefix, if it has one, and the value's packing are
+    /// chosen here.
     pub fn new(key: &[u8], value: &[u8], expire: i64, lru: u32) -> Entry {
+        Entry::build(key, value, ascii::worth(value), Kind::Str, expire, lru)
+    }
+
+    /// A record whose value bytes are stored as they are: a pack, or a boxed pointer.
+    fn raw(key: &[u8], kind: Kind, value: &[u8], expire: i64, lru: u32) -> Entry {
+        Entry::build(key, value, false, kind, expire, lru)
+    }
+
+    fn build(key: &[u8], value: &[u8], packed: bool, kind: Kind, expire: i64, lru: u32) -> Entry {
         assert!(key.len() <= u32::MAX as usize && value.len() <= u32::MAX as usize);
-        let layout = layout_for(total_size(key.len(), value.len()));
-        // SAFETY: layout has non-zero size; every header field is written before use.
+        let (pid, plen) = prefix::global().split(key);
+        let rest = &key[plen..];
+        let kl = varint_len(rest.len());
+        let off = LENS + kl + varint_len(value.len());
+        let total = off + rest.len() + stored_len(value.len(), packed);
+        let layout = layout_for(total);
+        let meta = (pid << PREFIX_SHIFT) | if packed { PACKED } else { 0 } | kind as u8;
+        // SAFETY: layout has non-zero size (LENS > 0); every header field, both lengths, the
+        // key and the value are written before the record is used, each inside `total`.
         unsafe {
             let p = alloc(layout);
             let Some(p) = NonNull::new(p) else {
@@ -117,52 +152,95 @@ impl Entry {
             let e = Entry(p);
             e.ptr().add(NEXT).cast::<Option<Entry>>().write(None);
             e.ptr().add(EXPIRE).cast::<i64>().write(expire);
-            e.ptr().add(LRU).cast::<u32>().write(lru & LRU_MASK);
-            e.write_body(key, value);
+            e.ptr()
+                .add(LRU)
+                .cast::<u32>()
+                .write((lru & LRU_MASK) | (u32::from(meta) << 24));
+            write_varint(e.ptr().add(LENS), rest.len());
+            write_varint(e.ptr().add(LENS + kl), value.len());
+            std::ptr::copy_nonoverlapping(rest.as_ptr(), e.ptr().add(off), rest.len());
+            e.write_value(off + rest.len(), value, packed);
             e
+        }
+    }
+
+    /// Writes `value` at `at`, packed or as it is.
+    ///
+    /// # Safety
+    /// The allocation must hold `at + stored_len(value.len(), packed)` bytes.
+    unsafe fn write_value(&self, at: usize, value: &[u8], packed: bool) {
+        let dst = self.ptr().add(at);
+        if packed {
+            let n = ascii::packed_len(value.len());
+            ascii::pack(value, std::slice::from_raw_parts_mut(dst, n));
+        } else {
+            std::ptr::copy_nonoverlapping(value.as_ptr(), dst, value.len());
         }
     }
 
     /// A record of a packed kind (`value` is its pack).
     pub fn with_kind(key: &[u8], kind: Kind, value: &[u8], expire: i64, lru: u32) -> Entry {
         debug_assert!(!kind.boxed());
-        let mut e = Entry::new(key, value, expire, lru);
-        e.set_kind(kind);
-        e
+        Entry::raw(key, kind, value, expire, lru)
     }
 
     /// A record owning a large collection.
     pub fn boxed(key: &[u8], obj: Box<Obj>, expire: i64, lru: u32) -> Entry {
         let kind = obj.kind();
         let raw = Box::into_raw(obj) as usize;
-        let mut e = Entry::new(key, &raw.to_ne_bytes(), expire, lru);
-        e.set_kind(kind);
-        e
+        Entry::raw(key, kind, &raw.to_ne_bytes(), expire, lru)
+    }
+
+    #[inline]
+    fn meta(&self) -> u8 {
+        // SAFETY: offset 16, 4-aligned.
+        (unsafe { self.ptr().add(LRU).cast::<u32>().read() } >> 24) as u8
+    }
+
+    fn set_meta(&mut self, meta: u8) {
+        // SAFETY: offset 16, 4-aligned; exclusive through &mut self.
+        unsafe {
+            let p = self.ptr().add(LRU).cast::<u32>();
+            p.write((p.read() & LRU_MASK) | (u32::from(meta) << 24));
+        }
     }
 
     #[inline]
     pub fn kind(&self) -> Kind {
-        // SAFETY: offset 16, 4-aligned.
-        Kind::from_u8((unsafe { self.ptr().add(LRU).cast::<u32>().read() } >> 24) as u8)
+        Kind::from_u8(self.meta() & KIND_BITS)
     }
 
     fn set_kind(&mut self, kind: Kind) {
-        // SAFETY: offset 16, 4-aligned; exclusive through &mut self.
-        unsafe {
-            let p = self.ptr().add(LRU).cast::<u32>();
-            p.write((p.read() & LRU_MASK) | (u32::from(kind as u8) << 24));
-        }
+        self.set_meta((self.meta() & !KIND_BITS) | kind as u8);
+    }
+
+    /// Whether the value is a string stored seven bits a character.
+    #[inline]
+    fn packed(&self) -> bool {
+        self.meta() & PACKED != 0
     }
 
     /// The value, if the record is a string.
     #[inline]
-    pub fn string(&self) -> Option<&[u8]> {
-        (self.kind() == Kind::Str).then(|| self.value())
+    pub fn string(&self) -> Option<Str<'_>> {
+        if self.kind() != Kind::Str {
+            return None;
+        }
+        let (k, v, off) = self.lens();
+        let packed = self.packed();
+        // SAFETY: the value's stored bytes follow the key inside our allocation.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(self.ptr().add(off + k), stored_len(v, packed)) };
+        Some(if packed {
+            Str::Packed(bytes, v)
+        } else {
+            Str::Plain(bytes)
+        })
     }
 
     /// The value of a string record, or WRONGTYPE.
     #[inline]
-    pub fn str_or_wrongtype(&self) -> Result<&[u8], crate::store::StoreError> {
+    pub fn str_or_wrongtype(&self) -> Result<Str<'_>, crate::store::StoreError> {
         self.string().ok_or(crate::store::StoreError::WrongType)
     }
 
@@ -197,10 +275,10 @@ impl Entry {
     }
 
     /// The value's bytes, writable where they are, unless the value is a boxed collection
-    /// (its bytes are a pointer): a pack updated without changing its length needs neither
-    /// a new pack nor a new record.
+    /// (its bytes are a pointer) or a packed string: a pack updated without changing its
+    /// length needs neither a new pack nor a new record.
     pub fn packed_mut(&mut self) -> Option<&mut [u8]> {
-        if self.kind().boxed() {
+        if self.kind().boxed() || self.packed() {
             return None;
         }
         let (k, v, off) = self.lens();
@@ -211,7 +289,7 @@ impl Entry {
 
     /// Replaces the value with a pack of `kind` (releasing a boxed collection).
     pub fn set_packed(&mut self, kind: Kind, pack: &[u8]) {
-        self.set_value(pack);
+        self.store_value(pack, false);
         self.set_kind(kind);
     }
 
@@ -219,33 +297,29 @@ impl Entry {
     pub fn set_boxed(&mut self, obj: Box<Obj>) {
         let kind = obj.kind();
         let raw = Box::into_raw(obj) as usize;
-        self.set_value(&raw.to_ne_bytes());
+        self.store_value(&raw.to_ne_bytes(), false);
         self.set_kind(kind);
     }
 
     /// The same value, TTL and LRU clock under another key (RENAME, COPY): a boxed
     /// collection moves, it is not copied.
     pub fn rekeyed(mut self, key: &[u8]) -> Entry {
-        let (kind, expire, lru) = (self.kind(), self.expire(), self.lru());
+        let (expire, lru) = (self.expire(), self.lru());
         match self.take_obj() {
             Some(obj) => Entry::boxed(key, obj, expire, lru),
-            None => {
-                let mut e = Entry::new(key, self.value(), expire, lru);
-                e.set_kind(kind);
-                e
-            }
+            None => self.copied(key),
         }
     }
 
     /// A deep copy under another key (COPY): a boxed collection is cloned.
     pub fn copied(&self, key: &[u8]) -> Entry {
-        match self.obj() {
-            Some(obj) => Entry::boxed(key, Box::new(obj.clone()), self.expire(), self.lru()),
-            None => {
-                let mut e = Entry::new(key, self.value(), self.expire(), self.lru());
-                e.set_kind(self.kind());
-                e
-            }
+        let (expire, lru) = (self.expire(), self.lru());
+        if let Some(obj) = self.obj() {
+            return Entry::boxed(key, Box::new(obj.clone()), expire, lru);
+        }
+        match self.string() {
+            Some(s) => Entry::new(key, &s.bytes(), expire, lru),
+            None => Entry::raw(key, self.kind(), self.value(), expire, lru),
         }
     }
 
@@ -253,29 +327,15 @@ impl Entry {
     pub fn take_obj(&mut self) -> Option<Box<Obj>> {
         let p = self.obj_ptr()?;
         self.set_kind(Kind::Str);
-        self.set_value(b"");
+        self.store_value(b"", false);
         // SAFETY: the pointer came from Box::into_raw; the record no longer claims it.
         Some(unsafe { Box::from_raw(p) })
     }
 
-    /// Writes lengths, key and value after the fixed header.
-    ///
-    /// # Safety
-    /// The allocation must hold `total_size(key.len(), value.len())` bytes.
-    unsafe fn write_body(&self, key: &[u8], value: &[u8]) {
-        let p = self.ptr().add(LENS);
-        write_varint(p, key.len());
-        let kl = varint_len(key.len());
-        write_varint(p.add(kl), value.len());
-        let data = p.add(kl + varint_len(value.len()));
-        std::ptr::copy_nonoverlapping(key.as_ptr(), data, key.len());
-        std::ptr::copy_nonoverlapping(value.as_ptr(), data.add(key.len()), value.len());
-    }
-
-    /// (key length, value length, offset of the key bytes).
+    /// (stored key length, value length unpacked, offset of the key bytes).
     #[inline]
     fn lens(&self) -> (usize, usize, usize) {
-        // SAFETY: both varints were written by `write_body`.
+        // SAFETY: both varints were written by `build` (or rewritten in place).
         unsafe {
             let p = self.ptr().add(LENS);
             let (k, a) = read_varint(p);
@@ -289,23 +349,31 @@ impl Entry {
         self.0.as_ptr()
     }
 
+    /// The key: its shared prefix, if any, and the bytes this record stores.
     #[inline]
-    pub fn key(&self) -> &[u8] {
+    pub fn key(&self) -> Key<'_> {
         let (k, _, off) = self.lens();
-        // SAFETY: key bytes live at off..off+k of our allocation.
-        unsafe { std::slice::from_raw_parts(self.ptr().add(off), k) }
+        Key {
+            pre: prefix::global().get(self.meta() >> PREFIX_SHIFT),
+            // SAFETY: the stored key bytes live at off..off+k of our allocation.
+            rest: unsafe { std::slice::from_raw_parts(self.ptr().add(off), k) },
+        }
     }
 
+    /// The value's bytes as stored: a pack or a boxed pointer (collections), or a string's
+    /// bytes when not packed. Strings are read through [`string`](Self::string).
     #[inline]
     pub fn value(&self) -> &[u8] {
+        debug_assert!(!self.packed(), "a packed string read as bytes: {:?} meta {:x}", self.kind(), self.meta());
         let (k, v, off) = self.lens();
+        let n = stored_len(v, self.packed());
         // SAFETY: value bytes follow the key.
-        unsafe { std::slice::from_raw_parts(self.ptr().add(off + k), v) }
+        unsafe { std::slice::from_raw_parts(self.ptr().add(off + k), n) }
     }
 
     fn size(&self) -> usize {
         let (k, v, off) = self.lens();
-        off + k + v
+        off + k + stored_len(v, self.packed())
     }
 
     /// Absolute expiry in unix ms, 0 when the key has no TTL.
@@ -365,28 +433,41 @@ impl Entry {
     /// Replace the value with a string, reallocating if the size changes. The chain pointer,
     /// TTL and LRU clock are kept, so the record stays where it is in its bucket.
     pub fn set_value(&mut self, value: &[u8]) {
+        self.store_value(value, ascii::worth(value));
+    }
+
+    /// Replace the value with `value`'s bytes, packed or as they are, and mark the record a
+    /// string (callers storing a pack set the kind after).
+    fn store_value(&mut self, value: &[u8], packed: bool) {
         assert!(value.len() <= u32::MAX as usize);
         self.release_obj();
-        self.set_kind(Kind::Str);
         let (k, v, off) = self.lens();
         if varint_len(v) == varint_len(value.len()) {
             // Same header: resize and overwrite the value in place.
-            let new_total = off + k + value.len();
-            self.resize(off + k + v, new_total);
+            let old_total = off + k + stored_len(v, self.packed());
+            let new_total = off + k + stored_len(value.len(), packed);
+            self.resize(old_total, new_total);
+            let meta = (self.meta() & !(KIND_BITS | PACKED)) | if packed { PACKED } else { 0 };
+            self.set_meta(meta | Kind::Str as u8);
             // SAFETY: the allocation now holds new_total bytes; the varint size is unchanged.
             unsafe {
                 write_varint(self.ptr().add(LENS + varint_len(k)), value.len());
-                std::ptr::copy_nonoverlapping(value.as_ptr(), self.ptr().add(off + k), value.len());
+                self.write_value(off + k, value, packed);
             }
         } else {
             let key = self.key().to_vec();
-            self.rebuild(&key, value);
+            self.rebuild(&key, value, packed);
         }
     }
 
     /// Append to the value (APPEND).
     pub fn append_value(&mut self, tail: &[u8]) {
         debug_assert_eq!(self.kind(), Kind::Str);
+        if self.packed() {
+            let mut value = self.string().map(|s| s.to_vec()).unwrap_or_default();
+            value.extend_from_slice(tail);
+            return self.set_value(&value);
+        }
         let (k, v, off) = self.lens();
         let new_v = v + tail.len();
         assert!(new_v <= u32::MAX as usize);
@@ -405,7 +486,7 @@ impl Entry {
             let key = self.key().to_vec();
             let mut value = self.value().to_vec();
             value.extend_from_slice(tail);
-            self.rebuild(&key, &value);
+            self.rebuild(&key, &value, false);
         }
     }
 
@@ -425,11 +506,11 @@ impl Entry {
         }
     }
 
-    /// Move to a fresh allocation with a new body, keeping chain pointer, TTL, LRU clock and
-    /// kind (the caller has released any boxed collection).
-    fn rebuild(&mut self, key: &[u8], value: &[u8]) {
-        let mut fresh = Entry::new(key, value, self.expire(), self.lru());
-        fresh.set_kind(self.kind());
+    /// Move to a fresh allocation with a new string body, keeping chain pointer, TTL and LRU
+    /// clock (the caller has released any boxed collection; one storing a pack sets the kind
+    /// after).
+    fn rebuild(&mut self, key: &[u8], value: &[u8], packed: bool) {
+        let mut fresh = Entry::build(key, value, packed, Kind::Str, self.expire(), self.lru());
         *fresh.next_mut() = self.take_next();
         std::mem::swap(self, &mut fresh);
         // `fresh` now holds the old allocation with an empty chain: dropping frees only it.
@@ -438,6 +519,114 @@ impl Entry {
     /// Detach and return the rest of the chain.
     pub fn take_next(&mut self) -> Option<Entry> {
         self.next_mut().take()
+    }
+}
+
+/// A record's key: a shared prefix (maybe empty) and the bytes the record stores.
+#[derive(Clone, Copy)]
+pub struct Key<'a> {
+    pre: &'a [u8],
+    rest: &'a [u8],
+}
+
+impl Key<'_> {
+    pub fn len(&self) -> usize {
+        self.pre.len() + self.rest.len()
+    }
+
+    /// Whether this is `key`, compared where the bytes are.
+    #[inline]
+    pub fn is(&self, key: &[u8]) -> bool {
+        key.len() == self.len()
+            && key[..self.pre.len()] == *self.pre
+            && key[self.pre.len()..] == *self.rest
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len());
+        v.extend_from_slice(self.pre);
+        v.extend_from_slice(self.rest);
+        v
+    }
+
+    /// Runs `f` on the key's bytes in one piece (on the stack when short).
+    #[inline]
+    pub fn with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        if self.pre.is_empty() {
+            return f(self.rest);
+        }
+        let n = self.len();
+        let mut buf = [0u8; 128];
+        match buf.get_mut(..n) {
+            Some(b) => {
+                b[..self.pre.len()].copy_from_slice(self.pre);
+                b[self.pre.len()..].copy_from_slice(self.rest);
+                f(b)
+            }
+            None => f(&self.to_vec()),
+        }
+    }
+}
+
+/// A string record's value: as it is, or packed seven bits a character ([`ascii`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Str<'a> {
+    Plain(&'a [u8]),
+    /// The packed bytes and the string's length.
+    Packed(&'a [u8], usize),
+}
+
+impl<'a> Str<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            Str::Plain(b) => b.len(),
+            Str::Packed(_, n) => *n,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes the string's bytes into `dst`, which is [`len`](Self::len) bytes long.
+    #[inline]
+    pub fn copy_to(&self, dst: &mut [u8]) {
+        match self {
+            Str::Plain(b) => dst.copy_from_slice(b),
+            Str::Packed(p, _) => ascii::unpack(p, dst),
+        }
+    }
+
+    /// Appends the string's bytes to `out`.
+    #[inline]
+    pub fn extend_into(&self, out: &mut Vec<u8>) {
+        match self {
+            Str::Plain(b) => out.extend_from_slice(b),
+            Str::Packed(p, n) => ascii::unpack_into(p, *n, out),
+        }
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len());
+        self.extend_into(&mut v);
+        v
+    }
+
+    /// The bytes: borrowed when stored as they are, unpacked into a new buffer otherwise.
+    pub fn bytes(&self) -> std::borrow::Cow<'a, [u8]> {
+        match self {
+            Str::Plain(b) => std::borrow::Cow::Borrowed(b),
+            Str::Packed(..) => std::borrow::Cow::Owned(self.to_vec()),
+        }
+    }
+}
+
+impl PartialEq<[u8]> for Str<'_> {
+    fn eq(&self, other: &[u8]) -> bool {
+        match self {
+            Str::Plain(b) => *b == other,
+            Str::Packed(..) => self.len() == other.len() && *self.bytes() == *other,
+        }
     }
 }
 
@@ -470,23 +659,29 @@ impl std::fmt::Debug for Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn val(e: &Entry) -> Vec<u8> {
+        e.string().map(|s| s.to_vec()).unwrap_or_default()
+    }
 
     #[test]
     fn fields_round_trip() {
         let mut e = Entry::new(b"key", b"value", 42, 7);
-        assert_eq!(e.key(), b"key");
-        assert_eq!(e.value(), b"value");
+        assert_eq!(e.key().to_vec(), b"key");
+        assert_eq!(val(&e), b"value");
         assert_eq!(e.expire(), 42);
         assert_eq!(e.lru(), 7);
         e.set_value(b"a much longer value than before");
-        assert_eq!(e.key(), b"key");
-        assert_eq!(e.value(), b"a much longer value than before");
+        assert!(e.packed());
+        assert_eq!(e.key().to_vec(), b"key");
+        assert_eq!(val(&e), b"a much longer value than before");
         assert_eq!(e.expire(), 42);
         e.set_value(b"");
-        assert_eq!(e.value(), b"");
+        assert_eq!(val(&e), b"");
         e.append_value(b"xy");
         e.append_value(b"z");
-        assert_eq!(e.value(), b"xyz");
+        assert_eq!(val(&e), b"xyz");
         e.set_expire(0);
         assert!(!e.is_expired(i64::MAX));
     }
@@ -497,34 +692,72 @@ mod tests {
         let next = Entry::new(b"next", b"n", 0, 0);
         *e.next_mut() = Some(next);
         for len in [
-            0usize, 1, 127, 128, 129, 16383, 16384, 70000, 100, 0, 2_100_000, 5,
+            0usize, 1, 127, 128, 129, 16383, 16384, 70000, 100, 0, 2_100_000, 5, 4096, 4097,
         ] {
-            let v: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            // Even lengths ASCII (packed within bounds), odd ones binary.
+            let v: Vec<u8> = (0..len)
+                .map(|i| (i as u8) & if len % 2 == 0 { 0x7f } else { 0xff })
+                .collect();
             e.set_value(&v);
-            assert_eq!(e.value(), &v[..], "len {len}");
-            assert_eq!(e.key(), b"PHPREDIS_SESSION:abc");
+            assert_eq!(val(&e), v, "len {len}");
+            assert_eq!(e.key().to_vec(), b"PHPREDIS_SESSION:abc");
             assert_eq!((e.expire(), e.lru()), (7, 3));
             assert_eq!(
                 e.next().as_ref().map(|n| n.key().to_vec()),
                 Some(b"next".to_vec())
             );
         }
-        let mut grown = e.value().to_vec();
-        for chunk in [&[1u8; 120][..], &[2u8; 10], &[3u8; 16300]] {
+        let mut grown = val(&e);
+        for chunk in [&[1u8; 120][..], &[2u8; 10], &[3u8; 16300], &[0x80; 3]] {
             e.append_value(chunk);
             grown.extend_from_slice(chunk);
-            assert_eq!(e.value(), &grown[..]);
+            assert_eq!(val(&e), grown);
         }
         let big_key = vec![b'k'; 300];
         let b = Entry::new(&big_key, b"v", 0, 0);
-        assert_eq!((b.key(), b.value()), (&big_key[..], &b"v"[..]));
+        assert_eq!((b.key().to_vec(), val(&b)), (big_key, b"v".to_vec()));
     }
 
     #[test]
-    fn a_session_record_fits_a_176_byte_chunk() {
-        // PHPREDIS_SESSION: + 26-char id, 100-byte value: the benchmark's session.
-        let e = Entry::new(&[b'k'; 43], &[b'v'; 100], 1, 1);
-        assert_eq!(e.footprint(), 176);
+    fn a_session_record_fits_a_144_byte_chunk() {
+        // PHPREDIS_SESSION: + 26-char id, 100-byte text value: the benchmark's session. The
+        // prefix is stored once ([`prefix`]), the value seven bits a character ([`ascii`]).
+        let key = b"PHPREDIS_SESSION:a1b2c3d4e5f6g7h8i9j0k1l2m3";
+        let text: Vec<u8> = (0..100).map(|i| b'!' + (i * 7 % 90) as u8).collect();
+        let e = Entry::new(key, &text, 1, 1);
+        assert_eq!((e.key().to_vec(), val(&e)), (key.to_vec(), text.clone()));
+        assert!(e.key().is(key));
+        assert!(!e.key().is(b"PHPREDIS_SESSION:a1b2c3d4e5f6g7h8i9j0k1l2m4"));
+        assert!(!e.key().is(b"a1b2c3d4e5f6g7h8i9j0k1l2m3"));
+        assert_eq!(e.footprint(), 144);
+        // A binary value is stored as it is: 148 bytes, a 160-byte chunk.
+        assert_eq!(Entry::new(key, &[0xff; 100], 1, 1).footprint(), 160);
+        // A key with no shared prefix is stored whole: 165 bytes, 176.
+        assert_eq!(Entry::new(&[b'k'; 43], &[0xff; 100], 1, 1).footprint(), 176);
+    }
+
+    #[test]
+    fn moving_a_record_keeps_its_value_and_kind() {
+        let text = vec![b't'; 50];
+        let e = Entry::new(b"PHPREDIS_SESSION:x", &text, 5, 6);
+        let c = e.copied(b"other");
+        assert_eq!(
+            (c.key().to_vec(), val(&c), c.expire()),
+            (b"other".to_vec(), text.clone(), 5)
+        );
+        let r = e.rekeyed(b"PHPREDIS_SESSION:y");
+        assert_eq!(
+            (r.key().to_vec(), val(&r), r.lru()),
+            (b"PHPREDIS_SESSION:y".to_vec(), text, 6)
+        );
+        let p = Entry::with_kind(b"PHPREDIS_SESSION:h", Kind::HashPack, &[b'a'; 40], 0, 0);
+        assert_eq!((p.kind(), p.value()), (Kind::HashPack, &[b'a'; 40][..]));
+        let mut p = p.copied(b"h2");
+        assert_eq!((p.kind(), p.value()), (Kind::HashPack, &[b'a'; 40][..]));
+        assert!(p.packed_mut().is_some());
+        p.set_value(&[b's'; 40]);
+        assert!(p.packed_mut().is_none());
+        assert_eq!((p.kind(), val(&p)), (Kind::Str, vec![b's'; 40]));
     }
 
     #[test]
@@ -541,5 +774,45 @@ mod tests {
     #[test]
     fn option_entry_is_pointer_sized() {
         assert_eq!(std::mem::size_of::<Option<Entry>>(), 8);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set(Vec<u8>),
+        Append(Vec<u8>),
+    }
+
+    fn bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(0u8..0x80, 0..200),
+            proptest::collection::vec(any::<u8>(), 0..200),
+            (0usize..5000).prop_map(|n| vec![b'a'; n]),
+        ]
+    }
+
+    proptest! {
+        /// Any sequence of SET and APPEND leaves the value a plain byte string would have, and
+        /// the key, TTL and accounting as they were.
+        #[test]
+        fn a_record_holds_what_was_written(
+            key in prop_oneof![Just(b"PHPREDIS_SESSION:k".to_vec()), proptest::collection::vec(any::<u8>(), 0..40)],
+            first in bytes(),
+            ops in proptest::collection::vec(prop_oneof![bytes().prop_map(Op::Set), bytes().prop_map(Op::Append)], 0..8),
+        ) {
+            let mut e = Entry::new(&key, &first, 9, 4);
+            let mut model = first;
+            for op in ops {
+                match op {
+                    Op::Set(v) => { e.set_value(&v); model = v; }
+                    Op::Append(t) => { e.append_value(&t); model.extend_from_slice(&t); }
+                }
+                prop_assert_eq!(val(&e), model.clone());
+                prop_assert_eq!(e.string().map(|s| s.len()), Some(model.len()));
+                prop_assert_eq!(e.key().to_vec(), key.clone());
+                prop_assert!(e.key().is(&key));
+                prop_assert_eq!((e.expire(), e.lru(), e.kind()), (9, 4, Kind::Str));
+                prop_assert!(e.footprint() >= model.len().min(ascii::packed_len(model.len())));
+            }
+        }
     }
 }

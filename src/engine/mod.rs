@@ -18,6 +18,7 @@
 //! offline. Its cost, measured against the previous foldhash, is in docs/BENCHMARKS.md.
 
 mod access;
+mod ascii;
 pub mod blocked;
 mod entry;
 pub mod evict;
@@ -26,6 +27,7 @@ pub mod hash;
 pub mod list;
 mod mutate;
 mod persist;
+mod prefix;
 pub mod set;
 mod store;
 mod table;
@@ -48,6 +50,7 @@ use crate::store::*;
 use crate::util::glob::glob_match;
 pub use access::{KeyRef, KeyWriter};
 use entry::Entry;
+pub use entry::Str;
 pub use evict::Policy;
 pub use hash::HashRef;
 pub use list::{Edit, ListRef};
@@ -419,8 +422,12 @@ impl ShardData {
     }
 }
 
-fn copy(v: &[u8]) -> Bytes {
-    Bytes::copy_from_slice(v)
+/// A string value as a reply's bytes (unpacked if it was stored packed).
+fn copy_str(v: entry::Str<'_>) -> Bytes {
+    match v {
+        entry::Str::Plain(b) => Bytes::copy_from_slice(b),
+        packed => Bytes::from(packed.to_vec()),
+    }
 }
 
 /// Redis's integer parsing of a stored value for INCR: strict, at most 20 characters.

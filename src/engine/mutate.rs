@@ -92,15 +92,16 @@ impl<'a> Changes<'a> {
     /// Stores a whole record (RENAME, COPY, RESTORE) over whatever `key` held (`exists`: the
     /// caller found it live). Logs the whole value.
     pub fn put_entry(&mut self, s: &mut ShardData, db: Db, hash: u64, entry: Entry, exists: bool) {
-        touch(s, db, entry.key());
+        let key = entry.key().to_vec();
+        touch(s, db, &key);
         let t = &mut s.dbs[db];
         let hasher = self.inner.hasher_fn();
         if exists {
-            t.remove(hash, entry.key(), &hasher, Token(()));
+            t.remove(hash, &key, &hasher, Token(()));
         }
         whole_value(db32(db), &entry, |op| self.record(op));
         if !exists {
-            self.inner.notify(class::NEW, "new", entry.key(), db);
+            self.inner.notify(class::NEW, "new", &key, db);
         }
         t.insert_new(hash, entry, &hasher, Token(()));
     }
@@ -371,7 +372,7 @@ impl<'a> Changes<'a> {
             self.record(Op::Set {
                 db: db32(db),
                 key,
-                value: e.value(),
+                value: &e.string().map(|s| s.bytes()).unwrap_or_default(),
                 expire: e.expire(),
             });
         }
@@ -540,7 +541,7 @@ impl Replay {
     }
 
     pub fn put_entry(t: &mut Table, hash: u64, entry: Entry, hasher: &impl Fn(&[u8]) -> u64) {
-        t.remove(hash, entry.key(), hasher, Token(()));
+        entry.key().with(|k| t.remove(hash, k, hasher, Token(())));
         t.insert_new(hash, entry, hasher, Token(()));
     }
 

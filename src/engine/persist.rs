@@ -344,12 +344,12 @@ impl Engine {
 /// pack encoding for a collection (serialized on the spot for a big one). Used by the log
 /// and by snapshots.
 pub(super) fn whole_value<R>(db: u32, e: &Entry, f: impl FnOnce(Op<'_>) -> R) -> R {
-    let (key, expire) = (e.key(), e.expire());
-    match e.obj() {
+    let expire = e.expire();
+    e.key().with(|key| match e.obj() {
         None if e.kind() == Kind::Str => f(Op::Set {
             db,
             key,
-            value: e.value(),
+            value: &e.string().map(|s| s.bytes()).unwrap_or_default(),
             expire,
         }),
         None => f(Op::Value {
@@ -412,7 +412,7 @@ pub(super) fn whole_value<R>(db: u32, e: &Entry, f: impl FnOnce(Op<'_>) -> R) ->
                 expire,
             })
         }
-    }
+    })
 }
 
 /// Builds the record a VALUE operation describes; an error for a type or payload this

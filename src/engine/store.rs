@@ -13,7 +13,7 @@ impl Store for Engine {
         let lru = i.lru_now();
         i.with_key(key, |s, h| {
             s.read(db, h, key, now, lru, &i.hasher_fn())
-                .map(|e| e.str_or_wrongtype().map(copy))
+                .map(|e| e.str_or_wrongtype().map(copy_str))
                 .transpose()
         })
     }
@@ -32,7 +32,7 @@ impl Store for Engine {
             let Some(e) = s.read(db, h, key, now, lru, &hasher) else {
                 return Ok(None);
             };
-            let v = copy(e.str_or_wrongtype()?);
+            let v = copy_str(e.str_or_wrongtype()?);
             let mut changes = Changes::new(i);
             match ttl {
                 TtlChange::Keep => {}
@@ -54,7 +54,7 @@ impl Store for Engine {
             let Some(e) = s.read(db, h, key, now, lru, &hasher) else {
                 return Ok(None);
             };
-            let v = copy(e.str_or_wrongtype()?);
+            let v = copy_str(e.str_or_wrongtype()?);
             Changes::new(i).del(s, db, h, key);
             Ok(Some(v))
         })
@@ -72,7 +72,7 @@ impl Store for Engine {
                 let (s, h) = locks.key(n);
                 // MGET answers nil for a key of another type, as Redis does.
                 s.read(db, h, k, now, lru, &hasher)
-                    .and_then(|e| e.string().map(copy))
+                    .and_then(|e| e.string().map(copy_str))
             })
             .collect())
     }
@@ -95,7 +95,7 @@ impl Store for Engine {
                     true,
                     e.expire(),
                     if opts.get {
-                        Some(copy(e.str_or_wrongtype()?))
+                        Some(copy_str(e.str_or_wrongtype()?))
                     } else {
                         None
                     },
@@ -234,7 +234,8 @@ impl Store for Engine {
             let (exists, cur, expire) = match s.live(db, h, key, now, &hasher) {
                 Some(e) => (
                     true,
-                    parse_stored_int(e.str_or_wrongtype()?).ok_or(StoreError::NotInteger)?,
+                    parse_stored_int(&e.str_or_wrongtype()?.bytes())
+                        .ok_or(StoreError::NotInteger)?,
                     e.expire(),
                 ),
                 None => (false, 0, 0),
@@ -274,7 +275,7 @@ impl Store for Engine {
         Ok(i.with_key(key, |s, h| {
             let equal = s
                 .live(db, h, key, now, &hasher)
-                .is_some_and(|e| e.string() == Some(expected));
+                .is_some_and(|e| e.string().is_some_and(|v| v == *expected));
             if equal {
                 Changes::new(i).del(s, db, h, key);
             }
@@ -419,7 +420,7 @@ impl Store for Engine {
                         let type_ok = wanted.is_none_or(|t| {
                             t.eq_ignore_ascii_case(e.kind().type_name().as_bytes())
                         });
-                        found.push((copy(e.key()), type_ok));
+                        found.push((Bytes::from(e.key().to_vec()), type_ok));
                     }
                 });
                 budget -= 1;
@@ -467,8 +468,10 @@ impl Store for Engine {
                 let end = (b + WALK_CHUNK).min(t.bucket_count());
                 for idx in b..end {
                     for e in t.bucket(idx) {
-                        if !e.is_expired(now) && (all || glob_match(pattern, e.key(), false)) {
-                            out.push(copy(e.key()));
+                        if !e.is_expired(now)
+                            && (all || e.key().with(|k| glob_match(pattern, k, false)))
+                        {
+                            out.push(Bytes::from(e.key().to_vec()));
                         }
                     }
                 }
@@ -507,7 +510,7 @@ impl Store for Engine {
             let chain: Vec<&Entry> = t.bucket(b).collect();
             let e = chain[fastrand::usize(..chain.len())];
             if !e.is_expired(now) {
-                return Ok(Some(copy(e.key())));
+                return Ok(Some(Bytes::from(e.key().to_vec())));
             }
         }
         Ok(None)

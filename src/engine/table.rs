@@ -156,7 +156,7 @@ impl Table {
         }
         let mut cur = self.buckets[self.index(hash)].as_ref();
         while let Some(e) = cur {
-            if e.key() == key {
+            if e.key().is(key) {
                 return Some(e);
             }
             cur = e.next().as_ref();
@@ -174,7 +174,7 @@ impl Table {
         loop {
             let hit = match slot {
                 None => return None,
-                Some(e) => e.key() == key,
+                Some(e) => e.key().is(key),
             };
             if hit {
                 return Some(slot);
@@ -271,7 +271,7 @@ impl Table {
         for mut head in old {
             while let Some(mut e) = head {
                 head = e.take_next();
-                let i = (hasher(e.key()) as usize) & mask;
+                let i = (e.key().with(hasher) as usize) & mask;
                 self.lower(i, deadline(&e));
                 *e.next_mut() = self.buckets[i].take();
                 self.buckets[i] = Some(e);
@@ -336,7 +336,7 @@ impl Table {
         let before = e.footprint();
         e.append_value(tail);
         let after = e.footprint();
-        let len = e.value().len();
+        let len = e.string().map_or(0, |s| s.len());
         self.entry_bytes = self.entry_bytes + after - before;
         Some(len)
     }

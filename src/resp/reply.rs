@@ -108,6 +108,21 @@ impl<'a> Reply<'a> {
         self.out.put_slice(b"\r\n");
     }
 
+    /// A bulk string of `len` bytes that `fill` writes in place (a value stored packed is
+    /// unpacked straight into the reply).
+    pub fn bulk_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) {
+        let mut b = itoa::Buffer::new();
+        let digits = b.format(len);
+        self.out.reserve(len + digits.len() + 5);
+        self.out.put_u8(b'$');
+        self.out.put_slice(digits.as_bytes());
+        self.out.put_slice(b"\r\n");
+        let start = self.out.len();
+        self.out.resize(start + len, 0);
+        fill(&mut self.out[start..]);
+        self.out.put_slice(b"\r\n");
+    }
+
     pub fn bulk_opt(&mut self, data: Option<&[u8]>) {
         match data {
             Some(d) => self.bulk(d),

@@ -100,6 +100,11 @@ fn floats_match_redis() {
 }
 
 #[test]
+fn keys_under_shared_prefixes_with_text_values_match_redis() {
+    differential("shared-prefixes.txt");
+}
+
+#[test]
 fn keys_match_redis() {
     differential("keys.txt");
 }

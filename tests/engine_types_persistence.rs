@@ -237,3 +237,97 @@ fn every_type_survives_sigkill_during_log_rewrites() {
         "the test wrote something"
     );
 }
+
+/// Session records keep a shared key prefix once and text seven bits a character
+/// (`engine/prefix.rs`, `engine/ascii.rs`). What the log and its rewrite hold is the whole key
+/// and value: after a rewrite, more writes and a SIGKILL, every session comes back byte for
+/// byte, and the restarted server stores them as small again.
+#[test]
+fn sessions_stored_compactly_survive_a_rewrite_and_a_sigkill() {
+    let dir = TempDir::new("compact-sessions");
+    let key = |i: usize| format!("PHPREDIS_SESSION:{i:026}");
+    // Text of every length around the packing bounds, some binary, some with a TTL.
+    let value = |i: usize| -> Vec<u8> {
+        let n = [0, 15, 16, 17, 100, 129, 4096, 4097][i % 8] + i % 3;
+        let mut v: Vec<u8> = (0..n)
+            .map(|j| b' ' + ((i * 31 + j * 7) % 95) as u8)
+            .collect();
+        if i % 5 == 0 && n > 0 {
+            v[n / 2] = 0xc3;
+        }
+        v
+    };
+    let text: Vec<u8> = (0..100).map(|j| b'!' + (j * 13 % 90) as u8).collect();
+    let mut s = sessiond_in(&dir, &["--appendfsync", "always"]);
+    let mut c = s.connect();
+    let mut write = |c: &mut Conn, range: std::ops::Range<usize>| {
+        for i in range {
+            let (k, v) = (key(i), value(i));
+            let mut args: Vec<&[u8]> = vec![b"SET", k.as_bytes(), &v];
+            if i % 2 == 0 {
+                args.extend_from_slice(&[b"EX", b"100000"]);
+            }
+            assert_eq!(c.cmd_bytes(&args), Value::Simple("OK".into()));
+        }
+    };
+    write(&mut c, 0..300);
+    c.cmd_bytes(&[
+        b"SET",
+        b"PHPREDIS_SESSION:probe789012345678901234567",
+        &text,
+    ]);
+    // 144 bytes of record (see entry.rs) and an 8-byte bucket slot. (The first 63 keys,
+    // written before the prefix had earned its slot, keep their whole key: 184.)
+    let usage = |c: &mut Conn, k: &str| c.cmd(&["MEMORY", "USAGE", k]);
+    assert_eq!(
+        usage(&mut c, "PHPREDIS_SESSION:probe789012345678901234567"),
+        Value::Int(152)
+    );
+    assert_eq!(
+        c.cmd(&["BGREWRITEAOF"]),
+        Value::Simple("Background append only file rewriting started".into())
+    );
+    let deadline = Instant::now() + DEADLINE;
+    while info_field(&mut c, "persistence", "aof_rewrites") == "0" {
+        assert!(Instant::now() < deadline, "no log rewrite completed");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    write(&mut c, 300..400);
+    c.cmd_bytes(&[b"APPEND", key(4).as_bytes(), b" and more text"]);
+    s.kill();
+
+    let s = sessiond_in(&dir, &[]);
+    let mut c = s.connect();
+    for i in 0..400 {
+        let mut want = value(i);
+        if i == 4 {
+            want.extend_from_slice(b" and more text");
+        }
+        assert_eq!(c.cmd(&["GET", &key(i)]), Value::Bulk(want), "session {i}");
+        let ttl = c.cmd(&["TTL", &key(i)]);
+        assert_eq!(
+            ttl == Value::Int(-1),
+            i % 2 == 1,
+            "session {i}: TTL {ttl:?}"
+        );
+    }
+    assert_eq!(
+        c.cmd(&["GET", "PHPREDIS_SESSION:probe789012345678901234567"]),
+        Value::Bulk(text.clone())
+    );
+    // The load earned the prefix its slot again: a session written now is small. (Records
+    // loaded before that, at most the first 63, keep their whole key.)
+    c.cmd_bytes(&[
+        b"SET",
+        b"PHPREDIS_SESSION:again789012345678901234567",
+        &text,
+    ]);
+    assert_eq!(
+        c.cmd(&[
+            "MEMORY",
+            "USAGE",
+            "PHPREDIS_SESSION:again789012345678901234567"
+        ]),
+        Value::Int(152)
+    );
+}

@@ -364,7 +364,12 @@ impl Entry {
     /// bytes when not packed. Strings are read through [`string`](Self::string).
     #[inline]
     pub fn value(&self) -> &[u8] {
-        debug_assert!(!self.packed(), "a packed string read as bytes: {:?} meta {:x}", self.kind(), self.meta());
+        debug_assert!(
+            !self.packed(),
+            "a packed string read as bytes: {:?} meta {:x}",
+            self.kind(),
+            self.meta()
+        );
         let (k, v, off) = self.lens();
         let n = stored_len(v, self.packed());
         // SAFETY: value bytes follow the key.

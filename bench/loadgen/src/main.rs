@@ -68,11 +68,32 @@ struct Args {
     /// `pubsub`: messages to publish, and seconds to hold the subscribers before.
     messages: u64,
     hold: u64,
+    /// `fill`'s values: 0 the letter `v` repeated, 1 text that differs per key (printable
+    /// ASCII), 2 bytes that differ per key (binary). A store that packs or compresses values
+    /// can be measured on each.
+    content: u64,
+}
+
+/// A `fill` value of `len` bytes for key `k` (see `Args::content`).
+fn content(kind: u64, k: u64, len: usize) -> Vec<u8> {
+    let mut x = k.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            match kind {
+                1 => b' ' + (x % 95) as u8,
+                2 => (x >> 24) as u8,
+                _ => b'v',
+            }
+        })
+        .collect()
 }
 
 fn parse_args() -> (String, Args) {
     let argv: Vec<String> = std::env::args().collect();
-    let usage = "usage: loadgen mix|fill|hashmix|hashfill|springfill|sessionhash|zindex|multi|pipeline|lockscript|lockscript-lua|ratelimit|block|pubsub HOST:PORT [--clients N] [--seconds S] [--keys N] [--value BYTES] [--ttl S] [--prefill 0|1] [--offset N] [--pxat UNIX_MS] [--messages N] [--hold S]";
+    let usage = "usage: loadgen mix|fill|hashmix|hashfill|springfill|sessionhash|zindex|multi|pipeline|lockscript|lockscript-lua|ratelimit|block|pubsub HOST:PORT [--clients N] [--seconds S] [--keys N] [--value BYTES] [--ttl S] [--prefill 0|1] [--offset N] [--pxat UNIX_MS] [--messages N] [--hold S] [--content 0|1|2]";
     if argv.len() < 3 {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -91,6 +112,7 @@ fn parse_args() -> (String, Args) {
         spring: false,
         messages: 1000,
         hold: 0,
+        content: 0,
     };
     let mut i = 3;
     while i + 1 < argv.len() {
@@ -109,6 +131,7 @@ fn parse_args() -> (String, Args) {
             "--pxat" => a.pxat = v,
             "--messages" => a.messages = v,
             "--hold" => a.hold = v,
+            "--content" => a.content = v,
             _ => {
                 eprintln!("{usage}");
                 std::process::exit(2)
@@ -224,6 +247,7 @@ async fn fill(a: &Args) -> u64 {
     for c in 0..a.clients as u64 {
         let (addr, value, ttl) = (a.addr.clone(), value.clone(), ttl.clone());
         let (offset, pxat, hash, spring) = (a.offset, a.pxat, a.hash, a.spring);
+        let (kind, len) = (a.content, a.value);
         let ttl_ms = (a.ttl * 1000).to_string();
         let (start, end) = (c * per, ((c + 1) * per).min(a.keys));
         tasks.push(tokio::spawn(async move {
@@ -287,6 +311,9 @@ async fn fill(a: &Args) -> u64 {
                                 pxat.to_string().as_bytes(),
                             ],
                         );
+                    } else if kind != 0 {
+                        let v = content(kind, offset + k, len);
+                        encode(&mut buf, &[b"SETEX", &key(offset + k), ttl.as_bytes(), &v]);
                     } else {
                         encode(
                             &mut buf,

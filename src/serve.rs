@@ -62,6 +62,7 @@ pub async fn run(mut config: Config) -> Result<(), String> {
 /// The embedded engine loaded from its data directory, with maxmemory applied after the
 /// load (a restart never evicts or refuses its own data).
 fn open_embedded(config: &Config) -> Result<(Engine, Arc<Persistence>), String> {
+    crate::engine::set_pack_text(config.pack_text_values);
     let engine = Engine::new(EngineConfig {
         databases: config.databases,
         maxmemory: 0,

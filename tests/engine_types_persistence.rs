@@ -330,4 +330,41 @@ fn sessions_stored_compactly_survive_a_rewrite_and_a_sigkill() {
         ]),
         Value::Int(152)
     );
+    // An operator who would rather spend memory than CPU: new values stay as they are (a
+    // 160-byte chunk), the packed ones stay readable, and it can be turned back on.
+    let set = |c: &mut Conn, on: &str| c.cmd(&["CONFIG", "SET", "pack-text-values", on]);
+    assert_eq!(set(&mut c, "no"), Value::Simple("OK".into()));
+    assert_eq!(
+        c.cmd(&["CONFIG", "GET", "pack-text-values"]),
+        Value::Array(vec![Value::bulk("pack-text-values"), Value::bulk("no")])
+    );
+    c.cmd_bytes(&[
+        b"SET",
+        b"PHPREDIS_SESSION:plain789012345678901234567",
+        &text,
+    ]);
+    let usage = |c: &mut Conn, k: &str| c.cmd(&["MEMORY", "USAGE", k]);
+    assert_eq!(
+        usage(&mut c, "PHPREDIS_SESSION:plain789012345678901234567"),
+        Value::Int(168)
+    );
+    assert_eq!(
+        usage(&mut c, "PHPREDIS_SESSION:again789012345678901234567"),
+        Value::Int(152)
+    );
+    for k in ["plain", "again"] {
+        let k = format!("PHPREDIS_SESSION:{k}789012345678901234567");
+        assert_eq!(c.cmd(&["GET", &k]), Value::Bulk(text.clone()));
+    }
+    assert!(matches!(set(&mut c, "maybe"), Value::Error(_)));
+    assert_eq!(set(&mut c, "yes"), Value::Simple("OK".into()));
+    c.cmd_bytes(&[
+        b"SET",
+        b"PHPREDIS_SESSION:plain789012345678901234567",
+        &text,
+    ]);
+    assert_eq!(
+        usage(&mut c, "PHPREDIS_SESSION:plain789012345678901234567"),
+        Value::Int(152)
+    );
 }

@@ -16,17 +16,32 @@
 //! steps on one 64-bit word do the same. What each costs per request is measured in
 //! docs/BENCHMARKS.md. Values outside [`MIN`]..=[`MAX`] are never packed: under 16 bytes the
 //! saving is at most a byte or two, and past 4 KiB every `APPEND`, which must unpack and
-//! repack the whole value, would cost more than the eighth it saves is worth.
+//! repack the whole value, would cost more than the eighth it saves is worth. An operator who
+//! would rather spend the memory than the CPU sets `pack-text-values no`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Shortest value worth packing.
 pub const MIN: usize = 16;
 /// Longest value packed (see the module's doc).
 pub const MAX: usize = 4096;
 
+/// Packing on or off for new values (the `pack-text-values` setting); values stored
+/// either way stay readable.
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
 /// Whether `v` would be stored packed.
 #[inline]
 pub fn worth(v: &[u8]) -> bool {
-    (MIN..=MAX).contains(&v.len()) && is_ascii(v)
+    (MIN..=MAX).contains(&v.len()) && enabled() && is_ascii(v)
 }
 
 #[inline]

@@ -51,6 +51,16 @@ use crate::util::glob::glob_match;
 pub use access::{KeyRef, KeyWriter};
 use entry::Entry;
 pub use entry::Str;
+
+/// Whether new ASCII string values are stored seven bits a character (`pack-text-values`;
+/// process-wide, like the shared key prefixes).
+pub fn set_pack_text(on: bool) {
+    ascii::set_enabled(on);
+}
+
+pub fn pack_text() -> bool {
+    ascii::enabled()
+}
 pub use evict::Policy;
 pub use hash::HashRef;
 pub use list::{Edit, ListRef};

@@ -126,6 +126,22 @@ pub(super) static ROWS: &[Def] = &[
     .live(|r, c, _| r.set_maxmemory_policy(c.maxmemory_policy.name())),
     Def::shown("maxmemory-samples", |_| "5".into()),
     Def::new(
+        "pack-text-values",
+        Bool,
+        "yes|no",
+        "`yes`: a string value of 16 bytes to 4 KiB that is all ASCII is stored seven bits a \
+         character, 1/8 less memory for the unpacking and packing on each read and write \
+         (docs/BENCHMARKS.md, \"Memory for 1M sessions\"). Values already stored stay as they \
+         are. Default yes.",
+        |c, v| {
+            c.pack_text_values = yes_no(v)?;
+            Ok(())
+        },
+    )
+    .get(|_| yes(crate::engine::pack_text()))
+    .mode(embedded_memory)
+    .live(|_, c, _| crate::engine::set_pack_text(c.pack_text_values)),
+    Def::new(
         "databases",
         Int,
         "N",

@@ -252,7 +252,7 @@ fn sessions_stored_compactly_survive_a_rewrite_and_a_sigkill() {
         let mut v: Vec<u8> = (0..n)
             .map(|j| b' ' + ((i * 31 + j * 7) % 95) as u8)
             .collect();
-        if i % 5 == 0 && n > 0 {
+        if i.is_multiple_of(5) && n > 0 {
             v[n / 2] = 0xc3;
         }
         v
@@ -260,7 +260,7 @@ fn sessions_stored_compactly_survive_a_rewrite_and_a_sigkill() {
     let text: Vec<u8> = (0..100).map(|j| b'!' + (j * 13 % 90) as u8).collect();
     let mut s = sessiond_in(&dir, &["--appendfsync", "always"]);
     let mut c = s.connect();
-    let mut write = |c: &mut Conn, range: std::ops::Range<usize>| {
+    let write = |c: &mut Conn, range: std::ops::Range<usize>| {
         for i in range {
             let (k, v) = (key(i), value(i));
             let mut args: Vec<&[u8]> = vec![b"SET", k.as_bytes(), &v];

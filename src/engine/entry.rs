@@ -547,7 +547,7 @@ impl Key<'_> {
             && key[self.pre.len()..] == *self.rest
     }
 
-    pub fn to_vec(&self) -> Vec<u8> {
+    pub fn to_vec(self) -> Vec<u8> {
         let mut v = Vec::with_capacity(self.len());
         v.extend_from_slice(self.pre);
         v.extend_from_slice(self.rest);
@@ -611,7 +611,7 @@ impl<'a> Str<'a> {
         }
     }
 
-    pub fn to_vec(&self) -> Vec<u8> {
+    pub fn to_vec(self) -> Vec<u8> {
         let mut v = Vec::with_capacity(self.len());
         self.extend_into(&mut v);
         v

@@ -17,8 +17,9 @@
 //! and CPU per request (bench/seed, BENCH_ONLY=probe). What the `uring` floor gains over the
 //! `tokio` floor bounds what moving sessiond's data path to io_uring can gain.
 //!
-//! The `tokio` floor also serves TCP (`uring-probe tokio HOST:PORT`, for bench/scripts) and
-//! TLS (`uring-probe tls HOST:PORT CERT KEY`, rustls as sessiond, for bench/tls): what a
+//! Both floors also serve TCP (`uring-probe tokio|uring HOST:PORT`: bench/scripts, and
+//! bench/ab-binaries's `floor` and `floor-uring` on the session mixes); the `tokio` floor
+//! also serves TLS (`uring-probe tls HOST:PORT CERT KEY`, rustls as sessiond, for bench/tls): what a
 //! server that does nothing reaches on those loads bounds what any server can reach there.
 
 use std::os::fd::AsRawFd;
@@ -38,17 +39,18 @@ fn main() {
         return;
     }
     if args.len() != 3 {
-        eprintln!("usage: uring-probe tokio|uring SOCKET_PATH  (or: uring-probe tokio HOST:PORT)");
+        eprintln!("usage: uring-probe tokio|uring SOCKET_PATH|HOST:PORT");
         std::process::exit(2);
     }
     // A TCP address gives the epoll floor on TCP, for loads that only speak TCP (bench/scripts
     // measures what a server that does nothing reaches on its EVALSHA loads).
     if let Ok(addr) = args[2].parse::<std::net::SocketAddr>() {
-        if args[1] != "tokio" {
-            eprintln!("uring-probe: TCP is offered by the tokio floor only");
-            std::process::exit(2);
-        }
-        let r = std::net::TcpListener::bind(addr).and_then(|l| run_tokio_tcp(l, None));
+        let r = std::net::TcpListener::bind(addr).and_then(|l| match args[1].as_str() {
+            // The io_uring floor on TCP: what that I/O model reaches on request/response
+            // loads with kept connections (the embedded session mix).
+            "uring" => run_uring(l.as_raw_fd(), true),
+            _ => run_tokio_tcp(l, None),
+        });
         if let Err(e) = r {
             eprintln!("uring-probe: {e}");
             std::process::exit(1);
@@ -65,7 +67,7 @@ fn main() {
     };
     let r = match args[1].as_str() {
         "tokio" => run_tokio(listener),
-        "uring" => run_uring(listener),
+        "uring" => run_uring(listener.as_raw_fd(), false),
         m => {
             eprintln!("uring-probe: unknown mode {m}");
             std::process::exit(2);
@@ -231,7 +233,9 @@ struct Conn {
     sent: usize,
 }
 
-fn run_uring(listener: std::os::unix::net::UnixListener) -> std::io::Result<()> {
+/// The io_uring floor on the listening socket `lfd` (which the caller keeps open); `tcp`
+/// sets TCP_NODELAY on each accepted connection, as sessiond and Redis do.
+fn run_uring(lfd: i32, tcp: bool) -> std::io::Result<()> {
     use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
     // PROBE_URING=plain|coop|defer: how completions' task work is run (the default,
@@ -247,7 +251,6 @@ fn run_uring(listener: std::os::unix::net::UnixListener) -> std::io::Result<()> 
         }
     }
     let mut ring: IoUring = builder.build(4096)?;
-    let lfd = listener.as_raw_fd();
     let mut conns: Vec<Option<Conn>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
     let mut pending: Vec<squeue::Entry> = Vec::new();
@@ -320,6 +323,19 @@ fn run_uring(listener: std::os::unix::net::UnixListener) -> std::io::Result<()> 
                     }
                     if res < 0 {
                         continue;
+                    }
+                    if tcp {
+                        let one: libc::c_int = 1;
+                        // SAFETY: `res` is the socket just accepted; the option is an int.
+                        unsafe {
+                            libc::setsockopt(
+                                res,
+                                libc::IPPROTO_TCP,
+                                libc::TCP_NODELAY,
+                                (&one as *const libc::c_int).cast(),
+                                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                            )
+                        };
                     }
                     let c = Conn {
                         fd: res,

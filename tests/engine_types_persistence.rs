@@ -271,18 +271,18 @@ fn sessions_stored_compactly_survive_a_rewrite_and_a_sigkill() {
         }
     };
     write(&mut c, 0..300);
-    c.cmd_bytes(&[
-        b"SET",
-        b"PHPREDIS_SESSION:probe789012345678901234567",
-        &text,
-    ]);
+    // Writes `text` under PHPREDIS_SESSION:<name> padded to 26 characters; MEMORY USAGE.
+    let put = |c: &mut Conn, name: &str| {
+        let k = format!("PHPREDIS_SESSION:{name:0<26}");
+        assert_eq!(
+            c.cmd_bytes(&[b"SET", k.as_bytes(), &text]),
+            Value::Simple("OK".into())
+        );
+        c.cmd(&["MEMORY", "USAGE", &k])
+    };
     // 144 bytes of record (see entry.rs) and an 8-byte bucket slot. (The first 63 keys,
     // written before the prefix had earned its slot, keep their whole key: 184.)
-    let usage = |c: &mut Conn, k: &str| c.cmd(&["MEMORY", "USAGE", k]);
-    assert_eq!(
-        usage(&mut c, "PHPREDIS_SESSION:probe789012345678901234567"),
-        Value::Int(152)
-    );
+    assert_eq!(put(&mut c, "probe"), Value::Int(152));
     assert_eq!(
         c.cmd(&["BGREWRITEAOF"]),
         Value::Simple("Background append only file rewriting started".into())
@@ -311,25 +311,11 @@ fn sessions_stored_compactly_survive_a_rewrite_and_a_sigkill() {
             "session {i}: TTL {ttl:?}"
         );
     }
-    assert_eq!(
-        c.cmd(&["GET", "PHPREDIS_SESSION:probe789012345678901234567"]),
-        Value::Bulk(text.clone())
-    );
+    let get = |c: &mut Conn, name: &str| c.cmd(&["GET", &format!("PHPREDIS_SESSION:{name:0<26}")]);
+    assert_eq!(get(&mut c, "probe"), Value::Bulk(text.clone()));
     // The load earned the prefix its slot again: a session written now is small. (Records
     // loaded before that, at most the first 63, keep their whole key.)
-    c.cmd_bytes(&[
-        b"SET",
-        b"PHPREDIS_SESSION:again789012345678901234567",
-        &text,
-    ]);
-    assert_eq!(
-        c.cmd(&[
-            "MEMORY",
-            "USAGE",
-            "PHPREDIS_SESSION:again789012345678901234567"
-        ]),
-        Value::Int(152)
-    );
+    assert_eq!(put(&mut c, "again"), Value::Int(152));
     // An operator who would rather spend memory than CPU: new values stay as they are (a
     // 160-byte chunk), the packed ones stay readable, and it can be turned back on.
     let set = |c: &mut Conn, on: &str| c.cmd(&["CONFIG", "SET", "pack-text-values", on]);
@@ -338,33 +324,11 @@ fn sessions_stored_compactly_survive_a_rewrite_and_a_sigkill() {
         c.cmd(&["CONFIG", "GET", "pack-text-values"]),
         Value::Array(vec![Value::bulk("pack-text-values"), Value::bulk("no")])
     );
-    c.cmd_bytes(&[
-        b"SET",
-        b"PHPREDIS_SESSION:plain789012345678901234567",
-        &text,
-    ]);
-    let usage = |c: &mut Conn, k: &str| c.cmd(&["MEMORY", "USAGE", k]);
-    assert_eq!(
-        usage(&mut c, "PHPREDIS_SESSION:plain789012345678901234567"),
-        Value::Int(168)
-    );
-    assert_eq!(
-        usage(&mut c, "PHPREDIS_SESSION:again789012345678901234567"),
-        Value::Int(152)
-    );
-    for k in ["plain", "again"] {
-        let k = format!("PHPREDIS_SESSION:{k}789012345678901234567");
-        assert_eq!(c.cmd(&["GET", &k]), Value::Bulk(text.clone()));
+    assert_eq!(put(&mut c, "plain"), Value::Int(168));
+    for name in ["plain", "again"] {
+        assert_eq!(get(&mut c, name), Value::Bulk(text.clone()));
     }
     assert!(matches!(set(&mut c, "maybe"), Value::Error(_)));
     assert_eq!(set(&mut c, "yes"), Value::Simple("OK".into()));
-    c.cmd_bytes(&[
-        b"SET",
-        b"PHPREDIS_SESSION:plain789012345678901234567",
-        &text,
-    ]);
-    assert_eq!(
-        usage(&mut c, "PHPREDIS_SESSION:plain789012345678901234567"),
-        Value::Int(152)
-    );
+    assert_eq!(put(&mut c, "plain"), Value::Int(152));
 }

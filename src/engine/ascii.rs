@@ -240,6 +240,22 @@ mod bmi2 {
     }
 }
 
+/// Whether `packed` (as [`pack`] wrote it) is `plain`, without unpacking it into a new
+/// buffer: `plain` is packed 64 bytes at a time on the stack and compared (a lock release
+/// compares a stored token on every call).
+pub fn equals(packed: &[u8], plain: &[u8]) -> bool {
+    // Packing drops the top bit, so a non-ASCII `plain` could pack to the same bytes.
+    if packed.len() != packed_len(plain.len()) || !is_ascii(plain) {
+        return false;
+    }
+    let mut buf = [0u8; 56];
+    plain.chunks(64).enumerate().all(|(i, c)| {
+        let m = packed_len(c.len());
+        pack(c, &mut buf[..m]);
+        packed.get(i * 56..i * 56 + m) == Some(&buf[..m])
+    })
+}
+
 /// Unpacks `n` characters from `src`, appending them to `out`.
 pub fn unpack_into(src: &[u8], n: usize, out: &mut Vec<u8>) {
     let start = out.len();
@@ -278,6 +294,23 @@ mod tests {
             v[i] = 0x80;
             assert!(!worth(&v), "high bit at {i}");
             v[i] = b'a';
+        }
+    }
+
+    #[test]
+    fn equals_compares_without_unpacking() {
+        let v: Vec<u8> = (0..300).map(|i| b' ' + (i * 7 % 95) as u8).collect();
+        for n in [16, 63, 64, 65, 128, 300] {
+            let mut p = vec![0u8; packed_len(n)];
+            pack(&v[..n], &mut p);
+            assert!(equals(&p, &v[..n]), "{n}");
+            let mut w = v[..n].to_vec();
+            w[n - 1] ^= 1;
+            assert!(!equals(&p, &w), "{n}: last byte");
+            // The same seven bits with the top bit set: not equal.
+            w[n - 1] ^= 0x81;
+            assert!(!equals(&p, &w), "{n}: top bit");
+            assert!(!equals(&p, &v[..n - 1]), "{n}: shorter");
         }
     }
 

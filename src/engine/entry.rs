@@ -630,7 +630,7 @@ impl PartialEq<[u8]> for Str<'_> {
     fn eq(&self, other: &[u8]) -> bool {
         match self {
             Str::Plain(b) => *b == other,
-            Str::Packed(..) => self.len() == other.len() && *self.bytes() == *other,
+            Str::Packed(p, n) => *n == other.len() && ascii::equals(p, other),
         }
     }
 }
